@@ -1,0 +1,42 @@
+"""verify: self-hosted phone verification.
+
+:func:`create_app` builds the WSGI app: settings -> store, secrets, providers, service -> blueprints ->
+error handlers. Per-app objects live in ``app.extensions["verify"]``; there is no module-level state.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from verify import api, errors, providers, sandbox
+from verify.clock import Clock, system_clock
+from verify.config import Settings
+from verify.service import Service
+from verify.store import Store
+from verify.tokens import Secrets
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> Flask:
+    """Build the app from ``settings`` (read from the environment when not given)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    store = Store.from_url(settings.redis_url, settings.redis_prefix)
+    sms_providers, call_provider = providers.build(settings, store, clock)
+    app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl),
+                                       sms_providers, call_provider, clock)
+
+    app.register_blueprint(api.public)
+    app.register_blueprint(api.v1)
+    if settings.sandbox:
+        app.register_blueprint(sandbox.bp)
+        logging.getLogger(__name__).warning(
+            "sandbox mode: /sandbox/* endpoints are on and reveal codes; never use it in production")
+    errors.register(app)
+    return app

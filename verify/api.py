@@ -1,0 +1,216 @@
+"""HTTP API: blueprint ``/v1`` (authenticated) and the public health and spec endpoints.
+
+Parses and validates input, calls the service, serializes. No Redis and no providers here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from importlib import resources
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from verify import phone
+from verify.clock import rfc3339
+from verify.errors import InvalidRequest, Unauthorized, problem
+from verify.service import CHANNELS, LOCALES, Service, Verification
+
+v1 = Blueprint("v1", __name__, url_prefix="/v1")
+public = Blueprint("public", __name__)
+
+MAX_FIELD_LENGTH = 256
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def service() -> Service:
+    """The app's service (``app.extensions["verify"]``)."""
+    svc: Service = current_app.extensions["verify"]
+    return svc
+
+
+# input
+
+
+def json_body(*, optional: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object; :class:`InvalidRequest` naming ``body`` otherwise."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if optional:
+            return {}
+        raise InvalidRequest("body", "the body must be a JSON object")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("body", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("body", "the body must be a JSON object")
+    return body
+
+
+def string_field(body: dict[str, Any], name: str, *, required: bool = False,
+                 choices: tuple[str, ...] = ()) -> str | None:
+    """``body[name]`` as a string, checked against ``choices``; absent or null gives ``None``."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidRequest(name, f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(name, f"{name} must be a string")
+    if len(value) > MAX_FIELD_LENGTH:
+        raise InvalidRequest(name, f"{name} must be at most {MAX_FIELD_LENGTH} characters")
+    if choices and value not in choices:
+        raise InvalidRequest(name, f"{name} must be one of: {', '.join(choices)}")
+    return value
+
+
+def phone_field(body: dict[str, Any], country_field: str | None = "country") -> str:
+    """The body's ``phone`` as E.164, reading national formats in ``country`` or the default country."""
+    raw = string_field(body, "phone", required=True)
+    assert raw is not None  # noqa: S101 - required
+    country = string_field(body, country_field) if country_field else None
+    region = phone.region(country) if country else service().settings.default_country
+    return phone.normalize(raw, region)
+
+
+# output
+
+
+def verification_json(v: Verification) -> dict[str, Any]:
+    """The wire form of a verification."""
+    body: dict[str, Any] = {
+        "id": v.id, "status": v.status, "channel": v.channel, "phone": v.phone, "locale": v.locale,
+        "created_at": rfc3339(v.created_at), "expires_at": rfc3339(v.expires_at),
+        "resend_after": rfc3339(v.resend_after, round_up=True),
+        "attempts_left": v.attempts_left, "sends_left": v.sends_left,
+    }
+    if v.call is not None:
+        body["call"] = {"number": v.call.number, "numbers": list(v.call.numbers)}
+    if v.completed_via is not None and v.verified_at is not None:
+        body["completed_via"] = v.completed_via
+        body["verified_at"] = rfc3339(v.verified_at)
+        body["token"] = v.token
+    return body
+
+
+# /v1
+
+
+@v1.before_request
+def authenticate() -> None:
+    """Require ``Authorization: Bearer <key>`` with one of VERIFY_API_KEYS, compared in constant time."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    given = key.strip().encode()
+    ok = False
+    for candidate in service().settings.api_keys:
+        ok |= hmac.compare_digest(given, candidate.encode())
+    if scheme.lower() != "bearer" or not ok:
+        raise Unauthorized("send Authorization: Bearer <API key>")
+
+
+@v1.post("/verifications")
+def start() -> Response:
+    """Start a verification, or return the phone's pending one; honours Idempotency-Key."""
+    body = json_body()
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise InvalidRequest("Idempotency-Key",
+                             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    if key is None:
+        return _start(body)[0]
+    fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    replay = service().claim_idempotency(key, fingerprint)
+    if replay is not None:
+        response = jsonify(replay.body)
+        response.status_code = replay.status
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    try:
+        response, payload = _start(body)
+    except BaseException:
+        service().release_idempotency(key)
+        raise
+    service().finish_idempotency(key, fingerprint, response.status_code, payload)
+    return response
+
+
+def _start(body: dict[str, Any]) -> tuple[Response, dict[str, Any]]:
+    e164 = phone_field(body)
+    channel = string_field(body, "channel", choices=CHANNELS) or "sms"
+    locale = string_field(body, "locale", choices=LOCALES)
+    started = service().start(e164, channel, locale)
+    payload = verification_json(started.verification)
+    response = jsonify(payload)
+    response.status_code = 201 if started.created else 200
+    if started.created:
+        response.headers["Location"] = f"/v1/verifications/{started.verification.id}"
+    return response, payload
+
+
+@v1.get("/verifications/<verification_id>")
+def get(verification_id: str) -> Response:
+    """A verification; approved ones carry ``completed_via`` and the proof ``token``."""
+    return jsonify(verification_json(service().get(verification_id)))
+
+
+@v1.post("/verifications/<verification_id>/check")
+def check(verification_id: str) -> Response:
+    """Check a code."""
+    code = string_field(json_body(), "code", required=True)
+    assert code is not None  # noqa: S101 - required
+    code = code.strip()
+    if not code.isascii() or not code.isdigit():
+        raise InvalidRequest("code", "code must be a string of digits")
+    return jsonify(verification_json(service().check(verification_id, code)))
+
+
+@v1.post("/verifications/<verification_id>/resend")
+def resend(verification_id: str) -> Response:
+    """Send a new code, optionally switching channel."""
+    channel = string_field(json_body(optional=True), "channel", choices=CHANNELS)
+    return jsonify(verification_json(service().resend(verification_id, channel)))
+
+
+@v1.delete("/verifications/<verification_id>")
+def cancel(verification_id: str) -> Response:
+    """Cancel a verification."""
+    return jsonify(verification_json(service().cancel(verification_id)))
+
+
+@v1.post("/tokens/verify")
+def verify_token() -> Response:
+    """Check a proof token and return what it proves."""
+    token = string_field(json_body(), "token", required=True)
+    assert token is not None  # noqa: S101 - required
+    proof = service().verify_token(token)
+    return jsonify({"valid": True, "phone": proof.phone, "channel": proof.channel,
+                    "verification_id": proof.verification_id, "completed_via": proof.completed_via,
+                    "verified_at": rfc3339(proof.verified_at)})
+
+
+# public
+
+
+@public.get("/healthz")
+def healthz() -> Response:
+    """The process is up."""
+    return jsonify({"status": "ok"})
+
+
+@public.get("/readyz")
+def readyz() -> Response:
+    """Redis answers: 200, else 503 ``/store-unavailable``."""
+    if service().ready():
+        return jsonify({"status": "ok"})
+    return problem(503, "store-unavailable", "Storage is unavailable", "Redis does not answer",
+                   headers={"Retry-After": "1"})
+
+
+@public.get("/openapi.yaml")
+def openapi() -> Response:
+    """The OpenAPI description of this service."""
+    spec = resources.files("verify").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    return Response(spec, mimetype="application/yaml")

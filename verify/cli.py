@@ -1,0 +1,92 @@
+"""The ``verify`` console script. ``verify dev`` is what ``make run`` runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from verify.config import API_KEYS, REDIS_URL, SANDBOX, SECRET_KEY, Settings
+from verify.embedded import EmbeddedRedis
+from verify.errors import ConfigError
+
+DEV_DIR = Path(".dev")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``verify`` command."""
+    parser = argparse.ArgumentParser(prog="verify", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    dev = sub.add_parser("dev", help="run the service for development: sandbox gateway, embedded Redis")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--workers", type=int, default=2)
+    dev.add_argument("--data-dir", type=Path, default=DEV_DIR)
+    args = parser.parse_args(argv)
+    return run_dev(args.host, args.port, args.workers, args.data_dir)
+
+
+def dev_secrets(data_dir: Path) -> dict[str, str]:
+    """A dev API key and secret key, made once and kept in ``data_dir`` so they survive restarts."""
+    path = data_dir / "secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    data_dir.mkdir(parents=True, exist_ok=True)
+    made = {"api_key": "dev_" + secrets.token_urlsafe(24), "secret_key": secrets.token_urlsafe(32)}
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(made))
+    return made
+
+
+def run_dev(host: str, port: int, workers: int, data_dir: Path) -> int:
+    """Serve with gunicorn in sandbox mode; start an embedded Redis unless VERIFY_REDIS_URL is set."""
+    env = dict(os.environ)
+    made = dev_secrets(data_dir)
+    env.setdefault(SANDBOX, "1")
+    env.setdefault(API_KEYS, made["api_key"])
+    env.setdefault(SECRET_KEY, made["secret_key"])
+    embedded = None
+    if not env.get(REDIS_URL):
+        embedded = EmbeddedRedis(data_dir / "redis", persist=True)
+        env[REDIS_URL] = embedded.start()
+    try:
+        try:
+            Settings.from_env(env)
+        except ConfigError as err:
+            print(f"verify: configuration error: {err}", file=sys.stderr)
+            return 2
+        key = env[API_KEYS].split(",")[0].strip()
+        base = f"http://{host}:{port}"
+        print(f"""
+verify is starting on {base} (sandbox mode: nothing is really sent)
+  Redis:   {env[REDIS_URL]}{" (embedded, data in " + str(data_dir / "redis") + ")" if embedded else ""}
+  API key: {key}
+
+Try it:
+  curl -s -X POST {base}/v1/verifications -H 'Authorization: Bearer {key}' \\
+       -H 'Content-Type: application/json' -d '{{"phone": "+79991234567"}}'
+  curl -s '{base}/sandbox/messages?phone=%2B79991234567'
+""", flush=True)
+        command = [sys.executable, "-m", "gunicorn", "verify:create_app()", "--bind", f"{host}:{port}",
+                   "--workers", str(workers), "--worker-class", "gevent", "--no-control-socket",
+                   "--access-logfile", "-"]
+        server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed argv, no shell
+        signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+        try:
+            return server.wait()
+        except KeyboardInterrupt:
+            server.terminate()
+            return server.wait()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

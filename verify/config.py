@@ -1,0 +1,172 @@
+"""Settings: the only module that reads the environment.
+
+Every setting is read once, validated at start, and kept in a frozen :class:`Settings`.
+A bad value raises :class:`~verify.errors.ConfigError`, whose message names the variable to set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import phonenumbers
+
+from verify.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+API_KEYS = "VERIFY_API_KEYS"
+SECRET_KEY = "VERIFY_SECRET_KEY"  # noqa: S105 - a variable name
+REDIS_URL = "VERIFY_REDIS_URL"
+REDIS_PREFIX = "VERIFY_REDIS_PREFIX"
+CHALLENGE_TTL = "VERIFY_CHALLENGE_TTL"
+CODE_LENGTH = "VERIFY_CODE_LENGTH"
+MAX_ATTEMPTS = "VERIFY_MAX_ATTEMPTS"
+MAX_SENDS = "VERIFY_MAX_SENDS"
+RESEND_COOLDOWN = "VERIFY_RESEND_COOLDOWN"
+TOKEN_TTL = "VERIFY_TOKEN_TTL"  # noqa: S105 - a variable name
+DEFAULT_COUNTRY = "VERIFY_DEFAULT_COUNTRY"
+SANDBOX = "VERIFY_SANDBOX"
+SMS_TEMPLATE = "VERIFY_SMS_TEMPLATE"
+SMS_TEMPLATE_RU = "VERIFY_SMS_TEMPLATE_RU"
+SMS_PROVIDERS = "VERIFY_SMS_PROVIDERS"
+CALL_PROVIDER = "VERIFY_CALL_PROVIDER"
+IDEMPOTENCY_TTL = "VERIFY_IDEMPOTENCY_TTL"
+
+DEFAULT_SMS_TEMPLATE = "Your verification code: {code}"
+DEFAULT_SMS_TEMPLATE_RU = "Ваш код подтверждения: {code}"
+KNOWN_SMS_PROVIDERS = ("sandbox",)
+KNOWN_CALL_PROVIDERS = ("sandbox",)
+MIN_SECRET_LENGTH = 16
+MIN_API_KEY_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. Build with :meth:`from_env`; tests use :func:`dataclasses.replace`."""
+
+    api_keys: tuple[str, ...]
+    secret_keys: tuple[str, ...]
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "verify:"
+    challenge_ttl: int = 900
+    code_length: int = 6
+    max_attempts: int = 5
+    max_sends: int = 5
+    resend_cooldown: int = 30
+    token_ttl: int = 3600
+    idempotency_ttl: int = 86400
+    default_country: str | None = None
+    sandbox: bool = False
+    sms_template: str = DEFAULT_SMS_TEMPLATE
+    sms_template_ru: str = DEFAULT_SMS_TEMPLATE_RU
+    sms_providers: tuple[str, ...] = ("sandbox",)
+    call_provider: str | None = "sandbox"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every ``VERIFY_*`` variable (``os.environ`` by default)."""
+        env = os.environ if env is None else env
+        sandbox = _flag(env, SANDBOX)
+        settings = cls(
+            api_keys=_key_list(env, API_KEYS, MIN_API_KEY_LENGTH),
+            secret_keys=_key_list(env, SECRET_KEY, MIN_SECRET_LENGTH),
+            redis_url=_str(env, REDIS_URL, cls.redis_url),
+            redis_prefix=_str(env, REDIS_PREFIX, cls.redis_prefix),
+            challenge_ttl=_int(env, CHALLENGE_TTL, cls.challenge_ttl, 1, 86400),
+            code_length=_int(env, CODE_LENGTH, cls.code_length, 4, 10),
+            max_attempts=_int(env, MAX_ATTEMPTS, cls.max_attempts, 1, 100),
+            max_sends=_int(env, MAX_SENDS, cls.max_sends, 1, 100),
+            resend_cooldown=_int(env, RESEND_COOLDOWN, cls.resend_cooldown, 0, 86400),
+            token_ttl=_int(env, TOKEN_TTL, cls.token_ttl, 1, 30 * 86400),
+            idempotency_ttl=_int(env, IDEMPOTENCY_TTL, cls.idempotency_ttl, 60, 7 * 86400),
+            default_country=_country(env),
+            sandbox=sandbox,
+            sms_template=_template(env, SMS_TEMPLATE, DEFAULT_SMS_TEMPLATE),
+            sms_template_ru=_template(env, SMS_TEMPLATE_RU, DEFAULT_SMS_TEMPLATE_RU),
+            sms_providers=_providers(env, sandbox),
+            call_provider=_call_provider(env, sandbox),
+        )
+        if not sandbox and "sandbox" in settings.sms_providers:
+            log.warning("%s includes 'sandbox' without %s=1: those messages are never delivered",
+                        SMS_PROVIDERS, SANDBOX)
+        return settings
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    return env.get(name, "").strip() or default
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(name, f"must be 1 or 0, not {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low} and {high}, not {value}")
+    return value
+
+
+def _key_list(env: Mapping[str, str], name: str, min_length: int) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in env.get(name, "").split(",") if k.strip())
+    if not keys:
+        raise ConfigError(name, "is required: a comma-separated list of keys, the newest first")
+    if any(len(k) < min_length for k in keys):
+        raise ConfigError(name, f"every key must be at least {min_length} characters long")
+    return keys
+
+
+def _country(env: Mapping[str, str]) -> str | None:
+    raw = env.get(DEFAULT_COUNTRY, "").strip().upper()
+    if not raw:
+        return None
+    if raw not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(DEFAULT_COUNTRY, f"must be an ISO 3166-1 alpha-2 region, not {raw!r}")
+    return raw
+
+
+def _template(env: Mapping[str, str], name: str, default: str) -> str:
+    template = env.get(name) or default
+    try:
+        rendered = template.format(code="0000")
+    except (IndexError, KeyError, ValueError):
+        raise ConfigError(name, "may use only the placeholder {code}") from None
+    if "0000" not in rendered:
+        raise ConfigError(name, "must contain the placeholder {code}")
+    return template
+
+
+def _providers(env: Mapping[str, str], sandbox: bool) -> tuple[str, ...]:
+    raw = env.get(SMS_PROVIDERS, "").strip()
+    if not raw:
+        if sandbox:
+            return ("sandbox",)
+        raise ConfigError(SMS_PROVIDERS, "is required outside sandbox mode (or set VERIFY_SANDBOX=1)")
+    names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
+    unknown = [n for n in names if n not in KNOWN_SMS_PROVIDERS]
+    if unknown or len(set(names)) != len(names):
+        raise ConfigError(SMS_PROVIDERS, f"must list distinct providers from {', '.join(KNOWN_SMS_PROVIDERS)}")
+    return names
+
+
+def _call_provider(env: Mapping[str, str], sandbox: bool) -> str | None:
+    raw = env.get(CALL_PROVIDER, "").strip().lower()
+    if not raw:
+        return "sandbox" if sandbox else None
+    if raw not in KNOWN_CALL_PROVIDERS:
+        raise ConfigError(CALL_PROVIDER, f"must be one of {', '.join(KNOWN_CALL_PROVIDERS)}")
+    return raw

@@ -1,0 +1,163 @@
+"""One exception tree, and the one renderer that turns errors into ``application/problem+json``.
+
+Domain errors carry their HTTP status, problem type and extra fields as class data, so the mapping to HTTP
+lives here and nowhere else. :class:`ConfigError` is deliberately *not* a :class:`VerifyError`: a broken
+configuration must stop the start, and no handler may turn it into a response.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "/problems/"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong. The message names the environment variable to fix."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable} {message}")
+        self.variable = variable
+
+
+class VerifyError(Exception):
+    """Base of every error a client can see. Subclasses set ``status``, ``slug`` and ``title``."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.retry_after = retry_after
+        self.extra = extra
+
+
+class InvalidRequest(VerifyError):
+    status, slug, title = 400, "invalid-request", "Invalid request"
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(detail, field=field)
+
+
+class InvalidPhone(VerifyError):
+    status, slug, title = 400, "invalid-phone", "Invalid phone number"
+
+    def __init__(self, detail: str, field: str = "phone") -> None:
+        super().__init__(detail, field=field)
+
+
+class InvalidToken(VerifyError):
+    status, slug, title = 400, "invalid-token", "Invalid token"
+
+
+class Unauthorized(VerifyError):
+    status, slug, title = 401, "unauthorized", "Missing or wrong API key"
+
+
+class NotFound(VerifyError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class NotPending(VerifyError):
+    status, slug, title = 409, "not-pending", "Verification is not pending"
+
+
+class WrongChannel(VerifyError):
+    status, slug, title = 409, "wrong-channel", "Verification is not confirmed by a code"
+
+
+class StartInProgress(VerifyError):
+    status, slug, title = 409, "start-in-progress", "A start for this phone is still being sent"
+
+
+class IdempotencyInProgress(VerifyError):
+    status, slug, title = 409, "idempotency-in-progress", "A request with this Idempotency-Key is in progress"
+
+
+class TokenExpired(VerifyError):
+    status, slug, title = 410, "token-expired", "Token expired"
+
+
+class InvalidCode(VerifyError):
+    status, slug, title = 422, "invalid-code", "Wrong code"
+
+
+class IdempotencyMismatch(VerifyError):
+    status, slug, title = 422, "idempotency-mismatch", "Idempotency-Key reused with a different request"
+
+
+class MaxAttempts(VerifyError):
+    status, slug, title = 429, "max-attempts", "Too many wrong codes"
+
+
+class ResendCooldown(VerifyError):
+    status, slug, title = 429, "resend-cooldown", "Too early to send another code"
+
+
+class MaxSends(VerifyError):
+    status, slug, title = 429, "max-sends", "No sends left for this verification"
+
+
+class StoreUnavailable(VerifyError):
+    status, slug, title = 503, "store-unavailable", "Storage is unavailable"
+
+
+class DeliveryFailed(VerifyError):
+    status, slug, title = 503, "delivery-failed", "No gateway could deliver the message"
+
+
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Render one ``application/problem+json`` response (RFC 9457)."""
+    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **(extra or {})}
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _render_verify_error(err: VerifyError) -> Response:
+    headers = {}
+    extra = dict(err.extra)
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(err.retry_after)
+        extra["retry_after"] = err.retry_after
+    if isinstance(err, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="verify"'
+    if isinstance(err, StoreUnavailable | DeliveryFailed):
+        log.error("%s: %s", err.slug, err.detail)
+    return problem(err.status, err.slug, err.title, err.detail, extra, headers)
+
+
+def _render_http_exception(err: HTTPException) -> Response:
+    status = err.code or 500
+    slug = (err.name or "error").lower().replace(" ", "-").replace("'", "")
+    headers = {k: v for k, v in err.get_headers() if k.lower() in ("allow", "retry-after")}
+    return problem(status, slug, err.name or "Error", err.description or err.name or "Error", headers=headers)
+
+
+def _render_unexpected(err: Exception) -> Response:
+    log.exception("unhandled error", exc_info=err)
+    return problem(500, VerifyError.slug, VerifyError.title, "The server failed; the error was logged.")
+
+
+def register(app: Flask) -> None:
+    """Install the renderer for domain errors, werkzeug's HTTP errors, and anything unexpected."""
+    app.register_error_handler(VerifyError, _render_verify_error)
+    app.register_error_handler(HTTPException, _render_http_exception)
+    app.register_error_handler(Exception, _render_unexpected)

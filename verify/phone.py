@@ -1,0 +1,40 @@
+"""Phone numbers: the only place raw input is parsed (with ``phonenumbers``)."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from verify.errors import InvalidPhone, InvalidRequest
+
+MAX_RAW_LENGTH = 64
+
+
+def normalize(raw: str, country: str | None) -> str:
+    """Return ``raw`` as E.164, reading national formats in ``country`` (ISO alpha-2).
+
+    ``8 (999) 123-45-67`` with ``RU`` and ``+7 999 123 45 67`` both give ``+79991234567``.
+    Raises :class:`InvalidPhone` for anything that is not a valid, dialable number.
+    """
+    if len(raw) > MAX_RAW_LENGTH:
+        raise InvalidPhone(f"phone must be at most {MAX_RAW_LENGTH} characters")
+    try:
+        number = phonenumbers.parse(raw, country)
+    except phonenumbers.NumberParseException as err:
+        hint = "" if country or raw.strip().startswith("+") else " (give it in +E.164 form or pass country)"
+        raise InvalidPhone(f"phone is not a phone number{hint}") from err
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhone("phone is not a valid number for its country")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def region(raw: str) -> str:
+    """Validate an ISO 3166-1 alpha-2 region code given in a request's ``country`` field."""
+    code = raw.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise InvalidRequest("country", "country must be an ISO 3166-1 alpha-2 region code such as RU or US")
+    return code
+
+
+def mask(e164: str) -> str:
+    """Mask a number for logs: ``+79991234567`` -> ``+7999***4567``."""
+    return e164[:5] + "***" + e164[-4:] if len(e164) > 9 else "***"

@@ -1,0 +1,31 @@
+"""The sandbox gateway: sends nothing, keeps recent messages per phone in Redis for developers and tests."""
+
+from __future__ import annotations
+
+from verify.clock import Clock, rfc3339
+from verify.providers.base import CallNumber, Provider, Sent, SmsMessage
+from verify.store import Store
+
+# Fictional numbers (Ofcom's range for drama): nothing real is ever dialled.
+CALL_NUMBERS = ("+447700900001", "+447700900002")
+
+
+class SandboxProvider(Provider):
+    """Records each SMS in the store's outbox instead of sending it."""
+
+    name = "sandbox"
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def send_sms(self, message: SmsMessage) -> Sent:
+        """Keep the message for ``GET /sandbox/messages``."""
+        sent_at = rfc3339(self._clock())
+        self._store.outbox_push(message.to, {"to": message.to, "text": message.text, "code": message.code,
+                                             "sent_at": sent_at, "verification_id": message.verification_id})
+        return Sent(self.name, f"sandbox-{message.verification_id}")
+
+    def start_call(self, phone: str, verification_id: str) -> CallNumber:
+        """Hand out a fictional number; ``POST /sandbox/calls`` plays the person calling it."""
+        return CallNumber(self.name, CALL_NUMBERS[0], CALL_NUMBERS, f"sandbox-{verification_id}")

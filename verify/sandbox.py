@@ -1,0 +1,48 @@
+"""Developer endpoints of sandbox mode (``VERIFY_SANDBOX=1``): read sent codes, play a call or a reply.
+
+Registered only in sandbox mode; otherwise these paths are 404 like any unknown path.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from verify import phone
+from verify.api import json_body, phone_field, service, string_field, verification_json
+from verify.errors import InvalidRequest, NotFound
+from verify.providers.base import CallReceived, SmsReceived
+
+bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+
+
+@bp.get("/messages")
+def messages() -> Response:
+    """Messages the sandbox gateway "sent" to ``?phone=``, newest first."""
+    raw = request.args.get("phone")
+    if not raw:
+        raise InvalidRequest("phone", "phone is required, e.g. ?phone=%2B79991234567")
+    e164 = phone.normalize(raw, service().settings.default_country)
+    return jsonify({"messages": [{k: m[k] for k in ("to", "text", "code", "sent_at")}
+                                 for m in service().outbox(e164)]})
+
+
+@bp.post("/calls")
+def calls() -> Response:
+    """Act as the person calling the number of their pending ``call`` verification: approves it."""
+    e164 = phone_field(json_body(), country_field=None)
+    approved = service().handle(CallReceived(e164, service().clock()))
+    if approved is None:
+        raise NotFound("this phone has no pending call verification")
+    return jsonify(verification_json(approved))
+
+
+@bp.post("/replies")
+def replies() -> Response:
+    """Act as an inbound SMS from ``phone``: approves its pending sms verification if ``text`` has the code."""
+    body = json_body()
+    e164 = phone_field(body, country_field=None)
+    text = string_field(body, "text", required=True)
+    assert text is not None  # noqa: S101 - required
+    approved = service().handle(SmsReceived(e164, text, service().clock()))
+    return jsonify({"approved": approved is not None,
+                    "verification": verification_json(approved) if approved else None})

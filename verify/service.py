@@ -1,0 +1,331 @@
+"""The verification state machine: start, resend, check, cancel, and gateway events.
+
+Plain arguments in, dataclasses out. The store, the providers and the clock are injected; nothing here
+touches Flask's request. Every transition is one Lua script in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from verify.clock import Clock
+from verify.config import Settings
+from verify.errors import (
+    DeliveryFailed,
+    IdempotencyInProgress,
+    IdempotencyMismatch,
+    InvalidCode,
+    InvalidPhone,
+    InvalidRequest,
+    MaxAttempts,
+    MaxSends,
+    NotFound,
+    NotPending,
+    ResendCooldown,
+    StartInProgress,
+    WrongChannel,
+)
+from verify.phone import mask
+from verify.providers.base import (
+    CallNumber,
+    CallReceived,
+    Event,
+    InvalidRecipient,
+    Provider,
+    ProviderError,
+    Sent,
+    SmsMessage,
+    SmsReceived,
+)
+from verify.store import Outcome, Record, SendCommit, Store
+from verify.tokens import Proof, Secrets
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("sms", "call")
+LOCALES = ("en", "ru")
+# How long a send may take before its reservation lapses: the whole provider chain must fit in it.
+SEND_LEASE_S = 120
+DIGIT_RUN = re.compile(r"\d+")
+T = TypeVar("T", Sent, CallNumber)
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """The number a ``call`` verification's person must dial, and all numbers the gateway might use."""
+
+    number: str
+    numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A verification as clients see it. Times are unix seconds."""
+
+    id: str
+    status: str
+    channel: str
+    phone: str
+    locale: str | None
+    created_at: float
+    expires_at: float
+    resend_after: float
+    attempts_left: int
+    sends_left: int
+    call: CallInfo | None = None
+    completed_via: str | None = None
+    verified_at: float | None = None
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """The result of a start: ``created`` is false when an existing pending verification was returned."""
+
+    verification: Verification
+    created: bool
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A stored response to replay for a repeated Idempotency-Key."""
+
+    status: int
+    body: dict[str, Any]
+
+
+class Service:
+    """Starts, resends, checks and completes verifications."""
+
+    def __init__(self, settings: Settings, store: Store, secrets_: Secrets, sms_providers: list[Provider],
+                 call_provider: Provider | None, clock: Clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.secrets = secrets_
+        self.sms_providers = sms_providers
+        self.call_provider = call_provider
+        self.clock = clock
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # commands
+
+    def start(self, phone: str, channel: str, locale: str | None) -> Started:
+        """Start verifying ``phone`` (E.164), or return its pending verification on ``channel``.
+
+        An existing pending verification gets a new code only once the resend cooldown has passed and
+        sends are left; otherwise it is returned as it is, so a reloaded signup page never fails.
+        """
+        self._require_channel(channel)
+        opened = self.store.open(phone, channel, locale or "", self._now_ms(), SEND_LEASE_S * 1000)
+        record = _present(opened)
+        if opened.outcome == "created":
+            return Started(self._send(record, channel), created=True)
+        if record.sends == 0:
+            raise StartInProgress("the first code for this phone is being sent; retry shortly", retry_after=1)
+        try:
+            return Started(self._send(record, channel), created=False)
+        except (ResendCooldown, MaxSends):
+            return Started(self.view(record), created=False)
+
+    def resend(self, verification_id: str, channel: str | None) -> Verification:
+        """Send a new code (or hand out a new number), optionally switching channel."""
+        record = self._get(verification_id)
+        channel = channel or record.channel
+        self._require_channel(channel)
+        return self._send(record, channel)
+
+    def check(self, verification_id: str, code: str) -> Verification:
+        """Check a code. Exactly one correct check approves; wrong ones count against the attempts."""
+        outcome = self.store.complete(
+            verification_id, "code", self.settings.max_attempts, self._now_ms(),
+            self.settings.challenge_ttl * 1000, self.secrets.code_candidates(verification_id, [code]))
+        record = _present(outcome)
+        if outcome.outcome == "approved":
+            log.info("verification %s approved by code", record.id)
+            return self.view(record)
+        view = self.view(record)
+        if outcome.outcome == "wrong":
+            if record.status == "max_attempts_reached":
+                raise MaxAttempts("that was the last attempt; start a new verification",
+                                  attempts_left=0)
+            raise InvalidCode("the code is wrong", attempts_left=view.attempts_left)
+        if outcome.outcome == "max_attempts":
+            raise MaxAttempts("no attempts left; start a new verification", attempts_left=0)
+        if outcome.outcome == "wrong_channel":
+            raise WrongChannel("a call verification is confirmed by the call, not by a code")
+        raise NotPending(f"the verification is {record.status}", verification_status=record.status)
+
+    def cancel(self, verification_id: str) -> Verification:
+        """Cancel a verification that is not approved."""
+        outcome = self.store.cancel(verification_id)
+        record = _present(outcome)
+        if outcome.outcome == "not_pending":
+            raise NotPending(f"the verification is {record.status}", verification_status=record.status)
+        return self.view(record)
+
+    def handle(self, event: Event) -> Verification | None:
+        """Apply a gateway event. Idempotent: a repeated event finds nothing pending and changes nothing.
+
+        Returns the approved verification, or ``None`` when the event approves nothing.
+        """
+        if isinstance(event, CallReceived):
+            channel, via, candidates = "call", "call", []
+        else:
+            runs = [r for r in DIGIT_RUN.findall(event.text) if len(r) == self.settings.code_length][:10]
+            if not runs:
+                return None
+            channel, via = "sms", "sms_reply"
+        record = self.store.find(event.phone, channel)
+        if record is None or record.status != "pending":
+            return None
+        if isinstance(event, SmsReceived):
+            candidates = self.secrets.code_candidates(record.id, runs)
+        outcome = self.store.complete(record.id, via, self.settings.max_attempts, self._now_ms(),
+                                      self.settings.challenge_ttl * 1000, candidates)
+        if outcome.outcome != "approved" or outcome.record is None:
+            return None
+        log.info("verification %s approved by %s", record.id, via)
+        return self.view(outcome.record)
+
+    # queries
+
+    def get(self, verification_id: str) -> Verification:
+        """The verification with this id; :class:`NotFound` if unknown or expired."""
+        return self.view(self._get(verification_id))
+
+    def verify_token(self, token: str) -> Proof:
+        """Check a proof token."""
+        return self.secrets.verify(token)
+
+    def outbox(self, phone: str) -> list[dict[str, str]]:
+        """Sandbox messages to ``phone``, newest first."""
+        return self.store.outbox(phone)
+
+    def ready(self) -> bool:
+        """Whether the store answers."""
+        return self.store.ping()
+
+    # idempotency
+
+    def claim_idempotency(self, key: str, fingerprint: str) -> Replay | None:
+        """Claim ``key`` for this request, or return the response to replay.
+
+        The same key with another request body is refused, and so is a key whose first request is still
+        running.
+        """
+        stored = self.store.claim_idempotency(key, {"fingerprint": fingerprint}, SEND_LEASE_S * 1000)
+        if stored is None:
+            return None
+        if stored.get("fingerprint") != fingerprint:
+            raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
+        if "status" not in stored:
+            raise IdempotencyInProgress("the first request with this Idempotency-Key is still running",
+                                        retry_after=1)
+        return Replay(int(stored["status"]), stored["body"])
+
+    def finish_idempotency(self, key: str, fingerprint: str, status: int, body: dict[str, Any]) -> None:
+        """Keep the response of a successful request for replay."""
+        self.store.finish_idempotency(key, {"fingerprint": fingerprint, "status": status, "body": body},
+                                      self.settings.idempotency_ttl * 1000)
+
+    def release_idempotency(self, key: str) -> None:
+        """Forget the claim of a failed request, so that retrying it runs it again."""
+        self.store.release_idempotency(key)
+
+    # internals
+
+    def _get(self, verification_id: str) -> Record:
+        record = self.store.get(verification_id)
+        if record is None:
+            raise NotFound("no such verification, or it has expired")
+        return record
+
+    def _require_channel(self, channel: str) -> None:
+        if channel == "call" and self.call_provider is None:
+            raise InvalidRequest("channel", "the call channel is not configured (VERIFY_CALL_PROVIDER)")
+
+    def _send(self, record: Record, channel: str) -> Verification:
+        """Reserve a send, deliver through the gateways, then commit it (or roll it back)."""
+        settings = self.settings
+        nonce = secrets.token_hex(8)
+        begun = self.store.begin_send(record.id, self._now_ms(), settings.resend_cooldown * 1000,
+                                      settings.max_sends, SEND_LEASE_S * 1000, nonce)
+        record = _present(begun)
+        if begun.outcome != "ok":
+            self._refuse_send(begun.outcome, record)
+        try:
+            commit = self._deliver(record, channel)
+        except BaseException:
+            self.store.end_send(record, nonce, self._now_ms(), settings.challenge_ttl * 1000, None)
+            raise
+        ended = self.store.end_send(record, nonce, self._now_ms(), settings.challenge_ttl * 1000, commit)
+        if ended.record is None:
+            raise DeliveryFailed("the gateway answered after the verification had lapsed; start again")
+        log.info("verification %s sent via %s to %s", record.id, commit.provider, mask(record.phone))
+        return self.view(ended.record)
+
+    def _refuse_send(self, outcome: str, record: Record) -> None:
+        if outcome == "max_sends":
+            raise MaxSends(f"all {self.settings.max_sends} sends are used; start a new verification")
+        if outcome in ("cooldown", "in_flight"):
+            wait = self.view(record).resend_after - self.clock()
+            raise ResendCooldown("wait before sending another code", retry_after=max(1, math.ceil(wait)))
+        raise NotPending(f"the verification is {record.status}", verification_status=record.status)
+
+    def _deliver(self, record: Record, channel: str) -> SendCommit:
+        if channel == "call":
+            assert self.call_provider is not None  # noqa: S101 - _require_channel checked it
+            call = self._via_providers([self.call_provider],
+                                       lambda p: p.start_call(record.phone, record.id))
+            return SendCommit("call", "", call.provider, call.message_id, call.number, call.numbers)
+        code = f"{secrets.randbelow(10 ** self.settings.code_length):0{self.settings.code_length}d}"
+        template = self.settings.sms_template_ru if record.locale == "ru" else self.settings.sms_template
+        message = SmsMessage(record.phone, template.format(code=code), code, record.id)
+        sent = self._via_providers(self.sms_providers, lambda p: p.send_sms(message))
+        return SendCommit("sms", self.secrets.code_hash(record.id, code), sent.provider, sent.message_id)
+
+    def _via_providers(self, chain: list[Provider], attempt: Callable[[Provider], T]) -> T:
+        """Try each provider in order; a refused number stops the chain, anything else moves on."""
+        for provider in chain:
+            try:
+                return attempt(provider)
+            except InvalidRecipient as err:
+                raise InvalidPhone(f"the gateway refused the number: {err}") from err
+            except ProviderError as err:
+                log.log(logging.WARNING if err.transient else logging.ERROR, "provider failed: %s", err)
+        raise DeliveryFailed("every gateway failed; nothing was sent")
+
+    def view(self, record: Record) -> Verification:
+        """The client's view of a stored record; approved ones carry their proof token."""
+        settings = self.settings
+        token = None
+        if record.status == "approved":
+            token = self.secrets.sign(Proof(record.id, record.phone, record.channel, record.completed_via,
+                                            record.verified_at // 1000))
+        return Verification(
+            id=record.id, status=record.status, channel=record.channel, phone=record.phone,
+            locale=record.locale or None, created_at=record.created_at / 1000,
+            expires_at=record.expires_at / 1000,
+            resend_after=(record.last_sent_at / 1000) + settings.resend_cooldown,
+            attempts_left=max(0, settings.max_attempts - record.attempts),
+            sends_left=max(0, settings.max_sends - record.sends),
+            call=CallInfo(record.call_number, record.call_numbers) if record.call_number else None,
+            completed_via=record.completed_via or None,
+            verified_at=record.verified_at / 1000 if record.verified_at else None,
+            token=token,
+        )
+
+
+def _present(outcome: Outcome) -> Record:
+    if outcome.record is None:
+        raise NotFound("no such verification, or it has expired")
+    return outcome.record
+

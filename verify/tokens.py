@@ -1,0 +1,84 @@
+"""Signed secrets: proof tokens and code HMACs, each with its own salt, all keyed by a rotating key list.
+
+``VERIFY_SECRET_KEY`` lists keys newest first: the first key signs, every key verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+from verify.errors import InvalidToken, TokenExpired
+
+PROOF_SALT = "verify.proof"
+CODE_SALT = b"verify.code"
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What an approved verification proves; the payload of a proof token."""
+
+    verification_id: str
+    phone: str
+    channel: str
+    completed_via: str
+    verified_at: int  # unix seconds
+
+
+class _ProofSigner(TimestampSigner):
+    """Signs with the approval time instead of now, so a verification's token is the same on every read
+    and expires ``token_ttl`` after approval, whenever it was fetched."""
+
+    issued_at: int | None = None
+
+    def get_timestamp(self) -> int:
+        return self.issued_at if self.issued_at is not None else super().get_timestamp()
+
+
+class Secrets:
+    """Proof-token signing and code hashing over one list of secret keys (newest first)."""
+
+    def __init__(self, keys: tuple[str, ...], token_ttl: int) -> None:
+        # itsdangerous signs with the *last* key of its list and verifies with all of them.
+        self._serializer = URLSafeTimedSerializer(list(reversed(keys)), salt=PROOF_SALT, signer=_ProofSigner)
+        self._code_keys = [hmac.new(k.encode(), CODE_SALT, hashlib.sha256).digest() for k in keys]
+        self.token_ttl = token_ttl
+
+    def sign(self, proof: Proof) -> str:
+        """Sign ``proof`` with the newest key, timestamped at its approval."""
+        payload = {"vid": proof.verification_id, "phone": proof.phone, "channel": proof.channel,
+                   "via": proof.completed_via, "at": proof.verified_at}
+        signer = self._serializer.make_signer()
+        assert isinstance(signer, _ProofSigner)  # noqa: S101 - the serializer was built with it
+        signer.issued_at = proof.verified_at
+        return signer.sign(self._serializer.dump_payload(payload)).decode("ascii")
+
+    def verify(self, token: str) -> Proof:
+        """Check a proof token's signature and age; raise :class:`TokenExpired` or :class:`InvalidToken`."""
+        try:
+            payload: Any = self._serializer.loads(token, max_age=self.token_ttl)
+        except SignatureExpired as err:
+            raise TokenExpired(f"token is older than {self.token_ttl} s") from err
+        except BadSignature as err:
+            raise InvalidToken("token signature does not verify") from err
+        try:
+            return Proof(str(payload["vid"]), str(payload["phone"]), str(payload["channel"]),
+                         str(payload["via"]), int(payload["at"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise InvalidToken("token payload is not a verify proof") from err
+
+    def code_hash(self, verification_id: str, code: str) -> str:
+        """HMAC of a code under the newest key: the only form in which a code is stored."""
+        return self._code_hashes(verification_id, code)[0]
+
+    def code_candidates(self, verification_id: str, codes: list[str]) -> list[str]:
+        """HMACs of each submitted code under every key, so codes stored before a rotation still match."""
+        return [h for code in codes for h in self._code_hashes(verification_id, code)]
+
+    def _code_hashes(self, verification_id: str, code: str) -> list[str]:
+        msg = f"{verification_id}:{code}".encode()
+        return [hmac.new(key, msg, hashlib.sha256).hexdigest() for key in self._code_keys]
