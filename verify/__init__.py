@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
     sms_providers, call_provider = providers.build(settings, store, clock)
-    app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl),
+    app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
                                        sms_providers, call_provider, clock)
 
     app.register_blueprint(api.public)

@@ -10,8 +10,9 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
+from verify.clock import Clock
 from verify.errors import InvalidToken, TokenExpired
 
 PROOF_SALT = "verify.proof"
@@ -30,40 +31,48 @@ class Proof:
 
 
 class _ProofSigner(TimestampSigner):
-    """Signs with the approval time instead of now, so a verification's token is the same on every read
-    and expires ``token_ttl`` after approval, whenever it was fetched."""
+    """A timestamp signer whose "now" is set by :class:`Secrets`.
 
-    issued_at: int | None = None
+    Signing uses the approval time, so a verification's token is the same on every read and expires
+    ``token_ttl`` after approval; verifying uses the service clock.
+    """
+
+    now: int = 0
 
     def get_timestamp(self) -> int:
-        return self.issued_at if self.issued_at is not None else super().get_timestamp()
+        return self.now
 
 
 class Secrets:
     """Proof-token signing and code hashing over one list of secret keys (newest first)."""
 
-    def __init__(self, keys: tuple[str, ...], token_ttl: int) -> None:
+    def __init__(self, keys: tuple[str, ...], token_ttl: int, clock: Clock) -> None:
         # itsdangerous signs with the *last* key of its list and verifies with all of them.
         self._serializer = URLSafeTimedSerializer(list(reversed(keys)), salt=PROOF_SALT, signer=_ProofSigner)
         self._code_keys = [hmac.new(k.encode(), CODE_SALT, hashlib.sha256).digest() for k in keys]
         self.token_ttl = token_ttl
+        self._clock = clock
+
+    def _signer(self, now: int) -> _ProofSigner:
+        signer = self._serializer.make_signer()
+        assert isinstance(signer, _ProofSigner)  # noqa: S101 - the serializer was built with it
+        signer.now = now
+        return signer
 
     def sign(self, proof: Proof) -> str:
         """Sign ``proof`` with the newest key, timestamped at its approval."""
         payload = {"vid": proof.verification_id, "phone": proof.phone, "channel": proof.channel,
                    "via": proof.completed_via, "at": proof.verified_at}
-        signer = self._serializer.make_signer()
-        assert isinstance(signer, _ProofSigner)  # noqa: S101 - the serializer was built with it
-        signer.issued_at = proof.verified_at
-        return signer.sign(self._serializer.dump_payload(payload)).decode("ascii")
+        return self._signer(proof.verified_at).sign(self._serializer.dump_payload(payload)).decode("ascii")
 
     def verify(self, token: str) -> Proof:
         """Check a proof token's signature and age; raise :class:`TokenExpired` or :class:`InvalidToken`."""
         try:
-            payload: Any = self._serializer.loads(token, max_age=self.token_ttl)
+            signed = self._signer(int(self._clock())).unsign(token, max_age=self.token_ttl)
+            payload: Any = self._serializer.load_payload(signed)
         except SignatureExpired as err:
             raise TokenExpired(f"token is older than {self.token_ttl} s") from err
-        except BadSignature as err:
+        except BadData as err:
             raise InvalidToken("token signature does not verify") from err
         try:
             return Proof(str(payload["vid"]), str(payload["phone"]), str(payload["channel"]),

@@ -1,0 +1,113 @@
+"""Shared fixtures: a real redis-server on a free port, settings, a movable clock, the app and its client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from verify import create_app
+from verify.config import Settings
+from verify.embedded import EmbeddedRedis
+
+API_KEY = "test-api-key-0123456789"
+SECRET_KEY = "test-secret-key-0123456789"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+PHONE = "+79991234567"
+
+
+class MovableClock:
+    """An injected clock that starts at the real time and moves only when a test moves it."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_settings(redis_url: str, **overrides: Any) -> Settings:
+    """Sandbox settings on ``redis_url``, as the environment would give them, with ``overrides``."""
+    base = Settings.from_env({"VERIFY_API_KEYS": API_KEY, "VERIFY_SECRET_KEY": SECRET_KEY,
+                              "VERIFY_REDIS_URL": redis_url, "VERIFY_SANDBOX": "1"})
+    return replace(base, **overrides)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """One real redis-server (the embedded 6.2) for the whole run."""
+    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    """The shared server's URL, flushed before each test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client on the test server, to look at keys and TTLs."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    """Default sandbox settings on the test server."""
+    return make_settings(redis_url)
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    """The app's clock; ``clock.advance(s)`` moves time instead of sleeping."""
+    import time
+
+    return MovableClock(time.time())
+
+
+@pytest.fixture
+def app(settings: Settings, clock: MovableClock) -> Flask:
+    """The app under test."""
+    return create_app(settings, clock=clock)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+def start(client: FlaskClient, phone: str = PHONE, **fields: Any) -> TestResponse:
+    """POST /v1/verifications with the test API key."""
+    headers = {**AUTH, **fields.pop("headers", {})}
+    return client.post("/v1/verifications", json={"phone": phone, **fields}, headers=headers)
+
+
+def check(client: FlaskClient, verification_id: str, code: str) -> TestResponse:
+    """POST /v1/verifications/{id}/check with the test API key."""
+    return client.post(f"/v1/verifications/{verification_id}/check", json={"code": code}, headers=AUTH)
+
+
+def last_code(client: FlaskClient, phone: str = PHONE) -> str:
+    """The code of the newest sandbox SMS to ``phone``."""
+    messages = client.get("/sandbox/messages", query_string={"phone": phone}).get_json()["messages"]
+    code: str = messages[0]["code"]
+    return code

@@ -1,0 +1,66 @@
+"""Settings: defaults, parsing, and errors that name the variable to fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from verify.config import Settings
+from verify.errors import ConfigError
+
+BASE = {"VERIFY_API_KEYS": "a" * 16, "VERIFY_SECRET_KEY": "s" * 16, "VERIFY_SANDBOX": "1"}
+
+
+def test_defaults() -> None:
+    s = Settings.from_env(BASE)
+    assert (s.challenge_ttl, s.code_length, s.max_attempts, s.max_sends) == (900, 6, 5, 5)
+    assert (s.resend_cooldown, s.token_ttl, s.redis_prefix) == (30, 3600, "verify:")
+    assert s.sms_providers == ("sandbox",) and s.call_provider == "sandbox"
+    assert s.sms_template == "Your verification code: {code}"
+    assert "{code}" in s.sms_template_ru and s.default_country is None
+
+
+def test_key_lists_keep_order_and_strip() -> None:
+    s = Settings.from_env({**BASE, "VERIFY_API_KEYS": " new-key-0123456789 , old-key-0123456789 ",
+                           "VERIFY_SECRET_KEY": "newest-secret-0123,older-secret-0123"})
+    assert s.api_keys == ("new-key-0123456789", "old-key-0123456789")
+    assert s.secret_keys == ("newest-secret-0123", "older-secret-0123")
+
+
+def test_values_are_read() -> None:
+    s = Settings.from_env({**BASE, "VERIFY_CODE_LENGTH": "8", "VERIFY_DEFAULT_COUNTRY": "ru",
+                           "VERIFY_SMS_TEMPLATE": "ACME: {code}", "VERIFY_REDIS_URL": "redis://h:1/2"})
+    assert (s.code_length, s.default_country, s.sms_template, s.redis_url) == (8, "RU", "ACME: {code}",
+                                                                               "redis://h:1/2")
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("VERIFY_API_KEYS", ""),
+    ("VERIFY_API_KEYS", "short"),
+    ("VERIFY_SECRET_KEY", ""),
+    ("VERIFY_SECRET_KEY", "long-enough-key-1,short"),
+    ("VERIFY_CODE_LENGTH", "3"),
+    ("VERIFY_CODE_LENGTH", "11"),
+    ("VERIFY_CODE_LENGTH", "six"),
+    ("VERIFY_CHALLENGE_TTL", "0"),
+    ("VERIFY_DEFAULT_COUNTRY", "XX"),
+    ("VERIFY_SMS_TEMPLATE", "no placeholder"),
+    ("VERIFY_SMS_TEMPLATE", "{code} and {other}"),
+    ("VERIFY_SMS_PROVIDERS", "nosuchgateway"),
+    ("VERIFY_SMS_PROVIDERS", "sandbox,sandbox"),
+    ("VERIFY_CALL_PROVIDER", "nosuchgateway"),
+    ("VERIFY_SANDBOX", "maybe"),
+])
+def test_bad_values_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**BASE, variable: value})
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(variable)
+
+
+def test_outside_sandbox_a_provider_chain_is_required() -> None:
+    env = {k: v for k, v in BASE.items() if k != "VERIFY_SANDBOX"}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert caught.value.variable == "VERIFY_SMS_PROVIDERS"
+    s = Settings.from_env({**env, "VERIFY_SMS_PROVIDERS": "sandbox"})
+    assert s.sandbox is False and s.call_provider is None

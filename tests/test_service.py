@@ -1,0 +1,275 @@
+"""The state machine with an injected clock and gateway doubles, over the real Redis."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from tests.conftest import PHONE, MovableClock
+from verify.config import Settings
+from verify.errors import (
+    DeliveryFailed,
+    InvalidCode,
+    InvalidPhone,
+    MaxAttempts,
+    MaxSends,
+    NotFound,
+    NotPending,
+    ResendCooldown,
+    WrongChannel,
+)
+from verify.providers.base import (
+    CallReceived,
+    InvalidRecipient,
+    Provider,
+    ProviderError,
+    Sent,
+    SmsMessage,
+    SmsReceived,
+)
+from verify.providers.sandbox import SandboxProvider
+from verify.service import Service
+from verify.store import Store
+from verify.tokens import Secrets
+
+
+class Recording(Provider):
+    """Accepts every SMS and remembers it."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.sent: list[SmsMessage] = []
+
+    def send_sms(self, message: SmsMessage) -> Sent:
+        self.sent.append(message)
+        return Sent(self.name, f"m{len(self.sent)}")
+
+
+class Failing(Provider):
+    """Refuses every SMS with ``error``."""
+
+    name = "failing"
+
+    def __init__(self, error: ProviderError) -> None:
+        self.error = error
+        self.calls = 0
+
+    def send_sms(self, message: SmsMessage) -> Sent:
+        self.calls += 1
+        raise self.error
+
+
+def make_service(settings: Settings, clock: MovableClock, *sms: Provider) -> Service:
+    store = Store.from_url(settings.redis_url, settings.redis_prefix)
+    sandbox = SandboxProvider(store, clock)
+    return Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
+                   list(sms) or [sandbox], sandbox, clock)
+
+
+@pytest.fixture
+def gateway() -> Recording:
+    return Recording()
+
+
+@pytest.fixture
+def service(settings: Settings, clock: MovableClock, gateway: Recording) -> Service:
+    return make_service(settings, clock, gateway)
+
+
+def test_start_sends_a_code_of_the_configured_length(settings: Settings, clock: MovableClock) -> None:
+    gateway = Recording()
+    service = make_service(replace(settings, code_length=8), clock, gateway)
+    started = service.start(PHONE, "sms", None)
+    assert started.created and started.verification.status == "pending"
+    (message,) = gateway.sent
+    assert message.to == PHONE and len(message.code) == 8 and message.code.isdigit()
+    assert message.text == f"Your verification code: {message.code}"
+    assert started.verification.expires_at == pytest.approx(clock() + 900)
+    assert started.verification.resend_after == pytest.approx(clock() + 30)
+
+
+def test_russian_locale_uses_the_russian_template(service: Service, gateway: Recording) -> None:
+    service.start(PHONE, "sms", "ru")
+    assert gateway.sent[0].text == f"Ваш код подтверждения: {gateway.sent[0].code}"
+
+
+def test_a_second_start_inside_the_cooldown_sends_nothing(service: Service, gateway: Recording,
+                                                          clock: MovableClock) -> None:
+    first = service.start(PHONE, "sms", None)
+    clock.advance(29)
+    again = service.start(PHONE, "sms", None)
+    assert not again.created and again.verification.id == first.verification.id
+    assert len(gateway.sent) == 1 and again.verification.sends_left == 4
+
+
+def test_a_second_start_after_the_cooldown_sends_a_new_code_that_replaces_the_old(
+        service: Service, gateway: Recording, clock: MovableClock) -> None:
+    first = service.start(PHONE, "sms", None)
+    clock.advance(30)
+    again = service.start(PHONE, "sms", None)
+    assert again.verification.id == first.verification.id and len(gateway.sent) == 2
+    assert again.verification.sends_left == 3
+    old, new = gateway.sent[0].code, gateway.sent[1].code
+    if old != new:
+        with pytest.raises(InvalidCode):
+            service.check(first.verification.id, old)
+    assert service.check(first.verification.id, new).status == "approved"
+
+
+def test_starts_after_the_last_send_return_the_verification_without_failing(
+        settings: Settings, clock: MovableClock) -> None:
+    gateway = Recording()
+    service = make_service(replace(settings, max_sends=2), clock, gateway)
+    vid = service.start(PHONE, "sms", None).verification.id
+    clock.advance(30)
+    service.start(PHONE, "sms", None)
+    clock.advance(30)
+    again = service.start(PHONE, "sms", None)
+    assert again.verification.id == vid and again.verification.sends_left == 0 and len(gateway.sent) == 2
+    with pytest.raises(MaxSends):
+        service.resend(vid, None)
+
+
+def test_resend_respects_the_cooldown(service: Service, clock: MovableClock) -> None:
+    vid = service.start(PHONE, "sms", None).verification.id
+    clock.advance(10.2)
+    with pytest.raises(ResendCooldown) as caught:
+        service.resend(vid, None)
+    assert caught.value.retry_after == 20
+    clock.advance(20)
+    assert service.resend(vid, None).sends_left == 3
+
+
+def test_resend_can_switch_to_a_call(service: Service, clock: MovableClock) -> None:
+    vid = service.start(PHONE, "sms", None).verification.id
+    clock.advance(30)
+    switched = service.resend(vid, "call")
+    assert switched.channel == "call" and switched.call is not None
+    assert switched.call.number == "+447700900001"
+    assert service.handle(CallReceived(PHONE, clock())) is not None
+    assert service.get(vid).completed_via == "call"
+
+
+def test_wrong_codes_then_max_attempts(service: Service, gateway: Recording) -> None:
+    vid = service.start(PHONE, "sms", None).verification.id
+    wrong = "000000" if gateway.sent[0].code != "000000" else "111111"
+    for left in (4, 3, 2, 1):
+        with pytest.raises(InvalidCode) as caught:
+            service.check(vid, wrong)
+        assert caught.value.extra["attempts_left"] == left
+    with pytest.raises(MaxAttempts):
+        service.check(vid, wrong)
+    assert service.get(vid).status == "max_attempts_reached"
+    with pytest.raises(MaxAttempts):
+        service.check(vid, gateway.sent[0].code)
+
+
+def test_a_new_start_after_max_attempts_is_a_new_verification(service: Service, gateway: Recording) -> None:
+    vid = service.start(PHONE, "sms", None).verification.id
+    for _ in range(5):
+        with pytest.raises((InvalidCode, MaxAttempts)):
+            service.check(vid, "0" * 5)
+    fresh = service.start(PHONE, "sms", None)
+    assert fresh.created and fresh.verification.id != vid
+
+
+def test_a_code_works_once_and_yields_a_token(service: Service, gateway: Recording) -> None:
+    vid = service.start(PHONE, "sms", None).verification.id
+    approved = service.check(vid, gateway.sent[0].code)
+    assert approved.status == "approved" and approved.completed_via == "code" and approved.token
+    proof = service.verify_token(approved.token)
+    assert (proof.verification_id, proof.phone, proof.channel, proof.completed_via) == (vid, PHONE, "sms", "code")
+    with pytest.raises(NotPending):
+        service.check(vid, gateway.sent[0].code)
+    assert service.get(vid).token == approved.token
+
+
+def test_a_call_verification_has_no_code(service: Service) -> None:
+    vid = service.start(PHONE, "call", None).verification.id
+    with pytest.raises(WrongChannel):
+        service.check(vid, "123456")
+
+
+def test_cancel(service: Service, gateway: Recording) -> None:
+    vid = service.start(PHONE, "sms", None).verification.id
+    assert service.cancel(vid).status == "canceled"
+    with pytest.raises(NotPending):
+        service.check(vid, gateway.sent[0].code)
+    with pytest.raises(NotFound):
+        service.cancel("ffff" + "0" * 24)
+
+
+def test_every_gateway_failing_leaves_no_verification(settings: Settings, clock: MovableClock) -> None:
+    down = Failing(ProviderError("down", "timeout", transient=True))
+    also_down = Failing(ProviderError("also", "5xx", transient=True))
+    service = make_service(settings, clock, down, also_down)
+    with pytest.raises(DeliveryFailed):
+        service.start(PHONE, "sms", None)
+    assert (down.calls, also_down.calls) == (1, 1)
+    assert service.store.client.keys("*") == []
+
+
+def test_failover_to_the_next_gateway(settings: Settings, clock: MovableClock) -> None:
+    down, up = Failing(ProviderError("down", "timeout", transient=True)), Recording()
+    service = make_service(settings, clock, down, up)
+    started = service.start(PHONE, "sms", None)
+    assert started.created and len(up.sent) == 1
+    assert service.store.get(started.verification.id) is not None
+
+
+def test_a_refused_number_is_invalid_and_does_not_fail_over(settings: Settings, clock: MovableClock) -> None:
+    refusing, up = Failing(InvalidRecipient("gw", "invalid number")), Recording()
+    service = make_service(settings, clock, refusing, up)
+    with pytest.raises(InvalidPhone):
+        service.start(PHONE, "sms", None)
+    assert up.sent == [] and service.store.client.keys("*") == []
+
+
+def test_a_failed_resend_keeps_the_old_code_valid(settings: Settings, clock: MovableClock) -> None:
+    gateway = Recording()
+    service = make_service(settings, clock, gateway)
+    vid = service.start(PHONE, "sms", None).verification.id
+    service.sms_providers = [Failing(ProviderError("down", "timeout", transient=True))]
+    clock.advance(30)
+    with pytest.raises(DeliveryFailed):
+        service.resend(vid, None)
+    assert service.get(vid).sends_left == 4
+    assert service.check(vid, gateway.sent[0].code).status == "approved"
+
+
+def test_a_reply_with_the_code_approves(service: Service, gateway: Recording, clock: MovableClock) -> None:
+    vid = service.start(PHONE, "sms", None).verification.id
+    code = gateway.sent[0].code
+    assert service.handle(SmsReceived(PHONE, "no digits here", clock())) is None
+    assert service.handle(SmsReceived(PHONE, "12", clock())) is None
+    wrong = "000000" if code != "000000" else "111111"
+    assert service.handle(SmsReceived(PHONE, f"code {wrong}", clock())) is None
+    assert service.get(vid).attempts_left == 5
+    approved = service.handle(SmsReceived(PHONE, f"My code is {code}, thanks", clock()))
+    assert approved is not None and approved.completed_via == "sms_reply" and approved.token
+    assert service.handle(SmsReceived(PHONE, code, clock())) is None  # replayed: nothing changes
+    assert service.get(vid).verified_at == approved.verified_at
+
+
+def test_a_call_approves_only_a_pending_call_verification(service: Service, clock: MovableClock) -> None:
+    assert service.handle(CallReceived(PHONE, clock())) is None
+    sms = service.start(PHONE, "sms", None).verification.id
+    assert service.handle(CallReceived(PHONE, clock())) is None
+    call = service.start(PHONE, "call", None).verification.id
+    approved = service.handle(CallReceived(PHONE, clock()))
+    assert approved is not None and approved.id == call
+    assert service.handle(CallReceived(PHONE, clock())) is None
+    assert service.get(sms).status == "pending"
+
+
+def test_challenges_expire_by_redis_ttl(settings: Settings, clock: MovableClock) -> None:
+    service = make_service(replace(settings, challenge_ttl=1), clock, Recording())
+    vid = service.start(PHONE, "sms", None).verification.id
+    assert service.get(vid).status == "pending"
+    time.sleep(1.2)  # a real TTL in Redis: wait it out (1 s is the smallest TTL the setting allows)
+    with pytest.raises(NotFound):
+        service.get(vid)
+    assert service.start(PHONE, "sms", None).created
