@@ -1,0 +1,334 @@
+"""The HTTP API end to end through Flask, over the real Redis."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, make_settings, start
+from verify import create_app
+from verify.config import Settings
+from verify.embedded import EmbeddedRedis
+
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def _problem(response: object, status: int, slug: str) -> dict[str, object]:
+    from werkzeug.test import TestResponse
+
+    assert isinstance(response, TestResponse)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert isinstance(body, dict)
+    assert body["type"] == f"/problems/{slug}" and body["status"] == status
+    assert isinstance(body["title"], str) and isinstance(body["detail"], str)
+    return body
+
+
+# auth
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-key-0123456789", "Basic dGVzdA==", "Bearer ",
+                                    f"Token {AUTH['Authorization'].split()[1]}"])
+def test_a_missing_or_wrong_key_is_401(client: FlaskClient, header: str | None) -> None:
+    headers = {"Authorization": header} if header is not None else {}
+    response = client.post("/v1/verifications", json={"phone": PHONE}, headers=headers)
+    _problem(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_every_listed_key_works_so_keys_can_rotate(redis_url: str, clock: MovableClock) -> None:
+    settings = replace(make_settings(redis_url), api_keys=("new-key-0123456789", "old-key-0123456789"))
+    client = create_app(settings, clock=clock).test_client()
+    for key in settings.api_keys:
+        response = client.get("/v1/verifications/" + "f" * 28, headers={"Authorization": f"Bearer {key}"})
+        _problem(response, 404, "not-found")
+
+
+# start
+
+
+def test_start_returns_201_with_the_documented_shape(client: FlaskClient) -> None:
+    response = start(client, "8 (999) 123-45-67", country="RU")
+    assert response.status_code == 201
+    body = response.get_json()
+    assert set(body) == {"id", "status", "channel", "phone", "locale", "created_at", "expires_at",
+                         "resend_after", "attempts_left", "sends_left"}
+    assert (body["status"], body["channel"], body["phone"]) == ("pending", "sms", PHONE)
+    assert (body["attempts_left"], body["sends_left"]) == (5, 4)
+    assert all(RFC3339.match(body[k]) for k in ("created_at", "expires_at", "resend_after"))
+    assert response.headers["Location"] == f"/v1/verifications/{body['id']}"
+
+
+def test_formatting_variants_are_one_phone(client: FlaskClient) -> None:
+    first = start(client, "8 (999) 123-45-67", country="RU").get_json()
+    for raw in ("+7 999 123 45 67", "+7 (999) 123-45-67", "+79991234567"):
+        again = start(client, raw)
+        assert again.status_code == 200 and again.get_json()["id"] == first["id"]
+    messages = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]
+    assert len(messages) == 1
+
+
+def test_default_country_reads_national_numbers(redis_url: str, clock: MovableClock) -> None:
+    client = create_app(replace(make_settings(redis_url), default_country="RU"), clock=clock).test_client()
+    assert start(client, "8 999 123-45-67").get_json()["phone"] == PHONE
+
+
+@pytest.mark.parametrize("phone", ["12345", "+7 999", "not a phone", "8 (999) 123-45-67", "+" + "1" * 70])
+def test_invalid_phones(client: FlaskClient, phone: str) -> None:
+    body = _problem(start(client, phone), 400, "invalid-phone")
+    assert body["field"] == "phone"
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    ({}, "phone"),
+    ({"phone": 79991234567}, "phone"),
+    ({"phone": None}, "phone"),
+    ({"phone": PHONE, "channel": "fax"}, "channel"),
+    ({"phone": PHONE, "channel": 1}, "channel"),
+    ({"phone": PHONE, "locale": "de"}, "locale"),
+    ({"phone": PHONE, "country": "Russia"}, "country"),
+    ({"phone": PHONE, "country": ["RU"]}, "country"),
+])
+def test_body_errors_name_the_field(client: FlaskClient, payload: dict[str, object], field: str) -> None:
+    response = client.post("/v1/verifications", json=payload, headers=AUTH)
+    assert _problem(response, 400, "invalid-request")["field"] == field
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'"phone"', b"\xff\xfe", b"null"])
+def test_unparseable_bodies(client: FlaskClient, raw: bytes) -> None:
+    response = client.post("/v1/verifications", data=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert _problem(response, 400, "invalid-request")["field"] == "body"
+
+
+def test_a_call_start_hands_out_a_number(client: FlaskClient) -> None:
+    body = start(client, channel="call").get_json()
+    assert body["channel"] == "call"
+    assert body["call"] == {"number": "+447700900001", "numbers": ["+447700900001", "+447700900002"]}
+    assert client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json() == {"messages": []}
+
+
+def test_the_call_channel_needs_a_call_provider(redis_url: str, clock: MovableClock) -> None:
+    client = create_app(replace(make_settings(redis_url), call_provider=None), clock=clock).test_client()
+    assert _problem(start(client, channel="call"), 400, "invalid-request")["field"] == "channel"
+
+
+def test_russian_locale(client: FlaskClient) -> None:
+    start(client, locale="ru")
+    message = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"][0]
+    assert message["text"] == f"Ваш код подтверждения: {message['code']}"
+
+
+# idempotency
+
+
+def test_an_idempotency_key_replays_the_first_response_and_sends_nothing(client: FlaskClient,
+                                                                          clock: MovableClock) -> None:
+    headers = {"Idempotency-Key": "signup-42"}
+    first = start(client, headers=headers)
+    clock.advance(60)  # past the cooldown: without the key this start would send again
+    second = start(client, headers=headers)
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert second.get_json() == first.get_json() and second.headers["Idempotent-Replayed"] == "true"
+    assert len(client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]) == 1
+    without_key = start(client)
+    assert without_key.status_code == 200 and without_key.get_json()["sends_left"] == 3
+
+
+def test_an_idempotency_key_with_another_body_is_refused(client: FlaskClient) -> None:
+    start(client, headers={"Idempotency-Key": "k1"})
+    _problem(start(client, "+79991234568", headers={"Idempotency-Key": "k1"}), 422, "idempotency-mismatch")
+
+
+def test_a_failed_request_does_not_burn_its_idempotency_key(client: FlaskClient) -> None:
+    _problem(start(client, "12345", headers={"Idempotency-Key": "k2"}), 400, "invalid-phone")
+    _problem(start(client, "12345", headers={"Idempotency-Key": "k2"}), 400, "invalid-phone")
+    _problem(start(client, headers={"Idempotency-Key": "x" * 256}), 400, "invalid-request")
+
+
+# get, check
+
+
+def test_unknown_and_malformed_ids_are_404(client: FlaskClient) -> None:
+    for vid in ("f" * 28, "nope", "F" * 28, "0" * 100):
+        _problem(client.get(f"/v1/verifications/{vid}", headers=AUTH), 404, "not-found")
+        _problem(check(client, vid, "123456"), 404, "not-found")
+
+
+def test_check_approves_with_a_token_and_get_shows_it(client: FlaskClient) -> None:
+    vid = start(client).get_json()["id"]
+    approved = check(client, vid, last_code(client))
+    assert approved.status_code == 200
+    body = approved.get_json()
+    assert (body["status"], body["completed_via"]) == ("approved", "code") and RFC3339.match(body["verified_at"])
+    assert client.get(f"/v1/verifications/{vid}", headers=AUTH).get_json() == body
+    proof = client.post("/v1/tokens/verify", json={"token": body["token"]}, headers=AUTH)
+    assert proof.get_json() == {"valid": True, "phone": PHONE, "channel": "sms", "verification_id": vid,
+                                "completed_via": "code", "verified_at": body["verified_at"]}
+
+
+def test_wrong_codes_then_max_attempts(client: FlaskClient) -> None:
+    vid = start(client).get_json()["id"]
+    code = last_code(client)
+    wrong = "000000" if code != "000000" else "111111"
+    for left in (4, 3, 2, 1):
+        assert _problem(check(client, vid, wrong), 422, "invalid-code")["attempts_left"] == left
+    _problem(check(client, vid, wrong), 429, "max-attempts")
+    assert client.get(f"/v1/verifications/{vid}", headers=AUTH).get_json()["status"] == "max_attempts_reached"
+    _problem(check(client, vid, code), 429, "max-attempts")
+
+
+@pytest.mark.parametrize("code", ["", "12 34a", "١٢٣٤٥٦"])
+def test_malformed_codes_are_refused_without_costing_an_attempt(client: FlaskClient, code: str) -> None:
+    vid = start(client).get_json()["id"]
+    assert _problem(check(client, vid, code), 400, "invalid-request")["field"] == "code"
+    assert client.get(f"/v1/verifications/{vid}", headers=AUTH).get_json()["attempts_left"] == 5
+
+
+def test_a_code_works_once(client: FlaskClient) -> None:
+    vid = start(client).get_json()["id"]
+    code = last_code(client)
+    assert check(client, vid, code).status_code == 200
+    _problem(check(client, vid, code), 409, "not-pending")
+
+
+def test_of_concurrent_correct_checks_exactly_one_approves(client: FlaskClient) -> None:
+    vid = start(client).get_json()["id"]
+    code = last_code(client)
+    app = client.application
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def attempt() -> None:
+        own = app.test_client()
+        barrier.wait()
+        statuses.append(check(own, vid, code).status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200] + [409] * 7
+
+
+# resend, cancel
+
+
+def test_resend_cooldown_then_new_code(client: FlaskClient, clock: MovableClock) -> None:
+    vid = start(client).get_json()["id"]
+    old = last_code(client)
+    clock.advance(12.5)
+    early = client.post(f"/v1/verifications/{vid}/resend", headers=AUTH)
+    assert _problem(early, 429, "resend-cooldown")["retry_after"] == 18
+    assert early.headers["Retry-After"] == "18"
+    clock.advance(18)
+    resent = client.post(f"/v1/verifications/{vid}/resend", json={}, headers=AUTH)
+    assert resent.status_code == 200 and resent.get_json()["sends_left"] == 3
+    new = last_code(client)
+    if new != old:
+        _problem(check(client, vid, old), 422, "invalid-code")
+    assert check(client, vid, new).status_code == 200
+
+
+def test_resend_past_max_sends(redis_url: str, clock: MovableClock) -> None:
+    client = create_app(replace(make_settings(redis_url), max_sends=2, resend_cooldown=0),
+                        clock=clock).test_client()
+    vid = start(client).get_json()["id"]
+    assert client.post(f"/v1/verifications/{vid}/resend", headers=AUTH).get_json()["sends_left"] == 0
+    _problem(client.post(f"/v1/verifications/{vid}/resend", headers=AUTH), 429, "max-sends")
+
+
+def test_resend_switches_channel(client: FlaskClient, clock: MovableClock) -> None:
+    vid = start(client).get_json()["id"]
+    clock.advance(30)
+    body = client.post(f"/v1/verifications/{vid}/resend", json={"channel": "call"}, headers=AUTH).get_json()
+    assert body["channel"] == "call" and body["call"]["number"] == "+447700900001"
+    bad = client.post(f"/v1/verifications/{vid}/resend", json={"channel": "pigeon"}, headers=AUTH)
+    assert _problem(bad, 400, "invalid-request")["field"] == "channel"
+
+
+def test_cancel(client: FlaskClient) -> None:
+    vid = start(client).get_json()["id"]
+    canceled = client.delete(f"/v1/verifications/{vid}", headers=AUTH)
+    assert canceled.status_code == 200 and canceled.get_json()["status"] == "canceled"
+    _problem(check(client, vid, last_code(client)), 409, "not-pending")
+    _problem(client.post(f"/v1/verifications/{vid}/resend", headers=AUTH), 409, "not-pending")
+    assert start(client).status_code == 201
+
+
+# tokens
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", ""])
+def test_bad_tokens(client: FlaskClient, token: str) -> None:
+    _problem(client.post("/v1/tokens/verify", json={"token": token}, headers=AUTH), 400, "invalid-token")
+
+
+def test_expired_token(client: FlaskClient, clock: MovableClock) -> None:
+    vid = start(client).get_json()["id"]
+    token = check(client, vid, last_code(client)).get_json()["token"]
+    clock.advance(3601)
+    _problem(client.post("/v1/tokens/verify", json={"token": token}, headers=AUTH), 410, "token-expired")
+
+
+def test_tokens_survive_secret_rotation(redis_url: str, clock: MovableClock) -> None:
+    old = make_settings(redis_url)
+    client = create_app(old, clock=clock).test_client()
+    vid = start(client).get_json()["id"]
+    code = last_code(client)
+    rotated = create_app(replace(old, secret_keys=("brand-new-secret-0123", *old.secret_keys)),
+                         clock=clock).test_client()
+    token = check(rotated, vid, code).get_json()["token"]  # a code hashed under the old key still matches
+    assert rotated.post("/v1/tokens/verify", json={"token": token}, headers=AUTH).status_code == 200
+    _problem(client.post("/v1/tokens/verify", json={"token": token}, headers=AUTH), 400, "invalid-token")
+
+
+# health, errors, outage
+
+
+def test_health_and_spec(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    spec = client.get("/openapi.yaml")
+    assert spec.status_code == 200 and spec.get_data(as_text=True).startswith("openapi:")
+
+
+def test_framework_errors_are_problems_too(client: FlaskClient) -> None:
+    _problem(client.get("/nowhere"), 404, "not-found")
+    wrong_method = client.put("/v1/verifications", headers=AUTH)
+    _problem(wrong_method, 405, "method-not-allowed")
+    assert "POST" in wrong_method.headers["Allow"]
+    _problem(client.post("/v1/verifications", data=b"x" * 70_000, headers=AUTH), 413, "request-entity-too-large")
+
+
+def test_redis_outage_gives_503_then_recovers(tmp_path: Path, clock: MovableClock) -> None:
+    server = EmbeddedRedis(tmp_path)
+    server.start()
+    try:
+        client = create_app(make_settings(server.url), clock=clock).test_client()
+        vid = start(client).get_json()["id"]
+        server.stop()
+        _problem(start(client, "+79991234568"), 503, "store-unavailable")
+        _problem(client.get(f"/v1/verifications/{vid}", headers=AUTH), 503, "store-unavailable")
+        _problem(check(client, vid, "123456"), 503, "store-unavailable")
+        _problem(client.get("/readyz"), 503, "store-unavailable")
+        server.start()  # same port, empty: the service reconnects by itself
+        assert client.get("/readyz").status_code == 200
+        assert start(client, "+79991234568").status_code == 201
+    finally:
+        server.stop()
+
+
+def test_no_sandbox_routes_outside_sandbox_mode(redis_url: str, clock: MovableClock) -> None:
+    settings: Settings = replace(make_settings(redis_url), sandbox=False)
+    client = create_app(settings, clock=clock).test_client()
+    _problem(client.get("/sandbox/messages", query_string={"phone": PHONE}), 404, "not-found")
+    _problem(client.post("/sandbox/calls", json={"phone": PHONE}), 404, "not-found")
+    _problem(client.post("/sandbox/replies", json={"phone": PHONE, "text": "1"}), 404, "not-found")
