@@ -1,0 +1,98 @@
+"""``verify dev`` (what ``make run`` runs) serves the README's walk-through exactly as written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from verify.embedded import free_port
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def walkthrough() -> str:
+    """The shell snippets between the README's walkthrough markers, in order."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("<!-- walkthrough -->", 1)[1].split("<!-- /walkthrough -->", 1)[0]
+    return "\n".join(re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL))
+
+
+class DevServer:
+    def __init__(self, process: subprocess.Popen[bytes], base: str, cwd: Path) -> None:
+        self.process, self.base, self.cwd = process, base, cwd
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """``verify dev`` in an empty directory with no VERIFY_* settings, as on a fresh clone."""
+    cwd = Path(tmp_path_factory.mktemp("clone"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFY_")}
+    log = cwd / "dev.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "verify.cli", "dev", "--port", str(port),
+                                    "--workers", "1"], cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            pytest.fail(f"verify dev did not come up:\n{log.read_text()}")
+        time.sleep(0.1)
+    yield DevServer(process, base, cwd)
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_dev_prints_a_working_key_and_keeps_it(dev_server: DevServer) -> None:
+    key = json.loads((dev_server.cwd / ".dev" / "secrets.json").read_text())["api_key"]
+    banner = (dev_server.cwd / "dev.log").read_text()
+    assert f"API key: {key}" in banner and f"Authorization: Bearer {key}" in banner
+    response = requests.post(f"{dev_server.base}/v1/verifications", json={"phone": "+79990000001"},
+                             headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert response.status_code == 201
+    assert oct((dev_server.cwd / ".dev" / "secrets.json").stat().st_mode & 0o777) == "0o600"
+    assert (dev_server.cwd / ".dev" / "redis").is_dir()
+
+
+def test_the_readme_walkthrough_works_as_written(dev_server: DevServer) -> None:
+    script = walkthrough()
+    assert "BASE=http://127.0.0.1:8000" in script and "/sandbox/calls" in script
+    script = script.replace("127.0.0.1:8000", dev_server.base.removeprefix("http://"))
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=dev_server.cwd,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert '"status":"pending"' in out and '"phone":"+79991234567"' in out
+    assert '"completed_via":"code"' in out and '"valid":true' in out
+    assert out.count('"completed_via":"call"') == 2  # the sandbox call's answer, then the poll
+    assert '"token":"' in out.rsplit("\n", 2)[-2]
+
+
+def test_dev_stops_its_redis_on_exit(dev_server: DevServer) -> None:
+    redis_pid = int(subprocess.run(["pgrep", "-P", str(dev_server.process.pid), "-f", "redis-server"],
+                                   capture_output=True, text=True, check=True).stdout.split()[0])
+    dev_server.process.send_signal(signal.SIGTERM)
+    assert dev_server.process.wait(timeout=30) == 0
+    with pytest.raises(ProcessLookupError):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            os.kill(redis_pid, 0)
+            time.sleep(0.05)
