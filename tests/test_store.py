@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis.cluster import key_slot
+from redis.crc import key_slot
 
 from verify.embedded import EmbeddedRedis
 from verify.errors import StoreUnavailable
