@@ -18,6 +18,7 @@ from verify.errors import (
     NotFound,
     NotPending,
     ResendCooldown,
+    StartInProgress,
     WrongChannel,
 )
 from verify.providers.base import (
@@ -131,6 +132,15 @@ def test_starts_after_the_last_send_return_the_verification_without_failing(
     assert again.verification.id == vid and again.verification.sends_left == 0 and len(gateway.sent) == 2
     with pytest.raises(MaxSends):
         service.resend(vid, None)
+
+
+def test_a_start_while_the_first_send_is_in_flight_asks_to_retry(service: Service, clock: MovableClock) -> None:
+    # Another worker has opened the verification and is still waiting for its gateway.
+    opened = service.store.open(PHONE, "sms", "", int(clock() * 1000), 120_000)
+    assert opened.outcome == "created"
+    with pytest.raises(StartInProgress) as caught:
+        service.start(PHONE, "sms", None)
+    assert caught.value.retry_after == 1
 
 
 def test_resend_respects_the_cooldown(service: Service, clock: MovableClock) -> None:

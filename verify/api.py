@@ -43,8 +43,8 @@ def json_body(*, optional: bool = False) -> dict[str, Any]:
         raise InvalidRequest("body", "the body must be a JSON object")
     try:
         body = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest("body", "the body is not valid JSON") from None
+    except (ValueError, RecursionError):
+        raise InvalidRequest("body", "the body is not valid JSON (or nests too deeply)") from None
     if not isinstance(body, dict):
         raise InvalidRequest("body", "the body must be a JSON object")
     return body
