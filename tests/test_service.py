@@ -48,6 +48,9 @@ class Recording(Provider):
         self.sent.append(message)
         return Sent(self.name, f"m{len(self.sent)}")
 
+    def balance(self) -> str:
+        return "1"
+
 
 class Failing(Provider):
     """Refuses every SMS with ``error``."""
@@ -60,6 +63,9 @@ class Failing(Provider):
 
     def send_sms(self, message: SmsMessage) -> Sent:
         self.calls += 1
+        raise self.error
+
+    def balance(self) -> str:
         raise self.error
 
 

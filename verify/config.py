@@ -34,13 +34,70 @@ SMS_TEMPLATE_RU = "VERIFY_SMS_TEMPLATE_RU"
 SMS_PROVIDERS = "VERIFY_SMS_PROVIDERS"
 CALL_PROVIDER = "VERIFY_CALL_PROVIDER"
 IDEMPOTENCY_TTL = "VERIFY_IDEMPOTENCY_TTL"
+PUBLIC_URL = "VERIFY_PUBLIC_URL"
+HTTP_CONNECT_TIMEOUT = "VERIFY_HTTP_CONNECT_TIMEOUT"
+HTTP_READ_TIMEOUT = "VERIFY_HTTP_READ_TIMEOUT"
+BREAKER_FAILURES = "VERIFY_BREAKER_FAILURES"
+BREAKER_COOLDOWN = "VERIFY_BREAKER_COOLDOWN"
+SMSC_URL = "VERIFY_SMSC_URL"
+SMSC_LOGIN = "VERIFY_SMSC_LOGIN"
+SMSC_PASSWORD = "VERIFY_SMSC_PASSWORD"  # noqa: S105 - a variable name
+SMSC_APIKEY = "VERIFY_SMSC_APIKEY"
+SMSC_SENDER = "VERIFY_SMSC_SENDER"
+ZOOMCONNECT_URL = "VERIFY_ZOOMCONNECT_URL"
+ZOOMCONNECT_EMAIL = "VERIFY_ZOOMCONNECT_EMAIL"
+ZOOMCONNECT_TOKEN = "VERIFY_ZOOMCONNECT_TOKEN"  # noqa: S105 - a variable name
+D7_API = "VERIFY_D7_API"
+D7_URL = "VERIFY_D7_URL"
+D7_USERNAME = "VERIFY_D7_USERNAME"
+D7_PASSWORD = "VERIFY_D7_PASSWORD"  # noqa: S105 - a variable name
+D7_TOKEN = "VERIFY_D7_TOKEN"  # noqa: S105 - a variable name
+D7_SENDER = "VERIFY_D7_SENDER"
+D7_WEBHOOK_TOKEN = "VERIFY_D7_WEBHOOK_TOKEN"  # noqa: S105 - a variable name
+
+SECRET_SETTINGS = frozenset({API_KEYS, SECRET_KEY, SMSC_PASSWORD, SMSC_APIKEY, ZOOMCONNECT_TOKEN, D7_PASSWORD,
+                             D7_TOKEN, D7_WEBHOOK_TOKEN})
 
 DEFAULT_SMS_TEMPLATE = "Your verification code: {code}"
 DEFAULT_SMS_TEMPLATE_RU = "Ваш код подтверждения: {code}"
-KNOWN_SMS_PROVIDERS = ("sandbox",)
-KNOWN_CALL_PROVIDERS = ("sandbox",)
+KNOWN_SMS_PROVIDERS = ("sandbox", "smsc", "zoomconnect", "d7")
+KNOWN_CALL_PROVIDERS = ("sandbox", "smsc")
+D7_DEFAULT_URLS = {"legacy": "https://rest-api.d7networks.com/", "v1": "https://api.d7networks.com/"}
 MIN_SECRET_LENGTH = 16
 MIN_API_KEY_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class SmscSettings:
+    """SMSC (smsc.ru / smscentre.com): ``login`` + ``password``, or ``apikey``."""
+
+    url: str = "https://smsc.ru/sys/"
+    login: str = ""
+    password: str = ""
+    apikey: str = ""
+    sender: str = ""
+
+
+@dataclass(frozen=True)
+class ZoomConnectSettings:
+    """Zoom Connect: account e-mail and REST API token."""
+
+    url: str = "https://www.zoomconnect.com/app/"
+    email: str = ""
+    token: str = ""
+
+
+@dataclass(frozen=True)
+class D7Settings:
+    """D7 Networks: ``legacy`` (Basic auth) or ``v1`` (Bearer token) API."""
+
+    api: str = "v1"
+    url: str = D7_DEFAULT_URLS["v1"]
+    username: str = ""
+    password: str = ""
+    token: str = ""
+    sender: str = ""
+    webhook_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,12 +121,29 @@ class Settings:
     sms_template_ru: str = DEFAULT_SMS_TEMPLATE_RU
     sms_providers: tuple[str, ...] = ("sandbox",)
     call_provider: str | None = "sandbox"
+    public_url: str | None = None
+    http_connect_timeout: float = 3.0
+    http_read_timeout: float = 10.0
+    breaker_failures: int = 5
+    breaker_cooldown: int = 60
+    smsc: SmscSettings | None = None
+    zoomconnect: ZoomConnectSettings | None = None
+    d7: D7Settings | None = None
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """Every gateway in use: the SMS chain, then the call provider if it is not in the chain."""
+        extra = (self.call_provider,) if self.call_provider and self.call_provider not in self.sms_providers else ()
+        return self.sms_providers + extra
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every ``VERIFY_*`` variable (``os.environ`` by default)."""
         env = os.environ if env is None else env
         sandbox = _flag(env, SANDBOX)
+        sms_providers = _providers(env, sandbox)
+        call_provider = _call_provider(env, sandbox)
+        named = {*sms_providers, call_provider}
         settings = cls(
             api_keys=_key_list(env, API_KEYS, MIN_API_KEY_LENGTH),
             secret_keys=_key_list(env, SECRET_KEY, MIN_SECRET_LENGTH),
@@ -86,8 +160,16 @@ class Settings:
             sandbox=sandbox,
             sms_template=_template(env, SMS_TEMPLATE, DEFAULT_SMS_TEMPLATE),
             sms_template_ru=_template(env, SMS_TEMPLATE_RU, DEFAULT_SMS_TEMPLATE_RU),
-            sms_providers=_providers(env, sandbox),
-            call_provider=_call_provider(env, sandbox),
+            sms_providers=sms_providers,
+            call_provider=call_provider,
+            public_url=_url(env, PUBLIC_URL, None),
+            http_connect_timeout=_float(env, HTTP_CONNECT_TIMEOUT, cls.http_connect_timeout),
+            http_read_timeout=_float(env, HTTP_READ_TIMEOUT, cls.http_read_timeout),
+            breaker_failures=_int(env, BREAKER_FAILURES, cls.breaker_failures, 1, 1000),
+            breaker_cooldown=_int(env, BREAKER_COOLDOWN, cls.breaker_cooldown, 1, 86400),
+            smsc=_smsc(env) if "smsc" in named else None,
+            zoomconnect=_zoomconnect(env) if "zoomconnect" in named else None,
+            d7=_d7(env) if "d7" in named else None,
         )
         if not sandbox and "sandbox" in settings.sms_providers:
             log.warning("%s includes 'sandbox' without %s=1: those messages are never delivered",
@@ -119,6 +201,70 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise ConfigError(name, f"must be between {low} and {high}, not {value}")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number of seconds, not {raw!r}") from None
+    if not 0 < value <= 120:
+        raise ConfigError(name, f"must be more than 0 and at most 120 seconds, not {value}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.startswith(("http://", "https://")):
+        raise ConfigError(name, f"must be an http(s) URL, not {raw!r}")
+    return raw
+
+
+def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
+    url = _url(env, name, default) or default
+    return url if url.endswith("/") else url + "/"
+
+
+def _required(env: Mapping[str, str], name: str, provider: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(name, f"is required because {provider} is a configured provider")
+    return value
+
+
+def _smsc(env: Mapping[str, str]) -> SmscSettings:
+    login, password, apikey = (env.get(n, "").strip() for n in (SMSC_LOGIN, SMSC_PASSWORD, SMSC_APIKEY))
+    if not apikey:
+        if not login:
+            raise ConfigError(SMSC_APIKEY, f"(or {SMSC_LOGIN} and {SMSC_PASSWORD}) is required because smsc "
+                                           "is a configured provider")
+        password = _required(env, SMSC_PASSWORD, "smsc")
+    return SmscSettings(url=_base_url(env, SMSC_URL, SmscSettings.url), login=login, password=password,
+                        apikey=apikey, sender=env.get(SMSC_SENDER, "").strip())
+
+
+def _zoomconnect(env: Mapping[str, str]) -> ZoomConnectSettings:
+    return ZoomConnectSettings(url=_base_url(env, ZOOMCONNECT_URL, ZoomConnectSettings.url),
+                               email=_required(env, ZOOMCONNECT_EMAIL, "zoomconnect"),
+                               token=_required(env, ZOOMCONNECT_TOKEN, "zoomconnect"))
+
+
+def _d7(env: Mapping[str, str]) -> D7Settings:
+    api = env.get(D7_API, "").strip().lower() or "v1"
+    if api not in D7_DEFAULT_URLS:
+        raise ConfigError(D7_API, f"must be legacy or v1, not {api!r}")
+    if api == "legacy":
+        username, password, token = _required(env, D7_USERNAME, "d7"), _required(env, D7_PASSWORD, "d7"), ""
+    else:
+        username, password, token = "", "", _required(env, D7_TOKEN, "d7")
+    return D7Settings(api=api, url=_base_url(env, D7_URL, D7_DEFAULT_URLS[api]), username=username,
+                      password=password, token=token, sender=env.get(D7_SENDER, "").strip(),
+                      webhook_token=env.get(D7_WEBHOOK_TOKEN, "").strip())
 
 
 def _key_list(env: Mapping[str, str], name: str, min_length: int) -> tuple[str, ...]:

@@ -1,14 +1,23 @@
-"""The provider interface, the messages it takes and returns, and the events gateways report.
+"""The provider interface, the shared HTTP client, and the events gateways report.
 
 A provider only maps data: our :class:`SmsMessage` to its request, its response to :class:`Sent` or a
-:class:`ProviderError`. Failover across providers is the service's job.
+:class:`ProviderError`. :class:`Http` owns the session, timeouts, retries and the normalization of transport
+errors. Failover across providers and the circuit breaker are the service's job.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+USER_AGENT = "verify/0.1"
+PAYLOAD_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,56 @@ class Provider(ABC):
     def start_call(self, phone: str, verification_id: str) -> CallNumber:
         """Ask for a number that ``phone`` must call; gateways without call verification refuse."""
         raise ProviderError(self.name, "does not support call verification", transient=False)
+
+    @abstractmethod
+    def balance(self) -> str:
+        """The account balance as the gateway states it (for ``verify check-config --live``)."""
+
+
+class Http:
+    """The HTTP session every gateway shares: timeouts, retries and transport-error normalization.
+
+    Only a failed *connect* is retried (once): then the gateway never saw the request. A read timeout is not
+    retried, because the gateway may have sent the SMS; the service fails over instead.
+    Error messages carry no URL, since some gateways take credentials in the query string.
+    """
+
+    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        retry = Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0, allowed_methods=None)
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def request(self, provider: str, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Send one request. Timeouts, connection errors and 5xx raise a transient :class:`ProviderError`."""
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
+        except requests.Timeout as err:
+            raise ProviderError(provider, f"timed out ({type(err).__name__})", transient=True) from err
+        except requests.RequestException as err:
+            raise ProviderError(provider, f"request failed ({type(err).__name__})", transient=True) from err
+        if response.status_code >= 500:
+            raise ProviderError(provider, f"HTTP {response.status_code}", transient=True,
+                                payload=response.text[:PAYLOAD_LIMIT])
+        return response
+
+
+def json_of(provider: str, response: requests.Response) -> Any:
+    """The response's JSON body; a body that is not JSON is a transient error (the gateway misbehaved)."""
+    try:
+        return response.json()
+    except ValueError as err:
+        raise ProviderError(provider, f"HTTP {response.status_code} with a body that is not JSON", transient=True,
+                            payload=response.text[:PAYLOAD_LIMIT]) from err
+
+
+def e164(raw: object) -> str:
+    """A gateway's number (``79585551234``, ``+7 958...``, or a JSON number) as E.164 (``+79585551234``)."""
+    digits = re.sub(r"\D", "", str(raw))
+    return "+" + digits if digits else ""
 
 
 @dataclass(frozen=True)

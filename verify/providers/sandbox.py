@@ -26,6 +26,10 @@ class SandboxProvider(Provider):
                                              "sent_at": sent_at, "verification_id": message.verification_id})
         return Sent(self.name, f"sandbox-{message.verification_id}")
 
+    def balance(self) -> str:
+        """The sandbox never runs out."""
+        return "unlimited (sandbox)"
+
     def start_call(self, phone: str, verification_id: str) -> CallNumber:
         """Hand out a fictional number; ``POST /sandbox/calls`` plays the person calling it."""
         return CallNumber(self.name, CALL_NUMBERS[0], CALL_NUMBERS, f"sandbox-{verification_id}")
