@@ -59,7 +59,9 @@ def test_start_returns_201_with_the_documented_shape(client: FlaskClient) -> Non
     assert response.status_code == 201
     body = response.get_json()
     assert set(body) == {"id", "status", "channel", "phone", "locale", "created_at", "expires_at",
-                         "resend_after", "attempts_left", "sends_left"}
+                         "resend_after", "attempts_left", "sends_left", "delivery", "sms"}
+    assert body["delivery"] == {"provider": "sandbox", "status": "sent"}
+    assert body["sms"] == {"encoding": "GSM-7", "parts": 1}
     assert (body["status"], body["channel"], body["phone"]) == ("pending", "sms", PHONE)
     assert (body["attempts_left"], body["sends_left"]) == (5, 4)
     assert all(RFC3339.match(body[k]) for k in ("created_at", "expires_at", "resend_after"))

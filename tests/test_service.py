@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Self, cast
 
 import pytest
 
@@ -36,7 +37,17 @@ from verify.store import Store
 from verify.tokens import Secrets
 
 
-class Recording(Provider):
+class Named(Provider):
+    """A gateway double; ``Cls.named("x")`` gives a subclass whose provider name (breaker key) is ``x``."""
+
+    name = "double"
+
+    @classmethod
+    def named(cls, name: str) -> type[Self]:
+        return cast("type[Self]", type(name, (cls,), {"name": name}))
+
+
+class Recording(Named):
     """Accepts every SMS and remembers it."""
 
     name = "recording"
@@ -52,7 +63,7 @@ class Recording(Provider):
         return "1"
 
 
-class Failing(Provider):
+class Failing(Named):
     """Refuses every SMS with ``error``."""
 
     name = "failing"
@@ -219,17 +230,17 @@ def test_cancel(service: Service, gateway: Recording) -> None:
 
 
 def test_every_gateway_failing_leaves_no_verification(settings: Settings, clock: MovableClock) -> None:
-    down = Failing(ProviderError("down", "timeout", transient=True))
-    also_down = Failing(ProviderError("also", "5xx", transient=True))
+    down = Failing.named("down")(ProviderError("down", "timeout", transient=True))
+    also_down = Failing.named("also")(ProviderError("also", "5xx", transient=True))
     service = make_service(settings, clock, down, also_down)
     with pytest.raises(DeliveryFailed):
         service.start(PHONE, "sms", None)
     assert (down.calls, also_down.calls) == (1, 1)
-    assert service.store.client.keys("*") == []
+    assert service.store.client.keys("*vf:*") == [] and service.store.client.keys("*ph:*") == []
 
 
 def test_failover_to_the_next_gateway(settings: Settings, clock: MovableClock) -> None:
-    down, up = Failing(ProviderError("down", "timeout", transient=True)), Recording()
+    down, up = Failing.named("down")(ProviderError("down", "timeout", transient=True)), Recording()
     service = make_service(settings, clock, down, up)
     started = service.start(PHONE, "sms", None)
     assert started.created and len(up.sent) == 1
@@ -237,18 +248,19 @@ def test_failover_to_the_next_gateway(settings: Settings, clock: MovableClock) -
 
 
 def test_a_refused_number_is_invalid_and_does_not_fail_over(settings: Settings, clock: MovableClock) -> None:
-    refusing, up = Failing(InvalidRecipient("gw", "invalid number")), Recording()
+    refusing, up = Failing.named("gw")(InvalidRecipient("gw", "invalid number")), Recording()
     service = make_service(settings, clock, refusing, up)
     with pytest.raises(InvalidPhone):
         service.start(PHONE, "sms", None)
-    assert up.sent == [] and service.store.client.keys("*") == []
+    assert up.sent == [] and service.store.client.keys("*vf:*") == []
+    assert service.store.breaker_open_until("gw") == 0 and not service.store.client.exists("verify:breaker:{gw}")
 
 
 def test_a_failed_resend_keeps_the_old_code_valid(settings: Settings, clock: MovableClock) -> None:
     gateway = Recording()
     service = make_service(settings, clock, gateway)
     vid = service.start(PHONE, "sms", None).verification.id
-    service.sms_providers = [Failing(ProviderError("down", "timeout", transient=True))]
+    service.sms_providers = [Failing.named("down")(ProviderError("down", "timeout", transient=True))]
     clock.advance(30)
     with pytest.raises(DeliveryFailed):
         service.resend(vid, None)
@@ -289,3 +301,54 @@ def test_challenges_expire_by_redis_ttl(settings: Settings, clock: MovableClock)
     with pytest.raises(NotFound):
         service.get(vid)
     assert service.start(PHONE, "sms", None).created
+
+
+def test_the_circuit_breaker_skips_a_failing_gateway_then_tries_it_again(settings: Settings,
+                                                                          clock: MovableClock) -> None:
+    settings = replace(settings, breaker_failures=3, breaker_cooldown=60)
+    down, up = Failing.named("down")(ProviderError("down", "timeout", transient=True)), Recording()
+    service = make_service(settings, clock, down, up)
+    for i in range(3):
+        service.start(f"+7999123456{i}", "sms", None)
+    assert down.calls == 3 and len(up.sent) == 3
+    # Open: every worker (here a second service on the same Redis) skips it for the cooldown.
+    other_worker = make_service(settings, clock, down, up)
+    other_worker.start("+79991234570", "sms", None)
+    clock.advance(59)
+    service.start("+79991234571", "sms", None)
+    assert down.calls == 3 and len(up.sent) == 5
+    # Half open after the cooldown: one more try; its failure re-opens the breaker at once.
+    clock.advance(1)
+    service.start("+79991234572", "sms", None)
+    service.start("+79991234573", "sms", None)
+    assert down.calls == 4 and len(up.sent) == 7
+    # The gateway recovers: after the cooldown its success closes the breaker and clears the streak.
+    clock.advance(60)
+    recovered = Recording.named("down")()
+    service.sms_providers = [recovered, up]
+    service.start("+79991234574", "sms", None)
+    assert len(recovered.sent) == 1 and len(up.sent) == 7
+    assert not service.store.client.exists(service.store.breaker_key("down"))
+
+
+def test_a_breaker_needs_consecutive_failures(settings: Settings, clock: MovableClock) -> None:
+    settings = replace(settings, breaker_failures=2)
+    flaky = Failing.named("flaky")(ProviderError("flaky", "timeout", transient=True))
+    service = make_service(settings, clock, flaky, Recording())
+    service.start("+79991234560", "sms", None)
+    service.store.breaker_success("flaky")  # a success in between resets the streak
+    service.start("+79991234561", "sms", None)
+    assert service.store.breaker_open_until("flaky") == 0
+    service.start("+79991234562", "sms", None)
+    assert service.store.breaker_open_until("flaky") > clock() * 1000
+
+
+def test_all_breakers_open_is_a_delivery_failure(settings: Settings, clock: MovableClock) -> None:
+    settings = replace(settings, breaker_failures=1)
+    down = Failing.named("down")(ProviderError("down", "timeout", transient=True))
+    service = make_service(settings, clock, down)
+    with pytest.raises(DeliveryFailed):
+        service.start("+79991234560", "sms", None)
+    with pytest.raises(DeliveryFailed):
+        service.start("+79991234561", "sms", None)
+    assert down.calls == 1

@@ -89,6 +89,10 @@ def verification_json(v: Verification) -> dict[str, Any]:
     }
     if v.call is not None:
         body["call"] = {"number": v.call.number, "numbers": list(v.call.numbers)}
+    if v.delivery is not None:
+        body["delivery"] = {"provider": v.delivery.provider, "status": v.delivery.status}
+    if v.sms is not None:
+        body["sms"] = {"encoding": v.sms.encoding, "parts": v.sms.parts}
     if v.completed_via is not None and v.verified_at is not None:
         body["completed_via"] = v.completed_via
         body["verified_at"] = rfc3339(v.verified_at)

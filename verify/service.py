@@ -37,12 +37,14 @@ from verify.providers.base import (
     CallReceived,
     Event,
     InvalidRecipient,
+    NoMoney,
     Provider,
     ProviderError,
     Sent,
     SmsMessage,
     SmsReceived,
 )
+from verify.sms import measure
 from verify.store import Outcome, Record, SendCommit, Store
 from verify.tokens import Proof, Secrets
 
@@ -65,6 +67,22 @@ class CallInfo:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """Which gateway took the message, and what it last reported (``sent``, ``delivered``, ``failed``)."""
+
+    provider: str
+    status: str
+
+
+@dataclass(frozen=True)
+class SmsInfo:
+    """How the SMS travels: ``GSM-7`` or ``UCS-2``, in how many parts."""
+
+    encoding: str
+    parts: int
+
+
+@dataclass(frozen=True)
 class Verification:
     """A verification as clients see it. Times are unix seconds."""
 
@@ -79,6 +97,8 @@ class Verification:
     attempts_left: int
     sends_left: int
     call: CallInfo | None = None
+    delivery: Delivery | None = None
+    sms: SmsInfo | None = None
     completed_via: str | None = None
     verified_at: float | None = None
     token: str | None = None
@@ -289,19 +309,38 @@ class Service:
         code = f"{secrets.randbelow(10 ** self.settings.code_length):0{self.settings.code_length}d}"
         template = self.settings.sms_template_ru if record.locale == "ru" else self.settings.sms_template
         message = SmsMessage(record.phone, template.format(code=code), code, record.id)
+        size = measure(message.text)
         sent = self._via_providers(self.sms_providers, lambda p: p.send_sms(message))
-        return SendCommit("sms", self.secrets.code_hash(record.id, code), sent.provider, sent.message_id)
+        return SendCommit("sms", self.secrets.code_hash(record.id, code), sent.provider, sent.message_id,
+                          sms_encoding=size.encoding, sms_parts=size.parts)
 
     def _via_providers(self, chain: list[Provider], attempt: Callable[[Provider], T]) -> T:
-        """Try each provider in order; a refused number stops the chain, anything else moves on."""
+        """Try each gateway in order, skipping those whose circuit breaker is open.
+
+        A number the gateway refuses stops the chain (400, no failover): another gateway would refuse it
+        too. Any other failure counts against that gateway's breaker and moves on to the next one.
+        """
+        settings = self.settings
         for provider in chain:
+            now_ms = self._now_ms()
+            if self.store.breaker_open_until(provider.name) > now_ms:
+                log.info("skipping %s: its circuit breaker is open", provider.name)
+                continue
             try:
-                return attempt(provider)
+                result = attempt(provider)
             except InvalidRecipient as err:
-                raise InvalidPhone(f"the gateway refused the number: {err}") from err
+                self.store.breaker_success(provider.name)
+                raise InvalidPhone(f"the gateway refused the number ({err})") from err
             except ProviderError as err:
-                log.log(logging.WARNING if err.transient else logging.ERROR, "provider failed: %s", err)
-        raise DeliveryFailed("every gateway failed; nothing was sent")
+                level = logging.WARNING if err.transient and not isinstance(err, NoMoney) else logging.ERROR
+                log.log(level, "gateway failed: %s", err)
+                if self.store.breaker_failure(provider.name, now_ms, settings.breaker_failures,
+                                              settings.breaker_cooldown * 1000):
+                    log.error("circuit breaker of %s is open for %d s", provider.name, settings.breaker_cooldown)
+                continue
+            self.store.breaker_success(provider.name)
+            return result
+        raise DeliveryFailed("every gateway failed or is paused by its circuit breaker; nothing was sent")
 
     def view(self, record: Record) -> Verification:
         """The client's view of a stored record; approved ones carry their proof token."""
@@ -318,6 +357,8 @@ class Service:
             attempts_left=max(0, settings.max_attempts - record.attempts),
             sends_left=max(0, settings.max_sends - record.sends),
             call=CallInfo(record.call_number, record.call_numbers) if record.call_number else None,
+            delivery=Delivery(record.provider, record.delivery_status) if record.provider else None,
+            sms=SmsInfo(record.sms_encoding, record.sms_parts) if record.sms_parts else None,
             completed_via=record.completed_via or None,
             verified_at=record.verified_at / 1000 if record.verified_at else None,
             token=token,

@@ -46,6 +46,9 @@ class Record:
     call_numbers: tuple[str, ...] = ()
     provider: str = ""
     message_id: str = ""
+    delivery_status: str = ""
+    sms_encoding: str = ""
+    sms_parts: int = 0
     completed_via: str = ""
     verified_at: int = 0
 
@@ -60,7 +63,9 @@ class Record:
             expires_at=int(h["expires_at"]), call_number=h.get("call_number", ""),
             call_numbers=tuple(n for n in h.get("call_numbers", "").split(",") if n),
             provider=h.get("provider", ""), message_id=h.get("message_id", ""),
-            completed_via=h.get("completed_via", ""), verified_at=int(h.get("verified_at") or 0),
+            delivery_status=h.get("delivery_status", ""), sms_encoding=h.get("sms_encoding", ""),
+            sms_parts=int(h.get("sms_parts") or 0), completed_via=h.get("completed_via", ""),
+            verified_at=int(h.get("verified_at") or 0),
         )
 
 
@@ -82,6 +87,8 @@ class SendCommit:
     message_id: str
     call_number: str = ""
     call_numbers: tuple[str, ...] = ()
+    sms_encoding: str = ""
+    sms_parts: int = 0
 
 
 def tag_for(phone: str) -> str:
@@ -109,7 +116,8 @@ class Store:
         self.client = client
         self.prefix = prefix
         self._scripts = {name: client.register_script(_lua(name)) for name in
-                         ("open", "begin_send", "end_send", "complete", "cancel", "idempotency")}
+                         ("open", "begin_send", "end_send", "complete", "cancel", "idempotency",
+                                  "breaker_failure")}
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> Store:
@@ -134,6 +142,10 @@ class Store:
     def outbox_key(self, phone: str) -> str:
         """The sandbox provider's recent messages to one phone."""
         return f"{self._tagged(tag_for(phone))}outbox:{phone}"
+
+    def breaker_key(self, provider: str) -> str:
+        """The circuit breaker of one gateway, shared by every worker."""
+        return f"{self.prefix}breaker:{{{provider}}}"
 
     def idempotency_key(self, key: str) -> str:
         """Where the response to one Idempotency-Key is kept."""
@@ -167,10 +179,11 @@ class Store:
         keys = [self.record_key(record.id), self.index_key(record.phone, channel),
                 self.index_key(record.phone, record.channel)]
         if commit is None:
-            return self._run("end_send", keys, [nonce, "failed", now_ms, ttl_ms, "", "", "", "", "", ""])
+            return self._run("end_send", keys, [nonce, "failed", now_ms, ttl_ms, "", "", "", "", "", "", "", 0])
         return self._run("end_send", keys, [
             nonce, "sent", now_ms, ttl_ms, commit.channel, commit.code_hash, commit.call_number,
-            ",".join(commit.call_numbers), commit.provider, commit.message_id])
+            ",".join(commit.call_numbers), commit.provider, commit.message_id, commit.sms_encoding,
+            commit.sms_parts])
 
     def complete(self, verification_id: str, via: str, max_attempts: int, now_ms: int, keep_ms: int,
                  candidates: list[str]) -> Outcome:
@@ -222,6 +235,26 @@ class Store:
         with _available():
             raw = self.client.lrange(self.outbox_key(phone), 0, -1)
         return [json.loads(item) for item in raw]
+
+    # circuit breakers
+
+    def breaker_open_until(self, provider: str) -> int:
+        """Until when (unix ms) the gateway's breaker is open; 0 when it is closed."""
+        with _available():
+            raw = self.client.hget(self.breaker_key(provider), "open_until")
+        return int(raw) if raw else 0
+
+    def breaker_failure(self, provider: str, now_ms: int, threshold: int, cooldown_ms: int) -> int:
+        """Count a failure; returns until when the breaker is now open (0: still closed)."""
+        with _available():
+            until = self._scripts["breaker_failure"](keys=[self.breaker_key(provider)],
+                                                     args=[now_ms, threshold, cooldown_ms])
+        return int(until)
+
+    def breaker_success(self, provider: str) -> None:
+        """A success closes the breaker and clears the failure streak."""
+        with _available():
+            self.client.delete(self.breaker_key(provider))
 
     # idempotency
 

@@ -70,6 +70,13 @@ class InvalidRecipient(ProviderError):
         super().__init__(provider, message, transient=False, payload=payload)
 
 
+class NoMoney(ProviderError):
+    """The account has no money left: transient (another gateway can send), but an operator must act."""
+
+    def __init__(self, provider: str, message: str, payload: Any = None) -> None:
+        super().__init__(provider, message, transient=True, payload=payload)
+
+
 class Provider(ABC):
     """A gateway that sends SMS and, optionally, hands out numbers to call."""
 
