@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from verify.cli import check_config
 from verify.embedded import free_port
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -96,3 +97,42 @@ def test_dev_stops_its_redis_on_exit(dev_server: DevServer) -> None:
         while time.monotonic() < deadline:
             os.kill(redis_pid, 0)
             time.sleep(0.05)
+
+
+CONFIG_ENV = {"VERIFY_API_KEYS": "api-key-0123456789-secret", "VERIFY_SECRET_KEY": "secret-key-0123456789-x",
+              "VERIFY_REDIS_URL": "redis://user:redis-password@127.0.0.1:1/0",
+              "VERIFY_SMS_PROVIDERS": "smsc,zoomconnect,d7", "VERIFY_CALL_PROVIDER": "smsc",
+              "VERIFY_SMSC_LOGIN": "acme", "VERIFY_SMSC_PASSWORD": "smsc-password-x",
+              "VERIFY_ZOOMCONNECT_EMAIL": "ops@example.com", "VERIFY_ZOOMCONNECT_TOKEN": "zoom-token-x",
+              "VERIFY_D7_TOKEN": "d7-token-x"}
+
+
+def test_check_config_prints_settings_with_secrets_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_config(live=False, env=CONFIG_ENV) == 0
+    out = capsys.readouterr().out
+    for secret in ("api-key-0123456789-secret", "secret-key-0123456789-x", "redis-password", "smsc-password-x",
+                   "zoom-token-x", "d7-token-x"):
+        assert secret not in out
+    assert "redis://user:****@127.0.0.1:1/0" in out
+    assert re.search(r"VERIFY_SMSC_PASSWORD\s+set \(masked\)", out)
+    assert re.search(r"VERIFY_SMSC_LOGIN\s+acme", out) and re.search(r"VERIFY_ZOOMCONNECT_EMAIL\s+ops@example.com", out)
+    assert "SMS failover chain: smsc -> zoomconnect -> d7" in out and "call: smsc" in out
+
+
+@pytest.mark.parametrize(("drop", "variable"), [
+    ("VERIFY_ZOOMCONNECT_TOKEN", "VERIFY_ZOOMCONNECT_TOKEN"),
+    ("VERIFY_SMSC_PASSWORD", "VERIFY_SMSC_PASSWORD"),
+    ("VERIFY_D7_TOKEN", "VERIFY_D7_TOKEN"),
+    ("VERIFY_API_KEYS", "VERIFY_API_KEYS"),
+])
+def test_check_config_names_the_missing_variable(capsys: pytest.CaptureFixture[str], drop: str, variable: str) -> None:
+    env = {k: v for k, v in CONFIG_ENV.items() if k != drop}
+    assert check_config(live=False, env=env) == 2
+    assert capsys.readouterr().err.startswith(f"configuration error: {variable} ")
+
+
+def test_the_console_script_exits_non_zero_on_a_bad_configuration() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFY_")}
+    result = subprocess.run([sys.executable, "-m", "verify.cli", "check-config"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "VERIFY_API_KEYS" in result.stderr

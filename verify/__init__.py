@@ -10,9 +10,10 @@ import logging
 
 from flask import Flask
 
-from verify import api, errors, providers, sandbox
+from verify import api, errors, sandbox
 from verify.clock import Clock, system_clock
 from verify.config import Settings
+from verify.providers import registry
 from verify.service import Service
 from verify.store import Store
 from verify.tokens import Secrets
@@ -28,9 +29,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
-    sms_providers, call_provider = providers.build(settings, store, clock)
+    gateways = registry.build(settings, store, clock)
     app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
-                                       sms_providers, call_provider, clock)
+                                       gateways.sms, gateways.call, clock)
 
     app.register_blueprint(api.public)
     app.register_blueprint(api.v1)

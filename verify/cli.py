@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from verify.clock import system_clock
 from verify.config import API_KEYS, REDIS_URL, SANDBOX, SECRET_KEY, Settings
 from verify.embedded import EmbeddedRedis
-from verify.errors import ConfigError
+from verify.errors import ConfigError, StoreUnavailable
+from verify.providers import registry
+from verify.providers.base import ProviderError
+from verify.store import Store
 
 DEV_DIR = Path(".dev")
 
@@ -27,8 +31,44 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--workers", type=int, default=2)
     dev.add_argument("--data-dir", type=Path, default=DEV_DIR)
+    check = sub.add_parser("check-config", help="print the active settings (secrets masked) and the gateways; "
+                                                "exit 2 on a bad configuration")
+    check.add_argument("--live", action="store_true", help="also ask each configured gateway for its balance")
     args = parser.parse_args(argv)
+    if args.command == "check-config":
+        return check_config(live=args.live)
     return run_dev(args.host, args.port, args.workers, args.data_dir)
+
+
+def check_config(*, live: bool, env: dict[str, str] | None = None) -> int:
+    """Validate the environment's settings and print them; with ``live``, each gateway's balance.
+
+    Exit status: 0 fine, 1 a gateway did not answer the balance request, 2 a bad configuration.
+    """
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return 2
+    width = max(len(name) for name, _ in settings.describe())
+    print("Settings")
+    for name, value in settings.describe():
+        print(f"  {name:<{width}}  {value}")
+    print("Gateways")
+    print(f"  SMS failover chain: {' -> '.join(settings.sms_providers)}")
+    print(f"  call: {settings.call_provider or '(none: the call channel is off)'}")
+    if not live:
+        return 0
+    print("Balances")
+    store = Store.from_url(settings.redis_url, settings.redis_prefix)
+    failed = False
+    for provider in registry.build(settings, store, system_clock).all:
+        try:
+            print(f"  {provider.name}: {provider.balance()}")
+        except (ProviderError, StoreUnavailable) as err:
+            failed = True
+            print(f"  {provider.name}: FAILED: {err}")
+    return 1 if failed else 0
 
 
 def dev_secrets(data_dir: Path) -> dict[str, str]:

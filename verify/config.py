@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import phonenumbers
 
 from verify.errors import ConfigError
+from verify.sms import measure
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +142,15 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every ``VERIFY_*`` variable (``os.environ`` by default)."""
         env = os.environ if env is None else env
+        api_keys = _key_list(env, API_KEYS, MIN_API_KEY_LENGTH)
+        secret_keys = _key_list(env, SECRET_KEY, MIN_SECRET_LENGTH)
         sandbox = _flag(env, SANDBOX)
         sms_providers = _providers(env, sandbox)
         call_provider = _call_provider(env, sandbox)
         named = {*sms_providers, call_provider}
         settings = cls(
-            api_keys=_key_list(env, API_KEYS, MIN_API_KEY_LENGTH),
-            secret_keys=_key_list(env, SECRET_KEY, MIN_SECRET_LENGTH),
+            api_keys=api_keys,
+            secret_keys=secret_keys,
             redis_url=_str(env, REDIS_URL, cls.redis_url),
             redis_prefix=_str(env, REDIS_PREFIX, cls.redis_prefix),
             challenge_ttl=_int(env, CHALLENGE_TTL, cls.challenge_ttl, 1, 86400),
@@ -171,10 +175,61 @@ class Settings:
             zoomconnect=_zoomconnect(env) if "zoomconnect" in named else None,
             d7=_d7(env) if "d7" in named else None,
         )
-        if not sandbox and "sandbox" in settings.sms_providers:
-            log.warning("%s includes 'sandbox' without %s=1: those messages are never delivered",
-                        SMS_PROVIDERS, SANDBOX)
+        _warn(settings)
         return settings
+
+    def describe(self) -> list[tuple[str, str]]:
+        """Every setting as ``(variable, value)`` for operators, secrets masked."""
+        rows: list[tuple[str, object]] = [
+            (API_KEYS, self.api_keys), (SECRET_KEY, self.secret_keys), (REDIS_URL, _mask_url(self.redis_url)),
+            (REDIS_PREFIX, self.redis_prefix), (CHALLENGE_TTL, self.challenge_ttl), (CODE_LENGTH, self.code_length),
+            (MAX_ATTEMPTS, self.max_attempts), (MAX_SENDS, self.max_sends), (RESEND_COOLDOWN, self.resend_cooldown),
+            (TOKEN_TTL, self.token_ttl), (IDEMPOTENCY_TTL, self.idempotency_ttl),
+            (DEFAULT_COUNTRY, self.default_country), (SANDBOX, int(self.sandbox)),
+            (SMS_TEMPLATE, self.sms_template), (SMS_TEMPLATE_RU, self.sms_template_ru),
+            (SMS_PROVIDERS, ",".join(self.sms_providers)), (CALL_PROVIDER, self.call_provider),
+            (PUBLIC_URL, self.public_url), (HTTP_CONNECT_TIMEOUT, self.http_connect_timeout),
+            (HTTP_READ_TIMEOUT, self.http_read_timeout), (BREAKER_FAILURES, self.breaker_failures),
+            (BREAKER_COOLDOWN, self.breaker_cooldown),
+        ]
+        if self.smsc:
+            rows += [(SMSC_URL, self.smsc.url), (SMSC_LOGIN, self.smsc.login), (SMSC_PASSWORD, self.smsc.password),
+                     (SMSC_APIKEY, self.smsc.apikey), (SMSC_SENDER, self.smsc.sender)]
+        if self.zoomconnect:
+            rows += [(ZOOMCONNECT_URL, self.zoomconnect.url), (ZOOMCONNECT_EMAIL, self.zoomconnect.email),
+                     (ZOOMCONNECT_TOKEN, self.zoomconnect.token)]
+        if self.d7:
+            rows += [(D7_API, self.d7.api), (D7_URL, self.d7.url), (D7_USERNAME, self.d7.username),
+                     (D7_PASSWORD, self.d7.password), (D7_TOKEN, self.d7.token), (D7_SENDER, self.d7.sender),
+                     (D7_WEBHOOK_TOKEN, self.d7.webhook_token)]
+        return [(name, _show(name, value)) for name, value in rows]
+
+
+def _show(name: str, value: object) -> str:
+    if value in (None, "", ()):
+        return "(unset)"
+    if name in SECRET_SETTINGS:
+        return f"set ({len(value)} keys, masked)" if isinstance(value, tuple) else "set (masked)"
+    return str(value)
+
+
+def _mask_url(url: str) -> str:
+    """``redis://user:secret@host`` -> ``redis://user:****@host``."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1****@", url)
+
+
+def _warn(settings: Settings) -> None:
+    """Log what is allowed but probably not meant."""
+    if not settings.sandbox and "sandbox" in settings.sms_providers:
+        log.warning("%s includes 'sandbox' without %s=1: those messages are never delivered", SMS_PROVIDERS, SANDBOX)
+    longest_code = "0" * settings.code_length
+    for name, template in ((SMS_TEMPLATE, settings.sms_template), (SMS_TEMPLATE_RU, settings.sms_template_ru)):
+        size = measure(template.format(code=longest_code))
+        if size.parts > 1:
+            log.warning("%s renders to %d SMS parts (%s, %d units): every code costs %d messages",
+                        name, size.parts, size.encoding, size.units, size.parts)
+    if settings.d7 and not (settings.public_url and settings.d7.webhook_token):
+        log.warning("d7 gets no delivery reports: set %s and %s", PUBLIC_URL, D7_WEBHOOK_TOKEN)
 
 
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
