@@ -49,6 +49,10 @@ def test_values_are_read() -> None:
     ("VERIFY_SMS_PROVIDERS", "sandbox,sandbox"),
     ("VERIFY_CALL_PROVIDER", "nosuchgateway"),
     ("VERIFY_SANDBOX", "maybe"),
+    ("VERIFY_PUBLIC_URL", "ftp://verify.example"),
+    ("VERIFY_HTTP_READ_TIMEOUT", "0"),
+    ("VERIFY_HTTP_CONNECT_TIMEOUT", "soon"),
+    ("VERIFY_BREAKER_FAILURES", "0"),
 ])
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -64,3 +68,30 @@ def test_outside_sandbox_a_provider_chain_is_required() -> None:
     assert caught.value.variable == "VERIFY_SMS_PROVIDERS"
     s = Settings.from_env({**env, "VERIFY_SMS_PROVIDERS": "sandbox"})
     assert s.sandbox is False and s.call_provider is None
+
+
+def test_a_template_over_one_sms_is_warned_about_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    Settings.from_env({**BASE, "VERIFY_SMS_TEMPLATE": "x" * 150 + " {code}"})
+    assert not caplog.records
+    Settings.from_env({**BASE, "VERIFY_SMS_TEMPLATE": "x" * 154 + " {code}"})
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "VERIFY_SMS_TEMPLATE renders to 2 SMS parts" in record.getMessage()
+
+
+def test_d7_without_callbacks_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    env = {**BASE, "VERIFY_SMS_PROVIDERS": "d7", "VERIFY_D7_TOKEN": "t"}
+    settings = Settings.from_env(env)
+    assert settings.d7 is not None and settings.d7.url == "https://api.d7networks.com/"
+    assert "VERIFY_D7_WEBHOOK_TOKEN" in caplog.text
+    caplog.clear()
+    Settings.from_env({**env, "VERIFY_PUBLIC_URL": "https://verify.example", "VERIFY_D7_WEBHOOK_TOKEN": "hook"})
+    assert not caplog.records
+
+
+def test_gateway_settings_are_read_only_for_named_gateways() -> None:
+    s = Settings.from_env({**BASE, "VERIFY_SMS_PROVIDERS": "smsc,d7", "VERIFY_SMSC_APIKEY": "k",
+                           "VERIFY_SMSC_URL": "http://127.0.0.1:9/sys", "VERIFY_D7_API": "legacy",
+                           "VERIFY_D7_USERNAME": "u", "VERIFY_D7_PASSWORD": "p"})
+    assert s.smsc is not None and s.smsc.url == "http://127.0.0.1:9/sys/" and s.smsc.apikey == "k"
+    assert s.d7 is not None and (s.d7.api, s.d7.url) == ("legacy", "https://rest-api.d7networks.com/")
+    assert s.zoomconnect is None and s.providers == ("smsc", "d7", "sandbox")
