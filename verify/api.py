@@ -124,34 +124,36 @@ def start() -> Response:
         raise InvalidRequest("Idempotency-Key",
                              f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
     if key is None:
-        return _start(body)[0]
+        return _started(*_start(body))
     fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     replay = service().claim_idempotency(key, fingerprint)
     if replay is not None:
-        response = jsonify(replay.body)
-        response.status_code = replay.status
+        response = _started(replay.status, replay.body)
         response.headers["Idempotent-Replayed"] = "true"
         return response
     try:
-        response, payload = _start(body)
+        status, payload = _start(body)
     except BaseException:
         service().release_idempotency(key)
         raise
-    service().finish_idempotency(key, fingerprint, response.status_code, payload)
-    return response
+    service().finish_idempotency(key, fingerprint, status, payload)
+    return _started(status, payload)
 
 
-def _start(body: dict[str, Any]) -> tuple[Response, dict[str, Any]]:
+def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     e164 = phone_field(body)
     channel = string_field(body, "channel", choices=CHANNELS) or "sms"
     locale = string_field(body, "locale", choices=LOCALES)
     started = service().start(e164, channel, locale)
-    payload = verification_json(started.verification)
+    return (201 if started.created else 200), verification_json(started.verification)
+
+
+def _started(status: int, payload: dict[str, Any]) -> Response:
     response = jsonify(payload)
-    response.status_code = 201 if started.created else 200
-    if started.created:
-        response.headers["Location"] = f"/v1/verifications/{started.verification.id}"
-    return response, payload
+    response.status_code = status
+    if status == 201:
+        response.headers["Location"] = f"/v1/verifications/{payload['id']}"
+    return response
 
 
 @v1.get("/verifications/<verification_id>")

@@ -144,16 +144,22 @@ class Service:
         sends are left; otherwise it is returned as it is, so a reloaded signup page never fails.
         """
         self._require_channel(channel)
-        opened = self.store.open(phone, channel, locale or "", self._now_ms(), SEND_LEASE_S * 1000)
-        record = _present(opened)
-        if opened.outcome == "created":
-            return Started(self._send(record, channel), created=True)
-        if record.sends == 0:
-            raise StartInProgress("the first code for this phone is being sent; retry shortly", retry_after=1)
-        try:
-            return Started(self._send(record, channel), created=False)
-        except (ResendCooldown, MaxSends):
-            return Started(self.view(record), created=False)
+        # Twice at most: when the pending verification that open() found is canceled, approved or expires
+        # before its resend is reserved, the second open() creates a new one.
+        for _ in range(2):
+            opened = self.store.open(phone, channel, locale or "", self._now_ms(), SEND_LEASE_S * 1000)
+            record = _present(opened)
+            if opened.outcome == "created":
+                return Started(self._send(record, channel), created=True)
+            if record.sends == 0:
+                raise StartInProgress("the first code for this phone is being sent; retry shortly", retry_after=1)
+            try:
+                return Started(self._send(record, channel), created=False)
+            except (ResendCooldown, MaxSends):
+                return Started(self.view(record), created=False)
+            except (NotPending, NotFound):
+                continue
+        raise StartInProgress("this phone's verification changed while starting; retry", retry_after=1)
 
     def resend(self, verification_id: str, channel: str | None) -> Verification:
         """Send a new code (or hand out a new number), optionally switching channel."""

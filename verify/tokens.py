@@ -67,6 +67,8 @@ class Secrets:
 
     def verify(self, token: str) -> Proof:
         """Check a proof token's signature and age; raise :class:`TokenExpired` or :class:`InvalidToken`."""
+        if not token.isascii():  # tokens are URL-safe base64; this also keeps lone surrogates out of itsdangerous
+            raise InvalidToken("token signature does not verify")
         try:
             signed = self._signer(int(self._clock())).unsign(token, max_age=self.token_ttl)
             payload: Any = self._serializer.load_payload(signed)

@@ -58,7 +58,7 @@ class Emulator:
     def start(self) -> Emulator:
         """Serve on a free loopback port in a daemon thread."""
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 

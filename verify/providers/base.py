@@ -107,7 +107,7 @@ class Http:
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        retry = Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0, allowed_methods=None)
+        retry = Retry(total=1, connect=1, read=False, status=0, other=0, redirect=0, allowed_methods=None)
         adapter = HTTPAdapter(max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

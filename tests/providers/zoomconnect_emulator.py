@@ -1,0 +1,124 @@
+"""A local Zoom Connect: the REST API of ../shared/providers.md 2.1-2.4, served under :attr:`Emulator.url`.
+
+``Emulator.url`` stands for the base URL ``https://www.zoomconnect.com/app/``. Served:
+
+- ``POST api/rest/v1/sms/send`` (and ``.../sms/send.json``, as in the vendor's snippets): validates
+  ``recipientNumber`` (400 ``RestErrorDTO`` code 2) and ``message`` (code 3), answers
+  ``{"messageId": "40124213", "error": null}``; ``GET`` on that path gives an example request body;
+- ``POST api/rest/v1/sms/send-bulk``: per-item ``error`` strings;
+- ``GET api/rest/v1/account/balance``: ``{"creditBalance": 123.45, "links": [...]}``;
+- anything else: 404.
+
+Every request needs the ``email``/``token`` headers, ``Authorization: Basic base64(email:token)`` or the
+``email``/``token`` query parameters (2.1); anything else gets 401.
+
+Modes ``error:<name>``, one per documented error (2.7): ``invalid-number`` and ``empty-message`` (400, send only),
+``send-error`` (200 with an ``error`` string, send only), ``unauthorized`` (401), ``forbidden`` (403),
+``not-found`` (404), ``rate-limited`` (429, which the docs only mention for polling). ``malformed`` answers 200 with
+HTML. For the shapes the docs leave open (``error`` absent, ``messageId`` a number, ``code`` a string, ...),
+a test sets :attr:`ZoomConnectEmulator.reply`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from tests.providers.emulator import Emulator, Seen
+
+EMAIL = "user@example.com"  # the credentials of the Basic-auth vector in providers.md 5.3
+TOKEN = "abc123-token"
+MESSAGE_ID = "40124213"
+CREDIT_BALANCE = 123.45
+API = "/api/rest/v1/"
+RECIPIENT = re.compile(r"\+?[1-9][0-9]{6,14}")  # "+27821234567" or "27821234567"
+REST_ERRORS = {2: "Invalid mobile number", 3: "Message cannot be empty"}
+SEND_ERROR = "Message could not be sent"
+EXAMPLE_REQUEST = {"recipientNumber": "+27821234567", "message": "Hello", "campaign": "campaign",
+                   "dataField": "data", "dateToSend": "201405161005"}
+
+
+class ZoomConnectEmulator(Emulator):
+    """Zoom Connect's REST API for one account (``email``, ``token``) holding ``CREDIT_BALANCE`` credits."""
+
+    ERRORS = ("invalid-number", "empty-message", "send-error", "unauthorized", "forbidden", "not-found",
+              "rate-limited")
+
+    def __init__(self, email: str = EMAIL, token: str = TOKEN) -> None:
+        super().__init__()
+        self.email = email
+        self.token = token
+        # (status, JSON body) to answer an authenticated request with, instead of the documented shapes.
+        self.reply: tuple[int, Any] | None = None
+
+    def answer(self, request: Request, seen: Seen) -> Response:
+        """The answer to ``request`` in the current ``mode``."""
+        error = self.mode.removeprefix("error:") if self.mode.startswith("error:") else ""
+        assert not error or error in self.ERRORS, f"unknown error mode {self.mode!r}"
+        if error == "unauthorized" or not self._authorized(request):
+            return Response("Unauthorized", 401, {"WWW-Authenticate": 'Basic realm="zoomconnect"'})
+        if error == "forbidden":
+            return Response("Forbidden", 403)
+        if error == "rate-limited":
+            return Response("Too Many Requests", 429)
+        route = (request.method, request.path.removesuffix(".json"))
+        known = {("POST", API + "sms/send"), ("GET", API + "sms/send"), ("POST", API + "sms/send-bulk"),
+                 ("GET", API + "account/balance")}
+        if error == "not-found" or route not in known:
+            return Response("Not Found", 404)
+        if self.reply is not None:
+            return _json(self.reply[1], self.reply[0])
+        if self.mode == "malformed":
+            return Response("<html><body>Maintenance</body></html>", 200, mimetype="text/html")
+        if route == ("GET", API + "account/balance"):
+            return _json({"creditBalance": CREDIT_BALANCE,
+                          "links": [{"rel": "self", "href": request.base_url}]})
+        if request.method == "GET":
+            return _json(EXAMPLE_REQUEST)
+        if not request.is_json:
+            return Response("Unsupported Media Type", 415)  # the real API also takes XML; we do not emulate it
+        body = request.get_json(silent=True)
+        if request.path.removesuffix(".json").endswith("send-bulk"):
+            items = body.get("sendSmsRequests") if isinstance(body, dict) else None
+            return _json({"sendSmsResponses": [_bulk_item(item) for item in items or []]})
+        if error == "send-error":
+            return _json({"messageId": None, "error": SEND_ERROR})
+        code = 2 if error == "invalid-number" else 3 if error == "empty-message" else _invalid(body)
+        if code:
+            return _json({"code": code, "message": REST_ERRORS[code], "developerMessage": REST_ERRORS[code],
+                          "moreInfoUrl": None, "status": "BAD_REQUEST"}, 400)
+        return _json({"messageId": MESSAGE_ID, "error": None})
+
+    def _authorized(self, request: Request) -> bool:
+        auth = request.authorization
+        if auth is not None and auth.type == "basic":
+            email, token = auth.username or "", auth.password or ""
+        else:
+            email = request.headers.get("email") or request.args.get("email", "")
+            token = request.headers.get("token") or request.args.get("token", "")
+        return (hmac.compare_digest(email.encode(), self.email.encode())
+                and hmac.compare_digest(token.encode(), self.token.encode()))
+
+
+def _invalid(body: Any) -> int:
+    """The ``RestErrorDTO`` code a send request earns (0 when it is valid)."""
+    fields = body if isinstance(body, dict) else {}
+    number, message = fields.get("recipientNumber"), fields.get("message")
+    if not isinstance(number, str) or not RECIPIENT.fullmatch(number):
+        return 2
+    if not isinstance(message, str) or not message:
+        return 3
+    return 0
+
+
+def _bulk_item(item: Any) -> dict[str, Any]:
+    code = _invalid(item)
+    return {"messageId": None, "error": REST_ERRORS[code]} if code else {"messageId": MESSAGE_ID, "error": None}
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status, mimetype="application/json")

@@ -1,0 +1,171 @@
+"""SMSC (smsc.ru / smscentre.com): SMS through ``send.php``, call-in numbers through ``wait_call.php``.
+
+Wire format: ``../shared/providers.md`` section 1. Every request is a form POST (SMSC takes GET or POST with
+the same names), so the credentials travel in the body and never in a URL or an access log. Every answer is
+asked for as JSON (``fmt=3``). SMSC reports its errors with HTTP 200 and a body
+``{"error": "<text>", "error_code": <N>[, "id": <id>]}``, the same on every endpoint.
+
+The JSON value types are unconfirmed (ids, counts and amounts were seen both as numbers and as strings), so
+every value is read leniently.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypedDict, cast
+
+from verify.config import SmscSettings
+from verify.providers.base import (
+    PAYLOAD_LIMIT,
+    CallNumber,
+    Http,
+    InvalidRecipient,
+    NoMoney,
+    Provider,
+    ProviderError,
+    Sent,
+    SmsMessage,
+    e164,
+    json_of,
+)
+
+
+class SendReply(TypedDict, total=False):
+    """``send.php`` success: ``cost``/``balance`` only come with ``cost=2|3``, which we do not ask for."""
+
+    id: int | str
+    cnt: int | str
+    cost: float | str
+    balance: float | str
+
+
+class WaitCallReply(TypedDict, total=False):
+    """``wait_call.php`` success: the number to call, and every number that may be assigned (list or string)."""
+
+    phone: int | str
+    all_phones: list[int | str] | int | str
+
+
+class BalanceReply(TypedDict, total=False):
+    """``balance.php`` success; ``currency`` comes with ``cur=1`` (unconfirmed field name)."""
+
+    balance: float | str
+    currency: str
+
+
+class ErrorReply(TypedDict, total=False):
+    """An SMSC error on any endpoint (HTTP 200). ``id`` comes with codes 3, 6, 7 and 8."""
+
+    error: str
+    error_code: int | str
+    id: int | str
+
+
+# SMSC error code -> (what it means, how we treat it). Policy: a number SMSC refuses would be refused by any
+# gateway, so 7 and 8 stop the chain with no failover (InvalidRecipient). Throttling (4, 9) and an empty
+# account (3, NoMoney: the service logs it at error level, an operator must pay) fail over to the next
+# gateway. Everything else, and any code not listed, is a request or account problem: final for this request.
+INVALID_RECIPIENT, TRANSIENT, NO_MONEY, FINAL = "invalid recipient", "transient", "no money", "final"
+ERRORS: dict[int, tuple[str, str]] = {
+    1: ("error in parameters", FINAL),
+    2: ("invalid login or password, or IP address not allowed", FINAL),
+    3: ("no money on the account", NO_MONEY),
+    4: ("IP address temporarily blocked after frequent errors", TRANSIENT),
+    5: ("invalid date format", FINAL),
+    6: ("message forbidden by its text or sender name", FINAL),
+    7: ("invalid phone number format", INVALID_RECIPIENT),
+    8: ("message to this number cannot be delivered", INVALID_RECIPIENT),
+    9: ("duplicate or too frequent request", TRANSIENT),
+}
+
+
+class SmscProvider(Provider):
+    """SMS and call-in verification through SMSC's HTTP API (``/sys/*.php``)."""
+
+    name = "smsc"
+
+    def __init__(self, settings: SmscSettings, http: Http) -> None:
+        self._settings = settings
+        self._http = http
+
+    def send_sms(self, message: SmsMessage) -> Sent:
+        """POST ``send.php``; the gateway's message id is our verification id, echoed back."""
+        # phones keeps its "+": without it SMSC may "auto-correct" the number. id is our verification id
+        # (hex, under 40 characters, so a valid SMSC string id); status callbacks then carry it.
+        params = {"phones": message.to, "mes": message.text, "id": message.verification_id, "charset": "utf-8"}
+        if self._settings.sender:
+            params["sender"] = self._settings.sender
+        reply = cast(SendReply, self._call("send.php", params, "id"))
+        return Sent(self.name, _text(reply["id"]))
+
+    def start_call(self, phone: str, verification_id: str) -> CallNumber:
+        """POST ``wait_call.php``: the number ``phone`` must call within 15 minutes, and every alternative.
+
+        SMSC's call-in has no message id: its callback names only the caller's phone, so ``message_id`` is empty.
+        """
+        # The vendor's example sends the subscriber's number as bare digits (phone=79991234567).
+        params = {"phone": e164(phone).removeprefix("+"), "charset": "utf-8"}
+        reply = cast(WaitCallReply, self._call("wait_call.php", params, "phone"))
+        number = e164(_text(reply["phone"]))
+        if not number:
+            raise self._malformed("wait_call.php answered a phone that is not a number", reply)
+        listed = (e164(_text(raw)) for raw in _listed(reply.get("all_phones")))
+        numbers = tuple(dict.fromkeys([number, *(n for n in listed if n)]))  # distinct, in order, number first
+        return CallNumber(self.name, number, numbers, message_id="")
+
+    def balance(self) -> str:
+        """POST ``balance.php``: the balance as SMSC states it (``"250.80"``), with the currency if given."""
+        reply = cast(BalanceReply, self._call("balance.php", {"cur": "1"}, "balance"))
+        currency = _text(reply.get("currency", ""))
+        return f"{_text(reply['balance'])} {currency}".strip()
+
+    def _call(self, endpoint: str, params: dict[str, str], required: str) -> dict[str, Any]:
+        """POST one endpoint; the reply object if it carries ``required``, else the error it states."""
+        auth = ({"apikey": self._settings.apikey} if self._settings.apikey
+                else {"login": self._settings.login, "psw": self._settings.password})
+        response = self._http.request(self.name, "POST", self._settings.url + endpoint,
+                                      data={**auth, **params, "fmt": "3"})
+        body = json_of(self.name, response)
+        if isinstance(body, dict) and ("error_code" in body or "error" in body):
+            raise self._error(cast(ErrorReply, body))
+        if not isinstance(body, dict) or not _text(body.get(required)):
+            raise self._malformed(f"{endpoint} answered HTTP {response.status_code} with neither {required!r} "
+                                  "nor an error", response.text[:PAYLOAD_LIMIT])
+        return body
+
+    def _malformed(self, message: str, payload: object) -> ProviderError:
+        # Neither a success nor an error: this gateway misbehaved, and another one may do better.
+        return ProviderError(self.name, message, transient=True, payload=payload)
+
+    def _error(self, body: ErrorReply) -> ProviderError:
+        code = _code(body.get("error_code"))
+        meaning, kind = ERRORS.get(code or 0, ("unknown error code", FINAL))
+        message = f"error {_text(body.get('error_code')) or '?'} ({_text(body.get('error'))}): {meaning}"
+        if kind == INVALID_RECIPIENT:
+            return InvalidRecipient(self.name, message, payload=body)
+        if kind == NO_MONEY:
+            return NoMoney(self.name, message, payload=body)
+        return ProviderError(self.name, message, transient=kind == TRANSIENT, payload=body)
+
+
+def _text(value: object) -> str:
+    """A JSON scalar as text: ``1563``, ``"1563"`` and ``1563.0`` all give ``"1563"``; null gives ``""``."""
+    if value is None or isinstance(value, bool | dict | list):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _code(value: object) -> int | None:
+    try:
+        return int(_text(value))
+    except ValueError:
+        return None
+
+
+def _listed(value: object) -> list[object]:
+    """``all_phones`` as a list: a JSON list, or one string of numbers separated by ``,``, ``;`` or spaces."""
+    if isinstance(value, list):
+        return list(value)
+    return list(re.split(r"[,;\s]+", _text(value)))
