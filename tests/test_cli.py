@@ -103,6 +103,7 @@ CONFIG_ENV = {"VERIFY_API_KEYS": "api-key-0123456789-secret", "VERIFY_SECRET_KEY
               "VERIFY_REDIS_URL": "redis://user:redis-password@127.0.0.1:1/0",
               "VERIFY_SMS_PROVIDERS": "smsc,zoomconnect,d7", "VERIFY_CALL_PROVIDER": "smsc",
               "VERIFY_SMSC_LOGIN": "acme", "VERIFY_SMSC_PASSWORD": "smsc-password-x",
+              "VERIFY_SMSC_SECRET": "smsc-hook-x",
               "VERIFY_ZOOMCONNECT_EMAIL": "ops@example.com", "VERIFY_ZOOMCONNECT_TOKEN": "zoom-token-x",
               "VERIFY_D7_TOKEN": "d7-token-x"}
 
@@ -111,7 +112,7 @@ def test_check_config_prints_settings_with_secrets_masked(capsys: pytest.Capture
     assert check_config(live=False, env=CONFIG_ENV) == 0
     out = capsys.readouterr().out
     for secret in ("api-key-0123456789-secret", "secret-key-0123456789-x", "redis-password", "smsc-password-x",
-                   "zoom-token-x", "d7-token-x"):
+                   "smsc-hook-x", "zoom-token-x", "d7-token-x"):
         assert secret not in out
     assert "redis://user:****@127.0.0.1:1/0" in out
     assert re.search(r"VERIFY_SMSC_PASSWORD\s+set \(masked\)", out)
@@ -123,6 +124,7 @@ def test_check_config_prints_settings_with_secrets_masked(capsys: pytest.Capture
     ("VERIFY_ZOOMCONNECT_TOKEN", "VERIFY_ZOOMCONNECT_TOKEN"),
     ("VERIFY_SMSC_PASSWORD", "VERIFY_SMSC_PASSWORD"),
     ("VERIFY_D7_TOKEN", "VERIFY_D7_TOKEN"),
+    ("VERIFY_SMSC_SECRET", "VERIFY_SMSC_SECRET"),
     ("VERIFY_API_KEYS", "VERIFY_API_KEYS"),
 ])
 def test_check_config_names_the_missing_variable(capsys: pytest.CaptureFixture[str], drop: str, variable: str) -> None:

@@ -7,12 +7,14 @@ error handlers. Per-app objects live in ``app.extensions["verify"]``; there is n
 from __future__ import annotations
 
 import logging
+import threading
 
 from flask import Flask
 
-from verify import api, errors, sandbox
+from verify import api, errors, sandbox, webhooks
 from verify.clock import Clock, system_clock
 from verify.config import Settings
+from verify.events import Events
 from verify.providers import registry
 from verify.service import Service
 from verify.store import Store
@@ -21,8 +23,13 @@ from verify.tokens import Secrets
 MAX_BODY_BYTES = 64 * 1024
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> Flask:
-    """Build the app from ``settings`` (read from the environment when not given)."""
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock, background: bool = True) -> Flask:
+    """Build the app from ``settings`` (read from the environment when not given).
+
+    With ``VERIFY_EVENTS_URL`` set and ``background`` true, each process delivers customer events in a daemon
+    thread (a greenlet under gunicorn's gevent workers); the workers share the outbox in Redis. Tests pass
+    ``background=False`` and drive ``Events`` themselves.
+    """
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -30,11 +37,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
     gateways = registry.build(settings, store, clock)
+    events = Events(settings, store, clock)
     app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
-                                       gateways.sms, gateways.call, clock)
+                                       gateways.sms, gateways.call, clock, events)
+    if events.enabled and background:
+        stop = threading.Event()
+        threading.Thread(target=events.run, args=(stop,), name="verify-events", daemon=True).start()
+        app.extensions["verify.events.stop"] = stop
 
     app.register_blueprint(api.public)
     app.register_blueprint(api.v1)
+    app.register_blueprint(webhooks.bp)
     if settings.sandbox:
         app.register_blueprint(sandbox.bp)
         logging.getLogger(__name__).warning(

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from verify import phone
 from verify.clock import rfc3339
 from verify.errors import InvalidRequest, Unauthorized, problem
-from verify.service import CHANNELS, LOCALES, Service, Verification
+from verify.service import CHANNELS, LOCALES, Service, to_json
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 public = Blueprint("public", __name__)
@@ -76,30 +76,6 @@ def phone_field(body: dict[str, Any], country_field: str | None = "country") -> 
     return phone.normalize(raw, region)
 
 
-# output
-
-
-def verification_json(v: Verification) -> dict[str, Any]:
-    """The wire form of a verification."""
-    body: dict[str, Any] = {
-        "id": v.id, "status": v.status, "channel": v.channel, "phone": v.phone, "locale": v.locale,
-        "created_at": rfc3339(v.created_at), "expires_at": rfc3339(v.expires_at),
-        "resend_after": rfc3339(v.resend_after, round_up=True),
-        "attempts_left": v.attempts_left, "sends_left": v.sends_left,
-    }
-    if v.call is not None:
-        body["call"] = {"number": v.call.number, "numbers": list(v.call.numbers)}
-    if v.delivery is not None:
-        body["delivery"] = {"provider": v.delivery.provider, "status": v.delivery.status}
-    if v.sms is not None:
-        body["sms"] = {"encoding": v.sms.encoding, "parts": v.sms.parts}
-    if v.completed_via is not None and v.verified_at is not None:
-        body["completed_via"] = v.completed_via
-        body["verified_at"] = rfc3339(v.verified_at)
-        body["token"] = v.token
-    return body
-
-
 # /v1
 
 
@@ -145,7 +121,7 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     channel = string_field(body, "channel", choices=CHANNELS) or "sms"
     locale = string_field(body, "locale", choices=LOCALES)
     started = service().start(e164, channel, locale)
-    return (201 if started.created else 200), verification_json(started.verification)
+    return (201 if started.created else 200), to_json(started.verification)
 
 
 def _started(status: int, payload: dict[str, Any]) -> Response:
@@ -159,7 +135,7 @@ def _started(status: int, payload: dict[str, Any]) -> Response:
 @v1.get("/verifications/<verification_id>")
 def get(verification_id: str) -> Response:
     """A verification; approved ones carry ``completed_via`` and the proof ``token``."""
-    return jsonify(verification_json(service().get(verification_id)))
+    return jsonify(to_json(service().get(verification_id)))
 
 
 @v1.post("/verifications/<verification_id>/check")
@@ -170,20 +146,20 @@ def check(verification_id: str) -> Response:
     code = code.strip()
     if not code.isascii() or not code.isdigit():
         raise InvalidRequest("code", "code must be a string of digits")
-    return jsonify(verification_json(service().check(verification_id, code)))
+    return jsonify(to_json(service().check(verification_id, code)))
 
 
 @v1.post("/verifications/<verification_id>/resend")
 def resend(verification_id: str) -> Response:
     """Send a new code, optionally switching channel."""
     channel = string_field(json_body(optional=True), "channel", choices=CHANNELS)
-    return jsonify(verification_json(service().resend(verification_id, channel)))
+    return jsonify(to_json(service().resend(verification_id, channel)))
 
 
 @v1.delete("/verifications/<verification_id>")
 def cancel(verification_id: str) -> Response:
     """Cancel a verification."""
-    return jsonify(verification_json(service().cancel(verification_id)))
+    return jsonify(to_json(service().cancel(verification_id)))
 
 
 @v1.post("/tokens/verify")

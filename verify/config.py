@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
@@ -56,9 +57,15 @@ D7_PASSWORD = "VERIFY_D7_PASSWORD"  # noqa: S105 - a variable name
 D7_TOKEN = "VERIFY_D7_TOKEN"  # noqa: S105 - a variable name
 D7_SENDER = "VERIFY_D7_SENDER"
 D7_WEBHOOK_TOKEN = "VERIFY_D7_WEBHOOK_TOKEN"  # noqa: S105 - a variable name
+SMSC_SECRET = "VERIFY_SMSC_SECRET"  # noqa: S105 - a variable name
+ZOOMCONNECT_SECRET = "VERIFY_ZOOMCONNECT_SECRET"  # noqa: S105 - a variable name
+ZOOMCONNECT_TZ = "VERIFY_ZOOMCONNECT_TZ"
+WEBHOOK_MAX_AGE = "VERIFY_WEBHOOK_MAX_AGE"
+EVENTS_URL = "VERIFY_EVENTS_URL"
+EVENTS_SECRET = "VERIFY_EVENTS_SECRET"  # noqa: S105 - a variable name
 
 SECRET_SETTINGS = frozenset({API_KEYS, SECRET_KEY, SMSC_PASSWORD, SMSC_APIKEY, ZOOMCONNECT_TOKEN, D7_PASSWORD,
-                             D7_TOKEN, D7_WEBHOOK_TOKEN})
+                             D7_TOKEN, D7_WEBHOOK_TOKEN, SMSC_SECRET, ZOOMCONNECT_SECRET, EVENTS_SECRET})
 
 DEFAULT_SMS_TEMPLATE = "Your verification code: {code}"
 DEFAULT_SMS_TEMPLATE_RU = "Ваш код подтверждения: {code}"
@@ -78,15 +85,18 @@ class SmscSettings:
     password: str = ""
     apikey: str = ""
     sender: str = ""
+    secret: str = ""  # the md5/sha1/crc32 secret of the callback URL; empty only in sandbox mode
 
 
 @dataclass(frozen=True)
 class ZoomConnectSettings:
-    """Zoom Connect: account e-mail and REST API token."""
+    """Zoom Connect: account e-mail and REST API token; the webhook checksum secret and time zone."""
 
     url: str = "https://www.zoomconnect.com/app/"
     email: str = ""
     token: str = ""
+    secret: str = ""
+    tz: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,9 @@ class Settings:
     smsc: SmscSettings | None = None
     zoomconnect: ZoomConnectSettings | None = None
     d7: D7Settings | None = None
+    webhook_max_age: int = 900
+    events_url: str | None = None
+    events_secret: str = ""
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -171,9 +184,12 @@ class Settings:
             http_read_timeout=_float(env, HTTP_READ_TIMEOUT, cls.http_read_timeout),
             breaker_failures=_int(env, BREAKER_FAILURES, cls.breaker_failures, 1, 1000),
             breaker_cooldown=_int(env, BREAKER_COOLDOWN, cls.breaker_cooldown, 1, 86400),
-            smsc=_smsc(env) if "smsc" in named else None,
+            smsc=_smsc(env, sandbox) if "smsc" in named else None,
             zoomconnect=_zoomconnect(env) if "zoomconnect" in named else None,
             d7=_d7(env) if "d7" in named else None,
+            webhook_max_age=_int(env, WEBHOOK_MAX_AGE, cls.webhook_max_age, 60, 86400),
+            events_url=_url(env, EVENTS_URL, None),
+            events_secret=_required(env, EVENTS_SECRET, EVENTS_URL) if env.get(EVENTS_URL, "").strip() else "",
         )
         _warn(settings)
         return settings
@@ -190,14 +206,16 @@ class Settings:
             (SMS_PROVIDERS, ",".join(self.sms_providers)), (CALL_PROVIDER, self.call_provider),
             (PUBLIC_URL, self.public_url), (HTTP_CONNECT_TIMEOUT, self.http_connect_timeout),
             (HTTP_READ_TIMEOUT, self.http_read_timeout), (BREAKER_FAILURES, self.breaker_failures),
-            (BREAKER_COOLDOWN, self.breaker_cooldown),
+            (BREAKER_COOLDOWN, self.breaker_cooldown), (WEBHOOK_MAX_AGE, self.webhook_max_age),
+            (EVENTS_URL, self.events_url), (EVENTS_SECRET, self.events_secret),
         ]
         if self.smsc:
             rows += [(SMSC_URL, self.smsc.url), (SMSC_LOGIN, self.smsc.login), (SMSC_PASSWORD, self.smsc.password),
-                     (SMSC_APIKEY, self.smsc.apikey), (SMSC_SENDER, self.smsc.sender)]
+                     (SMSC_APIKEY, self.smsc.apikey), (SMSC_SENDER, self.smsc.sender), (SMSC_SECRET, self.smsc.secret)]
         if self.zoomconnect:
             rows += [(ZOOMCONNECT_URL, self.zoomconnect.url), (ZOOMCONNECT_EMAIL, self.zoomconnect.email),
-                     (ZOOMCONNECT_TOKEN, self.zoomconnect.token)]
+                     (ZOOMCONNECT_TOKEN, self.zoomconnect.token), (ZOOMCONNECT_SECRET, self.zoomconnect.secret),
+                     (ZOOMCONNECT_TZ, self.zoomconnect.tz)]
         if self.d7:
             rows += [(D7_API, self.d7.api), (D7_URL, self.d7.url), (D7_USERNAME, self.d7.username),
                      (D7_PASSWORD, self.d7.password), (D7_TOKEN, self.d7.token), (D7_SENDER, self.d7.sender),
@@ -230,6 +248,11 @@ def _warn(settings: Settings) -> None:
                         name, size.parts, size.encoding, size.units, size.parts)
     if settings.d7 and not (settings.public_url and settings.d7.webhook_token):
         log.warning("d7 gets no delivery reports: set %s and %s", PUBLIC_URL, D7_WEBHOOK_TOKEN)
+    if settings.smsc and not settings.smsc.secret:
+        log.warning("!!! %s is unset: /webhooks/smsc accepts UNSIGNED callbacks, so anyone can confirm a call "
+                    "verification. Allowed only because %s=1.", SMSC_SECRET, SANDBOX)
+    if settings.zoomconnect and not settings.zoomconnect.secret:
+        log.warning("%s is unset: Zoom Connect replies and delivery reports are refused (403)", ZOOMCONNECT_SECRET)
 
 
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
@@ -285,28 +308,42 @@ def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def _required(env: Mapping[str, str], name: str, provider: str) -> str:
+def _required(env: Mapping[str, str], name: str, needed_by: str) -> str:
     value = env.get(name, "").strip()
     if not value:
-        raise ConfigError(name, f"is required because {provider} is a configured provider")
+        reason = f"{needed_by} is set" if needed_by.startswith("VERIFY_") else f"{needed_by} is a configured provider"
+        raise ConfigError(name, f"is required because {reason}")
     return value
 
 
-def _smsc(env: Mapping[str, str]) -> SmscSettings:
+def _smsc(env: Mapping[str, str], sandbox: bool) -> SmscSettings:
     login, password, apikey = (env.get(n, "").strip() for n in (SMSC_LOGIN, SMSC_PASSWORD, SMSC_APIKEY))
     if not apikey:
         if not login:
             raise ConfigError(SMSC_APIKEY, f"(or {SMSC_LOGIN} and {SMSC_PASSWORD}) is required because smsc "
                                            "is a configured provider")
         password = _required(env, SMSC_PASSWORD, "smsc")
+    secret = env.get(SMSC_SECRET, "").strip()
+    if not secret and not sandbox:
+        raise ConfigError(SMSC_SECRET, "is required (the md5=/sha1=/crc32= secret of the SMSC handler URL): without "
+                                       "it anyone could post a confirmation call")
+    if secret and not re.fullmatch(r"[A-Za-z0-9_-]+", secret):
+        raise ConfigError(SMSC_SECRET, "may hold only Latin letters, digits, - and _ (SMSC's rule)")
     return SmscSettings(url=_base_url(env, SMSC_URL, SmscSettings.url), login=login, password=password,
-                        apikey=apikey, sender=env.get(SMSC_SENDER, "").strip())
+                        apikey=apikey, sender=env.get(SMSC_SENDER, "").strip(), secret=secret)
 
 
 def _zoomconnect(env: Mapping[str, str]) -> ZoomConnectSettings:
+    tz = env.get(ZOOMCONNECT_TZ, "").strip() or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(ZOOMCONNECT_TZ, f"must be an IANA time zone such as UTC or Africa/Johannesburg, not {tz!r}") \
+            from None
     return ZoomConnectSettings(url=_base_url(env, ZOOMCONNECT_URL, ZoomConnectSettings.url),
                                email=_required(env, ZOOMCONNECT_EMAIL, "zoomconnect"),
-                               token=_required(env, ZOOMCONNECT_TOKEN, "zoomconnect"))
+                               token=_required(env, ZOOMCONNECT_TOKEN, "zoomconnect"),
+                               secret=env.get(ZOOMCONNECT_SECRET, "").strip(), tz=tz)
 
 
 def _d7(env: Mapping[str, str]) -> D7Settings:

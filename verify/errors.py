@@ -63,6 +63,10 @@ class Unauthorized(VerifyError):
     status, slug, title = 401, "unauthorized", "Missing or wrong API key"
 
 
+class WebhookRejected(VerifyError):
+    status, slug, title = 403, "webhook-rejected", "Webhook signature, age or nonce rejected"
+
+
 class NotFound(VerifyError):
     status, slug, title = 404, "not-found", "Not found"
 

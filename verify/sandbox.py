@@ -8,9 +8,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from verify import phone
-from verify.api import json_body, phone_field, service, string_field, verification_json
+from verify.api import json_body, phone_field, service, string_field
 from verify.errors import InvalidRequest, NotFound
 from verify.providers.base import CallReceived, SmsReceived
+from verify.service import to_json
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
@@ -33,7 +34,7 @@ def calls() -> Response:
     approved = service().handle(CallReceived(e164, service().clock()))
     if approved is None:
         raise NotFound("this phone has no pending call verification")
-    return jsonify(verification_json(approved))
+    return jsonify(to_json(approved))
 
 
 @bp.post("/replies")
@@ -45,4 +46,4 @@ def replies() -> Response:
     assert text is not None  # noqa: S101 - required
     approved = service().handle(SmsReceived(e164, text, service().clock()))
     return jsonify({"approved": approved is not None,
-                    "verification": verification_json(approved) if approved else None})
+                    "verification": to_json(approved) if approved else None})

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from verify.clock import Clock
+from verify.clock import Clock, rfc3339
 from verify.config import Settings
 from verify.errors import (
     DeliveryFailed,
@@ -31,10 +31,12 @@ from verify.errors import (
     StartInProgress,
     WrongChannel,
 )
+from verify.events import APPROVED, FAILED, Events
 from verify.phone import mask
 from verify.providers.base import (
     CallNumber,
     CallReceived,
+    DeliveryReport,
     Event,
     InvalidRecipient,
     NoMoney,
@@ -45,7 +47,7 @@ from verify.providers.base import (
     SmsReceived,
 )
 from verify.sms import measure
-from verify.store import Outcome, Record, SendCommit, Store
+from verify.store import ID_RE, Outcome, Record, SendCommit, Store
 from verify.tokens import Proof, Secrets
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,10 @@ LOCALES = ("en", "ru")
 # How long a send may take before its reservation lapses: the whole provider chain must fit in it.
 SEND_LEASE_S = 120
 DIGIT_RUN = re.compile(r"\d+")
+# How far a gateway's signed call time may stray from our clock.
+CLOCK_SKEW_S = 60
+# How long a gateway's message id still maps to its verification, for late delivery reports.
+MESSAGE_MEMORY_S = 2 * 86400
 T = TypeVar("T", Sent, CallNumber)
 
 
@@ -124,13 +130,14 @@ class Service:
     """Starts, resends, checks and completes verifications."""
 
     def __init__(self, settings: Settings, store: Store, secrets_: Secrets, sms_providers: list[Provider],
-                 call_provider: Provider | None, clock: Clock) -> None:
+                 call_provider: Provider | None, clock: Clock, events: Events | None = None) -> None:
         self.settings = settings
         self.store = store
         self.secrets = secrets_
         self.sms_providers = sms_providers
         self.call_provider = call_provider
         self.clock = clock
+        self.events = events or Events(settings, store, clock)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -175,8 +182,7 @@ class Service:
             self.settings.challenge_ttl * 1000, self.secrets.code_candidates(verification_id, [code]))
         record = _present(outcome)
         if outcome.outcome == "approved":
-            log.info("verification %s approved by code", record.id)
-            return self.view(record)
+            return self._approved(record)
         view = self.view(record)
         if outcome.outcome == "wrong":
             if record.status == "max_attempts_reached":
@@ -195,31 +201,72 @@ class Service:
         record = _present(outcome)
         if outcome.outcome == "not_pending":
             raise NotPending(f"the verification is {record.status}", verification_status=record.status)
+        self.events.unwatch_expiry(record.id)
         return self.view(record)
 
     def handle(self, event: Event) -> Verification | None:
-        """Apply a gateway event. Idempotent: a repeated event finds nothing pending and changes nothing.
+        """Apply a gateway event. Idempotent: a repeated event finds nothing left to change.
 
-        Returns the approved verification, or ``None`` when the event approves nothing.
+        Returns the verification the event changed (approved it, or moved its delivery status), else ``None``.
         """
+        if isinstance(event, DeliveryReport):
+            return self._delivery_report(event)
         if isinstance(event, CallReceived):
-            channel, via, candidates = "call", "call", []
-        else:
-            runs = [r for r in DIGIT_RUN.findall(event.text) if len(r) == self.settings.code_length][:10]
-            if not runs:
+            record = self.store.find(event.phone, "call")
+            if record is None or record.status != "pending":
                 return None
-            channel, via = "sms", "sms_reply"
-        record = self.store.find(event.phone, channel)
-        if record is None or record.status != "pending":
+            # SMSC signs the call time but no nonce: a captured callback replayed later carries an old time.
+            started = record.created_at / 1000
+            if not started - CLOCK_SKEW_S <= event.received_at <= self.clock() + CLOCK_SKEW_S:
+                log.warning("call callback for verification %s is signed at %s, outside its lifetime: ignored",
+                            record.id, rfc3339(event.received_at))
+                return None
+            return self._approve(record, "call", [])
+        runs = [r for r in DIGIT_RUN.findall(event.text) if len(r) == self.settings.code_length][:10]
+        record = self._replied_to(event) if runs else None
+        if record is None or record.status != "pending" or record.phone != event.phone:
             return None
-        if isinstance(event, SmsReceived):
-            candidates = self.secrets.code_candidates(record.id, runs)
+        return self._approve(record, "sms_reply", self.secrets.code_candidates(record.id, runs))
+
+    def _replied_to(self, event: SmsReceived) -> Record | None:
+        """The verification an inbound SMS answers: named by the gateway if it can, else the phone's pending one."""
+        if event.verification_id and ID_RE.match(event.verification_id):
+            return self.store.get(event.verification_id)
+        if event.reply_to and event.provider:
+            verification_id = self.store.message_verification(event.provider, event.reply_to)
+            if verification_id:
+                return self.store.get(verification_id)
+        return self.store.find(event.phone, "sms")
+
+    def _approve(self, record: Record, via: str, candidates: list[str]) -> Verification | None:
         outcome = self.store.complete(record.id, via, self.settings.max_attempts, self._now_ms(),
                                       self.settings.challenge_ttl * 1000, candidates)
         if outcome.outcome != "approved" or outcome.record is None:
             return None
-        log.info("verification %s approved by %s", record.id, via)
-        return self.view(outcome.record)
+        return self._approved(outcome.record)
+
+    def _approved(self, record: Record) -> Verification:
+        log.info("verification %s approved by %s", record.id, record.completed_via)
+        view = self.view(record)
+        self.events.unwatch_expiry(record.id)
+        self.events.emit(APPROVED, to_json(view))
+        return view
+
+    def _delivery_report(self, event: DeliveryReport) -> Verification | None:
+        verification_id = (event.verification_id if ID_RE.match(event.verification_id)
+                           else self.store.message_verification(event.provider, event.message_id))
+        if not verification_id:
+            return None
+        outcome = self.store.set_delivery(verification_id, event.provider, event.message_id, event.status,
+                                          event.raw_status)
+        if outcome.outcome != "updated" or outcome.record is None:
+            return None
+        view = self.view(outcome.record)
+        if event.status == "failed":
+            log.warning("verification %s: %s reports delivery failed (%s)", verification_id, event.provider,
+                        event.raw_status)
+            self.events.emit(FAILED, to_json(view))
+        return view
 
     # queries
 
@@ -238,6 +285,16 @@ class Service:
     def ready(self) -> bool:
         """Whether the store answers."""
         return self.store.ping()
+
+    # webhook nonces
+
+    def claim_nonce(self, provider: str, nonce: str) -> bool:
+        """True the first time a gateway's webhook nonce is seen; kept twice the accepted webhook age."""
+        return self.store.claim_nonce(provider, nonce, 2 * self.settings.webhook_max_age * 1000)
+
+    def release_nonce(self, provider: str, nonce: str) -> None:
+        """Forget a nonce whose callback failed to apply, so the gateway's retry goes through."""
+        self.store.release_nonce(provider, nonce)
 
     # idempotency
 
@@ -296,7 +353,11 @@ class Service:
         if ended.record is None:
             raise DeliveryFailed("the gateway answered after the verification had lapsed; start again")
         log.info("verification %s sent via %s to %s", record.id, commit.provider, mask(record.phone))
-        return self.view(ended.record)
+        if commit.message_id:
+            self.store.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000)
+        view = self.view(ended.record)
+        self.events.watch_expiry(to_json(view), view.expires_at)
+        return view
 
     def _refuse_send(self, outcome: str, record: Record) -> None:
         if outcome == "max_sends":
@@ -369,6 +430,27 @@ class Service:
             verified_at=record.verified_at / 1000 if record.verified_at else None,
             token=token,
         )
+
+
+def to_json(v: Verification) -> dict[str, Any]:
+    """The wire form of a verification (API responses and event payloads)."""
+    body: dict[str, Any] = {
+        "id": v.id, "status": v.status, "channel": v.channel, "phone": v.phone, "locale": v.locale,
+        "created_at": rfc3339(v.created_at), "expires_at": rfc3339(v.expires_at),
+        "resend_after": rfc3339(v.resend_after, round_up=True),
+        "attempts_left": v.attempts_left, "sends_left": v.sends_left,
+    }
+    if v.call is not None:
+        body["call"] = {"number": v.call.number, "numbers": list(v.call.numbers)}
+    if v.delivery is not None:
+        body["delivery"] = {"provider": v.delivery.provider, "status": v.delivery.status}
+    if v.sms is not None:
+        body["sms"] = {"encoding": v.sms.encoding, "parts": v.sms.parts}
+    if v.completed_via is not None and v.verified_at is not None:
+        body["completed_via"] = v.completed_via
+        body["verified_at"] = rfc3339(v.verified_at)
+        body["token"] = v.token
+    return body
 
 
 def _present(outcome: Outcome) -> Record:

@@ -47,6 +47,7 @@ class Record:
     provider: str = ""
     message_id: str = ""
     delivery_status: str = ""
+    delivery_raw: str = ""
     sms_encoding: str = ""
     sms_parts: int = 0
     completed_via: str = ""
@@ -63,7 +64,8 @@ class Record:
             expires_at=int(h["expires_at"]), call_number=h.get("call_number", ""),
             call_numbers=tuple(n for n in h.get("call_numbers", "").split(",") if n),
             provider=h.get("provider", ""), message_id=h.get("message_id", ""),
-            delivery_status=h.get("delivery_status", ""), sms_encoding=h.get("sms_encoding", ""),
+            delivery_status=h.get("delivery_status", ""), delivery_raw=h.get("delivery_raw", ""),
+            sms_encoding=h.get("sms_encoding", ""),
             sms_parts=int(h.get("sms_parts") or 0), completed_via=h.get("completed_via", ""),
             verified_at=int(h.get("verified_at") or 0),
         )
@@ -117,7 +119,7 @@ class Store:
         self.prefix = prefix
         self._scripts = {name: client.register_script(_lua(name)) for name in
                          ("open", "begin_send", "end_send", "complete", "cancel", "idempotency",
-                                  "breaker_failure")}
+                                  "breaker_failure", "set_delivery", "claim_due")}
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> Store:
@@ -146,6 +148,18 @@ class Store:
     def breaker_key(self, provider: str) -> str:
         """The circuit breaker of one gateway, shared by every worker."""
         return f"{self.prefix}breaker:{{{provider}}}"
+
+    def message_key(self, provider: str, message_id: str) -> str:
+        """Points from a gateway's message id to our verification id (for delivery reports and replies)."""
+        return f"{self.prefix}msg:{{{provider}:{message_id}}}"
+
+    def nonce_key(self, provider: str, nonce: str) -> str:
+        """A webhook nonce already seen."""
+        return f"{self.prefix}nonce:{{{provider}}}:{nonce}"
+
+    def schedule_keys(self, name: str) -> tuple[str, str]:
+        """A schedule (sorted set of due times) and its data hash, in one slot: ``events`` or ``expiry``."""
+        return f"{self.prefix}{{{name}}}:due", f"{self.prefix}{{{name}}}:data"
 
     def idempotency_key(self, key: str) -> str:
         """Where the response to one Idempotency-Key is kept."""
@@ -235,6 +249,60 @@ class Store:
         with _available():
             raw = self.client.lrange(self.outbox_key(phone), 0, -1)
         return [json.loads(item) for item in raw]
+
+    def set_delivery(self, verification_id: str, provider: str, message_id: str, status: str,
+                     raw_status: str) -> Outcome:
+        """Record a delivery status; see ``lua/set_delivery.lua``."""
+        return self._run("set_delivery", [self.record_key(verification_id)],
+                         [provider, message_id, status, raw_status])
+
+    def remember_message(self, provider: str, message_id: str, verification_id: str, ttl_ms: int) -> None:
+        """Map a gateway's message id to our verification, for as long as reports may come."""
+        with _available():
+            self.client.set(self.message_key(provider, message_id), verification_id, px=ttl_ms)
+
+    def message_verification(self, provider: str, message_id: str) -> str | None:
+        """Our verification id for a gateway's message id."""
+        with _available():
+            found: str | None = self.client.get(self.message_key(provider, message_id))  # type: ignore[assignment]
+        return found
+
+    def claim_nonce(self, provider: str, nonce: str, ttl_ms: int) -> bool:
+        """True the first time ``nonce`` is seen within ``ttl_ms``; False for a replay."""
+        with _available():
+            return bool(self.client.set(self.nonce_key(provider, nonce), "1", nx=True, px=ttl_ms))
+
+    def release_nonce(self, provider: str, nonce: str) -> None:
+        """Forget a nonce whose callback could not be applied, so the gateway's retry is not taken for a replay."""
+        with _available():
+            self.client.delete(self.nonce_key(provider, nonce))
+
+    # schedules: the outbox of customer events and the watch for expiring verifications
+
+    def schedule(self, name: str, member: str, due_ms: int, data: str) -> None:
+        """Put ``member`` (with ``data``) on schedule ``name`` at ``due_ms``; replaces an earlier entry."""
+        due, payload = self.schedule_keys(name)
+        with _available():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(payload, member, data)
+            pipe.zadd(due, {member: due_ms})
+            pipe.execute()
+
+    def claim_due(self, name: str, now_ms: int, lease_ms: int, limit: int) -> list[tuple[str, str]]:
+        """Due entries of schedule ``name`` as ``(member, data)``, leased to this caller; see ``claim_due.lua``."""
+        due, payload = self.schedule_keys(name)
+        with _available():
+            flat = self._scripts["claim_due"](keys=[due, payload], args=[now_ms, lease_ms, limit])
+        return list(zip(flat[::2], flat[1::2], strict=True))
+
+    def unschedule(self, name: str, member: str) -> None:
+        """Take ``member`` off schedule ``name``."""
+        due, payload = self.schedule_keys(name)
+        with _available():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zrem(due, member)
+            pipe.hdel(payload, member)
+            pipe.execute()
 
     # circuit breakers
 

@@ -150,6 +150,7 @@ def test_check_config_live_prints_each_balance(gateways: Gateways, redis_url: st
     env = {"VERIFY_API_KEYS": "api-key-0123456789", "VERIFY_SECRET_KEY": "secret-key-0123456789",
            "VERIFY_REDIS_URL": redis_url, "VERIFY_SMS_PROVIDERS": "smsc,zoomconnect,d7",
            "VERIFY_CALL_PROVIDER": "smsc", "VERIFY_SMSC_URL": gateways.smsc.url, "VERIFY_SMSC_APIKEY": SMSC_KEY,
+           "VERIFY_SMSC_SECRET": "smsc-hook-secret",
            "VERIFY_ZOOMCONNECT_URL": gateways.zoom.url, "VERIFY_ZOOMCONNECT_EMAIL": EMAIL,
            "VERIFY_ZOOMCONNECT_TOKEN": TOKEN, "VERIFY_D7_API": "legacy", "VERIFY_D7_URL": gateways.d7.url,
            "VERIFY_D7_USERNAME": D7_USERNAME, "VERIFY_D7_PASSWORD": D7_PASSWORD}

@@ -143,7 +143,11 @@ def e164(raw: object) -> str:
 
 @dataclass(frozen=True)
 class CallReceived:
-    """The person called the number handed out for a ``call`` verification."""
+    """The person called the number handed out for a ``call`` verification.
+
+    ``received_at`` is the call time the gateway signed; the service refuses one from before the
+    verification started, so a captured callback replayed later approves nothing.
+    """
 
     phone: str  # E.164 of the caller
     received_at: float  # unix seconds
@@ -152,12 +156,72 @@ class CallReceived:
 
 @dataclass(frozen=True)
 class SmsReceived:
-    """An inbound SMS from ``phone``: a reply that may carry the code."""
+    """An inbound SMS from ``phone``: a reply that may carry the code.
+
+    ``verification_id`` (our id echoed back, e.g. Zoom Connect's ``dataField``) or ``reply_to`` (the gateway's
+    id of our message it answers, e.g. SMSC's ``sms_id``) name the verification when the gateway gives them;
+    otherwise the phone's pending SMS verification is meant.
+    """
 
     phone: str  # E.164 of the sender
     text: str
     received_at: float
+    provider: str = ""
+    verification_id: str = ""
+    reply_to: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-Event = CallReceived | SmsReceived
+@dataclass(frozen=True)
+class DeliveryReport:
+    """A gateway's delivery status for one of our messages.
+
+    ``status`` is ours: ``sent`` (accepted or on its way), ``delivered`` or ``failed``; ``raw_status`` keeps the
+    gateway's own code (``1``, ``DELIVRD``, ``un_delivered``...). The message is named by the gateway's
+    ``message_id`` as it was returned at send time, or by ``verification_id`` when the gateway echoes ours.
+    """
+
+    provider: str
+    message_id: str
+    status: str
+    raw_status: str
+    verification_id: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+Event = CallReceived | SmsReceived | DeliveryReport
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A gateway's HTTP callback as it arrived, free of any web framework.
+
+    ``query_string`` and ``body`` are raw bytes: some gateways (SMSC) choose the charset of the values in a
+    query parameter, so decoding is the provider module's job.
+    """
+
+    method: str
+    query_string: bytes
+    body: bytes
+    content_type: str  # the mimetype, e.g. "application/x-www-form-urlencoded"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """What a verified callback says: its events, and a nonce when the gateway sends one (replay check)."""
+
+    events: list[Event]
+    nonce: str = ""
+
+
+class WebhookRejected(Exception):
+    """A callback that must change nothing: forged, altered or stale (403), or addressed wrong (404).
+
+    The gateway retries on 403, so a mis-set secret loses nothing once it is fixed.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason

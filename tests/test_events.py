@@ -1,0 +1,217 @@
+"""Customer events: signed POSTs to VERIFY_EVENTS_URL, kept in Redis, retried with backoff, at least once."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, start
+from verify import create_app
+from verify.config import Settings
+from verify.events import FIRST_RETRY_S, Events, retry_delay, signature
+from verify.providers.base import DeliveryReport
+from verify.service import Service
+
+EVENTS_SECRET = "events-secret-0123456789"
+
+
+@dataclass
+class Receiver:
+    """A customer's endpoint on loopback that answers ``fail_first`` times with 503, then 200."""
+
+    fail_first: int = 0
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    answered: list[int] = field(default_factory=list)
+    url: str = ""
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        self.received.append((dict(request.headers.items()), request.get_data()))
+        status = 503 if len(self.received) <= self.fail_first else 200
+        self.answered.append(status)
+        return Response("", status=status)(environ, start_response)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    target = Receiver()
+    server = make_server("127.0.0.1", 0, target, threaded=True)
+    target.url = f"http://127.0.0.1:{server.server_port}/hooks/verify"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield target
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def settings(settings: Settings, receiver: Receiver) -> Settings:
+    return replace(settings, events_url=receiver.url, events_secret=EVENTS_SECRET)
+
+
+@pytest.fixture
+def app(settings: Settings, clock: MovableClock) -> Flask:
+    return create_app(settings, clock=clock, background=False)
+
+
+def events_of(client: FlaskClient) -> Events:
+    service: Service = client.application.extensions["verify"]
+    return service.events
+
+
+def check_signature(headers: dict[str, str], body: bytes, secret: str = EVENTS_SECRET) -> int:
+    """What the README's receiver example does: parse, recompute, compare in constant time."""
+    parts = dict(item.split("=", 1) for item in headers["Verify-Signature"].split(","))
+    expected = hmac.new(secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(expected, parts["v1"])
+    return int(parts["t"])
+
+
+def test_the_signature_format() -> None:
+    body = b'{"id":"evt_1"}'
+    mac = hmac.new(b"s", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert signature("s", 1_700_000_000, body) == f"t=1700000000,v1={mac}"
+
+
+def test_backoff_starts_within_10_s_and_is_capped() -> None:
+    assert retry_delay(1) == FIRST_RETRY_S < 10
+    assert [retry_delay(n) for n in (2, 3, 4)] == [10, 20, 40]
+    assert retry_delay(30) == 3600
+
+
+def test_an_approval_is_posted_signed(client: FlaskClient, receiver: Receiver, clock: MovableClock) -> None:
+    vid = start(client).get_json()["id"]
+    approved = check(client, vid, last_code(client)).get_json()
+    assert events_of(client).deliver() == 1
+    ((headers, body),) = receiver.received
+    assert headers["Content-Type"] == "application/json"
+    assert check_signature(headers, body) == int(clock())
+    event = json.loads(body)
+    assert set(event) == {"id", "type", "created_at", "data"} and event["id"].startswith("evt_")
+    assert event["type"] == "verification.approved" and event["data"] == approved
+    assert events_of(client).deliver() == 0  # delivered once, not again
+
+
+def test_a_failing_receiver_gets_retries_with_backoff_and_the_same_event_id(
+        client: FlaskClient, receiver: Receiver, clock: MovableClock) -> None:
+    receiver.fail_first = 2
+    vid = start(client).get_json()["id"]
+    check(client, vid, last_code(client))
+    events = events_of(client)
+    assert events.deliver() == 0 and receiver.answered == [503]
+    clock.advance(FIRST_RETRY_S - 1)
+    assert events.deliver() == 0 and len(receiver.received) == 1  # not due yet
+    clock.advance(1)
+    assert events.deliver() == 0 and receiver.answered == [503, 503]
+    clock.advance(2 * FIRST_RETRY_S)
+    assert events.deliver() == 1 and receiver.answered == [503, 503, 200]
+    ids = {event["id"] for event in receiver.events()}
+    assert len(ids) == 1
+    for headers, body in receiver.received:
+        check_signature(headers, body)
+
+
+def test_a_pending_event_survives_a_restart(settings: Settings, client: FlaskClient, receiver: Receiver,
+                                            clock: MovableClock) -> None:
+    receiver.fail_first = 1
+    vid = start(client).get_json()["id"]
+    check(client, vid, last_code(client))
+    assert events_of(client).deliver() == 0
+    restarted = create_app(settings, clock=clock, background=False).test_client()  # a new process, same Redis
+    clock.advance(FIRST_RETRY_S)
+    assert events_of(restarted).deliver() == 1
+    assert [e["type"] for e in receiver.events()] == ["verification.approved"] * 2
+
+
+def test_an_event_is_dropped_after_24_hours(client: FlaskClient, receiver: Receiver, clock: MovableClock,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    receiver.fail_first = 10**6
+    vid = start(client).get_json()["id"]
+    check(client, vid, last_code(client))
+    events = events_of(client)
+    for _ in range(40):
+        events.deliver()
+        clock.advance(3600)
+    attempts = len(receiver.received)
+    assert 20 <= attempts <= 40 and "dropped" in caplog.text
+    clock.advance(3600)
+    events.deliver()
+    assert len(receiver.received) == attempts
+
+
+def test_a_failed_delivery_report_is_an_event(client: FlaskClient, receiver: Receiver) -> None:
+    body = start(client).get_json()
+    service: Service = client.application.extensions["verify"]
+    report = DeliveryReport("sandbox", f"sandbox-{body['id']}", "failed", "UNDELIV")
+    changed = service.handle(report)
+    assert changed is not None and changed.delivery is not None and changed.delivery.status == "failed"
+    assert service.handle(report) is None  # a repeated report changes nothing and emits nothing
+    assert events_of(client).deliver() == 1
+    (event,) = receiver.events()
+    assert event["type"] == "verification.failed" and event["data"]["delivery"]["status"] == "failed"
+
+
+def test_an_unapproved_verification_that_expires_is_an_event(settings: Settings, receiver: Receiver,
+                                                             clock: MovableClock) -> None:
+    client = create_app(replace(settings, challenge_ttl=1), clock=clock, background=False).test_client()
+    expiring = start(client).get_json()
+    approved = start(client, "+79991234568").get_json()
+    check(client, approved["id"], last_code(client, "+79991234568"))
+    canceled = start(client, "+79991234569").get_json()
+    client.delete(f"/v1/verifications/{canceled['id']}", headers=AUTH)
+    events = events_of(client)
+    assert events.sweep() == 0  # nothing is due yet
+    time.sleep(1.2)  # the records' real Redis TTL runs out
+    clock.advance(2)
+    assert events.sweep() == 1 and events.sweep() == 0
+    events.deliver()
+    by_type = {e["type"]: e for e in receiver.events()}
+    assert set(by_type) == {"verification.approved", "verification.expired"}
+    assert by_type["verification.expired"]["data"]["id"] == expiring["id"]
+
+
+def test_a_resend_moves_the_expiry(settings: Settings, receiver: Receiver, clock: MovableClock) -> None:
+    client = create_app(replace(settings, resend_cooldown=0), clock=clock, background=False).test_client()
+    vid = start(client).get_json()["id"]
+    clock.advance(900)
+    client.post(f"/v1/verifications/{vid}/resend", headers=AUTH)
+    assert events_of(client).sweep() == 0  # due by the first send, but the record lives on
+
+
+def test_without_a_url_nothing_is_queued(redis_url: str, clock: MovableClock) -> None:
+    from tests.conftest import make_settings
+
+    client = create_app(make_settings(redis_url), clock=clock).test_client()
+    vid = start(client).get_json()["id"]
+    check(client, vid, last_code(client))
+    store = client.application.extensions["verify"].store
+    assert store.client.keys("*{events}*") == [] and store.client.keys("*{expiry}*") == []
+
+
+def test_the_background_thread_delivers(settings: Settings, receiver: Receiver) -> None:
+    app = create_app(replace(settings, redis_prefix="bg:"))  # the real clock, and the delivery thread running
+    client = app.test_client()
+    try:
+        vid = start(client, PHONE).get_json()["id"]
+        check(client, vid, last_code(client))
+        deadline = time.monotonic() + 10
+        while not receiver.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        app.extensions["verify.events.stop"].set()
+    assert [e["type"] for e in receiver.events()] == ["verification.approved"]
