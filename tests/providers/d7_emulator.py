@@ -11,6 +11,9 @@ then validates the arguments (400) and answers ``{"data": "Success \\"<uuid>"}``
 ``mode = "error:<name>"`` answers one documented error (:data:`LEGACY_ERRORS`, :data:`V1_ERRORS`, plus the
 legacy REST layer's ``unauthorized``, ``unparseable-json`` and ``not-acceptable``). ``reply`` overrides
 everything with a canned ``(status, body)``, for the shapes providers.md marks unconfirmed.
+
+The callbacks D7 makes to us are built by :func:`dlr_callback` (legacy: Jasmin's DLRThrower) and
+:func:`report_callback` (v1 report webhook), and sent over HTTP by :func:`post_dlr` and :func:`post_report`.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
+import requests
 from werkzeug.wrappers import Request, Response
 
 from tests.providers.emulator import Emulator, Seen
@@ -220,3 +226,68 @@ class D7Emulator(Emulator):
         if report_url is not None and not (isinstance(report_url, str) and re.fullmatch(r"https?://\S+", report_url)):
             errors.append(_invalid(["body", "message_globals", "report_url"], "invalid or missing URL scheme"))
         return errors
+
+
+# ---- callbacks D7 makes to us ----
+
+FORM = "application/x-www-form-urlencoded"
+# jasmin/routing/throwers.py DLRThrower.http_dlr_callback: agent 'Jasmin gateway/1.0 %s' % self.name, and these
+# two headers on GET as well as POST.
+DLR_HEADERS = {"User-Agent": "Jasmin gateway/1.0 DLRThrower", "Content-Type": FORM, "Accept": "text/plain"}
+CALLBACK_TIMEOUT = 5.0
+
+Callback = tuple[str, bytes, bytes, str]
+"""``(method, query_string, body, content_type)``, in the order of :class:`verify.providers.base.Inbound`."""
+
+
+def dlr_fields(message_id: str, message_status: str, *, level: int | None = None) -> dict[str, str]:
+    """The fields Jasmin throws for one DLR: level 1 for ``ESME_*`` statuses, else a level-2 receipt.
+
+    The receipt values are those of providers.md 3.1's example; ``connector`` carries the receipt's own id (the
+    source quirk providers.md notes).
+    """
+    level = level if level is not None else 1 if message_status.startswith("ESME_") else 2
+    fields = {"id": message_id, "level": str(level), "message_status": message_status}
+    if level == 1:
+        return {**fields, "connector": "smppc01"}
+    return {**fields, "connector": "2567", "id_smsc": "2567", "sub": "001", "dlvrd": "001",
+            "subdate": "2411211005", "donedate": "2411211006", "err": "000", "text": "Hello"}
+
+
+def report_fields(request_id: str, status: str, *, recipient: str = "+971501234567") -> dict[str, str]:
+    """The fields of one v1 report (providers.md 3.2), with a fresh per-recipient ``msg_id``."""
+    return {"request_id": request_id, "msg_id": str(uuid.uuid4()), "recipient": recipient,
+            "originator": "SignOTP", "status": status}
+
+
+def dlr_callback(fields: Mapping[str, object], *, method: str = "POST") -> Callback:
+    """A DLR as Jasmin's DLRThrower sends it: URL-encoded fields in the query (GET) or a form body (POST).
+
+    The Content-Type is the form type either way (Jasmin sends it on GET too); see :data:`DLR_HEADERS`.
+    """
+    encoded = urlencode({key: str(value) for key, value in fields.items()}).encode()
+    if method.upper() == "GET":
+        return "GET", encoded, b"", FORM
+    return "POST", b"", encoded, FORM
+
+
+def report_callback(fields: Mapping[str, object], *, as_json: bool = False) -> Callback:
+    """A v1 report: POSTed as a form (the vendor's wording) or, ``as_json``, as the JSON object it prints."""
+    if as_json:
+        return "POST", b"", json.dumps(dict(fields)).encode(), "application/json"
+    return "POST", b"", urlencode({key: str(value) for key, value in fields.items()}).encode(), FORM
+
+
+def post_dlr(url: str, fields: Mapping[str, object], *, method: str = "POST") -> requests.Response:
+    """Throw a DLR at ``url`` as Jasmin does (GET appends ``?<fields>`` to the URL); the caller checks the ACK."""
+    verb, query, body, _ = dlr_callback(fields, method=method)
+    target = f"{url}?{query.decode()}" if query else url
+    return requests.request(verb, target, data=body or None, headers=DLR_HEADERS, timeout=CALLBACK_TIMEOUT,
+                            allow_redirects=False)
+
+
+def post_report(url: str, fields: Mapping[str, object], *, as_json: bool = False) -> requests.Response:
+    """POST a v1 report to ``url``, as a form or as JSON."""
+    verb, _, body, content_type = report_callback(fields, as_json=as_json)
+    return requests.request(verb, url, data=body, headers={"Content-Type": content_type},
+                            timeout=CALLBACK_TIMEOUT, allow_redirects=False)

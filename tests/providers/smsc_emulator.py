@@ -13,14 +13,21 @@ Knobs besides ``mode`` (``"ok"``, ``"error:<N>"`` for SMSC error N, ``"5xx"``, `
   a JSON number);
 - ``send_extra``: fields added to a send success (``cost``/``balance`` as with ``cost=3``, ``phones`` with ``op=1``);
 - ``malformed_body``: the body of ``mode = "malformed"``.
+
+:func:`smsc_callback` builds a callback to our handler as SMSC sends it (providers.md 1.7-1.9, vectors in 5.1), and
+:func:`post_callback` POSTs one to a local URL.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import zlib
 from typing import Any, Literal
+from urllib.parse import urlencode
 
+import requests
 from werkzeug.wrappers import Request, Response
 
 from tests.providers.emulator import Emulator, Seen
@@ -132,3 +139,69 @@ def _plain(body: dict[str, Any]) -> str:
     if "cnt" in body:
         return f"OK - {body['cnt']} SMS, ID - {body['id']}"
     return str(body.get("balance", body.get("phone")))
+
+
+HashName = Literal["md5", "sha1", "crc32"]
+# The fields each kind of callback signs, in order (1.9).
+SIGNED = {"sms": ("phone", "mes", "to"), "call": ("phone", "ts"), "status": ("id", "phone", "status")}
+
+
+def smsc_callback(fields: dict[str, str], *, secret: str | None, hash: HashName = "md5", crc32_hex: bool = False,
+                  charset: str = "windows-1251", fmt_json: bool = False, hash_encoding: str | None = None,
+                  json_numbers: bool = False) -> tuple[str, bytes, str]:
+    """One SMSC callback to our handler: (the query string SMSC calls our URL with, body, content type).
+
+    The handler URL is taken to be configured as ``?<hash>=<secret>[&charset=<charset>][&fmt=3]``: ``charset`` is
+    left out for windows-1251 (SMSC's default, what an operator who sets none gets), and no hash option without a
+    ``secret``. The kind follows ``fields`` (``mes``: incoming SMS, ``waitcall``: call, else status); the hash field
+    is added after them, over the kind's colon-joined fields and the secret encoded in ``hash_encoding`` (default
+    the charset). SMSC echoes the URL's ``charset`` as a field (1.7's example), so it comes last in the body.
+
+    The body is a form in ``charset`` (``application/x-www-form-urlencoded``, a space as ``+``) or, with
+    ``fmt_json``, a JSON object in ``charset`` (``application/json``; SMSC's JSON content type is unconfirmed), its
+    integer and decimal strings as JSON numbers with ``json_numbers`` (SMSC's JSON value types are unconfirmed).
+    """
+    kind = "sms" if "mes" in fields else "call" if "waitcall" in fields else "status"
+    body_fields = dict(fields)
+    query: dict[str, str] = {}
+    if secret is not None:
+        query[hash] = secret
+        message = ":".join([*(fields.get(name, "") for name in SIGNED[kind]), secret])
+        body_fields[hash] = callback_hash(hash, message.encode(hash_encoding or charset), crc32_hex=crc32_hex)
+    if charset.lower() != "windows-1251":
+        query["charset"] = body_fields["charset"] = charset
+    if fmt_json:
+        query["fmt"] = "3"
+        values = {key: _number(value) if json_numbers else value for key, value in body_fields.items()}
+        return urlencode(query), json.dumps(values, ensure_ascii=False).encode(charset), "application/json"
+    return urlencode(query), urlencode(body_fields, encoding=charset).encode("ascii"), \
+        "application/x-www-form-urlencoded"
+
+
+def callback_hash(hash: HashName, data: bytes, *, crc32_hex: bool = False) -> str:
+    """The value of SMSC's ``md5``/``sha1``/``crc32`` field over ``data``: lowercase hex, or PHP ``crc32()`` decimal."""
+    if hash == "crc32":
+        crc = zlib.crc32(data) & 0xFFFFFFFF
+        return f"{crc:08x}" if crc32_hex else str(crc)
+    return hashlib.new(hash, data, usedforsecurity=False).hexdigest()
+
+
+def post_callback(url: str, fields: dict[str, str], *, secret: str | None, hash: HashName = "md5",
+                  crc32_hex: bool = False, charset: str = "windows-1251", fmt_json: bool = False,
+                  hash_encoding: str | None = None, json_numbers: bool = False,
+                  timeout: float = 5.0) -> requests.Response:
+    """POST :func:`smsc_callback`'s callback to a local ``url`` (the handler URL without its query), as SMSC would."""
+    query, body, content_type = smsc_callback(fields, secret=secret, hash=hash, crc32_hex=crc32_hex, charset=charset,
+                                              fmt_json=fmt_json, hash_encoding=hash_encoding,
+                                              json_numbers=json_numbers)
+    target = f"{url}{'&' if '?' in url else '?'}{query}" if query else url
+    return requests.post(target, data=body, headers={"Content-Type": content_type}, timeout=timeout,
+                         allow_redirects=False)
+
+
+def _number(value: str) -> Any:
+    if re.fullmatch(r"-?(0|[1-9]\d*)", value):
+        return int(value)
+    if re.fullmatch(r"-?(0|[1-9]\d*)\.\d+", value):
+        return float(value)
+    return value

@@ -17,15 +17,22 @@ Modes ``error:<name>``, one per documented error (2.7): ``invalid-number`` and `
 ``not-found`` (404), ``rate-limited`` (429, which the docs only mention for polling). ``malformed`` answers 200 with
 HTML. For the shapes the docs leave open (``error`` absent, ``messageId`` a number, ``code`` a string, ...),
 a test sets :attr:`ZoomConnectEmulator.reply`.
+
+Callbacks to us (2.5, 2.6): :func:`zoom_callback` builds a reply or delivery report as Zoom Connect sends it, signed
+with the HMAC-SHA1 ``checksum``; :func:`post_callback` POSTs one to a URL.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlencode
 
+import requests
 from werkzeug.wrappers import Request, Response
 
 from tests.providers.emulator import Emulator, Seen
@@ -40,6 +47,14 @@ REST_ERRORS = {2: "Invalid mobile number", 3: "Message cannot be empty"}
 SEND_ERROR = "Message could not be sent"
 EXAMPLE_REQUEST = {"recipientNumber": "+27821234567", "message": "Hello", "campaign": "campaign",
                    "dataField": "data", "dateToSend": "201405161005"}
+# The order the vendor's examples list the parameters in (2.5), which is not the signing order; others go last.
+CALLBACK_ORDER = {
+    "reply": ("from", "to", "repliedToMessageId", "messageId", "message", "date", "campaign", "dataField", "nonce",
+              "nonce-date", "checksum"),
+    "delivery": ("nonce", "status", "messageId", "checksum", "nonce-date"),
+}
+FORM = "application/x-www-form-urlencoded"
+POST_TIMEOUT = 5.0
 
 
 class ZoomConnectEmulator(Emulator):
@@ -122,3 +137,35 @@ def _bulk_item(item: Any) -> dict[str, Any]:
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status, mimetype="application/json")
+
+
+def sign(params: Mapping[str, str], secret: str) -> str:
+    """The ``checksum`` of 2.6: HMAC-SHA1 over every other parameter as ``key=value``, sorted, joined by ``&``."""
+    message = "&".join(f"{key}={value}" for key, value in sorted(params.items()) if key != "checksum")
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha1).hexdigest()
+
+
+def zoom_callback(kind: Literal["reply", "delivery"], params: Mapping[str, str], *, secret: str,
+                  in_query: bool = True) -> tuple[bytes, bytes, str]:
+    """A callback as Zoom Connect sends it: ``(query_string, body, content_type)``.
+
+    ``params`` are the raw values; a ``checksum`` signed with ``secret`` is added unless ``params`` has one already
+    (to replay a captured or forged callback). They go in the vendor's order, form-encoded (a space becomes ``+``,
+    a literal ``+`` ``%2B``), in the query string with no body, or with ``in_query=False`` in a form body.
+    """
+    assert kind in CALLBACK_ORDER, f"unknown callback kind {kind!r}"
+    signed = dict(params)
+    signed.setdefault("checksum", sign(params, secret))
+    order = CALLBACK_ORDER[kind]
+    pairs = sorted(signed.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
+    encoded = urlencode(pairs).encode("ascii")
+    return (encoded, b"", "") if in_query else (b"", encoded, FORM)
+
+
+def post_callback(url: str, kind: Literal["reply", "delivery"], params: Mapping[str, str], *, secret: str,
+                  in_query: bool = True) -> requests.Response:
+    """POST :func:`zoom_callback`'s callback to ``url`` (the message forward or delivery report URL)."""
+    query, body, content_type = zoom_callback(kind, params, secret=secret, in_query=in_query)
+    target = url + ("&" if "?" in url else "?") + query.decode("ascii") if query else url
+    headers = {"Content-Type": content_type} if content_type else {}
+    return requests.post(target, data=body, headers=headers, timeout=POST_TIMEOUT)

@@ -7,28 +7,42 @@ header, callback URL, HTTP, error normalization) is shared. D7 is used for SMS o
 
 Where providers.md marks a shape "unconfirmed" (D7's own error texts, v1 error bodies, balance bodies),
 parsing is lenient: any JSON shape is accepted and matched on keywords, never on exact texts.
+
+Callbacks (providers.md 3.1-3.3): the legacy API throws Jasmin DLRs to ``<public>/webhooks/d7/<token>`` and the
+v1 API posts reports to ``<public>/webhooks/d7/<token>/report``. Neither is signed, so the secret path token
+(:func:`check_token`) plus the message id matching one of our records is all the authentication there is.
+:func:`parse_dlr` and :func:`parse_report` map them to :class:`DeliveryReport` events and never raise: a
+callback they cannot read yields no event, because answering an error would only make the gateway retry it.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import hmac
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Required, TypedDict
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from requests.auth import HTTPBasicAuth
 
 from verify.config import D7Settings
 from verify.providers.base import (
     PAYLOAD_LIMIT,
+    DeliveryReport,
+    Event,
     Http,
+    Inbound,
     InvalidRecipient,
     NoMoney,
     Provider,
     ProviderError,
     Sent,
     SmsMessage,
+    WebhookRejected,
     json_of,
 )
 
@@ -92,6 +106,28 @@ class Balance(TypedDict, total=False):  # legacy {"data": <this>}; v1 unconfirme
     balance: str | float
     sms_count: str  # "ND": not limited
     currency: str
+
+
+class LegacyDlr(TypedDict, total=False):  # Jasmin DLRThrower's form fields; all values arrive as text
+    id: Required[str]  # our message id (the uuid returned at send)
+    level: Required[str]  # "1" (SMSC ack: ESME_*) or "2" (terminal receipt); old Jasmin sent "3" on receipts
+    message_status: Required[str]  # ESME_ROK, ESME_R*, or DELIVRD, EXPIRED, DELETED, UNDELIV, ACCEPTD, UNKNOWN, REJECTD
+    connector: str  # informational (Jasmin fills it with the receipt's own id)
+    id_smsc: str
+    sub: str
+    dlvrd: str
+    subdate: str  # YYMMDDhhmm
+    donedate: str
+    err: str
+    text: str  # the first 20 characters of the message
+
+
+class V1Report(TypedDict, total=False):  # form or JSON (unconfirmed); one report per recipient
+    request_id: Required[str]  # our message id (returned at send)
+    msg_id: str  # D7's per-recipient id
+    recipient: str
+    originator: str
+    status: Required[str]  # delivered, sent, scheduled, un_delivered / undelivered, ...
 
 
 class D7Provider(Provider):
@@ -277,3 +313,119 @@ def _balance_text(payload: Any) -> str | None:
             text += ", sms_count ND (not limited)" if count == "ND" else f", sms_count {count}"
         return text
     return None
+
+
+# ---- callbacks (providers.md 3.1 DLR, 3.2 report webhook, 3.3 no signatures) ----
+
+LEGACY_ACK = "ACK/Jasmin"
+"""The body the legacy DLR handler must answer with (status < 400): any other body makes Jasmin retry the DLR."""
+
+# Jasmin's terminal receipt statuses (SMPP 3.4 table B-2). UNKNOWN and anything new are not known to be final.
+_RECEIPT_STATUS = {"DELIVRD": "delivered", "ACCEPTD": "sent", "UNKNOWN": "sent",
+                   "EXPIRED": "failed", "DELETED": "failed", "UNDELIV": "failed", "REJECTD": "failed"}
+# v1 report statuses, lower case with "-" and " " as "_"; providers.md 3.2 lists both failure spellings.
+_REPORT_STATUS = {"delivered": "delivered", "sent": "sent", "scheduled": "sent", "accepted": "sent",
+                  **dict.fromkeys(("un_delivered", "undelivered", "not_reachable", "spam_content",
+                                   "insufficient_credit", "failed", "rejected", "expired"), "failed")}
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]")  # RFC 2046 section 5.1.1
+
+
+def check_token(given: str, expected: str) -> None:
+    """Refuse a callback whose path token is not ``expected``, in constant time.
+
+    Any refusal is ``404``: Jasmin stops retrying at once on a 404 (a 403 would be retried to no end), and a
+    prober cannot tell a wrong token from a URL that does not exist. An empty ``expected`` (reports not set up)
+    refuses every token, the empty one included.
+    """
+    if not expected or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                                               expected.encode("utf-8", "surrogatepass")):
+        raise WebhookRejected(404, "unknown webhook")
+
+
+def parse_dlr(inbound: Inbound) -> list[Event]:
+    """The legacy API's Jasmin DLR (GET query or POST form; both are read, the body wins) as a report.
+
+    ``ESME_ROK`` (the SMSC took the message) is ``sent``, any other ``ESME_*`` ``failed``; receipts map by
+    :data:`_RECEIPT_STATUS`, unknown ones to ``sent``. The status decides, not ``level``: current Jasmin sends
+    level 2 on receipts and older versions the requested level 3, but only level 1 ever carries ``ESME_*``.
+    ``raw_status`` is ``"<level>:<message_status>"``. A DLR without an id or a status yields nothing.
+    """
+    events: list[Event] = []
+    for fields in _payloads(inbound):
+        message_id, status = _text(fields.get("id")), _text(fields.get("message_status"))
+        if not message_id or not status:
+            continue
+        code = status.upper()
+        if code.startswith("ESME_"):
+            ours = "sent" if code == "ESME_ROK" else "failed"
+        else:
+            ours = _RECEIPT_STATUS.get(code, "sent")
+        events.append(DeliveryReport(NAME, message_id, ours, f"{_text(fields.get('level'))}:{status}", raw=fields))
+    return events
+
+
+def parse_report(inbound: Inbound) -> list[Event]:
+    """The v1 report webhook (form or JSON body, unconfirmed which; a JSON list gives one report each).
+
+    The message is named by ``request_id``, the id :meth:`D7Provider.send_sms` returned; statuses map by
+    :data:`_REPORT_STATUS` case-insensitively, unknown ones to ``sent``. A report without ``request_id`` or
+    ``status``, or a body that cannot be read, yields nothing.
+    """
+    events: list[Event] = []
+    for fields in _payloads(inbound):
+        request_id, status = _text(fields.get("request_id")), _text(fields.get("status"))
+        if not request_id or not status:
+            continue
+        key = re.sub(r"[-\s]+", "_", status.lower())
+        events.append(DeliveryReport(NAME, request_id, _REPORT_STATUS.get(key, "sent"), status, raw=fields))
+    return events
+
+
+def _payloads(inbound: Inbound) -> list[dict[str, Any]]:
+    """The callback's field sets: query fields overlaid with the body's (form, multipart or JSON)."""
+    query = _form(inbound.query_string)
+    body = inbound.body.strip()
+    kind = inbound.content_type.split(";")[0].strip().lower()
+    if not body:
+        return [query]
+    # The v1 encoding is unconfirmed: a body that looks like JSON is read as JSON whatever its declared type.
+    if body[:1] in (b"{", b"[") or kind == "application/json" or kind.endswith("+json"):
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            return []
+        items = document if isinstance(document, list) else [document]
+        return [query | item for item in items if isinstance(item, dict)]
+    if kind == "multipart/form-data" or body.startswith(b"--"):
+        return [query | _multipart(body)]
+    return [query | _form(body)]
+
+
+def _form(raw: bytes) -> dict[str, Any]:
+    """URL-encoded fields (UTF-8, undecodable bytes replaced); a repeated field keeps its last value."""
+    return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True, encoding="utf-8",
+                          errors="replace"))
+
+
+def _multipart(body: bytes) -> dict[str, Any]:
+    """``multipart/form-data`` fields, the boundary taken from the body's first line (the type is often cut)."""
+    boundary = body.split(b"\n", 1)[0].removeprefix(b"--").rstrip(b"\r").decode("latin-1")
+    if not _BOUNDARY.fullmatch(boundary):
+        return {}
+    head = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\n\r\n'.encode("latin-1")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name, value = part.get_param("name", header="content-disposition"), part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(value, bytes):
+            fields[name] = value.decode("utf-8", "replace")
+    return fields
+
+
+def _text(value: object) -> str:
+    """A field as trimmed text: strings and JSON numbers only (a nested object or ``true`` is no id)."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""

@@ -8,23 +8,38 @@ verification; the ``messageId`` it returns is what the service keeps. Zoom Conne
 Error policy: a 400 ``RestErrorDTO`` with code 2 is a number the gateway refuses (:class:`InvalidRecipient`);
 any other refusal (other 400s, 401/403 credentials, 404, a 200 carrying an ``error``) is final for this request;
 429 throttling is transient. A 200 we cannot read is transient: the gateway misbehaved, another one may not.
+
+Callbacks (2.5, 2.6): :func:`parse_callback` verifies a reply or delivery report (HMAC-SHA1 ``checksum``, ``nonce``,
+``nonce-date`` freshness) and maps it to events; storing the nonce against replays is the caller's job.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict, cast
+import datetime
+import hashlib
+import hmac
+import re
+from typing import Any, Literal, TypedDict, cast
+from urllib.parse import parse_qsl
 
 import requests
 
 from verify.config import ZoomConnectSettings
 from verify.providers.base import (
     PAYLOAD_LIMIT,
+    DeliveryReport,
+    Event,
     Http,
+    Inbound,
     InvalidRecipient,
     Provider,
     ProviderError,
     Sent,
     SmsMessage,
+    SmsReceived,
+    Webhook,
+    WebhookRejected,
+    e164,
     json_of,
 )
 
@@ -33,6 +48,15 @@ BALANCE_PATH = "api/rest/v1/account/balance"
 INVALID_NUMBER = 2  # RestErrorDTO code "Invalid mobile number"; 3 is "Message cannot be empty"
 STATUS_REASONS = {400: "request refused", 401: "credentials refused", 403: "forbidden",
                   404: "unknown resource (check the URL)"}
+
+# Callbacks (2.5, 2.6).
+FORM = "application/x-www-form-urlencoded"
+MAX_CALLBACK_FIELDS = 100  # a callback has about ten; more is not Zoom Connect
+CONDITIONAL = ("campaign", "dataField")  # "included only when not null": how a null arrives is unknown
+# yyyyMMddHHmmss; the vendor text also shows 16 digits (2014051610050102), so up to 3 more digits are ignored.
+NONCE_DATE = re.compile(r"(\d{14})\d{0,3}")
+DELIVERY_STATUSES = {"DELIVERED": "delivered", "FAILED": "failed", "FAILED_REFUNDED": "failed",
+                     "FAILED_OPTOUT": "failed"}  # SENT, SCHEDULED, UNKNOWN and anything new: "sent"
 
 
 class SendRequest(TypedDict):
@@ -65,6 +89,20 @@ class BalanceResponse(TypedDict, total=False):
 
     creditBalance: float | int | str
     links: list[Any]
+
+
+# The parameters of the two callbacks (2.5) as they arrive, all strings; any other parameter (e.g. ``to``) is kept
+# and signed too. The functional form because ``from`` and ``nonce-date`` are not identifiers.
+ReplyCallback = TypedDict("ReplyCallback", {
+    "from": str, "to": str, "repliedToMessageId": str, "messageId": str, "message": str,
+    "date": str,  # yyyyMMddHHmm
+    "campaign": str, "dataField": str, "nonce": str, "nonce-date": str, "checksum": str,
+}, total=False)
+DeliveryCallback = TypedDict("DeliveryCallback", {
+    "messageId": str, "status": str,
+    "campaign": str, "dataField": str,  # unconfirmed for delivery reports
+    "nonce": str, "nonce-date": str, "checksum": str,
+}, total=False)
 
 
 class ZoomConnectProvider(Provider):
@@ -145,3 +183,120 @@ def _text(raw: object) -> str:
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         return ""
     return str(raw).strip()
+
+
+def parse_callback(inbound: Inbound, kind: Literal["reply", "delivery"], secret: str, now: float,
+                   tz: datetime.tzinfo, max_age: int, skew: int = 60) -> Webhook:
+    """Verify a Zoom Connect callback and map it: a ``reply`` (message forward URL) or a ``delivery`` report.
+
+    Parameters are read from the query string and from a form body alike (which one Zoom Connect uses is
+    unconfirmed), UTF-8 and percent-decoded with form semantics (``+`` is a space, ``%2B`` a plus). A parameter
+    sent twice must carry the same value both times.
+
+    :raises WebhookRejected: 403 when the ``checksum`` is missing or wrong (HMAC-SHA1 keyed by ``secret`` over
+        every other parameter, 2.6), when ``nonce`` is missing, or when ``nonce-date`` (``yyyyMMddHHmmss`` in
+        ``tz``) is missing, unreadable, more than ``max_age`` seconds before ``now`` or more than ``skew`` seconds
+        after it; 404 for an unknown ``kind``. Nothing about the expected checksum is ever told.
+    :raises ValueError: ``secret`` is empty (a configuration error: anyone can compute that HMAC).
+    :returns: one :class:`SmsReceived` (``received_at`` is the signed ``nonce-date``) or one
+        :class:`DeliveryReport`, and the ``nonce``, which the caller must refuse to see twice within ``max_age``.
+        A verified callback lacking what its kind needs (``from``/``message``, ``messageId``/``status``) gives
+        no events: answering 200 stops the gateway retrying something that can never succeed.
+    """
+    if kind not in ("reply", "delivery"):
+        raise WebhookRejected(404, f"no Zoom Connect callback named {kind!r}")
+    if not secret:
+        raise ValueError("the Zoom Connect callback secret is empty")
+    params = _callback_params(inbound)
+    _check_checksum(params, secret)
+    nonce = params.get("nonce", "")
+    if not nonce:
+        raise WebhookRejected(403, "zoomconnect callback without a nonce")
+    signed_at = _nonce_time(params.get("nonce-date", ""), tz)
+    if signed_at is None:
+        raise WebhookRejected(403, "zoomconnect callback without a readable nonce-date")
+    if now - signed_at > max_age:
+        raise WebhookRejected(403, f"zoomconnect callback is stale ({now - signed_at:.0f} s old)")
+    if signed_at - now > skew:
+        raise WebhookRejected(403, f"zoomconnect callback is from the future ({signed_at - now:.0f} s ahead)")
+    event = _reply(params, signed_at) if kind == "reply" else _delivery(params)
+    events: list[Event] = [event] if event is not None else []
+    return Webhook(events, nonce)
+
+
+def _callback_params(inbound: Inbound) -> dict[str, str]:
+    pairs = _form_pairs(inbound.query_string)
+    mimetype = inbound.content_type.split(";")[0].strip().lower()
+    if inbound.body and mimetype in (FORM, ""):  # a body without a type is read as a form too (lenient)
+        pairs += _form_pairs(inbound.body)
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        # Which of two different values was signed is unknowable, so neither is trusted.
+        if params.setdefault(key, value) != value:
+            raise WebhookRejected(403, f"zoomconnect callback carries {key!r} twice with different values")
+    return params
+
+
+def _form_pairs(raw: bytes) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict",
+                         max_num_fields=MAX_CALLBACK_FIELDS)
+    except UnicodeDecodeError as err:  # the values could not be what was signed
+        raise WebhookRejected(403, "zoomconnect callback parameters are not UTF-8") from err
+    except ValueError as err:
+        raise WebhookRejected(403, f"zoomconnect callback has more than {MAX_CALLBACK_FIELDS} parameters") from err
+
+
+def _check_checksum(params: dict[str, str], secret: str) -> None:
+    given = params.get("checksum", "").strip().lower().encode()
+    if not given:
+        raise WebhookRejected(403, "zoomconnect callback without a checksum")
+    signed = {key: value for key, value in params.items() if key != "checksum"}
+    variants = [signed]
+    # If a null campaign/dataField arrives as an empty parameter, the sender may have left it out of the checksum.
+    # Only an empty, optional parameter is ever dropped, so nothing that was not signed changes any event.
+    unsigned = {key: value for key, value in signed.items() if value or key not in CONDITIONAL}
+    if unsigned != signed:
+        variants.append(unsigned)
+    key = secret.encode()
+    if not any(hmac.compare_digest(_checksum(key, variant).encode(), given) for variant in variants):
+        raise WebhookRejected(403, "zoomconnect callback checksum does not match")
+
+
+def _checksum(key: bytes, params: dict[str, str]) -> str:
+    """2.6: ``key=value`` sorted by key (code point order is UTF-8 byte order), joined by ``&``, raw values."""
+    message = "&".join(f"{name}={value}" for name, value in sorted(params.items()))
+    return hmac.new(key, message.encode(), hashlib.sha1).hexdigest()
+
+
+def _nonce_time(raw: str, tz: datetime.tzinfo) -> float | None:
+    match = NONCE_DATE.fullmatch(raw.strip())
+    if match is None:
+        return None
+    try:
+        moment = datetime.datetime.strptime(match.group(1), "%Y%m%d%H%M%S")  # naive: the zone is tz
+    except ValueError:  # e.g. month 13
+        return None
+    return moment.replace(tzinfo=tz).timestamp()
+
+
+def _reply(params: dict[str, str], signed_at: float) -> SmsReceived | None:
+    fields = cast(ReplyCallback, params)
+    phone, text = e164(fields.get("from", "")), fields.get("message")
+    if not phone or text is None:
+        return None
+    # ``date`` has minute precision and may be older than the verification it answers; the signed nonce-date
+    # is to the second and always after the reply arrived.
+    return SmsReceived(phone=phone, text=text, received_at=signed_at, provider=ZoomConnectProvider.name,
+                       verification_id=fields.get("dataField", "").strip(),
+                       reply_to=fields.get("repliedToMessageId", "").strip(), raw=dict(params))
+
+
+def _delivery(params: dict[str, str]) -> DeliveryReport | None:
+    fields = cast(DeliveryCallback, params)
+    message_id, raw_status = fields.get("messageId", "").strip(), fields.get("status", "")
+    if not message_id or not raw_status.strip():
+        return None
+    return DeliveryReport(provider=ZoomConnectProvider.name, message_id=message_id,
+                          status=DELIVERY_STATUSES.get(raw_status.strip().upper(), "sent"), raw_status=raw_status,
+                          verification_id=fields.get("dataField", "").strip(), raw=dict(params))
