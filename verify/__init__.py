@@ -16,6 +16,7 @@ from verify.clock import Clock, system_clock
 from verify.config import Settings
 from verify.events import Events
 from verify.providers import registry
+from verify.ratelimit import Limits
 from verify.service import Service
 from verify.store import Store
 from verify.tokens import Secrets
@@ -35,16 +36,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    store = Store.from_url(settings.redis_url, settings.redis_prefix)
-    gateways = registry.build(settings, store, clock)
-    events = Events(settings, store, clock)
-    app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
-                                       gateways.sms, gateways.call, clock, events)
-    if events.enabled and background:
-        stop = threading.Event()
-        threading.Thread(target=events.run, args=(stop,), name="verify-events", daemon=True).start()
-        app.extensions["verify.events.stop"] = stop
-
     app.register_blueprint(api.public)
     app.register_blueprint(api.v1)
     app.register_blueprint(webhooks.bp)
@@ -52,5 +43,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
         app.register_blueprint(sandbox.bp)
         logging.getLogger(__name__).warning(
             "sandbox mode: /sandbox/* endpoints are on and reveal codes; never use it in production")
+
+    store = Store.from_url(settings.redis_url, settings.redis_prefix)
+    gateways = registry.build(settings, store, clock)
+    events = Events(settings, store, clock)
+    limits = Limits(app, settings)
+    app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
+                                       gateways.sms, gateways.call, clock, events, limits)
+    if events.enabled and background:
+        stop = threading.Event()
+        threading.Thread(target=events.run, args=(stop,), name="verify-events", daemon=True).start()
+        app.extensions["verify.events.stop"] = stop
     errors.register(app)
     return app

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from limits import parse_many
 
 from verify.errors import ConfigError
 from verify.sms import measure
@@ -63,6 +64,16 @@ ZOOMCONNECT_TZ = "VERIFY_ZOOMCONNECT_TZ"
 WEBHOOK_MAX_AGE = "VERIFY_WEBHOOK_MAX_AGE"
 EVENTS_URL = "VERIFY_EVENTS_URL"
 EVENTS_SECRET = "VERIFY_EVENTS_SECRET"  # noqa: S105 - a variable name
+LIMIT_PHONE = "VERIFY_LIMIT_PHONE"
+LIMIT_IP = "VERIFY_LIMIT_IP"
+LIMIT_PREFIX = "VERIFY_LIMIT_PREFIX"
+LIMIT_COUNTRY = "VERIFY_LIMIT_COUNTRY"
+LIMIT_GLOBAL = "VERIFY_LIMIT_GLOBAL"
+LIMIT_CHECK_IP = "VERIFY_LIMIT_CHECK_IP"
+LIMIT_PHONE_FAILURES = "VERIFY_LIMIT_PHONE_FAILURES"
+TRUSTED_PROXIES = "VERIFY_TRUSTED_PROXIES"
+ALLOWED_COUNTRIES = "VERIFY_ALLOWED_COUNTRIES"
+DENIED_NUMBER_TYPES = "VERIFY_DENIED_NUMBER_TYPES"
 
 SECRET_SETTINGS = frozenset({API_KEYS, SECRET_KEY, SMSC_PASSWORD, SMSC_APIKEY, ZOOMCONNECT_TOKEN, D7_PASSWORD,
                              D7_TOKEN, D7_WEBHOOK_TOKEN, SMSC_SECRET, ZOOMCONNECT_SECRET, EVENTS_SECRET})
@@ -72,6 +83,17 @@ DEFAULT_SMS_TEMPLATE_RU = "Ваш код подтверждения: {code}"
 KNOWN_SMS_PROVIDERS = ("sandbox", "smsc", "zoomconnect", "d7")
 KNOWN_CALL_PROVIDERS = ("sandbox", "smsc")
 D7_DEFAULT_URLS = {"legacy": "https://rest-api.d7networks.com/", "v1": "https://api.d7networks.com/"}
+# phonenumbers' number types, by the names VERIFY_DENIED_NUMBER_TYPES uses.
+NUMBER_TYPES: dict[str, int] = {
+    "fixed_line": phonenumbers.PhoneNumberType.FIXED_LINE, "mobile": phonenumbers.PhoneNumberType.MOBILE,
+    "fixed_line_or_mobile": phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    "toll_free": phonenumbers.PhoneNumberType.TOLL_FREE, "premium_rate": phonenumbers.PhoneNumberType.PREMIUM_RATE,
+    "shared_cost": phonenumbers.PhoneNumberType.SHARED_COST, "voip": phonenumbers.PhoneNumberType.VOIP,
+    "personal_number": phonenumbers.PhoneNumberType.PERSONAL_NUMBER, "pager": phonenumbers.PhoneNumberType.PAGER,
+    "uan": phonenumbers.PhoneNumberType.UAN, "voicemail": phonenumbers.PhoneNumberType.VOICEMAIL,
+    "unknown": phonenumbers.PhoneNumberType.UNKNOWN,
+}
+DEFAULT_DENIED_NUMBER_TYPES = ("premium_rate", "shared_cost", "voip", "uan", "pager")
 MIN_SECRET_LENGTH = 16
 MIN_API_KEY_LENGTH = 16
 
@@ -144,6 +166,17 @@ class Settings:
     webhook_max_age: int = 900
     events_url: str | None = None
     events_secret: str = ""
+    # Abuse limits as flask-limiter strings ("3/10 minutes;10/day"); "" means no limit.
+    limit_phone: str = "3/10 minutes;10/day"
+    limit_ip: str = "10/hour;50/day"
+    limit_prefix: str = "20/hour"
+    limit_country: str = ""
+    limit_global: str = ""
+    limit_check_ip: str = "60/minute"
+    limit_phone_failures: str = "100/day"
+    trusted_proxies: int = 0
+    allowed_countries: tuple[str, ...] = ()
+    denied_number_types: tuple[str, ...] = DEFAULT_DENIED_NUMBER_TYPES
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -190,6 +223,16 @@ class Settings:
             webhook_max_age=_int(env, WEBHOOK_MAX_AGE, cls.webhook_max_age, 60, 86400),
             events_url=_url(env, EVENTS_URL, None),
             events_secret=_required(env, EVENTS_SECRET, EVENTS_URL) if env.get(EVENTS_URL, "").strip() else "",
+            limit_phone=_limit(env, LIMIT_PHONE, cls.limit_phone),
+            limit_ip=_limit(env, LIMIT_IP, cls.limit_ip),
+            limit_prefix=_limit(env, LIMIT_PREFIX, cls.limit_prefix),
+            limit_country=_limit(env, LIMIT_COUNTRY, cls.limit_country),
+            limit_global=_limit(env, LIMIT_GLOBAL, cls.limit_global),
+            limit_check_ip=_limit(env, LIMIT_CHECK_IP, cls.limit_check_ip),
+            limit_phone_failures=_limit(env, LIMIT_PHONE_FAILURES, cls.limit_phone_failures),
+            trusted_proxies=_int(env, TRUSTED_PROXIES, cls.trusted_proxies, 0, 10),
+            allowed_countries=_countries(env),
+            denied_number_types=_number_types(env),
         )
         _warn(settings)
         return settings
@@ -208,6 +251,11 @@ class Settings:
             (HTTP_READ_TIMEOUT, self.http_read_timeout), (BREAKER_FAILURES, self.breaker_failures),
             (BREAKER_COOLDOWN, self.breaker_cooldown), (WEBHOOK_MAX_AGE, self.webhook_max_age),
             (EVENTS_URL, self.events_url), (EVENTS_SECRET, self.events_secret),
+            (LIMIT_PHONE, self.limit_phone), (LIMIT_IP, self.limit_ip), (LIMIT_PREFIX, self.limit_prefix),
+            (LIMIT_COUNTRY, self.limit_country), (LIMIT_GLOBAL, self.limit_global),
+            (LIMIT_CHECK_IP, self.limit_check_ip), (LIMIT_PHONE_FAILURES, self.limit_phone_failures),
+            (TRUSTED_PROXIES, self.trusted_proxies), (ALLOWED_COUNTRIES, ",".join(self.allowed_countries)),
+            (DENIED_NUMBER_TYPES, ",".join(self.denied_number_types)),
         ]
         if self.smsc:
             rows += [(SMSC_URL, self.smsc.url), (SMSC_LOGIN, self.smsc.login), (SMSC_PASSWORD, self.smsc.password),
@@ -279,6 +327,41 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise ConfigError(name, f"must be between {low} and {high}, not {value}")
     return value
+
+
+def _limit(env: Mapping[str, str], name: str, default: str) -> str:
+    """A flask-limiter limit string; ``none`` (or ``off``) switches a limit with a default off."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip()
+    if value.lower() in ("none", "off", "0"):
+        return ""
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(name, f"must be limits such as '3/10 minutes;10/day', not {value!r}") from None
+    return value
+
+
+def _countries(env: Mapping[str, str]) -> tuple[str, ...]:
+    codes = tuple(c.strip().upper() for c in env.get(ALLOWED_COUNTRIES, "").split(",") if c.strip())
+    unknown = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
+    if unknown:
+        raise ConfigError(ALLOWED_COUNTRIES, f"must list ISO 3166-1 alpha-2 regions; unknown: {', '.join(unknown)}")
+    return codes
+
+
+def _number_types(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get(DENIED_NUMBER_TYPES)
+    if raw is None:
+        return DEFAULT_DENIED_NUMBER_TYPES
+    names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
+    unknown = [n for n in names if n not in NUMBER_TYPES]
+    if unknown:
+        raise ConfigError(DENIED_NUMBER_TYPES, f"must list types from {', '.join(NUMBER_TYPES)}; unknown: "
+                                               f"{', '.join(unknown)}")
+    return names
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

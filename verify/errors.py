@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+import redis
 from flask import Flask, Response, json
+from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,21 @@ class MaxSends(VerifyError):
     status, slug, title = 429, "max-sends", "No sends left for this verification"
 
 
+class RateLimited(VerifyError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, limit: str, value: str, retry_after: int) -> None:
+        super().__init__(f"the {limit} limit ({value}) is used up; retry later", retry_after=retry_after,
+                         limit=limit)
+
+
+class PhoneNotAllowed(VerifyError):
+    status, slug, title = 400, "phone-not-allowed", "This phone number is not accepted"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, field="phone")
+
+
 class StoreUnavailable(VerifyError):
     status, slug, title = 503, "store-unavailable", "Storage is unavailable"
 
@@ -135,7 +152,8 @@ def problem(
     return response
 
 
-def _render_verify_error(err: VerifyError) -> Response:
+def render(err: VerifyError) -> Response:
+    """The response for a domain error: its problem, with ``Retry-After`` where it has one."""
     headers = {}
     extra = dict(err.extra)
     if err.retry_after is not None:
@@ -146,6 +164,10 @@ def _render_verify_error(err: VerifyError) -> Response:
     if isinstance(err, StoreUnavailable | DeliveryFailed):
         log.error("%s: %s", err.slug, err.detail)
     return problem(err.status, err.slug, err.title, err.detail, extra, headers)
+
+
+def _render_store_error(err: Exception) -> Response:
+    return render(StoreUnavailable(f"Redis failed: {type(err).__name__}"))
 
 
 def _render_http_exception(err: HTTPException) -> Response:
@@ -162,6 +184,9 @@ def _render_unexpected(err: Exception) -> Response:
 
 def register(app: Flask) -> None:
     """Install the renderer for domain errors, werkzeug's HTTP errors, and anything unexpected."""
-    app.register_error_handler(VerifyError, _render_verify_error)
+    app.register_error_handler(VerifyError, render)
+    # The rate limiter talks to Redis on its own connection: its failures are an outage too, never a 500.
+    app.register_error_handler(redis.RedisError, _render_store_error)
+    app.register_error_handler(StorageError, _render_store_error)
     app.register_error_handler(HTTPException, _render_http_exception)
     app.register_error_handler(Exception, _render_unexpected)

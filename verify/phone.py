@@ -38,3 +38,13 @@ def region(raw: str) -> str:
 def mask(e164: str) -> str:
     """Mask a number for logs: ``+79991234567`` -> ``+7999***4567``."""
     return e164[:5] + "***" + e164[-4:] if len(e164) > 9 else "***"
+
+
+def country_of(e164: str) -> str:
+    """The ISO region of an E.164 number (``ZZ`` when unknown)."""
+    return phonenumbers.region_code_for_number(phonenumbers.parse(e164)) or "ZZ"
+
+
+def type_of(e164: str) -> int:
+    """phonenumbers' type of an E.164 number (mobile, VoIP, premium rate...)."""
+    return phonenumbers.number_type(phonenumbers.parse(e164))

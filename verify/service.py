@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from verify.clock import Clock, rfc3339
-from verify.config import Settings
+from verify.config import NUMBER_TYPES, Settings
 from verify.errors import (
     DeliveryFailed,
     IdempotencyInProgress,
@@ -27,12 +27,13 @@ from verify.errors import (
     MaxSends,
     NotFound,
     NotPending,
+    PhoneNotAllowed,
     ResendCooldown,
     StartInProgress,
     WrongChannel,
 )
 from verify.events import APPROVED, FAILED, Events
-from verify.phone import mask
+from verify.phone import country_of, mask, type_of
 from verify.providers.base import (
     CallNumber,
     CallReceived,
@@ -46,6 +47,7 @@ from verify.providers.base import (
     SmsMessage,
     SmsReceived,
 )
+from verify.ratelimit import Limits
 from verify.sms import measure
 from verify.store import ID_RE, Outcome, Record, SendCommit, Store
 from verify.tokens import Proof, Secrets
@@ -130,7 +132,8 @@ class Service:
     """Starts, resends, checks and completes verifications."""
 
     def __init__(self, settings: Settings, store: Store, secrets_: Secrets, sms_providers: list[Provider],
-                 call_provider: Provider | None, clock: Clock, events: Events | None = None) -> None:
+                 call_provider: Provider | None, clock: Clock, events: Events | None = None,
+                 limits: Limits | None = None) -> None:
         self.settings = settings
         self.store = store
         self.secrets = secrets_
@@ -138,6 +141,7 @@ class Service:
         self.call_provider = call_provider
         self.clock = clock
         self.events = events or Events(settings, store, clock)
+        self.limits = limits
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -151,6 +155,7 @@ class Service:
         sends are left; otherwise it is returned as it is, so a reloaded signup page never fails.
         """
         self._require_channel(channel)
+        self._require_allowed(phone)
         # Twice at most: when the pending verification that open() found is canceled, approved or expires
         # before its resend is reserved, the second open() creates a new one.
         for _ in range(2):
@@ -176,7 +181,14 @@ class Service:
         return self._send(record, channel)
 
     def check(self, verification_id: str, code: str) -> Verification:
-        """Check a code. Exactly one correct check approves; wrong ones count against the attempts."""
+        """Check a code. Exactly one correct check approves; wrong ones count against the attempts.
+
+        A phone whose wrong codes used up ``VERIFY_LIMIT_PHONE_FAILURES`` gets no check at all until the window
+        moves on, the right code included.
+        """
+        phone = self._get(verification_id).phone if self.limits else ""
+        if self.limits:
+            self.limits.may_check(phone)
         outcome = self.store.complete(
             verification_id, "code", self.settings.max_attempts, self._now_ms(),
             self.settings.challenge_ttl * 1000, self.secrets.code_candidates(verification_id, [code]))
@@ -185,6 +197,8 @@ class Service:
             return self._approved(record)
         view = self.view(record)
         if outcome.outcome == "wrong":
+            if self.limits:
+                self.limits.wrong_code(phone)
             if record.status == "max_attempts_reached":
                 raise MaxAttempts("that was the last attempt; start a new verification",
                                   attempts_left=0)
@@ -331,6 +345,14 @@ class Service:
             raise NotFound("no such verification, or it has expired")
         return record
 
+    def _require_allowed(self, phone: str) -> None:
+        """SMS-pumping guard: only allowed countries, and no number types that toll fraud abuses."""
+        allowed = self.settings.allowed_countries
+        if allowed and country_of(phone) not in allowed:
+            raise PhoneNotAllowed("numbers of this country are not accepted")
+        if any(type_of(phone) == NUMBER_TYPES[name] for name in self.settings.denied_number_types):
+            raise PhoneNotAllowed("numbers of this type (premium rate, shared cost, VoIP...) are not accepted")
+
     def _require_channel(self, channel: str) -> None:
         if channel == "call" and self.call_provider is None:
             raise InvalidRequest("channel", "the call channel is not configured (VERIFY_CALL_PROVIDER)")
@@ -345,6 +367,8 @@ class Service:
         if begun.outcome != "ok":
             self._refuse_send(begun.outcome, record)
         try:
+            if self.limits:
+                self.limits.sends(record.phone)
             commit = self._deliver(record, channel)
         except BaseException:
             self.store.end_send(record, nonce, self._now_ms(), settings.challenge_ttl * 1000, None)
