@@ -12,6 +12,7 @@ import threading
 from flask import Flask
 
 from verify import api, errors, sandbox, webhooks
+from verify.captcha import Captcha
 from verify.clock import Clock, system_clock
 from verify.config import Settings
 from verify.events import Events
@@ -48,8 +49,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     gateways = registry.build(settings, store, clock)
     events = Events(settings, store, clock)
     limits = Limits(app, settings)
+    captcha = Captcha(settings, store, limits.limiter.limiter)
     app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
-                                       gateways.sms, gateways.call, clock, events, limits)
+                                       gateways.sms, gateways.call, clock, events, limits, captcha)
     if events.enabled and background:
         stop = threading.Event()
         threading.Thread(target=events.run, args=(stop,), name="verify-events", daemon=True).start()

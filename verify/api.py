@@ -14,8 +14,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from verify import phone
+from verify.captcha import Answer
 from verify.clock import rfc3339
 from verify.errors import InvalidRequest, Unauthorized, problem
+from verify.ratelimit import client_ip
 from verify.service import CHANNELS, LOCALES, Service, to_json
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
@@ -76,6 +78,17 @@ def phone_field(body: dict[str, Any], country_field: str | None = "country") -> 
     return phone.normalize(raw, region)
 
 
+def captcha_field(body: dict[str, Any]) -> Answer | None:
+    """The body's ``captcha``: ``{"id", "answer"}`` (builtin) or ``{"token"}`` (Turnstile, hCaptcha, reCAPTCHA)."""
+    value = body.get("captcha")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRequest("captcha", 'captcha must be an object: {"id", "answer"} or {"token"}')
+    fields = {name: string_field(value, name) or "" for name in ("id", "answer", "token")}
+    return Answer(fields["id"], fields["answer"], fields["token"])
+
+
 # /v1
 
 
@@ -120,7 +133,7 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     e164 = phone_field(body)
     channel = string_field(body, "channel", choices=CHANNELS) or "sms"
     locale = string_field(body, "locale", choices=LOCALES)
-    started = service().start(e164, channel, locale)
+    started = service().start(e164, channel, locale, client_ip=client_ip(), captcha=captcha_field(body))
     return (201 if started.created else 200), to_json(started.verification)
 
 

@@ -74,9 +74,17 @@ LIMIT_PHONE_FAILURES = "VERIFY_LIMIT_PHONE_FAILURES"
 TRUSTED_PROXIES = "VERIFY_TRUSTED_PROXIES"
 ALLOWED_COUNTRIES = "VERIFY_ALLOWED_COUNTRIES"
 DENIED_NUMBER_TYPES = "VERIFY_DENIED_NUMBER_TYPES"
+CAPTCHA_MODE = "VERIFY_CAPTCHA_MODE"
+CAPTCHA_AFTER = "VERIFY_CAPTCHA_AFTER"
+CAPTCHA_PROVIDER = "VERIFY_CAPTCHA_PROVIDER"
+CAPTCHA_SECRET = "VERIFY_CAPTCHA_SECRET"  # noqa: S105 - a variable name
+CAPTCHA_VERIFY_URL = "VERIFY_CAPTCHA_VERIFY_URL"
+PUMPING_THRESHOLD = "VERIFY_PUMPING_THRESHOLD"
+PUMPING_MIN_STARTS = "VERIFY_PUMPING_MIN_STARTS"
 
 SECRET_SETTINGS = frozenset({API_KEYS, SECRET_KEY, SMSC_PASSWORD, SMSC_APIKEY, ZOOMCONNECT_TOKEN, D7_PASSWORD,
-                             D7_TOKEN, D7_WEBHOOK_TOKEN, SMSC_SECRET, ZOOMCONNECT_SECRET, EVENTS_SECRET})
+                             D7_TOKEN, D7_WEBHOOK_TOKEN, SMSC_SECRET, ZOOMCONNECT_SECRET, EVENTS_SECRET,
+                             CAPTCHA_SECRET})
 
 DEFAULT_SMS_TEMPLATE = "Your verification code: {code}"
 DEFAULT_SMS_TEMPLATE_RU = "Ваш код подтверждения: {code}"
@@ -94,6 +102,14 @@ NUMBER_TYPES: dict[str, int] = {
     "unknown": phonenumbers.PhoneNumberType.UNKNOWN,
 }
 DEFAULT_DENIED_NUMBER_TYPES = ("premium_rate", "shared_cost", "voip", "uan", "pager")
+CAPTCHA_MODES = ("adaptive", "always", "off")
+# siteverify endpoints of the token captchas; "builtin" draws its own images.
+CAPTCHA_VERIFY_URLS = {
+    "builtin": "",
+    "turnstile": "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+    "hcaptcha": "https://api.hcaptcha.com/siteverify",
+    "recaptcha": "https://www.google.com/recaptcha/api/siteverify",
+}
 MIN_SECRET_LENGTH = 16
 MIN_API_KEY_LENGTH = 16
 
@@ -177,6 +193,13 @@ class Settings:
     trusted_proxies: int = 0
     allowed_countries: tuple[str, ...] = ()
     denied_number_types: tuple[str, ...] = DEFAULT_DENIED_NUMBER_TYPES
+    captcha_mode: str = "adaptive"
+    captcha_after: int = 3
+    captcha_provider: str = "builtin"
+    captcha_secret: str = ""
+    captcha_verify_url: str = ""
+    pumping_threshold: float = 0.8
+    pumping_min_starts: int = 50
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -233,6 +256,13 @@ class Settings:
             trusted_proxies=_int(env, TRUSTED_PROXIES, cls.trusted_proxies, 0, 10),
             allowed_countries=_countries(env),
             denied_number_types=_number_types(env),
+            captcha_mode=_choice(env, CAPTCHA_MODE, CAPTCHA_MODES),
+            captcha_after=_int(env, CAPTCHA_AFTER, cls.captcha_after, 1, 100000),
+            captcha_provider=(provider := _choice(env, CAPTCHA_PROVIDER, tuple(CAPTCHA_VERIFY_URLS))),
+            captcha_secret=_required(env, CAPTCHA_SECRET, CAPTCHA_PROVIDER) if provider != "builtin" else "",
+            captcha_verify_url=_url(env, CAPTCHA_VERIFY_URL, None) or CAPTCHA_VERIFY_URLS[provider],
+            pumping_threshold=_fraction(env, PUMPING_THRESHOLD, cls.pumping_threshold),
+            pumping_min_starts=_int(env, PUMPING_MIN_STARTS, cls.pumping_min_starts, 1, 10**9),
         )
         _warn(settings)
         return settings
@@ -255,7 +285,10 @@ class Settings:
             (LIMIT_COUNTRY, self.limit_country), (LIMIT_GLOBAL, self.limit_global),
             (LIMIT_CHECK_IP, self.limit_check_ip), (LIMIT_PHONE_FAILURES, self.limit_phone_failures),
             (TRUSTED_PROXIES, self.trusted_proxies), (ALLOWED_COUNTRIES, ",".join(self.allowed_countries)),
-            (DENIED_NUMBER_TYPES, ",".join(self.denied_number_types)),
+            (DENIED_NUMBER_TYPES, ",".join(self.denied_number_types)), (CAPTCHA_MODE, self.captcha_mode),
+            (CAPTCHA_AFTER, self.captcha_after), (CAPTCHA_PROVIDER, self.captcha_provider),
+            (CAPTCHA_SECRET, self.captcha_secret), (CAPTCHA_VERIFY_URL, self.captcha_verify_url),
+            (PUMPING_THRESHOLD, self.pumping_threshold), (PUMPING_MIN_STARTS, self.pumping_min_starts),
         ]
         if self.smsc:
             rows += [(SMSC_URL, self.smsc.url), (SMSC_LOGIN, self.smsc.login), (SMSC_PASSWORD, self.smsc.password),
@@ -326,6 +359,25 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
         raise ConfigError(name, f"must be a whole number, not {raw!r}") from None
     if not low <= value <= high:
         raise ConfigError(name, f"must be between {low} and {high}, not {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices``; the first is the default."""
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ConfigError(name, f"must be a number between 0 and 1, not {raw!r}") from None
+    if not 0 < value <= 1:
+        raise ConfigError(name, f"must be more than 0 and at most 1, not {value}")
     return value
 
 

@@ -113,6 +113,10 @@ class MaxSends(VerifyError):
     status, slug, title = 429, "max-sends", "No sends left for this verification"
 
 
+class CaptchaRequired(VerifyError):
+    status, slug, title = 428, "captcha-required", "Captcha required"
+
+
 class RateLimited(VerifyError):
     status, slug, title = 429, "rate-limited", "Too many requests"
 

@@ -47,3 +47,13 @@ def replies() -> Response:
     approved = service().handle(SmsReceived(e164, text, service().clock()))
     return jsonify({"approved": approved is not None,
                     "verification": to_json(approved) if approved else None})
+
+
+@bp.get("/captcha/<challenge_id>")
+def captcha_answer(challenge_id: str) -> Response:
+    """The answer of a builtin captcha, so end-to-end tests and demos can pass it (sandbox mode only)."""
+    captcha = service().captcha
+    answer = captcha.sandbox_answer(challenge_id) if captcha else None
+    if answer is None:
+        raise NotFound("no such captcha, or it expired or was used")
+    return jsonify({"answer": answer})

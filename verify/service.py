@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from verify.captcha import Answer, Captcha
 from verify.clock import Clock, rfc3339
 from verify.config import NUMBER_TYPES, Settings
 from verify.errors import (
@@ -133,7 +134,7 @@ class Service:
 
     def __init__(self, settings: Settings, store: Store, secrets_: Secrets, sms_providers: list[Provider],
                  call_provider: Provider | None, clock: Clock, events: Events | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, captcha: Captcha | None = None) -> None:
         self.settings = settings
         self.store = store
         self.secrets = secrets_
@@ -142,13 +143,15 @@ class Service:
         self.clock = clock
         self.events = events or Events(settings, store, clock)
         self.limits = limits
+        self.captcha = captcha
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
     # commands
 
-    def start(self, phone: str, channel: str, locale: str | None) -> Started:
+    def start(self, phone: str, channel: str, locale: str | None, *, client_ip: str = "",
+              captcha: Answer | None = None) -> Started:
         """Start verifying ``phone`` (E.164), or return its pending verification on ``channel``.
 
         An existing pending verification gets a new code only once the resend cooldown has passed and
@@ -156,13 +159,18 @@ class Service:
         """
         self._require_channel(channel)
         self._require_allowed(phone)
+        if self.captcha:
+            self.captcha.gate(client_ip, phone, channel, captcha)
         # Twice at most: when the pending verification that open() found is canceled, approved or expires
         # before its resend is reserved, the second open() creates a new one.
         for _ in range(2):
             opened = self.store.open(phone, channel, locale or "", self._now_ms(), SEND_LEASE_S * 1000)
             record = _present(opened)
             if opened.outcome == "created":
-                return Started(self._send(record, channel), created=True)
+                started = Started(self._send(record, channel), created=True)
+                if self.captcha and channel == "sms":
+                    self.captcha.count_start(phone)
+                return started
             if record.sends == 0:
                 raise StartInProgress("the first code for this phone is being sent; retry shortly", retry_after=1)
             try:
@@ -262,6 +270,8 @@ class Service:
     def _approved(self, record: Record) -> Verification:
         log.info("verification %s approved by %s", record.id, record.completed_via)
         view = self.view(record)
+        if self.captcha and record.channel == "sms":
+            self.captcha.count_approval(record.phone)
         self.events.unwatch_expiry(record.id)
         self.events.emit(APPROVED, to_json(view))
         return view

@@ -277,6 +277,38 @@ class Store:
         with _available():
             self.client.delete(self.nonce_key(provider, nonce))
 
+    # captchas
+
+    def captcha_key(self, challenge_id: str) -> str:
+        """The HMAC of one builtin captcha's answer (and, in sandbox mode, ``<key>:plain``)."""
+        return f"{self.prefix}captcha:{{{challenge_id}}}"
+
+    def captcha_put(self, challenge_id: str, digest: str, ttl_ms: int, plain: str | None) -> None:
+        """Keep a challenge's answer digest for ``ttl_ms``; the plain answer too in sandbox mode."""
+        key = self.captcha_key(challenge_id)
+        with _available():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.set(key, digest, px=ttl_ms)
+            if plain is not None:
+                pipe.set(key + ":plain", plain, px=ttl_ms)
+            pipe.execute()
+
+    def captcha_take(self, challenge_id: str) -> str | None:
+        """Take a challenge's digest: a challenge is answered once, right or wrong."""
+        key = self.captcha_key(challenge_id)
+        with _available():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.getdel(key)
+            pipe.delete(key + ":plain")
+            digest: str | None = pipe.execute()[0]
+        return digest
+
+    def captcha_answer(self, challenge_id: str) -> str | None:
+        """The plain answer kept in sandbox mode."""
+        with _available():
+            plain: str | None = self.client.get(self.captcha_key(challenge_id) + ":plain")  # type: ignore[assignment]
+        return plain
+
     # schedules: the outbox of customer events and the watch for expiring verifications
 
     def schedule(self, name: str, member: str, due_ms: int, data: str) -> None:
