@@ -66,6 +66,17 @@ def test_a_captcha_lives_five_minutes(redis_url: str, clock: MovableClock) -> No
     assert store.client.get(store.captcha_key(captcha["id"])) != solve(client, captcha)  # only an HMAC is kept
 
 
+def test_a_reloaded_page_is_not_asked_for_a_captcha(redis_url: str, clock: MovableClock) -> None:
+    client = client_with(redis_url, clock, captcha_mode="always")
+    captcha = needs_captcha(start(client))
+    first = start(client, captcha={"id": captcha["id"], "answer": solve(client, captcha)})
+    for _ in range(5):  # the same start again inside the resend cooldown: nothing is sent, nothing is asked
+        again = start(client)
+        assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
+    clock.advance(30)
+    needs_captcha(start(client))  # past the cooldown it would send again: asked
+
+
 def test_always_and_off(redis_url: str, clock: MovableClock) -> None:
     always = client_with(redis_url, clock, captcha_mode="always")
     captcha = needs_captcha(start(always))

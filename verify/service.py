@@ -159,7 +159,7 @@ class Service:
         """
         self._require_channel(channel)
         self._require_allowed(phone)
-        if self.captcha:
+        if self.captcha and self._would_send(phone, channel):
             self.captcha.gate(client_ip, phone, channel, captcha)
         # Twice at most: when the pending verification that open() found is canceled, approved or expires
         # before its resend is reserved, the second open() creates a new one.
@@ -180,6 +180,14 @@ class Service:
             except (NotPending, NotFound):
                 continue
         raise StartInProgress("this phone's verification changed while starting; retry", retry_after=1)
+
+    def _would_send(self, phone: str, channel: str) -> bool:
+        """Whether a start would send now: not when it returns a pending verification inside its cooldown, so a
+        reloaded page is never asked for a captcha."""
+        existing = self.store.find(phone, channel)
+        if existing is None or existing.status != "pending" or existing.sends == 0:
+            return True
+        return self.clock() >= self.view(existing).resend_after and existing.sends < self.settings.max_sends
 
     def resend(self, verification_id: str, channel: str | None) -> Verification:
         """Send a new code (or hand out a new number), optionally switching channel."""
