@@ -4,18 +4,16 @@ the SMS-pumping breaker opening and closing."""
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 from werkzeug.wrappers import Request, Response
 
-from tests.conftest import MovableClock, check, last_code, make_settings, start
+from tests.conftest import MovableClock, check, last_code, make_settings, serving, start
 from verify import create_app
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -118,13 +116,9 @@ class Siteverify:
 @pytest.fixture
 def siteverify() -> Iterator[Siteverify]:
     target = Siteverify()
-    server = make_server("127.0.0.1", 0, target, threaded=True)
-    target.url = f"http://127.0.0.1:{server.server_port}/siteverify"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield target
-    server.shutdown()
-    server.server_close()
+    with serving(target) as base:
+        target.url = f"{base}/siteverify"
+        yield target
 
 
 @pytest.mark.parametrize("provider", ["turnstile", "hcaptcha", "recaptcha"])

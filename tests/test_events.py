@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -14,10 +13,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, start
+from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, serving, start
 from verify import create_app
 from verify.config import Settings
 from verify.events import FIRST_RETRY_S, Events, retry_delay, signature
@@ -50,13 +48,9 @@ class Receiver:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     target = Receiver()
-    server = make_server("127.0.0.1", 0, target, threaded=True)
-    target.url = f"http://127.0.0.1:{server.server_port}/hooks/verify"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield target
-    server.shutdown()
-    server.server_close()
+    with serving(target) as base:
+        target.url = f"{base}/hooks/verify"
+        yield target
 
 
 @pytest.fixture

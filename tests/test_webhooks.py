@@ -3,7 +3,6 @@ the result. Forged, altered, stale and replayed requests each get their status a
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -13,9 +12,8 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, PHONE, MovableClock, make_settings, start
+from tests.conftest import AUTH, PHONE, MovableClock, make_settings, serving, start
 from tests.providers import d7_emulator, smsc_emulator, zoomconnect_emulator
 from tests.providers.contract import HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT
 from tests.providers.d7_emulator import D7Emulator
@@ -56,20 +54,18 @@ def settings(redis_url: str, gateways: tuple[SmscEmulator, ZoomConnectEmulator, 
 
 
 class Served:
+    """The app on loopback, for gateways to call."""
+
     def __init__(self, app: Flask) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        self._serving = serving(app)
+        self.url = self._serving.__enter__()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.__exit__(None, None, None)
 
 
 @pytest.fixture
 def served(app: Flask) -> Iterator[Served]:
-    """The app on loopback, for gateways to call."""
     running = Served(app)
     yield running
     running.stop()

@@ -84,13 +84,17 @@ def zoomconnect_callback(kind: str) -> Response:
         raise
 
 
-@bp.route("/d7/<token>", methods=["GET", "POST"])
-def d7_dlr(token: str) -> Response:
-    """D7 legacy (Jasmin) delivery receipt; Jasmin wants the body ``ACK/Jasmin`` or it retries."""
+def _d7_verified(token: str) -> None:
     settings = service().settings.d7
     if settings is None:
         raise NotFound("no such webhook")
     _verified(lambda: d7.check_token(token, settings.webhook_token))
+
+
+@bp.route("/d7/<token>", methods=["GET", "POST"])
+def d7_dlr(token: str) -> Response:
+    """D7 legacy (Jasmin) delivery receipt; Jasmin wants the body ``ACK/Jasmin`` or it retries."""
+    _d7_verified(token)
     inbound = _inbound()
     return _apply(_verified(lambda: d7.parse_dlr(inbound)), ack=d7.LEGACY_ACK)
 
@@ -98,9 +102,6 @@ def d7_dlr(token: str) -> Response:
 @bp.post("/d7/<token>/report")
 def d7_report(token: str) -> Response:
     """D7 v1 delivery report (form or JSON)."""
-    settings = service().settings.d7
-    if settings is None:
-        raise NotFound("no such webhook")
-    _verified(lambda: d7.check_token(token, settings.webhook_token))
+    _d7_verified(token)
     inbound = _inbound()
     return _apply(_verified(lambda: d7.parse_report(inbound)))
