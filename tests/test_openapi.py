@@ -3,19 +3,22 @@
 - the document is valid OpenAPI 3.0.3 and is what GET /openapi.yaml serves;
 - its operations are exactly the app's routes (sandbox ones only in sandbox mode), bearer auth exactly on /v1,
   and its problem schemas are exactly the domain errors of ``verify.errors``;
+- the gateways' webhooks answer plain text, and their scenarios run against an app with every gateway configured
+  (the gateways themselves are never called);
 - every documented response (status and problem type) is produced by a scenario against a real Redis and
   conforms to the document, and nothing is documented that no scenario produces;
 - schemathesis fuzzes every operation against a sandbox app over a real Redis: no 5xx, and every response
-  conforms (status, content type, headers, body).
+  conforms (status, content type, headers, body); and the webhooks again with every gateway configured.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import pytest
@@ -28,7 +31,9 @@ from openapi_spec_validator import validate
 from werkzeug.test import TestResponse
 
 from tests.conftest import AUTH, PHONE, MovableClock, make_settings
+from tests.providers import d7_emulator, smsc_emulator, zoomconnect_emulator
 from verify import MAX_BODY_BYTES, create_app, errors
+from verify.config import D7Settings, SmscSettings, ZoomConnectSettings
 from verify.embedded import EmbeddedRedis, free_port
 from verify.providers.base import CallNumber, InvalidRecipient, ProviderError, Sent, SmsMessage
 from verify.providers.sandbox import SandboxProvider
@@ -40,6 +45,14 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "tra
 # Flask's name for a path variable -> the spec's.
 PATH_PARAMS = {"verification_id": "id"}
 OTHER_PHONE = "+79991234500"
+UNKNOWN_ID = "0" * 28
+# The gateways of the webhook scenarios: only their settings matter, as webhooks never call a gateway.
+SMSC_SECRET, ZOOM_SECRET, D7_TOKEN = "smsc-hook-secret", "zoom-secret", "hook-token"
+SMSC = SmscSettings(url="http://127.0.0.1:9/", apikey="k", secret=SMSC_SECRET)
+ZOOMCONNECT = ZoomConnectSettings(url="http://127.0.0.1:9/", email="e@example.com", token="t", secret=ZOOM_SECRET)
+D7 = D7Settings(api="legacy", url="http://127.0.0.1:9/", username="u", password="p", webhook_token=D7_TOKEN)
+# Path parameter values that reach the handler (with the gateways configured); others get UNKNOWN_ID.
+PATH_EXAMPLES = {"kind": "reply", "token": D7_TOKEN}
 # What "conforms to the document" means for one response.
 CONFORMANCE = [
     schemathesis.checks.status_code_conformance,
@@ -63,6 +76,12 @@ class AppSlot:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         assert self.target is not None, "the fuzz_app fixture installs the app"
         return self.target(environ, start_response)
+
+
+@schemathesis.deserializer("text/plain")
+def plain_text(ctx: schemathesis.DeserializationContext, response: schemathesis.Response) -> str:
+    """The webhooks' acknowledgements: without a deserializer, schemathesis checks no text/plain body at all."""
+    return response.content.decode(response.encoding or "utf-8")
 
 
 FUZZ_APP = AppSlot()
@@ -170,12 +189,14 @@ def test_app_serves_the_spec(client: FlaskClient) -> None:
     assert response.get_data() == SPEC_PATH.read_bytes()
 
 
-def test_errors_are_problem_json_and_successes_json() -> None:
+def test_errors_are_problem_json_successes_json_and_webhook_acks_text() -> None:
     for method, path in spec_operations():
         for status, response in SPEC["paths"][path][method.lower()]["responses"].items():
             media_types = set(resolve(response)["content"])
             if int(status) >= 400:
                 assert media_types == {"application/problem+json"}, (method, path, status)
+            elif path.startswith("/webhooks/"):  # what the gateways expect: "OK", or Jasmin's "ACK/Jasmin"
+                assert media_types == {"text/plain"}, (method, path, status)
             elif path != "/openapi.yaml":
                 assert media_types == {"application/json"}, (method, path, status)
 
@@ -210,11 +231,20 @@ def test_sandbox_operations_exist_only_in_sandbox_mode(redis_url: str) -> None:
     assert app_operations(plain) == spec_operations() - sandbox
 
 
-def test_bearer_auth_is_documented_exactly_where_the_app_requires_it(client: FlaskClient) -> None:
+def test_webhook_operations_are_exactly_the_webhooks_paths() -> None:
+    webhooks = spec_operations("webhooks")
+    assert webhooks
+    assert {path for _, path in webhooks} == {path for _, path in spec_operations() if path.startswith("/webhooks/")}
+
+
+@pytest.mark.parametrize("gateways", [False, True], ids=["sandbox", "gateways"])
+def test_bearer_auth_is_documented_exactly_where_the_app_requires_it(env: Env, gateways: bool) -> None:
+    # Webhooks answer 404 in the sandbox app; with the gateways configured they must not ask for a key either.
+    client = env.gateways().client if gateways else env.client
     assert "security" not in SPEC, "security is declared per operation"
     for method, path in sorted(spec_operations()):
         operation = SPEC["paths"][path][method.lower()]
-        url = path.replace("{id}", "0" * 28)
+        url = re.sub(r"\{([^}]+)\}", lambda m: PATH_EXAMPLES.get(m[1], UNKNOWN_ID), path)
         response = client.open(url, method=method, json={}, query_string={"phone": PHONE})
         required = response.status_code == 401
         assert required == path.startswith("/v1/"), (method, path, response.status_code)
@@ -350,6 +380,22 @@ class Env:
                          clock=self.clock)
         return Env(app, app.test_client(), self.clock)
 
+    def gateways(self, **overrides: Any) -> Env:
+        """The same app with SMSC, Zoom Connect and D7 configured (and ``overrides``), so their webhooks answer.
+
+        SMS and calls still go through the sandbox gateway, so ``code`` works; the real gateways are never called.
+        """
+        settings = replace(self.service.settings, **{"smsc": SMSC, "zoomconnect": ZOOMCONNECT, "d7": D7, **overrides})
+        app = create_app(settings, clock=self.clock, background=False)
+        return Env(app, app.test_client(), self.clock)
+
+    def callback(self, method: str, path: str, query: str | bytes = "", body: bytes = b"",
+                 content_type: str = "") -> TestResponse:
+        """A gateway's request: a raw query string and body, no API key."""
+        query_string = query.decode("ascii") if isinstance(query, bytes) else query
+        return self.client.open(path, method=method, query_string=query_string, data=body,
+                                content_type=content_type or None)
+
 
 @pytest.fixture
 def env(app: Flask, client: FlaskClient, clock: MovableClock) -> Env:
@@ -358,7 +404,6 @@ def env(app: Flask, client: FlaskClient, clock: MovableClock) -> Env:
 
 V = "/v1/verifications"
 T = "/v1/tokens/verify"
-UNKNOWN_ID = "0" * 28
 TOO_LARGE = b" " * (MAX_BODY_BYTES + 1)
 
 
@@ -749,6 +794,208 @@ scenario("POST /sandbox/replies", 503, "store-unavailable")(
     lambda env: env.dead().request("POST", "/sandbox/replies", {"phone": PHONE, "text": "123456"}, auth=False))
 
 
+# webhooks
+
+PHONE_DIGITS = PHONE.removeprefix("+")
+SMSC_HOOK = "/webhooks/smsc"
+ZOOM_HOOK = "/webhooks/zoomconnect"
+D7_DLR = f"/webhooks/d7/{D7_TOKEN}"
+D7_REPORT = f"/webhooks/d7/{D7_TOKEN}/report"
+ZoomKind = Literal["reply", "delivery"]
+
+
+def _get(env: Env, vid: str) -> dict[str, Any]:
+    body: dict[str, Any] = env.request("GET", f"{V}/{vid}").get_json()
+    return body
+
+
+def _smsc(env: Env, fields: dict[str, str], **options: Any) -> TestResponse:
+    """POST an SMSC callback signed with the configured secret (``options`` as for ``smsc_callback``)."""
+    query, body, content_type = smsc_emulator.smsc_callback(fields, **{"secret": SMSC_SECRET, **options})
+    return env.callback("POST", SMSC_HOOK, query, body, content_type)
+
+
+def _smsc_call(env: Env, phone: str = PHONE_DIGITS) -> dict[str, str]:
+    return {"waitcall": "1", "phone": phone, "ts": str(int(env.clock()))}
+
+
+def _zoom(env: Env, kind: ZoomKind, params: dict[str, str], *, secret: str = ZOOM_SECRET,
+          in_query: bool = True) -> TestResponse:
+    """POST a Zoom Connect callback signed with ``secret``, its parameters in the query or a form body."""
+    query, body, content_type = zoomconnect_emulator.zoom_callback(kind, params, secret=secret, in_query=in_query)
+    return env.callback("POST", f"{ZOOM_HOOK}/{kind}", query, body, content_type)
+
+
+def _nonce(env: Env, nonce: str = "5f0e0b7c-1111-2222-3333-444455556666", age: float = 0) -> dict[str, str]:
+    """``nonce`` and a ``nonce-date`` signed ``age`` seconds ago by the app's clock."""
+    return {"nonce": nonce, "nonce-date": time.strftime("%Y%m%d%H%M%S", time.gmtime(env.clock() - age))}
+
+
+def _zoom_reply(env: Env, vid: str, text: str, **nonce: Any) -> dict[str, str]:
+    signed = _nonce(env, **nonce)
+    return {"from": PHONE, "repliedToMessageId": "40124213", "messageId": "124567", "message": text,
+            "date": signed["nonce-date"][:12], "dataField": vid, **signed}
+
+
+def _zoom_delivery(env: Env) -> dict[str, str]:
+    return {"messageId": "40124213", "status": "DELIVERED", **_nonce(env, "dlr-nonce-1")}
+
+
+def _d7(env: Env, callback: d7_emulator.Callback, path: str = D7_DLR) -> TestResponse:
+    method, query, body, content_type = callback
+    return env.callback(method, path, query, body, content_type)
+
+
+def _dlr(method: str = "POST") -> d7_emulator.Callback:
+    return d7_emulator.dlr_callback(d7_emulator.dlr_fields("d7-message-1", "DELIVRD"), method=method)
+
+
+def _report(as_json: bool = False) -> d7_emulator.Callback:
+    return d7_emulator.report_callback(d7_emulator.report_fields("d7-request-1", "delivered"), as_json=as_json)
+
+
+# SMSC
+
+
+@scenario("POST /webhooks/smsc", 200)
+def _smsc_call_approves(env: Env) -> TestResponse:
+    gateways = env.gateways()
+    vid = _vid(gateways, channel="call")
+    response = _smsc(gateways, _smsc_call(env), hash="sha1", charset="utf-8")
+    assert response.get_data() == b"OK"
+    approved = _get(gateways, vid)
+    assert (approved["status"], approved["completed_via"]) == ("approved", "call")
+    repeat = _smsc(gateways, _smsc_call(env), hash="sha1", charset="utf-8")
+    assert (repeat.status_code, repeat.get_data()) == (200, b"OK")  # harmless: SMSC stops retrying
+    assert _get(gateways, vid) == approved
+    return response
+
+
+@scenario("POST /webhooks/smsc", 200)
+def _smsc_json_reply_approves(env: Env) -> TestResponse:
+    gateways = env.gateways()
+    vid = _vid(gateways)
+    reply = {"id": "77", "sms_id": vid, "phone": PHONE_DIGITS, "mes": f"Код {gateways.code()}", "to": "79990000000"}
+    response = _smsc(gateways, reply, charset="koi8-r", fmt_json=True, json_numbers=True)
+    assert _get(gateways, vid)["completed_via"] == "sms_reply"
+    return response
+
+
+# A status for a message we do not know (windows-1251 form, crc32): harmless.
+scenario("POST /webhooks/smsc", 200)(lambda env: _smsc(
+    env.gateways(), {"id": UNKNOWN_ID, "phone": PHONE_DIGITS, "status": "1"}, hash="crc32"))
+scenario("POST /webhooks/smsc", 403, "webhook-rejected")(
+    lambda env: _smsc(env.gateways(), _smsc_call(env), secret=None))
+scenario("POST /webhooks/smsc", 403, "webhook-rejected")(
+    lambda env: _smsc(env.gateways(), _smsc_call(env), secret="not-the-secret"))
+
+
+@scenario("POST /webhooks/smsc", 403, "webhook-rejected")
+def _smsc_altered(env: Env) -> TestResponse:
+    gateways = env.gateways()
+    vid = _vid(gateways, channel="call")
+    query, body, content_type = smsc_emulator.smsc_callback(_smsc_call(env, "79997654321"), secret=SMSC_SECRET)
+    response = gateways.callback("POST", SMSC_HOOK, query, body.replace(b"79997654321", PHONE_DIGITS.encode()),
+                                 content_type)
+    assert _get(gateways, vid)["status"] == "pending"
+    return response
+
+
+scenario("POST /webhooks/smsc", 404, "not-found")(lambda env: _smsc(env, _smsc_call(env)))
+scenario("POST /webhooks/smsc", 413, "request-entity-too-large")(
+    lambda env: env.gateways().request("POST", SMSC_HOOK, data=TOO_LARGE, auth=False))
+scenario("POST /webhooks/smsc", 503, "store-unavailable")(
+    lambda env: _smsc(env.gateways().dead(), _smsc_call(env)))
+
+# Zoom Connect
+
+
+@scenario("POST /webhooks/zoomconnect/{kind}", 200)
+def _zoom_reply_approves(env: Env) -> TestResponse:
+    gateways = env.gateways()
+    vid = _vid(gateways)
+    response = _zoom(gateways, "reply", _zoom_reply(env, vid, f"my code is {gateways.code()}"))
+    assert response.get_data() == b"OK"
+    assert _get(gateways, vid)["completed_via"] == "sms_reply"
+    return response
+
+
+# A report on a message we do not know, in a form body: harmless.
+scenario("POST /webhooks/zoomconnect/{kind}", 200)(
+    lambda env: _zoom(env.gateways(), "delivery", _zoom_delivery(env), in_query=False))
+
+
+@scenario("POST /webhooks/zoomconnect/{kind}", 403, "webhook-rejected")
+def _zoom_replayed(env: Env) -> TestResponse:
+    gateways = env.gateways()
+    assert _zoom(gateways, "delivery", _zoom_delivery(env)).status_code == 200
+    return _zoom(gateways, "delivery", _zoom_delivery(env), in_query=False)
+
+
+@scenario("POST /webhooks/zoomconnect/{kind}", 403, "webhook-rejected")
+def _zoom_forged(env: Env) -> TestResponse:
+    gateways = env.gateways()
+    vid = _vid(gateways)
+    response = _zoom(gateways, "reply", _zoom_reply(env, vid, gateways.code()), secret="guess")
+    assert _get(gateways, vid)["status"] == "pending"
+    return response
+
+
+scenario("POST /webhooks/zoomconnect/{kind}", 403, "webhook-rejected")(
+    lambda env: _zoom(env.gateways(), "reply", _zoom_reply(env, UNKNOWN_ID, "123456", age=901)))
+scenario("POST /webhooks/zoomconnect/{kind}", 403, "webhook-rejected")(
+    lambda env: _zoom(env.gateways(), "reply", _zoom_reply(env, UNKNOWN_ID, "123456", age=-120)))
+# No VERIFY_ZOOMCONNECT_SECRET: nothing can be verified.
+scenario("POST /webhooks/zoomconnect/{kind}", 403, "webhook-rejected")(
+    lambda env: _zoom(env.gateways(zoomconnect=replace(ZOOMCONNECT, secret="")), "delivery", _zoom_delivery(env)))
+scenario("POST /webhooks/zoomconnect/{kind}", 404, "not-found")(
+    lambda env: _zoom(env, "delivery", _zoom_delivery(env)))
+scenario("POST /webhooks/zoomconnect/{kind}", 404, "not-found")(
+    lambda env: env.gateways().callback("POST", f"{ZOOM_HOOK}/status", *zoomconnect_emulator.zoom_callback(
+        "delivery", _zoom_delivery(env), secret=ZOOM_SECRET)))
+scenario("POST /webhooks/zoomconnect/{kind}", 413, "request-entity-too-large")(
+    lambda env: env.gateways().request("POST", f"{ZOOM_HOOK}/reply", data=TOO_LARGE, auth=False))
+scenario("POST /webhooks/zoomconnect/{kind}", 503, "store-unavailable")(
+    lambda env: _zoom(env.gateways().dead(), "delivery", _zoom_delivery(env)))
+
+# D7
+
+
+def _d7_dlr_scenarios(method: str) -> None:
+    operation = f"{method} /webhooks/d7/{{token}}"
+
+    @scenario(operation, 200)
+    def _acknowledged(env: Env) -> TestResponse:
+        # A receipt on a message we do not know is harmless; Jasmin retries unless the body is exactly its ACK.
+        response = _d7(env.gateways(), _dlr(method))
+        assert response.get_data() == b"ACK/Jasmin"
+        return response
+
+    # Not a receipt at all: acknowledged too, or Jasmin would retry it for ever.
+    scenario(operation, 200)(lambda env: _d7(env.gateways(), d7_emulator.dlr_callback({"level": "1"}, method=method)))
+    scenario(operation, 404, "not-found")(lambda env: _d7(env.gateways(), _dlr(method), "/webhooks/d7/not-the-token"))
+    scenario(operation, 404, "not-found")(lambda env: _d7(env, _dlr(method)))
+    # No VERIFY_D7_WEBHOOK_TOKEN: no token works.
+    scenario(operation, 404, "not-found")(lambda env: _d7(env.gateways(d7=replace(D7, webhook_token="")), _dlr(method)))
+    scenario(operation, 503, "store-unavailable")(lambda env: _d7(env.gateways().dead(), _dlr(method)))
+
+
+_d7_dlr_scenarios("GET")
+_d7_dlr_scenarios("POST")
+scenario("POST /webhooks/d7/{token}", 413, "request-entity-too-large")(
+    lambda env: env.gateways().request("POST", D7_DLR, data=TOO_LARGE, auth=False))
+
+scenario("POST /webhooks/d7/{token}/report", 200)(lambda env: _d7(env.gateways(), _report(), D7_REPORT))
+scenario("POST /webhooks/d7/{token}/report", 200)(lambda env: _d7(env.gateways(), _report(as_json=True), D7_REPORT))
+scenario("POST /webhooks/d7/{token}/report", 404, "not-found")(
+    lambda env: _d7(env.gateways(), _report(), "/webhooks/d7/not-the-token/report"))
+scenario("POST /webhooks/d7/{token}/report", 404, "not-found")(lambda env: _d7(env, _report(), D7_REPORT))
+scenario("POST /webhooks/d7/{token}/report", 413, "request-entity-too-large")(
+    lambda env: env.gateways().request("POST", D7_REPORT, data=TOO_LARGE, auth=False))
+scenario("POST /webhooks/d7/{token}/report", 503, "store-unavailable")(
+    lambda env: _d7(env.gateways().dead(), _report(), D7_REPORT))
+
+
 @pytest.mark.parametrize("case", SCENARIOS, ids=str)
 def test_documented_response_happens_and_conforms(case: Scenario, env: Env) -> None:
     response = case.run(env)
@@ -797,20 +1044,61 @@ def fuzz_app(redis_server: EmbeddedRedis) -> Iterator[Flask]:
     FUZZ_APP.target = None
 
 
-@SCHEMA.parametrize()
-def test_fuzz_every_operation(case: Any, fuzz_app: Flask) -> None:
-    # Every default check, including no 5xx (a 503 too: Redis is up), conformance of status, content type,
-    # headers and body, negative data rejected with 4xx, and 401 without or with a wrong key.
-    # Not positive_data_acceptance: JSON Schema cannot say which strings are dialable phone numbers or
-    # correctly signed tokens, so schema-valid input is legitimately answered 400 invalid-phone/invalid-token.
-    response = case.call_and_validate(headers=AUTH,
-                                      excluded_checks=[schemathesis.checks.positive_data_acceptance])
+def assert_members_documented(case: Any, response: Any) -> None:
+    """Every member of a JSON response that the document describes is documented."""
     media_type = response.headers.get("content-type", [""])[0].split(";")[0]
     # The coverage phase also sends undocumented methods (expecting 405); those have no schema to compare.
     documented_statuses = SPEC["paths"][case.path].get(case.method.lower(), {}).get("responses", {})
     if media_type.endswith("json") and str(response.status_code) in documented_statuses:
         documented = response_schema(case.method, case.path, response.status_code, media_type)
         assert undocumented_members(response.json(), documented) == []
+
+
+@SCHEMA.parametrize()
+def test_fuzz_every_operation(case: Any, fuzz_app: Flask) -> None:
+    # Every default check, including no 5xx (a 503 too: Redis is up), conformance of status, content type,
+    # headers and body, negative data rejected with 4xx, and 401 without or with a wrong key.
+    # Not positive_data_acceptance: JSON Schema cannot say which strings are dialable phone numbers or
+    # correctly signed tokens, so schema-valid input is legitimately answered 400 invalid-phone/invalid-token.
+    # (No gateway is configured here, so every webhook answers 404; test_fuzz_webhooks covers them configured.)
+    response = case.call_and_validate(headers=AUTH,
+                                      excluded_checks=[schemathesis.checks.positive_data_acceptance])
+    assert_members_documented(case, response)
+
+
+GATEWAYS_FUZZ_APP = AppSlot()
+WEBHOOKS_SCHEMA = schemathesis.openapi.from_path(SPEC_PATH).include(tag="webhooks")
+WEBHOOKS_SCHEMA.app = GATEWAYS_FUZZ_APP
+WEBHOOKS_SCHEMA.config.generation.update(max_examples=25, deterministic=True, database="none")
+WEBHOOKS_SCHEMA.config.seed = 20261122
+
+
+@pytest.fixture(scope="module", params=["signed", "unsigned"])
+def gateways_fuzz_app(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> Iterator[Flask]:
+    """A sandbox app with every gateway configured, on a flushed Redis: SMSC callbacks signed as in production,
+    or (sandbox mode without VERIFY_SMSC_SECRET) unsigned, so that fuzzed ones reach the service."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    smsc = SMSC if request.param == "signed" else replace(SMSC, secret="")
+    GATEWAYS_FUZZ_APP.target = create_app(replace(make_settings(redis_server.url), smsc=smsc,
+                                                  zoomconnect=ZOOMCONNECT, d7=D7), background=False)
+    yield GATEWAYS_FUZZ_APP.target
+    GATEWAYS_FUZZ_APP.target = None
+
+
+@WEBHOOKS_SCHEMA.parametrize()
+def test_fuzz_webhooks(case: Any, gateways_fuzz_app: Flask) -> None:
+    # The right D7 token, so that fuzzed receipts and reports get past it (a wrong one is only ever 404).
+    # Zoom Connect callbacks (and signed SMSC ones) cannot be signed by the fuzzer: they exercise parsing, then 403.
+    if "token" in (case.path_parameters or {}):
+        case.path_parameters["token"] = D7_TOKEN
+    # Not positive_data_acceptance: schema-valid callbacks are legitimately refused (403) without a valid signature.
+    # Not negative_data_rejection, inapplicable to webhooks: a gateway retries anything but 200, so an authentic
+    # callback the service cannot use (an unknown field value, a receipt without an id) is acknowledged with 200.
+    response = case.call_and_validate(excluded_checks=[schemathesis.checks.positive_data_acceptance,
+                                                       schemathesis.checks.negative_data_rejection])
+    assert_members_documented(case, response)
 
 
 # inputs the fuzzer does not generate

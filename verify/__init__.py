@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
     gateways = registry.build(settings, store, clock)
     events = Events(settings, store, clock)
-    limits = Limits(app, settings)
+    limits = Limits(app, settings, store.client.connection_pool)
     captcha = Captcha(settings, store, limits.limiter.limiter)
     app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
                                        gateways.sms, gateways.call, clock, events, limits, captcha)

@@ -27,6 +27,7 @@ from flask import Flask, Response, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, parse_many
+from redis import ConnectionPool
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from verify.config import Settings
@@ -51,10 +52,12 @@ class _Rule:
 class Limits:
     """The app's limiter: route limits by IP, and limits by phone the API applies once the phone is known."""
 
-    def __init__(self, app: Flask, settings: Settings) -> None:
+    def __init__(self, app: Flask, settings: Settings, pool: ConnectionPool) -> None:
         if settings.trusted_proxies:
             app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+        # The store's connection pool: one set of Redis connections per app, with the store's timeouts.
         self.limiter = Limiter(client_ip, app=app, storage_uri=settings.redis_url, strategy="moving-window",
+                               storage_options={"connection_pool": pool},  # type: ignore[dict-item]
                                key_prefix=f"{settings.redis_prefix}limits", headers_enabled=False)
         self._rules = {name: _Rule(name, parse_many(value)) for name, value in (
             (PHONE, settings.limit_phone), (PREFIX, settings.limit_prefix), (COUNTRY, settings.limit_country),
