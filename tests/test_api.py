@@ -97,6 +97,8 @@ def test_invalid_phones(client: FlaskClient, phone: str) -> None:
     ({"phone": PHONE, "locale": "de"}, "locale"),
     ({"phone": PHONE, "country": "Russia"}, "country"),
     ({"phone": PHONE, "country": ["RU"]}, "country"),
+    ({"phone": "\ud800"}, "phone"),
+    ({"phone": PHONE, "locale": "\udfff"}, "locale"),
 ])
 def test_body_errors_name_the_field(client: FlaskClient, payload: dict[str, object], field: str) -> None:
     response = client.post("/v1/verifications", json=payload, headers=AUTH)

@@ -6,17 +6,22 @@
 - the gateways' webhooks answer plain text, and their scenarios run against an app with every gateway configured
   (the gateways themselves are never called);
 - every documented response (status and problem type) is produced by a scenario against a real Redis and
-  conforms to the document, and nothing is documented that no scenario produces;
+  conforms to the document, and nothing is documented that no scenario produces; likewise every `limit` a
+  `rate-limited` answer may name, per operation; and `Retry-After` says what `retry_after` says;
 - schemathesis fuzzes every operation against a sandbox app over a real Redis: no 5xx, and every response
-  conforms (status, content type, headers, body); and the webhooks again with every gateway configured.
+  conforms (status, content type, headers, body), once with the default abuse protection (so the fuzzer, one
+  client IP, soon meets 429) and once with none (so every request reaches its handler); and the webhooks again
+  with every gateway configured.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from wsgiref.types import StartResponse, WSGIEnvironment
@@ -29,11 +34,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 from werkzeug.test import TestResponse
+from werkzeug.wrappers import Request, Response
 
-from tests.conftest import AUTH, PHONE, MovableClock, make_settings
+from tests.conftest import AUTH, PHONE, MovableClock, make_settings, serving
 from tests.providers import d7_emulator, smsc_emulator, zoomconnect_emulator
-from verify import MAX_BODY_BYTES, create_app, errors
-from verify.config import D7Settings, SmscSettings, ZoomConnectSettings
+from verify import MAX_BODY_BYTES, create_app, errors, ratelimit
+from verify.config import D7Settings, Settings, SmscSettings, ZoomConnectSettings
 from verify.embedded import EmbeddedRedis, free_port
 from verify.providers.base import CallNumber, InvalidRecipient, ProviderError, Sent, SmsMessage
 from verify.providers.sandbox import SandboxProvider
@@ -46,6 +52,11 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "tra
 PATH_PARAMS = {"verification_id": "id"}
 OTHER_PHONE = "+79991234500"
 UNKNOWN_ID = "0" * 28
+UNKNOWN_CAPTCHA = "0" * 24
+# Every abuse limit, by the name a `rate-limited` problem gives it (its setting is `limit_<name>`).
+LIMITS = (ratelimit.IP, ratelimit.CHECK_IP, ratelimit.PHONE, ratelimit.PREFIX, ratelimit.COUNTRY, ratelimit.GLOBAL,
+          ratelimit.PHONE_FAILURES)
+RATE_LIMITED = errors.RateLimited.slug
 # The gateways of the webhook scenarios: only their settings matter, as webhooks never call a gateway.
 SMSC_SECRET, ZOOM_SECRET, D7_TOKEN = "smsc-hook-secret", "zoom-secret", "hook-token"
 SMSC = SmscSettings(url="http://127.0.0.1:9/", apikey="k", secret=SMSC_SECRET)
@@ -174,6 +185,43 @@ def response_schema(method: str, path: str, status: int, media_type: str | None)
     return response["content"][media_type]["schema"]
 
 
+def problem_schema(node: Any, slug: str) -> Any:
+    """The schema of problem type ``slug`` in a response schema: itself, or its ``oneOf`` branch."""
+    node = resolve(node)
+    branches = [sub for sub in node.get("oneOf", [node]) if problem_types(sub) == {errors.TYPE_BASE + slug}]
+    assert len(branches) == 1, (slug, node)
+    return branches[0]
+
+
+def member_enum(node: Any, member: str) -> set[Any] | None:
+    """The values a schema allows for its ``member``: the enums along its ``allOf`` chain, intersected."""
+    node = resolve(node)
+    enum = node.get("properties", {}).get(member, {}).get("enum")
+    allowed = set(enum) if enum is not None else None
+    for sub in node.get("allOf", []):
+        sub_allowed = member_enum(sub, member)
+        if sub_allowed is not None:
+            allowed = sub_allowed if allowed is None else allowed & sub_allowed
+    return allowed
+
+
+def documented_limits() -> dict[str, set[Any] | None]:
+    """For each operation that may answer ``rate-limited``: the ``limit`` names its schema allows."""
+    limits = {}
+    for operation, status, slug in documented_responses():
+        if slug == RATE_LIMITED:
+            method, path = operation.split(" ", 1)
+            schema = response_schema(method, path, status, errors.PROBLEM_JSON)
+            limits[operation] = member_enum(problem_schema(schema, slug), "limit")
+    return limits
+
+
+def assert_retry_after_matches(body: Any, header: str | None) -> None:
+    """A problem's ``retry_after`` is always sent as the ``Retry-After`` header too, with the same value."""
+    if isinstance(body, dict) and "retry_after" in body:
+        assert header == str(body["retry_after"]), (header, body)
+
+
 # the document
 
 
@@ -281,23 +329,25 @@ Run = Callable[["Env"], TestResponse]
 
 @dataclass(frozen=True)
 class Scenario:
-    """One way to make ``operation`` answer ``status`` (with problem type ``problem``)."""
+    """One way to make ``operation`` answer ``status`` (with problem type ``problem``, and ``members`` in its body)."""
 
     operation: str  # "POST /v1/verifications/{id}/check"
     status: int
     problem: str | None
     run: Run
+    members: dict[str, Any] = field(default_factory=dict)  # {"limit": "ip"}
 
     def __str__(self) -> str:
-        return f"{self.operation} {self.status} {self.problem or ''}".strip()
+        members = " ".join(f"{name}={value}" for name, value in self.members.items())
+        return f"{self.operation} {self.status} {self.problem or ''} {members}".strip()
 
 
 SCENARIOS: list[Scenario] = []
 
 
-def scenario(operation: str, status: int, problem: str | None = None) -> Callable[[Run], Run]:
+def scenario(operation: str, status: int, problem: str | None = None, **members: Any) -> Callable[[Run], Run]:
     def register(run: Run) -> Run:
-        SCENARIOS.append(Scenario(operation, status, problem, run))
+        SCENARIOS.append(Scenario(operation, status, problem, run, members))
         return run
     return register
 
@@ -380,14 +430,17 @@ class Env:
                          clock=self.clock)
         return Env(app, app.test_client(), self.clock)
 
+    def configured(self, **overrides: Any) -> Env:
+        """An app over the same Redis and clock, with ``overrides`` to this one's settings."""
+        app = create_app(replace(self.service.settings, **overrides), clock=self.clock, background=False)
+        return Env(app, app.test_client(), self.clock)
+
     def gateways(self, **overrides: Any) -> Env:
         """The same app with SMSC, Zoom Connect and D7 configured (and ``overrides``), so their webhooks answer.
 
         SMS and calls still go through the sandbox gateway, so ``code`` works; the real gateways are never called.
         """
-        settings = replace(self.service.settings, **{"smsc": SMSC, "zoomconnect": ZOOMCONNECT, "d7": D7, **overrides})
-        app = create_app(settings, clock=self.clock, background=False)
-        return Env(app, app.test_client(), self.clock)
+        return self.configured(**{"smsc": SMSC, "zoomconnect": ZOOMCONNECT, "d7": D7, **overrides})
 
     def callback(self, method: str, path: str, query: str | bytes = "", body: bytes = b"",
                  content_type: str = "") -> TestResponse:
@@ -512,6 +565,146 @@ def _start_nothing_delivered(env: Env) -> TestResponse:
 scenario("POST /v1/verifications", 503, "store-unavailable")(
     lambda env: env.dead().request("POST", V, {"phone": PHONE}))
 
+# start: abuse protection
+
+# A UK VoIP number: VERIFY_DENIED_NUMBER_TYPES refuses VoIP by default.
+scenario("POST /v1/verifications", 400, "phone-not-allowed")(
+    lambda env: env.request("POST", V, {"phone": "+445612345678"}))
+scenario("POST /v1/verifications", 400, "phone-not-allowed")(
+    lambda env: env.configured(allowed_countries=("RU", "KZ")).request("POST", V, {"phone": "+447400123456"}))
+
+
+def _challenge(env: Env, phone: str = PHONE) -> dict[str, Any]:
+    """The captcha a start of ``phone`` is asked to solve."""
+    response = env.request("POST", V, {"phone": phone})
+    assert response.status_code == 428, response.get_json()
+    challenge: dict[str, Any] = response.get_json()["captcha"]
+    return challenge
+
+
+def _captcha_answer(env: Env, challenge_id: str) -> TestResponse:
+    return env.request("GET", f"/sandbox/captcha/{challenge_id}", auth=False)
+
+
+@scenario("POST /v1/verifications", 428, "captcha-required")
+def _start_needs_a_captcha(env: Env) -> TestResponse:
+    always = env.configured(captcha_mode="always")
+    response = always.request("POST", V, {"phone": PHONE})
+    image = response.get_json()["captcha"]["image"]
+    assert base64.b64decode(image.removeprefix("data:image/png;base64,")).startswith(b"\x89PNG\r\n\x1a\n")
+    assert always.service.store.find(PHONE, "sms") is None  # nothing was started, nothing sent
+    return response
+
+
+@scenario("POST /v1/verifications", 201)
+def _start_with_a_solved_captcha(env: Env) -> TestResponse:
+    always = env.configured(captcha_mode="always")
+    challenge = _challenge(always)["id"]
+    answer = _captcha_answer(always, challenge).get_json()["answer"]
+    return always.request("POST", V, {"phone": PHONE, "captcha": {"id": challenge, "answer": answer.lower()}})
+
+
+@scenario("POST /v1/verifications", 428, "captcha-required")
+def _start_with_a_wrong_captcha_answer(env: Env) -> TestResponse:
+    always = env.configured(captcha_mode="always")
+    challenge = _challenge(always)["id"]
+    response = always.request("POST", V, {"phone": PHONE, "captcha": {"id": challenge, "answer": "wrong"}})
+    assert response.get_json()["captcha"]["id"] != challenge  # a new challenge: the old one is used up
+    assert _captcha_answer(always, challenge).status_code == 404
+    return response
+
+
+@scenario("POST /v1/verifications", 428, "captcha-required")
+def _start_from_a_busy_ip(env: Env) -> TestResponse:
+    adaptive = env.configured(captcha_mode="adaptive", captcha_after=1)
+    assert adaptive.request("POST", V, {"phone": PHONE}).status_code == 201
+    assert adaptive.request("POST", V, {"phone": PHONE}).status_code == 200  # a reload sends nothing: not asked
+    return adaptive.request("POST", V, {"phone": OTHER_PHONE})
+
+
+@scenario("POST /v1/verifications", 428, "captcha-required")
+def _start_to_a_country_under_sms_pumping(env: Env) -> TestResponse:
+    adaptive = env.configured(captcha_mode="adaptive", captcha_after=1000, pumping_min_starts=2,
+                              pumping_threshold=0.5)
+    for phone in ("+79991230001", "+79991230002"):  # SMS starts to RU, none approved
+        assert adaptive.request("POST", V, {"phone": phone}).status_code == 201
+    response = adaptive.request("POST", V, {"phone": PHONE})
+    assert adaptive.request("POST", V, {"phone": PHONE, "channel": "call"}).status_code == 201  # calls stay open
+    return response
+
+
+def _widget(env: Env, provider: str, siteverify: str = "http://127.0.0.1:9/siteverify") -> Env:
+    return env.configured(captcha_mode="always", captcha_provider=provider, captcha_secret="captcha-secret",
+                          captcha_verify_url=siteverify)
+
+
+@scenario("POST /v1/verifications", 428, "captcha-required")
+def _start_needs_a_widget_token(env: Env) -> TestResponse:
+    for provider in ("hcaptcha", "recaptcha"):
+        assert _challenge(_widget(env, provider)) == {"provider": provider}
+    # A token that cannot be checked (siteverify does not answer) fails closed.
+    response = _widget(env, "turnstile").request("POST", V, {"phone": PHONE, "captcha": {"token": "good-token"}})
+    assert response.get_json()["captcha"] == {"provider": "turnstile"}
+    return response
+
+
+def _siteverify(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """A siteverify endpoint (Turnstile, hCaptcha and reCAPTCHA speak the same form) that accepts one token."""
+    form = Request(environ).form
+    success = (form.get("secret"), form.get("response"), form.get("remoteip")) == (
+        "captcha-secret", "good-token", "127.0.0.1")
+    return Response(json.dumps({"success": success}), mimetype="application/json")(environ, start_response)
+
+
+@scenario("POST /v1/verifications", 201)
+def _start_with_a_widget_token(env: Env) -> TestResponse:
+    with serving(_siteverify) as base:
+        widget = _widget(env, "turnstile", f"{base}/siteverify")
+        assert widget.request("POST", V, {"phone": PHONE, "captcha": {"token": "bad-token"}}).status_code == 428
+        return widget.request("POST", V, {"phone": PHONE, "captcha": {"token": "good-token"}})
+
+
+def _used_up_ip_limit(env: Env) -> Env:
+    """An app whose client IP has used up its start and resend budget (VERIFY_LIMIT_IP)."""
+    limited = env.configured(limit_ip="1/hour")
+    assert limited.request("POST", V, {"phone": PHONE}).status_code == 201
+    return limited
+
+
+scenario("POST /v1/verifications", 429, "rate-limited", limit="ip")(
+    lambda env: _used_up_ip_limit(env).request("POST", V, {"phone": OTHER_PHONE}))
+# Answered before the body is read: a malformed one gets the same answer.
+scenario("POST /v1/verifications", 429, "rate-limited", limit="ip")(
+    lambda env: _used_up_ip_limit(env).request("POST", V, data=b"[1]"))
+
+
+@scenario("POST /v1/verifications", 429, "rate-limited", limit="phone")
+def _start_over_the_phone_limit(env: Env) -> TestResponse:
+    # VERIFY_LIMIT_PHONE's default, 3/10 minutes (in real time): a fourth code to one phone is refused.
+    for _ in range(3):
+        assert env.request("DELETE", f"{V}/{_vid(env)}").status_code == 200
+    response = env.request("POST", V, {"phone": "8 (999) 123-45-67", "country": "RU"})  # one quota per number
+    assert 590 <= response.get_json()["retry_after"] <= 601
+    assert env.service.store.find(PHONE, "sms") is None  # the refused first send left nothing behind
+    return response
+
+
+def _start_over(limit: str, first: str, then: str) -> Run:
+    """Two starts whose codes count against the same ``limit``, set to one code an hour."""
+    def run(env: Env) -> TestResponse:
+        limited = env.configured(**{f"limit_{limit}": "1/hour"})
+        assert limited.request("POST", V, {"phone": first}).status_code == 201
+        return limited.request("POST", V, {"phone": then})
+    return run
+
+
+scenario("POST /v1/verifications", 429, "rate-limited", limit="prefix")(
+    _start_over("prefix", "+79991230001", "+79991239999"))
+scenario("POST /v1/verifications", 429, "rate-limited", limit="country")(
+    _start_over("country", "+79991230001", "+79161234567"))
+scenario("POST /v1/verifications", 429, "rate-limited", limit="global")(
+    _start_over("global", "+79991230001", "+447400123456"))
+
 # read, cancel
 
 scenario("GET /v1/verifications/{id}", 200)(lambda env: env.request("GET", f"{V}/{_vid(env)}"))
@@ -609,6 +802,32 @@ def _check_last_attempt(env: Env) -> TestResponse:
     return response
 
 
+@scenario("POST /v1/verifications/{id}/check", 429, "rate-limited", limit="check_ip")
+def _check_over_the_ip_limit(env: Env) -> TestResponse:
+    limited = env.configured(limit_check_ip="1/hour")
+    vid = _vid(limited)
+    assert _wrong_code(limited, vid).status_code == 422
+    response = limited.request("POST", f"{V}/{vid}/check", {"code": limited.code()})
+    # Answered before the verification is looked up or the body read.
+    assert limited.request("POST", f"{V}/{UNKNOWN_ID}/check", data=b"[1]").get_json()["limit"] == "check_ip"
+    assert _get(limited, vid)["status"] == "pending"
+    return response
+
+
+@scenario("POST /v1/verifications/{id}/check", 429, "rate-limited", limit="phone_failures")
+def _check_after_too_many_wrong_codes(env: Env) -> TestResponse:
+    limited = env.configured(limit_phone_failures="2/day")
+    first = _vid(limited)
+    assert _wrong_code(limited, first).status_code == 422
+    assert limited.request("DELETE", f"{V}/{first}").status_code == 200
+    vid = _vid(limited)  # wrong codes count per phone, across its verifications
+    assert _wrong_code(limited, vid).status_code == 422
+    response = limited.request("POST", f"{V}/{vid}/check", {"code": limited.code()})  # the right code included
+    assert 86390 <= response.get_json()["retry_after"] <= 86401
+    assert _get(limited, vid)["attempts_left"] == limited.service.settings.max_attempts - 1
+    return response
+
+
 # resend
 
 
@@ -675,6 +894,8 @@ def _resend_too_early(env: Env) -> TestResponse:
 
 @scenario("POST /v1/verifications/{id}/resend", 429, "max-sends")
 def _resend_none_left(env: Env) -> TestResponse:
+    # VERIFY_MAX_SENDS codes to one phone: more than VERIFY_LIMIT_PHONE allows by default, so it is off here.
+    env = env.configured(limit_phone="")
     vid = _vid(env)
     for _ in range(env.service.settings.max_sends - 1):
         env.wait_cooldown()
@@ -683,6 +904,39 @@ def _resend_none_left(env: Env) -> TestResponse:
     response = env.request("POST", f"{V}/{vid}/resend")
     assert env.request("GET", f"{V}/{vid}").get_json()["sends_left"] == 0
     return response
+
+
+def _resend_over(limit: str, sends: int = 1, **overrides: str) -> Run:
+    """A verification that had ``sends`` codes, and a resend past the cooldown that ``limit`` refuses."""
+    def run(env: Env) -> TestResponse:
+        limited = env.configured(**overrides)
+        vid = _vid(limited)
+        for _ in range(sends - 1):
+            limited.wait_cooldown()
+            assert limited.request("POST", f"{V}/{vid}/resend").status_code == 200
+        limited.wait_cooldown()
+        before, code = _get(limited, vid), limited.code()
+        response = limited.request("POST", f"{V}/{vid}/resend")
+        # Refused, it changes nothing: no send used, the code still works.
+        assert _get(limited, vid) == before
+        assert limited.request("POST", f"{V}/{vid}/check", {"code": code}).status_code == 200
+        return response
+    return run
+
+
+scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="ip")(
+    _resend_over("ip", limit_ip="1/hour"))
+# Answered before the verification is looked up.
+scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="ip")(
+    lambda env: _used_up_ip_limit(env).request("POST", f"{V}/{UNKNOWN_ID}/resend"))
+# VERIFY_LIMIT_PHONE's default: 3 codes in 10 minutes.
+scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="phone")(_resend_over("phone", sends=3))
+scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="prefix")(
+    _resend_over("prefix", limit_prefix="1/hour"))
+scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="country")(
+    _resend_over("country", limit_country="1/hour"))
+scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="global")(
+    _resend_over("global", limit_global="1/hour"))
 
 
 @scenario("POST /v1/verifications/{id}/resend", 503, "delivery-failed")
@@ -792,6 +1046,48 @@ scenario("POST /sandbox/replies", 413, "request-entity-too-large")(
     lambda env: env.request("POST", "/sandbox/replies", data=TOO_LARGE, auth=False))
 scenario("POST /sandbox/replies", 503, "store-unavailable")(
     lambda env: env.dead().request("POST", "/sandbox/replies", {"phone": PHONE, "text": "123456"}, auth=False))
+
+
+@scenario("GET /sandbox/captcha/{challenge_id}", 200)
+def _captcha_answered(env: Env) -> TestResponse:
+    always = env.configured(captcha_mode="always")
+    challenge = _challenge(always)["id"]
+    response = _captcha_answer(always, challenge)
+    answer = response.get_json()["answer"]
+    assert _captcha_answer(always, challenge).get_json() == {"answer": answer}  # reading it uses nothing up
+    solved = always.request("POST", V, {"phone": PHONE, "captcha": {"id": challenge, "answer": answer}})
+    assert solved.status_code == 201
+    return response
+
+
+scenario("GET /sandbox/captcha/{challenge_id}", 404, "not-found")(lambda env: _captcha_answer(env, UNKNOWN_CAPTCHA))
+scenario("GET /sandbox/captcha/{challenge_id}", 404, "not-found")(lambda env: _captcha_answer(env, "not-a-captcha"))
+
+
+@scenario("GET /sandbox/captcha/{challenge_id}", 404, "not-found")
+def _captcha_used(env: Env) -> TestResponse:
+    always = env.configured(captcha_mode="always")
+    challenge = _challenge(always)["id"]
+    wrong = always.request("POST", V, {"phone": PHONE, "captcha": {"id": challenge, "answer": "wrong"}})
+    assert wrong.status_code == 428
+    return _captcha_answer(always, challenge)
+
+
+@scenario("GET /sandbox/captcha/{challenge_id}", 404, "not-found")
+def _captcha_expired(env: Env) -> TestResponse:
+    always = env.configured(captcha_mode="always")
+    challenge = _challenge(always)["id"]
+    store = always.service.store
+    key = store.captcha_key(challenge)
+    for stored in (key, f"{key}:plain"):
+        assert 0 < store.client.pttl(stored) <= 300_000  # a challenge lives 5 minutes: make them pass
+        store.client.pexpire(stored, 1)
+    time.sleep(0.01)
+    return _captcha_answer(always, challenge)
+
+
+scenario("GET /sandbox/captcha/{challenge_id}", 503, "store-unavailable")(
+    lambda env: _captcha_answer(env.dead(), UNKNOWN_CAPTCHA))
 
 
 # webhooks
@@ -1010,6 +1306,9 @@ def test_documented_response_happens_and_conforms(case: Scenario, env: Env) -> N
         assert body["type"] == errors.TYPE_BASE + case.problem
     else:
         assert case.problem is None
+    if case.members:
+        assert body is not None and {name: body.get(name) for name in case.members} == case.members
+    assert_retry_after_matches(body, response.headers.get("Retry-After"))
     operation = SCHEMA[path][method]
     operation.Case(path_parameters=parameters, query=dict(response.request.args)).validate_response(
         response, checks=CONFORMANCE)
@@ -1030,28 +1329,51 @@ def test_every_documented_response_has_a_scenario() -> None:
     assert {p for p in produced if not any(matches(d, p) for d in documented)} == set()
 
 
+def test_every_documented_limit_has_a_scenario() -> None:
+    """Each operation's ``rate-limited`` names exactly the limits a scenario hits there, and all are the app's."""
+    produced: dict[str, set[Any]] = {}
+    for case in SCENARIOS:
+        if case.problem == RATE_LIMITED:
+            assert "limit" in case.members, f"{case}: which limit?"
+            produced.setdefault(case.operation, set()).add(case.members["limit"])
+    assert produced == documented_limits()
+    assert member_enum(SPEC["components"]["schemas"]["RateLimitedProblem"], "limit") == set(LIMITS)
+    assert {limit for limits in produced.values() for limit in limits} == set(LIMITS)
+
+
 # fuzzing
 
 
-@pytest.fixture(scope="module")
-def fuzz_app(redis_server: EmbeddedRedis) -> Iterator[Flask]:
-    """One sandbox app for the whole fuzz run (default settings, real clock), on a flushed Redis."""
+@pytest.fixture(scope="module", params=["defaults", "unlimited"])
+def fuzz_app(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> Iterator[Flask]:
+    """One sandbox app for a whole fuzz run (real clock), on a flushed Redis.
+
+    ``defaults``: the default settings, abuse protection included (the rate limits and the adaptive captcha): the
+    fuzzer, one client IP, soon uses up the ``ip`` limit, and from then on starts and resends are 429
+    ``rate-limited``, answered before the body is read. ``unlimited``: no limit and no captcha, so that every
+    request reaches its handler.
+    """
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
-    FUZZ_APP.target = create_app(make_settings(redis_server.url))
+    settings = replace(make_settings(redis_server.url), captcha_mode=Settings.captcha_mode)
+    if request.param == "unlimited":
+        unlimited: dict[str, Any] = {f"limit_{name}": "" for name in LIMITS}
+        settings = replace(settings, captcha_mode="off", **unlimited)
+    FUZZ_APP.target = create_app(settings)
     yield FUZZ_APP.target
     FUZZ_APP.target = None
 
 
 def assert_members_documented(case: Any, response: Any) -> None:
-    """Every member of a JSON response that the document describes is documented."""
+    """Every member of a JSON response that the document describes is documented, and Retry-After is right."""
     media_type = response.headers.get("content-type", [""])[0].split(";")[0]
     # The coverage phase also sends undocumented methods (expecting 405); those have no schema to compare.
     documented_statuses = SPEC["paths"][case.path].get(case.method.lower(), {}).get("responses", {})
     if media_type.endswith("json") and str(response.status_code) in documented_statuses:
         documented = response_schema(case.method, case.path, response.status_code, media_type)
         assert undocumented_members(response.json(), documented) == []
+        assert_retry_after_matches(response.json(), response.headers.get("retry-after", [None])[0])
 
 
 @SCHEMA.parametrize()
@@ -1115,6 +1437,15 @@ def test_token_that_is_not_utf8_encodable_is_a_400(env: Env) -> None:
     response = env.request("POST", T, data=b'{"token": "\\ud800"}')
     assert response.status_code == 400, response.get_json()
     SCHEMA[T]["POST"].Case().validate_response(response, checks=CONFORMANCE)
+
+
+@pytest.mark.parametrize("member", ["id", "answer"])
+def test_captcha_that_is_not_utf8_encodable_is_refused(env: Env, member: str) -> None:
+    always = env.configured(captcha_mode="always")
+    captcha = {"id": _challenge(always)["id"], "answer": "ABCDE", member: "\ud800"}
+    response = always.request("POST", V, data=json.dumps({"phone": PHONE, "captcha": captcha}).encode())
+    assert response.status_code in (400, 428), response.get_json()
+    SCHEMA[V]["POST"].Case().validate_response(response, checks=CONFORMANCE)
 
 
 def test_replayed_201_keeps_its_location(env: Env) -> None:

@@ -62,6 +62,11 @@ def string_field(body: dict[str, Any], name: str, *, required: bool = False,
         return None
     if not isinstance(value, str):
         raise InvalidRequest(name, f"{name} must be a string")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: valid JSON, but not text
+            raise InvalidRequest(name, f"{name} is not valid Unicode text") from None
     if len(value) > MAX_FIELD_LENGTH:
         raise InvalidRequest(name, f"{name} must be at most {MAX_FIELD_LENGTH} characters")
     if choices and value not in choices:
@@ -85,7 +90,10 @@ def captcha_field(body: dict[str, Any]) -> Answer | None:
         return None
     if not isinstance(value, dict):
         raise InvalidRequest("captcha", 'captcha must be an object: {"id", "answer"} or {"token"}')
-    fields = {name: string_field(value, name) or "" for name in ("id", "answer", "token")}
+    try:
+        fields = {name: string_field(value, name) or "" for name in ("id", "answer", "token")}
+    except InvalidRequest as err:
+        raise InvalidRequest("captcha", f"captcha.{err.detail}") from None
     return Answer(fields["id"], fields["answer"], fields["token"])
 
 
