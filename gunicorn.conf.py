@@ -4,7 +4,9 @@ gevent workers: a request mostly waits on Redis or a gateway, so one process ser
 PORT and WEB_CONCURRENCY follow the usual platform conventions.
 """
 
+import logging
 import os
+from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -15,3 +17,12 @@ timeout = 60
 graceful_timeout = 20
 control_socket_disable = True
 accesslog = "-"
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """The app's own log lines (verify.*: sends, approvals, gateway failures; never codes, keys or tokens) go
+    where gunicorn's error log goes, in its format."""
+    app_log = logging.getLogger("verify")
+    app_log.handlers = list(worker.log.error_log.handlers)
+    app_log.setLevel(logging.INFO)
+    app_log.propagate = False

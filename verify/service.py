@@ -202,8 +202,9 @@ class Service:
         A phone whose wrong codes used up ``VERIFY_LIMIT_PHONE_FAILURES`` gets no check at all until the window
         moves on, the right code included.
         """
-        phone = self._get(verification_id).phone if self.limits else ""
+        phone = ""
         if self.limits:
+            phone = self._get(verification_id).phone
             self.limits.may_check(phone)
         outcome = self.store.complete(
             verification_id, "code", self.settings.max_attempts, self._now_ms(),
