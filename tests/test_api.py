@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, make_settings, start
@@ -336,3 +338,14 @@ def test_no_sandbox_routes_outside_sandbox_mode(redis_url: str, clock: MovableCl
     _problem(client.get("/sandbox/messages", query_string={"phone": PHONE}), 404, "not-found")
     _problem(client.post("/sandbox/calls", json={"phone": PHONE}), 404, "not-found")
     _problem(client.post("/sandbox/replies", json={"phone": PHONE, "text": "1"}), 404, "not-found")
+
+
+def test_an_unexpected_failure_is_a_problem_too_and_leaks_nothing(app: Flask,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    def boom() -> str:
+        raise RuntimeError("secret internals")
+
+    app.add_url_rule("/boom", view_func=boom)
+    body = _problem(app.test_client().get("/boom"), 500, "internal-error")
+    assert "secret internals" not in json.dumps(body)
+    assert "secret internals" in caplog.text  # logged for the operator
