@@ -70,6 +70,16 @@ def test_the_ip_limit_is_shared_by_start_and_resend(redis_url: str, clock: Movab
     limited(resend(client, vid), "ip")
 
 
+def test_reloads_that_send_nothing_cost_no_ip_quota(redis_url: str, clock: MovableClock) -> None:
+    client = client_with(redis_url, clock, limit_ip="2/hour", resend_cooldown=30)
+    first = start(client).get_json()
+    for _ in range(5):  # a signup page reloaded inside the cooldown: the same verification, nothing sent
+        again = start(client)
+        assert again.status_code == 200 and again.get_json()["id"] == first["id"]
+    assert start(client, "+79991230001").status_code == 201
+    limited(start(client, "+79991230002"), "ip")
+
+
 def test_a_spoofed_x_forwarded_for_changes_nothing_without_trusted_proxies(redis_url: str,
                                                                           clock: MovableClock) -> None:
     client = client_with(redis_url, clock, limit_ip="2/hour")

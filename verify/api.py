@@ -11,7 +11,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from verify import phone
 from verify.captcha import Answer
@@ -142,6 +142,7 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     channel = string_field(body, "channel", choices=CHANNELS) or "sms"
     locale = string_field(body, "locale", choices=LOCALES)
     started = service().start(e164, channel, locale, client_ip=client_ip(), captcha=captcha_field(body))
+    g.verify_sent = started.sent  # a reload that sent nothing costs no IP quota (ratelimit.py)
     return (201 if started.created else 200), to_json(started.verification)
 
 

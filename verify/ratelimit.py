@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, parse_many
@@ -43,6 +43,12 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
+def _deducted(response: Response) -> bool:
+    """Whether a request costs IP quota: all do, except a start that only returned the pending verification
+    (a reloaded signup page must never fail)."""
+    return bool(g.get("verify_sent", True))
+
+
 @dataclass(frozen=True)
 class _Rule:
     name: str
@@ -55,10 +61,13 @@ class Limits:
     def __init__(self, app: Flask, settings: Settings, pool: ConnectionPool) -> None:
         if settings.trusted_proxies:
             app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
-        # The store's connection pool: one set of Redis connections per app, with the store's timeouts.
+        # The store's connection pool: one set of Redis connections per app, with the store's timeouts. The route
+        # limits swallow storage errors (they also run after the response, where no error handler can answer):
+        # with Redis down the view itself fails next, with 503 store-unavailable.
         self.limiter = Limiter(client_ip, app=app, storage_uri=settings.redis_url, strategy="moving-window",
                                storage_options={"connection_pool": pool},  # type: ignore[dict-item]
-                               key_prefix=f"{settings.redis_prefix}limits", headers_enabled=False)
+                               key_prefix=f"{settings.redis_prefix}limits", headers_enabled=False,
+                               swallow_errors=True)
         self._rules = {name: _Rule(name, parse_many(value)) for name, value in (
             (PHONE, settings.limit_phone), (PREFIX, settings.limit_prefix), (COUNTRY, settings.limit_country),
             (GLOBAL, settings.limit_global), (PHONE_FAILURES, settings.limit_phone_failures)) if value}
@@ -66,7 +75,8 @@ class Limits:
                                        ("v1.check", CHECK_IP, settings.limit_check_ip)):
             if value:
                 view: Callable[..., Any] = app.view_functions[endpoint]
-                app.view_functions[endpoint] = self.limiter.shared_limit(value, scope=scope)(view)
+                app.view_functions[endpoint] = self.limiter.shared_limit(
+                    value, scope=scope, deduct_when=_deducted)(view)
         app.register_error_handler(RateLimitExceeded, self._route_limit_hit)
 
     def _route_limit_hit(self, err: RateLimitExceeded) -> Response:

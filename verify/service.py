@@ -115,10 +115,12 @@ class Verification:
 
 @dataclass(frozen=True)
 class Started:
-    """The result of a start: ``created`` is false when an existing pending verification was returned."""
+    """The result of a start: ``created`` is false when an existing pending verification was returned, and
+    ``sent`` is false when nothing was sent (inside the resend cooldown, or no sends left)."""
 
     verification: Verification
     created: bool
+    sent: bool = True
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ class Service:
             try:
                 return Started(self._send(record, channel), created=False)
             except (ResendCooldown, MaxSends):
-                return Started(self.view(record), created=False)
+                return Started(self.view(record), created=False, sent=False)
             except (NotPending, NotFound):
                 continue
         raise StartInProgress("this phone's verification changed while starting; retry", retry_after=1)
