@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,23 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
     base = Settings.from_env({"VERIFY_API_KEYS": API_KEY, "VERIFY_SECRET_KEY": SECRET_KEY,
                               "VERIFY_REDIS_URL": redis_url, "VERIFY_SANDBOX": "1", "VERIFY_CAPTCHA_MODE": "off"})
     return replace(base, **overrides)
+
+
+@pytest.fixture(autouse=True)
+def _no_collection_in_deep_recursion(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked ``deep_nesting`` run with the garbage collector paused.
+
+    They drive the JSON parser to the recursion limit. A collection that happened to start there would run the
+    finalizers of earlier tests' apps (closing their Redis connections) with no stack left for them.
+    """
+    if request.node.get_closest_marker("deep_nesting") is None:
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @pytest.fixture(scope="session")

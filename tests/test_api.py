@@ -108,6 +108,7 @@ def test_body_errors_name_the_field(client: FlaskClient, payload: dict[str, obje
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'"phone"', b"\xff\xfe", b"null", b"[" * 30_000])
+@pytest.mark.deep_nesting
 def test_unparseable_bodies(client: FlaskClient, raw: bytes) -> None:
     response = client.post("/v1/verifications", data=raw, headers={**AUTH, "Content-Type": "application/json"})
     assert _problem(response, 400, "invalid-request")["field"] == "body"

@@ -1427,6 +1427,7 @@ def test_fuzz_webhooks(case: Any, gateways_fuzz_app: Flask) -> None:
 
 
 @pytest.mark.parametrize("path", [V, f"{V}/{UNKNOWN_ID}/check", T, "/sandbox/replies"])
+@pytest.mark.deep_nesting
 def test_deeply_nested_body_is_a_400(env: Env, path: str) -> None:
     response = env.request("POST", path, data=b"[" * 50_000)
     assert response.status_code == 400

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,7 @@ class Captcha:
         self._limiter = limiter
         self._key = hmac.new(settings.secret_keys[0].encode(), b"verify.captcha", hashlib.sha256).digest()
         self._session = requests.Session()
+        weakref.finalize(self, self._session.close)
         self._ip_starts = RateLimitItemPerHour(settings.captcha_after)
 
     def gate(self, client_ip: str, phone: str, channel: str, answer: Answer | None) -> None:

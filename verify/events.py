@@ -17,6 +17,7 @@ import json
 import logging
 import secrets
 import threading
+import weakref
 from typing import Any
 
 import requests
@@ -58,6 +59,7 @@ class Events:
         self._clock = clock
         self._timeout = (settings.http_connect_timeout, settings.http_read_timeout)
         self._session = requests.Session()
+        weakref.finalize(self, self._session.close)
 
     @property
     def enabled(self) -> bool:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import secrets
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -117,6 +118,8 @@ class Store:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
+        # Close the pool's sockets when the store goes, rather than leave them to the garbage collector.
+        weakref.finalize(self, client.connection_pool.disconnect)
         self._scripts = {name: client.register_script(_lua(name)) for name in
                          ("open", "begin_send", "end_send", "complete", "cancel", "idempotency",
                                   "breaker_failure", "set_delivery", "claim_due")}

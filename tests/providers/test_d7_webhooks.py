@@ -239,6 +239,7 @@ def test_a_multipart_form_report_is_read() -> None:
     (b"--abc", ""),
     (b"", FORM),
 ])
+@pytest.mark.deep_nesting
 def test_a_malformed_report_gives_nothing(body: bytes, content_type: str) -> None:
     assert parse_report(inbound("POST", b"", body, content_type)) == []
 

@@ -261,6 +261,7 @@ def test_too_many_fields_are_refused() -> None:
     rejected(inbound(query, body + padding), None)
 
 
+@pytest.mark.deep_nesting
 def test_a_malformed_json_body_is_refused_with_a_secret_and_ignored_without() -> None:
     rejected(inbound("md5=mysecret&fmt=3", b"{not json", "application/json"))
     assert parse_callback(inbound("fmt=3", b"{not json", "application/json"), None) == []

@@ -8,6 +8,7 @@ errors. Failover across providers and the circuit breaker are the service's job.
 from __future__ import annotations
 
 import re
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -106,6 +107,7 @@ class Http:
     def __init__(self, connect_timeout: float, read_timeout: float) -> None:
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
+        weakref.finalize(self, self.session.close)
         self.session.headers["User-Agent"] = USER_AGENT
         retry = Retry(total=1, connect=1, read=False, status=0, other=0, redirect=0, allowed_methods=None)
         adapter = HTTPAdapter(max_retries=retry)
