@@ -137,6 +137,25 @@ def json_of(provider: str, response: requests.Response) -> Any:
                             payload=response.text[:PAYLOAD_LIMIT]) from err
 
 
+def scalar(value: object, *, amount: bool = False) -> str:
+    """A JSON scalar as trimmed text, leniently (gateways send ids and codes as numbers or strings):
+    ``1563``, ``"1563"`` and ``1563.0`` all give ``"1563"``; null, booleans, objects and lists give ``""``.
+    An ``amount`` (a balance) keeps its number as sent: ``0.0`` stays ``"0.0"``."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return ""
+    if isinstance(value, float) and value.is_integer() and not amount:
+        return str(int(value))
+    return str(value).strip()
+
+
+def integer(value: object) -> int | None:
+    """A JSON scalar as a whole number (``7``, ``"7"``, ``" 7 "``, ``7.0``), else ``None``."""
+    try:
+        return int(scalar(value))
+    except ValueError:
+        return None
+
+
 def e164(raw: object) -> str:
     """A gateway's number (``79585551234``, ``+7 958...``, or a JSON number) as E.164 (``+79585551234``)."""
     digits = re.sub(r"\D", "", str(raw))

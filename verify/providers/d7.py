@@ -44,6 +44,7 @@ from verify.providers.base import (
     SmsMessage,
     WebhookRejected,
     json_of,
+    scalar,
 )
 
 NAME = "d7"
@@ -352,7 +353,7 @@ def parse_dlr(inbound: Inbound) -> list[Event]:
     """
     events: list[Event] = []
     for fields in _payloads(inbound):
-        message_id, status = _text(fields.get("id")), _text(fields.get("message_status"))
+        message_id, status = scalar(fields.get("id")), scalar(fields.get("message_status"))
         if not message_id or not status:
             continue
         code = status.upper()
@@ -360,7 +361,7 @@ def parse_dlr(inbound: Inbound) -> list[Event]:
             ours = "sent" if code == "ESME_ROK" else "failed"
         else:
             ours = _RECEIPT_STATUS.get(code, "sent")
-        events.append(DeliveryReport(NAME, message_id, ours, f"{_text(fields.get('level'))}:{status}", raw=fields))
+        events.append(DeliveryReport(NAME, message_id, ours, f"{scalar(fields.get('level'))}:{status}", raw=fields))
     return events
 
 
@@ -373,7 +374,7 @@ def parse_report(inbound: Inbound) -> list[Event]:
     """
     events: list[Event] = []
     for fields in _payloads(inbound):
-        request_id, status = _text(fields.get("request_id")), _text(fields.get("status"))
+        request_id, status = scalar(fields.get("request_id")), scalar(fields.get("status"))
         if not request_id or not status:
             continue
         key = re.sub(r"[-\s]+", "_", status.lower())
@@ -421,11 +422,3 @@ def _multipart(body: bytes) -> dict[str, Any]:
             fields[name] = value.decode("utf-8", "replace")
     return fields
 
-
-def _text(value: object) -> str:
-    """A field as trimmed text: strings and JSON numbers only (a nested object or ``true`` is no id)."""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return ""

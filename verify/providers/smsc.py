@@ -41,7 +41,9 @@ from verify.providers.base import (
     SmsReceived,
     WebhookRejected,
     e164,
+    integer,
     json_of,
+    scalar,
 )
 
 
@@ -111,7 +113,7 @@ class SmscProvider(Provider):
         if self._settings.sender:
             params["sender"] = self._settings.sender
         reply = cast(SendReply, self._call("send.php", params, "id"))
-        return Sent(self.name, _text(reply["id"]))
+        return Sent(self.name, scalar(reply["id"]))
 
     def start_call(self, phone: str, verification_id: str) -> CallNumber:
         """POST ``wait_call.php``: the number ``phone`` must call within 15 minutes, and every alternative.
@@ -121,18 +123,18 @@ class SmscProvider(Provider):
         # The vendor's example sends the subscriber's number as bare digits (phone=79991234567).
         params = {"phone": e164(phone).removeprefix("+"), "charset": "utf-8"}
         reply = cast(WaitCallReply, self._call("wait_call.php", params, "phone"))
-        number = e164(_text(reply["phone"]))
+        number = e164(scalar(reply["phone"]))
         if not number:
             raise self._malformed("wait_call.php answered a phone that is not a number", reply)
-        listed = (e164(_text(raw)) for raw in _listed(reply.get("all_phones")))
+        listed = (e164(scalar(raw)) for raw in _listed(reply.get("all_phones")))
         numbers = tuple(dict.fromkeys([number, *(n for n in listed if n)]))  # distinct, in order, number first
         return CallNumber(self.name, number, numbers, message_id="")
 
     def balance(self) -> str:
         """POST ``balance.php``: the balance as SMSC states it (``"250.80"``), with the currency if given."""
         reply = cast(BalanceReply, self._call("balance.php", {"cur": "1"}, "balance"))
-        currency = _text(reply.get("currency", ""))
-        return f"{_text(reply['balance'])} {currency}".strip()
+        currency = scalar(reply.get("currency", ""))
+        return f"{scalar(reply['balance'], amount=True)} {currency}".strip()
 
     def _call(self, endpoint: str, params: dict[str, str], required: str) -> dict[str, Any]:
         """POST one endpoint; the reply object if it carries ``required``, else the error it states."""
@@ -143,7 +145,7 @@ class SmscProvider(Provider):
         body = json_of(self.name, response)
         if isinstance(body, dict) and ("error_code" in body or "error" in body):
             raise self._error(cast(ErrorReply, body))
-        if not isinstance(body, dict) or not _text(body.get(required)):
+        if not isinstance(body, dict) or not scalar(body.get(required)):
             raise self._malformed(f"{endpoint} answered HTTP {response.status_code} with neither {required!r} "
                                   "nor an error", response.text[:PAYLOAD_LIMIT])
         return body
@@ -153,9 +155,9 @@ class SmscProvider(Provider):
         return ProviderError(self.name, message, transient=True, payload=payload)
 
     def _error(self, body: ErrorReply) -> ProviderError:
-        code = _code(body.get("error_code"))
+        code = integer(body.get("error_code"))
         meaning, kind = ERRORS.get(code or 0, ("unknown error code", FINAL))
-        message = f"error {_text(body.get('error_code')) or '?'} ({_text(body.get('error'))}): {meaning}"
+        message = f"error {scalar(body.get('error_code')) or '?'} ({scalar(body.get('error'))}): {meaning}"
         if kind == INVALID_RECIPIENT:
             return InvalidRecipient(self.name, message, payload=body)
         if kind == NO_MONEY:
@@ -163,27 +165,15 @@ class SmscProvider(Provider):
         return ProviderError(self.name, message, transient=kind == TRANSIENT, payload=body)
 
 
-def _text(value: object) -> str:
-    """A JSON scalar as text: ``1563``, ``"1563"`` and ``1563.0`` all give ``"1563"``; null gives ``""``."""
-    if value is None or isinstance(value, bool | dict | list):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
 
 
-def _code(value: object) -> int | None:
-    try:
-        return int(_text(value))
-    except ValueError:
-        return None
 
 
 def _listed(value: object) -> list[object]:
     """``all_phones`` as a list: a JSON list, or one string of numbers separated by ``,``, ``;`` or spaces."""
     if isinstance(value, list):
         return list(value)
-    return list(re.split(r"[,;\s]+", _text(value)))
+    return list(re.split(r"[,;\s]+", scalar(value)))
 
 
 # --- Callbacks to our handler (providers.md 1.7-1.9) ---------------------------------------------------------------
@@ -342,7 +332,7 @@ def _callback_event(fields: Callback, secret: str | None, charset: str,
     if any(":" in value for name, value in zip(SIGNED[kind], signed, strict=True) if name != "mes"):
         return None
     raw = dict(fields)
-    phone = e164(_text(fields.get("phone")))
+    phone = e164(scalar(fields.get("phone")))
     if kind == "call":
         received_at = _timestamp(fields.get("ts"))
         if received_at is None:
@@ -351,12 +341,12 @@ def _callback_event(fields: Callback, secret: str | None, charset: str,
     if kind == "sms":
         if not phone:
             return None
-        sms_id = _text(fields.get("sms_id"))
+        sms_id = scalar(fields.get("sms_id"))
         received_at = _timestamp(fields.get("time"))
         received_at = _timestamp(fields.get("sent")) if received_at is None else received_at
         return SmsReceived(phone=phone, text=_exact(fields.get("mes")), received_at=received_at or 0.0,
                            provider=SmscProvider.name, verification_id=sms_id, reply_to=sms_id, raw=raw)
-    message_id, raw_status = _text(fields.get("id")), _text(fields.get("status"))
+    message_id, raw_status = scalar(fields.get("id")), scalar(fields.get("status"))
     if not message_id or not INTEGER.fullmatch(raw_status):
         return None
     code = int(raw_status)
@@ -367,7 +357,7 @@ def _callback_event(fields: Callback, secret: str | None, charset: str,
 
 def _check_signature(fields: Callback, signed: list[str], secret: str, charset: str,
                      algorithms: Collection[HashName]) -> None:
-    given = {name: _text(fields.get(name)) for name in HASHES if name in fields}
+    given = {name: scalar(fields.get(name)) for name in HASHES if name in fields}
     if not secret:
         raise WebhookRejected(403, "smsc callbacks cannot be verified: the configured secret is empty")
     if not any(given.get(name) for name in algorithms):
@@ -398,9 +388,9 @@ def _digests(name: str, data: bytes) -> list[str]:
 
 def _exact(value: object) -> str:
     """A callback value as SMSC signed it: a string untouched (spaces count), a number as :func:`_text` reads it."""
-    return value if isinstance(value, str) else _text(value)
+    return value if isinstance(value, str) else scalar(value)
 
 
 def _timestamp(value: object) -> float | None:
-    text = _text(value)
+    text = scalar(value)
     return float(text) if TIMESTAMP.fullmatch(text) else None

@@ -40,7 +40,9 @@ from verify.providers.base import (
     Webhook,
     WebhookRejected,
     e164,
+    integer,
     json_of,
+    scalar,
 )
 
 SEND_PATH = "api/rest/v1/sms/send"
@@ -122,7 +124,7 @@ class ZoomConnectProvider(Provider):
         if reply.get("error"):
             # The gateway understood the request and declined it; sending it again would not change that.
             raise ProviderError(self.name, f"not sent: {reply.get('error')}", transient=False, payload=reply)
-        message_id = _text(reply.get("messageId"))
+        message_id = scalar(reply.get("messageId"))
         if not message_id:
             raise ProviderError(self.name, "HTTP 200 without a messageId", transient=True, payload=reply)
         return Sent(self.name, message_id)
@@ -130,7 +132,7 @@ class ZoomConnectProvider(Provider):
     def balance(self) -> str:
         """``creditBalance`` of ``GET api/rest/v1/account/balance``, in credits, as the gateway states it."""
         reply: BalanceResponse = self._call("GET", BALANCE_PATH)
-        credits = _text(reply.get("creditBalance"))
+        credits = scalar(reply.get("creditBalance"), amount=True)
         if not credits:
             raise ProviderError(self.name, "HTTP 200 without a creditBalance", transient=True, payload=reply)
         return credits
@@ -159,7 +161,7 @@ class ZoomConnectProvider(Provider):
             return ProviderError(self.name, "HTTP 429 (throttled)", transient=True, payload=payload)
         if status == 400 and isinstance(payload, dict):
             error = cast(RestError, payload)  # a JSON object; its fields are read leniently
-            code, text = _code(error.get("code")), _text(error.get("message"))
+            code, text = integer(error.get("code")), scalar(error.get("message"))
             detail = f"HTTP 400 code {code if code is not None else '?'}: {text or 'no message'}"
             if code == INVALID_NUMBER:
                 return InvalidRecipient(self.name, detail, payload=payload)
@@ -168,21 +170,8 @@ class ZoomConnectProvider(Provider):
         return ProviderError(self.name, f"HTTP {status} ({reason})", transient=False, payload=payload)
 
 
-def _code(raw: object) -> int | None:
-    """A ``RestErrorDTO`` code, which may arrive as ``2`` or ``"2"``."""
-    if isinstance(raw, bool):
-        return None
-    try:
-        return int(str(raw).strip())
-    except ValueError:
-        return None
 
 
-def _text(raw: object) -> str:
-    """A JSON string or number as text (``40124213`` and ``"40124213"`` alike); anything else is ``""``."""
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        return ""
-    return str(raw).strip()
 
 
 def parse_callback(inbound: Inbound, kind: Literal["reply", "delivery"], secret: str, now: float,
