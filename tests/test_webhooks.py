@@ -53,22 +53,11 @@ def settings(redis_url: str, gateways: tuple[SmscEmulator, ZoomConnectEmulator, 
     return gateway_settings(redis_url, *gateways)
 
 
-class Served:
-    """The app on loopback, for gateways to call."""
-
-    def __init__(self, app: Flask) -> None:
-        self._serving = serving(app)
-        self.url = self._serving.__enter__()
-
-    def stop(self) -> None:
-        self._serving.__exit__(None, None, None)
-
-
 @pytest.fixture
-def served(app: Flask) -> Iterator[Served]:
-    running = Served(app)
-    yield running
-    running.stop()
+def served(app: Flask) -> Iterator[str]:
+    """The app's base URL on loopback, for gateways to call."""
+    with serving(app) as base:
+        yield base
 
 
 def get(client: FlaskClient, vid: str) -> dict[str, object]:
@@ -89,32 +78,32 @@ def sent_code(smsc: SmscEmulator) -> str:
 # SMSC
 
 
-def test_a_call_to_the_handed_out_number_approves(client: FlaskClient, served: Served,
+def test_a_call_to_the_handed_out_number_approves(client: FlaskClient, served: str,
                                                   gateways: tuple[SmscEmulator, ...], clock: MovableClock) -> None:
     vid = start(client, channel="call").get_json()["id"]
     call = {"waitcall": "1", "phone": PHONE_DIGITS, "ts": str(int(clock()))}
-    response = smsc_emulator.post_callback(f"{served.url}/webhooks/smsc", call, secret=SMSC_SECRET, hash="sha1",
+    response = smsc_emulator.post_callback(f"{served}/webhooks/smsc", call, secret=SMSC_SECRET, hash="sha1",
                                            charset="utf-8")
     assert response.status_code == 200
     approved = get(client, vid)
     assert approved["status"] == "approved" and approved["completed_via"] == "call" and approved["token"]
-    again = smsc_emulator.post_callback(f"{served.url}/webhooks/smsc", call, secret=SMSC_SECRET, hash="sha1",
+    again = smsc_emulator.post_callback(f"{served}/webhooks/smsc", call, secret=SMSC_SECRET, hash="sha1",
                                         charset="utf-8")
     assert again.status_code == 200 and get(client, vid) == approved  # a repeated delivery changes nothing
 
 
-def test_a_replayed_old_call_callback_approves_nothing(client: FlaskClient, served: Served,
+def test_a_replayed_old_call_callback_approves_nothing(client: FlaskClient, served: str,
                                                        clock: MovableClock) -> None:
     captured = {"waitcall": "1", "phone": PHONE_DIGITS, "ts": str(int(clock()))}
     clock.advance(3600)  # an hour later somebody starts a new call verification for the same phone
     vid = start(client, channel="call").get_json()["id"]
-    response = smsc_emulator.post_callback(f"{served.url}/webhooks/smsc", captured, secret=SMSC_SECRET)
+    response = smsc_emulator.post_callback(f"{served}/webhooks/smsc", captured, secret=SMSC_SECRET)
     assert response.status_code == 200  # harmless, so SMSC stops retrying
     assert get(client, vid)["status"] == "pending"
 
 
 @pytest.mark.parametrize("tamper", ["wrong-secret", "altered", "unsigned"])
-def test_forged_smsc_callbacks_are_403_and_change_nothing(client: FlaskClient, served: Served, clock: MovableClock,
+def test_forged_smsc_callbacks_are_403_and_change_nothing(client: FlaskClient, served: str, clock: MovableClock,
                                                           tamper: str) -> None:
     vid = start(client, channel="call").get_json()["id"]
     call = {"waitcall": "1", "phone": PHONE_DIGITS, "ts": str(int(clock()))}
@@ -124,7 +113,7 @@ def test_forged_smsc_callbacks_are_403_and_change_nothing(client: FlaskClient, s
         body = body.replace(str(int(clock())).encode(), str(int(clock()) + 1).encode())
     if tamper == "unsigned":
         query, body, content_type = smsc_emulator.smsc_callback(call, secret=None)
-    response = requests.post(f"{served.url}/webhooks/smsc?{query}", data=body,
+    response = requests.post(f"{served}/webhooks/smsc?{query}", data=body,
                              headers={"Content-Type": content_type}, timeout=5)
     assert response.status_code == 403
     assert response.headers["Content-Type"] == "application/problem+json"
@@ -133,52 +122,51 @@ def test_forged_smsc_callbacks_are_403_and_change_nothing(client: FlaskClient, s
 
 @pytest.mark.parametrize("charset", ["windows-1251", "koi8-r", "utf-8"])
 @pytest.mark.parametrize("fmt_json", [False, True])
-def test_an_sms_reply_with_the_code_approves(client: FlaskClient, served: Served, charset: str, fmt_json: bool,
+def test_an_sms_reply_with_the_code_approves(client: FlaskClient, served: str, charset: str, fmt_json: bool,
                                              gateways: tuple[SmscEmulator, ...]) -> None:
     vid = start(client).get_json()["id"]
     reply = {"id": "77", "sms_id": vid, "phone": PHONE_DIGITS, "mes": f"Код {sent_code(gateways[0])}",
              "to": "79990000000", "sent": str(int(time.time())), "time": str(int(time.time()))}
-    response = smsc_emulator.post_callback(f"{served.url}/webhooks/smsc", reply, secret=SMSC_SECRET,
+    response = smsc_emulator.post_callback(f"{served}/webhooks/smsc", reply, secret=SMSC_SECRET,
                                            charset=charset, fmt_json=fmt_json)
     assert response.status_code == 200
     assert get(client, vid)["completed_via"] == "sms_reply"
 
 
-def test_a_reply_from_another_phone_approves_nothing(client: FlaskClient, served: Served,
+def test_a_reply_from_another_phone_approves_nothing(client: FlaskClient, served: str,
                                                      gateways: tuple[SmscEmulator, ...]) -> None:
     vid = start(client).get_json()["id"]
     reply = {"id": "78", "sms_id": vid, "phone": "79997654321", "mes": sent_code(gateways[0]), "to": "79990000000"}
-    assert smsc_emulator.post_callback(f"{served.url}/webhooks/smsc", reply, secret=SMSC_SECRET).status_code == 200
+    assert smsc_emulator.post_callback(f"{served}/webhooks/smsc", reply, secret=SMSC_SECRET).status_code == 200
     assert get(client, vid)["status"] == "pending"
 
 
-def test_smsc_delivery_statuses(client: FlaskClient, served: Served) -> None:
+def test_smsc_delivery_statuses(client: FlaskClient, served: str) -> None:
     vid = start(client).get_json()["id"]
     for code, expected in (("0", "sent"), ("1", "delivered"), ("20", "delivered")):
         status = {"id": vid, "phone": PHONE_DIGITS, "status": code, "ts": str(int(time.time()))}
-        assert smsc_emulator.post_callback(f"{served.url}/webhooks/smsc", status, secret=SMSC_SECRET).status_code == 200
+        assert smsc_emulator.post_callback(f"{served}/webhooks/smsc", status, secret=SMSC_SECRET).status_code == 200
         assert get(client, vid)["delivery"] == {"provider": "smsc", "status": expected}  # final stays final
 
 
-def test_an_unknown_phone_is_harmless(served: Served, clock: MovableClock) -> None:
+def test_an_unknown_phone_is_harmless(served: str, clock: MovableClock) -> None:
     call = {"waitcall": "1", "phone": "79990000001", "ts": str(int(clock()))}
-    assert smsc_emulator.post_callback(f"{served.url}/webhooks/smsc", call, secret=SMSC_SECRET).status_code == 200
+    assert smsc_emulator.post_callback(f"{served}/webhooks/smsc", call, secret=SMSC_SECRET).status_code == 200
 
 
 def test_webhooks_get_503_while_redis_is_down(tmp_path: Path, gateways: tuple[SmscEmulator, ZoomConnectEmulator,
                                                                                D7Emulator]) -> None:
     server = EmbeddedRedis(tmp_path)
     server.start()
-    running = Served(create_app(gateway_settings(server.url, *gateways), background=False))
     try:
-        server.stop()
-        call = {"waitcall": "1", "phone": PHONE_DIGITS, "ts": str(int(time.time()))}
-        response = smsc_emulator.post_callback(f"{running.url}/webhooks/smsc", call, secret=SMSC_SECRET)
-        assert response.status_code == 503  # SMSC retries, so nothing is lost
-        dlr = d7_emulator.post_dlr(f"{running.url}/webhooks/d7/{D7_HOOK}", d7_emulator.dlr_fields("x", "DELIVRD"))
-        assert dlr.status_code == 503 and dlr.text != "ACK/Jasmin"
+        with serving(create_app(gateway_settings(server.url, *gateways), background=False)) as base:
+            server.stop()
+            call = {"waitcall": "1", "phone": PHONE_DIGITS, "ts": str(int(time.time()))}
+            response = smsc_emulator.post_callback(f"{base}/webhooks/smsc", call, secret=SMSC_SECRET)
+            assert response.status_code == 503  # SMSC retries, so nothing is lost
+            dlr = d7_emulator.post_dlr(f"{base}/webhooks/d7/{D7_HOOK}", d7_emulator.dlr_fields("x", "DELIVRD"))
+            assert dlr.status_code == 503 and dlr.text != "ACK/Jasmin"
     finally:
-        running.stop()
         server.stop()
 
 
@@ -193,9 +181,9 @@ def zoom_reply(vid: str, text: str, clock: MovableClock, nonce: str = "5f0e0b7c-
 
 
 def test_a_zoom_connect_reply_approves_once_and_a_replay_is_refused(
-        client: FlaskClient, served: Served, gateways: tuple[SmscEmulator, ...], clock: MovableClock) -> None:
+        client: FlaskClient, served: str, gateways: tuple[SmscEmulator, ...], clock: MovableClock) -> None:
     vid = start(client).get_json()["id"]
-    url = f"{served.url}/webhooks/zoomconnect/reply"
+    url = f"{served}/webhooks/zoomconnect/reply"
     params = zoom_reply(vid, f"my code is {sent_code(gateways[0])}", clock)
     assert zoomconnect_emulator.post_callback(url, "reply", params, secret=ZOOM_SECRET).status_code == 200
     assert get(client, vid)["completed_via"] == "sms_reply"
@@ -204,13 +192,13 @@ def test_a_zoom_connect_reply_approves_once_and_a_replay_is_refused(
 
 
 @pytest.mark.parametrize("case", ["stale", "wrong-secret"])
-def test_stale_or_forged_zoom_connect_replies_change_nothing(client: FlaskClient, served: Served,
+def test_stale_or_forged_zoom_connect_replies_change_nothing(client: FlaskClient, served: str,
                                                              gateways: tuple[SmscEmulator, ...],
                                                              clock: MovableClock, case: str) -> None:
     vid = start(client).get_json()["id"]
     params = zoom_reply(vid, sent_code(gateways[0]), clock, age=901 if case == "stale" else 0)
     secret = "guess" if case == "wrong-secret" else ZOOM_SECRET
-    response = zoomconnect_emulator.post_callback(f"{served.url}/webhooks/zoomconnect/reply", "reply", params,
+    response = zoomconnect_emulator.post_callback(f"{served}/webhooks/zoomconnect/reply", "reply", params,
                                                   secret=secret)
     assert response.status_code == 403 and get(client, vid)["status"] == "pending"
 
@@ -219,17 +207,15 @@ def test_a_zoom_connect_delivery_report(redis_url: str, clock: MovableClock,
                                         gateways: tuple[SmscEmulator, ZoomConnectEmulator, D7Emulator]) -> None:
     settings = replace(gateway_settings(redis_url, *gateways), sms_providers=("zoomconnect",))
     app = create_app(settings, clock=clock, background=False)
-    running, client = Served(app), app.test_client()
-    try:
+    client = app.test_client()
+    with serving(app) as base:
         vid = start(client).get_json()["id"]
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(clock()))
         report = {"messageId": "40124213", "status": "DELIVERED", "nonce": "dlr-nonce-1", "nonce-date": stamp}
-        response = zoomconnect_emulator.post_callback(f"{running.url}/webhooks/zoomconnect/delivery", "delivery",
+        response = zoomconnect_emulator.post_callback(f"{base}/webhooks/zoomconnect/delivery", "delivery",
                                                       report, secret=ZOOM_SECRET)
         assert response.status_code == 200
         assert get(client, vid)["delivery"] == {"provider": "zoomconnect", "status": "delivered"}
-    finally:
-        running.stop()
 
 
 # D7
@@ -240,35 +226,33 @@ def test_d7_delivery_reports(redis_url: str, clock: MovableClock, api: str,
                              gateways: tuple[SmscEmulator, ZoomConnectEmulator, D7Emulator]) -> None:
     smsc, zoom, d7 = gateways
     d7.api = api
-    base = gateway_settings(redis_url, smsc, zoom, d7)
-    assert base.d7 is not None
-    d7_settings = replace(base.d7, api=api, token=d7_emulator.TOKEN)
-    app = create_app(replace(base, sms_providers=("d7",), d7=d7_settings), clock=clock, background=False)
-    running, client = Served(app), app.test_client()
-    try:
+    configured = gateway_settings(redis_url, smsc, zoom, d7)
+    assert configured.d7 is not None
+    d7_settings = replace(configured.d7, api=api, token=d7_emulator.TOKEN)
+    app = create_app(replace(configured, sms_providers=("d7",), d7=d7_settings), clock=clock, background=False)
+    client = app.test_client()
+    with serving(app) as base:
         vid = start(client).get_json()["id"]
         sent = d7.last.json()
         if api == "legacy":
             assert sent["dlr-url"] == f"https://verify.example/webhooks/d7/{D7_HOOK}"
             message_id = stored_message_id(client, vid)
-            url = f"{running.url}/webhooks/d7/{D7_HOOK}"
+            url = f"{base}/webhooks/d7/{D7_HOOK}"
             ack = d7_emulator.post_dlr(url, d7_emulator.dlr_fields(message_id, "ESME_ROK"))
             assert ack.status_code == 200 and ack.text == "ACK/Jasmin"
             assert d7_emulator.post_dlr(url, d7_emulator.dlr_fields(message_id, "UNDELIV"), method="GET").text \
                 == "ACK/Jasmin"
-            wrong = d7_emulator.post_dlr(f"{running.url}/webhooks/d7/not-the-token",
+            wrong = d7_emulator.post_dlr(f"{base}/webhooks/d7/not-the-token",
                                          d7_emulator.dlr_fields(message_id, "DELIVRD"))
             assert wrong.status_code == 404
         else:
             assert sent["message_globals"]["report_url"] == f"https://verify.example/webhooks/d7/{D7_HOOK}/report"
             message_id = stored_message_id(client, vid)
-            url = f"{running.url}/webhooks/d7/{D7_HOOK}/report"
+            url = f"{base}/webhooks/d7/{D7_HOOK}/report"
             assert d7_emulator.post_report(url, d7_emulator.report_fields(message_id, "sent")).status_code == 200
             assert d7_emulator.post_report(url, d7_emulator.report_fields(message_id, "undelivered"),
                                            as_json=True).status_code == 200
         assert get(client, vid)["delivery"] == {"provider": "d7", "status": "failed"}
-    finally:
-        running.stop()
 
 
 def test_webhooks_of_unconfigured_gateways_are_404(redis_url: str, clock: MovableClock) -> None:
