@@ -53,7 +53,7 @@ _UUID = re.compile(r"[0-9a-f-]{36}")  # providers.md 3.1: the legacy id, from 'S
 _INVALID_ARGUMENT = re.compile(r"argument\s+\[?['\"]?(?P<name>[\w-]+)", re.IGNORECASE)
 _TEXT_LIMIT = 300
 
-# Raw payloads (providers.md 3.1, 3.2). Responses are read leniently; these record the documented shapes.
+# Request payloads (providers.md 3.1, 3.2). Responses and callbacks are read leniently, field by field.
 # Legacy keys are spelled with "-" (the REST layer rewrites "_" to "-" anyway).
 LegacySendRequest = TypedDict("LegacySendRequest", {
     "to": Required[str], "from": str, "content": Required[str],
@@ -61,14 +61,8 @@ LegacySendRequest = TypedDict("LegacySendRequest", {
 }, total=False)
 
 
-class LegacySent(TypedDict):  # 200 {"data": "Success \"<uuid>"}, without the closing quote
-    data: str
 
 
-class LegacyError(TypedDict, total=False):  # proxied from Jasmin's HTTP API (message) or from Falcon (title...)
-    message: str  # 'Error "<text>'
-    title: str
-    description: str
 
 
 class V1Message(TypedDict):  # one entry of "messages" in POST /messages/v1/send
@@ -89,46 +83,14 @@ class V1SendRequest(TypedDict):
     message_globals: V1Globals
 
 
-class V1Sent(TypedDict):  # 200 {"request_id": ..., "status": "accepted", "created_at": ...}
-    request_id: str
-    status: str
-    created_at: str
 
 
-class V1Detail(TypedDict, total=False):  # {"detail": <this>, a list of these (422), or a string (unconfirmed)}
-    code: str
-    message: str
-    loc: list[str | int]
-    msg: str
-    type: str
 
 
-class Balance(TypedDict, total=False):  # legacy {"data": <this>}; v1 unconfirmed: <this> or {"data": <this>}
-    balance: str | float
-    sms_count: str  # "ND": not limited
-    currency: str
 
 
-class LegacyDlr(TypedDict, total=False):  # Jasmin DLRThrower's form fields; all values arrive as text
-    id: Required[str]  # our message id (the uuid returned at send)
-    level: Required[str]  # "1" (SMSC ack: ESME_*) or "2" (terminal receipt); old Jasmin sent "3" on receipts
-    message_status: Required[str]  # ESME_ROK, ESME_R*, or DELIVRD, EXPIRED, DELETED, UNDELIV, ACCEPTD, UNKNOWN, REJECTD
-    connector: str  # informational (Jasmin fills it with the receipt's own id)
-    id_smsc: str
-    sub: str
-    dlvrd: str
-    subdate: str  # YYMMDDhhmm
-    donedate: str
-    err: str
-    text: str  # the first 20 characters of the message
 
 
-class V1Report(TypedDict, total=False):  # form or JSON (unconfirmed); one report per recipient
-    request_id: Required[str]  # our message id (returned at send)
-    msg_id: str  # D7's per-recipient id
-    recipient: str
-    originator: str
-    status: Required[str]  # delivered, sent, scheduled, un_delivered / undelivered, ...
 
 
 class D7Provider(Provider):
