@@ -122,7 +122,7 @@ class Store:
         weakref.finalize(self, client.connection_pool.disconnect)
         self._scripts = {name: client.register_script(_lua(name)) for name in
                          ("open", "begin_send", "end_send", "complete", "cancel", "idempotency",
-                                  "breaker_failure", "set_delivery", "claim_due")}
+                                  "breaker_failure", "set_delivery", "claim_due", "find")}
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> Store:
@@ -139,6 +139,10 @@ class Store:
     def record_key(self, verification_id: str) -> str:
         """The hash of one verification."""
         return f"{self._tagged(verification_id[:TAG_LENGTH])}vf:{verification_id}"
+
+    def _record_prefix(self, phone: str) -> str:
+        """What the record keys of ``phone``'s verifications begin with (their ids carry its tag)."""
+        return f"{self._tagged(tag_for(phone))}vf:"
 
     def index_key(self, phone: str, channel: str) -> str:
         """Points from a phone and channel to its newest verification."""
@@ -180,7 +184,7 @@ class Store:
         """Return the pending verification of ``phone`` on ``channel`` (``existing``) or create one."""
         fresh = new_id(phone)
         return self._run("open", [self.index_key(phone, channel), self.record_key(fresh)],
-                         [self._tagged(tag_for(phone)) + "vf:", fresh, now_ms, lease_ms, phone, channel,
+                         [self._record_prefix(phone), fresh, now_ms, lease_ms, phone, channel,
                           locale])
 
     def begin_send(self, verification_id: str, now_ms: int, cooldown_ms: int, max_sends: int,
@@ -225,8 +229,9 @@ class Store:
     def find(self, phone: str, channel: str) -> Record | None:
         """The newest verification of ``phone`` on ``channel``, whatever its status."""
         with _available():
-            verification_id: str | None = self.client.get(self.index_key(phone, channel))  # type: ignore[assignment]
-        return self.get(verification_id) if verification_id else None
+            flat = self._scripts["find"](keys=[self.index_key(phone, channel)],
+                                         args=[self._record_prefix(phone)])
+        return Record.from_flat(flat) if flat else None
 
     def ping(self) -> bool:
         """Whether Redis answers."""
