@@ -9,6 +9,7 @@ from typing import Self, cast
 import pytest
 
 from tests.conftest import PHONE, MovableClock
+from verify.captcha import Captcha
 from verify.config import Settings
 from verify.errors import (
     DeliveryFailed,
@@ -22,6 +23,7 @@ from verify.errors import (
     StartInProgress,
     WrongChannel,
 )
+from verify.events import Events
 from verify.providers.base import (
     CallReceived,
     InvalidRecipient,
@@ -33,8 +35,10 @@ from verify.providers.base import (
 )
 from verify.providers.sandbox import SandboxProvider
 from verify.service import Service
-from verify.store import Store
+from verify.store import Batch, Store
 from verify.tokens import Secrets
+
+IP = "203.0.113.7"
 
 
 class Named(Provider):
@@ -84,7 +88,7 @@ def make_service(settings: Settings, clock: MovableClock, *sms: Provider) -> Ser
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
     sandbox = SandboxProvider(store, clock)
     return Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
-                   list(sms) or [sandbox], sandbox, clock)
+                   list(sms) or [sandbox], sandbox, clock, Events(settings, store, clock), Captcha(settings, store))
 
 
 @pytest.fixture
@@ -100,7 +104,7 @@ def service(settings: Settings, clock: MovableClock, gateway: Recording) -> Serv
 def test_start_sends_a_code_of_the_configured_length(settings: Settings, clock: MovableClock) -> None:
     gateway = Recording()
     service = make_service(replace(settings, code_length=8), clock, gateway)
-    started = service.start(PHONE, "sms", None)
+    started = service.start(PHONE, "sms", None, client_ip=IP)
     assert started.created and started.verification.status == "pending"
     (message,) = gateway.sent
     assert message.to == PHONE and len(message.code) == 8 and message.code.isdigit()
@@ -110,24 +114,24 @@ def test_start_sends_a_code_of_the_configured_length(settings: Settings, clock: 
 
 
 def test_russian_locale_uses_the_russian_template(service: Service, gateway: Recording) -> None:
-    service.start(PHONE, "sms", "ru")
+    service.start(PHONE, "sms", "ru", client_ip=IP)
     assert gateway.sent[0].text == f"Ваш код подтверждения: {gateway.sent[0].code}"
 
 
 def test_a_second_start_inside_the_cooldown_sends_nothing(service: Service, gateway: Recording,
                                                           clock: MovableClock) -> None:
-    first = service.start(PHONE, "sms", None)
+    first = service.start(PHONE, "sms", None, client_ip=IP)
     clock.advance(29)
-    again = service.start(PHONE, "sms", None)
+    again = service.start(PHONE, "sms", None, client_ip=IP)
     assert not again.created and again.verification.id == first.verification.id
     assert len(gateway.sent) == 1 and again.verification.sends_left == 4
 
 
 def test_a_second_start_after_the_cooldown_sends_a_new_code_that_replaces_the_old(
         service: Service, gateway: Recording, clock: MovableClock) -> None:
-    first = service.start(PHONE, "sms", None)
+    first = service.start(PHONE, "sms", None, client_ip=IP)
     clock.advance(30)
-    again = service.start(PHONE, "sms", None)
+    again = service.start(PHONE, "sms", None, client_ip=IP)
     assert again.verification.id == first.verification.id and len(gateway.sent) == 2
     assert again.verification.sends_left == 3
     old, new = gateway.sent[0].code, gateway.sent[1].code
@@ -141,39 +145,39 @@ def test_starts_after_the_last_send_return_the_verification_without_failing(
         settings: Settings, clock: MovableClock) -> None:
     gateway = Recording()
     service = make_service(replace(settings, max_sends=2), clock, gateway)
-    vid = service.start(PHONE, "sms", None).verification.id
+    vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
     clock.advance(30)
-    service.start(PHONE, "sms", None)
+    service.start(PHONE, "sms", None, client_ip=IP)
     clock.advance(30)
-    again = service.start(PHONE, "sms", None)
+    again = service.start(PHONE, "sms", None, client_ip=IP)
     assert again.verification.id == vid and again.verification.sends_left == 0 and len(gateway.sent) == 2
     with pytest.raises(MaxSends):
-        service.resend(vid, None)
+        service.resend(vid, None, client_ip=IP)
 
 
 def test_a_start_while_the_first_send_is_in_flight_asks_to_retry(service: Service, clock: MovableClock) -> None:
     # Another worker has opened the verification and is still waiting for its gateway.
-    opened = service.store.open(PHONE, "sms", "", int(clock() * 1000), 120_000)
+    opened = service.store.run(Batch.start, PHONE, "sms", "", int(clock() * 1000), 120_000, 30_000, 5, "n", None)
     assert opened.outcome == "created"
     with pytest.raises(StartInProgress) as caught:
-        service.start(PHONE, "sms", None)
+        service.start(PHONE, "sms", None, client_ip=IP)
     assert caught.value.retry_after == 1
 
 
 def test_resend_respects_the_cooldown(service: Service, clock: MovableClock) -> None:
-    vid = service.start(PHONE, "sms", None).verification.id
+    vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
     clock.advance(10.2)
     with pytest.raises(ResendCooldown) as caught:
-        service.resend(vid, None)
+        service.resend(vid, None, client_ip=IP)
     assert caught.value.retry_after == 20
     clock.advance(20)
-    assert service.resend(vid, None).sends_left == 3
+    assert service.resend(vid, None, client_ip=IP).sends_left == 3
 
 
 def test_resend_can_switch_to_a_call(service: Service, clock: MovableClock) -> None:
-    vid = service.start(PHONE, "sms", None).verification.id
+    vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
     clock.advance(30)
-    switched = service.resend(vid, "call")
+    switched = service.resend(vid, "call", client_ip=IP)
     assert switched.channel == "call" and switched.call is not None
     assert switched.call.number == "+447700900001"
     assert service.handle(CallReceived(PHONE, clock())) is not None
@@ -181,7 +185,7 @@ def test_resend_can_switch_to_a_call(service: Service, clock: MovableClock) -> N
 
 
 def test_wrong_codes_then_max_attempts(service: Service, gateway: Recording) -> None:
-    vid = service.start(PHONE, "sms", None).verification.id
+    vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
     wrong = "000000" if gateway.sent[0].code != "000000" else "111111"
     for left in (4, 3, 2, 1):
         with pytest.raises(InvalidCode) as caught:
@@ -195,16 +199,16 @@ def test_wrong_codes_then_max_attempts(service: Service, gateway: Recording) -> 
 
 
 def test_a_new_start_after_max_attempts_is_a_new_verification(service: Service, gateway: Recording) -> None:
-    vid = service.start(PHONE, "sms", None).verification.id
+    vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
     for _ in range(5):
         with pytest.raises((InvalidCode, MaxAttempts)):
             service.check(vid, "0" * 5)
-    fresh = service.start(PHONE, "sms", None)
+    fresh = service.start(PHONE, "sms", None, client_ip=IP)
     assert fresh.created and fresh.verification.id != vid
 
 
 def test_a_code_works_once_and_yields_a_token(service: Service, gateway: Recording) -> None:
-    vid = service.start(PHONE, "sms", None).verification.id
+    vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
     approved = service.check(vid, gateway.sent[0].code)
     assert approved.status == "approved" and approved.completed_via == "code" and approved.token
     proof = service.verify_token(approved.token)
@@ -215,13 +219,13 @@ def test_a_code_works_once_and_yields_a_token(service: Service, gateway: Recordi
 
 
 def test_a_call_verification_has_no_code(service: Service) -> None:
-    vid = service.start(PHONE, "call", None).verification.id
+    vid = service.start(PHONE, "call", None, client_ip=IP).verification.id
     with pytest.raises(WrongChannel):
         service.check(vid, "123456")
 
 
 def test_cancel(service: Service, gateway: Recording) -> None:
-    vid = service.start(PHONE, "sms", None).verification.id
+    vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
     assert service.cancel(vid).status == "canceled"
     with pytest.raises(NotPending):
         service.check(vid, gateway.sent[0].code)
@@ -234,7 +238,7 @@ def test_every_gateway_failing_leaves_no_verification(settings: Settings, clock:
     also_down = Failing.named("also")(ProviderError("also", "5xx", transient=True))
     service = make_service(settings, clock, down, also_down)
     with pytest.raises(DeliveryFailed):
-        service.start(PHONE, "sms", None)
+        service.start(PHONE, "sms", None, client_ip=IP)
     assert (down.calls, also_down.calls) == (1, 1)
     assert service.store.client.keys("*vf:*") == [] and service.store.client.keys("*ph:*") == []
 
@@ -242,34 +246,34 @@ def test_every_gateway_failing_leaves_no_verification(settings: Settings, clock:
 def test_failover_to_the_next_gateway(settings: Settings, clock: MovableClock) -> None:
     down, up = Failing.named("down")(ProviderError("down", "timeout", transient=True)), Recording()
     service = make_service(settings, clock, down, up)
-    started = service.start(PHONE, "sms", None)
+    started = service.start(PHONE, "sms", None, client_ip=IP)
     assert started.created and len(up.sent) == 1
-    assert service.store.get(started.verification.id) is not None
+    assert service.store.run(Batch.get, started.verification.id) is not None
 
 
 def test_a_refused_number_is_invalid_and_does_not_fail_over(settings: Settings, clock: MovableClock) -> None:
     refusing, up = Failing.named("gw")(InvalidRecipient("gw", "invalid number")), Recording()
     service = make_service(settings, clock, refusing, up)
     with pytest.raises(InvalidPhone):
-        service.start(PHONE, "sms", None)
+        service.start(PHONE, "sms", None, client_ip=IP)
     assert up.sent == [] and service.store.client.keys("*vf:*") == []
-    assert service.store.breaker_open_until("gw") == 0 and not service.store.client.exists("verify:breaker:{gw}")
+    assert not service.store.client.exists("verify:breaker:{gw}")
 
 
 def test_a_failed_resend_keeps_the_old_code_valid(settings: Settings, clock: MovableClock) -> None:
     gateway = Recording()
     service = make_service(settings, clock, gateway)
-    vid = service.start(PHONE, "sms", None).verification.id
+    vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
     service.sms_providers = [Failing.named("down")(ProviderError("down", "timeout", transient=True))]
     clock.advance(30)
     with pytest.raises(DeliveryFailed):
-        service.resend(vid, None)
+        service.resend(vid, None, client_ip=IP)
     assert service.get(vid).sends_left == 4
     assert service.check(vid, gateway.sent[0].code).status == "approved"
 
 
 def test_a_reply_with_the_code_approves(service: Service, gateway: Recording, clock: MovableClock) -> None:
-    vid = service.start(PHONE, "sms", None).verification.id
+    vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
     code = gateway.sent[0].code
     assert service.handle(SmsReceived(PHONE, "no digits here", clock())) is None
     assert service.handle(SmsReceived(PHONE, "12", clock())) is None
@@ -284,9 +288,9 @@ def test_a_reply_with_the_code_approves(service: Service, gateway: Recording, cl
 
 def test_a_call_approves_only_a_pending_call_verification(service: Service, clock: MovableClock) -> None:
     assert service.handle(CallReceived(PHONE, clock())) is None
-    sms = service.start(PHONE, "sms", None).verification.id
+    sms = service.start(PHONE, "sms", None, client_ip=IP).verification.id
     assert service.handle(CallReceived(PHONE, clock())) is None
-    call = service.start(PHONE, "call", None).verification.id
+    call = service.start(PHONE, "call", None, client_ip=IP).verification.id
     approved = service.handle(CallReceived(PHONE, clock()))
     assert approved is not None and approved.id == call
     assert service.handle(CallReceived(PHONE, clock())) is None
@@ -295,12 +299,12 @@ def test_a_call_approves_only_a_pending_call_verification(service: Service, cloc
 
 def test_challenges_expire_by_redis_ttl(settings: Settings, clock: MovableClock) -> None:
     service = make_service(replace(settings, challenge_ttl=1), clock, Recording())
-    vid = service.start(PHONE, "sms", None).verification.id
+    vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
     assert service.get(vid).status == "pending"
     time.sleep(1.2)  # a real TTL in Redis: wait it out (1 s is the smallest TTL the setting allows)
     with pytest.raises(NotFound):
         service.get(vid)
-    assert service.start(PHONE, "sms", None).created
+    assert service.start(PHONE, "sms", None, client_ip=IP).created
 
 
 def test_the_circuit_breaker_skips_a_failing_gateway_then_tries_it_again(settings: Settings,
@@ -309,24 +313,24 @@ def test_the_circuit_breaker_skips_a_failing_gateway_then_tries_it_again(setting
     down, up = Failing.named("down")(ProviderError("down", "timeout", transient=True)), Recording()
     service = make_service(settings, clock, down, up)
     for i in range(3):
-        service.start(f"+7999123456{i}", "sms", None)
+        service.start(f"+7999123456{i}", "sms", None, client_ip=IP)
     assert down.calls == 3 and len(up.sent) == 3
     # Open: every worker (here a second service on the same Redis) skips it for the cooldown.
     other_worker = make_service(settings, clock, down, up)
-    other_worker.start("+79991234570", "sms", None)
+    other_worker.start("+79991234570", "sms", None, client_ip=IP)
     clock.advance(59)
-    service.start("+79991234571", "sms", None)
+    service.start("+79991234571", "sms", None, client_ip=IP)
     assert down.calls == 3 and len(up.sent) == 5
     # Half open after the cooldown: one more try; its failure re-opens the breaker at once.
     clock.advance(1)
-    service.start("+79991234572", "sms", None)
-    service.start("+79991234573", "sms", None)
+    service.start("+79991234572", "sms", None, client_ip=IP)
+    service.start("+79991234573", "sms", None, client_ip=IP)
     assert down.calls == 4 and len(up.sent) == 7
     # The gateway recovers: after the cooldown its success closes the breaker and clears the streak.
     clock.advance(60)
     recovered = Recording.named("down")()
     service.sms_providers = [recovered, up]
-    service.start("+79991234574", "sms", None)
+    service.start("+79991234574", "sms", None, client_ip=IP)
     assert len(recovered.sent) == 1 and len(up.sent) == 7
     assert not service.store.client.exists(service.store.breaker_key("down"))
 
@@ -335,12 +339,12 @@ def test_a_breaker_needs_consecutive_failures(settings: Settings, clock: Movable
     settings = replace(settings, breaker_failures=2)
     flaky = Failing.named("flaky")(ProviderError("flaky", "timeout", transient=True))
     service = make_service(settings, clock, flaky, Recording())
-    service.start("+79991234560", "sms", None)
-    service.store.breaker_success("flaky")  # a success in between resets the streak
-    service.start("+79991234561", "sms", None)
-    assert service.store.breaker_open_until("flaky") == 0
-    service.start("+79991234562", "sms", None)
-    assert service.store.breaker_open_until("flaky") > clock() * 1000
+    service.start("+79991234560", "sms", None, client_ip=IP)
+    service.store.run(Batch.breaker_reset, "flaky")  # a success in between resets the streak
+    service.start("+79991234561", "sms", None, client_ip=IP)
+    assert service.store.run(Batch.breaker, "flaky").open_until == 0
+    service.start("+79991234562", "sms", None, client_ip=IP)
+    assert service.store.run(Batch.breaker, "flaky").open_until > clock() * 1000
 
 
 def test_all_breakers_open_is_a_delivery_failure(settings: Settings, clock: MovableClock) -> None:
@@ -348,7 +352,7 @@ def test_all_breakers_open_is_a_delivery_failure(settings: Settings, clock: Mova
     down = Failing.named("down")(ProviderError("down", "timeout", transient=True))
     service = make_service(settings, clock, down)
     with pytest.raises(DeliveryFailed):
-        service.start("+79991234560", "sms", None)
+        service.start("+79991234560", "sms", None, client_ip=IP)
     with pytest.raises(DeliveryFailed):
-        service.start("+79991234561", "sms", None)
+        service.start("+79991234561", "sms", None, client_ip=IP)
     assert down.calls == 1

@@ -6,16 +6,18 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.crc import key_slot
 
 from verify.embedded import EmbeddedRedis
 from verify.errors import StoreUnavailable
-from verify.store import ID_RE, SendCommit, Store, tag_for
+from verify.quotas import Limit, Quota, Window, parse
+from verify.store import ID_RE, Batch, Outcome, Record, SendCommit, Store, tag_for
 
 PHONE = "+79991234567"
-LEASE, TTL = 120_000, 900_000
+LEASE, TTL, COOLDOWN = 120_000, 900_000, 30_000
 T0 = 1_800_000_000_000
 
 
@@ -55,12 +57,35 @@ def _sms(code_hash: str = "h1") -> SendCommit:
     return SendCommit("sms", code_hash, "sandbox", "m1")
 
 
-def _sent(store: Store, code_hash: str = "h1", now: int = T0) -> str:
-    opened = store.open(PHONE, "sms", "en", now, LEASE)
+def _start(store: Store, now: int = T0, nonce: str = "n1", channel: str = "sms", phone: str = PHONE,
+           quota: Limit | None = None, max_sends: int = 5) -> Outcome[Any]:
+    return store.run(Batch.start, phone, channel, "en", now, LEASE, COOLDOWN, max_sends, nonce, quota)
+
+
+def _end(store: Store, record: Record, nonce: str, commit: SendCommit | None, now: int = T0,
+         quota: Limit | None = None, taken_at: int = T0) -> Outcome[Any]:
+    return store.run(Batch.end_send, record, nonce, now, TTL, quota, taken_at, commit)
+
+
+def _begin(store: Store, vid: str, now: int, nonce: str, max_sends: int = 5,
+           quota: Limit | None = None) -> Outcome[Any]:
+    return store.run(Batch.begin_send, vid, now, COOLDOWN, max_sends, LEASE, nonce, quota)
+
+
+def _complete(store: Store, vid: str, via: str, candidates: list[str], max_attempts: int = 5, now: int = T0,
+              failures: Limit | None = None) -> Outcome[Any]:
+    return store.run(Batch.complete, vid, via, max_attempts, now, TTL, failures, candidates)
+
+
+def _sent(store: Store, code_hash: str = "h1", now: int = T0, channel: str = "sms") -> str:
+    opened = _start(store, now, channel=channel)
     assert opened.outcome == "created" and opened.record is not None
-    assert store.begin_send(opened.record.id, now, 30_000, 5, LEASE, "n1").outcome == "ok"
-    assert store.end_send(opened.record, "n1", now, TTL, _sms(code_hash)).outcome == "sent"
+    assert _end(store, opened.record, "n1", replace_channel(_sms(code_hash), channel), now).outcome == "sent"
     return opened.record.id
+
+
+def replace_channel(commit: SendCommit, channel: str) -> SendCommit:
+    return SendCommit(channel, commit.code_hash if channel == "sms" else "", commit.provider, commit.message_id)
 
 
 def test_server_version(store: Store, server: EmbeddedRedis) -> None:
@@ -68,18 +93,53 @@ def test_server_version(store: Store, server: EmbeddedRedis) -> None:
     assert version.startswith(("6.2", "7.", "8."))
 
 
-def test_open_creates_for_the_send_lease_then_returns_the_pending_one(store: Store) -> None:
-    opened = store.open(PHONE, "sms", "en", T0, LEASE)
+def test_start_creates_and_reserves_for_the_send_lease(store: Store) -> None:
+    opened = _start(store)
     assert opened.outcome == "created" and opened.record is not None
     record = opened.record
     assert ID_RE.match(record.id) and record.id.startswith(tag_for(PHONE))
     assert (record.status, record.sends, record.attempts, record.expires_at) == ("pending", 0, 0, T0 + LEASE)
     assert 0 < store.client.pttl(store.record_key(record.id)) <= LEASE
-    again = store.open(PHONE, "sms", "en", T0 + 1, LEASE)
-    assert again.outcome == "existing" and again.record == record
-    other_channel = store.open(PHONE, "call", "en", T0, LEASE)
+    assert store.client.hget(store.record_key(record.id), "sending") == "n1"
+    # Its first send is in flight: a second start is told so, and reserves nothing.
+    assert _start(store, T0 + 1, "n2").outcome == "in_progress"
+    other_channel = _start(store, channel="call")
     assert other_channel.outcome == "created" and other_channel.record is not None
     assert other_channel.record.id != record.id
+
+
+def test_start_returns_the_pending_one_until_a_resend_is_due(store: Store) -> None:
+    vid = _sent(store)
+    inside = _start(store, T0 + COOLDOWN - 1, "n2")
+    assert inside.outcome == "existing" and inside.record is not None and inside.record.id == vid
+    assert "sending" not in store.client.hgetall(store.record_key(vid))
+    due = _start(store, T0 + COOLDOWN, "n2")
+    assert due.outcome == "resend" and due.record is not None and due.record.id == vid
+    assert _start(store, T0 + COOLDOWN + 1, "n3").outcome == "existing"  # in flight: nothing more reserved
+    out_of_sends = _start(store, T0 + COOLDOWN, "n4", channel="call", max_sends=0)
+    assert out_of_sends.outcome == "created"  # another channel has its own verification
+
+
+def test_start_takes_the_phone_quota_with_the_reservation(store: Store) -> None:
+    quota = parse("phone", "2/10 minutes")
+    key = store.phone_quota_key("phone", PHONE)
+    first = _start(store, quota=quota)
+    assert first.outcome == "created" and first.record is not None
+    assert _start(store, channel="call", quota=quota).outcome == "created"  # both channels share the quota
+    refused = _start(store, T0 + 1, "n3", channel="sms", phone=PHONE, quota=quota)
+    assert refused.outcome == "in_progress"  # the sms one is still sending: nothing taken
+    _end(store, first.record, "n1", None, quota=quota)  # the failed send gives its quota back
+    again = _start(store, T0 + 2, "n4", quota=quota)
+    assert again.outcome == "created"
+    limited = _start(store, T0 + 3, "n5", channel="sms", phone="+79991234500", quota=quota)
+    assert limited.outcome == "created"  # another phone, another quota
+    assert store.client.ttl(key) > 0
+    # A third send to PHONE within the window is refused, and says when one more will fit.
+    cancel = store.run(Batch.cancel, again.record.id if again.record else "")
+    assert cancel.outcome == "canceled"
+    refused = _start(store, T0 + 4, "n6", quota=quota)
+    assert refused.outcome == "limited" and refused.refusal is not None and refused.record is None
+    assert refused.refusal.window.text == "2/10 minutes" and refused.refusal.limit.name == "phone"
 
 
 def test_commit_stores_only_the_hash_and_restarts_the_ttl(store: Store) -> None:
@@ -91,117 +151,235 @@ def test_commit_stores_only_the_hash_and_restarts_the_ttl(store: Store) -> None:
     assert "sending" not in raw
 
 
-def test_a_failed_first_send_leaves_nothing(store: Store) -> None:
-    opened = store.open(PHONE, "sms", "en", T0, LEASE)
+def test_a_failed_first_send_leaves_nothing_but_the_given_back_quota(store: Store) -> None:
+    quota = parse("phone", "1/10 minutes")
+    opened = _start(store, quota=quota)
     assert opened.record is not None
-    assert store.begin_send(opened.record.id, T0, 30_000, 5, LEASE, "n1").outcome == "ok"
-    assert store.end_send(opened.record, "n1", T0, TTL, None).outcome == "deleted"
-    assert store.client.keys("*") == []
+    assert _end(store, opened.record, "n1", None, quota=quota).outcome == "deleted"
+    assert store.client.keys("*") == [store.phone_quota_key("phone", PHONE)]
+    assert _start(store, T0 + 1, "n2", quota=quota).outcome == "created"  # the quota came back
 
 
 def test_a_failed_resend_keeps_the_old_code(store: Store) -> None:
     vid = _sent(store, code_hash="old")
-    record = store.get(vid)
+    record = store.run(Batch.get, vid)
     assert record is not None
-    assert store.begin_send(vid, T0 + 30_000, 30_000, 5, LEASE, "n2").outcome == "ok"
-    assert store.end_send(record, "n2", T0 + 30_000, TTL, None).outcome == "kept"
+    assert _begin(store, vid, T0 + 30_000, "n2").outcome == "ok"
+    assert _end(store, record, "n2", None, T0 + 30_000).outcome == "kept"
     raw = store.client.hgetall(store.record_key(vid))
     assert (raw["code_hash"], raw["sends"], raw["last_sent_at"]) == ("old", "1", str(T0))
 
 
 def test_begin_send_refusals(store: Store) -> None:
     vid = _sent(store)
-    assert store.begin_send(vid, T0 + 29_999, 30_000, 5, LEASE, "n").outcome == "cooldown"
-    assert store.begin_send(vid, T0 + 30_000, 30_000, 1, LEASE, "n").outcome == "max_sends"
-    assert store.begin_send(vid, T0 + 30_000, 30_000, 5, LEASE, "n2").outcome == "ok"
-    assert store.begin_send(vid, T0 + 60_000, 30_000, 5, LEASE, "n3").outcome == "in_flight"
+    assert _begin(store, vid, T0 + 29_999, "n").outcome == "cooldown"
+    assert _begin(store, vid, T0 + 30_000, "n", max_sends=1).outcome == "max_sends"
+    assert _begin(store, vid, T0 + 30_000, "n2").outcome == "ok"
+    assert _begin(store, vid, T0 + 60_000, "n3").outcome == "in_flight"
     # A reservation whose worker died lapses after the lease.
-    assert store.begin_send(vid, T0 + 30_000 + LEASE, 30_000, 5, LEASE, "n3").outcome == "ok"
-    record = store.get(vid)
+    assert _begin(store, vid, T0 + 30_000 + LEASE, "n3").outcome == "ok"
+    record = store.run(Batch.get, vid)
     assert record is not None
-    assert store.end_send(record, "n2", T0, TTL, _sms()).outcome == "stale"
-    assert store.begin_send("ffff" + "0" * 24, T0, 30_000, 5, LEASE, "n").outcome == "missing"
+    assert _end(store, record, "n2", _sms()).outcome == "stale"
+    assert _begin(store, "ffff" + "0" * 24, T0, "n").outcome == "missing"
+    limited = _begin(store, vid, T0 + 30_000 + 2 * LEASE, "n4", quota=parse("phone", "0/hour"))
+    assert limited.outcome == "limited" and limited.refusal is not None and limited.record is not None
 
 
 def test_wrong_codes_count_up_to_the_limit(store: Store) -> None:
     vid = _sent(store, code_hash="right")
     for left in (2, 1):
-        outcome = store.complete(vid, "code", 3, T0, TTL, ["wrong-a", "wrong-b"])
+        outcome = _complete(store, vid, "code", ["wrong-a", "wrong-b"], max_attempts=3)
         assert outcome.outcome == "wrong" and outcome.record is not None
         assert 3 - outcome.record.attempts == left
-    last = store.complete(vid, "code", 3, T0, TTL, ["wrong"])
+    last = _complete(store, vid, "code", ["wrong"], max_attempts=3)
     assert last.outcome == "wrong" and last.record is not None and last.record.status == "max_attempts_reached"
-    assert store.complete(vid, "code", 3, T0, TTL, ["right"]).outcome == "max_attempts"
+    assert _complete(store, vid, "code", ["right"], max_attempts=3).outcome == "max_attempts"
     assert "code_hash" not in store.client.hgetall(store.record_key(vid))
+
+
+def test_wrong_codes_of_a_phone_lock_every_check_of_it(store: Store) -> None:
+    failures = parse("phone_failures", "2/day")
+    vid = _sent(store, code_hash="right")
+    for _ in range(2):
+        assert _complete(store, vid, "code", ["wrong"], failures=failures).outcome == "wrong"
+    locked = _complete(store, vid, "code", ["right"], failures=failures)
+    assert locked.outcome == "locked" and locked.refusal is not None and locked.record is not None
+    assert locked.refusal.limit.name == "phone_failures" and locked.record.attempts == 2  # not judged
+    # A reply carries no guess: it is not locked out, and costs nothing.
+    assert _complete(store, vid, "sms_reply", ["right"], failures=failures).outcome == "approved"
+    assert store.client.exists(store.phone_quota_key("fail", PHONE))
 
 
 def test_approval_happens_once_and_burns_the_code(store: Store) -> None:
     vid = _sent(store, code_hash="right")
-    first = store.complete(vid, "code", 5, T0 + 5, TTL, ["other-key-hash", "right"])
+    first = _complete(store, vid, "code", ["other-key-hash", "right"], now=T0 + 5)
     assert first.outcome == "approved" and first.record is not None
     assert (first.record.status, first.record.completed_via, first.record.verified_at) == ("approved", "code",
                                                                                            T0 + 5)
-    assert store.complete(vid, "code", 5, T0, TTL, ["right"]).outcome == "not_pending"
+    assert _complete(store, vid, "code", ["right"]).outcome == "not_pending"
     assert "code_hash" not in store.client.hgetall(store.record_key(vid))
 
 
 def test_replies_do_not_count_attempts_and_calls_need_the_call_channel(store: Store) -> None:
     vid = _sent(store, code_hash="right")
-    assert store.complete(vid, "sms_reply", 5, T0, TTL, ["nope"]).outcome == "no_match"
-    assert store.complete(vid, "call", 5, T0, TTL, []).outcome == "wrong_channel"
-    record = store.get(vid)
+    assert _complete(store, vid, "sms_reply", ["nope"]).outcome == "no_match"
+    assert _complete(store, vid, "call", []).outcome == "wrong_channel"
+    record = store.run(Batch.get, vid)
     assert record is not None and record.attempts == 0
-    assert store.complete(vid, "sms_reply", 5, T0, TTL, ["right"]).outcome == "approved"
+    assert _complete(store, vid, "sms_reply", ["right"]).outcome == "approved"
 
 
 def test_switching_channel_moves_the_phone_index(store: Store) -> None:
     vid = _sent(store)
-    record = store.get(vid)
+    record = store.run(Batch.get, vid)
     assert record is not None
-    assert store.begin_send(vid, T0 + 30_000, 30_000, 5, LEASE, "n2").outcome == "ok"
+    assert _begin(store, vid, T0 + 30_000, "n2").outcome == "ok"
     call = SendCommit("call", "", "sandbox", "m2", "+447700900001", ("+447700900001", "+447700900002"))
-    ended = store.end_send(record, "n2", T0 + 30_000, TTL, call)
-    assert ended.outcome == "sent" and ended.record is not None
+    ended = _end(store, record, "n2", call, T0 + 30_000)
+    assert ended.outcome == "sent" and ended.record is not None and ended.superseded == ""
     assert ended.record.channel == "call" and ended.record.call_numbers == ("+447700900001", "+447700900002")
     assert store.client.get(store.index_key(PHONE, "sms")) is None
-    found = store.find(PHONE, "call")
+    found = store.run(Batch.find, PHONE, "call")
     assert found is not None and found.id == vid
+
+
+def test_switching_to_a_channel_supersedes_its_pending_verification(store: Store) -> None:
+    call_vid = _sent(store, channel="call")
+    sms_vid = _sent(store)
+    record = store.run(Batch.get, sms_vid)
+    assert record is not None
+    assert _begin(store, sms_vid, T0 + 30_000, "n2").outcome == "ok"
+    ended = _end(store, record, "n2", SendCommit("call", "", "sandbox", "m2", "+447700900001"), T0 + 30_000)
+    assert ended.outcome == "sent" and ended.superseded == call_vid
+    old = store.run(Batch.get, call_vid)
+    assert old is not None and old.status == "canceled"
+    found = store.run(Batch.find, PHONE, "call")
+    assert found is not None and found.id == sms_vid
 
 
 def test_cancel(store: Store) -> None:
     vid = _sent(store)
-    assert store.cancel(vid).outcome == "canceled"
-    assert store.cancel(vid).outcome == "canceled"
-    assert store.complete(vid, "code", 5, T0, TTL, ["h1"]).outcome == "not_pending"
+    assert store.run(Batch.cancel, vid).outcome == "canceled"
+    assert store.run(Batch.cancel, vid).outcome == "canceled"
+    assert _complete(store, vid, "code", ["h1"]).outcome == "not_pending"
     approved = _sent(store, now=T0 + 1)
-    store.complete(approved, "code", 5, T0, TTL, ["h1"])
-    assert store.cancel(approved).outcome == "not_pending"
-    assert store.cancel("ffff" + "0" * 24).outcome == "missing"
+    _complete(store, approved, "code", ["h1"])
+    assert store.run(Batch.cancel, approved).outcome == "not_pending"
+    assert store.run(Batch.cancel, "ffff" + "0" * 24).outcome == "missing"
 
 
 def test_every_key_of_a_phone_shares_one_cluster_slot(store: Store) -> None:
-    vid = _sent(store)
-    store.outbox_push(PHONE, {"to": PHONE})
-    keys = [store.record_key(vid), store.index_key(PHONE, "sms"), store.index_key(PHONE, "call"),
-            store.outbox_key(PHONE)]
+    quota, failures = parse("phone", "3/hour"), parse("phone_failures", "3/hour")
+    opened = _start(store, quota=quota)
+    assert opened.record is not None
+    _end(store, opened.record, "n1", _sms("right"))
+    _complete(store, opened.record.id, "code", ["wrong"], failures=failures)
+    store.run(Batch.outbox_push, PHONE, {"to": PHONE})
+    keys = [store.record_key(opened.record.id), store.index_key(PHONE, "sms"), store.index_key(PHONE, "call"),
+            store.outbox_key(PHONE), store.phone_quota_key("phone", PHONE), store.phone_quota_key("fail", PHONE)]
     assert all(k.startswith("test:{" + tag_for(PHONE) + "}:") for k in keys)
     assert len({key_slot(k.encode()) for k in keys}) == 1
     assert sorted(store.client.keys("*")) == sorted(k for k in keys if store.client.exists(k))
 
 
 def test_malformed_ids_are_unknown(store: Store) -> None:
-    assert store.get("../../etc") is None
-    assert store.get("ABCD" + "0" * 24) is None
+    assert store.run(Batch.get, "../../etc") is None
+    assert store.run(Batch.get, "ABCD" + "0" * 24) is None
 
 
 def test_idempotency_claim(store: Store) -> None:
-    assert store.claim_idempotency("k", {"fingerprint": "f"}, 1000) is None
-    assert store.claim_idempotency("k", {"fingerprint": "g"}, 1000) == {"fingerprint": "f"}
-    store.finish_idempotency("k", {"fingerprint": "f", "status": 201, "body": {}}, 60_000)
-    assert store.claim_idempotency("k", {"fingerprint": "f"}, 1000) == {"fingerprint": "f", "status": 201,
-                                                                         "body": {}}
-    store.release_idempotency("k")
-    assert store.claim_idempotency("k", {"fingerprint": "f"}, 1000) is None
+    assert store.run(Batch.claim_idempotency, "k", {"fingerprint": "f"}, 1000) is None
+    assert store.run(Batch.claim_idempotency, "k", {"fingerprint": "g"}, 1000) == {"fingerprint": "f"}
+    store.run(Batch.finish_idempotency, "k", {"fingerprint": "f", "status": 201, "body": {}}, 60_000)
+    assert store.run(Batch.claim_idempotency, "k", {"fingerprint": "f"}, 1000) == {
+        "fingerprint": "f", "status": 201, "body": {}}
+    store.run(Batch.release_idempotency, "k")
+    assert store.run(Batch.claim_idempotency, "k", {"fingerprint": "f"}, 1000) is None
+
+
+# quotas
+
+
+def _take(store: Store, quota: Quota, now: int) -> bool:
+    return store.run(Batch.take, quota, now).refusal is None
+
+
+def test_a_quota_takes_exactly_its_amount_then_says_when_one_more_fits(store: Store) -> None:
+    quota = Quota(parse("ip", "3/10 minutes;5/day") or Limit("ip", ()), "203.0.113.7")
+    window = 600_000
+    start = (T0 // window) * window  # the start of a fixed window, so the previous one is empty
+    assert [_take(store, quota, start + i) for i in range(4)] == [True, True, True, False]
+    refused = store.run(Batch.take, quota, start + 3).refusal
+    assert refused is not None and refused.window.text == "3/10 minutes"
+    # All 3 are in the current window; the next one fits once that window has moved a third past its end
+    # (3 * (1 - elapsed/window) <= 2), and not a second earlier.
+    due = start + window + window // 3
+    assert refused.retry_after == -(-(due - (start + 3)) // 1000)
+    assert not _take(store, quota, due - 1000)
+    assert _take(store, quota, due)
+    assert _take(store, quota, due + window // 3)
+    assert not _take(store, quota, due + window // 3 + 1)  # 5/day binds now: 5 taken in the day
+    day = store.run(Batch.take, quota, due + window).refusal
+    assert day is not None and day.window.text == "5/day"
+
+
+def test_a_refused_take_counts_nothing_and_a_give_back_returns_one(store: Store) -> None:
+    quota = Quota(parse("prefix", "2/hour") or Limit("prefix", ()), "+7999123")
+    assert _take(store, quota, T0) and _take(store, quota, T0 + 1)
+    for _ in range(5):
+        assert not _take(store, quota, T0 + 2)
+    store.run(Batch.give, quota, T0)
+    assert _take(store, quota, T0 + 3)
+    assert not _take(store, quota, T0 + 4)
+
+
+def test_a_give_back_after_the_window_moved_comes_off_the_previous_count(store: Store) -> None:
+    quota = Quota(parse("global", "2/minute") or Limit("global", ()), "all")
+    start = (T0 // 60_000) * 60_000
+    assert _take(store, quota, start) and _take(store, quota, start + 1)
+    assert not _take(store, quota, start + 60_000)  # the previous window still weighs 2 * (1 - 0)
+    store.run(Batch.give, quota, start)
+    assert _take(store, quota, start + 60_000)
+
+
+def test_a_counter_counts_beside_the_limit_and_never_refuses(store: Store) -> None:
+    counter = Limit("captcha_ip", (Window(2, 3600, "2/hour"),))
+    quota = Quota(parse("ip", "4/hour") or Limit("ip", ()), "203.0.113.7", counter)
+    overs = [store.run(Batch.take, quota, T0 + i).over for i in range(4)]
+    assert overs == [False, False, True, True]
+    assert store.run(Batch.take, quota, T0 + 5).refusal is not None  # the ip limit refuses; the counter never does
+    store.run(Batch.give, quota, T0)
+    assert store.run(Batch.take, quota, T0 + 6).over  # the give-back took one off the counter too: 4 counted
+
+
+def test_a_quota_key_is_bounded_whatever_the_limit(store: Store) -> None:
+    small = Quota(parse("ip", "10/hour") or Limit("ip", ()), "small")
+    huge = Quota(parse("ip", "1000000/hour") or Limit("ip", ()), "huge")
+    for i in range(500):
+        _take(store, small, T0 + i)
+        _take(store, huge, T0 + i)
+    sizes = [store.client.memory_usage(store.quota_key(q)) or 0 for q in (small, huge)]
+    assert max(sizes) < 200 and abs(sizes[0] - sizes[1]) <= 8  # the same, but for the digits of the count
+    assert 3600_000 < store.client.pttl(store.quota_key(huge)) <= 7200_000
+
+
+def test_pumping_statistics_are_a_ring_of_minutes(store: Store) -> None:
+    for minute in range(90):  # an hour and a half of traffic, 3 starts and 1 approval a minute
+        now = T0 + minute * 60_000
+        for _ in range(3):
+            store.run(Batch.pump_count, "RU", "started", now)
+        store.run(Batch.pump_count, "RU", "approved", now)
+    key = store.pump_key("RU")
+    assert store.client.hlen(key) == 60
+    stats = store.run(Batch.pump_read, "RU", T0 + 89 * 60_000, 0.5, 50)
+    assert (stats.started, stats.approved, stats.pumping, stats.warn) == (180, 60, True, True)
+    again = store.run(Batch.pump_read, "RU", T0 + 89 * 60_000 + 1, 0.5, 50)
+    assert again.pumping and not again.warn  # warned once per 5 minutes
+    assert store.run(Batch.pump_read, "RU", T0 + 95 * 60_000, 0.5, 50).warn
+    assert not store.run(Batch.pump_read, "RU", T0 + 89 * 60_000, 0.7, 50).pumping  # 2/3 unapproved: under 0.7
+    assert not store.run(Batch.pump_read, "RU", T0 + 89 * 60_000, 0.5, 181).pumping  # too few starts
+    assert store.run(Batch.pump_read, "RU", T0 + 200 * 60_000, 0.5, 1).started == 0  # all old
 
 
 def test_a_dead_redis_raises_store_unavailable(tmp_path: Path) -> None:
@@ -212,9 +390,9 @@ def test_a_dead_redis_raises_store_unavailable(tmp_path: Path) -> None:
     server.stop()
     assert not store.ping()
     with pytest.raises(StoreUnavailable):
-        store.open(PHONE, "sms", "en", T0, LEASE)
+        _start(store)
     with pytest.raises(StoreUnavailable):
-        store.get("ffff" + "0" * 24)
+        store.run(Batch.get, "ffff" + "0" * 24)
     server.start()
-    assert store.open(PHONE, "sms", "en", T0, LEASE).outcome == "created"
+    assert _start(store).outcome == "created"  # scripts are loaded again into the restarted server
     server.stop()

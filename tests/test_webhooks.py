@@ -22,6 +22,7 @@ from tests.providers.zoomconnect_emulator import EMAIL, TOKEN, ZoomConnectEmulat
 from verify import create_app
 from verify.config import D7Settings, Settings, SmscSettings, ZoomConnectSettings
 from verify.embedded import EmbeddedRedis
+from verify.store import Batch
 
 SMSC_KEY, SMSC_SECRET, ZOOM_SECRET, D7_HOOK = "smsc-key-0123", "smsc-hook-secret", "zoom-hook-secret", "d7-hook-token"
 PHONE_DIGITS = PHONE.removeprefix("+")
@@ -66,7 +67,7 @@ def get(client: FlaskClient, vid: str) -> dict[str, object]:
 
 
 def stored_message_id(client: FlaskClient, vid: str) -> str:
-    record = client.application.extensions["verify"].store.get(vid)
+    record = client.application.extensions["verify"].store.run(Batch.get, vid)
     assert record is not None and record.message_id
     return str(record.message_id)
 

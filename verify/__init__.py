@@ -17,7 +17,7 @@ from verify.clock import Clock, system_clock
 from verify.config import Settings
 from verify.events import Events
 from verify.providers import registry
-from verify.ratelimit import Limits
+from verify.ratelimit import RouteLimits
 from verify.service import Service
 from verify.store import Store
 from verify.tokens import Secrets
@@ -48,10 +48,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
     gateways = registry.build(settings, store, clock)
     events = Events(settings, store, clock)
-    limits = Limits(app, settings, store.client.connection_pool)
-    captcha = Captcha(settings, store, limits.limiter.limiter)
+    RouteLimits(app, settings, store.client.connection_pool)
     app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
-                                       gateways.sms, gateways.call, clock, events, limits, captcha)
+                                       gateways.sms, gateways.call, clock, events, Captcha(settings, store))
     if events.enabled and background:
         stop = threading.Event()
         threading.Thread(target=events.run, args=(stop,), name="verify-events", daemon=True).start()

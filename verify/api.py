@@ -11,7 +11,8 @@ import json
 from importlib import resources
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from verify import phone
 from verify.captcha import Answer
@@ -142,7 +143,6 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     channel = string_field(body, "channel", choices=CHANNELS) or "sms"
     locale = string_field(body, "locale", choices=LOCALES)
     started = service().start(e164, channel, locale, client_ip=client_ip(), captcha=captcha_field(body))
-    g.verify_sent = started.sent  # a reload that sent nothing costs no IP quota (ratelimit.py)
     return (201 if started.created else 200), to_json(started.verification)
 
 
@@ -175,7 +175,7 @@ def check(verification_id: str) -> Response:
 def resend(verification_id: str) -> Response:
     """Send a new code, optionally switching channel."""
     channel = string_field(json_body(optional=True), "channel", choices=CHANNELS)
-    return jsonify(to_json(service().resend(verification_id, channel)))
+    return jsonify(to_json(service().resend(verification_id, channel, client_ip=client_ip())))
 
 
 @v1.delete("/verifications/<verification_id>")
@@ -205,7 +205,7 @@ def healthz() -> Response:
 
 
 @public.get("/readyz")
-def readyz() -> Response:
+def readyz() -> BaseResponse:
     """Redis answers: 200, else 503 ``/store-unavailable``."""
     if service().ready():
         return jsonify({"status": "ok"})

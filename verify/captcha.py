@@ -1,12 +1,18 @@
 """Captcha escalation for starts: when an IP starts too often, always, or for a country under SMS pumping.
 
 ``builtin`` draws images with the ``captcha`` package and keeps only an HMAC of each answer in Redis, for 5
-minutes and for one use. ``turnstile``, ``hcaptcha`` and ``recaptcha`` check the client's token with the
-provider's siteverify endpoint (``secret``, ``response``, ``remoteip``).
+minutes and for one use. The HMAC covers the client IP the challenge was given to, so an answer solved from one
+address admits no start from another. ``turnstile``, ``hcaptcha`` and ``recaptcha`` check the client's token with
+the provider's siteverify endpoint (``secret``, ``response``, ``remoteip``).
 
-The SMS-pumping breaker watches, per country, the share of SMS verifications started in the last hour that
-were not approved; past ``VERIFY_PUMPING_THRESHOLD`` (over at least ``VERIFY_PUMPING_MIN_STARTS`` starts) new
-SMS starts to that country need a captcha, until the share falls back. Calls stay open: the person pays.
+The adaptive rule's per-IP start counter is kept with the IP's quota (``verify/quotas.py``), so it is taken in the
+same step. The SMS-pumping breaker watches, per country, the share of SMS verifications started in the last hour
+that were not approved; past ``VERIFY_PUMPING_THRESHOLD`` (over at least ``VERIFY_PUMPING_MIN_STARTS`` starts) new
+SMS starts to that country need a captcha, until the share falls back. Its statistics are per-minute counters
+(``lua/pump.lua``). Calls stay open: the person pays.
+
+Everything here that reads or writes Redis queues its command on the caller's :class:`~verify.store.Batch`, so
+the captcha costs no round trip of its own.
 """
 
 from __future__ import annotations
@@ -22,21 +28,15 @@ from typing import Any
 
 import requests
 from captcha.image import ImageCaptcha
-from limits import RateLimitItemPerHour
-from limits.strategies import RateLimiter
 
 from verify.config import Settings
-from verify.errors import CaptchaRequired
-from verify.phone import country_of
-from verify.store import Store
+from verify.store import Batch, Op, Pumping, Store
 
 log = logging.getLogger(__name__)
 
 TTL_S = 300
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I look-alikes
 LENGTH = 5
-# A window counter read through limits: a "limit" no one reaches, so hit() only counts and stats read the count.
-COUNTER = RateLimitItemPerHour(10**9)
 
 
 @dataclass(frozen=True)
@@ -51,55 +51,59 @@ class Answer:
 class Captcha:
     """Decides when a start needs a captcha, issues challenges and checks answers."""
 
-    def __init__(self, settings: Settings, store: Store, limiter: RateLimiter) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self._settings = settings
         self._store = store
-        self._limiter = limiter
         self._key = hmac.new(settings.secret_keys[0].encode(), b"verify.captcha", hashlib.sha256).digest()
         self._session = requests.Session()
         weakref.finalize(self, self._session.close)
-        self._ip_starts = RateLimitItemPerHour(settings.captcha_after)
 
-    def gate(self, client_ip: str, phone: str, channel: str, answer: Answer | None) -> None:
-        """Let the start through, or raise :class:`CaptchaRequired` with a fresh challenge."""
+    @property
+    def on(self) -> bool:
+        """Whether starts may be asked for a captcha at all (``VERIFY_CAPTCHA_MODE`` is not ``off``)."""
+        return self._settings.captcha_mode != "off"
+
+    def needed(self, *, busy_ip: bool, pumping: bool) -> bool:
+        """Whether a start that would send needs a captcha: always, or (adaptive) from a busy IP or to a country
+        under SMS pumping."""
         mode = self._settings.captcha_mode
-        if mode == "off":
-            return
-        # Every start counts for the adaptive rule, so a client that solves captchas keeps being asked.
-        busy_ip = not self._limiter.hit(self._ip_starts, "captcha_ip", client_ip)
-        pumping = channel == "sms" and self.pumping(country_of(phone))
-        if mode == "adaptive" and not busy_ip and not pumping:
-            return
-        if answer is not None and self._solved(answer, client_ip):
-            return
-        detail = ("the captcha answer was wrong or expired; solve this new one" if answer is not None
-                  else "solve the captcha and repeat the start with its answer")
-        raise CaptchaRequired(detail, captcha=self.challenge())
+        return mode == "always" or (mode == "adaptive" and (busy_ip or pumping))
 
-    def challenge(self) -> dict[str, Any]:
-        """A new challenge for the client: a builtin image, or the name of the token provider."""
+    def lookup(self, batch: Batch, answer: Answer | None) -> Op[str | None] | None:
+        """Queue the taking of a builtin answer's stored digest (single use, right or wrong)."""
+        if answer is None or not answer.id or self._settings.captcha_provider != "builtin":
+            return None
+        return batch.captcha_take(answer.id)
+
+    def solved(self, answer: Answer | None, client_ip: str, stored: Op[str | None] | None) -> bool:
+        """Whether ``answer`` solves the challenge given to ``client_ip`` (``stored``: what :meth:`lookup` took)."""
+        if answer is None:
+            return False
+        if self._settings.captcha_provider == "builtin":
+            digest = stored.value if stored is not None else None
+            return digest is not None and hmac.compare_digest(digest, self._digest(answer.answer, client_ip))
+        return bool(answer.token) and self._siteverify(answer.token, client_ip)
+
+    def challenge(self, batch: Batch, client_ip: str) -> dict[str, Any]:
+        """A new challenge for ``client_ip`` (its answer is queued on ``batch``): a builtin image, or the name of
+        the token provider."""
         provider = self._settings.captcha_provider
         if provider != "builtin":
             return {"provider": provider}
         challenge_id = secrets.token_hex(12)
         text = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
-        self._store.captcha_put(challenge_id, self._digest(text), TTL_S * 1000,
-                                text if self._settings.sandbox else None)
+        batch.captcha_put(challenge_id, self._digest(text, client_ip), TTL_S * 1000,
+                          text if self._settings.sandbox else None)
         png = ImageCaptcha(width=160, height=60).generate(text, format="png").getvalue()
         return {"id": challenge_id, "image": "data:image/png;base64," + base64.b64encode(png).decode()}
 
     def sandbox_answer(self, challenge_id: str) -> str | None:
         """The plain answer of a builtin challenge, kept only in sandbox mode (for tests and demos)."""
-        return self._store.captcha_answer(challenge_id) if self._settings.sandbox else None
+        return self._store.run(Batch.captcha_answer, challenge_id) if self._settings.sandbox else None
 
-    def _digest(self, text: str) -> str:
-        return hmac.new(self._key, text.strip().lower().encode(), hashlib.sha256).hexdigest()
-
-    def _solved(self, answer: Answer, client_ip: str) -> bool:
-        if self._settings.captcha_provider == "builtin":
-            stored = self._store.captcha_take(answer.id) if answer.id else None  # single use, right or wrong
-            return stored is not None and hmac.compare_digest(stored, self._digest(answer.answer))
-        return bool(answer.token) and self._siteverify(answer.token, client_ip)
+    def _digest(self, text: str, client_ip: str) -> str:
+        message = f"{client_ip}\n{text.strip().lower()}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def _siteverify(self, token: str, client_ip: str) -> bool:
         settings = self._settings
@@ -116,24 +120,14 @@ class Captcha:
 
     # the SMS-pumping breaker
 
-    def count_start(self, phone: str) -> None:
-        """An SMS verification was started for ``phone``."""
-        self._limiter.hit(COUNTER, "pump_starts", country_of(phone))
+    def pump_read(self, batch: Batch, country: str, now_ms: int) -> Op[Pumping]:
+        """Queue the read of ``country``'s pumping statistics."""
+        return batch.pump_read(country, now_ms, self._settings.pumping_threshold, self._settings.pumping_min_starts)
 
-    def count_approval(self, phone: str) -> None:
-        """An SMS verification of ``phone`` was approved."""
-        self._limiter.hit(COUNTER, "pump_approved", country_of(phone))
-
-    def pumping(self, country: str) -> bool:
-        """Whether the country's share of unapproved SMS starts in the last hour passes the threshold."""
-        starts = COUNTER.amount - self._limiter.get_window_stats(COUNTER, "pump_starts", country).remaining
-        if starts < self._settings.pumping_min_starts:
-            return False
-        approved = COUNTER.amount - self._limiter.get_window_stats(COUNTER, "pump_approved", country).remaining
-        share = max(0, starts - approved) / starts
-        if share <= self._settings.pumping_threshold:
-            return False
-        if self._store.claim_nonce("pumping-warning", country, 300_000):  # at most one warning per 5 minutes
+    @staticmethod
+    def pumping(country: str, stats: Pumping) -> bool:
+        """Whether SMS pumping is suspected in ``country``; logs it (at most every 5 minutes)."""
+        if stats.warn:
             log.warning("SMS pumping suspected for %s: %d of %d SMS starts in the last hour are not approved; "
-                        "SMS starts there need a captcha", country, starts - approved, starts)
-        return True
+                        "SMS starts there need a captcha", country, stats.started - stats.approved, stats.started)
+        return stats.pumping

@@ -7,13 +7,17 @@ configuration must stop the start, and no handler may turn it into a response.
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import redis
-from flask import Flask, Response, json
 from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import requests
 from verify.clock import Clock, rfc3339
 from verify.config import Settings
 from verify.errors import StoreUnavailable
-from verify.store import Store
+from verify.store import Batch, Store
 
 log = logging.getLogger(__name__)
 
@@ -66,60 +66,63 @@ class Events:
         """Whether a receiver is configured."""
         return self.url is not None
 
-    def emit(self, event_type: str, data: dict[str, Any]) -> str | None:
-        """Queue an event about ``data`` (a verification's wire form); returns its id."""
+    def emit(self, batch: Batch, event_type: str, data: dict[str, Any]) -> str | None:
+        """Queue an event about ``data`` (a verification's wire form) on ``batch``; returns its id."""
         if not self.enabled:
             return None
         now = self._clock()
         event_id = "evt_" + secrets.token_hex(12)
         envelope = {"event": {"id": event_id, "type": event_type, "created_at": rfc3339(now), "data": data},
                     "attempts": 0, "queued_at": now}
-        self._store.schedule(OUTBOX, event_id, int(now * 1000), json.dumps(envelope))
+        batch.schedule(OUTBOX, event_id, int(now * 1000), json.dumps(envelope))
         return event_id
 
-    def watch_expiry(self, data: dict[str, Any], expires_at: float) -> None:
+    def watch_expiry(self, batch: Batch, data: dict[str, Any], expires_at: float) -> None:
         """Expect ``data``'s verification to expire at ``expires_at`` unless it is approved or canceled first."""
         if self.enabled:
-            self._store.schedule(EXPIRY, data["id"], int(expires_at * 1000), json.dumps(data))
+            batch.schedule(EXPIRY, data["id"], int(expires_at * 1000), json.dumps(data))
 
-    def unwatch_expiry(self, verification_id: str) -> None:
-        """The verification ended (approved or canceled): it will not expire as pending."""
+    def unwatch_expiry(self, batch: Batch, verification_id: str) -> None:
+        """The verification ended (approved, canceled or superseded): it will not expire as pending."""
         if self.enabled:
-            self._store.unschedule(EXPIRY, verification_id)
+            batch.unschedule(EXPIRY, verification_id)
 
     def sweep(self) -> int:
         """Emit ``verification.expired`` for watched verifications whose record has gone; returns how many."""
         expired = 0
-        for verification_id, data in self._store.claim_due(EXPIRY, int(self._clock() * 1000), LEASE_MS, BATCH):
-            record = self._store.get(verification_id)
+        for verification_id, data in self._store.run(Batch.claim_due, EXPIRY, int(self._clock() * 1000), LEASE_MS,
+                                                     BATCH):
+            record = self._store.run(Batch.get, verification_id)
+            batch = self._store.batch()
             if record is None:
-                self.emit(EXPIRED, json.loads(data))
+                self.emit(batch, EXPIRED, json.loads(data))
                 expired += 1
-            elif record.status in ("pending", "max_attempts_reached"):
+            if record is not None and record.status in ("pending", "max_attempts_reached"):
                 # A resend gave it a new lease of life: look again when that runs out.
-                self._store.schedule(EXPIRY, verification_id, record.expires_at, data)
-                continue
-            self._store.unschedule(EXPIRY, verification_id)
+                batch.schedule(EXPIRY, verification_id, record.expires_at, data)
+            else:
+                batch.unschedule(EXPIRY, verification_id)
+            batch.run()
         return expired
 
     def deliver(self) -> int:
         """POST every due event once; returns how many the receiver took."""
         delivered = 0
-        for event_id, raw in self._store.claim_due(OUTBOX, int(self._clock() * 1000), LEASE_MS, BATCH):
+        for event_id, raw in self._store.run(Batch.claim_due, OUTBOX, int(self._clock() * 1000), LEASE_MS, BATCH):
             envelope = json.loads(raw)
+            batch = self._store.batch()
             if self._post(envelope["event"]):
-                self._store.unschedule(OUTBOX, event_id)
+                batch.unschedule(OUTBOX, event_id)
                 delivered += 1
-                continue
-            envelope["attempts"] += 1
-            now = self._clock()
-            if now - envelope["queued_at"] > GIVE_UP_AFTER_S:
+            elif self._clock() - envelope["queued_at"] > GIVE_UP_AFTER_S:
                 log.error("event %s (%s) dropped: not delivered in %d h", event_id, envelope["event"]["type"],
                           GIVE_UP_AFTER_S // 3600)
-                self._store.unschedule(OUTBOX, event_id)
-                continue
-            due = now + retry_delay(envelope["attempts"])
-            self._store.schedule(OUTBOX, event_id, int(due * 1000), json.dumps(envelope))
+                batch.unschedule(OUTBOX, event_id)
+            else:
+                envelope["attempts"] += 1
+                due = self._clock() + retry_delay(envelope["attempts"])
+                batch.schedule(OUTBOX, event_id, int(due * 1000), json.dumps(envelope))
+            batch.run()
         return delivered
 
     def _post(self, event: dict[str, Any]) -> bool:

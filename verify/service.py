@@ -1,7 +1,16 @@
 """The verification state machine: start, resend, check, cancel, and gateway events.
 
-Plain arguments in, dataclasses out. The store, the providers and the clock are injected; nothing here
-touches Flask's request. Every transition is one Lua script in the store.
+Plain arguments in, dataclasses out. The store, the providers and the clock are injected; nothing here imports
+Flask. Every transition is one Lua script in the store, and each step of a request is one round trip (a
+:class:`~verify.store.Batch`). A send goes:
+
+1. reserve: ``start.lua`` / ``begin_send.lua`` reserve the send and take the phone's quota in one script (a start
+   that only returns the pending verification takes nothing and ends here);
+2. admit: one batch takes the other quotas (``verify/quotas.py``), reads the pumping statistics, the captcha answer
+   and the gateways' breakers; a refusal or a missing captcha gives back everything taken and rolls back the
+   reservation;
+3. deliver: the gateway chain (``verify/failover.py``); a failure gives everything back;
+4. commit: ``end_send.lua`` stores the new code, with the message-id index and the statistics in the same batch.
 """
 
 from __future__ import annotations
@@ -12,45 +21,42 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from verify.captcha import Answer, Captcha
 from verify.clock import Clock, rfc3339
 from verify.config import NUMBER_TYPES, Settings
 from verify.errors import (
+    CaptchaRequired,
     DeliveryFailed,
     IdempotencyInProgress,
     IdempotencyMismatch,
     InvalidCode,
-    InvalidPhone,
     InvalidRequest,
     MaxAttempts,
     MaxSends,
     NotFound,
     NotPending,
     PhoneNotAllowed,
+    RateLimited,
     ResendCooldown,
     StartInProgress,
     WrongChannel,
 )
 from verify.events import APPROVED, FAILED, Events
+from verify.failover import Failover
 from verify.phone import country_of, mask, type_of
 from verify.providers.base import (
-    CallNumber,
     CallReceived,
     DeliveryReport,
     Event,
-    InvalidRecipient,
-    NoMoney,
     Provider,
-    ProviderError,
-    Sent,
     SmsMessage,
     SmsReceived,
 )
-from verify.ratelimit import Limits
+from verify.quotas import Quota, Quotas, Refusal
 from verify.sms import measure
-from verify.store import ID_RE, Outcome, Record, SendCommit, Store
+from verify.store import ID_RE, Batch, Breaker, Outcome, Record, SendCommit, Store
 from verify.tokens import Proof, Secrets
 
 log = logging.getLogger(__name__)
@@ -64,7 +70,6 @@ DIGIT_RUN = re.compile(r"\d+")
 CLOCK_SKEW_S = 60
 # How long a gateway's message id still maps to its verification, for late delivery reports.
 MESSAGE_MEMORY_S = 2 * 86400
-T = TypeVar("T", Sent, CallNumber)
 
 
 @dataclass(frozen=True)
@@ -131,72 +136,77 @@ class Replay:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class _Reservation:
+    """A send reserved on ``record`` (``nonce``), with the phone's quota taken at ``at`` (unix ms)."""
+
+    record: Record
+    channel: str
+    nonce: str
+    at: int
+
+
 class Service:
     """Starts, resends, checks and completes verifications."""
 
     def __init__(self, settings: Settings, store: Store, secrets_: Secrets, sms_providers: list[Provider],
-                 call_provider: Provider | None, clock: Clock, events: Events | None = None,
-                 limits: Limits | None = None, captcha: Captcha | None = None) -> None:
+                 call_provider: Provider | None, clock: Clock, events: Events, captcha: Captcha) -> None:
         self.settings = settings
         self.store = store
         self.secrets = secrets_
         self.sms_providers = sms_providers
         self.call_provider = call_provider
         self.clock = clock
-        self.events = events or Events(settings, store, clock)
-        self.limits = limits
+        self.events = events
         self.captcha = captcha
+        self.quotas = Quotas.from_settings(settings)
+        self.failover = Failover(settings, store, clock)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
     # commands
 
-    def start(self, phone: str, channel: str, locale: str | None, *, client_ip: str = "",
+    def start(self, phone: str, channel: str, locale: str | None, *, client_ip: str,
               captcha: Answer | None = None) -> Started:
         """Start verifying ``phone`` (E.164), or return its pending verification on ``channel``.
 
-        An existing pending verification gets a new code only once the resend cooldown has passed and
-        sends are left; otherwise it is returned as it is, so a reloaded signup page never fails.
+        An existing pending verification gets a new code only once the resend cooldown has passed and sends are
+        left; otherwise it is returned as it is, taking no quota and asking no captcha, so a reloaded signup page
+        never fails.
         """
         self._require_channel(channel)
         self._require_allowed(phone)
-        if self.captcha and self._would_send(phone, channel):
-            self.captcha.gate(client_ip, phone, channel, captcha)
-        # Twice at most: when the pending verification that open() found is canceled, approved or expires
-        # before its resend is reserved, the second open() creates a new one.
-        for _ in range(2):
-            opened = self.store.open(phone, channel, locale or "", self._now_ms(), SEND_LEASE_S * 1000)
-            record = _present(opened)
-            if opened.outcome == "created":
-                started = Started(self._send(record, channel), created=True)
-                if self.captcha and channel == "sms":
-                    self.captcha.count_start(phone)
-                return started
-            if record.sends == 0:
-                raise StartInProgress("the first code for this phone is being sent; retry shortly", retry_after=1)
-            try:
-                return Started(self._send(record, channel), created=False)
-            except (ResendCooldown, MaxSends):
-                return Started(self.view(record), created=False, sent=False)
-            except (NotPending, NotFound):
-                continue
-        raise StartInProgress("this phone's verification changed while starting; retry", retry_after=1)
+        settings = self.settings
+        now, nonce = self._now_ms(), secrets.token_hex(8)
+        reserved = self.store.run(Batch.start, phone, channel, locale or "", now, SEND_LEASE_S * 1000,
+                                  settings.resend_cooldown * 1000, settings.max_sends, nonce, self.quotas.phone)
+        if reserved.outcome == "limited":
+            raise _limited(reserved.refusal)
+        record = _present(reserved)
+        if reserved.outcome == "existing":
+            return Started(self.view(record), created=False, sent=False)
+        if reserved.outcome == "in_progress":
+            raise StartInProgress("the first code for this phone is being sent; retry shortly", retry_after=1)
+        created = reserved.outcome == "created"
+        sent = self._send(_Reservation(record, channel, nonce, now), client_ip, captcha, created=created, start=True)
+        return Started(sent, created=created)
 
-    def _would_send(self, phone: str, channel: str) -> bool:
-        """Whether a start would send now: not when it returns a pending verification inside its cooldown, so a
-        reloaded page is never asked for a captcha."""
-        existing = self.store.find(phone, channel)
-        if existing is None or existing.status != "pending" or existing.sends == 0:
-            return True
-        return self.clock() >= self.view(existing).resend_after and existing.sends < self.settings.max_sends
-
-    def resend(self, verification_id: str, channel: str | None) -> Verification:
+    def resend(self, verification_id: str, channel: str | None, *, client_ip: str) -> Verification:
         """Send a new code (or hand out a new number), optionally switching channel."""
-        record = self._get(verification_id)
-        channel = channel or record.channel
-        self._require_channel(channel)
-        return self._send(record, channel)
+        if channel:
+            self._require_channel(channel)
+        settings = self.settings
+        now, nonce = self._now_ms(), secrets.token_hex(8)
+        begun = self.store.run(Batch.begin_send, verification_id, now, settings.resend_cooldown * 1000,
+                               settings.max_sends, SEND_LEASE_S * 1000, nonce, self.quotas.phone)
+        if begun.outcome == "limited":
+            raise _limited(begun.refusal)
+        record = _present(begun)
+        if begun.outcome != "ok":
+            self._refuse_send(begun.outcome, record)
+        return self._send(_Reservation(record, channel or record.channel, nonce, now), client_ip, None,
+                          created=False, start=False)
 
     def check(self, verification_id: str, code: str) -> Verification:
         """Check a code. Exactly one correct check approves; wrong ones count against the attempts.
@@ -204,20 +214,14 @@ class Service:
         A phone whose wrong codes used up ``VERIFY_LIMIT_PHONE_FAILURES`` gets no check at all until the window
         moves on, the right code included.
         """
-        phone = ""
-        if self.limits:
-            phone = self._get(verification_id).phone
-            self.limits.may_check(phone)
-        outcome = self.store.complete(
-            verification_id, "code", self.settings.max_attempts, self._now_ms(),
-            self.settings.challenge_ttl * 1000, self.secrets.code_candidates(verification_id, [code]))
+        outcome = self._complete(verification_id, "code", [code])
         record = _present(outcome)
         if outcome.outcome == "approved":
             return self._approved(record)
+        if outcome.outcome == "locked":
+            raise _limited(outcome.refusal)
         view = self.view(record)
         if outcome.outcome == "wrong":
-            if self.limits:
-                self.limits.wrong_code(phone)
             if record.status == "max_attempts_reached":
                 raise MaxAttempts("that was the last attempt; start a new verification",
                                   attempts_left=0)
@@ -230,11 +234,11 @@ class Service:
 
     def cancel(self, verification_id: str) -> Verification:
         """Cancel a verification that is not approved."""
-        outcome = self.store.cancel(verification_id)
+        outcome = self.store.run(Batch.cancel, verification_id)
         record = _present(outcome)
         if outcome.outcome == "not_pending":
             raise NotPending(f"the verification is {record.status}", verification_status=record.status)
-        self.events.unwatch_expiry(record.id)
+        self._after(lambda batch: self.events.unwatch_expiry(batch, record.id))
         return self.view(record)
 
     def handle(self, event: Event) -> Verification | None:
@@ -245,7 +249,7 @@ class Service:
         if isinstance(event, DeliveryReport):
             return self._delivery_report(event)
         if isinstance(event, CallReceived):
-            record = self.store.find(event.phone, "call")
+            record = self.store.run(Batch.find, event.phone, "call")
             if record is None or record.status != "pending":
                 return None
             # SMSC signs the call time but no nonce: a captured callback replayed later carries an old time.
@@ -259,48 +263,67 @@ class Service:
         record = self._replied_to(event) if runs else None
         if record is None or record.status != "pending" or record.phone != event.phone:
             return None
-        return self._approve(record, "sms_reply", self.secrets.code_candidates(record.id, runs))
+        return self._approve(record, "sms_reply", runs)
 
     def _replied_to(self, event: SmsReceived) -> Record | None:
         """The verification an inbound SMS answers: named by the gateway if it can, else the phone's pending one."""
         if event.verification_id and ID_RE.match(event.verification_id):
-            return self.store.get(event.verification_id)
+            return self.store.run(Batch.get, event.verification_id)
         if event.reply_to and event.provider:
-            verification_id = self.store.message_verification(event.provider, event.reply_to)
+            verification_id = self.store.run(Batch.message_verification, event.provider, event.reply_to)
             if verification_id:
-                return self.store.get(verification_id)
-        return self.store.find(event.phone, "sms")
+                return self.store.run(Batch.get, verification_id)
+        return self.store.run(Batch.find, event.phone, "sms")
 
-    def _approve(self, record: Record, via: str, candidates: list[str]) -> Verification | None:
-        outcome = self.store.complete(record.id, via, self.settings.max_attempts, self._now_ms(),
-                                      self.settings.challenge_ttl * 1000, candidates)
+    def _complete(self, verification_id: str, via: str, codes: list[str]) -> Outcome[Any]:
+        return self.store.run(Batch.complete, verification_id, via, self.settings.max_attempts, self._now_ms(),
+                              self.settings.challenge_ttl * 1000, self.quotas.phone_failures,
+                              self.secrets.code_candidates(verification_id, codes))
+
+    def _approve(self, record: Record, via: str, codes: list[str]) -> Verification | None:
+        outcome = self._complete(record.id, via, codes)
         if outcome.outcome != "approved" or outcome.record is None:
             return None
         return self._approved(outcome.record)
 
     def _approved(self, record: Record) -> Verification:
+        """Bookkeeping of an approval, in one round trip: the pumping guard's count, and the customer's event."""
         log.info("verification %s approved by %s", record.id, record.completed_via)
         view = self.view(record)
-        if self.captcha and record.channel == "sms":
-            self.captcha.count_approval(record.phone)
-        self.events.unwatch_expiry(record.id)
-        self.events.emit(APPROVED, to_json(view))
+
+        def queue(batch: Batch) -> None:
+            if self.captcha.on and record.channel == "sms":
+                batch.pump_count(country_of(record.phone), "approved", self._now_ms())
+            self.events.unwatch_expiry(batch, record.id)
+            self.events.emit(batch, APPROVED, to_json(view))
+
+        self._after(queue)
         return view
+
+    def _after(self, queue: Callable[[Batch], None]) -> None:
+        """Run the bookkeeping that ``queue`` puts on a batch (nothing, when it puts nothing)."""
+        batch = self.store.batch()
+        queue(batch)
+        batch.run()
 
     def _delivery_report(self, event: DeliveryReport) -> Verification | None:
         verification_id = (event.verification_id if ID_RE.match(event.verification_id)
-                           else self.store.message_verification(event.provider, event.message_id))
+                           else self.store.run(Batch.message_verification, event.provider, event.message_id))
         if not verification_id:
             return None
-        outcome = self.store.set_delivery(verification_id, event.provider, event.message_id, event.status,
-                                          event.raw_status)
+        outcome = self.store.run(Batch.set_delivery, verification_id, event.provider, event.message_id,
+                                 event.status, event.raw_status)
         if outcome.outcome != "updated" or outcome.record is None:
             return None
         view = self.view(outcome.record)
         if event.status == "failed":
             log.warning("verification %s: %s reports delivery failed (%s)", verification_id, event.provider,
                         event.raw_status)
-            self.events.emit(FAILED, to_json(view))
+
+            def queue(batch: Batch) -> None:
+                self.events.emit(batch, FAILED, to_json(view))
+
+            self._after(queue)
         return view
 
     # queries
@@ -315,7 +338,7 @@ class Service:
 
     def outbox(self, phone: str) -> list[dict[str, str]]:
         """Sandbox messages to ``phone``, newest first."""
-        return self.store.outbox(phone)
+        return self.store.run(Batch.outbox, phone)
 
     def ready(self) -> bool:
         """Whether the store answers."""
@@ -325,11 +348,11 @@ class Service:
 
     def claim_nonce(self, provider: str, nonce: str) -> bool:
         """True the first time a gateway's webhook nonce is seen; kept twice the accepted webhook age."""
-        return self.store.claim_nonce(provider, nonce, 2 * self.settings.webhook_max_age * 1000)
+        return self.store.run(Batch.claim_nonce, provider, nonce, 2 * self.settings.webhook_max_age * 1000)
 
     def release_nonce(self, provider: str, nonce: str) -> None:
         """Forget a nonce whose callback failed to apply, so the gateway's retry goes through."""
-        self.store.release_nonce(provider, nonce)
+        self.store.run(Batch.release_nonce, provider, nonce)
 
     # idempotency
 
@@ -339,7 +362,7 @@ class Service:
         The same key with another request body is refused, and so is a key whose first request is still
         running.
         """
-        stored = self.store.claim_idempotency(key, {"fingerprint": fingerprint}, SEND_LEASE_S * 1000)
+        stored = self.store.run(Batch.claim_idempotency, key, {"fingerprint": fingerprint}, SEND_LEASE_S * 1000)
         if stored is None:
             return None
         if stored.get("fingerprint") != fingerprint:
@@ -351,17 +374,17 @@ class Service:
 
     def finish_idempotency(self, key: str, fingerprint: str, status: int, body: dict[str, Any]) -> None:
         """Keep the response of a successful request for replay."""
-        self.store.finish_idempotency(key, {"fingerprint": fingerprint, "status": status, "body": body},
-                                      self.settings.idempotency_ttl * 1000)
+        self.store.run(Batch.finish_idempotency, key, {"fingerprint": fingerprint, "status": status, "body": body},
+                       self.settings.idempotency_ttl * 1000)
 
     def release_idempotency(self, key: str) -> None:
         """Forget the claim of a failed request, so that retrying it runs it again."""
-        self.store.release_idempotency(key)
+        self.store.run(Batch.release_idempotency, key)
 
     # internals
 
     def _get(self, verification_id: str) -> Record:
-        record = self.store.get(verification_id)
+        record = self.store.run(Batch.get, verification_id)
         if record is None:
             raise NotFound("no such verification, or it has expired")
         return record
@@ -378,31 +401,78 @@ class Service:
         if channel == "call" and self.call_provider is None:
             raise InvalidRequest("channel", "the call channel is not configured (VERIFY_CALL_PROVIDER)")
 
-    def _send(self, record: Record, channel: str) -> Verification:
-        """Reserve a send, deliver through the gateways, then commit it (or roll it back)."""
-        settings = self.settings
-        nonce = secrets.token_hex(8)
-        begun = self.store.begin_send(record.id, self._now_ms(), settings.resend_cooldown * 1000,
-                                      settings.max_sends, SEND_LEASE_S * 1000, nonce)
-        record = _present(begun)
-        if begun.outcome != "ok":
-            self._refuse_send(begun.outcome, record)
+    def _chain(self, channel: str) -> list[Provider]:
+        return [self.call_provider] if channel == "call" and self.call_provider else self.sms_providers
+
+    def _send(self, reserved: _Reservation, client_ip: str, answer: Answer | None, *, created: bool,
+              start: bool) -> Verification:
+        """Admit, deliver and commit a reserved send; everything taken is given back if nothing is sent."""
+        record, channel = reserved.record, reserved.channel
+        country = country_of(record.phone)
+        quotas = self.quotas.for_send(client_ip, record.phone, country, start=start)
+        chain = self._chain(channel)
+        captcha = self.captcha.on and start
+        batch = self.store.batch()
+        takes = [batch.take(quota, reserved.at) for quota in quotas]
+        pump = self.captcha.pump_read(batch, country, reserved.at) if captcha and channel == "sms" else None
+        stored_answer = self.captcha.lookup(batch, answer) if captcha else None
+        breakers = {provider.name: batch.breaker(provider.name) for provider in chain}
+        batch.run()
+
+        taken = [op.value for op in takes]
+        refused = next((t.refusal for t in taken if t.refusal), None)
+        if refused:
+            self._abandon(reserved, [t.quota for t in taken if t.refusal is None])
+            raise _limited(refused)
+        if captcha:
+            pumping = pump is not None and self.captcha.pumping(country, pump.value)
+            if (self.captcha.needed(busy_ip=any(t.over for t in taken), pumping=pumping)
+                    and not self.captcha.solved(answer, client_ip, stored_answer)):
+                challenge = self._abandon(reserved, quotas, captcha_for=client_ip)
+                detail = ("the captcha answer was wrong or expired; solve this new one" if answer is not None
+                          else "solve the captcha and repeat the start with its answer")
+                raise CaptchaRequired(detail, captcha=challenge)
         try:
-            if self.limits:
-                self.limits.sends(record.phone)
-            commit = self._deliver(record, channel)
+            commit = self._deliver(record, channel, chain, {name: op.value for name, op in breakers.items()})
         except BaseException:
-            self.store.end_send(record, nonce, self._now_ms(), settings.challenge_ttl * 1000, None)
+            self._abandon(reserved, quotas)
             raise
-        ended = self.store.end_send(record, nonce, self._now_ms(), settings.challenge_ttl * 1000, commit)
+
+        now, settings = self._now_ms(), self.settings
+        batch = self.store.batch()
+        ended_op = batch.end_send(record, reserved.nonce, now, settings.challenge_ttl * 1000, self.quotas.phone,
+                                  reserved.at, commit)
+        if commit.message_id:
+            batch.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000)
+        if created and channel == "sms" and self.captcha.on:
+            batch.pump_count(country, "started", now)
+        batch.run()
+        ended = ended_op.value
         if ended.record is None:
             raise DeliveryFailed("the gateway answered after the verification had lapsed; start again")
         log.info("verification %s sent via %s to %s", record.id, commit.provider, mask(record.phone))
-        if commit.message_id:
-            self.store.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000)
         view = self.view(ended.record)
-        self.events.watch_expiry(to_json(view), view.expires_at)
+
+        def watch(batch: Batch) -> None:
+            self.events.watch_expiry(batch, to_json(view), view.expires_at)
+            if ended.superseded:
+                self.events.unwatch_expiry(batch, ended.superseded)
+
+        self._after(watch)
         return view
+
+    def _abandon(self, reserved: _Reservation, taken: list[Quota], *, captcha_for: str | None = None
+                 ) -> dict[str, Any] | None:
+        """Roll back a reserved send that sends nothing, giving back every quota it took, in one round trip; with
+        ``captcha_for``, a new captcha challenge for that client goes in the same round trip."""
+        batch = self.store.batch()
+        batch.end_send(reserved.record, reserved.nonce, self._now_ms(), self.settings.challenge_ttl * 1000,
+                       self.quotas.phone, reserved.at, None)
+        for quota in taken:
+            batch.give(quota, reserved.at)
+        challenge = self.captcha.challenge(batch, captcha_for) if captcha_for is not None else None
+        batch.run()
+        return challenge
 
     def _refuse_send(self, outcome: str, record: Record) -> None:
         if outcome == "max_sends":
@@ -412,47 +482,18 @@ class Service:
             raise ResendCooldown("wait before sending another code", retry_after=max(1, math.ceil(wait)))
         raise NotPending(f"the verification is {record.status}", verification_status=record.status)
 
-    def _deliver(self, record: Record, channel: str) -> SendCommit:
+    def _deliver(self, record: Record, channel: str, chain: list[Provider], breakers: dict[str, Breaker]
+                 ) -> SendCommit:
         if channel == "call":
-            assert self.call_provider is not None  # noqa: S101 - _require_channel checked it
-            call = self._via_providers([self.call_provider],
-                                       lambda p: p.start_call(record.phone, record.id))
+            call = self.failover.run(chain, breakers, lambda p: p.start_call(record.phone, record.id))
             return SendCommit("call", "", call.provider, call.message_id, call.number, call.numbers)
         code = f"{secrets.randbelow(10 ** self.settings.code_length):0{self.settings.code_length}d}"
         template = self.settings.sms_template_ru if record.locale == "ru" else self.settings.sms_template
         message = SmsMessage(record.phone, template.format(code=code), code, record.id)
         size = measure(message.text)
-        sent = self._via_providers(self.sms_providers, lambda p: p.send_sms(message))
+        sent = self.failover.run(chain, breakers, lambda p: p.send_sms(message))
         return SendCommit("sms", self.secrets.code_hash(record.id, code), sent.provider, sent.message_id,
                           sms_encoding=size.encoding, sms_parts=size.parts)
-
-    def _via_providers(self, chain: list[Provider], attempt: Callable[[Provider], T]) -> T:
-        """Try each gateway in order, skipping those whose circuit breaker is open.
-
-        A number the gateway refuses stops the chain (400, no failover): another gateway would refuse it
-        too. Any other failure counts against that gateway's breaker and moves on to the next one.
-        """
-        settings = self.settings
-        for provider in chain:
-            now_ms = self._now_ms()
-            if self.store.breaker_open_until(provider.name) > now_ms:
-                log.info("skipping %s: its circuit breaker is open", provider.name)
-                continue
-            try:
-                result = attempt(provider)
-            except InvalidRecipient as err:
-                self.store.breaker_success(provider.name)
-                raise InvalidPhone(f"the gateway refused the number ({err})") from err
-            except ProviderError as err:
-                level = logging.WARNING if err.transient and not isinstance(err, NoMoney) else logging.ERROR
-                log.log(level, "gateway failed: %s", err)
-                if self.store.breaker_failure(provider.name, now_ms, settings.breaker_failures,
-                                              settings.breaker_cooldown * 1000):
-                    log.error("circuit breaker of %s is open for %d s", provider.name, settings.breaker_cooldown)
-                continue
-            self.store.breaker_success(provider.name)
-            return result
-        raise DeliveryFailed("every gateway failed or is paused by its circuit breaker; nothing was sent")
 
     def view(self, record: Record) -> Verification:
         """The client's view of a stored record; approved ones carry their proof token."""
@@ -498,8 +539,13 @@ def to_json(v: Verification) -> dict[str, Any]:
     return body
 
 
-def _present(outcome: Outcome) -> Record:
+def _present(outcome: Outcome[Any]) -> Record:
     if outcome.record is None:
         raise NotFound("no such verification, or it has expired")
     return outcome.record
+
+
+def _limited(refusal: Refusal | None) -> RateLimited:
+    assert refusal is not None  # noqa: S101 - a "limited" outcome names its limit
+    return RateLimited(refusal.limit.name, refusal.window.text, refusal.retry_after)
 

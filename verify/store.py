@@ -1,9 +1,15 @@
 """Redis state: every key, every TTL, and every atomic transition (one Lua script each, in ``lua/``).
 
-Keys carry ``VERIFY_REDIS_PREFIX`` and a hash tag. The tag is derived from the phone and is the first four
-characters of every verification id, so a verification, its phone index and its sandbox outbox share one
-Redis Cluster slot and every script touches a single slot.
-Driver errors become :class:`~verify.errors.StoreUnavailable` (503); redis-py reconnects by itself.
+Keys carry ``VERIFY_REDIS_PREFIX`` and a hash tag. A verification's tag is derived from its phone and is the first
+four characters of its id, so a verification, its phone index, its phone's quotas and its sandbox outbox share one
+Redis Cluster slot, and every script touches a single slot. Keys of other things (a client IP's quota, a country's
+statistics, a gateway's breaker) are tagged by that thing.
+
+Every command goes through a :class:`Batch`: the commands of one step of a request, sent in one round trip (a
+pipeline), each answering through an :class:`Op` once the batch has run. ``store.run(Batch.get, id)`` is a batch of
+one. Driver errors become :class:`~verify.errors.StoreUnavailable` (503); redis-py reconnects by itself. A Redis
+that timed out is not asked again for :data:`FAIL_FAST_S`, so a request (and the requests behind it) fails within
+about one timeout rather than one per round trip.
 """
 
 from __future__ import annotations
@@ -12,21 +18,45 @@ import hashlib
 import json
 import re
 import secrets
+import time
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
+from redis.client import Pipeline
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
+from redis.retry import Retry
 
 from verify.errors import StoreUnavailable
+from verify.quotas import Limit, Quota, Refusal
 
 ID_RE = re.compile(r"^[0-9a-f]{28}$")
 TAG_LENGTH = 4
 OUTBOX_LENGTH = 20
 OUTBOX_TTL_MS = 24 * 3600 * 1000
+SOCKET_TIMEOUT_S = 2.0
+CONNECT_TIMEOUT_S = 1.0
+FAIL_FAST_S = 1.0
+PUMP_WARN_EVERY_MS = 300_000
+INCLUDE = re.compile(r"^-- include: (.+)$", re.MULTILINE)
+
+T = TypeVar("T")
+OutcomeT = TypeVar("OutcomeT", bound=str)
+P = ParamSpec("P")
+
+StartOutcome = Literal["created", "resend", "existing", "in_progress", "limited"]
+BeginOutcome = Literal["ok", "missing", "not_pending", "max_sends", "cooldown", "in_flight", "limited"]
+EndOutcome = Literal["sent", "not_pending", "kept", "deleted", "stale"]
+CompleteOutcome = Literal["approved", "wrong", "no_match", "max_attempts", "not_pending", "wrong_channel", "no_code",
+                          "missing", "locked"]
+CancelOutcome = Literal["canceled", "not_pending", "missing"]
+DeliveryOutcome = Literal["updated", "unchanged", "other_message", "missing"]
+PumpCount = Literal["started", "approved"]
 
 
 @dataclass(frozen=True)
@@ -55,9 +85,8 @@ class Record:
     verified_at: int = 0
 
     @classmethod
-    def from_flat(cls, flat: list[str]) -> Record:
-        """Build from an HGETALL reply as Lua returns it: ``[field, value, field, value, ...]``."""
-        h = dict(zip(flat[::2], flat[1::2], strict=True))
+    def from_hash(cls, h: dict[str, str]) -> Record:
+        """Build from the record's hash."""
         return cls(
             id=h["id"], phone=h["phone"], channel=h["channel"], locale=h.get("locale", ""),
             status=h["status"], attempts=int(h["attempts"]), sends=int(h["sends"]),
@@ -71,13 +100,21 @@ class Record:
             verified_at=int(h.get("verified_at") or 0),
         )
 
+    @classmethod
+    def from_flat(cls, flat: list[str]) -> Record | None:
+        """Build from an HGETALL reply as Lua returns it (``[field, value, ...]``); ``None`` for an empty one."""
+        return cls.from_hash(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
+
 
 @dataclass(frozen=True)
-class Outcome:
-    """What a transition script did (``outcome``) and the record as it left it (``None`` if gone)."""
+class Outcome(Generic[OutcomeT]):
+    """What a transition script did (``outcome``), the record as it left it (``None`` if gone), and the limit that
+    refused it, if one did."""
 
-    outcome: str
+    outcome: OutcomeT
     record: Record | None
+    refusal: Refusal | None = None
+    superseded: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +130,40 @@ class SendCommit:
     sms_encoding: str = ""
     sms_parts: int = 0
 
+    def fields(self) -> list[str | int]:
+        """As HSET field, value pairs."""
+        return ["channel", self.channel, "code_hash", self.code_hash, "call_number", self.call_number,
+                "call_numbers", ",".join(self.call_numbers), "provider", self.provider, "message_id", self.message_id,
+                "sms_encoding", self.sms_encoding, "sms_parts", self.sms_parts]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What :meth:`Batch.take` did: took the quota (``refusal`` is ``None``) or not; ``over`` tells whether its
+    counter (the adaptive captcha's) is now over its amount."""
+
+    quota: Quota
+    refusal: Refusal | None
+    over: bool = False
+
+
+@dataclass(frozen=True)
+class Pumping:
+    """A country's SMS-pumping statistics over the last hour; ``warn``: log it now (once per 5 minutes)."""
+
+    pumping: bool
+    warn: bool
+    started: int
+    approved: int
+
+
+@dataclass(frozen=True)
+class Breaker:
+    """A gateway's circuit breaker: its failure streak, and until when (unix ms) it is open."""
+
+    failures: int = 0
+    open_until: int = 0
+
 
 def tag_for(phone: str) -> str:
     """The hash tag of a phone's keys; spreads phones over Cluster slots."""
@@ -104,12 +175,51 @@ def new_id(phone: str) -> str:
     return tag_for(phone) + secrets.token_hex(12)
 
 
-@contextmanager
-def _available() -> Iterator[None]:
-    try:
-        yield
-    except redis.RedisError as err:
-        raise StoreUnavailable(f"Redis failed: {type(err).__name__}") from err
+class Scripts:
+    """The Lua scripts, loaded once per store (``lua/<name>.lua``, with the libraries they include)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        def load(name: str) -> Script:
+            return client.register_script(_lua(name))
+
+        self.start = load("start")
+        self.begin_send = load("begin_send")
+        self.end_send = load("end_send")
+        self.complete = load("complete")
+        self.cancel = load("cancel")
+        self.find = load("find")
+        self.set_delivery = load("set_delivery")
+        self.take = load("take")
+        self.give = load("give")
+        self.pump = load("pump")
+        self.breaker_failure = load("breaker_failure")
+        self.idempotency = load("idempotency")
+        self.claim_due = load("claim_due")
+
+
+class Op(Generic[T]):
+    """The decoded reply of one command of a :class:`Batch`, readable once the batch has run."""
+
+    __slots__ = ("_decode", "_ran", "_reply")
+
+    def __init__(self, decode: Callable[[Any], T]) -> None:
+        self._decode = decode
+        self._reply: Any = None
+        self._ran = False
+
+    def _set(self, reply: Any) -> None:
+        self._reply, self._ran = reply, True
+
+    @property
+    def value(self) -> T:
+        """The reply, decoded."""
+        if not self._ran:
+            raise RuntimeError("the batch of this command has not run")
+        return self._decode(self._reply)
+
+
+def _ignore(_: Any) -> None:
+    return None
 
 
 class Store:
@@ -118,18 +228,38 @@ class Store:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
+        self.scripts = Scripts(client)
+        self.down_until = 0.0
         # Close the pool's sockets when the store goes, rather than leave them to the garbage collector.
         weakref.finalize(self, client.connection_pool.disconnect)
-        self._scripts = {name: client.register_script(_lua(name)) for name in
-                         ("open", "begin_send", "end_send", "complete", "cancel", "idempotency",
-                                  "breaker_failure", "set_delivery", "claim_due", "find")}
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> Store:
-        """Connect lazily to ``url``. Short timeouts: a dead Redis must give a quick 503, not a hang."""
-        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2,
-                                      socket_connect_timeout=1, health_check_interval=15)
+        """Connect lazily to ``url``. Short timeouts and no retry of a timeout: a dead Redis must give a quick 503,
+        not a hang. A refused or reset connection is retried once at once, on a fresh connection (a Redis that
+        restarted)."""
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_S,
+                                      socket_connect_timeout=CONNECT_TIMEOUT_S, health_check_interval=15,
+                                      retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
         return cls(client, prefix)
+
+    def batch(self) -> Batch:
+        """An empty batch: queue commands, then :meth:`Batch.run` sends them in one round trip."""
+        return Batch(self)
+
+    def run(self, command: Callable[Concatenate[Batch, P], Op[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """One command in a batch of its own: ``store.run(Batch.get, verification_id)``."""
+        batch = Batch(self)
+        op = command(batch, *args, **kwargs)
+        batch.run()
+        return op.value
+
+    def ping(self) -> bool:
+        """Whether Redis answers."""
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
 
     # keys
 
@@ -140,13 +270,25 @@ class Store:
         """The hash of one verification."""
         return f"{self._tagged(verification_id[:TAG_LENGTH])}vf:{verification_id}"
 
-    def _record_prefix(self, phone: str) -> str:
+    def record_prefix(self, phone: str) -> str:
         """What the record keys of ``phone``'s verifications begin with (their ids carry its tag)."""
         return f"{self._tagged(tag_for(phone))}vf:"
 
     def index_key(self, phone: str, channel: str) -> str:
         """Points from a phone and channel to its newest verification."""
         return f"{self._tagged(tag_for(phone))}ph:{phone}:{channel}"
+
+    def phone_quota_key(self, name: Literal["phone", "fail"], phone: str) -> str:
+        """A phone's send quota (``phone``) or wrong-code quota (``fail``), in the phone's slot."""
+        return f"{self._tagged(tag_for(phone))}q:{name}:{phone}"
+
+    def quota_key(self, quota: Quota) -> str:
+        """The key of a quota that is not a phone's: a client IP's, a number range's, a country's, everyone's."""
+        return f"{self.prefix}q:{{{quota.limit.name}:{quota.identity}}}"
+
+    def pump_key(self, country: str) -> str:
+        """A country's SMS-pumping statistics, in the slot of the country's quota."""
+        return f"{self.prefix}pump:{{country:{country}}}"
 
     def outbox_key(self, phone: str) -> str:
         """The sandbox provider's recent messages to one phone."""
@@ -164,6 +306,10 @@ class Store:
         """A webhook nonce already seen."""
         return f"{self.prefix}nonce:{{{provider}}}:{nonce}"
 
+    def captcha_key(self, challenge_id: str) -> str:
+        """The HMAC of one builtin captcha's answer (and, in sandbox mode, ``<key>:plain``)."""
+        return f"{self.prefix}captcha:{{{challenge_id}}}"
+
     def schedule_keys(self, name: str) -> tuple[str, str]:
         """A schedule (sorted set of due times) and its data hash, in one slot: ``events`` or ``expiry``."""
         return f"{self.prefix}{{{name}}}:due", f"{self.prefix}{{{name}}}:data"
@@ -173,217 +319,297 @@ class Store:
         digest = hashlib.sha256(key.encode()).hexdigest()
         return f"{self.prefix}idem:{{{digest[:TAG_LENGTH]}}}:{digest}"
 
-    # transitions
 
-    def _run(self, name: str, keys: list[str], args: list[Any]) -> Outcome:
-        with _available():
-            outcome, flat = self._scripts[name](keys=keys, args=args)
-        return Outcome(outcome, Record.from_flat(flat) if flat else None)
+class Batch:
+    """Commands of one step, sent in one round trip. Each method queues one command and returns its :class:`Op`."""
 
-    def open(self, phone: str, channel: str, locale: str, now_ms: int, lease_ms: int) -> Outcome:
-        """Return the pending verification of ``phone`` on ``channel`` (``existing``) or create one."""
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pipe: Pipeline = store.client.pipeline(transaction=False)
+        self._ops: list[tuple[Op[Any], Script | None, list[Any]]] = []
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def run(self) -> None:
+        """Send every queued command in one round trip, and fill in their :class:`Op`\\ s."""
+        if not self._ops:
+            return
+        store = self._store
+        if time.monotonic() < store.down_until:
+            raise StoreUnavailable("Redis timed out a moment ago")
+        try:
+            replies = self._pipe.execute(raise_on_error=False)
+            for (op, script, call), reply in zip(self._ops, replies, strict=True):
+                if isinstance(reply, NoScriptError) and script is not None:
+                    # Redis restarted or was flushed: the script did not run. Load it and run that command again.
+                    store.client.script_load(script.script)
+                    reply = store.client.evalsha(script.sha, *call)
+                if isinstance(reply, Exception):
+                    raise reply
+                op._set(reply)
+        except redis.RedisError as err:
+            if isinstance(err, redis.TimeoutError):
+                store.down_until = time.monotonic() + FAIL_FAST_S
+            raise StoreUnavailable(f"Redis failed: {type(err).__name__}") from err
+        finally:
+            self._pipe.reset()
+
+    def _command(self, decode: Callable[[Any], T], name: str, *args: Any) -> Op[T]:
+        op = Op(decode)
+        self._pipe.execute_command(name, *args)  # type: ignore[no-untyped-call]
+        self._ops.append((op, None, []))
+        return op
+
+    def _script(self, decode: Callable[[Any], T], script: Script, keys: list[str], args: list[Any]) -> Op[T]:
+        op = Op(decode)
+        call = [len(keys), *keys, *args]
+        self._pipe.evalsha(script.sha, *call)
+        self._ops.append((op, script, call))
+        return op
+
+    # verifications
+
+    def start(self, phone: str, channel: str, locale: str, now_ms: int, lease_ms: int, cooldown_ms: int,
+              max_sends: int, nonce: str, quota: Limit | None) -> Op[Outcome[StartOutcome]]:
+        """Return ``phone``'s pending verification on ``channel``, or reserve a send and take the phone's quota;
+        see ``lua/start.lua``."""
+        s = self._store
         fresh = new_id(phone)
-        return self._run("open", [self.index_key(phone, channel), self.record_key(fresh)],
-                         [self._record_prefix(phone), fresh, now_ms, lease_ms, phone, channel,
-                          locale])
+        quota_key = s.phone_quota_key("phone", phone)
+        return self._script(_outcome(quota), s.scripts.start,
+                            [s.index_key(phone, channel), s.record_key(fresh), quota_key],
+                            [s.record_prefix(phone), fresh, now_ms, lease_ms, phone, channel, locale,
+                             cooldown_ms, max_sends, nonce, _ttl(quota), *_items(quota)])
 
-    def begin_send(self, verification_id: str, now_ms: int, cooldown_ms: int, max_sends: int,
-                   lease_ms: int, nonce: str) -> Outcome:
-        """Reserve a send; see ``lua/begin_send.lua``."""
-        return self._run("begin_send", [self.record_key(verification_id)],
-                         [now_ms, cooldown_ms, max_sends, lease_ms, nonce])
+    def begin_send(self, verification_id: str, now_ms: int, cooldown_ms: int, max_sends: int, lease_ms: int,
+                   nonce: str, quota: Limit | None) -> Op[Outcome[BeginOutcome]]:
+        """Reserve a resend and take the phone's quota; see ``lua/begin_send.lua``."""
+        s = self._store
+        return self._script(_outcome(quota), s.scripts.begin_send, [s.record_key(verification_id)],
+                            [now_ms, cooldown_ms, max_sends, lease_ms, nonce, _quota_prefix(s, "phone",
+                                                                                            verification_id),
+                             _ttl(quota), *_items(quota)])
 
-    def end_send(self, record: Record, nonce: str, now_ms: int, ttl_ms: int,
-                 commit: SendCommit | None) -> Outcome:
-        """Commit a reserved send (``commit``) or roll it back (``None``); see ``lua/end_send.lua``."""
+    def end_send(self, record: Record, nonce: str, now_ms: int, ttl_ms: int, quota: Limit | None, taken_at: int,
+                 commit: SendCommit | None) -> Op[Outcome[EndOutcome]]:
+        """Commit a reserved send (``commit``) or roll it back (``None``, giving the phone's quota back);
+        see ``lua/end_send.lua``."""
+        s = self._store
         channel = commit.channel if commit else record.channel
-        keys = [self.record_key(record.id), self.index_key(record.phone, channel),
-                self.index_key(record.phone, record.channel)]
-        if commit is None:
-            return self._run("end_send", keys, [nonce, "failed", now_ms, ttl_ms, "", "", "", "", "", "", "", 0])
-        return self._run("end_send", keys, [
-            nonce, "sent", now_ms, ttl_ms, commit.channel, commit.code_hash, commit.call_number,
-            ",".join(commit.call_numbers), commit.provider, commit.message_id, commit.sms_encoding,
-            commit.sms_parts])
+        keys = [s.record_key(record.id), s.index_key(record.phone, channel), s.index_key(record.phone, record.channel)]
+        args = [nonce, "sent" if commit else "failed", now_ms, ttl_ms, _quota_prefix(s, "phone", record.id),
+                taken_at, *_items(quota), *(commit.fields() if commit else [])]
+        return self._script(_outcome(quota), s.scripts.end_send, keys, args)
 
     def complete(self, verification_id: str, via: str, max_attempts: int, now_ms: int, keep_ms: int,
-                 candidates: list[str]) -> Outcome:
-        """Approve once, or count a wrong code; see ``lua/complete.lua``."""
-        return self._run("complete", [self.record_key(verification_id)],
-                         [via, max_attempts, now_ms, keep_ms, *candidates])
+                 failures: Limit | None, candidates: list[str]) -> Op[Outcome[CompleteOutcome]]:
+        """Approve once, count a wrong code, or refuse while the phone's wrong codes are used up;
+        see ``lua/complete.lua``."""
+        s = self._store
+        return self._script(_outcome(failures), s.scripts.complete, [s.record_key(verification_id)],
+                            [via, max_attempts, now_ms, keep_ms, _quota_prefix(s, "fail", verification_id),
+                             _ttl(failures), *_items(failures), *candidates])
 
-    def cancel(self, verification_id: str) -> Outcome:
+    def cancel(self, verification_id: str) -> Op[Outcome[CancelOutcome]]:
         """Cancel unless approved; see ``lua/cancel.lua``."""
-        return self._run("cancel", [self.record_key(verification_id)], [])
-
-    # reads
-
-    def get(self, verification_id: str) -> Record | None:
-        """The verification with this id, or ``None`` if unknown, malformed or expired."""
-        if not ID_RE.match(verification_id):
-            return None
-        with _available():
-            flat: dict[str, str] = self.client.hgetall(self.record_key(verification_id))  # type: ignore[assignment]
-        return Record.from_flat([x for kv in flat.items() for x in kv]) if flat else None
-
-    def find(self, phone: str, channel: str) -> Record | None:
-        """The newest verification of ``phone`` on ``channel``, whatever its status."""
-        with _available():
-            flat = self._scripts["find"](keys=[self.index_key(phone, channel)],
-                                         args=[self._record_prefix(phone)])
-        return Record.from_flat(flat) if flat else None
-
-    def ping(self) -> bool:
-        """Whether Redis answers."""
-        try:
-            return bool(self.client.ping())
-        except redis.RedisError:
-            return False
-
-    # sandbox outbox
-
-    def outbox_push(self, phone: str, message: dict[str, str]) -> None:
-        """Keep a sandbox message, newest first, trimmed to the last few per phone."""
-        key = self.outbox_key(phone)
-        with _available():
-            pipe = self.client.pipeline(transaction=True)
-            pipe.lpush(key, json.dumps(message))
-            pipe.ltrim(key, 0, OUTBOX_LENGTH - 1)
-            pipe.pexpire(key, OUTBOX_TTL_MS)
-            pipe.execute()
-
-    def outbox(self, phone: str) -> list[dict[str, str]]:
-        """Sandbox messages to ``phone``, newest first."""
-        with _available():
-            raw = self.client.lrange(self.outbox_key(phone), 0, -1)
-        return [json.loads(item) for item in raw]
+        s = self._store
+        return self._script(_outcome(None), s.scripts.cancel, [s.record_key(verification_id)], [])
 
     def set_delivery(self, verification_id: str, provider: str, message_id: str, status: str,
-                     raw_status: str) -> Outcome:
+                     raw_status: str) -> Op[Outcome[DeliveryOutcome]]:
         """Record a delivery status; see ``lua/set_delivery.lua``."""
-        return self._run("set_delivery", [self.record_key(verification_id)],
-                         [provider, message_id, status, raw_status])
+        s = self._store
+        return self._script(_outcome(None), s.scripts.set_delivery, [s.record_key(verification_id)],
+                            [provider, message_id, status, raw_status])
 
-    def remember_message(self, provider: str, message_id: str, verification_id: str, ttl_ms: int) -> None:
-        """Map a gateway's message id to our verification, for as long as reports may come."""
-        with _available():
-            self.client.set(self.message_key(provider, message_id), verification_id, px=ttl_ms)
+    def get(self, verification_id: str) -> Op[Record | None]:
+        """The verification with this id, or ``None`` if unknown or expired (a malformed id is never sent)."""
+        if not ID_RE.match(verification_id):
+            op: Op[Record | None] = Op(_ignore)
+            op._set(None)
+            return op
+        return self._command(lambda h: Record.from_hash(h) if h else None, "HGETALL",
+                             self._store.record_key(verification_id))
 
-    def message_verification(self, provider: str, message_id: str) -> str | None:
-        """Our verification id for a gateway's message id."""
-        with _available():
-            found: str | None = self.client.get(self.message_key(provider, message_id))  # type: ignore[assignment]
-        return found
+    def find(self, phone: str, channel: str) -> Op[Record | None]:
+        """The newest verification of ``phone`` on ``channel``, whatever its status."""
+        s = self._store
+        return self._script(Record.from_flat, s.scripts.find, [s.index_key(phone, channel)],
+                            [s.record_prefix(phone)])
 
-    def claim_nonce(self, provider: str, nonce: str, ttl_ms: int) -> bool:
-        """True the first time ``nonce`` is seen within ``ttl_ms``; False for a replay."""
-        with _available():
-            return bool(self.client.set(self.nonce_key(provider, nonce), "1", nx=True, px=ttl_ms))
+    # quotas, captchas and statistics
 
-    def release_nonce(self, provider: str, nonce: str) -> None:
-        """Forget a nonce whose callback could not be applied, so the gateway's retry is not taken for a replay."""
-        with _available():
-            self.client.delete(self.nonce_key(provider, nonce))
+    def take(self, quota: Quota, now_ms: int) -> Op[Taken]:
+        """Take one from ``quota`` (all its windows or none) and count its counter; see ``lua/take.lua``."""
+        limit, counter = quota.limit, quota.counter
 
-    # captchas
+        def decode(reply: list[Any]) -> Taken:
+            if reply[0] == 1:
+                return Taken(quota, None, over=bool(counter and reply[1]))
+            return Taken(quota, _refusal(limit, reply[1], reply[2]))
 
-    def captcha_key(self, challenge_id: str) -> str:
-        """The HMAC of one builtin captcha's answer (and, in sandbox mode, ``<key>:plain``)."""
-        return f"{self.prefix}captcha:{{{challenge_id}}}"
+        return self._script(decode, self._store.scripts.take, [self._store.quota_key(quota)],
+                            [now_ms, _ttl(limit, counter), *_items(limit), *_items(counter, counter=True)])
 
-    def captcha_put(self, challenge_id: str, digest: str, ttl_ms: int, plain: str | None) -> None:
+    def give(self, quota: Quota, taken_at: int) -> Op[None]:
+        """Give back what :meth:`take` took at ``taken_at``; see ``lua/give.lua``."""
+        return self._script(_ignore, self._store.scripts.give, [self._store.quota_key(quota)],
+                            [taken_at, len(quota.limit.windows) + len(quota.counter.windows if quota.counter else ()),
+                             *_items(quota.limit)[1:], *_items(quota.counter, counter=True)[1:]])
+
+    def pump_count(self, country: str, what: PumpCount, now_ms: int) -> Op[None]:
+        """Count an SMS verification started or approved in ``country``; see ``lua/pump.lua``."""
+        return self._script(_ignore, self._store.scripts.pump, [self._store.pump_key(country)], [what, now_ms])
+
+    def pump_read(self, country: str, now_ms: int, threshold: float, min_starts: int) -> Op[Pumping]:
+        """Whether SMS pumping is suspected in ``country``; see ``lua/pump.lua``."""
+        return self._script(lambda r: Pumping(bool(r[0]), bool(r[1]), int(r[2]), int(r[3])),
+                            self._store.scripts.pump, [self._store.pump_key(country)],
+                            ["read", now_ms, threshold, min_starts, PUMP_WARN_EVERY_MS])
+
+    def captcha_put(self, challenge_id: str, digest: str, ttl_ms: int, plain: str | None) -> Op[None]:
         """Keep a challenge's answer digest for ``ttl_ms``; the plain answer too in sandbox mode."""
-        key = self.captcha_key(challenge_id)
-        with _available():
-            pipe = self.client.pipeline(transaction=True)
-            pipe.set(key, digest, px=ttl_ms)
-            if plain is not None:
-                pipe.set(key + ":plain", plain, px=ttl_ms)
-            pipe.execute()
+        key = self._store.captcha_key(challenge_id)
+        if plain is not None:
+            self._command(_ignore, "SET", key + ":plain", plain, "PX", ttl_ms)
+        return self._command(_ignore, "SET", key, digest, "PX", ttl_ms)
 
-    def captcha_take(self, challenge_id: str) -> str | None:
+    def captcha_take(self, challenge_id: str) -> Op[str | None]:
         """Take a challenge's digest: a challenge is answered once, right or wrong."""
-        key = self.captcha_key(challenge_id)
-        with _available():
-            pipe = self.client.pipeline(transaction=True)
-            pipe.getdel(key)
-            pipe.delete(key + ":plain")
-            digest: str | None = pipe.execute()[0]
-        return digest
+        key = self._store.captcha_key(challenge_id)
+        op: Op[str | None] = self._command(lambda d: d, "GETDEL", key)
+        self._command(_ignore, "DEL", key + ":plain")
+        return op
 
-    def captcha_answer(self, challenge_id: str) -> str | None:
+    def captcha_answer(self, challenge_id: str) -> Op[str | None]:
         """The plain answer kept in sandbox mode."""
-        with _available():
-            plain: str | None = self.client.get(self.captcha_key(challenge_id) + ":plain")  # type: ignore[assignment]
-        return plain
+        return self._command(lambda d: d, "GET", self._store.captcha_key(challenge_id) + ":plain")
+
+    # gateways
+
+    def breaker(self, provider: str) -> Op[Breaker]:
+        """The gateway's circuit breaker."""
+        return self._command(lambda r: Breaker(int(r[0] or 0), int(r[1] or 0)), "HMGET",
+                             self._store.breaker_key(provider), "failures", "open_until")
+
+    def breaker_failure(self, provider: str, now_ms: int, threshold: int, cooldown_ms: int) -> Op[int]:
+        """Count a failure; until when the breaker is now open (0: still closed). See ``lua/breaker_failure.lua``."""
+        return self._script(int, self._store.scripts.breaker_failure, [self._store.breaker_key(provider)],
+                            [now_ms, threshold, cooldown_ms])
+
+    def breaker_reset(self, provider: str) -> Op[None]:
+        """A success after failures closes the breaker and clears the streak."""
+        return self._command(_ignore, "DEL", self._store.breaker_key(provider))
+
+    def remember_message(self, provider: str, message_id: str, verification_id: str, ttl_ms: int) -> Op[None]:
+        """Map a gateway's message id to our verification, for as long as reports may come."""
+        return self._command(_ignore, "SET", self._store.message_key(provider, message_id), verification_id,
+                             "PX", ttl_ms)
+
+    def message_verification(self, provider: str, message_id: str) -> Op[str | None]:
+        """Our verification id for a gateway's message id."""
+        return self._command(lambda v: v, "GET", self._store.message_key(provider, message_id))
+
+    def outbox_push(self, phone: str, message: dict[str, str]) -> Op[None]:
+        """Keep a sandbox message, newest first, trimmed to the last few per phone."""
+        key = self._store.outbox_key(phone)
+        self._command(_ignore, "LPUSH", key, json.dumps(message))
+        self._command(_ignore, "LTRIM", key, 0, OUTBOX_LENGTH - 1)
+        return self._command(_ignore, "PEXPIRE", key, OUTBOX_TTL_MS)
+
+    def outbox(self, phone: str) -> Op[list[dict[str, str]]]:
+        """Sandbox messages to ``phone``, newest first."""
+        return self._command(lambda raw: [json.loads(item) for item in raw], "LRANGE",
+                             self._store.outbox_key(phone), 0, -1)
+
+    # webhook nonces
+
+    def claim_nonce(self, provider: str, nonce: str, ttl_ms: int) -> Op[bool]:
+        """True the first time ``nonce`` is seen within ``ttl_ms``; False for a replay."""
+        return self._command(bool, "SET", self._store.nonce_key(provider, nonce), "1", "NX", "PX", ttl_ms)
+
+    def release_nonce(self, provider: str, nonce: str) -> Op[None]:
+        """Forget a nonce whose callback could not be applied, so the gateway's retry is not taken for a replay."""
+        return self._command(_ignore, "DEL", self._store.nonce_key(provider, nonce))
 
     # schedules: the outbox of customer events and the watch for expiring verifications
 
-    def schedule(self, name: str, member: str, due_ms: int, data: str) -> None:
+    def schedule(self, name: str, member: str, due_ms: int, data: str) -> Op[None]:
         """Put ``member`` (with ``data``) on schedule ``name`` at ``due_ms``; replaces an earlier entry."""
-        due, payload = self.schedule_keys(name)
-        with _available():
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(payload, member, data)
-            pipe.zadd(due, {member: due_ms})
-            pipe.execute()
+        due, payload = self._store.schedule_keys(name)
+        self._command(_ignore, "HSET", payload, member, data)
+        return self._command(_ignore, "ZADD", due, due_ms, member)
 
-    def claim_due(self, name: str, now_ms: int, lease_ms: int, limit: int) -> list[tuple[str, str]]:
+    def claim_due(self, name: str, now_ms: int, lease_ms: int, limit: int) -> Op[list[tuple[str, str]]]:
         """Due entries of schedule ``name`` as ``(member, data)``, leased to this caller; see ``claim_due.lua``."""
-        due, payload = self.schedule_keys(name)
-        with _available():
-            flat = self._scripts["claim_due"](keys=[due, payload], args=[now_ms, lease_ms, limit])
-        return list(zip(flat[::2], flat[1::2], strict=True))
+        due, payload = self._store.schedule_keys(name)
+        return self._script(lambda flat: list(zip(flat[::2], flat[1::2], strict=True)),
+                            self._store.scripts.claim_due, [due, payload], [now_ms, lease_ms, limit])
 
-    def unschedule(self, name: str, member: str) -> None:
+    def unschedule(self, name: str, member: str) -> Op[None]:
         """Take ``member`` off schedule ``name``."""
-        due, payload = self.schedule_keys(name)
-        with _available():
-            pipe = self.client.pipeline(transaction=True)
-            pipe.zrem(due, member)
-            pipe.hdel(payload, member)
-            pipe.execute()
-
-    # circuit breakers
-
-    def breaker_open_until(self, provider: str) -> int:
-        """Until when (unix ms) the gateway's breaker is open; 0 when it is closed."""
-        with _available():
-            raw = self.client.hget(self.breaker_key(provider), "open_until")
-        return int(raw) if raw else 0
-
-    def breaker_failure(self, provider: str, now_ms: int, threshold: int, cooldown_ms: int) -> int:
-        """Count a failure; returns until when the breaker is now open (0: still closed)."""
-        with _available():
-            until = self._scripts["breaker_failure"](keys=[self.breaker_key(provider)],
-                                                     args=[now_ms, threshold, cooldown_ms])
-        return int(until)
-
-    def breaker_success(self, provider: str) -> None:
-        """A success closes the breaker and clears the failure streak."""
-        with _available():
-            self.client.delete(self.breaker_key(provider))
+        due, payload = self._store.schedule_keys(name)
+        self._command(_ignore, "ZREM", due, member)
+        return self._command(_ignore, "HDEL", payload, member)
 
     # idempotency
 
-    def claim_idempotency(self, key: str, claim: dict[str, Any], lease_ms: int) -> dict[str, Any] | None:
+    def claim_idempotency(self, key: str, claim: dict[str, Any], lease_ms: int) -> Op[dict[str, Any] | None]:
         """Claim ``key`` (``None``) or return what is stored under it: a claim or a finished response."""
-        with _available():
-            stored = self._scripts["idempotency"](keys=[self.idempotency_key(key)],
-                                                  args=[json.dumps(claim), lease_ms])
-        return json.loads(stored) if stored else None
+        return self._script(lambda stored: json.loads(stored) if stored else None, self._store.scripts.idempotency,
+                            [self._store.idempotency_key(key)], [json.dumps(claim), lease_ms])
 
-    def finish_idempotency(self, key: str, result: dict[str, Any], ttl_ms: int) -> None:
+    def finish_idempotency(self, key: str, result: dict[str, Any], ttl_ms: int) -> Op[None]:
         """Store the response for ``key``; later requests with it replay this."""
-        with _available():
-            self.client.set(self.idempotency_key(key), json.dumps(result), px=ttl_ms)
+        return self._command(_ignore, "SET", self._store.idempotency_key(key), json.dumps(result), "PX", ttl_ms)
 
-    def release_idempotency(self, key: str) -> None:
+    def release_idempotency(self, key: str) -> Op[None]:
         """Drop the claim on ``key`` after a failed request, so the client may retry it."""
-        with _available():
-            self.client.delete(self.idempotency_key(key))
+        return self._command(_ignore, "DEL", self._store.idempotency_key(key))
+
+
+def _items(limit: Limit | None, *, counter: bool = False) -> list[str | int]:
+    """A limit's windows as ``_quota.lua`` reads them: a count, then field, amount, window (ms) for each."""
+    windows = limit.windows if limit else ()
+    out: list[str | int] = [len(windows)]
+    for w in windows:
+        out += [("n" if counter else "") + str(w.seconds), w.amount, w.seconds * 1000]
+    return out
+
+
+def _ttl(*limits: Limit | None) -> int:
+    """A quota key lives twice its longest window past its last write: the previous window still counts."""
+    return 2000 * max((w.seconds for limit in limits if limit for w in limit.windows), default=1)
+
+
+def _quota_prefix(store: Store, name: Literal["phone", "fail"], verification_id: str) -> str:
+    """A phone quota's key without the phone, in the slot of the verification (the script appends its phone)."""
+    return f"{store._tagged(verification_id[:TAG_LENGTH])}q:{name}:"
+
+
+def _refusal(limit: Limit | None, field: str, wait_ms: int) -> Refusal:
+    assert limit is not None  # noqa: S101 - only a limit refuses
+    window = next(w for w in limit.windows if str(w.seconds) == field)
+    return Refusal(limit, window, max(1, -(-int(wait_ms) // 1000)))
+
+
+def _outcome(limit: Limit | None) -> Callable[[list[Any]], Outcome[Any]]:
+    """How a transition script's ``{outcome, record[, refused field, ms to wait | superseded id]}`` decodes."""
+
+    def decode(reply: list[Any]) -> Outcome[Any]:
+        outcome, flat = reply[0], reply[1]
+        refusal = _refusal(limit, reply[2], reply[3]) if len(reply) == 4 else None
+        superseded = reply[2] if len(reply) == 3 else ""
+        return Outcome(outcome, Record.from_flat(flat), refusal, superseded)
+
+    return decode
 
 
 def _lua(name: str) -> str:
-    return resources.files("verify").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    """A script's source, with the libraries (``_<name>.lua``) its first line includes put in front."""
+    source = resources.files("verify").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    include = INCLUDE.match(source)
+    libraries = [_lua(lib) for lib in include.group(1).split()] if include else []
+    return "\n".join([*libraries, source])
 

@@ -1,20 +1,21 @@
--- Reserve the right to send a code (or hand out a call number) for a pending verification.
+-- include: _quota _send
+-- Reserve a resend (or a channel switch) of a pending verification, taking the phone's quota in the same step.
 -- KEYS[1] record
--- ARGV: 1 now (ms), 2 resend cooldown (ms), 3 max sends, 4 send lease (ms), 5 nonce
--- Returns {outcome, record}: ok | missing | not_pending | max_sends | cooldown | in_flight.
--- The reservation (nonce) keeps a concurrent resend out while a gateway is being called; it lapses after
--- the lease, so a worker that died mid-send does not block the verification.
-local r = redis.call('HMGET', KEYS[1], 'status', 'sends', 'last_sent_at', 'sending', 'sending_since')
+-- ARGV: 1 now (ms), 2 resend cooldown (ms), 3 max sends, 4 send lease (ms), 5 nonce,
+--       6 the phone quota's key without the phone (same hash tag as the record), 7 quota TTL (ms),
+--       8.. quota items (_quota.lua)
+-- Returns {outcome, record[, refused field, ms to wait]}:
+--   ok | missing | not_pending | max_sends | cooldown | in_flight | limited.
+local r = redis.call('HMGET', KEYS[1], 'status', 'phone')
 if not r[1] then return {'missing', {}} end
 if r[1] ~= 'pending' then return {'not_pending', redis.call('HGETALL', KEYS[1])} end
 local now = tonumber(ARGV[1])
-local sends = tonumber(r[2])
-if sends >= tonumber(ARGV[3]) then return {'max_sends', redis.call('HGETALL', KEYS[1])} end
-if r[4] and now - tonumber(r[5]) < tonumber(ARGV[4]) then
-  return {'in_flight', redis.call('HGETALL', KEYS[1])}
-end
-if sends > 0 and now < tonumber(r[3]) + tonumber(ARGV[2]) then
-  return {'cooldown', redis.call('HGETALL', KEYS[1])}
-end
-redis.call('HSET', KEYS[1], 'sending', ARGV[5], 'sending_since', ARGV[1])
+local blocked = s_blocked(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if blocked then return {blocked, redis.call('HGETALL', KEYS[1])} end
+local quota = ARGV[6] .. r[2]
+local items = q_items(8)
+local refused = q_refusal(quota, now, items)
+if refused then return {'limited', redis.call('HGETALL', KEYS[1]), refused[1], refused[2]} end
+q_add(quota, now, items, tonumber(ARGV[7]))
+s_reserve(KEYS[1], now, ARGV[5])
 return {'ok', redis.call('HGETALL', KEYS[1])}

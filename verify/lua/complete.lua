@@ -1,29 +1,41 @@
+-- include: _quota
 -- Approve a pending verification, exactly once: by a code check, an SMS reply or a call.
 -- KEYS[1] record
--- ARGV: 1 via ('code' | 'sms_reply' | 'call'), 2 max attempts, 3 now (ms), 4 how long an approved
---       record stays readable (ms), 5.. candidate code hashes (HMACs of the submitted code under every key)
--- Returns {outcome, record}: approved | wrong | no_match | max_attempts | not_pending | wrong_channel |
--- no_code | missing.
--- Only a wrong *checked* code costs an attempt: a reply without the code is just an unrelated SMS.
--- The hashes are compared inside this script so that counting the attempt, comparing, and approving are
--- one atomic step: of any number of concurrent correct checks exactly one approves. Lua strings are
--- interned, so == compares two pointers and its time says nothing about the stored hash.
-local r = redis.call('HMGET', KEYS[1], 'status', 'channel', 'code_hash')
+-- ARGV: 1 via ('code' | 'sms_reply' | 'call'), 2 max attempts, 3 now (ms), 4 how long an approved record stays
+--       readable (ms), 5 the wrong-code quota's key without the phone (same hash tag as the record), 6 its TTL
+--       (ms), 7.. its items (_quota.lua), then the candidate code hashes (HMACs of the submitted code under
+--       every key)
+-- Returns {outcome, record[, refused field, ms to wait]}: approved | wrong | no_match | max_attempts
+-- | not_pending | wrong_channel | no_code | missing | locked.
+-- Only a wrong *checked* code costs an attempt and counts against the phone's wrong-code quota: a reply without
+-- the code is just an unrelated SMS. While that quota is used up every check of the phone is refused (locked),
+-- the right code included. Testing the quota, counting the attempt, comparing and approving are one atomic step:
+-- of any number of concurrent checks exactly one approves and no more wrong codes are judged than the quota
+-- allows. Lua strings are interned, so == compares two pointers and its time says nothing about the stored hash.
+local r = redis.call('HMGET', KEYS[1], 'status', 'channel', 'code_hash', 'phone')
 if not r[1] then return {'missing', {}} end
 if r[1] == 'max_attempts_reached' then return {'max_attempts', redis.call('HGETALL', KEYS[1])} end
 if r[1] ~= 'pending' then return {'not_pending', redis.call('HGETALL', KEYS[1])} end
 local via = ARGV[1]
+local now = tonumber(ARGV[3])
 if via == 'call' then
   if r[2] ~= 'call' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
 else
   if r[2] ~= 'sms' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
   if not r[3] or r[3] == '' then return {'no_code', redis.call('HGETALL', KEYS[1])} end
+  local items, at = q_items(7)
+  local quota = ARGV[5] .. r[4]
+  if via == 'code' then
+    local refused = q_refusal(quota, now, items)
+    if refused then return {'locked', redis.call('HGETALL', KEYS[1]), refused[1], refused[2]} end
+  end
   local matched = false
-  for i = 5, #ARGV do
+  for i = at, #ARGV do
     if ARGV[i] == r[3] then matched = true end
   end
   if not matched then
     if via ~= 'code' then return {'no_match', redis.call('HGETALL', KEYS[1])} end
+    q_add(quota, now, items, tonumber(ARGV[6]))
     local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
     if attempts >= tonumber(ARGV[2]) then
       redis.call('HSET', KEYS[1], 'status', 'max_attempts_reached')

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from verify.clock import Clock, rfc3339
 from verify.providers.base import CallNumber, Provider, Sent, SmsMessage
-from verify.store import Store
+from verify.store import Batch, Store
 
 # Fictional numbers (Ofcom's range for drama): nothing real is ever dialled.
 CALL_NUMBERS = ("+447700900001", "+447700900002")
@@ -22,7 +22,7 @@ class SandboxProvider(Provider):
     def send_sms(self, message: SmsMessage) -> Sent:
         """Keep the message for ``GET /sandbox/messages``."""
         sent_at = rfc3339(self._clock())
-        self._store.outbox_push(message.to, {"to": message.to, "text": message.text, "code": message.code,
+        self._store.run(Batch.outbox_push, message.to, {"to": message.to, "text": message.text, "code": message.code,
                                              "sent_at": sent_at, "verification_id": message.verification_id})
         return Sent(self.name, f"sandbox-{message.verification_id}")
 
