@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from redis.connection import AbstractConnection
+from werkzeug.test import TestResponse
 
 from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, make_settings, start
 from verify import create_app
 from verify.config import Settings
 from verify.embedded import EmbeddedRedis
+from verify.store import FAIL_FAST_S, SOCKET_TIMEOUT_S
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 def _problem(response: object, status: int, slug: str) -> dict[str, object]:
-    from werkzeug.test import TestResponse
-
     assert isinstance(response, TestResponse)
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == "application/problem+json"
@@ -350,3 +356,76 @@ def test_an_unexpected_failure_is_a_problem_too_and_leaks_nothing(app: Flask,
     body = _problem(app.test_client().get("/boom"), 500, "internal-error")
     assert "secret internals" not in json.dumps(body)
     assert "secret internals" in caplog.text  # logged for the operator
+
+
+# Redis round trips per request: pinned, so they cannot creep back (a pipeline or a script counts as one).
+
+Counted = Callable[[Callable[[], TestResponse]], tuple[int, int]]
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Counted:
+    """``count(request)``: the Redis round trips ``request()`` made (writes to a Redis socket), and its status."""
+    sent = [0]
+    real = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        sent[0] += 1
+        real(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+
+    def count(request: Callable[[], TestResponse]) -> tuple[int, int]:
+        before = sent[0]
+        status = request().status_code
+        return sent[0] - before, status
+
+    return count
+
+
+def test_round_trips_per_request(redis_url: str, clock: MovableClock, round_trips: Counted) -> None:
+    # The defaults: sandbox gateway, every default limit on, the adaptive captcha (not yet asking).
+    settings = replace(make_settings(redis_url), captcha_mode="adaptive")
+    client = create_app(settings, clock=clock, background=False).test_client()
+    warm = start(client, "+79991230000").get_json()["id"]  # loads the scripts into Redis
+    check(client, warm, last_code(client, "+79991230000"))
+
+    # A start: reserve (start.lua), admit (one pipeline of quotas and reads), the sandbox "send", commit.
+    assert round_trips(lambda: start(client, PHONE)) == (4, 201)
+    assert round_trips(lambda: start(client, PHONE)) == (1, 200)  # a reload: the reservation script only
+    vid = start(client, PHONE).get_json()["id"]
+    assert round_trips(lambda: client.get(f"/v1/verifications/{vid}", headers=AUTH)) == (1, 200)
+    code = last_code(client)
+    assert round_trips(lambda: check(client, vid, "000000" if code != "000000" else "111111")) == (2, 422)
+    # check_ip (flask-limiter), judge (complete.lua), then the approval's count for the pumping guard.
+    assert round_trips(lambda: check(client, vid, code)) == (3, 200)
+    other = start(client, "+79991230001").get_json()["id"]
+    clock.advance(settings.resend_cooldown)
+    assert round_trips(lambda: client.post(f"/v1/verifications/{other}/resend", headers=AUTH)) == (4, 200)
+
+
+def test_a_frozen_redis_fails_each_request_within_one_timeout(tmp_path: Path, clock: MovableClock) -> None:
+    server = EmbeddedRedis(tmp_path)
+    server.start()
+    assert server.process is not None
+    try:
+        settings = replace(make_settings(server.url), captcha_mode="adaptive")
+        client = create_app(settings, clock=clock, background=False).test_client()
+        vid = start(client).get_json()["id"]
+        os.kill(server.process.pid, signal.SIGSTOP)  # frozen: connections are accepted, nothing is answered
+        try:
+            for request in (lambda: start(client, "+79991230001"), lambda: check(client, vid, "123456"),
+                            lambda: client.get(f"/v1/verifications/{vid}", headers=AUTH)):
+                began = time.monotonic()
+                response = request()
+                took = time.monotonic() - began
+                assert response.status_code == 503, response.get_data(as_text=True)
+                assert response.get_json()["type"] == "/problems/store-unavailable"
+                # One Redis timeout at most (the store then fails fast for a moment), never one per round trip.
+                assert took < 1.5 * SOCKET_TIMEOUT_S, took
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        time.sleep(FAIL_FAST_S)
+        assert client.get(f"/v1/verifications/{vid}", headers=AUTH).status_code == 200  # recovered by itself
+    finally:
+        server.stop()

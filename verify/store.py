@@ -179,6 +179,8 @@ class Scripts:
     """The Lua scripts, loaded once per store (``lua/<name>.lua``, with the libraries they include)."""
 
     def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
         def load(name: str) -> Script:
             return client.register_script(_lua(name))
 
@@ -195,6 +197,14 @@ class Scripts:
         self.breaker_failure = load("breaker_failure")
         self.idempotency = load("idempotency")
         self.claim_due = load("claim_due")
+
+    def load(self) -> None:
+        """Load every script into Redis, in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for script in vars(self).values():
+            if isinstance(script, Script):
+                pipe.script_load(script.script)
+        pipe.execute()
 
 
 class Op(Generic[T]):
@@ -340,10 +350,10 @@ class Batch:
             raise StoreUnavailable("Redis timed out a moment ago")
         try:
             replies = self._pipe.execute(raise_on_error=False)
+            if any(isinstance(reply, NoScriptError) for reply in replies):
+                store.scripts.load()  # a new or restarted Redis: those scripts did not run; they will now
             for (op, script, call), reply in zip(self._ops, replies, strict=True):
                 if isinstance(reply, NoScriptError) and script is not None:
-                    # Redis restarted or was flushed: the script did not run. Load it and run that command again.
-                    store.client.script_load(script.script)
                     reply = store.client.evalsha(script.sha, *call)
                 if isinstance(reply, Exception):
                     raise reply
