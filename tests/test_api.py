@@ -371,7 +371,7 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Counted:
 
     def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
         sent[0] += 1
-        real(self, command, check_health)
+        real(self, command, check_health)  # type: ignore[no-untyped-call]
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
 
@@ -414,8 +414,10 @@ def test_a_frozen_redis_fails_each_request_within_one_timeout(tmp_path: Path, cl
         vid = start(client).get_json()["id"]
         os.kill(server.process.pid, signal.SIGSTOP)  # frozen: connections are accepted, nothing is answered
         try:
-            for request in (lambda: start(client, "+79991230001"), lambda: check(client, vid, "123456"),
-                            lambda: client.get(f"/v1/verifications/{vid}", headers=AUTH)):
+            requests: tuple[Callable[[], TestResponse], ...] = (
+                lambda: start(client, "+79991230001"), lambda: check(client, vid, "123456"),
+                lambda: client.get(f"/v1/verifications/{vid}", headers=AUTH))
+            for request in requests:
                 began = time.monotonic()
                 response = request()
                 took = time.monotonic() - began
