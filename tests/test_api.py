@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from redis.connection import AbstractConnection
@@ -431,3 +432,22 @@ def test_a_frozen_redis_fails_each_request_within_one_timeout(tmp_path: Path, cl
         assert client.get(f"/v1/verifications/{vid}", headers=AUTH).status_code == 200  # recovered by itself
     finally:
         server.stop()
+
+
+MEMORY_PER_START = 2048  # bytes: the bound the README states (about 1.6 KB measured in sandbox mode)
+
+
+def test_redis_memory_per_start_is_bounded(redis_url: str, clock: MovableClock,
+                                          redis_client: redis.Redis) -> None:
+    # Every default but the limits a single test client would hit; the captcha's counter and the pumping
+    # statistics still count every start.
+    settings = replace(make_settings(redis_url), captcha_mode="adaptive", captcha_after=100_000,
+                       limit_ip="100000/hour", limit_prefix="100000/hour", pumping_min_starts=10**9)
+    client = create_app(settings, clock=clock, background=False).test_client()
+    assert start(client, "+79990000000").status_code == 201  # scripts loaded, shared keys made
+    before = int(redis_client.info("memory")["used_memory"])
+    starts = 300
+    for i in range(starts):
+        assert start(client, f"+7999{(1 + i * 1_234_567) % 10**7:07d}").status_code == 201
+    per_start = (int(redis_client.info("memory")["used_memory"]) - before) / starts
+    assert 0 < per_start < MEMORY_PER_START

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Self, cast
 
 import pytest
@@ -356,3 +358,43 @@ def test_all_breakers_open_is_a_delivery_failure(settings: Settings, clock: Mova
     with pytest.raises(DeliveryFailed):
         service.start("+79991234561", "sms", None, client_ip=IP)
     assert down.calls == 1
+
+
+def _imports(module: str) -> set[str]:
+    """The modules ``verify.<module>`` imports at run time (absolute names), read from its source."""
+    path = Path(__file__).resolve().parent.parent / "verify" / (module.replace(".", "/") + ".py")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for block in ast.walk(tree):  # what only the type checker imports does not count
+        if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING":
+            block.body = []
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_the_service_imports_nothing_that_imports_flask() -> None:
+    seen, todo = set(), ["service"]
+    while todo:
+        module = todo.pop()
+        seen.add(module)
+        for name in _imports(module):
+            assert name.split(".")[0] not in ("flask", "flask_limiter"), f"verify.{module} imports {name}"
+            if name.startswith("verify.") and name[len("verify."):] not in seen:
+                todo.append(name[len("verify."):])
+    assert {"store", "quotas", "failover", "captcha", "events"} <= seen and "ratelimit" not in seen
+
+
+def test_only_the_store_talks_to_redis() -> None:
+    package = Path(__file__).resolve().parent.parent / "verify"
+    for path in package.rglob("*.py"):
+        module = ".".join(path.relative_to(package).with_suffix("").parts)
+        talks = {name for name in _imports(module) if name.split(".")[0] in ("redis", "limits")}
+        allowed = {"store": talks, "errors": {"redis", "limits.errors"},  # exception types, to render them
+                   "ratelimit": {"redis"},  # a connection pool's type
+                   "embedded": {"redis"},  # pings the redis-server it starts
+                   "config": {"limits"}, "quotas": {"limits"}}.get(module, set())  # parsing limit strings
+        assert talks <= allowed, f"verify/{path.name} imports {talks - allowed}"
