@@ -1,0 +1,190 @@
+"""The service's invariants under any sequence of starts, resends (with or without a channel switch), cancels,
+checks, calls, gateway failures and expiry, driven by Hypothesis against the real Redis:
+
+- a phone has at most one pending verification per channel;
+- the sends to a phone stay within its limits (``VERIFY_LIMIT_PHONE``, a sliding-window counter);
+- a verification is approved at most once, and a code that approved never works again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import replace
+from fractions import Fraction
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule, run_state_machine_as_test
+
+from tests.conftest import MovableClock, make_settings
+from verify.captcha import Captcha
+from verify.embedded import EmbeddedRedis
+from verify.errors import VerifyError
+from verify.events import Events
+from verify.providers.base import CallNumber, CallReceived, Provider, ProviderError, Sent, SmsMessage
+from verify.quotas import Quotas
+from verify.service import Service
+from verify.store import Store
+from verify.tokens import Secrets
+
+PHONES = ("+79991234567", "+79991234568")
+IP = "203.0.113.7"
+T0 = 1_800_000_000.0
+
+
+class Gateway(Provider):
+    """Sends SMS and hands out call numbers, logging what went out; fails everything while ``down``."""
+
+    name = "double"
+
+    def __init__(self, clock: MovableClock) -> None:
+        self.clock = clock
+        self.down = False
+        self.sent: list[tuple[str, float]] = []  # (phone, when), SMS and calls alike
+        self.codes: dict[str, str] = {}  # verification id -> its newest code
+
+    def send_sms(self, message: SmsMessage) -> Sent:
+        if self.down:
+            raise ProviderError(self.name, "down", transient=True)
+        self.sent.append((message.to, self.clock()))
+        self.codes[message.verification_id] = message.code
+        return Sent(self.name, f"m{len(self.sent)}")
+
+    def start_call(self, phone: str, verification_id: str) -> CallNumber:
+        if self.down:
+            raise ProviderError(self.name, "down", transient=True)
+        self.sent.append((phone, self.clock()))
+        self.codes.pop(verification_id, None)
+        return CallNumber(self.name, "+447700900001", ("+447700900001",))
+
+    def balance(self) -> str:
+        return "1"
+
+
+class Verifications(RuleBasedStateMachine):
+    ids = Bundle("ids")
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        # The phone's limits at their defaults; the breaker out of the way, so a gateway that is back sends at once.
+        config = replace(make_settings(url), breaker_failures=1000, limit_ip="100000/hour",
+                         limit_prefix="100000/hour")
+        self.clock = MovableClock(T0)
+        self.store = Store.from_url(url, config.redis_prefix)
+        self.store.client.flushall()
+        self.gateway = Gateway(self.clock)
+        self.service = Service(config, self.store, Secrets(config.secret_keys, config.token_ttl, self.clock),
+                               [self.gateway], self.gateway, self.clock, Events(config, self.store, self.clock),
+                               Captcha(config, self.store))
+        self.limits = Quotas.from_settings(config).phone
+        self.approvals: Counter[str] = Counter()
+        self.approved_codes: list[tuple[str, str]] = []
+
+    def teardown(self) -> None:
+        self.store.client.close()
+
+    def _approved(self, vid: str, code: str | None = None) -> None:
+        self.approvals[vid] += 1
+        if code is not None:
+            self.approved_codes.append((vid, code))
+
+    @rule(target=ids, phone=st.sampled_from(PHONES), channel=st.sampled_from(("sms", "call")))
+    def start(self, phone: str, channel: str) -> object:
+        try:
+            return self.service.start(phone, channel, None, client_ip=IP).verification.id
+        except VerifyError:  # limited, in progress, every gateway down
+            return multiple()
+
+    @rule(vid=ids, channel=st.sampled_from((None, "sms", "call")))
+    def resend(self, vid: str, channel: str | None) -> None:
+        try:
+            self.service.resend(vid, channel, client_ip=IP)
+        except VerifyError:
+            pass
+
+    @rule(vid=ids)
+    def cancel(self, vid: str) -> None:
+        try:
+            self.service.cancel(vid)
+        except VerifyError:
+            pass
+
+    @rule(vid=ids, right=st.booleans())
+    def check(self, vid: str, right: bool) -> None:
+        code = self.gateway.codes.get(vid, "000000")
+        if not right:
+            code = "000000" if code != "000000" else "111111"
+        try:
+            if self.service.check(vid, code).status == "approved":
+                self._approved(vid, code)
+        except VerifyError:
+            pass
+
+    @rule(phone=st.sampled_from(PHONES))
+    def call(self, phone: str) -> None:
+        approved = self.service.handle(CallReceived(phone, self.clock()))
+        if approved is not None:
+            self._approved(approved.id)
+
+    @rule(vid=ids)
+    def expire(self, vid: str) -> None:
+        """What Redis does when a verification's TTL runs out: the record and its phone index go."""
+        record = self.store.client.hgetall(self.store.record_key(vid))
+        self.store.client.delete(self.store.record_key(vid))
+        for channel in ("sms", "call"):
+            index = self.store.index_key(record.get("phone", PHONES[0]), channel)
+            if self.store.client.get(index) == vid:
+                self.store.client.delete(index)
+
+    @rule(seconds=st.sampled_from((1, 29, 30, 200, 600, 3600)))
+    def wait(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    @rule(down=st.booleans())
+    def gateway_state(self, down: bool) -> None:
+        self.gateway.down = down
+
+    @rule()
+    def reuse_an_approved_code(self) -> None:
+        for vid, code in self.approved_codes:
+            with pytest.raises(VerifyError):
+                self.service.check(vid, code)
+
+    @invariant()
+    def one_pending_verification_per_phone_and_channel(self) -> None:
+        pending: Counter[tuple[str, str]] = Counter()
+        for key in self.store.client.scan_iter(match="*:vf:*"):
+            record = self.store.client.hgetall(key)
+            if record.get("status") == "pending" and int(record.get("sends", 0)) > 0:
+                pending[(record["phone"], record["channel"])] += 1
+        assert all(n <= 1 for n in pending.values()), pending
+
+    @invariant()
+    def approved_at_most_once(self) -> None:
+        assert all(n <= 1 for n in self.approvals.values()), self.approvals
+
+    @invariant()
+    def sends_stay_within_the_phone_limits(self) -> None:
+        """At every send, the sliding-window estimate of the sends before it stays under each window's amount:
+        the current fixed window's count plus the previous window's, weighted by how much of it still overlaps."""
+        assert self.limits is not None
+        by_phone: defaultdict[str, list[float]] = defaultdict(list)
+        for phone, when in self.gateway.sent:
+            by_phone[phone].append(when)
+        for times in by_phone.values():
+            for window in self.limits.windows:
+                length = window.seconds * 1000
+                stamps = [int(t * 1000) for t in times]
+                for i, now in enumerate(stamps):
+                    index = now // length
+                    current = sum(1 for t in stamps[:i] if t // length == index)
+                    previous = sum(1 for t in stamps[:i] if t // length == index - 1)
+                    weighted = previous * Fraction(length - (now - index * length), length) + current
+                    assert weighted + 1 <= window.amount, (window.text, stamps)
+
+
+def test_the_invariants_hold_whatever_the_sequence(redis_server: EmbeddedRedis) -> None:
+    run_state_machine_as_test(lambda: Verifications(redis_server.url), settings=settings(
+        max_examples=60, stateful_step_count=40, deadline=None, derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow]))
