@@ -64,9 +64,11 @@ class Gateway(Provider):
 
 class Verifications(RuleBasedStateMachine):
     ids = Bundle("ids")
+    url = ""  # the test's Redis, set before the run
 
-    def __init__(self, url: str) -> None:
+    def __init__(self) -> None:
         super().__init__()
+        url = self.url
         # The phone's limits at their defaults; the breaker out of the way, so a gateway that is back sends at once.
         config = replace(make_settings(url), breaker_failures=1000, limit_ip="100000/hour",
                          limit_prefix="100000/hour")
@@ -130,7 +132,7 @@ class Verifications(RuleBasedStateMachine):
     @rule(vid=ids)
     def expire(self, vid: str) -> None:
         """What Redis does when a verification's TTL runs out: the record and its phone index go."""
-        record = self.store.client.hgetall(self.store.record_key(vid))
+        record: dict[str, str] = self.store.client.hgetall(self.store.record_key(vid))  # type: ignore[assignment]
         self.store.client.delete(self.store.record_key(vid))
         for channel in ("sms", "call"):
             index = self.store.index_key(record.get("phone", PHONES[0]), channel)
@@ -155,7 +157,7 @@ class Verifications(RuleBasedStateMachine):
     def one_pending_verification_per_phone_and_channel(self) -> None:
         pending: Counter[tuple[str, str]] = Counter()
         for key in self.store.client.scan_iter(match="*:vf:*"):
-            record = self.store.client.hgetall(key)
+            record: dict[str, str] = self.store.client.hgetall(key)  # type: ignore[assignment]
             if record.get("status") == "pending" and int(record.get("sends", 0)) > 0:
                 pending[(record["phone"], record["channel"])] += 1
         assert all(n <= 1 for n in pending.values()), pending
@@ -184,7 +186,9 @@ class Verifications(RuleBasedStateMachine):
                     assert weighted + 1 <= window.amount, (window.text, stamps)
 
 
-def test_the_invariants_hold_whatever_the_sequence(redis_server: EmbeddedRedis) -> None:
-    run_state_machine_as_test(lambda: Verifications(redis_server.url), settings=settings(
+def test_the_invariants_hold_whatever_the_sequence(redis_server: EmbeddedRedis,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Verifications, "url", redis_server.url)
+    run_state_machine_as_test(Verifications, settings=settings(
         max_examples=60, stateful_step_count=40, deadline=None, derandomize=True,
         suppress_health_check=[HealthCheck.too_slow]))
