@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 from verify.embedded import EmbeddedRedis
 from verify.errors import StoreUnavailable
 from verify.quotas import Limit, Quota, Window, parse
-from verify.store import ID_RE, Batch, Outcome, Record, SendCommit, Store, tag_for
+from verify.store import ID_RE, MAX_CONNECTIONS, Batch, Outcome, Record, SendCommit, Store, tag_for
 
 PHONE = "+79991234567"
 LEASE, TTL, COOLDOWN = 120_000, 900_000, 30_000
@@ -396,3 +398,22 @@ def test_a_dead_redis_raises_store_unavailable(tmp_path: Path) -> None:
     server.start()
     assert _start(store).outcome == "created"  # scripts are loaded again into the restarted server
     server.stop()
+
+
+def test_more_concurrent_requests_than_connections_wait_for_one(store: Store) -> None:
+    barrier = threading.Barrier(MAX_CONNECTIONS + 50)
+    failures: list[Exception] = []
+
+    def hold_a_connection() -> None:
+        barrier.wait()
+        try:  # a blocking pop holds its connection for 0.2 s without blocking the server
+            store.client.blpop(["test:nothing"], timeout=0.2)
+        except redis.RedisError as err:
+            failures.append(err)
+
+    threads = [threading.Thread(target=hold_a_connection) for _ in range(MAX_CONNECTIONS + 50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

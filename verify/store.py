@@ -42,6 +42,7 @@ OUTBOX_TTL_MS = 24 * 3600 * 1000
 SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 1.0
 FAIL_FAST_S = 1.0
+MAX_CONNECTIONS = 100
 PUMP_WARN_EVERY_MS = 300_000
 INCLUDE = re.compile(r"^-- include: (.+)$", re.MULTILINE)
 
@@ -247,11 +248,17 @@ class Store:
     def from_url(cls, url: str, prefix: str) -> Store:
         """Connect lazily to ``url``. Short timeouts and no retry of a timeout: a dead Redis must give a quick 503,
         not a hang. A refused or reset connection is retried once at once, on a fresh connection (a Redis that
-        restarted)."""
-        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_S,
-                                      socket_connect_timeout=CONNECT_TIMEOUT_S, health_check_interval=15,
-                                      retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
-        return cls(client, prefix)
+        restarted).
+
+        A request holds a connection only for a round trip, so :data:`MAX_CONNECTIONS` serve a worker's thousand
+        concurrent requests; past them a request waits for a free connection (up to a socket timeout) rather
+        than failing, as redis-py's default pool would.
+        """
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, decode_responses=True,
+            socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S, health_check_interval=15,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
+        return cls(redis.Redis(connection_pool=pool), prefix)
 
     def batch(self) -> Batch:
         """An empty batch: queue commands, then :meth:`Batch.run` sends them in one round trip."""
