@@ -84,7 +84,7 @@ PROBES = 5
 # The start phase approves nothing, which the SMS-pumping breaker reads as pumping once 50 starts to one
 # country are mostly unapproved: its minimum is raised too, and it still counts every start and approval.
 # Runs with the app's defaults: --app-defaults. VERIFY_CAPTCHA_AFTER is at its maximum (starts per IP and
-# hour): at 1,000 starts/s it lasts 100 s of starts, enough for --duration 40 or less with the flow phase.
+# hour): at 2,000 starts/s it lasts 50 s of starts, enough for --duration 30 with the flow phase.
 SINGLE_CLIENT_ENV = {
     "VERIFY_LIMIT_IP": "1000000/hour",
     "VERIFY_LIMIT_PREFIX": "1000000/hour",
