@@ -451,3 +451,15 @@ def test_redis_memory_per_start_is_bounded(redis_url: str, clock: MovableClock,
         assert start(client, f"+7999{(1 + i * 1_234_567) % 10**7:07d}").status_code == 201
     per_start = (int(redis_client.info("memory")["used_memory"]) - before) / starts
     assert 0 < per_start < MEMORY_PER_START
+
+
+def test_every_key_starts_with_the_prefix(redis_url: str, clock: MovableClock, redis_client: redis.Redis) -> None:
+    settings = replace(make_settings(redis_url), redis_prefix="acme:", captcha_mode="adaptive", captcha_after=1,
+                       limit_country="100/hour", limit_global="1000/hour")
+    client = create_app(settings, clock=clock, background=False).test_client()
+    vid = start(client).get_json()["id"]
+    check(client, vid, "000000" if last_code(client) != "000000" else "111111")  # check_ip, phone_failures
+    check(client, vid, last_code(client))  # the pumping guard's approvals
+    assert start(client, "+79991230001").status_code == 428  # a captcha challenge
+    keys: list[str] = redis_client.keys("*")  # type: ignore[assignment]
+    assert len(keys) >= 10 and all(key.startswith("acme:") for key in keys), keys

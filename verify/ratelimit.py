@@ -40,8 +40,9 @@ class RouteLimits:
         # The store's connection pool: one set of Redis connections per app, with the store's timeouts. A storage
         # error is not swallowed: the request gets 503 store-unavailable after one Redis timeout, not two.
         self.limiter = Limiter(client_ip, app=app, storage_uri=settings.redis_url, strategy="sliding-window-counter",
-                               storage_options={"connection_pool": pool},  # type: ignore[dict-item]
-                               key_prefix=f"{settings.redis_prefix}limits", headers_enabled=False,
+                               storage_options={"connection_pool": pool,  # type: ignore[dict-item]
+                                                "key_prefix": f"{settings.redis_prefix}limits"},
+                               headers_enabled=False,
                                swallow_errors=False)
         if settings.limit_check_ip:
             view: Callable[..., Any] = app.view_functions["v1.check"]
