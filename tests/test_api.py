@@ -391,17 +391,18 @@ def test_round_trips_per_request(redis_url: str, clock: MovableClock, round_trip
     warm = start(client, "+79991230000").get_json()["id"]  # loads the scripts into Redis
     check(client, warm, last_code(client, "+79991230000"))
 
-    # A start: reserve (start.lua), admit (one pipeline of quotas and reads), the sandbox "send", commit.
-    assert round_trips(lambda: start(client, PHONE)) == (4, 201)
-    assert round_trips(lambda: start(client, PHONE)) == (1, 200)  # a reload: the reservation script only
+    # A start: reserve and admit (start.lua, the quotas, the reads, in one pipeline), the sandbox "send", commit.
+    assert round_trips(lambda: start(client, PHONE)) == (3, 201)
+    assert round_trips(lambda: start(client, PHONE)) == (2, 200)  # a reload: the same, then it gives back
     vid = start(client, PHONE).get_json()["id"]
     assert round_trips(lambda: client.get(f"/v1/verifications/{vid}", headers=AUTH)) == (1, 200)
     code = last_code(client)
     assert round_trips(lambda: check(client, vid, "000000" if code != "000000" else "111111")) == (2, 422)
-    # check_ip (flask-limiter), judge (complete.lua), then the approval's count for the pumping guard.
+    # check_ip (take.lua), judge (complete.lua), then the approval's count for the pumping guard.
     assert round_trips(lambda: check(client, vid, code)) == (3, 200)
     other = start(client, "+79991230001").get_json()["id"]
     clock.advance(settings.resend_cooldown)
+    # A resend: reserve (its phone is not known before), admit, the sandbox "send", commit.
     assert round_trips(lambda: client.post(f"/v1/verifications/{other}/resend", headers=AUTH)) == (4, 200)
 
 

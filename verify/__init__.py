@@ -17,7 +17,7 @@ from verify.clock import Clock, system_clock
 from verify.config import Settings
 from verify.events import Events
 from verify.providers import registry
-from verify.ratelimit import RouteLimits
+from verify.ratelimit import trust_proxies
 from verify.service import Service
 from verify.store import Store
 from verify.tokens import Secrets
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
     gateways = registry.build(settings, store, clock)
     events = Events(settings, store, clock)
-    RouteLimits(app, settings, store.client.connection_pool)
+    trust_proxies(app, settings)
     app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
                                        gateways.sms, gateways.call, clock, events, Captcha(settings, store))
     if events.enabled and background:

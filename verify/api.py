@@ -168,7 +168,7 @@ def check(verification_id: str) -> Response:
     code = code.strip()
     if not code.isascii() or not code.isdigit():
         raise InvalidRequest("code", "code must be a string of digits")
-    return jsonify(to_json(service().check(verification_id, code)))
+    return jsonify(to_json(service().check(verification_id, code, client_ip=client_ip())))
 
 
 @v1.post("/verifications/<verification_id>/resend")

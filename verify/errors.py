@@ -12,7 +12,6 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import redis
-from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -193,8 +192,7 @@ def _render_unexpected(err: Exception) -> Response:
 def register(app: Flask) -> None:
     """Install the renderer for domain errors, werkzeug's HTTP errors, and anything unexpected."""
     app.register_error_handler(VerifyError, render)
-    # The rate limiter talks to Redis on its own connection: its failures are an outage too, never a 500.
+    # A Redis error the store did not turn into StoreUnavailable is an outage too, never a 500.
     app.register_error_handler(redis.RedisError, _render_store_error)
-    app.register_error_handler(StorageError, _render_store_error)
     app.register_error_handler(HTTPException, _render_http_exception)
     app.register_error_handler(Exception, _render_unexpected)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 
 from verify.errors import InvalidPhone, InvalidRequest
@@ -40,11 +42,15 @@ def mask(e164: str) -> str:
     return e164[:5] + "***" + e164[-4:] if len(e164) > 9 else "***"
 
 
+# A request asks for a number's country and type several times (limits, statistics, the allowlist); parsing is the
+# costly part of a start, so recent answers are kept. Both are facts of the number: they never go stale.
+@functools.lru_cache(maxsize=1024)
 def country_of(e164: str) -> str:
     """The ISO region of an E.164 number (``ZZ`` when unknown)."""
     return phonenumbers.region_code_for_number(phonenumbers.parse(e164)) or "ZZ"
 
 
+@functools.lru_cache(maxsize=1024)
 def type_of(e164: str) -> int:
     """phonenumbers' type of an E.164 number (mobile, VoIP, premium rate...)."""
     return phonenumbers.number_type(phonenumbers.parse(e164))

@@ -56,7 +56,7 @@ from verify.providers.base import (
 )
 from verify.quotas import Quota, Quotas, Refusal
 from verify.sms import measure
-from verify.store import ID_RE, Batch, Breaker, Outcome, Record, SendCommit, Store
+from verify.store import ID_RE, Batch, Breaker, Op, Outcome, Pumping, Record, SendCommit, Store, Taken
 from verify.tokens import Proof, Secrets
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,23 @@ class _Reservation:
     at: int
 
 
+@dataclass(frozen=True)
+class _Admission:
+    """What a send queued to be admitted: its quotas taken (at ``at``), whether it may need a captcha (a start),
+    the country's pumping statistics, the captcha answer it carried, and the gateways' breakers."""
+
+    at: int
+    captcha: bool
+    takes: list[Op[Taken]]
+    pump: Op[Pumping] | None
+    answer: Op[str | None] | None
+    breakers: dict[str, Op[Breaker]]
+
+    def taken(self) -> list[Quota]:
+        """The quotas actually taken (none of them refused)."""
+        return [t.value.quota for t in self.takes if t.value.refusal is None]
+
+
 class Service:
     """Starts, resends, checks and completes verifications."""
 
@@ -161,6 +178,9 @@ class Service:
         self.captcha = captcha
         self.quotas = Quotas.from_settings(settings)
         self.failover = Failover(settings, store, clock)
+        # Codes are digits, one GSM-7 septet each: a template's size is the same for every code of its length.
+        self._templates = {locale: (template, measure(template.format(code="0" * settings.code_length)))
+                           for locale, template in (("en", settings.sms_template), ("ru", settings.sms_template_ru))}
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -179,8 +199,16 @@ class Service:
         self._require_allowed(phone)
         settings = self.settings
         now, nonce = self._now_ms(), secrets.token_hex(8)
-        reserved = self.store.run(Batch.start, phone, channel, locale or "", now, SEND_LEASE_S * 1000,
-                                  settings.resend_cooldown * 1000, settings.max_sends, nonce, self.quotas.phone)
+        # One round trip: the reservation, and everything admitting the send needs. A start that ends up sending
+        # nothing gives back what the admission took.
+        batch = self.store.batch()
+        reserving = batch.start(phone, channel, locale or "", now, SEND_LEASE_S * 1000,
+                                settings.resend_cooldown * 1000, settings.max_sends, nonce, self.quotas.phone)
+        admission = self._admit(batch, now, client_ip, phone, channel, captcha, start=True)
+        batch.run()
+        reserved = reserving.value
+        if reserved.outcome in ("limited", "existing", "in_progress"):
+            self._give_back(admission.at, admission.taken())
         if reserved.outcome == "limited":
             raise _limited(reserved.refusal)
         record = _present(reserved)
@@ -189,7 +217,7 @@ class Service:
         if reserved.outcome == "in_progress":
             raise StartInProgress("the first code for this phone is being sent; retry shortly", retry_after=1)
         created = reserved.outcome == "created"
-        sent = self._send(_Reservation(record, channel, nonce, now), client_ip, captcha, created=created, start=True)
+        sent = self._send(_Reservation(record, channel, nonce, now), admission, client_ip, captcha, created=created)
         return Started(sent, created=created)
 
     def resend(self, verification_id: str, channel: str | None, *, client_ip: str) -> Verification:
@@ -205,15 +233,23 @@ class Service:
         record = _present(begun)
         if begun.outcome != "ok":
             self._refuse_send(begun.outcome, record)
-        return self._send(_Reservation(record, channel or record.channel, nonce, now), client_ip, None,
-                          created=False, start=False)
+        channel = channel or record.channel
+        batch = self.store.batch()  # the phone was not known before: admitting the send is a round trip of its own
+        admission = self._admit(batch, now, client_ip, record.phone, channel, None, start=False)
+        batch.run()
+        return self._send(_Reservation(record, channel, nonce, now), admission, client_ip, None, created=False)
 
-    def check(self, verification_id: str, code: str) -> Verification:
+    def check(self, verification_id: str, code: str, *, client_ip: str) -> Verification:
         """Check a code. Exactly one correct check approves; wrong ones count against the attempts.
 
-        A phone whose wrong codes used up ``VERIFY_LIMIT_PHONE_FAILURES`` gets no check at all until the window
-        moves on, the right code included.
+        Every check takes the client IP's ``VERIFY_LIMIT_CHECK_IP`` quota first (never given back: a check is work
+        done whatever its outcome). A phone whose wrong codes used up ``VERIFY_LIMIT_PHONE_FAILURES`` gets no check
+        at all until the window moves on, the right code included.
         """
+        if self.quotas.check_ip:
+            taken = self.store.run(Batch.take, Quota(self.quotas.check_ip, client_ip), self._now_ms())
+            if taken.refusal:
+                raise _limited(taken.refusal)
         outcome = self._complete(verification_id, "code", [code])
         record = _present(outcome)
         if outcome.outcome == "approved":
@@ -394,7 +430,8 @@ class Service:
         allowed = self.settings.allowed_countries
         if allowed and country_of(phone) not in allowed:
             raise PhoneNotAllowed("numbers of this country are not accepted")
-        if any(type_of(phone) == NUMBER_TYPES[name] for name in self.settings.denied_number_types):
+        number_type = type_of(phone)
+        if any(number_type == NUMBER_TYPES[name] for name in self.settings.denied_number_types):
             raise PhoneNotAllowed("numbers of this type (premium rate, shared cost, VoIP...) are not accepted")
 
     def _require_channel(self, channel: str) -> None:
@@ -404,38 +441,43 @@ class Service:
     def _chain(self, channel: str) -> list[Provider]:
         return [self.call_provider] if channel == "call" and self.call_provider else self.sms_providers
 
-    def _send(self, reserved: _Reservation, client_ip: str, answer: Answer | None, *, created: bool,
-              start: bool) -> Verification:
+    def _admit(self, batch: Batch, at: int, client_ip: str, phone: str, channel: str, answer: Answer | None, *,
+               start: bool) -> _Admission:
+        """Queue on ``batch`` what admitting a send needs: its quotas taken at ``at``, the pumping statistics and
+        the captcha answer (a start only), and the breakers of the gateways it would use."""
+        country = country_of(phone)
+        captcha = self.captcha.on and start
+        quotas = self.quotas.for_send(client_ip, phone, country, start=start)
+        return _Admission(
+            at, captcha, [batch.take(quota, at) for quota in quotas],
+            self.captcha.pump_read(batch, country, at) if captcha and channel == "sms" else None,
+            self.captcha.lookup(batch, answer) if captcha else None,
+            {provider.name: batch.breaker(provider.name) for provider in self._chain(channel)})
+
+    def _send(self, reserved: _Reservation, admission: _Admission, client_ip: str, answer: Answer | None, *,
+              created: bool) -> Verification:
         """Admit, deliver and commit a reserved send; everything taken is given back if nothing is sent."""
         record, channel = reserved.record, reserved.channel
-        country = country_of(record.phone)
-        quotas = self.quotas.for_send(client_ip, record.phone, country, start=start)
-        chain = self._chain(channel)
-        captcha = self.captcha.on and start
-        batch = self.store.batch()
-        takes = [batch.take(quota, reserved.at) for quota in quotas]
-        pump = self.captcha.pump_read(batch, country, reserved.at) if captcha and channel == "sms" else None
-        stored_answer = self.captcha.lookup(batch, answer) if captcha else None
-        breakers = {provider.name: batch.breaker(provider.name) for provider in chain}
-        batch.run()
-
-        taken = [op.value for op in takes]
+        taken = [op.value for op in admission.takes]
         refused = next((t.refusal for t in taken if t.refusal), None)
         if refused:
-            self._abandon(reserved, [t.quota for t in taken if t.refusal is None])
+            self._abandon(reserved, admission.taken())
             raise _limited(refused)
-        if captcha:
-            pumping = pump is not None and self.captcha.pumping(country, pump.value)
+        if admission.captcha:
+            pumping = admission.pump is not None and self.captcha.pumping(country_of(record.phone),
+                                                                            admission.pump.value)
             if (self.captcha.needed(busy_ip=any(t.over for t in taken), pumping=pumping)
-                    and not self.captcha.solved(answer, client_ip, stored_answer)):
-                challenge = self._abandon(reserved, quotas, captcha_for=client_ip)
+                    and not self.captcha.solved(answer, client_ip, admission.answer)):
+                challenge = self._abandon(reserved, admission.taken(), captcha_for=client_ip)
                 detail = ("the captcha answer was wrong or expired; solve this new one" if answer is not None
                           else "solve the captcha and repeat the start with its answer")
                 raise CaptchaRequired(detail, captcha=challenge)
+        chain = self._chain(channel)
         try:
-            commit = self._deliver(record, channel, chain, {name: op.value for name, op in breakers.items()})
+            commit = self._deliver(record, channel, chain,
+                                   {name: op.value for name, op in admission.breakers.items()})
         except BaseException:
-            self._abandon(reserved, quotas)
+            self._abandon(reserved, admission.taken())
             raise
 
         now, settings = self._now_ms(), self.settings
@@ -445,7 +487,7 @@ class Service:
         if commit.message_id:
             batch.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000)
         if created and channel == "sms" and self.captcha.on:
-            batch.pump_count(country, "started", now)
+            batch.pump_count(country_of(record.phone), "started", now)
         batch.run()
         ended = ended_op.value
         if ended.record is None:
@@ -474,6 +516,13 @@ class Service:
         batch.run()
         return challenge
 
+    def _give_back(self, taken_at: int, taken: list[Quota]) -> None:
+        """Give back quotas taken for a send that was never reserved."""
+        batch = self.store.batch()
+        for quota in taken:
+            batch.give(quota, taken_at)
+        batch.run()
+
     def _refuse_send(self, outcome: str, record: Record) -> None:
         if outcome == "max_sends":
             raise MaxSends(f"all {self.settings.max_sends} sends are used; start a new verification")
@@ -488,9 +537,8 @@ class Service:
             call = self.failover.run(chain, breakers, lambda p: p.start_call(record.phone, record.id))
             return SendCommit("call", "", call.provider, call.message_id, call.number, call.numbers)
         code = f"{secrets.randbelow(10 ** self.settings.code_length):0{self.settings.code_length}d}"
-        template = self.settings.sms_template_ru if record.locale == "ru" else self.settings.sms_template
+        template, size = self._templates["ru" if record.locale == "ru" else "en"]
         message = SmsMessage(record.phone, template.format(code=code), code, record.id)
-        size = measure(message.text)
         sent = self.failover.run(chain, breakers, lambda p: p.send_sms(message))
         return SendCommit("sms", self.secrets.code_hash(record.id, code), sent.provider, sent.message_id,
                           sms_encoding=size.encoding, sms_parts=size.parts)

@@ -342,8 +342,7 @@ class Batch:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._pipe: Pipeline = store.client.pipeline(transaction=False)
-        self._ops: list[tuple[Op[Any], Script | None, list[Any]]] = []
+        self._ops: list[tuple[Op[Any], Script | None, tuple[Any, ...]]] = []
 
     def __len__(self) -> int:
         return len(self._ops)
@@ -356,12 +355,12 @@ class Batch:
         if time.monotonic() < store.down_until:
             raise StoreUnavailable("Redis timed out a moment ago")
         try:
-            replies = self._pipe.execute(raise_on_error=False)
+            replies = self._send()
             if any(isinstance(reply, NoScriptError) for reply in replies):
                 store.scripts.load()  # a new or restarted Redis: those scripts did not run; they will now
-            for (op, script, call), reply in zip(self._ops, replies, strict=True):
+            for (op, script, command), reply in zip(self._ops, replies, strict=True):
                 if isinstance(reply, NoScriptError) and script is not None:
-                    reply = store.client.evalsha(script.sha, *call)
+                    reply = store.client.execute_command(*command)  # type: ignore[no-untyped-call]
                 if isinstance(reply, Exception):
                     raise reply
                 op._set(reply)
@@ -369,20 +368,28 @@ class Batch:
             if isinstance(err, redis.TimeoutError):
                 store.down_until = time.monotonic() + FAIL_FAST_S
             raise StoreUnavailable(f"Redis failed: {type(err).__name__}") from err
-        finally:
-            self._pipe.reset()
 
-    def _command(self, decode: Callable[[Any], T], name: str, *args: Any) -> Op[T]:
+    def _send(self) -> list[Any]:
+        """The replies, errors included; a single command skips the pipeline's bookkeeping."""
+        client = self._store.client
+        if len(self._ops) == 1:
+            try:
+                return [client.execute_command(*self._ops[0][2])]  # type: ignore[no-untyped-call]
+            except redis.ResponseError as err:
+                return [err]
+        pipe: Pipeline = client.pipeline(transaction=False)
+        for _, _, command in self._ops:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        return pipe.execute(raise_on_error=False)
+
+    def _command(self, decode: Callable[[Any], T], *command: Any) -> Op[T]:
         op = Op(decode)
-        self._pipe.execute_command(name, *args)  # type: ignore[no-untyped-call]
-        self._ops.append((op, None, []))
+        self._ops.append((op, None, command))
         return op
 
     def _script(self, decode: Callable[[Any], T], script: Script, keys: list[str], args: list[Any]) -> Op[T]:
         op = Op(decode)
-        call = [len(keys), *keys, *args]
-        self._pipe.evalsha(script.sha, *call)
-        self._ops.append((op, script, call))
+        self._ops.append((op, script, ("EVALSHA", script.sha, len(keys), *keys, *args)))
         return op
 
     # verifications
