@@ -159,7 +159,8 @@ def test_starts_after_the_last_send_return_the_verification_without_failing(
 
 def test_a_start_while_the_first_send_is_in_flight_asks_to_retry(service: Service, clock: MovableClock) -> None:
     # Another worker has opened the verification and is still waiting for its gateway.
-    opened = service.store.run(Batch.start, PHONE, "sms", "", int(clock() * 1000), 120_000, 30_000, 5, "n", None)
+    opened = service.store.run(Batch.start, PHONE, "RU", "sms", "", int(clock() * 1000), 120_000, 30_000, 5, "n",
+                               None)
     assert opened.outcome == "created"
     with pytest.raises(StartInProgress) as caught:
         service.start(PHONE, "sms", None, client_ip=IP)

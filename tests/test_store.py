@@ -61,7 +61,7 @@ def _sms(code_hash: str = "h1") -> SendCommit:
 
 def _start(store: Store, now: int = T0, nonce: str = "n1", channel: str = "sms", phone: str = PHONE,
            quota: Limit | None = None, max_sends: int = 5) -> Outcome[Any]:
-    return store.run(Batch.start, phone, channel, "en", now, LEASE, COOLDOWN, max_sends, nonce, quota)
+    return store.run(Batch.start, phone, "RU", channel, "en", now, LEASE, COOLDOWN, max_sends, nonce, quota)
 
 
 def _end(store: Store, record: Record, nonce: str, commit: SendCommit | None, now: int = T0,
@@ -101,6 +101,7 @@ def test_start_creates_and_reserves_for_the_send_lease(store: Store) -> None:
     record = opened.record
     assert ID_RE.match(record.id) and record.id.startswith(tag_for(PHONE))
     assert (record.status, record.sends, record.attempts, record.expires_at) == ("pending", 0, 0, T0 + LEASE)
+    assert record.country == "RU"  # kept, so that an approval need not parse the phone again
     assert 0 < store.client.pttl(store.record_key(record.id)) <= LEASE
     assert store.client.hget(store.record_key(record.id), "sending") == "n1"
     # Its first send is in flight: a second start is told so, and reserves nothing.
@@ -417,3 +418,14 @@ def test_more_concurrent_requests_than_connections_wait_for_one(store: Store) ->
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_deferred_commands_go_first_with_the_next_batch(store: Store) -> None:
+    store.defer(lambda batch: batch.pump_count("RU", "started", T0))
+    assert not store.client.exists(store.pump_key("RU"))  # nothing sent yet: it waits for a round trip
+    store.run(Batch.get, "not-an-id")  # a malformed id is never sent: no round trip, so nothing goes
+    assert not store.client.exists(store.pump_key("RU"))
+    stats = store.run(Batch.pump_read, "RU", T0, 0.5, 1)  # the next round trip carries it, ahead of the read
+    assert (stats.started, stats.approved) == (1, 0)
+    store.run(Batch.pump_read, "RU", T0, 0.5, 1)
+    assert store.run(Batch.pump_read, "RU", T0, 0.5, 1).started == 1  # sent once

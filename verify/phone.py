@@ -42,15 +42,20 @@ def mask(e164: str) -> str:
     return e164[:5] + "***" + e164[-4:] if len(e164) > 9 else "***"
 
 
-# A request asks for a number's country and type several times (limits, statistics, the allowlist); parsing is the
-# costly part of a start, so recent answers are kept. Both are facts of the number: they never go stale.
-@functools.lru_cache(maxsize=1024)
 def country_of(e164: str) -> str:
     """The ISO region of an E.164 number (``ZZ`` when unknown)."""
-    return phonenumbers.region_code_for_number(phonenumbers.parse(e164)) or "ZZ"
+    return _facts(e164)[0]
 
 
-@functools.lru_cache(maxsize=1024)
 def type_of(e164: str) -> int:
     """phonenumbers' type of an E.164 number (mobile, VoIP, premium rate...)."""
-    return phonenumbers.number_type(phonenumbers.parse(e164))
+    return _facts(e164)[1]
+
+
+# A request asks for a number's country and type several times (limits, statistics, the allowlist), and parsing is
+# the costly part of a start: one parse answers both, and recent answers are kept. They are facts of the number, so
+# they never go stale.
+@functools.lru_cache(maxsize=1024)
+def _facts(e164: str) -> tuple[str, int]:
+    number = phonenumbers.parse(e164)
+    return phonenumbers.region_code_for_number(number) or "ZZ", phonenumbers.number_type(number)

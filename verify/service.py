@@ -202,7 +202,7 @@ class Service:
         # One round trip: the reservation, and everything admitting the send needs. A start that ends up sending
         # nothing gives back what the admission took.
         batch = self.store.batch()
-        reserving = batch.start(phone, channel, locale or "", now, SEND_LEASE_S * 1000,
+        reserving = batch.start(phone, country_of(phone), channel, locale or "", now, SEND_LEASE_S * 1000,
                                 settings.resend_cooldown * 1000, settings.max_sends, nonce, self.quotas.phone)
         admission = self._admit(batch, now, client_ip, phone, channel, captcha, start=True)
         batch.run()
@@ -323,13 +323,15 @@ class Service:
         return self._approved(outcome.record)
 
     def _approved(self, record: Record) -> Verification:
-        """Bookkeeping of an approval, in one round trip: the pumping guard's count, and the customer's event."""
+        """Bookkeeping of an approval: the pumping guard's count (deferred, a statistic), and the customer's event
+        (a round trip of its own, when events are on: it must not be lost)."""
         log.info("verification %s approved by %s", record.id, record.completed_via)
         view = self.view(record)
+        if self.captcha.on and record.channel == "sms":
+            country, now = record.country or country_of(record.phone), self._now_ms()
+            self.store.defer(lambda batch: batch.pump_count(country, "approved", now))
 
         def queue(batch: Batch) -> None:
-            if self.captcha.on and record.channel == "sms":
-                batch.pump_count(country_of(record.phone), "approved", self._now_ms())
             self.events.unwatch_expiry(batch, record.id)
             self.events.emit(batch, APPROVED, to_json(view))
 

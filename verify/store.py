@@ -7,7 +7,10 @@ statistics, a gateway's breaker) are tagged by that thing.
 
 Every command goes through a :class:`Batch`: the commands of one step of a request, sent in one round trip (a
 pipeline), each answering through an :class:`Op` once the batch has run. ``store.run(Batch.get, id)`` is a batch of
-one. Driver errors become :class:`~verify.errors.StoreUnavailable` (503); redis-py reconnects by itself. A Redis
+one. Commands whose reply nobody waits for (statistics, the sandbox gateway's copies of its messages) are
+deferred (:meth:`Store.defer`): they ride along with the next batch and cost no round trip of their own.
+
+Driver errors become :class:`~verify.errors.StoreUnavailable` (503); redis-py reconnects by itself. A Redis
 that timed out is not asked again for :data:`FAIL_FAST_S`, so a request (and the requests behind it) fails within
 about one timeout rather than one per round trip.
 """
@@ -84,6 +87,7 @@ class Record:
     sms_parts: int = 0
     completed_via: str = ""
     verified_at: int = 0
+    country: str = ""  # ISO region of the phone, as the start found it
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Record:
@@ -98,7 +102,7 @@ class Record:
             delivery_status=h.get("delivery_status", ""), delivery_raw=h.get("delivery_raw", ""),
             sms_encoding=h.get("sms_encoding", ""),
             sms_parts=int(h.get("sms_parts") or 0), completed_via=h.get("completed_via", ""),
-            verified_at=int(h.get("verified_at") or 0),
+            verified_at=int(h.get("verified_at") or 0), country=h.get("country", ""),
         )
 
     @classmethod
@@ -211,22 +215,22 @@ class Scripts:
 class Op(Generic[T]):
     """The decoded reply of one command of a :class:`Batch`, readable once the batch has run."""
 
-    __slots__ = ("_decode", "_ran", "_reply")
+    __slots__ = ("_decode", "_ran", "_value")
 
     def __init__(self, decode: Callable[[Any], T]) -> None:
         self._decode = decode
-        self._reply: Any = None
+        self._value: T | None = None
         self._ran = False
 
     def _set(self, reply: Any) -> None:
-        self._reply, self._ran = reply, True
+        self._value, self._ran = self._decode(reply), True
 
     @property
     def value(self) -> T:
         """The reply, decoded."""
         if not self._ran:
             raise RuntimeError("the batch of this command has not run")
-        return self._decode(self._reply)
+        return self._value  # type: ignore[return-value]
 
 
 def _ignore(_: Any) -> None:
@@ -241,6 +245,7 @@ class Store:
         self.prefix = prefix
         self.scripts = Scripts(client)
         self.down_until = 0.0
+        self._deferred: list[Callable[[Batch], object]] = []
         # Close the pool's sockets when the store goes, rather than leave them to the garbage collector.
         weakref.finalize(self, client.connection_pool.disconnect)
 
@@ -259,6 +264,14 @@ class Store:
             socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S, health_check_interval=15,
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
         return cls(redis.Redis(connection_pool=pool), prefix)
+
+    def defer(self, queue: Callable[[Batch], object]) -> None:
+        """Have ``queue`` put its commands on the next batch this store runs (in this process), whoever runs it.
+
+        For writes that need no answer and may be lost with that batch: the pumping guard's counts, the sandbox
+        gateway's message copies. A request's next round trip carries them, so they cost none of their own.
+        """
+        self._deferred.append(queue)
 
     def batch(self) -> Batch:
         """An empty batch: queue commands, then :meth:`Batch.run` sends them in one round trip."""
@@ -352,6 +365,11 @@ class Batch:
         if not self._ops:
             return
         store = self._store
+        deferred, store._deferred = store._deferred, []
+        queued = len(self._ops)
+        for queue in deferred:
+            queue(self)
+        self._ops = self._ops[queued:] + self._ops[:queued]  # what was deferred happened first: it goes first
         if time.monotonic() < store.down_until:
             raise StoreUnavailable("Redis timed out a moment ago")
         try:
@@ -394,8 +412,8 @@ class Batch:
 
     # verifications
 
-    def start(self, phone: str, channel: str, locale: str, now_ms: int, lease_ms: int, cooldown_ms: int,
-              max_sends: int, nonce: str, quota: Limit | None) -> Op[Outcome[StartOutcome]]:
+    def start(self, phone: str, country: str, channel: str, locale: str, now_ms: int, lease_ms: int,
+              cooldown_ms: int, max_sends: int, nonce: str, quota: Limit | None) -> Op[Outcome[StartOutcome]]:
         """Return ``phone``'s pending verification on ``channel``, or reserve a send and take the phone's quota;
         see ``lua/start.lua``."""
         s = self._store
@@ -404,7 +422,7 @@ class Batch:
         return self._script(_outcome(quota), s.scripts.start,
                             [s.index_key(phone, channel), s.record_key(fresh), quota_key],
                             [s.record_prefix(phone), fresh, now_ms, lease_ms, phone, channel, locale,
-                             cooldown_ms, max_sends, nonce, _ttl(quota), *_items(quota)])
+                             cooldown_ms, max_sends, nonce, _ttl(quota), country, *_items(quota)])
 
     def begin_send(self, verification_id: str, now_ms: int, cooldown_ms: int, max_sends: int, lease_ms: int,
                    nonce: str, quota: Limit | None) -> Op[Outcome[BeginOutcome]]:

@@ -5,7 +5,8 @@
 -- KEYS[2] record of a new verification (prefix{tag}:vf:<new id>)
 -- KEYS[3] the phone's send quota (prefix{tag}:q:phone:<phone>)
 -- ARGV: 1 record key prefix of this hash tag, 2 new id, 3 now (ms), 4 send lease (ms), 5 phone, 6 channel,
---       7 locale, 8 resend cooldown (ms), 9 max sends, 10 nonce, 11 quota TTL (ms), 12.. quota items (_quota.lua)
+--       7 locale, 8 resend cooldown (ms), 9 max sends, 10 nonce, 11 quota TTL (ms), 12 the phone's country (ISO),
+--       13.. quota items (_quota.lua)
 -- Returns {outcome, record[, refused field, ms to wait]}:
 --   created (a new verification, its first send reserved) | resend (the pending one, a send reserved)
 --   | existing (the pending one, nothing reserved or taken: inside its cooldown, in flight, or out of sends)
@@ -14,7 +15,7 @@
 -- Redis Cluster slot. A new record lives only for the send lease until end_send.lua commits its first send.
 local now = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
-local items = q_items(12)
+local items = q_items(13)
 local existing = redis.call('GET', KEYS[1])
 if existing then
   local key = ARGV[1] .. existing
@@ -34,8 +35,8 @@ end
 local refused = q_refusal(KEYS[3], now, items)
 if refused then return {'limited', {}, refused[1], refused[2]} end
 q_add(KEYS[3], now, items, tonumber(ARGV[11]))
-redis.call('HSET', KEYS[2], 'id', ARGV[2], 'phone', ARGV[5], 'channel', ARGV[6], 'locale', ARGV[7],
-  'status', 'pending', 'attempts', 0, 'sends', 0, 'created_at', ARGV[3], 'last_sent_at', 0,
+redis.call('HSET', KEYS[2], 'id', ARGV[2], 'phone', ARGV[5], 'country', ARGV[12], 'channel', ARGV[6],
+  'locale', ARGV[7], 'status', 'pending', 'attempts', 0, 'sends', 0, 'created_at', ARGV[3], 'last_sent_at', 0,
   'expires_at', now + lease)
 s_reserve(KEYS[2], now, ARGV[10])
 redis.call('PEXPIRE', KEYS[2], lease)
