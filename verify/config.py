@@ -182,7 +182,7 @@ class Settings:
     webhook_max_age: int = 900
     events_url: str | None = None
     events_secret: str = ""
-    # Abuse limits as flask-limiter strings ("3/10 minutes;10/day"); "" means no limit.
+    # Abuse limits in the notation of the limits library ("3/10 minutes;10/day"); "" means no limit.
     limit_phone: str = "3/10 minutes;10/day"
     limit_ip: str = "10/hour;50/day"
     limit_prefix: str = "20/hour"
@@ -382,7 +382,7 @@ def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def _limit(env: Mapping[str, str], name: str, default: str) -> str:
-    """A flask-limiter limit string; ``none`` (or ``off``) switches a limit with a default off."""
+    """A limit string such as ``3/10 minutes;10/day``; ``none`` (or ``off``) switches a limit with a default off."""
     raw = env.get(name)
     if raw is None or not raw.strip():
         return default

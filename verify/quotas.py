@@ -14,11 +14,10 @@ Where each limit lives, and why:
   gateway failure), gives back what it took (``lua/give.lua``). The adaptive captcha's per-IP start counter is a
   field of the ``ip`` key, counted in the same script, so the two can never disagree.
 - ``check_ip`` is taken by ``lua/take.lua`` too, before the code is judged, and never given back: a check is
-  work done whatever its outcome. Its model is a plain route limit, which flask-limiter would fit, but
-  flask-limiter evaluated its limits twice per check (in ``before_request`` and in the route's decorator) and
-  once per every other request: about a quarter of a check's CPU in a profile, for one script call. One
-  mechanism serves every limit instead, with the app's clock (so tests move time rather than sleep) and one
-  renderer for its 429.
+  work done whatever its outcome. Its model alone is a plain route limit, which flask-limiter would fit (earlier
+  versions used it). One mechanism serves every limit instead, with the app's clock (so tests move time rather
+  than sleep) and one renderer for its 429; flask-limiter also evaluated limits in a hook on every request, and
+  twice on a limited route.
 
 Every quota is a sliding-window counter (the count in the current fixed window plus the previous window's count
 weighted by how much of it still overlaps): two numbers per window, whatever the limit's size. Starts that only
