@@ -157,3 +157,17 @@ def test_a_solved_captcha_does_not_reset_the_ip_rule(redis_url: str, clock: Mova
     assert start(client, "+79991230002", captcha={"id": captcha["id"],
                                                   "answer": solve(client, captcha)}).status_code == 201
     needs_captcha(start(client, "+79991230003"))
+
+
+def test_a_captcha_admits_only_the_ip_it_was_given_to(redis_url: str, clock: MovableClock) -> None:
+    client = client_with(redis_url, clock, captcha_mode="always", trusted_proxies=1)
+
+    def start_from(ip: str, **fields: Any) -> TestResponse:
+        return start(client, "+79991230001", headers={"X-Forwarded-For": ip}, **fields)
+
+    captcha = needs_captcha(start_from("198.51.100.1"))
+    answer = {"id": captcha["id"], "answer": solve(client, captcha)}
+    needs_captcha(start_from("203.0.113.9", captcha=answer))  # solved elsewhere: refused, and used up
+    captcha = needs_captcha(start_from("198.51.100.1"))
+    assert start_from("198.51.100.1", captcha={"id": captcha["id"], "answer": solve(client, captcha)}
+                      ).status_code == 201

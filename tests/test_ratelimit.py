@@ -16,6 +16,7 @@ from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, make_set
 from verify import create_app
 from verify.config import Settings
 from verify.embedded import EmbeddedRedis
+from verify.store import Batch
 
 
 def client_with(redis_url: str, clock: MovableClock, **overrides: Any) -> FlaskClient:
@@ -85,6 +86,32 @@ def test_reloads_that_send_nothing_cost_no_ip_quota(redis_url: str, clock: Movab
         assert again.status_code == 200 and again.get_json()["id"] == first["id"]
     assert start(client, "+79991230001").status_code == 201
     limited(start(client, "+79991230002"), "ip")
+
+
+def test_starts_refused_before_sending_give_their_ip_quota_back(redis_url: str, clock: MovableClock) -> None:
+    client = client_with(redis_url, clock, limit_ip="2/hour", limit_phone="1/hour", captcha_mode="always")
+    service = client.application.extensions["verify"]
+    # Another worker's first send to this phone is in flight: 409 start-in-progress, five times.
+    service.store.run(Batch.start, PHONE, "RU", "sms", "", int(clock() * 1000), 120_000, 0, 5, "n", None)
+    for _ in range(5):
+        assert start(client).status_code == 409
+    # The phone limit refuses (its first start sent; it asks a captcha, which is then solved).
+    other = "+79991230001"
+    captcha = start(client, other).get_json()["captcha"]
+    answer = client.get(f"/sandbox/captcha/{captcha['id']}").get_json()["answer"]
+    first = start(client, other, captcha={"id": captcha["id"], "answer": answer})
+    assert first.status_code == 201
+    client.delete(f"/v1/verifications/{first.get_json()['id']}", headers=AUTH)
+    for _ in range(5):
+        limited(start(client, other), "phone")
+    # Asked for a captcha and not answering it: 428, five times.
+    for _ in range(5):
+        assert start(client, "+79991230002").status_code == 428
+    # None of the 16 refusals took any of the 2 starts an hour this IP has; the solved start took one.
+    captcha = start(client, "+79991230003").get_json()["captcha"]
+    answer = client.get(f"/sandbox/captcha/{captcha['id']}").get_json()["answer"]
+    assert start(client, "+79991230003", captcha={"id": captcha["id"], "answer": answer}).status_code == 201
+    limited(start(client, "+79991230004"), "ip")  # and now the IP's two are taken
 
 
 def test_a_spoofed_x_forwarded_for_changes_nothing_without_trusted_proxies(redis_url: str,
