@@ -120,12 +120,11 @@ class Verification:
 
 @dataclass(frozen=True)
 class Started:
-    """The result of a start: ``created`` is false when an existing pending verification was returned, and
-    ``sent`` is false when nothing was sent (inside the resend cooldown, or no sends left)."""
+    """The result of a start: ``created`` is false when an existing pending verification was returned (with a new
+    code once its cooldown had passed, else as it was)."""
 
     verification: Verification
     created: bool
-    sent: bool = True
 
 
 @dataclass(frozen=True)
@@ -213,7 +212,7 @@ class Service:
             raise _limited(reserved.refusal)
         record = _present(reserved)
         if reserved.outcome == "existing":
-            return Started(self.view(record), created=False, sent=False)
+            return Started(self.view(record), created=False)
         if reserved.outcome == "in_progress":
             raise StartInProgress("the first code for this phone is being sent; retry shortly", retry_after=1)
         created = reserved.outcome == "created"

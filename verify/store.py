@@ -357,9 +357,6 @@ class Batch:
         self._store = store
         self._ops: list[tuple[Op[Any], Script | None, tuple[Any, ...]]] = []
 
-    def __len__(self) -> int:
-        return len(self._ops)
-
     def run(self) -> None:
         """Send every queued command in one round trip, and fill in their :class:`Op`\\ s."""
         if not self._ops:
@@ -496,9 +493,9 @@ class Batch:
 
     def give(self, quota: Quota, taken_at: int) -> Op[None]:
         """Give back what :meth:`take` took at ``taken_at``; see ``lua/give.lua``."""
+        items = _items(quota.limit)[1:] + _items(quota.counter, counter=True)[1:]
         return self._script(_ignore, self._store.scripts.give, [self._store.quota_key(quota)],
-                            [taken_at, len(quota.limit.windows) + len(quota.counter.windows if quota.counter else ()),
-                             *_items(quota.limit)[1:], *_items(quota.counter, counter=True)[1:]])
+                            [taken_at, len(items) // 3, *items])
 
     def pump_count(self, country: str, what: PumpCount, now_ms: int) -> Op[None]:
         """Count an SMS verification started or approved in ``country``; see ``lua/pump.lua``."""
