@@ -120,6 +120,15 @@ def test_check_config_prints_settings_with_secrets_masked(capsys: pytest.Capture
     assert "SMS failover chain: smsc -> zoomconnect -> d7" in out and "call: smsc" in out
 
 
+def test_check_config_flags_crc32_for_smsc_callbacks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_config(live=False, env=CONFIG_ENV) == 0
+    assert "WARNING" not in capsys.readouterr().out
+    assert check_config(live=False, env={**CONFIG_ENV, "VERIFY_SMSC_HASH": "sha1,crc32"}) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"VERIFY_SMSC_HASH\s+sha1,crc32", out)
+    assert re.search(r"WARNING: VERIFY_SMSC_HASH lists crc32: .* not a MAC", out)
+
+
 @pytest.mark.parametrize(("drop", "variable"), [
     ("VERIFY_ZOOMCONNECT_TOKEN", "VERIFY_ZOOMCONNECT_TOKEN"),
     ("VERIFY_SMSC_PASSWORD", "VERIFY_SMSC_PASSWORD"),

@@ -95,3 +95,34 @@ def test_gateway_settings_are_read_only_for_named_gateways() -> None:
     assert s.smsc is not None and s.smsc.url == "http://127.0.0.1:9/sys/" and s.smsc.apikey == "k"
     assert s.d7 is not None and (s.d7.api, s.d7.url) == ("legacy", "https://rest-api.d7networks.com/")
     assert s.zoomconnect is None and s.providers == ("smsc", "d7", "sandbox")
+
+
+def test_webhook_and_event_secrets_are_lists_for_rotation() -> None:
+    s = Settings.from_env({**BASE, "VERIFY_SMS_PROVIDERS": "smsc,zoomconnect,d7", "VERIFY_SMSC_APIKEY": "k",
+                           "VERIFY_SMSC_SECRET": " new_secret , old-secret ", "VERIFY_ZOOMCONNECT_EMAIL": "e@x",
+                           "VERIFY_ZOOMCONNECT_TOKEN": "t", "VERIFY_ZOOMCONNECT_SECRET": "zoom-new,zoom-old",
+                           "VERIFY_D7_TOKEN": "t", "VERIFY_D7_WEBHOOK_TOKEN": "hook-new,hook-old",
+                           "VERIFY_EVENTS_URL": "https://example.com/hooks", "VERIFY_EVENTS_SECRET": "ev-new,ev-old"})
+    assert s.smsc is not None and s.smsc.secrets == ("new_secret", "old-secret")
+    assert s.zoomconnect is not None and s.zoomconnect.secrets == ("zoom-new", "zoom-old")
+    assert s.d7 is not None and s.d7.webhook_tokens == ("hook-new", "hook-old")
+    assert s.events_secrets == ("ev-new", "ev-old")
+
+
+def test_smsc_hash_algorithms(caplog: pytest.LogCaptureFixture) -> None:
+    smsc = {**BASE, "VERIFY_SMS_PROVIDERS": "smsc", "VERIFY_SMSC_APIKEY": "k", "VERIFY_SMSC_SECRET": "s"}
+    default = Settings.from_env(smsc)
+    assert default.smsc is not None and default.smsc.hashes == ("sha1", "md5") and default.warnings() == []
+    assert "crc32" not in caplog.text
+    only_sha1 = Settings.from_env({**smsc, "VERIFY_SMSC_HASH": " SHA1 "})
+    assert only_sha1.smsc is not None and only_sha1.smsc.hashes == ("sha1",)
+    with_crc32 = Settings.from_env({**smsc, "VERIFY_SMSC_HASH": "sha1,crc32"})
+    assert with_crc32.smsc is not None and with_crc32.smsc.hashes == ("sha1", "crc32")
+    (warning,) = with_crc32.warnings()
+    assert "crc32" in warning and "not a MAC" in warning and warning in caplog.text  # logged at start
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**smsc, "VERIFY_SMSC_HASH": "sha256"})
+    assert caught.value.variable == "VERIFY_SMSC_HASH"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**smsc, "VERIFY_SMSC_SECRET": "good,bad secret"})
+    assert caught.value.variable == "VERIFY_SMSC_SECRET"

@@ -55,7 +55,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def settings(settings: Settings, receiver: Receiver) -> Settings:
-    return replace(settings, events_url=receiver.url, events_secret=EVENTS_SECRET)
+    return replace(settings, events_url=receiver.url, events_secrets=(EVENTS_SECRET,))
 
 
 @pytest.fixture
@@ -80,6 +80,18 @@ def test_the_signature_format() -> None:
     body = b'{"id":"evt_1"}'
     mac = hmac.new(b"s", b"1700000000." + body, hashlib.sha256).hexdigest()
     assert signature("s", 1_700_000_000, body) == f"t=1700000000,v1={mac}"
+
+
+def test_the_newest_events_secret_signs(settings: Settings, receiver: Receiver, clock: MovableClock) -> None:
+    client = create_app(replace(settings, events_secrets=("rotated-in-secret", EVENTS_SECRET)), clock=clock,
+                        background=False).test_client()
+    vid = start(client).get_json()["id"]
+    check(client, vid, last_code(client))
+    assert events_of(client).deliver() == 1
+    ((headers, body),) = receiver.received
+    check_signature(headers, body, "rotated-in-secret")
+    with pytest.raises(AssertionError):
+        check_signature(headers, body, EVENTS_SECRET)
 
 
 def test_backoff_starts_within_10_s_and_is_capped() -> None:

@@ -60,9 +60,9 @@ LIMITS = tuple(name for name in get_args(LimitName) if name != "captcha_ip")  # 
 RATE_LIMITED = errors.RateLimited.slug
 # The gateways of the webhook scenarios: only their settings matter, as webhooks never call a gateway.
 SMSC_SECRET, ZOOM_SECRET, D7_TOKEN = "smsc-hook-secret", "zoom-secret", "hook-token"
-SMSC = SmscSettings(url="http://127.0.0.1:9/", apikey="k", secret=SMSC_SECRET)
-ZOOMCONNECT = ZoomConnectSettings(url="http://127.0.0.1:9/", email="e@example.com", token="t", secret=ZOOM_SECRET)
-D7 = D7Settings(api="legacy", url="http://127.0.0.1:9/", username="u", password="p", webhook_token=D7_TOKEN)
+SMSC = SmscSettings(url="http://127.0.0.1:9/", apikey="k", secrets=(SMSC_SECRET,))
+ZOOMCONNECT = ZoomConnectSettings(url="http://127.0.0.1:9/", email="e@example.com", token="t", secrets=(ZOOM_SECRET,))
+D7 = D7Settings(api="legacy", url="http://127.0.0.1:9/", username="u", password="p", webhook_tokens=(D7_TOKEN,))
 # Path parameter values that reach the handler (with the gateways configured); others get UNKNOWN_ID.
 PATH_EXAMPLES = {"kind": "reply", "token": D7_TOKEN}
 # What "conforms to the document" means for one response.
@@ -1182,7 +1182,12 @@ def _smsc_json_reply_approves(env: Env) -> TestResponse:
 
 # A status for a message we do not know (windows-1251 form, crc32): harmless.
 scenario("POST /webhooks/smsc", 200)(lambda env: _smsc(
-    env.gateways(), {"id": UNKNOWN_ID, "phone": PHONE_DIGITS, "status": "1"}, hash="crc32"))
+    env.gateways(), {"id": UNKNOWN_ID, "phone": PHONE_DIGITS, "status": "1"}, hash="md5"))
+# A correct crc32 is no proof of the secret (a forger computes it): refused unless VERIFY_SMSC_HASH lists it.
+scenario("POST /webhooks/smsc", 403, "webhook-rejected")(lambda env: _smsc(
+    env.gateways(), _smsc_call(env), hash="crc32"))
+scenario("POST /webhooks/smsc", 200)(lambda env: _smsc(
+    env.gateways(smsc=replace(SMSC, hashes=("sha1", "crc32"))), _smsc_call(env), hash="crc32"))
 scenario("POST /webhooks/smsc", 403, "webhook-rejected")(
     lambda env: _smsc(env.gateways(), _smsc_call(env), secret=None))
 scenario("POST /webhooks/smsc", 403, "webhook-rejected")(
@@ -1246,7 +1251,7 @@ scenario("POST /webhooks/zoomconnect/{kind}", 403, "webhook-rejected")(
     lambda env: _zoom(env.gateways(), "reply", _zoom_reply(env, UNKNOWN_ID, "123456", age=-120)))
 # No VERIFY_ZOOMCONNECT_SECRET: nothing can be verified.
 scenario("POST /webhooks/zoomconnect/{kind}", 403, "webhook-rejected")(
-    lambda env: _zoom(env.gateways(zoomconnect=replace(ZOOMCONNECT, secret="")), "delivery", _zoom_delivery(env)))
+    lambda env: _zoom(env.gateways(zoomconnect=replace(ZOOMCONNECT, secrets=())), "delivery", _zoom_delivery(env)))
 scenario("POST /webhooks/zoomconnect/{kind}", 404, "not-found")(
     lambda env: _zoom(env, "delivery", _zoom_delivery(env)))
 scenario("POST /webhooks/zoomconnect/{kind}", 404, "not-found")(
@@ -1275,7 +1280,8 @@ def _d7_dlr_scenarios(method: str) -> None:
     scenario(operation, 404, "not-found")(lambda env: _d7(env.gateways(), _dlr(method), "/webhooks/d7/not-the-token"))
     scenario(operation, 404, "not-found")(lambda env: _d7(env, _dlr(method)))
     # No VERIFY_D7_WEBHOOK_TOKEN: no token works.
-    scenario(operation, 404, "not-found")(lambda env: _d7(env.gateways(d7=replace(D7, webhook_token="")), _dlr(method)))
+    scenario(operation, 404, "not-found")(
+        lambda env: _d7(env.gateways(d7=replace(D7, webhook_tokens=())), _dlr(method)))
     scenario(operation, 503, "store-unavailable")(lambda env: _d7(env.gateways().dead(), _dlr(method)))
 
 
@@ -1405,7 +1411,7 @@ def gateways_fuzz_app(request: pytest.FixtureRequest, redis_server: EmbeddedRedi
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
-    smsc = SMSC if request.param == "signed" else replace(SMSC, secret="")
+    smsc = SMSC if request.param == "signed" else replace(SMSC, secrets=())
     GATEWAYS_FUZZ_APP.target = create_app(replace(make_settings(redis_server.url), smsc=smsc,
                                                   zoomconnect=ZOOMCONNECT, d7=D7), background=False)
     yield GATEWAYS_FUZZ_APP.target

@@ -43,10 +43,10 @@ def gateway_settings(redis_url: str, smsc: SmscEmulator, zoom: ZoomConnectEmulat
         make_settings(redis_url), sandbox=False, sms_providers=("smsc",), call_provider="smsc",
         http_connect_timeout=HTTP_CONNECT_TIMEOUT, http_read_timeout=HTTP_READ_TIMEOUT,
         public_url="https://verify.example",
-        smsc=SmscSettings(url=smsc.url, apikey=SMSC_KEY, secret=SMSC_SECRET),
-        zoomconnect=ZoomConnectSettings(url=zoom.url, email=EMAIL, token=TOKEN, secret=ZOOM_SECRET),
+        smsc=SmscSettings(url=smsc.url, apikey=SMSC_KEY, secrets=(SMSC_SECRET,)),
+        zoomconnect=ZoomConnectSettings(url=zoom.url, email=EMAIL, token=TOKEN, secrets=(ZOOM_SECRET,)),
         d7=D7Settings(api="legacy", url=d7.url, username=d7_emulator.USERNAME, password=d7_emulator.PASSWORD,
-                      webhook_token=D7_HOOK))
+                      webhook_tokens=(D7_HOOK,)))
 
 
 @pytest.fixture

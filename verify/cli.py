@@ -57,6 +57,8 @@ def check_config(*, live: bool, env: dict[str, str] | None = None) -> int:
     print("Gateways")
     print(f"  SMS failover chain: {' -> '.join(settings.sms_providers)}")
     print(f"  call: {settings.call_provider or '(none: the call channel is off)'}")
+    for warning in settings.warnings():
+        print(f"WARNING: {warning}")
     if not live:
         return 0
     print("Balances")

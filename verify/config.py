@@ -59,6 +59,7 @@ D7_TOKEN = "VERIFY_D7_TOKEN"  # noqa: S105 - a variable name
 D7_SENDER = "VERIFY_D7_SENDER"
 D7_WEBHOOK_TOKEN = "VERIFY_D7_WEBHOOK_TOKEN"  # noqa: S105 - a variable name
 SMSC_SECRET = "VERIFY_SMSC_SECRET"  # noqa: S105 - a variable name
+SMSC_HASH = "VERIFY_SMSC_HASH"
 ZOOMCONNECT_SECRET = "VERIFY_ZOOMCONNECT_SECRET"  # noqa: S105 - a variable name
 ZOOMCONNECT_TZ = "VERIFY_ZOOMCONNECT_TZ"
 WEBHOOK_MAX_AGE = "VERIFY_WEBHOOK_MAX_AGE"
@@ -112,6 +113,8 @@ CAPTCHA_VERIFY_URLS = {
 }
 MIN_SECRET_LENGTH = 16
 MIN_API_KEY_LENGTH = 16
+# The hash algorithms an SMSC callback may be signed with, by default: not crc32, which a forger can compute.
+SMSC_HASHES = ("sha1", "md5")
 
 
 @dataclass(frozen=True)
@@ -123,17 +126,19 @@ class SmscSettings:
     password: str = ""
     apikey: str = ""
     sender: str = ""
-    secret: str = ""  # the md5/sha1/crc32 secret of the callback URL; empty only in sandbox mode
+    # The secrets of the handler URL's md5=/sha1=/crc32=, newest first (any verifies); empty only in sandbox mode.
+    secrets: tuple[str, ...] = ()
+    hashes: tuple[str, ...] = SMSC_HASHES  # the hash algorithms a callback may be signed with
 
 
 @dataclass(frozen=True)
 class ZoomConnectSettings:
-    """Zoom Connect: account e-mail and REST API token; the webhook checksum secret and time zone."""
+    """Zoom Connect: account e-mail and REST API token; the webhook checksum secrets (any verifies) and time zone."""
 
     url: str = "https://www.zoomconnect.com/app/"
     email: str = ""
     token: str = ""
-    secret: str = ""
+    secrets: tuple[str, ...] = ()
     tz: str = "UTC"
 
 
@@ -147,7 +152,7 @@ class D7Settings:
     password: str = ""
     token: str = ""
     sender: str = ""
-    webhook_token: str = ""
+    webhook_tokens: tuple[str, ...] = ()  # the first goes in the callback URLs; any is accepted
 
 
 @dataclass(frozen=True)
@@ -181,7 +186,7 @@ class Settings:
     d7: D7Settings | None = None
     webhook_max_age: int = 900
     events_url: str | None = None
-    events_secret: str = ""
+    events_secrets: tuple[str, ...] = ()  # the first signs
     # Abuse limits in the notation of the limits library ("3/10 minutes;10/day"); "" means no limit.
     limit_phone: str = "3/10 minutes;10/day"
     limit_ip: str = "10/hour;50/day"
@@ -200,6 +205,15 @@ class Settings:
     captcha_verify_url: str = ""
     pumping_threshold: float = 0.8
     pumping_min_starts: int = 50
+
+    def warnings(self) -> list[str]:
+        """What this configuration allows that weakens the service: logged at start and shown by check-config."""
+        found = []
+        if self.smsc and "crc32" in self.smsc.hashes:
+            found.append(f"{SMSC_HASH} lists crc32: SMSC callbacks signed with crc32 are accepted, and crc32 is not a "
+                         "MAC. From one captured callback anyone can compute a valid crc32 for another phone without "
+                         "the secret, and so approve its call verification. List only sha1 (and md5).")
+        return found
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -245,7 +259,8 @@ class Settings:
             d7=_d7(env) if "d7" in named else None,
             webhook_max_age=_int(env, WEBHOOK_MAX_AGE, cls.webhook_max_age, 60, 86400),
             events_url=_url(env, EVENTS_URL, None),
-            events_secret=_required(env, EVENTS_SECRET, EVENTS_URL) if env.get(EVENTS_URL, "").strip() else "",
+            events_secrets=_secrets(env, EVENTS_SECRET, required_by=EVENTS_URL if env.get(EVENTS_URL, "").strip()
+                                    else None),
             limit_phone=_limit(env, LIMIT_PHONE, cls.limit_phone),
             limit_ip=_limit(env, LIMIT_IP, cls.limit_ip),
             limit_prefix=_limit(env, LIMIT_PREFIX, cls.limit_prefix),
@@ -280,7 +295,7 @@ class Settings:
             (PUBLIC_URL, self.public_url), (HTTP_CONNECT_TIMEOUT, self.http_connect_timeout),
             (HTTP_READ_TIMEOUT, self.http_read_timeout), (BREAKER_FAILURES, self.breaker_failures),
             (BREAKER_COOLDOWN, self.breaker_cooldown), (WEBHOOK_MAX_AGE, self.webhook_max_age),
-            (EVENTS_URL, self.events_url), (EVENTS_SECRET, self.events_secret),
+            (EVENTS_URL, self.events_url), (EVENTS_SECRET, self.events_secrets),
             (LIMIT_PHONE, self.limit_phone), (LIMIT_IP, self.limit_ip), (LIMIT_PREFIX, self.limit_prefix),
             (LIMIT_COUNTRY, self.limit_country), (LIMIT_GLOBAL, self.limit_global),
             (LIMIT_CHECK_IP, self.limit_check_ip), (LIMIT_PHONE_FAILURES, self.limit_phone_failures),
@@ -292,15 +307,16 @@ class Settings:
         ]
         if self.smsc:
             rows += [(SMSC_URL, self.smsc.url), (SMSC_LOGIN, self.smsc.login), (SMSC_PASSWORD, self.smsc.password),
-                     (SMSC_APIKEY, self.smsc.apikey), (SMSC_SENDER, self.smsc.sender), (SMSC_SECRET, self.smsc.secret)]
+                     (SMSC_APIKEY, self.smsc.apikey), (SMSC_SENDER, self.smsc.sender),
+                     (SMSC_SECRET, self.smsc.secrets), (SMSC_HASH, ",".join(self.smsc.hashes))]
         if self.zoomconnect:
             rows += [(ZOOMCONNECT_URL, self.zoomconnect.url), (ZOOMCONNECT_EMAIL, self.zoomconnect.email),
-                     (ZOOMCONNECT_TOKEN, self.zoomconnect.token), (ZOOMCONNECT_SECRET, self.zoomconnect.secret),
+                     (ZOOMCONNECT_TOKEN, self.zoomconnect.token), (ZOOMCONNECT_SECRET, self.zoomconnect.secrets),
                      (ZOOMCONNECT_TZ, self.zoomconnect.tz)]
         if self.d7:
             rows += [(D7_API, self.d7.api), (D7_URL, self.d7.url), (D7_USERNAME, self.d7.username),
                      (D7_PASSWORD, self.d7.password), (D7_TOKEN, self.d7.token), (D7_SENDER, self.d7.sender),
-                     (D7_WEBHOOK_TOKEN, self.d7.webhook_token)]
+                     (D7_WEBHOOK_TOKEN, self.d7.webhook_tokens)]
         return [(name, _show(name, value)) for name, value in rows]
 
 
@@ -327,12 +343,14 @@ def _warn(settings: Settings) -> None:
         if size.parts > 1:
             log.warning("%s renders to %d SMS parts (%s, %d units): every code costs %d messages",
                         name, size.parts, size.encoding, size.units, size.parts)
-    if settings.d7 and not (settings.public_url and settings.d7.webhook_token):
+    for warning in settings.warnings():
+        log.warning("%s", warning)
+    if settings.d7 and not (settings.public_url and settings.d7.webhook_tokens):
         log.warning("d7 gets no delivery reports: set %s and %s", PUBLIC_URL, D7_WEBHOOK_TOKEN)
-    if settings.smsc and not settings.smsc.secret:
+    if settings.smsc and not settings.smsc.secrets:
         log.warning("!!! %s is unset: /webhooks/smsc accepts UNSIGNED callbacks, so anyone can confirm a call "
                     "verification. Allowed only because %s=1.", SMSC_SECRET, SANDBOX)
-    if settings.zoomconnect and not settings.zoomconnect.secret:
+    if settings.zoomconnect and not settings.zoomconnect.secrets:
         log.warning("%s is unset: Zoom Connect replies and delivery reports are refused (403)", ZOOMCONNECT_SECRET)
 
 
@@ -458,14 +476,18 @@ def _smsc(env: Mapping[str, str], sandbox: bool) -> SmscSettings:
             raise ConfigError(SMSC_APIKEY, f"(or {SMSC_LOGIN} and {SMSC_PASSWORD}) is required because smsc "
                                            "is a configured provider")
         password = _required(env, SMSC_PASSWORD, "smsc")
-    secret = env.get(SMSC_SECRET, "").strip()
-    if not secret and not sandbox:
+    secrets = _secrets(env, SMSC_SECRET)
+    if not secrets and not sandbox:
         raise ConfigError(SMSC_SECRET, "is required (the md5=/sha1=/crc32= secret of the SMSC handler URL): without "
                                        "it anyone could post a confirmation call")
-    if secret and not re.fullmatch(r"[A-Za-z0-9_-]+", secret):
-        raise ConfigError(SMSC_SECRET, "may hold only Latin letters, digits, - and _ (SMSC's rule)")
+    if any(not re.fullmatch(r"[A-Za-z0-9_-]+", secret) for secret in secrets):
+        raise ConfigError(SMSC_SECRET, "may hold only Latin letters, digits, - and _ (SMSC's rule), comma-separated")
+    hashes = tuple(h.strip().lower() for h in env.get(SMSC_HASH, "").split(",") if h.strip()) or SMSC_HASHES
+    if any(h not in ("sha1", "md5", "crc32") for h in hashes):
+        raise ConfigError(SMSC_HASH, f"must list hash algorithms from sha1, md5, crc32, not {','.join(hashes)!r}")
     return SmscSettings(url=_base_url(env, SMSC_URL, SmscSettings.url), login=login, password=password,
-                        apikey=apikey, sender=env.get(SMSC_SENDER, "").strip(), secret=secret)
+                        apikey=apikey, sender=env.get(SMSC_SENDER, "").strip(), secrets=secrets,
+                        hashes=tuple(dict.fromkeys(hashes)))
 
 
 def _zoomconnect(env: Mapping[str, str]) -> ZoomConnectSettings:
@@ -478,7 +500,7 @@ def _zoomconnect(env: Mapping[str, str]) -> ZoomConnectSettings:
     return ZoomConnectSettings(url=_base_url(env, ZOOMCONNECT_URL, ZoomConnectSettings.url),
                                email=_required(env, ZOOMCONNECT_EMAIL, "zoomconnect"),
                                token=_required(env, ZOOMCONNECT_TOKEN, "zoomconnect"),
-                               secret=env.get(ZOOMCONNECT_SECRET, "").strip(), tz=tz)
+                               secrets=_secrets(env, ZOOMCONNECT_SECRET), tz=tz)
 
 
 def _d7(env: Mapping[str, str]) -> D7Settings:
@@ -491,7 +513,15 @@ def _d7(env: Mapping[str, str]) -> D7Settings:
         username, password, token = "", "", _required(env, D7_TOKEN, "d7")
     return D7Settings(api=api, url=_base_url(env, D7_URL, D7_DEFAULT_URLS[api]), username=username,
                       password=password, token=token, sender=env.get(D7_SENDER, "").strip(),
-                      webhook_token=env.get(D7_WEBHOOK_TOKEN, "").strip())
+                      webhook_tokens=_secrets(env, D7_WEBHOOK_TOKEN))
+
+
+def _secrets(env: Mapping[str, str], name: str, *, required_by: str | None = None) -> tuple[str, ...]:
+    """A comma-separated secret list, newest first: the first signs what we send, any verifies what we receive."""
+    values = tuple(v.strip() for v in env.get(name, "").split(",") if v.strip())
+    if required_by and not values:
+        raise ConfigError(name, f"is required because {required_by} is set")
+    return values
 
 
 def _key_list(env: Mapping[str, str], name: str, min_length: int) -> tuple[str, ...]:

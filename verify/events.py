@@ -54,7 +54,7 @@ class Events:
 
     def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
         self.url = settings.events_url
-        self._secret = settings.events_secret
+        self._secret = settings.events_secrets[0] if settings.events_secrets else ""  # the newest signs
         self._store = store
         self._clock = clock
         self._timeout = (settings.http_connect_timeout, settings.http_read_timeout)

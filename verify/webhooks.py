@@ -59,7 +59,8 @@ def smsc_callback() -> Response:
     if settings is None:
         raise NotFound("smsc is not a configured gateway")
     inbound = _inbound()
-    return _apply(_verified(lambda: smsc.parse_callback(inbound, settings.secret or None)))
+    return _apply(_verified(lambda: smsc.parse_callback(inbound, settings.secrets or None,
+                                                        algorithms=settings.hashes)))
 
 
 @bp.post("/zoomconnect/<kind>")
@@ -69,11 +70,11 @@ def zoomconnect_callback(kind: str) -> Response:
     settings = svc.settings.zoomconnect
     if settings is None or kind not in ZOOMCONNECT_KINDS:
         raise NotFound("no such webhook")
-    if not settings.secret:
+    if not settings.secrets:
         raise WebhookRejected("VERIFY_ZOOMCONNECT_SECRET is not set, so no Zoom Connect callback can be verified")
     inbound = _inbound()
     hook = _verified(lambda: zoomconnect.parse_callback(
-        inbound, "reply" if kind == "reply" else "delivery", settings.secret, svc.clock(), ZoneInfo(settings.tz),
+        inbound, "reply" if kind == "reply" else "delivery", settings.secrets, svc.clock(), ZoneInfo(settings.tz),
         svc.settings.webhook_max_age))
     if not svc.claim_nonce("zoomconnect", hook.nonce):
         raise WebhookRejected("this nonce was seen before: a replayed request")
@@ -88,7 +89,7 @@ def _d7_verified(token: str) -> None:
     settings = service().settings.d7
     if settings is None:
         raise NotFound("no such webhook")
-    _verified(lambda: d7.check_token(token, settings.webhook_token))
+    _verified(lambda: d7.check_token(token, settings.webhook_tokens))
 
 
 @bp.route("/d7/<token>", methods=["GET", "POST"])

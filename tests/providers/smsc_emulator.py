@@ -148,14 +148,18 @@ SIGNED = {"sms": ("phone", "mes", "to"), "call": ("phone", "ts"), "status": ("id
 
 def smsc_callback(fields: dict[str, str], *, secret: str | None, hash: HashName = "md5", crc32_hex: bool = False,
                   charset: str = "windows-1251", fmt_json: bool = False, hash_encoding: str | None = None,
-                  json_numbers: bool = False) -> tuple[str, bytes, str]:
+                  json_numbers: bool = False, options_in_query: bool = False) -> tuple[str, bytes, str]:
     """One SMSC callback to our handler: (the query string SMSC calls our URL with, body, content type).
 
     The handler URL is taken to be configured as ``?<hash>=<secret>[&charset=<charset>][&fmt=3]``: ``charset`` is
     left out for windows-1251 (SMSC's default, what an operator who sets none gets), and no hash option without a
-    ``secret``. The kind follows ``fields`` (``mes``: incoming SMS, ``waitcall``: call, else status); the hash field
-    is added after them, over the kind's colon-joined fields and the secret encoded in ``hash_encoding`` (default
-    the charset). SMSC echoes the URL's ``charset`` as a field (1.7's example), so it comes last in the body.
+    ``secret``. SMSC posts every one of the URL's parameters in the body ("all parameters are passed by POST"), the
+    secret replaced by its hash, so the query string is empty and the secret never travels. With
+    ``options_in_query``, ``charset`` and ``fmt`` come in the query string instead, as SMSC sends parameters written
+    after a ``!`` in the URL (``https://host/!charset=utf-8?sha1=<secret>``). The kind follows ``fields``
+    (``mes``: incoming SMS, ``waitcall``: call, else status); the hash field is added after them, over the kind's
+    colon-joined fields and the secret encoded in ``hash_encoding`` (default the charset). The posted options come
+    last in the body (1.7's example); with ``fmt_json``, as members of the JSON object.
 
     The body is a form in ``charset`` (``application/x-www-form-urlencoded``, a space as ``+``) or, with
     ``fmt_json``, a JSON object in ``charset`` (``application/json``; SMSC's JSON content type is unconfirmed), its
@@ -163,19 +167,19 @@ def smsc_callback(fields: dict[str, str], *, secret: str | None, hash: HashName 
     """
     kind = "sms" if "mes" in fields else "call" if "waitcall" in fields else "status"
     body_fields = dict(fields)
-    query: dict[str, str] = {}
     if secret is not None:
-        query[hash] = secret
         message = ":".join([*(fields.get(name, "") for name in SIGNED[kind]), secret])
         body_fields[hash] = callback_hash(hash, message.encode(hash_encoding or charset), crc32_hex=crc32_hex)
-    if charset.lower() != "windows-1251":
-        query["charset"] = body_fields["charset"] = charset
+    options = {**({"charset": charset} if charset.lower() != "windows-1251" else {}),
+               **({"fmt": "3"} if fmt_json else {})}
+    query = urlencode(options) if options_in_query else ""
+    if not options_in_query:
+        body_fields.update(options)
     if fmt_json:
-        query["fmt"] = "3"
-        values = {key: _number(value) if json_numbers else value for key, value in body_fields.items()}
-        return urlencode(query), json.dumps(values, ensure_ascii=False).encode(charset), "application/json"
-    return urlencode(query), urlencode(body_fields, encoding=charset).encode("ascii"), \
-        "application/x-www-form-urlencoded"
+        values = {key: _number(value) if json_numbers and key not in options else value
+                  for key, value in body_fields.items()}
+        return query, json.dumps(values, ensure_ascii=False).encode(charset), "application/json"
+    return query, urlencode(body_fields, encoding=charset).encode("ascii"), "application/x-www-form-urlencoded"
 
 
 def callback_hash(hash: HashName, data: bytes, *, crc32_hex: bool = False) -> str:
@@ -188,12 +192,12 @@ def callback_hash(hash: HashName, data: bytes, *, crc32_hex: bool = False) -> st
 
 def post_callback(url: str, fields: dict[str, str], *, secret: str | None, hash: HashName = "md5",
                   crc32_hex: bool = False, charset: str = "windows-1251", fmt_json: bool = False,
-                  hash_encoding: str | None = None, json_numbers: bool = False,
+                  hash_encoding: str | None = None, json_numbers: bool = False, options_in_query: bool = False,
                   timeout: float = 5.0) -> requests.Response:
     """POST :func:`smsc_callback`'s callback to a local ``url`` (the handler URL without its query), as SMSC would."""
     query, body, content_type = smsc_callback(fields, secret=secret, hash=hash, crc32_hex=crc32_hex, charset=charset,
                                               fmt_json=fmt_json, hash_encoding=hash_encoding,
-                                              json_numbers=json_numbers)
+                                              json_numbers=json_numbers, options_in_query=options_in_query)
     target = f"{url}{'&' if '?' in url else '?'}{query}" if query else url
     return requests.post(target, data=body, headers={"Content-Type": content_type}, timeout=timeout,
                          allow_redirects=False)

@@ -31,7 +31,7 @@ def settings_for(emulator: D7Emulator, **overrides: Any) -> D7Settings:
         base = D7Settings(api="legacy", url=emulator.url, username=USERNAME, password=PASSWORD)
     else:
         base = D7Settings(api="v1", url=emulator.url, token=TOKEN)
-    return replace(base, **{"sender": SENDER, "webhook_token": WEBHOOK_TOKEN, **overrides})
+    return replace(base, **{"sender": SENDER, "webhook_tokens": (WEBHOOK_TOKEN,), **overrides})
 
 
 def make_provider(emulator: D7Emulator, public_url: str | None = PUBLIC_URL, **overrides: Any) -> D7Provider:
@@ -138,10 +138,10 @@ class TestD7V1Contract(ProviderContract):
 
 # ---- request mapping ----
 
-@pytest.mark.parametrize(("public_url", "webhook_token"), [(None, WEBHOOK_TOKEN), (PUBLIC_URL, ""), (None, "")])
+@pytest.mark.parametrize(("public_url", "webhook_tokens"), [(None, (WEBHOOK_TOKEN,)), (PUBLIC_URL, ()), (None, ())])
 def test_no_callback_fields_without_public_url_and_webhook_token(
-        any_emulator: D7Emulator, public_url: str | None, webhook_token: str) -> None:
-    make_provider(any_emulator, public_url, webhook_token=webhook_token).send_sms(MESSAGE)
+        any_emulator: D7Emulator, public_url: str | None, webhook_tokens: tuple[str, ...]) -> None:
+    make_provider(any_emulator, public_url, webhook_tokens=webhook_tokens).send_sms(MESSAGE)
     body = any_emulator.last.json()
     if any_emulator.api == "legacy":
         assert body == {"to": MESSAGE.to, "from": SENDER, "content": MESSAGE.text}

@@ -265,7 +265,14 @@ def test_no_truncation_of_a_valid_body_raises(parse: Parser) -> None:
 # ---- the path token (providers.md 3.3) ----
 
 def test_the_right_token_passes() -> None:
-    check_token(TOKEN, TOKEN)  # raises if refused
+    check_token(TOKEN, (TOKEN,))  # raises if refused
+
+
+def test_any_listed_token_passes_during_a_rotation() -> None:
+    check_token(TOKEN, ("the-new-token", TOKEN))
+    check_token("the-new-token", ("the-new-token", TOKEN))
+    with pytest.raises(WebhookRejected):
+        check_token(TOKEN, ("the-new-token",))
 
 
 @pytest.mark.parametrize("given", [
@@ -282,15 +289,17 @@ def test_the_right_token_passes() -> None:
 ])
 def test_any_other_token_is_an_unknown_webhook(given: str) -> None:
     with pytest.raises(WebhookRejected) as caught:
-        check_token(given, TOKEN)
+        check_token(given, (TOKEN,))
     assert (caught.value.status, caught.value.reason) == (404, "unknown webhook")
 
 
 @pytest.mark.parametrize("given", ["", "anything"])
 def test_without_a_configured_token_every_callback_is_unknown(given: str) -> None:
     with pytest.raises(WebhookRejected) as caught:
-        check_token(given, "")
+        check_token(given, ())
     assert caught.value.status == 404
+    with pytest.raises(WebhookRejected):
+        check_token(given, ("",))
 
 
 # ---- the emulator's callback helpers, over HTTP ----

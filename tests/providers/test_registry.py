@@ -52,7 +52,7 @@ def settings(redis_url: str, gateways: Gateways) -> Settings:
         public_url="https://verify.example",
         smsc=SmscSettings(url=gateways.smsc.url, apikey=SMSC_KEY),
         zoomconnect=ZoomConnectSettings(url=gateways.zoom.url, email=EMAIL, token=TOKEN),
-        d7=D7Settings(api="v1", url=gateways.d7.url, token=D7_TOKEN, webhook_token="hook-token"))
+        d7=D7Settings(api="v1", url=gateways.d7.url, token=D7_TOKEN, webhook_tokens=("hook-token",)))
 
 
 def _code(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -36,7 +36,7 @@ def provider(emulator: SmscEmulator) -> SmscProvider:
     return SmscProvider(SmscSettings(url=emulator.url, apikey=APIKEY, sender=SENDER), contract.http())
 
 
-def smsc(emulator: SmscEmulator, **settings: str) -> SmscProvider:
+def smsc(emulator: SmscEmulator, **settings: Any) -> SmscProvider:
     return SmscProvider(SmscSettings(url=emulator.url, **settings), contract.http())
 
 

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Request, Response
 
 from tests.providers.emulator import Emulator, Seen
 from tests.providers.smsc_emulator import HashName, callback_hash, post_callback, smsc_callback
+from verify.providers import smsc
 from verify.providers.base import (
     CallReceived,
     DeliveryReport,
@@ -21,7 +22,6 @@ from verify.providers.base import (
     SmsReceived,
     WebhookRejected,
 )
-from verify.providers.smsc import parse_callback
 
 SECRET = "mysecret"
 FORM = "application/x-www-form-urlencoded"
@@ -80,6 +80,13 @@ def form(fields: dict[str, str], charset: str = "windows-1251") -> bytes:
     return urlencode(fields, encoding=charset).encode("ascii")
 
 
+def parse_callback(request: Inbound, secret: str | None, *,
+                   algorithms: tuple[HashName, ...] = ("md5", "sha1", "crc32")) -> list[Event]:
+    """The parser with one secret and, unless told otherwise, every algorithm: 5.1's vectors include crc32. The
+    default of ``smsc.parse_callback`` (and of ``VERIFY_SMSC_HASH``), sha1 and md5, is tested on its own below."""
+    return smsc.parse_callback(request, (secret,) if secret is not None else None, algorithms=algorithms)
+
+
 def parse(fields: dict[str, str], *, secret: str | None = SECRET, signer: str | None = SECRET,
           **options: bool | str) -> list[Event]:
     """Build a callback signed with ``signer`` and parse it with ``secret``."""
@@ -136,7 +143,7 @@ def test_emulator_reproduces_the_documented_status_example() -> None:
     fields = {"id": "12345", "phone": "79991234567", "status": "1", "time": "21.11.24 10:05:00", "ts": "1732172700",
               "cnt": "1", "type": "0", "cost": "2.50", "flag": "0", "sender": "ACME"}
     assert smsc_callback(fields, secret=SECRET, charset="utf-8") == (
-        "md5=mysecret&charset=utf-8",
+        "",  # every parameter of the handler URL is posted; the secret travels only as its hash
         b"id=12345&phone=79991234567&status=1&time=21.11.24+10%3A05%3A00&ts=1732172700&cnt=1&type=0&cost=2.50"
         b"&flag=0&sender=ACME&md5=c4e3de83ec973176aab5c9d82cedd6d2&charset=utf-8",
         FORM,
@@ -244,6 +251,26 @@ def test_algorithms_restrict_the_accepted_hashes() -> None:
     assert parse_callback(md5, SECRET, algorithms=only_md5)
 
 
+def test_crc32_is_refused_unless_listed() -> None:
+    # A correct crc32, as a forger can compute it from a captured callback without the secret.
+    crc32 = inbound("", form({**STATUS, "crc32": "903588142"}))
+    with pytest.raises(WebhookRejected) as caught:
+        smsc.parse_callback(crc32, (SECRET,))  # the default: sha1 and md5
+    assert caught.value.status == 403
+    assert smsc.parse_callback(crc32, (SECRET,), algorithms=("sha1", "md5", "crc32"))
+    sha1 = inbound("", form({**STATUS, "sha1": "016c00bb71513312f1e8cb87254ac2848a9432e9"}))
+    assert smsc.parse_callback(sha1, (SECRET,))
+
+
+def test_any_listed_secret_verifies_during_a_rotation() -> None:
+    signed_with_old = inbound("", form({**STATUS, "md5": "c4e3de83ec973176aab5c9d82cedd6d2"}))  # mysecret
+    assert smsc.parse_callback(signed_with_old, ("new-secret", SECRET))
+    with pytest.raises(WebhookRejected):
+        smsc.parse_callback(signed_with_old, ("new-secret",))
+    with pytest.raises(WebhookRejected):
+        smsc.parse_callback(signed_with_old, ("new-secret", ""))  # an empty secret verifies nothing
+
+
 def test_a_non_ascii_hash_is_refused_not_crashed_on() -> None:
     rejected(inbound("md5=mysecret", form({**STATUS, "md5": "\u0441\u0435"}, "utf-8")))  # Cyrillic look-alikes
 
@@ -271,13 +298,15 @@ def test_a_malformed_json_body_is_refused_with_a_secret_and_ignored_without() ->
 
 # --- charsets ------------------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("options_in_query", [False, True], ids=["posted", "after-!"])
 @pytest.mark.parametrize("charset", ["windows-1251", "koi8-r", "utf-8"])
 @pytest.mark.parametrize("fmt_json", [False, True], ids=["form", "json"])
 @pytest.mark.parametrize("name", ["md5", "crc32"])
-def test_cyrillic_text_in_every_charset(charset: str, fmt_json: bool, name: HashName) -> None:
+def test_cyrillic_text_in_every_charset(charset: str, fmt_json: bool, name: HashName, options_in_query: bool) -> None:
     query, body, content_type = smsc_callback({**HELLO, "mes": TEXT}, secret=SECRET, hash=name, charset=charset,
-                                              fmt_json=fmt_json)
-    assert ("charset=" in query) == (charset != "windows-1251")  # windows-1251 is SMSC's default: no option
+                                              fmt_json=fmt_json, options_in_query=options_in_query)
+    options = query.encode() if options_in_query else body
+    assert (b"charset" in options) == (charset != "windows-1251")  # windows-1251 is SMSC's default: no option
     assert TEXT.encode("utf-8") not in body or charset == "utf-8"
     events = parse_callback(inbound(query, body, content_type), SECRET)
     assert [(e.text, e.phone) for e in events if isinstance(e, SmsReceived)] == [(TEXT, "+79991234567")]
@@ -291,8 +320,8 @@ def test_the_hash_may_be_over_utf8_or_windows_1251_whatever_the_charset(charset:
 
 
 def test_the_default_charset_is_windows_1251() -> None:
-    _, body, _ = smsc_callback({**HELLO, "mes": TEXT}, secret=None, charset="utf-8")
-    (event,) = parse_callback(inbound("", body), None)  # UTF-8 bytes, but no charset option
+    _, body, _ = smsc_callback({**HELLO, "mes": TEXT}, secret=None, charset="utf-8", options_in_query=True)
+    (event,) = parse_callback(inbound("", body), None)  # UTF-8 bytes, but no charset option anywhere
     assert isinstance(event, SmsReceived) and event.text != TEXT
     assert event.text == TEXT.encode("utf-8").decode("windows-1251", errors="replace")
 
@@ -479,6 +508,9 @@ def test_post_callback_delivers_what_smsc_would(handler: Handler, fmt_json: bool
     assert response.status_code == 200
     seen = handler.last
     assert (seen.method, seen.path) == ("POST", "/webhooks/smsc")
-    assert seen.query == {"sha1": SECRET, "charset": "koi8-r", **({"fmt": "3"} if fmt_json else {})}
+    assert seen.query == {} and SECRET.encode() not in seen.body  # posted, and only the hash travels
+    options = json.loads(seen.body.decode("koi8-r")) if fmt_json else dict(parse_qsl(seen.body.decode("ascii")))
+    assert {k: options[k] for k in ("charset", "fmt") if k in options} == {"charset": "koi8-r",
+                                                                            **({"fmt": "3"} if fmt_json else {})}
     (event,) = parse_callback(inbound(urlencode(seen.query), seen.body, seen.headers["Content-Type"]), SECRET)
     assert isinstance(event, SmsReceived) and event.text == TEXT

@@ -78,7 +78,7 @@ def sent(kind: Kind, params: dict[str, str], *, secret: str = SECRET, in_query: 
 
 def parse(request: Inbound, kind: Kind = "reply", *, now: float = SIGNED_AT, tz: datetime.tzinfo = UTC,
           secret: str = SECRET) -> Webhook:
-    return parse_callback(request, kind, secret, now, tz, MAX_AGE)
+    return parse_callback(request, kind, (secret,), now, tz, MAX_AGE)
 
 
 def rejected(request: Inbound, kind: Kind = "reply", *, now: float = SIGNED_AT, tz: datetime.tzinfo = UTC,
@@ -230,12 +230,12 @@ def test_a_nonce_date_beyond_the_skew_is_rejected() -> None:
 
 def test_the_skew_and_max_age_are_the_callers() -> None:
     request = sent("delivery", DELIVERY)
-    assert parse_callback(request, "delivery", SECRET, SIGNED_AT - 120, UTC, MAX_AGE, skew=120).nonce
+    assert parse_callback(request, "delivery", (SECRET,), SIGNED_AT - 120, UTC, MAX_AGE, skew=120).nonce
     with pytest.raises(WebhookRejected):
-        parse_callback(request, "delivery", SECRET, SIGNED_AT - 121, UTC, MAX_AGE, skew=120)
-    assert parse_callback(request, "delivery", SECRET, SIGNED_AT + 10, UTC, 10).nonce
+        parse_callback(request, "delivery", (SECRET,), SIGNED_AT - 121, UTC, MAX_AGE, skew=120)
+    assert parse_callback(request, "delivery", (SECRET,), SIGNED_AT + 10, UTC, 10).nonce
     with pytest.raises(WebhookRejected):
-        parse_callback(request, "delivery", SECRET, SIGNED_AT + 11, UTC, 10)
+        parse_callback(request, "delivery", (SECRET,), SIGNED_AT + 11, UTC, 10)
 
 
 def test_the_vendors_16_digit_nonce_date_is_read_to_the_second() -> None:
@@ -273,6 +273,13 @@ def test_an_unknown_kind_is_404() -> None:
 def test_an_empty_secret_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="secret is empty"):
         parse(sent("reply", REPLY, secret=""), secret="")
+
+
+def test_any_listed_secret_verifies_during_a_rotation() -> None:
+    signed_with_old = sent("reply", REPLY)
+    assert parse_callback(signed_with_old, "reply", ("rotated-in", SECRET), SIGNED_AT, UTC, MAX_AGE).events
+    with pytest.raises(WebhookRejected):
+        parse_callback(signed_with_old, "reply", ("rotated-in",), SIGNED_AT, UTC, MAX_AGE)
 
 
 # --- where the parameters arrive ------------------------------------------------------------------------------------
@@ -422,7 +429,7 @@ class Receiver(Emulator):
         kind: Kind = "delivery" if request.path.endswith("/delivery") else "reply"
         arrived = Inbound(request.method, request.query_string, seen.body, request.mimetype, dict(request.headers))
         try:
-            self.webhooks.append(parse_callback(arrived, kind, SECRET, SIGNED_AT, UTC, MAX_AGE))
+            self.webhooks.append(parse_callback(arrived, kind, (SECRET,), SIGNED_AT, UTC, MAX_AGE))
         except WebhookRejected as err:
             return Response(err.reason, err.status)
         return Response("OK", 200)

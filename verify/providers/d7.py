@@ -112,8 +112,8 @@ class D7Provider(Provider):
             self._headers["Authorization"] = f"Bearer {settings.token}"
         # Without both there is nowhere to receive reports: the fields are left out (the service warns at start).
         self._callback = None
-        if public_url and settings.webhook_token:
-            self._callback = f"{public_url.rstrip('/')}/webhooks/d7/{quote(settings.webhook_token, safe='')}"
+        if public_url and settings.webhook_tokens:  # the newest token; the older ones are still accepted
+            self._callback = f"{public_url.rstrip('/')}/webhooks/d7/{quote(settings.webhook_tokens[0], safe='')}"
 
     def send_sms(self, message: SmsMessage) -> Sent:
         """Send one SMS; the id is the legacy message uuid or the v1 ``request_id``."""
@@ -293,15 +293,17 @@ _REPORT_STATUS = {"delivered": "delivered", "sent": "sent", "scheduled": "sent",
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]")  # RFC 2046 section 5.1.1
 
 
-def check_token(given: str, expected: str) -> None:
-    """Refuse a callback whose path token is not ``expected``, in constant time.
+def check_token(given: str, expected: tuple[str, ...]) -> None:
+    """Refuse a callback whose path token is none of ``expected`` (the current one and those being rotated out),
+    comparing with every one of them in constant time.
 
     Any refusal is ``404``: Jasmin stops retrying at once on a 404 (a 403 would be retried to no end), and a
-    prober cannot tell a wrong token from a URL that does not exist. An empty ``expected`` (reports not set up)
+    prober cannot tell a wrong token from a URL that does not exist. No ``expected`` token (reports not set up)
     refuses every token, the empty one included.
     """
-    if not expected or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
-                                               expected.encode("utf-8", "surrogatepass")):
+    raw = given.encode("utf-8", "surrogatepass")
+    matches = [hmac.compare_digest(raw, token.encode("utf-8", "surrogatepass")) for token in expected if token]
+    if not any(matches):
         raise WebhookRejected(404, "unknown webhook")
 
 

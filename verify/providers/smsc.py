@@ -21,7 +21,7 @@ import re
 import zlib
 from collections.abc import Collection
 from typing import Any, Literal, TypedDict, cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from verify.config import SmscSettings
 from verify.providers.base import (
@@ -187,6 +187,10 @@ DEFAULT_CHARSET = "windows-1251"  # SMSC's default when the handler URL names no
 CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "koi8-r": "koi8-r", "koi8r": "koi8-r",
             "windows-1251": "windows-1251", "cp1251": "windows-1251"}
 MAX_CALLBACK_FIELDS = 100  # a status callback has about twenty; more is not SMSC
+# charset and fmt as SMSC posts them: form fields, or members of a JSON body. ASCII in every charset.
+POSTED_OPTION = re.compile(rb"(?:^|&)(charset|fmt)=([A-Za-z0-9_.%+-]{0,32})(?=&|$)", re.IGNORECASE)
+POSTED_JSON_OPTION = re.compile(rb'"(charset|fmt)"\s*:\s*"?([A-Za-z0-9_.-]{0,32})', re.IGNORECASE)
+MAX_OPTION_SCAN = 64 * 1024
 # The fields each kind's hash covers, in order (1.9). Every other field is unsigned.
 SIGNED = {"sms": ("phone", "mes", "to"), "call": ("phone", "ts"), "status": ("id", "phone", "status")}
 # 1.8: -1 and 0 are on their way; anything not listed is taken as not final either.
@@ -231,13 +235,16 @@ class Callback(TypedDict, total=False):
     crc32: Scalar
 
 
-def parse_callback(inbound: Inbound, secret: str | None, *,
-                   algorithms: Collection[HashName] = HASHES) -> list[Event]:
+def parse_callback(inbound: Inbound, secrets: tuple[str, ...] | None, *,
+                   algorithms: Collection[str] = ("sha1", "md5")) -> list[Event]:
     """Verify an SMSC callback (delivery status, incoming SMS or call verification) and map it to events.
 
-    The handler URL configured at SMSC is ``.../webhooks/smsc?<md5|sha1|crc32>=<secret>[&charset=...][&fmt=3]``,
-    so its query string says how to read the body: ``charset`` (``windows-1251``, SMSC's default, ``koi8-r`` or
-    ``utf-8``, any case; anything else is read as windows-1251) and ``fmt=3`` for JSON. The body is a form
+    The handler URL configured at SMSC is ``.../webhooks/smsc?<md5|sha1|crc32>=<secret>[&charset=...][&fmt=3]``.
+    SMSC posts those parameters in the body (the secret replaced by its hash), and only those written after a ``!``
+    in the URL in the query string, so ``charset`` and ``fmt`` are read from either: the query string first, else
+    the body, scanned before it is decoded (the values are ASCII in every charset). They say how to read the
+    body: ``charset`` (``windows-1251``, SMSC's default, ``koi8-r`` or ``utf-8``, any case; anything else is read
+    as windows-1251) and ``fmt=3`` for JSON. The body is a form
     (percent-encoded bytes in that charset) or, with ``fmt=3``, a JSON content type or a body starting with ``{``
     or ``[``, JSON: one object, or a list of objects (whether SMSC batches is unconfirmed), values strings or
     numbers (unconfirmed). JSON is read as UTF-8 when it is valid UTF-8 (PHP's ``json_encode`` only writes
@@ -247,15 +254,16 @@ def parse_callback(inbound: Inbound, secret: str | None, *,
 
     Kinds (vendor advice, 1.7): ``mes`` present is an incoming SMS, ``waitcall`` a call, anything else a status.
 
-    With ``secret`` set, the body must carry a hash field (``md5``, ``sha1`` or ``crc32``) named in
-    ``algorithms``, and every hash field it carries must match (1.9) the colon-joined signed fields and the
-    secret: ``id:phone:status``, ``phone:mes:to`` or ``phone:ts``, values as decoded (a JSON ``1700000000.0``
-    as ``1700000000``, an absent field as empty). md5/sha1 are hex in either case; crc32 is decimal (PHP's
+    With ``secrets`` set (the current one first, then those being rotated out), the body must carry a hash field
+    (``md5``, ``sha1`` or ``crc32``) named in ``algorithms``, and every hash field it carries must match (1.9),
+    under any one of the secrets, the colon-joined signed fields and the secret: ``id:phone:status``,
+    ``phone:mes:to`` or ``phone:ts``, values as decoded (a JSON ``1700000000.0`` as ``1700000000``, an absent
+    field as empty). md5/sha1 are hex in either case; crc32 is decimal (PHP's
     ``crc32``, also signed as on 32-bit PHP) or hex (unconfirmed). A non-ASCII input is tried in the callback's
-    charset, UTF-8 and windows-1251 (which one SMSC hashes is unconfirmed). ``secret`` None skips the check
-    (sandbox mode only); an empty ``secret`` verifies nothing, so every callback is refused. Restricting
-    ``algorithms`` to the one in the handler URL keeps a forger from choosing crc32, which is not a MAC: from one
-    captured callback, crc32 of any same-length text can be computed without the secret.
+    charset, UTF-8 and windows-1251 (which one SMSC hashes is unconfirmed). ``secrets`` None skips the check
+    (sandbox mode only); no secret, or an empty one, verifies nothing, so every callback is refused.
+    ``algorithms`` (``VERIFY_SMSC_HASH``, sha1 and md5 by default) keeps a forger from choosing crc32, which is
+    not a MAC: from one captured callback, crc32 of any same-length text can be computed without the secret.
 
     :raises WebhookRejected: 403, and only that, when the hash is missing or wrong, the body has more than
         ``MAX_CALLBACK_FIELDS`` fields or a field twice with different values (which was signed is unknowable),
@@ -271,6 +279,8 @@ def parse_callback(inbound: Inbound, secret: str | None, *,
         event: answering 200 stops SMSC retrying it 50 times.
     """
     options = {key.lower(): value for key, value in _pairs(inbound.query_string, "latin-1")}
+    for key, value in _posted_options(inbound.body).items():
+        options.setdefault(key, value)
     charset = CHARSETS.get(options.get("charset", "").strip().lower(), DEFAULT_CHARSET)
     extras = {key: value for key, value in _pairs(inbound.query_string, charset) if key.lower() not in OPTIONS}
     mimetype = inbound.content_type.split(";")[0].strip().lower()
@@ -282,10 +292,19 @@ def parse_callback(inbound: Inbound, secret: str | None, *,
     events: list[Event] = []
     for payload in payloads:
         fields = cast(Callback, {**extras, **payload})
-        event = _callback_event(fields, secret, charset, algorithms)
+        event = _callback_event(fields, secrets, charset, algorithms)
         if event is not None:
             events.append(event)
     return events
+
+
+def _posted_options(body: bytes) -> dict[str, str]:
+    """``charset`` and ``fmt`` as SMSC posts them, found in the raw body: a form field or a JSON member."""
+    found: dict[str, str] = {}
+    for pattern in (POSTED_OPTION, POSTED_JSON_OPTION):
+        for name, value in pattern.findall(body[:MAX_OPTION_SCAN]):
+            found.setdefault(name.decode().lower(), unquote_plus(value.decode()))
+    return found
 
 
 def _pairs(raw: bytes, charset: str) -> list[tuple[str, str]]:
@@ -323,12 +342,12 @@ def _json_payloads(body: bytes, charset: str) -> list[dict[str, Any]]:
     return [{str(key): value for key, value in payload.items()} for payload in payloads]
 
 
-def _callback_event(fields: Callback, secret: str | None, charset: str,
-                    algorithms: Collection[HashName]) -> Event | None:
+def _callback_event(fields: Callback, secrets: tuple[str, ...] | None, charset: str,
+                    algorithms: Collection[str]) -> Event | None:
     kind = "sms" if "mes" in fields else "call" if "waitcall" in fields else "status"
     signed = [_exact(fields.get(name)) for name in SIGNED[kind]]
-    if secret is not None:
-        _check_signature(fields, signed, secret, charset, algorithms)
+    if secrets is not None:
+        _check_signature(fields, signed, secrets, charset, algorithms)
     if any(":" in value for name, value in zip(SIGNED[kind], signed, strict=True) if name != "mes"):
         return None
     raw = dict(fields)
@@ -355,26 +374,33 @@ def _callback_event(fields: Callback, secret: str | None, charset: str,
                           verification_id=message_id, raw=raw)
 
 
-def _check_signature(fields: Callback, signed: list[str], secret: str, charset: str,
-                     algorithms: Collection[HashName]) -> None:
+def _check_signature(fields: Callback, signed: list[str], secrets: tuple[str, ...], charset: str,
+                     algorithms: Collection[str]) -> None:
     given = {name: scalar(fields.get(name)) for name in HASHES if name in fields}
-    if not secret:
+    if not secrets or not all(secrets):
         raise WebhookRejected(403, "smsc callbacks cannot be verified: the configured secret is empty")
-    if not any(given.get(name) for name in algorithms):
+    if not any(given.get(name) for name in HASHES if name in algorithms):
         raise WebhookRejected(403, f"smsc callback without a signature ({' or '.join(algorithms)} field)")
-    message = ":".join([*signed, secret])
-    inputs = [message.encode("ascii")] if message.isascii() else []
-    for encoding in () if inputs else dict.fromkeys((charset, "utf-8", "windows-1251")):
-        try:
-            inputs.append(message.encode(encoding))
-        except UnicodeEncodeError:
-            continue
+    inputs = [data for secret in secrets for data in _hash_inputs(":".join([*signed, secret]), charset)]
     for name, value in given.items():
         received = value.lower().encode()  # bytes: compare_digest refuses non-ASCII str
         expected = [digest.encode() for data in inputs for digest in _digests(name, data)]
         # Every candidate is compared (a list, not a short-circuiting generator), in constant time each.
         if not any([hmac.compare_digest(received, digest) for digest in expected]):
             raise WebhookRejected(403, f"smsc callback {name} does not match")
+
+
+def _hash_inputs(message: str, charset: str) -> list[bytes]:
+    """The bytes SMSC may have hashed: ASCII as it is; else in the callback's charset, UTF-8 or windows-1251."""
+    if message.isascii():
+        return [message.encode("ascii")]
+    inputs = []
+    for encoding in dict.fromkeys((charset, "utf-8", "windows-1251")):
+        try:
+            inputs.append(message.encode(encoding))
+        except UnicodeEncodeError:
+            continue
+    return inputs
 
 
 def _digests(name: str, data: bytes) -> list[str]:

@@ -174,7 +174,7 @@ class ZoomConnectProvider(Provider):
 
 
 
-def parse_callback(inbound: Inbound, kind: Literal["reply", "delivery"], secret: str, now: float,
+def parse_callback(inbound: Inbound, kind: Literal["reply", "delivery"], secrets: tuple[str, ...], now: float,
                    tz: datetime.tzinfo, max_age: int, skew: int = 60) -> Webhook:
     """Verify a Zoom Connect callback and map it: a ``reply`` (message forward URL) or a ``delivery`` report.
 
@@ -182,11 +182,13 @@ def parse_callback(inbound: Inbound, kind: Literal["reply", "delivery"], secret:
     unconfirmed), UTF-8 and percent-decoded with form semantics (``+`` is a space, ``%2B`` a plus). A parameter
     sent twice must carry the same value both times.
 
-    :raises WebhookRejected: 403 when the ``checksum`` is missing or wrong (HMAC-SHA1 keyed by ``secret`` over
+    :raises WebhookRejected: 403 when the ``checksum`` is missing or wrong (HMAC-SHA1 keyed by any of ``secrets``,
+        the current one and those being rotated out, over
         every other parameter, 2.6), when ``nonce`` is missing, or when ``nonce-date`` (``yyyyMMddHHmmss`` in
         ``tz``) is missing, unreadable, more than ``max_age`` seconds before ``now`` or more than ``skew`` seconds
         after it; 404 for an unknown ``kind``. Nothing about the expected checksum is ever told.
-    :raises ValueError: ``secret`` is empty (a configuration error: anyone can compute that HMAC).
+    :raises ValueError: ``secrets`` is empty or holds an empty one (a configuration error: anyone can compute that
+        HMAC).
     :returns: one :class:`SmsReceived` (``received_at`` is the signed ``nonce-date``) or one
         :class:`DeliveryReport`, and the ``nonce``, which the caller must refuse to see twice within ``max_age``.
         A verified callback lacking what its kind needs (``from``/``message``, ``messageId``/``status``) gives
@@ -194,10 +196,10 @@ def parse_callback(inbound: Inbound, kind: Literal["reply", "delivery"], secret:
     """
     if kind not in ("reply", "delivery"):
         raise WebhookRejected(404, f"no Zoom Connect callback named {kind!r}")
-    if not secret:
+    if not secrets or not all(secrets):
         raise ValueError("the Zoom Connect callback secret is empty")
     params = _callback_params(inbound)
-    _check_checksum(params, secret)
+    _check_checksum(params, secrets)
     nonce = params.get("nonce", "")
     if not nonce:
         raise WebhookRejected(403, "zoomconnect callback without a nonce")
@@ -236,7 +238,7 @@ def _form_pairs(raw: bytes) -> list[tuple[str, str]]:
         raise WebhookRejected(403, f"zoomconnect callback has more than {MAX_CALLBACK_FIELDS} parameters") from err
 
 
-def _check_checksum(params: dict[str, str], secret: str) -> None:
+def _check_checksum(params: dict[str, str], secrets: tuple[str, ...]) -> None:
     given = params.get("checksum", "").strip().lower().encode()
     if not given:
         raise WebhookRejected(403, "zoomconnect callback without a checksum")
@@ -247,8 +249,10 @@ def _check_checksum(params: dict[str, str], secret: str) -> None:
     unsigned = {key: value for key, value in signed.items() if value or key not in CONDITIONAL}
     if unsigned != signed:
         variants.append(unsigned)
-    key = secret.encode()
-    if not any(hmac.compare_digest(_checksum(key, variant).encode(), given) for variant in variants):
+    # Every candidate is compared (a list, not a short-circuiting generator), in constant time each.
+    matches = [hmac.compare_digest(_checksum(secret.encode(), variant).encode(), given)
+               for secret in secrets for variant in variants]
+    if not any(matches):
         raise WebhookRejected(403, "zoomconnect callback checksum does not match")
 
 
