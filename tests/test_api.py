@@ -436,6 +436,19 @@ def test_a_frozen_redis_fails_each_request_within_one_timeout(tmp_path: Path, cl
         server.stop()
 
 
+def test_round_trips_with_events_on(redis_url: str, clock: MovableClock, round_trips: Counted) -> None:
+    # With a receiver configured, the state changes journal their events in the same scripts: no round trip more.
+    settings = replace(make_settings(redis_url), captcha_mode="adaptive", events_url="http://127.0.0.1:9/hooks",
+                       events_secrets=("events-secret",))
+    client = create_app(settings, clock=clock, background=False).test_client()
+    warm = start(client, "+79991230000").get_json()["id"]
+    check(client, warm, last_code(client, "+79991230000"))
+    assert round_trips(lambda: start(client, PHONE)) == (2, 201)
+    vid, code = start(client, PHONE).get_json()["id"], last_code(client)
+    assert round_trips(lambda: check(client, vid, code)) == (2, 200)
+    assert round_trips(lambda: client.delete(f"/v1/verifications/{warm}", headers=AUTH)) == (1, 409)
+
+
 MEMORY_PER_START = 2048  # bytes: the bound the README states (about 1.6 KB measured in sandbox mode)
 
 

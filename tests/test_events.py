@@ -21,6 +21,7 @@ from verify.config import Settings
 from verify.events import FIRST_RETRY_S, Events, retry_delay, signature
 from verify.providers.base import DeliveryReport
 from verify.service import Service
+from verify.store import Batch
 
 EVENTS_SECRET = "events-secret-0123456789"
 
@@ -68,6 +69,12 @@ def events_of(client: FlaskClient) -> Events:
     return service.events
 
 
+def run_once(events: Events) -> int:
+    """What each worker's background loop does every second: move journaled events, then deliver what is due."""
+    events.sweep()
+    return events.deliver()
+
+
 def check_signature(headers: dict[str, str], body: bytes, secret: str = EVENTS_SECRET) -> int:
     """What the README's receiver example does: parse, recompute, compare in constant time."""
     parts = dict(item.split("=", 1) for item in headers["Verify-Signature"].split(","))
@@ -87,7 +94,7 @@ def test_the_newest_events_secret_signs(settings: Settings, receiver: Receiver, 
                         background=False).test_client()
     vid = start(client).get_json()["id"]
     check(client, vid, last_code(client))
-    assert events_of(client).deliver() == 1
+    assert run_once(events_of(client)) == 1
     ((headers, body),) = receiver.received
     check_signature(headers, body, "rotated-in-secret")
     with pytest.raises(AssertionError):
@@ -103,14 +110,14 @@ def test_backoff_starts_within_10_s_and_is_capped() -> None:
 def test_an_approval_is_posted_signed(client: FlaskClient, receiver: Receiver, clock: MovableClock) -> None:
     vid = start(client).get_json()["id"]
     approved = check(client, vid, last_code(client)).get_json()
-    assert events_of(client).deliver() == 1
+    assert run_once(events_of(client)) == 1
     ((headers, body),) = receiver.received
     assert headers["Content-Type"] == "application/json"
     assert check_signature(headers, body) == int(clock())
     event = json.loads(body)
     assert set(event) == {"id", "type", "created_at", "data"} and event["id"].startswith("evt_")
     assert event["type"] == "verification.approved" and event["data"] == approved
-    assert events_of(client).deliver() == 0  # delivered once, not again
+    assert run_once(events_of(client)) == 0  # delivered once, not again
 
 
 def test_a_failing_receiver_gets_retries_with_backoff_and_the_same_event_id(
@@ -119,7 +126,7 @@ def test_a_failing_receiver_gets_retries_with_backoff_and_the_same_event_id(
     vid = start(client).get_json()["id"]
     check(client, vid, last_code(client))
     events = events_of(client)
-    assert events.deliver() == 0 and receiver.answered == [503]
+    assert run_once(events) == 0 and receiver.answered == [503]
     clock.advance(FIRST_RETRY_S - 1)
     assert events.deliver() == 0 and len(receiver.received) == 1  # not due yet
     clock.advance(1)
@@ -137,10 +144,10 @@ def test_a_pending_event_survives_a_restart(settings: Settings, client: FlaskCli
     receiver.fail_first = 1
     vid = start(client).get_json()["id"]
     check(client, vid, last_code(client))
-    assert events_of(client).deliver() == 0
+    assert run_once(events_of(client)) == 0
     restarted = create_app(settings, clock=clock, background=False).test_client()  # a new process, same Redis
     clock.advance(FIRST_RETRY_S)
-    assert events_of(restarted).deliver() == 1
+    assert run_once(events_of(restarted)) == 1
     assert [e["type"] for e in receiver.events()] == ["verification.approved"] * 2
 
 
@@ -151,12 +158,12 @@ def test_an_event_is_dropped_after_24_hours(client: FlaskClient, receiver: Recei
     check(client, vid, last_code(client))
     events = events_of(client)
     for _ in range(40):
-        events.deliver()
+        run_once(events)
         clock.advance(3600)
     attempts = len(receiver.received)
     assert 20 <= attempts <= 40 and "dropped" in caplog.text
     clock.advance(3600)
-    events.deliver()
+    run_once(events)
     assert len(receiver.received) == attempts
 
 
@@ -167,7 +174,7 @@ def test_a_failed_delivery_report_is_an_event(client: FlaskClient, receiver: Rec
     changed = service.handle(report)
     assert changed is not None and changed.delivery is not None and changed.delivery.status == "failed"
     assert service.handle(report) is None  # a repeated report changes nothing and emits nothing
-    assert events_of(client).deliver() == 1
+    assert run_once(events_of(client)) == 1
     (event,) = receiver.events()
     assert event["type"] == "verification.failed" and event["data"]["delivery"]["status"] == "failed"
 
@@ -180,15 +187,20 @@ def test_an_unapproved_verification_that_expires_is_an_event(settings: Settings,
     check(client, approved["id"], last_code(client, "+79991234568"))
     canceled = start(client, "+79991234569").get_json()
     client.delete(f"/v1/verifications/{canceled['id']}", headers=AUTH)
+    code = last_code(client, expiring["phone"])
+    assert check(client, expiring["id"], "000000" if code != "000000" else "111111").status_code == 422
     events = events_of(client)
-    assert events.sweep() == 0  # nothing is due yet
+    assert events.collect() == 1  # the approval
+    assert events.expire() == 0  # nothing is due yet
     time.sleep(1.2)  # the records' real Redis TTL runs out
     clock.advance(2)
-    assert events.sweep() == 1 and events.sweep() == 0
+    assert events.expire() == 1 and events.expire() == 0
     events.deliver()
     by_type = {e["type"]: e for e in receiver.events()}
     assert set(by_type) == {"verification.approved", "verification.expired"}
-    assert by_type["verification.expired"]["data"]["id"] == expiring["id"]
+    expired = by_type["verification.expired"]["data"]
+    assert expired["id"] == expiring["id"]
+    assert expired["attempts_left"] == 4  # as it finally was: the wrong code came after its last send
 
 
 def test_a_resend_moves_the_expiry(settings: Settings, receiver: Receiver, clock: MovableClock) -> None:
@@ -221,3 +233,39 @@ def test_the_background_thread_delivers(settings: Settings, receiver: Receiver) 
     finally:
         app.extensions["verify.events.stop"].set()
     assert [e["type"] for e in receiver.events()] == ["verification.approved"]
+
+
+def test_an_event_survives_a_worker_dying_while_moving_it(client: FlaskClient, receiver: Receiver,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    vid = start(client).get_json()["id"]
+    assert check(client, vid, last_code(client)).status_code == 200  # its event is journaled, not yet queued
+    events = events_of(client)
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise SystemExit("the worker died after queueing the event, before clearing it from the journal")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Batch, "forget_journal", die)
+        with pytest.raises(SystemExit):
+            events.sweep()
+    assert events.deliver() == 1  # what was queued goes out
+    assert events.sweep() == 0  # the journal still held it: moved again, but delivered before, so not queued
+    assert events.deliver() == 0
+    (event,) = receiver.events()
+    assert event["type"] == "verification.approved" and event["data"]["id"] == vid
+    store = client.application.extensions["verify"].store
+    assert store.client.hlen(store.journal_key(vid[:4])) == 0  # moved, the expiry watch too, and cleared
+    assert store.client.zcard(store.journal_hints_key()) == 0
+
+
+def test_an_approval_journals_its_event_in_the_same_script(client: FlaskClient) -> None:
+    vid = start(client).get_json()["id"]
+    store = client.application.extensions["verify"].store
+    journal = store.journal_key(vid[:4])
+    assert list(store.client.hgetall(journal)) == [f"watch:{vid}"]  # the first send watches its expiry
+    assert check(client, vid, last_code(client)).status_code == 200
+    entries = store.client.hgetall(journal)
+    (event_id,) = [key for key in entries if key.startswith("evt_")]
+    entry = json.loads(entries[event_id])
+    assert entry["kind"] == "event" and entry["type"] == "verification.approved"
+    assert dict(zip(entry["record"][::2], entry["record"][1::2], strict=True))["status"] == "approved"

@@ -36,7 +36,7 @@ from verify.providers.base import (
     SmsReceived,
 )
 from verify.providers.sandbox import SandboxProvider
-from verify.service import Service
+from verify.service import Service, to_json, view
 from verify.store import Batch, Store
 from verify.tokens import Secrets
 
@@ -89,8 +89,9 @@ class Failing(Named):
 def make_service(settings: Settings, clock: MovableClock, *sms: Provider) -> Service:
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
     sandbox = SandboxProvider(store, clock)
-    return Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
-                   list(sms) or [sandbox], sandbox, clock, Events(settings, store, clock), Captcha(settings, store))
+    secrets = Secrets(settings.secret_keys, settings.token_ttl, clock)
+    events = Events(settings, store, clock, lambda record: to_json(view(record, settings, secrets)))
+    return Service(settings, store, secrets, list(sms) or [sandbox], sandbox, clock, events, Captcha(settings, store))
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from verify.errors import VerifyError
 from verify.events import Events
 from verify.providers.base import CallNumber, CallReceived, Provider, ProviderError, Sent, SmsMessage
 from verify.quotas import Quotas
-from verify.service import Service
+from verify.service import Service, to_json, view
 from verify.store import Store
 from verify.tokens import Secrets
 
@@ -76,8 +76,9 @@ class Verifications(RuleBasedStateMachine):
         self.store = Store.from_url(url, config.redis_prefix)
         self.store.client.flushall()
         self.gateway = Gateway(self.clock)
-        self.service = Service(config, self.store, Secrets(config.secret_keys, config.token_ttl, self.clock),
-                               [self.gateway], self.gateway, self.clock, Events(config, self.store, self.clock),
+        secrets = Secrets(config.secret_keys, config.token_ttl, self.clock)
+        events = Events(config, self.store, self.clock, lambda record: to_json(view(record, config, secrets)))
+        self.service = Service(config, self.store, secrets, [self.gateway], self.gateway, self.clock, events,
                                Captcha(config, self.store))
         self.limits = Quotas.from_settings(config).phone
         self.approvals: Counter[str] = Counter()

@@ -18,7 +18,7 @@ from verify.config import Settings
 from verify.events import Events
 from verify.providers import registry
 from verify.ratelimit import trust_proxies
-from verify.service import Service
+from verify.service import Service, to_json, view
 from verify.store import Store
 from verify.tokens import Secrets
 
@@ -47,10 +47,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
 
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
     gateways = registry.build(settings, store, clock)
-    events = Events(settings, store, clock)
+    secrets = Secrets(settings.secret_keys, settings.token_ttl, clock)
+    events = Events(settings, store, clock, lambda record: to_json(view(record, settings, secrets)))
     trust_proxies(app, settings)
-    app.extensions["verify"] = Service(settings, store, Secrets(settings.secret_keys, settings.token_ttl, clock),
-                                       gateways.sms, gateways.call, clock, events, Captcha(settings, store))
+    app.extensions["verify"] = Service(settings, store, secrets, gateways.sms, gateways.call, clock, events,
+                                       Captcha(settings, store))
     if events.enabled and background:
         stop = threading.Event()
         threading.Thread(target=events.run, args=(stop,), name="verify-events", daemon=True).start()

@@ -1,12 +1,20 @@
 """Events for the customer's backend: ``verification.approved``, ``verification.failed``, ``verification.expired``.
 
-Each event waits in Redis (an outbox schedule) until ``VERIFY_EVENTS_URL`` answers 2xx, so it survives a
-restart and reaches the receiver at least once; a failed attempt is retried with exponential backoff (the first
-retry within 10 s) for up to 24 h. The event id never changes between attempts, so receivers can drop
-duplicates. Every POST is signed: ``Verify-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">``.
+No event is lost between two Redis calls. The transition an event follows writes it in the same script: an
+approval (``lua/complete.lua``) or a failure report (``lua/set_delivery.lua``) puts the event, with the
+verification as it then is, in its slot's **journal**, and a send (``lua/end_send.lua``) puts a **watch** for its
+expiry there. In the same round trip, before the script, the request gives a **hint** (a counter per hash tag in
+one sorted set) that the slot's journal may hold entries. The sweep, in every worker, moves journal entries to the
+**outbox** (events) and the **expiry** schedule, then forgets the hint unless another came meanwhile. Moving is
+safe to repeat: an event already queued or delivered (delivered ids are remembered for a day) is not queued
+again, so each event goes out once per its stable id. The transitions also keep a copy of the verification as it
+finally was (``<record>:final``, an hour longer than the record), so an expiry event carries that, not the
+verification as it was at its last send.
 
-Expiry has no Redis callback one can rely on, so pending verifications are also put on an ``expiry``
-schedule at their ``expires_at``; a sweep turns those whose record has gone into ``verification.expired``.
+Each event waits in the outbox until ``VERIFY_EVENTS_URL`` answers 2xx, so it survives a restart and reaches the
+receiver at least once; a failed attempt is retried with exponential backoff (the first retry within 10 s) for up
+to 24 h. Every POST is signed: ``Verify-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">``, with the first
+of ``VERIFY_EVENTS_SECRET``.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import logging
 import secrets
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -25,7 +34,7 @@ import requests
 from verify.clock import Clock, rfc3339
 from verify.config import Settings
 from verify.errors import StoreUnavailable
-from verify.store import Batch, Store
+from verify.store import Batch, Record, Store
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,11 @@ MAX_RETRY_DELAY_S = 3600
 GIVE_UP_AFTER_S = 24 * 3600
 LEASE_MS = 60_000
 BATCH = 50
+FINAL_GRACE_MS = 3600 * 1000  # how long the copy of a verification as it finally was outlives it
+REMEMBER_DELIVERED_MS = 2 * GIVE_UP_AFTER_S * 1000
+UNFINISHED = ("pending", "max_attempts_reached")  # the statuses whose end is an expiry
+
+Render = Callable[[Record], dict[str, Any]]
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -50,13 +64,17 @@ def retry_delay(attempts: int) -> int:
 
 
 class Events:
-    """Emits, delivers and sweeps events. Inert when ``VERIFY_EVENTS_URL`` is unset."""
+    """Journals, moves, delivers and sweeps events. Inert when ``VERIFY_EVENTS_URL`` is unset.
 
-    def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
+    ``render`` turns a stored verification into its wire form (what the API returns for it).
+    """
+
+    def __init__(self, settings: Settings, store: Store, clock: Clock, render: Render) -> None:
         self.url = settings.events_url
         self._secret = settings.events_secrets[0] if settings.events_secrets else ""  # the newest signs
         self._store = store
         self._clock = clock
+        self._render = render
         self._timeout = (settings.http_connect_timeout, settings.http_read_timeout)
         self._session = requests.Session()
         weakref.finalize(self, self._session.close)
@@ -66,44 +84,74 @@ class Events:
         """Whether a receiver is configured."""
         return self.url is not None
 
-    def emit(self, batch: Batch, event_type: str, data: dict[str, Any]) -> str | None:
-        """Queue an event about ``data`` (a verification's wire form) on ``batch``; returns its id."""
-        if not self.enabled:
-            return None
-        now = self._clock()
-        event_id = "evt_" + secrets.token_hex(12)
-        envelope = {"event": {"id": event_id, "type": event_type, "created_at": rfc3339(now), "data": data},
-                    "attempts": 0, "queued_at": now}
-        batch.schedule(OUTBOX, event_id, int(now * 1000), json.dumps(envelope))
-        return event_id
+    @property
+    def grace_ms(self) -> int:
+        """How long a verification's final copy outlives it (0: events are off, no copy is kept)."""
+        return FINAL_GRACE_MS if self.enabled else 0
 
-    def watch_expiry(self, batch: Batch, data: dict[str, Any], expires_at: float) -> None:
-        """Expect ``data``'s verification to expire at ``expires_at`` unless it is approved or canceled first."""
-        if self.enabled:
-            batch.schedule(EXPIRY, data["id"], int(expires_at * 1000), json.dumps(data))
+    def new_id(self) -> str:
+        """A stable id for an event a transition may journal ("" when events are off: nothing is journaled)."""
+        return "evt_" + secrets.token_hex(12) if self.enabled else ""
 
-    def unwatch_expiry(self, batch: Batch, verification_id: str) -> None:
-        """The verification ended (approved, canceled or superseded): it will not expire as pending."""
+    def hint(self, batch: Batch, verification_id: str) -> None:
+        """Queue, ahead of a transition that may journal something, the hint that leads the sweep to it."""
         if self.enabled:
-            batch.unschedule(EXPIRY, verification_id)
+            batch.hint_journal(verification_id)
 
     def sweep(self) -> int:
-        """Emit ``verification.expired`` for watched verifications whose record has gone; returns how many."""
+        """Move journaled entries, then turn due watches into ``verification.expired``; returns how many events
+        were queued."""
+        return self.collect() + self.expire()
+
+    def collect(self) -> int:
+        """Move every hinted journal's entries to the outbox and the expiry schedule; returns the events queued."""
+        queued = 0
+        for tag, count in self._store.run(Batch.journal_hints, BATCH):
+            entries = self._store.run(Batch.journal, tag)
+            batch = self._store.batch()
+            moves = []
+            for entry_id, raw in entries.items():
+                entry = json.loads(raw)
+                record = Record.from_flat(entry["record"])
+                if record is None:
+                    continue
+                if entry["kind"] == "event":
+                    moves.append(self._enqueue(batch, entry_id, entry["type"], entry["at"] / 1000, record))
+                else:
+                    batch.schedule(EXPIRY, record.id, int(entry["due"]), json.dumps(entry["record"]))
+            batch.run()
+            queued += sum(1 for op in moves if op.value)
+            done = self._store.batch()
+            done.forget_journal(tag, list(entries))
+            done.unhint_journal(tag, count)
+            done.run()
+        return queued
+
+    def expire(self) -> int:
+        """Turn due watches whose verification ended unapproved into ``verification.expired``; returns how many."""
         expired = 0
-        for verification_id, data in self._store.run(Batch.claim_due, EXPIRY, int(self._clock() * 1000), LEASE_MS,
-                                                     BATCH):
+        now_ms = int(self._clock() * 1000)
+        for verification_id, data in self._store.run(Batch.claim_due, EXPIRY, now_ms, LEASE_MS, BATCH):
             record = self._store.run(Batch.get, verification_id)
             batch = self._store.batch()
-            if record is None:
-                self.emit(batch, EXPIRED, json.loads(data))
-                expired += 1
-            if record is not None and record.status in ("pending", "max_attempts_reached"):
-                # A resend gave it a new lease of life: look again when that runs out.
-                batch.schedule(EXPIRY, verification_id, record.expires_at, data)
+            if record is not None and record.status in UNFINISHED:
+                # Not over yet (a resend moved its expiry, or Redis has not dropped it yet): look again then.
+                batch.schedule(EXPIRY, verification_id, max(record.expires_at, now_ms + 1000), data)
             else:
+                final = record or self._store.run(Batch.final_copy, verification_id) \
+                    or Record.from_flat(json.loads(data))
+                if final is not None and final.status in UNFINISHED:
+                    self._enqueue(batch, f"evt_x{verification_id}", EXPIRED, self._clock(), final)
+                    expired += 1
                 batch.unschedule(EXPIRY, verification_id)
+                batch.drop_final_copy(verification_id)
             batch.run()
         return expired
+
+    def _enqueue(self, batch: Batch, event_id: str, event_type: str, at: float, record: Record) -> Any:
+        envelope = {"event": {"id": event_id, "type": event_type, "created_at": rfc3339(at),
+                              "data": self._render(record)}, "attempts": 0, "queued_at": self._clock()}
+        return batch.enqueue_event(event_id, int(self._clock() * 1000), json.dumps(envelope))
 
     def deliver(self) -> int:
         """POST every due event once; returns how many the receiver took."""
@@ -111,16 +159,17 @@ class Events:
         for event_id, raw in self._store.run(Batch.claim_due, OUTBOX, int(self._clock() * 1000), LEASE_MS, BATCH):
             envelope = json.loads(raw)
             batch = self._store.batch()
+            now = self._clock()
             if self._post(envelope["event"]):
-                batch.unschedule(OUTBOX, event_id)
+                batch.delivered_event(event_id, int(now * 1000), REMEMBER_DELIVERED_MS)
                 delivered += 1
-            elif self._clock() - envelope["queued_at"] > GIVE_UP_AFTER_S:
+            elif now - envelope["queued_at"] > GIVE_UP_AFTER_S:
                 log.error("event %s (%s) dropped: not delivered in %d h", event_id, envelope["event"]["type"],
                           GIVE_UP_AFTER_S // 3600)
-                batch.unschedule(OUTBOX, event_id)
+                batch.delivered_event(event_id, int(now * 1000), REMEMBER_DELIVERED_MS)  # never to come back
             else:
                 envelope["attempts"] += 1
-                due = self._clock() + retry_delay(envelope["attempts"])
+                due = now + retry_delay(envelope["attempts"])
                 batch.schedule(OUTBOX, event_id, int(due * 1000), json.dumps(envelope))
             batch.run()
         return delivered

@@ -19,7 +19,6 @@ import logging
 import math
 import re
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +42,7 @@ from verify.errors import (
     StartInProgress,
     WrongChannel,
 )
-from verify.events import APPROVED, FAILED, Events
+from verify.events import Events
 from verify.failover import Failover
 from verify.phone import country_of, mask, type_of
 from verify.providers.base import (
@@ -269,11 +268,10 @@ class Service:
 
     def cancel(self, verification_id: str) -> Verification:
         """Cancel a verification that is not approved."""
-        outcome = self.store.run(Batch.cancel, verification_id)
+        outcome = self.store.run(Batch.cancel, verification_id, self.events.grace_ms)
         record = _present(outcome)
         if outcome.outcome == "not_pending":
             raise NotPending(f"the verification is {record.status}", verification_status=record.status)
-        self._after(lambda batch: self.events.unwatch_expiry(batch, record.id))
         return self.view(record)
 
     def handle(self, event: Event) -> Verification | None:
@@ -311,9 +309,15 @@ class Service:
         return self.store.run(Batch.find, event.phone, "sms")
 
     def _complete(self, verification_id: str, via: str, codes: list[str]) -> Outcome[Any]:
-        return self.store.run(Batch.complete, verification_id, via, self.settings.max_attempts, self._now_ms(),
-                              self.settings.challenge_ttl * 1000, self.quotas.phone_failures,
-                              self.secrets.code_candidates(verification_id, codes))
+        """Run complete.lua; an approval journals its event in the same script (events on)."""
+        batch = self.store.batch()
+        self.events.hint(batch, verification_id)
+        completing = batch.complete(verification_id, via, self.settings.max_attempts, self._now_ms(),
+                                    self.settings.challenge_ttl * 1000, self.quotas.phone_failures,
+                                    self.secrets.code_candidates(verification_id, codes), self.events.new_id(),
+                                    self.events.grace_ms)
+        batch.run()
+        return completing.value
 
     def _approve(self, record: Record, via: str, codes: list[str]) -> Verification | None:
         outcome = self._complete(record.id, via, codes)
@@ -322,46 +326,31 @@ class Service:
         return self._approved(outcome.record)
 
     def _approved(self, record: Record) -> Verification:
-        """Bookkeeping of an approval: the pumping guard's count (deferred, a statistic), and the customer's event
-        (a round trip of its own, when events are on: it must not be lost)."""
+        """The pumping guard counts an approval (deferred: a statistic). Its customer event was journaled by the
+        approving script itself."""
         log.info("verification %s approved by %s", record.id, record.completed_via)
-        view = self.view(record)
         if self.captcha.on and record.channel == "sms":
             country, now = record.country or country_of(record.phone), self._now_ms()
             self.store.defer(lambda batch: batch.pump_count(country, "approved", now))
-
-        def queue(batch: Batch) -> None:
-            self.events.unwatch_expiry(batch, record.id)
-            self.events.emit(batch, APPROVED, to_json(view))
-
-        self._after(queue)
-        return view
-
-    def _after(self, queue: Callable[[Batch], None]) -> None:
-        """Run the bookkeeping that ``queue`` puts on a batch (nothing, when it puts nothing)."""
-        batch = self.store.batch()
-        queue(batch)
-        batch.run()
+        return self.view(record)
 
     def _delivery_report(self, event: DeliveryReport) -> Verification | None:
         verification_id = (event.verification_id if ID_RE.match(event.verification_id)
                            else self.store.run(Batch.message_verification, event.provider, event.message_id))
         if not verification_id:
             return None
-        outcome = self.store.run(Batch.set_delivery, verification_id, event.provider, event.message_id,
-                                 event.status, event.raw_status)
+        batch = self.store.batch()
+        self.events.hint(batch, verification_id)
+        setting = batch.set_delivery(verification_id, event.provider, event.message_id, event.status,
+                                     event.raw_status, self.events.new_id(), self.events.grace_ms, self._now_ms())
+        batch.run()
+        outcome = setting.value
         if outcome.outcome != "updated" or outcome.record is None:
             return None
-        view = self.view(outcome.record)
-        if event.status == "failed":
+        if event.status == "failed":  # its customer event was journaled by set_delivery.lua
             log.warning("verification %s: %s reports delivery failed (%s)", verification_id, event.provider,
                         event.raw_status)
-
-            def queue(batch: Batch) -> None:
-                self.events.emit(batch, FAILED, to_json(view))
-
-            self._after(queue)
-        return view
+        return self.view(outcome.record)
 
     # queries
 
@@ -483,8 +472,9 @@ class Service:
 
         now, settings = self._now_ms(), self.settings
         batch = self.store.batch()
+        self.events.hint(batch, record.id)
         ended_op = batch.end_send(record, reserved.nonce, now, settings.challenge_ttl * 1000, self.quotas.phone,
-                                  reserved.at, commit)
+                                  reserved.at, commit, self.events.grace_ms)
         if commit.message_id:
             batch.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000)
         if created and channel == "sms" and self.captcha.on:
@@ -494,15 +484,7 @@ class Service:
         if ended.record is None:
             raise DeliveryFailed("the gateway answered after the verification had lapsed; start again")
         log.info("verification %s sent via %s to %s", record.id, commit.provider, mask(record.phone))
-        view = self.view(ended.record)
-
-        def watch(batch: Batch) -> None:
-            self.events.watch_expiry(batch, to_json(view), view.expires_at)
-            if ended.superseded:
-                self.events.unwatch_expiry(batch, ended.superseded)
-
-        self._after(watch)
-        return view
+        return self.view(ended.record)  # end_send.lua journaled its expiry watch (events on)
 
     def _abandon(self, reserved: _Reservation, taken: list[Quota], *, captcha_for: str | None = None
                  ) -> dict[str, Any] | None:
@@ -546,25 +528,29 @@ class Service:
 
     def view(self, record: Record) -> Verification:
         """The client's view of a stored record; approved ones carry their proof token."""
-        settings = self.settings
-        token = None
-        if record.status == "approved":
-            token = self.secrets.sign(Proof(record.id, record.phone, record.channel, record.completed_via,
-                                            record.verified_at // 1000))
-        return Verification(
-            id=record.id, status=record.status, channel=record.channel, phone=record.phone,
-            locale=record.locale or None, created_at=record.created_at / 1000,
-            expires_at=record.expires_at / 1000,
-            resend_after=(record.last_sent_at / 1000) + settings.resend_cooldown,
-            attempts_left=max(0, settings.max_attempts - record.attempts),
-            sends_left=max(0, settings.max_sends - record.sends),
-            call=CallInfo(record.call_number, record.call_numbers) if record.call_number else None,
-            delivery=Delivery(record.provider, record.delivery_status) if record.provider else None,
-            sms=SmsInfo(record.sms_encoding, record.sms_parts) if record.sms_parts else None,
-            completed_via=record.completed_via or None,
-            verified_at=record.verified_at / 1000 if record.verified_at else None,
-            token=token,
-        )
+        return view(record, self.settings, self.secrets)
+
+
+def view(record: Record, settings: Settings, secrets_: Secrets) -> Verification:
+    """The client's view of a stored record; approved ones carry their proof token."""
+    token = None
+    if record.status == "approved":
+        token = secrets_.sign(Proof(record.id, record.phone, record.channel, record.completed_via,
+                                    record.verified_at // 1000))
+    return Verification(
+        id=record.id, status=record.status, channel=record.channel, phone=record.phone,
+        locale=record.locale or None, created_at=record.created_at / 1000,
+        expires_at=record.expires_at / 1000,
+        resend_after=(record.last_sent_at / 1000) + settings.resend_cooldown,
+        attempts_left=max(0, settings.max_attempts - record.attempts),
+        sends_left=max(0, settings.max_sends - record.sends),
+        call=CallInfo(record.call_number, record.call_numbers) if record.call_number else None,
+        delivery=Delivery(record.provider, record.delivery_status) if record.provider else None,
+        sms=SmsInfo(record.sms_encoding, record.sms_parts) if record.sms_parts else None,
+        completed_via=record.completed_via or None,
+        verified_at=record.verified_at / 1000 if record.verified_at else None,
+        token=token,
+    )
 
 
 def to_json(v: Verification) -> dict[str, Any]:

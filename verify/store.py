@@ -202,6 +202,9 @@ class Scripts:
         self.breaker_failure = load("breaker_failure")
         self.idempotency = load("idempotency")
         self.claim_due = load("claim_due")
+        self.enqueue = load("enqueue")
+        self.delivered = load("delivered")
+        self.unhint = load("unhint")
 
     def load(self) -> None:
         """Load every script into Redis, in one round trip."""
@@ -340,6 +343,18 @@ class Store:
         """The HMAC of one builtin captcha's answer (and, in sandbox mode, ``<key>:plain``)."""
         return f"{self.prefix}captcha:{{{challenge_id}}}"
 
+    def journal_key(self, tag: str) -> str:
+        """The events journal of one hash tag's slot (``lua/_journal.lua``)."""
+        return f"{self._tagged(tag)}journal"
+
+    def journal_hints_key(self) -> str:
+        """Which slots' journals may hold entries: hash tag -> how many hints were given."""
+        return f"{self.prefix}{{events}}:journals"
+
+    def delivered_key(self) -> str:
+        """The ids of events delivered (or given up on) lately, in the outbox's slot."""
+        return f"{self.prefix}{{events}}:delivered"
+
     def schedule_keys(self, name: str) -> tuple[str, str]:
         """A schedule (sorted set of due times) and its data hash, in one slot: ``events`` or ``expiry``."""
         return f"{self.prefix}{{{name}}}:due", f"{self.prefix}{{{name}}}:data"
@@ -431,36 +446,41 @@ class Batch:
                              _ttl(quota), *_items(quota)])
 
     def end_send(self, record: Record, nonce: str, now_ms: int, ttl_ms: int, quota: Limit | None, taken_at: int,
-                 commit: SendCommit | None) -> Op[Outcome[EndOutcome]]:
-        """Commit a reserved send (``commit``) or roll it back (``None``, giving the phone's quota back);
-        see ``lua/end_send.lua``."""
+                 commit: SendCommit | None, grace_ms: int = 0) -> Op[Outcome[EndOutcome]]:
+        """Commit a reserved send (``commit``) or roll it back (``None``, giving the phone's quota back); with
+        ``grace_ms`` (events on), journal its expiry watch; see ``lua/end_send.lua``."""
         s = self._store
         channel = commit.channel if commit else record.channel
-        keys = [s.record_key(record.id), s.index_key(record.phone, channel), s.index_key(record.phone, record.channel)]
+        keys = [s.record_key(record.id), s.index_key(record.phone, channel), s.index_key(record.phone, record.channel),
+                s.journal_key(record.id[:TAG_LENGTH])]
         args = [nonce, "sent" if commit else "failed", now_ms, ttl_ms, _quota_prefix(s, "phone", record.id),
-                taken_at, *_items(quota), *(commit.fields() if commit else [])]
+                taken_at, grace_ms, *_items(quota), *(commit.fields() if commit else [])]
         return self._script(_outcome(quota), s.scripts.end_send, keys, args)
 
     def complete(self, verification_id: str, via: str, max_attempts: int, now_ms: int, keep_ms: int,
-                 failures: Limit | None, candidates: list[str]) -> Op[Outcome[CompleteOutcome]]:
-        """Approve once, count a wrong code, or refuse while the phone's wrong codes are used up;
-        see ``lua/complete.lua``."""
+                 failures: Limit | None, candidates: list[str], event_id: str = "",
+                 grace_ms: int = 0) -> Op[Outcome[CompleteOutcome]]:
+        """Approve once (journaling the approval as ``event_id``, when given), count a wrong code, or refuse while
+        the phone's wrong codes are used up; see ``lua/complete.lua``."""
         s = self._store
-        return self._script(_outcome(failures), s.scripts.complete, [s.record_key(verification_id)],
+        return self._script(_outcome(failures), s.scripts.complete,
+                            [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
                             [via, max_attempts, now_ms, keep_ms, _quota_prefix(s, "fail", verification_id),
-                             _ttl(failures), *_items(failures), *candidates])
+                             _ttl(failures), event_id, grace_ms, *_items(failures), *candidates])
 
-    def cancel(self, verification_id: str) -> Op[Outcome[CancelOutcome]]:
+    def cancel(self, verification_id: str, grace_ms: int = 0) -> Op[Outcome[CancelOutcome]]:
         """Cancel unless approved; see ``lua/cancel.lua``."""
         s = self._store
-        return self._script(_outcome(None), s.scripts.cancel, [s.record_key(verification_id)], [])
+        return self._script(_outcome(None), s.scripts.cancel, [s.record_key(verification_id)], [grace_ms])
 
-    def set_delivery(self, verification_id: str, provider: str, message_id: str, status: str,
-                     raw_status: str) -> Op[Outcome[DeliveryOutcome]]:
-        """Record a delivery status; see ``lua/set_delivery.lua``."""
+    def set_delivery(self, verification_id: str, provider: str, message_id: str, status: str, raw_status: str,
+                     event_id: str = "", grace_ms: int = 0, now_ms: int = 0) -> Op[Outcome[DeliveryOutcome]]:
+        """Record a delivery status (journaling a failure as ``event_id``, when given); see
+        ``lua/set_delivery.lua``."""
         s = self._store
-        return self._script(_outcome(None), s.scripts.set_delivery, [s.record_key(verification_id)],
-                            [provider, message_id, status, raw_status])
+        return self._script(_outcome(None), s.scripts.set_delivery,
+                            [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
+                            [provider, message_id, status, raw_status, event_id, grace_ms, now_ms])
 
     def get(self, verification_id: str) -> Op[Record | None]:
         """The verification with this id, or ``None`` if unknown or expired (a malformed id is never sent)."""
@@ -591,6 +611,53 @@ class Batch:
         due, payload = self._store.schedule_keys(name)
         self._command(_ignore, "ZREM", due, member)
         return self._command(_ignore, "HDEL", payload, member)
+
+    # the events journal (verify/events.py)
+
+    def hint_journal(self, verification_id: str) -> Op[None]:
+        """Say that the journal of ``verification_id``'s slot may get an entry (queued ahead of the transition)."""
+        s = self._store
+        return self._command(_ignore, "ZINCRBY", s.journal_hints_key(), 1, verification_id[:TAG_LENGTH])
+
+    def journal_hints(self, limit: int) -> Op[list[tuple[str, int]]]:
+        """Up to ``limit`` hinted slots, as (hash tag, hint count)."""
+        return self._command(lambda pairs: [(tag, int(count)) for tag, count in pairs],  # redis-py pairs them
+                             "ZRANGE", self._store.journal_hints_key(), 0, limit - 1, "WITHSCORES")
+
+    def journal(self, tag: str) -> Op[dict[str, str]]:
+        """The entries of one slot's journal: entry id -> JSON."""
+        return self._command(lambda h: h or {}, "HGETALL", self._store.journal_key(tag))
+
+    def forget_journal(self, tag: str, entry_ids: list[str]) -> Op[None]:
+        """Remove moved entries from a slot's journal."""
+        if not entry_ids:
+            return self._command(_ignore, "EXISTS", self._store.journal_key(tag))
+        return self._command(_ignore, "HDEL", self._store.journal_key(tag), *entry_ids)
+
+    def unhint_journal(self, tag: str, count: int) -> Op[bool]:
+        """Forget a slot's hint unless another came since it was read; see ``lua/unhint.lua``."""
+        return self._script(bool, self._store.scripts.unhint, [self._store.journal_hints_key()], [tag, count])
+
+    def enqueue_event(self, event_id: str, due_ms: int, envelope: str) -> Op[bool]:
+        """Queue an event unless it was queued or delivered before; see ``lua/enqueue.lua``."""
+        due, data = self._store.schedule_keys("events")
+        return self._script(bool, self._store.scripts.enqueue, [due, data, self._store.delivered_key()],
+                            [event_id, due_ms, envelope])
+
+    def delivered_event(self, event_id: str, now_ms: int, remember_ms: int) -> Op[None]:
+        """An event is done with: off the outbox, remembered; see ``lua/delivered.lua``."""
+        due, data = self._store.schedule_keys("events")
+        return self._script(_ignore, self._store.scripts.delivered, [due, data, self._store.delivered_key()],
+                            [event_id, now_ms, remember_ms])
+
+    def final_copy(self, verification_id: str) -> Op[Record | None]:
+        """The verification as it finally was, kept by the transitions after Redis dropped it."""
+        return self._command(lambda h: Record.from_hash(h) if h else None, "HGETALL",
+                             self._store.record_key(verification_id) + ":final")
+
+    def drop_final_copy(self, verification_id: str) -> Op[None]:
+        """Its expiry was seen to: the final copy is not needed any more."""
+        return self._command(_ignore, "DEL", self._store.record_key(verification_id) + ":final")
 
     # idempotency
 

@@ -1,10 +1,12 @@
--- include: _quota
+-- include: _quota _journal
 -- Approve a pending verification, exactly once: by a code check, an SMS reply or a call.
--- KEYS[1] record
+-- KEYS[1] record, KEYS[2] the slot's events journal (_journal.lua)
 -- ARGV: 1 via ('code' | 'sms_reply' | 'call'), 2 max attempts, 3 now (ms), 4 how long an approved record stays
 --       readable (ms), 5 the wrong-code quota's key without the phone (same hash tag as the record), 6 its TTL
---       (ms), 7.. its items (_quota.lua), then the candidate code hashes (HMACs of the submitted code under
---       every key)
+--       (ms), 7 the approval event's id ('': events are off), 8 how long the final copy outlives the record
+--       (ms), 9.. the quota's items (_quota.lua), then the candidate code hashes (HMACs of the submitted code
+--       under every key)
+-- With events on, an approval journals its event, and a wrong code keeps the final copy up to date.
 -- Returns {outcome, record[, refused field, ms to wait]}: approved | wrong | no_match | max_attempts
 -- | not_pending | wrong_channel | no_code | missing | locked.
 -- Only a wrong *checked* code costs an attempt and counts against the phone's wrong-code quota: a reply without
@@ -18,12 +20,13 @@ if r[1] == 'max_attempts_reached' then return {'max_attempts', redis.call('HGETA
 if r[1] ~= 'pending' then return {'not_pending', redis.call('HGETALL', KEYS[1])} end
 local via = ARGV[1]
 local now = tonumber(ARGV[3])
+local grace = tonumber(ARGV[8])
 if via == 'call' then
   if r[2] ~= 'call' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
 else
   if r[2] ~= 'sms' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
   if not r[3] or r[3] == '' then return {'no_code', redis.call('HGETALL', KEYS[1])} end
-  local items, at = q_items(7)
+  local items, at = q_items(9)
   local quota = ARGV[5] .. r[4]
   if via == 'code' then
     local refused = q_refusal(quota, now, items)
@@ -41,10 +44,15 @@ else
       redis.call('HSET', KEYS[1], 'status', 'max_attempts_reached')
       redis.call('HDEL', KEYS[1], 'code_hash')
     end
+    if ARGV[7] ~= '' then j_mirror(KEYS[1], grace) end
     return {'wrong', redis.call('HGETALL', KEYS[1])}
   end
 end
 redis.call('HSET', KEYS[1], 'status', 'approved', 'completed_via', via, 'verified_at', ARGV[3])
 redis.call('HDEL', KEYS[1], 'code_hash')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[7] ~= '' then
+  j_mirror(KEYS[1], grace)
+  j_event(KEYS[2], ARGV[7], 'verification.approved', now, KEYS[1])
+end
 return {'approved', redis.call('HGETALL', KEYS[1])}
