@@ -2,11 +2,33 @@
 
 gevent workers: a request mostly waits on Redis or a gateway, so one process serves many at once.
 PORT and WEB_CONCURRENCY follow the usual platform conventions.
+
+Logs hold no secrets (README "Production"): :class:`verify.logs.RedactingLogger` redacts the access log, gunicorn's
+error log and the app's own lines (``verify.*``, which it sends to the error log, in its format).
 """
 
-import logging
+import importlib.util
 import os
-from typing import Any
+from pathlib import Path
+from types import ModuleType
+
+
+def _verify_logs() -> ModuleType:
+    """verify/logs.py, loaded by its path: ``import verify.logs`` would run verify/__init__.py, which imports the
+    whole app, requests and its ssl included, into the master, before gevent patches each worker (gevent issue 1016:
+    the unpatched SSLContext that urllib3 keeps may break or block every HTTPS call to a gateway). Once the package
+    imports its app lazily, ``logger_class = "verify.logs.RedactingLogger"`` does the same."""
+    package = importlib.util.find_spec("verify")  # finds the package without running it
+    if package is None or not package.submodule_search_locations:
+        raise RuntimeError("gunicorn.conf.py: the verify package is not importable from here")
+    spec = importlib.util.spec_from_file_location(
+        "verify.logs", Path(next(iter(package.submodule_search_locations))) / "logs.py")
+    if spec is None or spec.loader is None:
+        raise RuntimeError("gunicorn.conf.py: verify/logs.py is missing")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # not put in sys.modules: the app's own verify.logs, if imported, is another
+    return module
+
 
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -17,12 +39,7 @@ timeout = 60
 graceful_timeout = 20
 control_socket_disable = True
 accesslog = "-"
-
-
-def post_fork(server: Any, worker: Any) -> None:
-    """The app's own log lines (verify.*: sends, approvals, gateway failures; never codes, keys or tokens) go
-    where gunicorn's error log goes, in its format."""
-    app_log = logging.getLogger("verify")
-    app_log.handlers = list(worker.log.error_log.handlers)
-    app_log.setLevel(logging.INFO)
-    app_log.propagate = False
+# The default format (method, path and query, status, length, referer, user agent) plus the duration in ms, each
+# URL redacted by the logger class.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
+logger_class = _verify_logs().RedactingLogger

@@ -1,0 +1,237 @@
+"""Log lines without secrets: :func:`redact` for any text, :class:`RedactingLogger` for gunicorn.
+
+Policy (README "Production", STYLE habit 16): no log line holds a key, a token, a secret, a password or a code.
+Gateways put secrets in URLs: SMSC's handler URL carries ``?sha1=<VERIFY_SMSC_SECRET>`` (or ``md5=``/``crc32=``),
+with which ``sha1(phone:ts:secret)`` approves any pending call verification, and D7's webhook URL carries
+``VERIFY_D7_WEBHOOK_TOKEN`` in its path. Clients may put keys and proof tokens in a query string too. So every line
+that can hold a URL, a header or a payload goes through :func:`redact`:
+
+- a query parameter whose name says it is secret keeps its name and loses its value (``sha1=[redacted]``);
+  names are compared case-insensitively, percent-decoded, without ``-``, ``_``, ``.`` and ``[]``
+  (:func:`secret_name`), and an inbound SMS's text counts as secret (it may be the code); a phone number
+  (``phone=``, ``from=``, ``to=``, ...) is masked as the app masks it in its own lines (``+7999***4567``);
+- the token segment of ``/webhooks/d7/<token>`` and ``/webhooks/d7/<token>/report`` becomes ``[redacted]``;
+- ``Bearer``/``Basic`` credentials, and the values of secret names in JSON objects and Python reprs, too.
+
+:class:`RedactingLogger` is gunicorn's logger with that applied where gunicorn formats: every access log atom
+(``%(r)s``, ``%(U)s``, ``%(q)s``, the referer, headers, environ; credential headers are dropped whole), and every
+record its error log handlers write: gunicorn's own (``Invalid request ... 'POST /webhooks/smsc?sha1=...'``, ``Error
+handling request <uri>``, tracebacks) and those of the loggers it routes there, the app's ``verify`` (Flask's
+``Exception on <path>`` included) and the root logger's libraries. The Procfile's gunicorn gets it from
+gunicorn.conf.py, any other from ``--logger-class verify.logs.RedactingLogger``.
+
+gunicorn's master loads this module, before gevent patches the workers, so it imports only the standard library and
+gunicorn (gunicorn.conf.py loads it by its path: ``import verify.logs`` runs verify/__init__.py, which imports the
+app). Redaction is by shape, so a code on its own (digits in free text) cannot be recognised: the app must never log
+one.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote, unquote, unquote_plus
+
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]  # gunicorn ships no types
+
+REDACTED = "[redacted]"
+APP_LOGGER = "verify"
+
+# A name is secret when, normalized, it is one of these (hash options, short password names, message texts) ...
+SECRET_NAMES = frozenset({
+    "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "crc", "crc32", "crc32b", "hash", "mac", "sig",
+    "psw", "pwd", "pass", "pin", "otp", "mes", "message", "text", "content", "body",
+})
+# ... or contains one of these.
+SECRET_PARTS = ("token", "secret", "passw", "key", "code", "signature", "checksum", "hmac", "auth", "credential",
+                "session", "cookie")
+
+# A parameter whose value is a phone number: masked, not redacted, as the app's own lines do (+7999***4567).
+PHONE_NAMES = frozenset({"phone", "phones", "from", "to", "recipient", "msisdn"})
+
+_NORMALIZE = re.compile(r"[-_.\[\]\s]")
+_PHONE = re.compile(r"(?P<plus>%2B|\+)?(?P<digits>\d{9,15})", re.IGNORECASE)
+_LAST_NAME = re.compile(r"[\w.\-\[\]]*$")
+# A character of a value: anything but a separator, a blank, a quote or a backslash, except in the escapes a
+# Python repr writes for what is not printable (gunicorn quotes an unparseable request line with repr()).
+_CHAR = r"(?:\\x[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8}|[^&\s\"'\\])"
+# name=value, the name possibly percent-encoded; the value runs to the next &, blank, quote or other backslash.
+_PARAM = re.compile(rf"(?P<name>[\w.\-%\[\]]+)=(?P<value>{_CHAR}+)")
+# The same inside a percent-encoded URL (a URL passed as a parameter): name%3Dvalue, up to %26.
+_ENCODED_PARAM = re.compile(rf"(?P<lead>^|%3F|%26|[?&=\s\"'\\/])(?P<name>[\w.\-]+)%3D(?P<value>(?:(?!%26){_CHAR})+)",
+                            re.IGNORECASE)
+# D7's route, its slashes possibly doubled, percent-encoded or JSON-escaped; the token runs to the next separator.
+_SLASH = r"(?:\\?/|%2F)"
+_SEGMENT_CHAR = r"(?:\\x[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|(?!%2F)[^/?#\s\"'\\])"
+_D7_ROUTE = re.compile(rf"(?P<route>{_SLASH}+webhooks{_SLASH}+d7{_SLASH}+)(?P<value>{_SEGMENT_CHAR}+)", re.IGNORECASE)
+# The atoms an access log format names: %(r)s, %({x-forwarded-for}i)s.
+_FORMAT_KEY = re.compile(r"%\(([^)]*)\)")
+# Authorization header values.
+_CREDENTIALS = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+(?P<value>[\w\-.~+/]{8,}=*)", re.IGNORECASE)
+# "name": "value", 'name': 'value' and "name": 123 in JSON or a Python repr.
+_PAIR = re.compile(r"""(?P<q>["'])(?P<name>[\w.\-]+)(?P=q)\s*:\s*"""
+                   r"""(?:(?P<vq>["'])(?P<value>(?:\\.|(?!(?P=vq))[^\\])+)(?P=vq)|(?P<number>-?\d[\d.]*))""")
+
+
+@functools.lru_cache(maxsize=1024)
+def secret_name(name: str) -> bool:
+    """Whether a parameter, header or field called ``name`` holds a secret (see the module's policy)."""
+    normalized = _NORMALIZE.sub("", name.lower())
+    return normalized in SECRET_NAMES or any(part in normalized for part in SECRET_PARTS)
+
+
+def _param_name(raw: str) -> str:
+    """The parameter name in ``raw``: percent-decoded, and only what follows any decoded separator."""
+    found = _LAST_NAME.search(unquote_plus(raw))
+    return found.group() if found else ""
+
+
+def _replace(match: re.Match[str], group: str) -> str:
+    whole, start, end = match.group(), match.start(group) - match.start(), match.end(group) - match.start()
+    return whole[:start] + REDACTED + whole[end:]
+
+
+def _param(match: re.Match[str]) -> str:
+    name = _param_name(match["name"])
+    if secret_name(name):
+        return _replace(match, "value")
+    if _NORMALIZE.sub("", name.lower()) in PHONE_NAMES:
+        phone = _PHONE.fullmatch(match["value"])
+        if phone:  # masked as the app masks numbers: +7999***4567
+            whole, start = match.group(), match.start("value") - match.start()
+            return whole[:start] + (phone["plus"] or "") + phone["digits"][:4] + "***" + phone["digits"][-4:]
+    return match.group()
+
+
+def _pair(match: re.Match[str]) -> str:
+    if not secret_name(match["name"]):
+        return match.group()
+    return _replace(match, "value" if match["value"] is not None else "number")
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret it visibly holds replaced by ``[redacted]``, and the phone numbers of its
+    parameters masked; redacting twice changes nothing.
+
+    For URLs, request lines, log messages and tracebacks alike: see the module's policy for what is secret.
+    """
+    # Each pattern runs only on text that has what it needs to match: most atoms and lines have none of it.
+    lowered = text.lower()
+    if "d7" in lowered:
+        text = _D7_ROUTE.sub(lambda m: _replace(m, "value"), text)
+    if "=" in text:
+        text = _PARAM.sub(_param, text)
+    if "%3d" in lowered:
+        text = _ENCODED_PARAM.sub(_param, text)
+    if ":" in text and ('"' in text or "'" in text):
+        text = _PAIR.sub(_pair, text)
+    if "bearer" in lowered or "basic" in lowered:
+        text = _CREDENTIALS.sub(lambda m: _replace(m, "value"), text)
+    return text
+
+
+def redact_target(target: str) -> str:
+    """A request target (``RAW_URI``) redacted; a path that hides D7's route behind percent-encoding
+    (``/webhooks/%64%37/<token>``, which the app routes like the plain one) is shown decoded, then redacted."""
+    path, mark, query = target.partition("?")
+    if "%" in path and not _D7_ROUTE.search(path):
+        decoded = unquote(path)
+        if _D7_ROUTE.search(decoded):
+            path = quote(decoded, safe="/:@!$&'()*+,;=~")
+    return redact(path + mark + query)
+
+
+@functools.lru_cache(maxsize=16)
+def _format_keys(access_log_format: str) -> frozenset[str]:
+    """The atoms an access log format names, as gunicorn looks them up (``{header}i`` and the like in lower case)."""
+    return frozenset(key.lower() if key.startswith("{") else key for key in _FORMAT_KEY.findall(access_log_format))
+
+
+def _atom(key: str, value: str) -> str:
+    if key[:1] == "{" and secret_name(key[1:-2]):  # {authorization}i, {http_cookie}e
+        return REDACTED if value else value
+    return redact(value)
+
+
+class Redaction(logging.Filter):
+    """A handler filter that redacts each record before it is written: the message with its arguments, the
+    traceback and the stack. It changes the record itself, so every handler after it writes the redacted text."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact ``record`` in place; it is always written."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a wrong format: write what there is, rather than let logging print the raw arguments
+            message = f"unformattable log message: {record.msg!r} {record.args!r}"
+        try:
+            record.msg = redact(message)
+            if record.exc_info and not record.exc_text:
+                record.exc_text = self._formatter.formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = redact(record.exc_text)
+            if record.stack_info:
+                record.stack_info = redact(record.stack_info)
+        except Exception as err:  # a bug here must neither lose the line's existence nor write it unredacted
+            record.msg = f"a log line was withheld: redacting it failed ({type(err).__name__})"
+            record.exc_info = record.exc_text = record.stack_info = None
+        record.args = None
+        return True
+
+
+class RedactingLogger(Logger):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's logger, without secrets: redacted access log atoms, and a :class:`Redaction` filter on every
+    handler of the error log.
+
+    It also sends the app's own lines (logger ``verify``) where gunicorn's error log goes, in its format and at
+    INFO, and the root logger's too when nothing else configured it (so a library's warning is neither unformatted
+    nor unredacted). ``setup`` runs again on a configuration reload; it then installs all of this on gunicorn's new
+    handlers.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.redaction = Redaction()
+        self.routes_root = False  # whether the root logger's handlers are ours
+        super().__init__(cfg)
+
+    def setup(self, cfg: Any) -> None:
+        """gunicorn's setup, then the redaction filter on its handlers, and the app's and root's lines routed."""
+        super().setup(cfg)
+        error_handlers: list[logging.Handler] = list(self.error_log.handlers)
+        app = logging.getLogger(APP_LOGGER)
+        app.handlers = list(error_handlers)
+        app.setLevel(logging.INFO)
+        app.propagate = False
+        root = logging.getLogger()
+        if not root.handlers or self.routes_root:
+            root.handlers = list(error_handlers)
+            self.routes_root = True
+        # The access log's lines are made of redacted atoms (atoms()); everything else is filtered as it is written.
+        for handler in {*error_handlers, *root.handlers}:
+            if not any(isinstance(existing, Redaction) for existing in handler.filters):
+                handler.addFilter(self.redaction)
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> dict[str, Any]:
+        """The atoms the access log format uses, each redacted: ``r`` and ``{raw_uri}e`` by :func:`redact_target`,
+        secret-named headers and environ variables (``{authorization}i``) whole, every other string by :func:`redact`.
+
+        String atoms the format does not use are left out: nothing is spent on them, and a formatter that reads the
+        record's arguments finds no unredacted header there (gunicorn shows a missing atom as ``-``).
+        """
+        used = _format_keys(self.cfg.access_log_format)
+        atoms: dict[str, Any] = {}
+        for key, value in super().atoms(resp, req, environ, request_time).items():
+            if not isinstance(value, str):
+                atoms[key] = value
+            elif key in used:
+                atoms[key] = _atom(key, value)
+        raw_uri = environ.get("RAW_URI")
+        if isinstance(raw_uri, str) and {"r", "{raw_uri}e"} & used:
+            target = redact_target(raw_uri)
+            request_line = f"{environ.get('REQUEST_METHOD', '-')} {target} {environ.get('SERVER_PROTOCOL', '-')}"
+            atoms.update((key, value) for key, value in (("r", request_line), ("{raw_uri}e", target)) if key in used)
+        return atoms
