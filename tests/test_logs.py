@@ -18,6 +18,8 @@ import json
 import logging
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from tests.providers import d7_emulator
 from tests.providers.d7_emulator import D7Emulator, post_dlr, post_report, report_fields
 from tests.providers.smsc_emulator import HashName, smsc_callback
 from tests.servers import SMSC_APIKEY, CountingSmsc, Server, gunicorn_server
+from verify.cli import gunicorn_command
 from verify.embedded import EmbeddedRedis
 from verify.logs import REDACTED, RedactingLogger, redact
 
@@ -600,3 +603,16 @@ def test_a_reload_does_not_stack_filters(gunicorn_logger: tuple[RedactingLogger,
     assert errors.read_text().count("once") == 1
     assert all(sum(isinstance(f, type(logger.redaction)) for f in handler.filters) == 1
                for handler in logger.error_log.handlers)
+
+
+def test_the_logger_class_loads_nothing_of_the_app() -> None:
+    # gunicorn's master imports it before gevent patches the workers: no ssl, requests or app may come with it.
+    code = ("import sys, verify.logs; "
+            "print(sorted(m for m in ('ssl', 'requests', 'urllib3', 'flask', 'verify.app') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_verify_dev_and_the_bench_serve_with_the_redacting_logger() -> None:
+    command = gunicorn_command("verify:create_app()", "127.0.0.1", 8000, 2, access_log=True)
+    assert command[command.index("--logger-class") + 1] == "verify.logs.RedactingLogger"

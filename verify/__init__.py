@@ -1,60 +1,23 @@
-"""verify: self-hosted phone verification.
+"""verify: self-hosted phone verification. ``from verify import create_app`` (see :mod:`verify.app`).
 
-:func:`create_app` builds the WSGI app: settings -> store, secrets, providers, service -> blueprints ->
-error handlers. Per-app objects live in ``app.extensions["verify"]``; there is no module-level state.
+Importing the package imports nothing else: gunicorn's master loads ``verify.logs`` for its logger class before
+gevent patches each worker, and the app (requests and ssl among its imports) must be imported only after that
+(gevent issue 1016). So the app's names are loaded when first used.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from verify.app import MAX_BODY_BYTES, create_app
 
-from verify import api, errors, sandbox, webhooks
-from verify.captcha import Captcha
-from verify.clock import Clock, system_clock
-from verify.config import Settings
-from verify.events import Events
-from verify.providers import registry
-from verify.ratelimit import trust_proxies
-from verify.service import Service, to_json, view
-from verify.store import Store
-from verify.tokens import Secrets
-
-MAX_BODY_BYTES = 64 * 1024
+__all__ = ["MAX_BODY_BYTES", "create_app"]
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock = system_clock, background: bool = True) -> Flask:
-    """Build the app from ``settings`` (read from the environment when not given).
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from verify import app
 
-    With ``VERIFY_EVENTS_URL`` set and ``background`` true, each process delivers customer events in a daemon
-    thread (a greenlet under gunicorn's gevent workers); the workers share the outbox in Redis. Tests pass
-    ``background=False`` and drive ``Events`` themselves.
-    """
-    settings = settings or Settings.from_env()
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-
-    app.register_blueprint(api.public)
-    app.register_blueprint(api.v1)
-    app.register_blueprint(webhooks.bp)
-    if settings.sandbox:
-        app.register_blueprint(sandbox.bp)
-        logging.getLogger(__name__).warning(
-            "sandbox mode: /sandbox/* endpoints are on and reveal codes; never use it in production")
-
-    store = Store.from_url(settings.redis_url, settings.redis_prefix)
-    gateways = registry.build(settings, store, clock)
-    secrets = Secrets(settings.secret_keys, settings.token_ttl, clock)
-    events = Events(settings, store, clock, lambda record: to_json(view(record, settings, secrets)))
-    trust_proxies(app, settings)
-    app.extensions["verify"] = Service(settings, store, secrets, gateways.sms, gateways.call, clock, events,
-                                       Captcha(settings, store))
-    if events.enabled and background:
-        stop = threading.Event()
-        threading.Thread(target=events.run, args=(stop,), name="verify-events", daemon=True).start()
-        app.extensions["verify.events.stop"] = stop
-    errors.register(app)
-    return app
+        return getattr(app, name)
+    raise AttributeError(f"module 'verify' has no attribute {name!r}")

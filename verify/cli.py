@@ -91,10 +91,12 @@ def gunicorn_command(app: str, host: str, port: int, workers: int, *, access_log
 
     ``verify dev`` and ``bench/load.py`` both use it, so the benchmark serves the app as ``verify dev`` does.
     It sets everything on the command line and no config file, so gunicorn reads ``gunicorn.conf.py`` only
-    from the current directory. ``access_log`` writes gunicorn's access log to stdout.
+    from the current directory; the logger class is gunicorn.conf.py's, so no log line holds a secret either way.
+    ``access_log`` writes gunicorn's access log to stdout.
     """
     command = [sys.executable, "-m", "gunicorn", app, "--bind", f"{host}:{port}", "--workers", str(workers),
-               "--worker-class", "gevent", "--no-control-socket"]
+               "--worker-class", "gevent", "--no-control-socket",
+               "--logger-class", "verify.logs.RedactingLogger"]
     if access_log:
         command += ["--access-logfile", "-"]
     return command

@@ -21,9 +21,8 @@ handling request <uri>``, tracebacks) and those of the loggers it routes there, 
 gunicorn.conf.py, any other from ``--logger-class verify.logs.RedactingLogger``.
 
 gunicorn's master loads this module, before gevent patches the workers, so it imports only the standard library and
-gunicorn (gunicorn.conf.py loads it by its path: ``import verify.logs`` runs verify/__init__.py, which imports the
-app). Redaction is by shape, so a code on its own (digits in free text) cannot be recognised: the app must never log
-one.
+gunicorn (and verify/__init__.py imports the app only when it is first asked for). Redaction is by shape, so a
+code on its own (digits in free text) cannot be recognised: the app must never log one.
 """
 
 from __future__ import annotations

@@ -236,6 +236,17 @@ class Webhook:
     nonce: str = ""
 
 
+@dataclass(frozen=True)
+class WebhookRoute:
+    """One URL under ``/webhooks`` a gateway calls: its werkzeug rule, methods, a name its parser is told, and
+    the body the gateway expects on success."""
+
+    rule: str
+    methods: tuple[str, ...]
+    name: str
+    ack: str = "OK"
+
+
 class WebhookRejected(Exception):
     """A callback that must change nothing: forged, altered or stale (403), or addressed wrong (404).
 

@@ -22,7 +22,7 @@ import email.policy
 import hmac
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Required, TypedDict
 from urllib.parse import parse_qsl, quote
@@ -42,7 +42,9 @@ from verify.providers.base import (
     ProviderError,
     Sent,
     SmsMessage,
+    Webhook,
     WebhookRejected,
+    WebhookRoute,
     json_of,
     scalar,
 )
@@ -291,6 +293,19 @@ _REPORT_STATUS = {"delivered": "delivered", "sent": "sent", "scheduled": "sent",
                   **dict.fromkeys(("un_delivered", "undelivered", "not_reachable", "spam_content",
                                    "insufficient_credit", "failed", "rejected", "expired"), "failed")}
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]")  # RFC 2046 section 5.1.1
+
+
+WEBHOOKS = (WebhookRoute("/d7/<token>", ("GET", "POST"), "dlr", ack=LEGACY_ACK),
+            WebhookRoute("/d7/<token>/report", ("POST",), "report"))
+
+
+def parse_webhook(route: str, inbound: Inbound, args: Mapping[str, str], settings: D7Settings, now: float,
+                  max_age: int) -> Webhook:
+    """The webhook pipeline's entry (``verify/webhooks.py``): the legacy API's Jasmin DLR (``dlr``, answered
+    ``ACK/Jasmin``) or the v1 API's report (``report``), both behind the secret path token, which D7 does not
+    sign anything else with: a wrong token is 404, like a URL that does not exist."""
+    check_token(args.get("token", ""), settings.webhook_tokens)
+    return Webhook(parse_dlr(inbound) if route == "dlr" else parse_report(inbound))
 
 
 def check_token(given: str, expected: tuple[str, ...]) -> None:

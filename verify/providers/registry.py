@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from verify.clock import Clock
 from verify.config import Settings
-from verify.providers.base import Http, Provider
+from verify.providers import d7, smsc, zoomconnect
+from verify.providers.base import Http, Inbound, Provider, Webhook, WebhookRoute
 from verify.providers.d7 import D7Provider
 from verify.providers.sandbox import SandboxProvider
 from verify.providers.smsc import SmscProvider
@@ -42,3 +45,21 @@ def build(settings: Settings, store: Store, clock: Clock) -> Gateways:
             made[name] = D7Provider(settings.d7, http, settings.public_url)
     return Gateways([made[name] for name in settings.sms_providers],
                     made[settings.call_provider] if settings.call_provider else None)
+
+
+@dataclass(frozen=True)
+class WebhookGateway:
+    """A gateway's callbacks: the URLs it calls under ``/webhooks``, and its module's verify-and-parse step
+    (``parse(route name, inbound, path args, its settings, now, max age)``), given its settings when configured."""
+
+    name: str
+    routes: tuple[WebhookRoute, ...]
+    parse: Callable[[str, Inbound, Mapping[str, str], Any, float, int], Webhook]
+    settings: Callable[[Settings], object | None]
+
+
+WEBHOOK_GATEWAYS = (
+    WebhookGateway("smsc", smsc.WEBHOOKS, smsc.parse_webhook, lambda s: s.smsc),
+    WebhookGateway("zoomconnect", zoomconnect.WEBHOOKS, zoomconnect.parse_webhook, lambda s: s.zoomconnect),
+    WebhookGateway("d7", d7.WEBHOOKS, d7.parse_webhook, lambda s: s.d7),
+)

@@ -19,7 +19,7 @@ import hmac
 import json
 import re
 import zlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any, Literal, TypedDict, cast
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -39,7 +39,9 @@ from verify.providers.base import (
     Sent,
     SmsMessage,
     SmsReceived,
+    Webhook,
     WebhookRejected,
+    WebhookRoute,
     e164,
     integer,
     json_of,
@@ -233,6 +235,17 @@ class Callback(TypedDict, total=False):
     md5: str
     sha1: str
     crc32: Scalar
+
+
+WEBHOOKS = (WebhookRoute("/smsc", ("POST",), "callback"),)
+
+
+def parse_webhook(route: str, inbound: Inbound, args: Mapping[str, str], settings: SmscSettings, now: float,
+                  max_age: int) -> Webhook:
+    """The webhook pipeline's entry (``verify/webhooks.py``): one handler URL for every kind of callback, signed
+    with one of ``VERIFY_SMSC_SECRET`` in one of ``VERIFY_SMSC_HASH``; unsigned only in sandbox mode (no secret).
+    SMSC sends no nonce: a call's replay protection is its signed ``ts``, which the service checks."""
+    return Webhook(parse_callback(inbound, settings.secrets or None, algorithms=settings.hashes))
 
 
 def parse_callback(inbound: Inbound, secrets: tuple[str, ...] | None, *,

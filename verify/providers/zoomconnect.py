@@ -19,8 +19,10 @@ import datetime
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from typing import Any, Literal, TypedDict, cast
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -39,6 +41,7 @@ from verify.providers.base import (
     SmsReceived,
     Webhook,
     WebhookRejected,
+    WebhookRoute,
     e164,
     integer,
     json_of,
@@ -172,6 +175,25 @@ class ZoomConnectProvider(Provider):
 
 
 
+
+
+WEBHOOKS = (WebhookRoute("/zoomconnect/<kind>", ("POST",), "callback"),)
+
+
+def parse_webhook(route: str, inbound: Inbound, args: Mapping[str, str], settings: ZoomConnectSettings,
+                  now: float, max_age: int) -> Webhook:
+    """The webhook pipeline's entry (``verify/webhooks.py``): ``/zoomconnect/reply`` (message forward URL) or
+    ``/zoomconnect/delivery`` (delivery report URL), any other kind 404; refused (403) while no
+    ``VERIFY_ZOOMCONNECT_SECRET`` is set, since no checksum can then be verified. The nonce it returns is the
+    pipeline's to refuse twice."""
+    kind = args.get("kind", "")
+    if kind not in ("reply", "delivery"):
+        raise WebhookRejected(404, f"no Zoom Connect callback named {kind!r}")
+    if not settings.secrets:
+        raise WebhookRejected(403, "VERIFY_ZOOMCONNECT_SECRET is not set, so no Zoom Connect callback can be "
+                                   "verified")
+    return parse_callback(inbound, "reply" if kind == "reply" else "delivery", settings.secrets, now,
+                          ZoneInfo(settings.tz), max_age)
 
 
 def parse_callback(inbound: Inbound, kind: Literal["reply", "delivery"], secrets: tuple[str, ...], now: float,
