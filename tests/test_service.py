@@ -399,3 +399,21 @@ def test_only_the_store_talks_to_redis() -> None:
                    "embedded": {"redis"},  # pings the redis-server it starts
                    "config": {"limits"}, "quotas": {"limits"}}.get(module, set())  # parsing limit strings
         assert talks <= allowed, f"verify/{path.name} imports {talks - allowed}"
+
+
+def test_a_gateway_error_echoing_the_message_logs_no_code(settings: Settings, clock: MovableClock,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    class Echoing(Named):
+        name = "echo"
+
+        def send_sms(self, message: SmsMessage) -> Sent:
+            raise ProviderError(self.name, f"HTTP 400: cannot deliver {message.text!r} to {message.to}",
+                                transient=True)
+
+        def balance(self) -> str:
+            return "0"
+
+    gateway = Recording()
+    make_service(settings, clock, Echoing(), gateway).start(PHONE, "sms", None, client_ip=IP)
+    assert "gateway failed: echo: HTTP 400: cannot deliver" in caplog.text
+    assert gateway.sent[0].code not in caplog.text and PHONE[1:] not in caplog.text

@@ -13,6 +13,7 @@ success writes to Redis only when it ends a failure streak: a healthy gateway co
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -23,6 +24,7 @@ from verify.providers.base import CallNumber, InvalidRecipient, NoMoney, Provide
 from verify.store import Batch, Breaker, Store
 
 log = logging.getLogger(__name__)
+DIGITS = re.compile(r"\d{4,}")
 
 T = TypeVar("T", Sent, CallNumber)
 
@@ -53,7 +55,8 @@ class Failover:
                 raise InvalidPhone(f"the gateway refused the number ({err})") from err
             except ProviderError as err:
                 level = logging.WARNING if err.transient and not isinstance(err, NoMoney) else logging.ERROR
-                log.log(level, "gateway failed: %s", err)
+                # A gateway's error text may echo our request: never its digits (the code, the phone).
+                log.log(level, "gateway failed: %s", DIGITS.sub("#", str(err)))
                 if self._store.run(Batch.breaker_failure, provider.name, now_ms, self._threshold,
                                    self._cooldown_s * 1000):
                     log.error("circuit breaker of %s is open for %d s", provider.name, self._cooldown_s)
