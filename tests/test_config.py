@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from verify.config import Settings
+from verify.config import GATEWAY_SETTINGS, Settings
+from verify.providers.d7 import D7Settings
+from verify.providers.smsc import SmscSettings
 from verify.errors import ConfigError
 
 BASE = {"VERIFY_API_KEYS": "a" * 16, "VERIFY_SECRET_KEY": "s" * 16, "VERIFY_SANDBOX": "1"}
@@ -126,3 +133,31 @@ def test_smsc_hash_algorithms(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({**smsc, "VERIFY_SMSC_SECRET": "good,bad secret"})
     assert caught.value.variable == "VERIFY_SMSC_SECRET"
+
+
+def _declared(cls: type[Any]) -> set[str]:
+    names = set()
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("env"):
+            names.add(f.metadata["env"])
+    return names
+
+
+def test_every_setting_is_declared_once_and_documented() -> None:
+    declared = _declared(Settings) | {name for cls in GATEWAY_SETTINGS.values() for name in _declared(cls)}
+    fields = [f for cls in (Settings, *GATEWAY_SETTINGS.values()) for f in dataclasses.fields(cls)]
+    assert all("read" in f.metadata for f in fields)  # no field without its reader
+    assert len(declared) == sum(1 for f in fields if f.metadata.get("env"))  # no variable twice
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(VERIFY_[A-Z0-9_]+)`", table))
+    assert declared - documented == set(), "declared but not in the README's settings table"
+    assert documented - declared == set(), "in the README's settings table but not declared"
+
+
+def test_check_config_lists_every_declared_setting_of_the_configured_gateways() -> None:
+    s = Settings.from_env({**BASE, "VERIFY_SMS_PROVIDERS": "smsc,d7", "VERIFY_SMSC_APIKEY": "k",
+                           "VERIFY_D7_TOKEN": "t"})
+    listed = dict(s.describe())
+    assert set(listed) == _declared(Settings) | _declared(SmscSettings) | _declared(D7Settings)
+    assert listed["VERIFY_SMSC_APIKEY"] == "set (masked)" and listed["VERIFY_D7_API"] == "v1"

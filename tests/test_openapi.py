@@ -39,10 +39,13 @@ from werkzeug.wrappers import Request, Response
 from tests.conftest import AUTH, PHONE, MovableClock, make_settings, serving
 from tests.providers import d7_emulator, smsc_emulator, zoomconnect_emulator
 from verify import MAX_BODY_BYTES, create_app, errors
-from verify.config import D7Settings, Settings, SmscSettings, ZoomConnectSettings
+from verify.config import Settings
 from verify.embedded import EmbeddedRedis, free_port
 from verify.providers.base import CallNumber, InvalidRecipient, ProviderError, Sent, SmsMessage
+from verify.providers.d7 import D7Settings
 from verify.providers.sandbox import SandboxProvider
+from verify.providers.smsc import SmscSettings
+from verify.providers.zoomconnect import ZoomConnectSettings
 from verify.quotas import LimitName
 from verify.service import Service
 from verify.store import Batch

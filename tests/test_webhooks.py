@@ -20,8 +20,11 @@ from tests.providers.d7_emulator import D7Emulator
 from tests.providers.smsc_emulator import SmscEmulator
 from tests.providers.zoomconnect_emulator import EMAIL, TOKEN, ZoomConnectEmulator
 from verify import create_app
-from verify.config import D7Settings, Settings, SmscSettings, ZoomConnectSettings
+from verify.config import Settings
 from verify.embedded import EmbeddedRedis
+from verify.providers.d7 import D7Settings
+from verify.providers.smsc import SmscSettings
+from verify.providers.zoomconnect import ZoomConnectSettings
 from verify.store import Batch
 
 SMSC_KEY, SMSC_SECRET, ZOOM_SECRET, D7_HOOK = "smsc-key-0123", "smsc-hook-secret", "zoom-hook-secret", "d7-hook-token"

@@ -14,9 +14,9 @@ from tests.providers import contract
 from tests.providers.contract import MESSAGE, ErrorCase, ProviderContract
 from tests.providers.d7_emulator import PASSWORD, TOKEN, USERNAME, D7Emulator
 from tests.providers.emulator import Seen
-from verify.config import D7_DEFAULT_URLS, D7Settings
 from verify.providers.base import Http, InvalidRecipient, NoMoney, ProviderError, Sent
-from verify.providers.d7 import D7Provider
+from verify.providers.d7 import DEFAULT_URLS as D7_DEFAULT_URLS
+from verify.providers.d7 import D7Provider, D7Settings
 
 PUBLIC_URL = "https://verify.example"
 WEBHOOK_TOKEN = "hook-token-123"

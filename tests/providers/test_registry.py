@@ -19,8 +19,11 @@ from tests.providers.d7_emulator import D7Emulator
 from tests.providers.smsc_emulator import SmscEmulator
 from tests.providers.zoomconnect_emulator import EMAIL, TOKEN, ZoomConnectEmulator
 from verify.cli import check_config
-from verify.config import D7Settings, Settings, SmscSettings, ZoomConnectSettings
+from verify.config import Settings
+from verify.providers.d7 import D7Settings
 from verify.providers.registry import build
+from verify.providers.smsc import SmscSettings
+from verify.providers.zoomconnect import ZoomConnectSettings
 from verify.store import Store
 
 SMSC_KEY = "smsc-api-key-0123"

@@ -12,9 +12,8 @@ from tests.providers import contract
 from tests.providers.contract import MESSAGE, ErrorCase, ProviderContract
 from tests.providers.emulator import Seen
 from tests.providers.smsc_emulator import AllPhones, SmscEmulator
-from verify.config import SmscSettings
 from verify.providers.base import CallNumber, Http, InvalidRecipient, NoMoney, ProviderError, SmsMessage
-from verify.providers.smsc import SmscProvider
+from verify.providers.smsc import SmscProvider, SmscSettings
 
 APIKEY = "k3y-0123456789abcdef"
 LOGIN, PASSWORD = "acme", "s3cret-pass"

@@ -21,9 +21,8 @@ from tests.providers.zoomconnect_emulator import (
     TOKEN,
     ZoomConnectEmulator,
 )
-from verify.config import ZoomConnectSettings
 from verify.providers.base import Http, InvalidRecipient, ProviderError, SmsMessage
-from verify.providers.zoomconnect import ZoomConnectProvider
+from verify.providers.zoomconnect import ZoomConnectProvider, ZoomConnectSettings
 
 SEND_PATH = "/api/rest/v1/sms/send"
 BALANCE_PATH = "/api/rest/v1/account/balance"

@@ -23,13 +23,13 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Required, TypedDict
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Required, TypedDict
 from urllib.parse import parse_qsl, quote
 
 from requests.auth import HTTPBasicAuth
 
-from verify.config import D7Settings
+from verify import env
 from verify.providers.base import (
     PAYLOAD_LIMIT,
     DeliveryReport,
@@ -93,6 +93,37 @@ class V1SendRequest(TypedDict):
 
 
 
+
+
+DEFAULT_URLS = {"legacy": "https://rest-api.d7networks.com/", "v1": "https://api.d7networks.com/"}
+
+
+def _api_url(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    return env.url(base=True)(env_, name, DEFAULT_URLS[seen["api"]], seen)
+
+
+def _for(api: str) -> env.Reader:
+    """Required with the ``api`` generation, unused with the other."""
+    def reader(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+        return env.required("d7 is a configured provider")(env_, name, default, seen) if seen["api"] == api else ""
+    return reader
+
+
+@dataclass(frozen=True)
+class D7Settings:
+    """D7 Networks: ``legacy`` (Basic auth) or ``v1`` (Bearer token) API; the reports' path tokens."""
+
+    calls: ClassVar[bool] = False
+
+    api: str = field(default="v1", metadata=env.var("VERIFY_D7_API", env.choice(*DEFAULT_URLS)))
+    url: str = field(default=DEFAULT_URLS["v1"], metadata=env.var("VERIFY_D7_URL", _api_url))
+    username: str = field(default="", metadata=env.var("VERIFY_D7_USERNAME", _for("legacy")))
+    password: str = field(default="", metadata=env.var("VERIFY_D7_PASSWORD", _for("legacy"), secret=True))
+    token: str = field(default="", metadata=env.var("VERIFY_D7_TOKEN", _for("v1"), secret=True))
+    sender: str = field(default="", metadata=env.var("VERIFY_D7_SENDER", env.text))
+    # The first goes in the callback URLs; any is accepted.
+    webhook_tokens: tuple[str, ...] = field(default=(), metadata=env.var("VERIFY_D7_WEBHOOK_TOKEN", env.secrets(),
+                                                                         secret=True))
 
 
 class D7Provider(Provider):

@@ -20,10 +20,12 @@ import json
 import re
 import zlib
 from collections.abc import Collection, Mapping
-from typing import Any, Literal, TypedDict, cast
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypedDict, cast
 from urllib.parse import parse_qsl, unquote_plus
 
-from verify.config import SmscSettings
+from verify import env
+from verify.errors import ConfigError
 from verify.providers.base import (
     PAYLOAD_LIMIT,
     CallNumber,
@@ -96,6 +98,59 @@ ERRORS: dict[int, tuple[str, str]] = {
     8: ("message to this number cannot be delivered", INVALID_RECIPIENT),
     9: ("duplicate or too frequent request", TRANSIENT),
 }
+
+
+HASH_ALGORITHMS = ("sha1", "md5", "crc32")
+SECRET_CHARS = re.compile(r"[A-Za-z0-9_-]+")  # SMSC's rule for the handler URL's secret
+
+
+def _credentials(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    """The login, required (with its password) unless there is an API key."""
+    login = env.raw(env_, name)
+    if not login and not seen["apikey"]:
+        raise ConfigError("VERIFY_SMSC_APIKEY", "(or VERIFY_SMSC_LOGIN and VERIFY_SMSC_PASSWORD) is required because "
+                                                "smsc is a configured provider")
+    return login
+
+
+def _password(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    needed = seen["login"] and not seen["apikey"]
+    return env.required("smsc is a configured provider")(env_, name, default, seen) if needed else ""
+
+
+def _callback_secrets(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    secrets = env.secrets()(env_, name, default, seen)
+    if not secrets and not seen.get("sandbox"):
+        raise ConfigError(name, "is required (the md5=/sha1=/crc32= secret of the SMSC handler URL): without it "
+                                "anyone could post a confirmation call")
+    if not all(SECRET_CHARS.fullmatch(secret) for secret in secrets):
+        raise ConfigError(name, "may hold only Latin letters, digits, - and _ (SMSC's rule), comma-separated")
+    return secrets
+
+
+def _hashes(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    hashes = env.listed(lower=True)(env_, name, default, seen)
+    if any(h not in HASH_ALGORITHMS for h in hashes):
+        raise ConfigError(name, f"must list hash algorithms from sha1, md5, crc32, not {','.join(hashes)!r}")
+    return tuple(dict.fromkeys(hashes))
+
+
+@dataclass(frozen=True)
+class SmscSettings:
+    """SMSC (smsc.ru / smscentre.com): ``login`` + ``password``, or ``apikey``; the handler URL's secrets."""
+
+    calls: ClassVar[bool] = True  # it can hand out numbers to call (wait_call.php)
+
+    url: str = field(default="https://smsc.ru/sys/", metadata=env.var("VERIFY_SMSC_URL", env.url(base=True)))
+    apikey: str = field(default="", metadata=env.var("VERIFY_SMSC_APIKEY", env.text, secret=True))
+    login: str = field(default="", metadata=env.var("VERIFY_SMSC_LOGIN", _credentials))
+    password: str = field(default="", metadata=env.var("VERIFY_SMSC_PASSWORD", _password, secret=True))
+    sender: str = field(default="", metadata=env.var("VERIFY_SMSC_SENDER", env.text))
+    # The secrets of the handler URL's md5=/sha1=/crc32=, newest first (any verifies); empty only in sandbox mode.
+    secrets: tuple[str, ...] = field(default=(), metadata=env.var("VERIFY_SMSC_SECRET", _callback_secrets,
+                                                                  secret=True))
+    # The hash algorithms a callback may be signed with: not crc32 by default, which a forger can compute.
+    hashes: tuple[str, ...] = field(default=("sha1", "md5"), metadata=env.var("VERIFY_SMSC_HASH", _hashes))
 
 
 class SmscProvider(Provider):

@@ -20,13 +20,15 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, TypedDict, cast
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypedDict, cast
 from urllib.parse import parse_qsl
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
-from verify.config import ZoomConnectSettings
+from verify import env
+from verify.errors import ConfigError
 from verify.providers.base import (
     PAYLOAD_LIMIT,
     DeliveryReport,
@@ -108,6 +110,33 @@ DeliveryCallback = TypedDict("DeliveryCallback", {
     "campaign": str, "dataField": str,  # unconfirmed for delivery reports
     "nonce": str, "nonce-date": str, "checksum": str,
 }, total=False)
+
+
+def _zone(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    zone = env.raw(env_, name) or default
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(name, f"must be an IANA time zone such as UTC or Africa/Johannesburg, not {zone!r}") from None
+    return zone
+
+
+@dataclass(frozen=True)
+class ZoomConnectSettings:
+    """Zoom Connect: account e-mail and REST API token; the webhook checksum secrets (any verifies) and time zone."""
+
+    calls: ClassVar[bool] = False
+
+    url: str = field(default="https://www.zoomconnect.com/app/",
+                     metadata=env.var("VERIFY_ZOOMCONNECT_URL", env.url(base=True)))
+    email: str = field(default="", metadata=env.var("VERIFY_ZOOMCONNECT_EMAIL",
+                                                                  env.required("zoomconnect is a configured provider")))
+    token: str = field(default="", metadata=env.var("VERIFY_ZOOMCONNECT_TOKEN",
+                                                                  env.required("zoomconnect is a configured provider"),
+                                                                  secret=True))
+    secrets: tuple[str, ...] = field(default=(), metadata=env.var("VERIFY_ZOOMCONNECT_SECRET", env.secrets(),
+                                                                  secret=True))
+    tz: str = field(default="UTC", metadata=env.var("VERIFY_ZOOMCONNECT_TZ", _zone))
 
 
 class ZoomConnectProvider(Provider):
