@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from verify.config import GATEWAY_SETTINGS, Settings
+from verify.errors import ConfigError
 from verify.providers.d7 import D7Settings
 from verify.providers.smsc import SmscSettings
-from verify.errors import ConfigError
 
 BASE = {"VERIFY_API_KEYS": "a" * 16, "VERIFY_SECRET_KEY": "s" * 16, "VERIFY_SANDBOX": "1"}
 
