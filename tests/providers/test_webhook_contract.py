@@ -1,0 +1,335 @@
+"""The shared webhook contract (``webhook_contract.py``) for each gateway: SMSC, Zoom Connect, D7 legacy, D7 v1.
+
+Each class says how its gateway is configured and how it calls us (built by its emulator's callback builders,
+providers.md 1.7-1.9, 2.5-2.6, 3.1-3.3), and skips, with the reason, the cases its wire format has no room for.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar, Literal
+from urllib.parse import parse_qsl, quote, urlencode
+
+import pytest
+
+from tests.providers import d7_emulator, smsc_emulator, zoomconnect_emulator
+from tests.providers.contract import HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT
+from tests.providers.d7_emulator import D7Emulator
+from tests.providers.emulator import Emulator, Seen
+from tests.providers.smsc_emulator import HashName, SmscEmulator
+from tests.providers.webhook_contract import (
+    OTHER_PHONE,
+    Callback,
+    Channel,
+    Outcome,
+    Pending,
+    WebhookContract,
+    approved_by_reply,
+    parametrize_variants,
+)
+from tests.providers.zoomconnect_emulator import ZoomConnectEmulator
+from verify.config import Settings
+from verify.providers.d7 import D7Settings
+from verify.providers.smsc import SmscSettings
+from verify.providers.zoomconnect import ZoomConnectSettings
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_variants(metafunc)
+
+
+def digits(phone: str) -> str:
+    """A phone as SMSC writes it: digits only."""
+    return phone.removeprefix("+")
+
+
+def with_query(path: str, query: str | bytes) -> str:
+    text = query.decode("ascii") if isinstance(query, bytes) else query
+    return f"{path}?{text}" if text else path
+
+
+# SMSC (providers.md 1.7-1.9): one handler URL, configured as ?sha1=<secret>&charset=utf-8 (the README's advice).
+
+SMSC_KEY = "smsc-key-0123"
+SMSC_TO = "79990000000"  # our receiving number
+# Cyrillic with Ё and И: in UTF-8, И is D0 98, and 0x98 is the one byte windows-1251 cannot decode.
+CYRILLIC = "ЁЖИК, ответьте"
+
+
+class TestSmscWebhooks(WebhookContract):
+    NAME = "smsc"
+    CHANNEL: ClassVar[Channel] = "call"  # a call to the number handed out approves; an SMS reply too (reply cases)
+    STALE = 200  # SMSC sends no nonce: a stale call is answered 200 (no retries) and approves nothing
+    REPLAYED = 200  # nor does it send one for replays: a repeat is harmless, and idempotent
+    # charset / body format / where the options come: posted in the body, or in the query string (after a "!").
+    # windows-1251 is SMSC's default, so its handler URL names no charset (and a form body then has no options to
+    # move); koi8-r "is not used with fmt" (providers.md 1.7).
+    CHARSET_VARIANTS = ("windows-1251/form/body", "windows-1251/json/body", "windows-1251/json/query",
+                        "koi8-r/form/body", "koi8-r/form/query", "utf-8/form/body", "utf-8/form/query",
+                        "utf-8/json/body", "utf-8/json/query")
+
+    def make_emulator(self) -> Emulator:
+        return SmscEmulator(apikey=SMSC_KEY)
+
+    def configure(self, settings: Settings, emulator_url: str, secrets: tuple[str, ...]) -> Settings:
+        return replace(settings, sandbox=False, sms_providers=("smsc",), call_provider="smsc",
+                       http_connect_timeout=HTTP_CONNECT_TIMEOUT, http_read_timeout=HTTP_READ_TIMEOUT,
+                       smsc=SmscSettings(url=emulator_url, apikey=SMSC_KEY, secrets=secrets))
+
+    def sent_text(self, seen: Seen) -> str:
+        return seen.form["mes"]
+
+    def _post(self, fields: dict[str, str], *, secret: str | None, hash: HashName = "sha1", charset: str = "utf-8",
+              **options: Any) -> Callback:
+        query, body, content_type = smsc_emulator.smsc_callback(fields, secret=secret, hash=hash, charset=charset,
+                                                                **options)
+        return Callback("POST", with_query("/webhooks/smsc", query), body, content_type)
+
+    @staticmethod
+    def _call(phone: str, ts: float) -> dict[str, str]:
+        return {"waitcall": "1", "phone": digits(phone), "ts": str(int(ts))}
+
+    def callback(self, pending: Pending, *, secret: str) -> Callback:
+        return self._post(self._call(pending.phone, pending.started_at), secret=secret)
+
+    def acted(self, view: Mapping[str, Any]) -> bool:
+        return view["status"] == "approved" and view.get("completed_via") == "call"
+
+    def report(self, pending: Pending, outcome: Outcome, *, secret: str) -> Callback:
+        status = {"id": pending.message_id, "phone": digits(pending.phone),
+                  "status": "1" if outcome == "delivered" else "20", "ts": str(int(pending.started_at))}
+        return self._post(status, secret=secret)
+
+    def unsigned(self, pending: Pending) -> Callback:
+        return self._post(self._call(pending.phone, pending.started_at), secret=None)
+
+    def altered(self, pending: Pending, *, secret: str) -> Callback:
+        """A genuine call from another phone, its (signed) phone field swapped for the target's."""
+        genuine = self._post(self._call(OTHER_PHONE, pending.started_at), secret=secret)
+        body = genuine.body.replace(digits(OTHER_PHONE).encode(), digits(pending.phone).encode())
+        assert body != genuine.body
+        return Callback(genuine.method, genuine.path, body, genuine.content_type)
+
+    def weak_algorithm(self, pending: Pending, *, secret: str) -> Callback:
+        # crc32 is linear: from one captured callback anyone computes a valid one for another phone.
+        return self._post(self._call(pending.phone, pending.started_at), secret=secret, hash="crc32")
+
+    def allow_weak_algorithm(self, settings: Settings) -> Settings:
+        assert settings.smsc is not None
+        return replace(settings, smsc=replace(settings.smsc, hashes=("sha1", "md5", "crc32")))
+
+    def stale(self, pending: Pending, *, secret: str, max_age: int) -> Callback:
+        # A call signed ten minutes before the verification started (beyond the 60 s of skew): a captured one.
+        return self._post(self._call(pending.phone, pending.started_at - 600), secret=secret)
+
+    def _reply_fields(self, pending: Pending, phone: str, text: str) -> dict[str, str]:
+        now = str(int(pending.started_at))
+        return {"id": "77", "sms_id": pending.id, "phone": digits(phone), "mes": text, "to": SMSC_TO, "sent": now,
+                "time": now}
+
+    def reply(self, pending: Pending, *, phone: str, secret: str) -> Callback:
+        return self._post(self._reply_fields(pending, phone, f"Code {pending.code}"), secret=secret)
+
+    def charset_reply(self, pending: Pending, variant: str, *, secret: str) -> Callback:
+        charset, fmt, where = variant.split("/")
+        fields = self._reply_fields(pending, pending.phone, f"Код {pending.code}: {CYRILLIC}")
+        # The hash is over the UTF-8 text (SMSC's hash charset is unconfirmed, 5.1, and UTF-8 is one it may use), so
+        # a body read in the wrong charset fails the signature instead of passing by a round trip through it.
+        return self._post(fields, secret=secret, charset=charset, fmt_json=fmt == "json", hash_encoding="utf-8",
+                          options_in_query=where == "query")
+
+    def batch(self, pendings: Sequence[Pending], *, secrets: Sequence[str]) -> Callback:
+        """A JSON list of callbacks (whether SMSC batches is unconfirmed, 1.7; the parser takes lists)."""
+        items = []
+        for pending, secret in zip(pendings, secrets, strict=True):
+            one = self._post(self._call(pending.phone, pending.started_at), secret=secret, fmt_json=True)
+            items.append(json.loads(one.body))
+        return Callback("POST", "/webhooks/smsc", json.dumps(items, ensure_ascii=False).encode(), "application/json")
+
+
+# Zoom Connect (providers.md 2.5, 2.6): a message forward URL and a delivery report URL, HMAC-SHA1 checksums.
+
+ZOOM_INBOUND_ID = "124567"
+
+
+class TestZoomConnectWebhooks(WebhookContract):
+    NAME = "zoomconnect"
+    STALE = 403  # an old nonce-date
+    REPLAYED = 403  # a nonce seen before
+    CHARSET_VARIANTS = ("utf-8/query", "utf-8/form")  # UTF-8 only; parameters in the query string or a form body
+
+    def make_emulator(self) -> Emulator:
+        return ZoomConnectEmulator()
+
+    def configure(self, settings: Settings, emulator_url: str, secrets: tuple[str, ...]) -> Settings:
+        return replace(settings, sandbox=False, sms_providers=("zoomconnect",), call_provider=None,
+                       http_connect_timeout=HTTP_CONNECT_TIMEOUT, http_read_timeout=HTTP_READ_TIMEOUT,
+                       zoomconnect=ZoomConnectSettings(url=emulator_url, email=zoomconnect_emulator.EMAIL,
+                                                       token=zoomconnect_emulator.TOKEN, secrets=secrets))
+
+    def sent_text(self, seen: Seen) -> str:
+        text: str = seen.json()["message"]
+        return text
+
+    @staticmethod
+    def _stamp(at: float) -> str:
+        return time.strftime("%Y%m%d%H%M%S", time.gmtime(at))  # nonce-date, in the configured zone (UTC)
+
+    def _reply_params(self, pending: Pending, phone: str, text: str, *, age: float = 0) -> dict[str, str]:
+        stamp = self._stamp(pending.started_at - age)
+        return {"from": phone, "repliedToMessageId": pending.message_id, "messageId": ZOOM_INBOUND_ID,
+                "message": text, "date": stamp[:12], "dataField": pending.id, "nonce": str(uuid.uuid4()),
+                "nonce-date": stamp}
+
+    @staticmethod
+    def _post(kind: Literal["reply", "delivery"], params: Mapping[str, str], *, secret: str,
+              in_query: bool = True) -> Callback:
+        query, body, content_type = zoomconnect_emulator.zoom_callback(kind, params, secret=secret,
+                                                                       in_query=in_query)
+        return Callback("POST", with_query(f"/webhooks/zoomconnect/{kind}", query), body, content_type)
+
+    def callback(self, pending: Pending, *, secret: str) -> Callback:
+        return self._post("reply", self._reply_params(pending, pending.phone, f"my code is {pending.code}"),
+                          secret=secret)
+
+    def acted(self, view: Mapping[str, Any]) -> bool:
+        return approved_by_reply(view)
+
+    def report(self, pending: Pending, outcome: Outcome, *, secret: str) -> Callback:
+        params = {"messageId": pending.message_id, "status": "DELIVERED" if outcome == "delivered" else "FAILED",
+                  "nonce": str(uuid.uuid4()), "nonce-date": self._stamp(pending.started_at)}
+        return self._post("delivery", params, secret=secret)
+
+    def unsigned(self, pending: Pending) -> Callback:
+        signed = self.callback(pending, secret="any")
+        path, query = signed.path.split("?", 1)
+        kept = [(key, value) for key, value in parse_qsl(query, keep_blank_values=True) if key != "checksum"]
+        return Callback("POST", with_query(path, urlencode(kept)))
+
+    def altered(self, pending: Pending, *, secret: str) -> Callback:
+        """A genuine reply from another phone (with the code), its ``from`` swapped for the target's phone."""
+        genuine = self._reply_params(pending, OTHER_PHONE, f"my code is {pending.code}")
+        checksum = zoomconnect_emulator.sign(genuine, secret)
+        return self._post("reply", {**genuine, "from": pending.phone, "checksum": checksum}, secret=secret)
+
+    def weak_algorithm(self, pending: Pending, *, secret: str) -> Callback:
+        pytest.skip("Zoom Connect signs with HMAC-SHA1 only: there is no algorithm to choose or downgrade to.")
+
+    def allow_weak_algorithm(self, settings: Settings) -> Settings:
+        pytest.skip("Zoom Connect signs with HMAC-SHA1 only: there is no algorithm to choose or downgrade to.")
+
+    def stale(self, pending: Pending, *, secret: str, max_age: int) -> Callback:
+        params = self._reply_params(pending, pending.phone, f"my code is {pending.code}", age=max_age + 60)
+        return self._post("reply", params, secret=secret)
+
+    def reply(self, pending: Pending, *, phone: str, secret: str) -> Callback:
+        return self._post("reply", self._reply_params(pending, phone, f"my code is {pending.code}"), secret=secret)
+
+    def charset_reply(self, pending: Pending, variant: str, *, secret: str) -> Callback:
+        params = self._reply_params(pending, pending.phone, f"Код {pending.code}: {CYRILLIC}")
+        return self._post("reply", params, secret=secret, in_query=variant.endswith("/query"))
+
+    def batch(self, pendings: Sequence[Pending], *, secrets: Sequence[str]) -> Callback:
+        pytest.skip("Zoom Connect posts one reply or report per request, each with its own nonce and checksum.")
+
+
+# D7 (providers.md 3.1-3.3): delivery reports only, unsigned, behind a secret path token.
+
+D7_PUBLIC_URL = "https://verify.example"
+
+
+class D7Webhooks(WebhookContract):
+    """What D7's two API generations share; the subclasses name the generation and its callback."""
+
+    API: ClassVar[Literal["legacy", "v1"]]
+    NAME = "d7"
+    REFUSED = 404  # a wrong or missing token: a URL that does not exist (Jasmin stops retrying on 404)
+    REPLAYED = 200  # no nonce: a repeated report is harmless, and idempotent
+
+    def make_emulator(self) -> Emulator:
+        return D7Emulator(self.API)
+
+    def configure(self, settings: Settings, emulator_url: str, secrets: tuple[str, ...]) -> Settings:
+        return replace(settings, sandbox=False, sms_providers=("d7",), call_provider=None, public_url=D7_PUBLIC_URL,
+                       http_connect_timeout=HTTP_CONNECT_TIMEOUT, http_read_timeout=HTTP_READ_TIMEOUT,
+                       d7=D7Settings(api=self.API, url=emulator_url, username=d7_emulator.USERNAME,
+                                     password=d7_emulator.PASSWORD, token=d7_emulator.TOKEN, webhook_tokens=secrets))
+
+    def callback(self, pending: Pending, *, secret: str) -> Callback:
+        return self.report(pending, "delivered", secret=secret)
+
+    def acted(self, view: Mapping[str, Any]) -> bool:
+        return view.get("delivery") == {"provider": "d7", "status": "delivered"}
+
+    def altered(self, pending: Pending, *, secret: str) -> Callback:
+        pytest.skip("D7 signs no field, so there is nothing signed to alter; the path token is the forged case.")
+
+    def weak_algorithm(self, pending: Pending, *, secret: str) -> Callback:
+        pytest.skip("D7 signs nothing: its only credential is the path token, with no algorithm to choose.")
+
+    def allow_weak_algorithm(self, settings: Settings) -> Settings:
+        pytest.skip("D7 signs nothing: its only credential is the path token, with no algorithm to choose.")
+
+    def stale(self, pending: Pending, *, secret: str, max_age: int) -> Callback:
+        pytest.skip("D7 signs no time and sends no nonce, and a late report about our own message is still true.")
+
+    def reply(self, pending: Pending, *, phone: str, secret: str) -> Callback:
+        pytest.skip("D7 only reports delivery: no inbound SMS reaches us, so no callback can approve.")
+
+    def charset_reply(self, pending: Pending, variant: str, *, secret: str) -> Callback:
+        pytest.skip("D7 only reports delivery (ids and status words), and no option chooses a charset.")
+
+
+class TestD7LegacyWebhooks(D7Webhooks):
+    API = "legacy"
+    ACK = "ACK/Jasmin"  # providers.md 3.1: anything else makes Jasmin re-queue the DLR
+
+    def sent_text(self, seen: Seen) -> str:
+        text: str = seen.json()["content"]
+        return text
+
+    def report(self, pending: Pending, outcome: Outcome, *, secret: str) -> Callback:
+        fields = d7_emulator.dlr_fields(pending.message_id, "DELIVRD" if outcome == "delivered" else "UNDELIV")
+        method, query, body, content_type = d7_emulator.dlr_callback(fields)
+        headers = {k: v for k, v in d7_emulator.DLR_HEADERS.items() if k != "Content-Type"}
+        return Callback(method, with_query(f"/webhooks/d7/{quote(secret, safe='')}", query), body, content_type,
+                        headers)
+
+    def unsigned(self, pending: Pending) -> Callback:
+        report = self.report(pending, "delivered", secret="x")
+        return Callback(report.method, "/webhooks/d7", report.body, report.content_type, report.headers)
+
+    def batch(self, pendings: Sequence[Pending], *, secrets: Sequence[str]) -> Callback:
+        pytest.skip("Jasmin throws one DLR per request, as form fields (providers.md 3.1).")
+
+
+class TestD7V1Webhooks(D7Webhooks):
+    API = "v1"
+
+    def sent_text(self, seen: Seen) -> str:
+        text: str = seen.json()["messages"][0]["content"]
+        return text
+
+    @staticmethod
+    def _path(token: str) -> str:
+        return f"/webhooks/d7/{quote(token, safe='')}/report"
+
+    def report(self, pending: Pending, outcome: Outcome, *, secret: str) -> Callback:
+        fields = d7_emulator.report_fields(pending.message_id, "delivered" if outcome == "delivered" else "undelivered")
+        method, _, body, content_type = d7_emulator.report_callback(fields)
+        return Callback(method, self._path(secret), body, content_type)
+
+    def unsigned(self, pending: Pending) -> Callback:
+        report = self.report(pending, "delivered", secret="x")
+        return Callback(report.method, "/webhooks/d7/report", report.body, report.content_type)
+
+    def batch(self, pendings: Sequence[Pending], *, secrets: Sequence[str]) -> Callback:
+        """A JSON list of reports (the report's encoding is unconfirmed, 3.2; the parser takes lists)."""
+        if len(set(secrets)) > 1:
+            pytest.skip("D7 signs no item: one path token covers the whole batch, so no single item can be forged.")
+        items = [d7_emulator.report_fields(pending.message_id, "delivered") for pending in pendings]
+        return Callback("POST", self._path(secrets[0]), json.dumps(items).encode(), "application/json")
