@@ -56,7 +56,7 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> str:
         """Start the server and wait until it answers PING; returns its URL."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        save = ["--save", "60 1", "--appendonly", "no"] if self.persist else ["--save", "", "--appendonly", "no"]
+        save = ["--save", "60", "1", "--appendonly", "no"] if self.persist else ["--save", "", "--appendonly", "no"]
         log = (self.data_dir / "redis.log").open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
