@@ -38,7 +38,8 @@ from verify.store import Batch, Record, Store
 
 log = logging.getLogger(__name__)
 
-APPROVED, FAILED, EXPIRED = "verification.approved", "verification.failed", "verification.expired"
+# verification.approved and verification.failed are journaled by the scripts (lua/complete.lua, set_delivery.lua).
+EXPIRED = "verification.expired"
 OUTBOX, EXPIRY = "events", "expiry"
 FIRST_RETRY_S = 5
 MAX_RETRY_DELAY_S = 3600
