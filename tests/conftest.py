@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
@@ -19,7 +18,8 @@ from werkzeug.test import TestResponse
 
 from verify import create_app
 from verify.config import Settings
-from verify.embedded import EmbeddedRedis
+from verify.embedded import EmbeddedCluster, EmbeddedRedis
+from verify.store import Client, Store
 
 API_KEY = "test-api-key-0123456789"
 SECRET_KEY = "test-secret-key-0123456789"
@@ -77,21 +77,43 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """A real 3-node Redis Cluster (the embedded 6.2), for the suites that run on it as well."""
+    cluster = EmbeddedCluster(Path(tmp_path_factory.mktemp("cluster")))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def flushed(url: str) -> str:
+    """``url``'s Redis (a single server or every node of a cluster) emptied; returns ``url``."""
+    store = Store.from_url(url, "")
+    store.client.flushall()
+    store.client.close()
+    return url
+
+
 @pytest.fixture
 def redis_url(redis_server: EmbeddedRedis) -> str:
-    """The shared server's URL, flushed before each test."""
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    return redis_server.url
+    """The shared server's URL, flushed before each test. Suites that run on a cluster too override it with
+    :func:`single_and_cluster`."""
+    return flushed(redis_server.url)
+
+
+def single_and_cluster(request: pytest.FixtureRequest) -> str:
+    """The body of a ``redis_url`` fixture parametrized ``["single", "cluster"]``: the suite runs on both."""
+    if request.param == "single":
+        return flushed(request.getfixturevalue("redis_server").url)
+    return flushed(request.getfixturevalue("redis_cluster").url)
 
 
 @pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain client on the test server, to look at keys and TTLs."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
+def redis_client(redis_url: str) -> Iterator[Client]:
+    """A plain client on the test Redis (cluster-aware), to look at keys and TTLs."""
+    store = Store.from_url(redis_url, "")
+    yield store.client
+    store.client.close()
 
 
 @pytest.fixture

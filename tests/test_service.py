@@ -10,7 +10,7 @@ from typing import Self, cast
 
 import pytest
 
-from tests.conftest import PHONE, MovableClock
+from tests.conftest import PHONE, MovableClock, single_and_cluster
 from verify.captcha import Captcha
 from verify.config import Settings
 from verify.errors import (
@@ -41,6 +41,12 @@ from verify.store import Batch, Store
 from verify.tokens import Secrets
 
 IP = "203.0.113.7"
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """This suite runs on a single Redis and on a 3-node cluster."""
+    return single_and_cluster(request)
 
 
 class Named(Provider):

@@ -13,8 +13,9 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from verify.embedded import EmbeddedRedis
-from verify.errors import StoreUnavailable
+from verify.config import parse_url
+from verify.embedded import EmbeddedCluster, EmbeddedRedis, free_port
+from verify.errors import ConfigError, StoreUnavailable
 from verify.quotas import Limit, Quota, Window, parse
 from verify.store import ID_RE, MAX_CONNECTIONS, Batch, Outcome, Record, SendCommit, Store, tag_for
 
@@ -31,12 +32,15 @@ def _system_redis_7() -> str | None:
     return path if " v=7." in version or " v=8." in version else None
 
 
-@pytest.fixture(scope="module", params=["embedded-6.2", "system-7"])
+@pytest.fixture(scope="module", params=["embedded-6.2", "system-7", "cluster"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           redis_server: EmbeddedRedis) -> Iterator[EmbeddedRedis]:
-    """The scripts must run on the embedded Redis 6.2 and on 7.x."""
+           redis_server: EmbeddedRedis) -> Iterator[EmbeddedRedis | EmbeddedCluster]:
+    """The scripts must run on the embedded Redis 6.2, on 7.x, and on a 3-node cluster (one slot each)."""
     if request.param == "embedded-6.2":
         yield redis_server
+        return
+    if request.param == "cluster":
+        yield request.getfixturevalue("redis_cluster")
         return
     binary = _system_redis_7()
     if binary is None:
@@ -48,7 +52,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture
-def store(server: EmbeddedRedis) -> Iterator[Store]:
+def store(server: EmbeddedRedis | EmbeddedCluster) -> Iterator[Store]:
     s = Store.from_url(server.url, "test:")
     s.client.flushall()
     yield s
@@ -159,7 +163,7 @@ def test_a_failed_first_send_leaves_nothing_but_the_given_back_quota(store: Stor
     opened = _start(store, quota=quota)
     assert opened.record is not None
     assert _end(store, opened.record, "n1", None, quota=quota).outcome == "deleted"
-    assert store.client.keys("*") == [store.phone_quota_key("phone", PHONE)]
+    assert list(store.client.scan_iter()) == [store.phone_quota_key("phone", PHONE)]
     assert _start(store, T0 + 1, "n2", quota=quota).outcome == "created"  # the quota came back
 
 
@@ -283,7 +287,7 @@ def test_every_key_of_a_phone_shares_one_cluster_slot(store: Store) -> None:
             store.outbox_key(PHONE), store.phone_quota_key("phone", PHONE), store.phone_quota_key("fail", PHONE)]
     assert all(k.startswith("test:{" + tag_for(PHONE) + "}:") for k in keys)
     assert len({key_slot(k.encode()) for k in keys}) == 1
-    assert sorted(store.client.keys("*")) == sorted(k for k in keys if store.client.exists(k))
+    assert sorted(list(store.client.scan_iter())) == sorted(k for k in keys if store.client.exists(k))
 
 
 def test_malformed_ids_are_unknown(store: Store) -> None:
@@ -429,3 +433,46 @@ def test_deferred_commands_go_first_with_the_next_batch(store: Store) -> None:
     assert (stats.started, stats.approved) == (1, 0)
     store.run(Batch.pump_read, "RU", T0, 0.5, 1)
     assert store.run(Batch.pump_read, "RU", T0, 0.5, 1).started == 1  # sent once
+
+
+def test_phones_spread_over_every_node_of_a_cluster(redis_cluster: EmbeddedCluster) -> None:
+    store = Store.from_url(redis_cluster.url, "test:")
+    store.client.flushall()
+    nodes = set()
+    for i in range(30):
+        phone = f"+7999123{i:04d}"
+        opened = _start(store, phone=phone)
+        assert opened.outcome == "created" and opened.record is not None
+        node = store.client.get_node_from_key(store.record_key(opened.record.id))  # type: ignore[union-attr]
+        assert node is not None
+        nodes.add((node.host, node.port))
+        # ...while every key of one verification is in one slot, hence on one node.
+        keys = [store.record_key(opened.record.id), store.index_key(phone, "sms"),
+                store.phone_quota_key("phone", phone)]
+        assert len({key_slot(k.encode()) for k in keys}) == 1
+    assert nodes == {("127.0.0.1", node.port) for node in redis_cluster.nodes}
+    store.client.close()
+
+
+@pytest.mark.parametrize("url", ["redis+cluster://127.0.0.1:{port}", "redis+sentinel://127.0.0.1:{port}/mymaster"])
+def test_a_cluster_or_sentinel_that_does_not_answer_stops_the_start(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Store.from_url(url.format(port=free_port()), "test:")
+    assert caught.value.variable == "VERIFY_REDIS_URL"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis+cluster://", "redis+cluster://host",
+                                 "redis+sentinel://127.0.0.1:26379", "redis+cluster://127.0.0.1:x"])
+def test_a_malformed_redis_url_names_the_variable(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_url(url)
+    assert caught.value.variable == "VERIFY_REDIS_URL"
+
+
+def test_every_form_of_the_redis_url() -> None:
+    assert parse_url("redis://:pw@127.0.0.1:6379/0")[0] == "redis"
+    assert parse_url("rediss://h:6380/0")[0] == "rediss"
+    assert parse_url("redis+cluster://:secret@h1:7000,h2:7001") == ("redis+cluster", "secret",
+                                                                     [("h1", 7000), ("h2", 7001)], "")
+    assert parse_url("redis+sentinel://h1:26379,h2:26380/mymaster") == ("redis+sentinel", None,
+                                                                        [("h1", 26379), ("h2", 26380)], "mymaster")

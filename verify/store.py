@@ -31,11 +31,14 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar
 import redis
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
+from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from verify.errors import StoreUnavailable
+from verify.config import REDIS_URL, parse_url
+from verify.errors import ConfigError, StoreUnavailable
 from verify.quotas import Limit, Quota, Refusal
 
 ID_RE = re.compile(r"^[0-9a-f]{28}$")
@@ -46,6 +49,10 @@ SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 1.0
 FAIL_FAST_S = 1.0
 MAX_CONNECTIONS = 100
+CLUSTER_MAX_CONNECTIONS = 1000  # per node, or for the sentinel's master: a worker's gevent connections
+WAIT_REPLICAS_MS = 1000
+Client = redis.Redis | RedisCluster
+READS = frozenset({"GET", "HGETALL", "HMGET", "LRANGE", "ZRANGE", "EXISTS"})  # commands that change nothing
 PUMP_WARN_EVERY_MS = 300_000
 INCLUDE = re.compile(r"^-- include: (.+)$", re.MULTILINE)
 
@@ -183,7 +190,7 @@ def new_id(phone: str) -> str:
 class Scripts:
     """The Lua scripts, loaded once per store (``lua/<name>.lua``, with the libraries they include)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
 
         def load(name: str) -> Script:
@@ -207,11 +214,15 @@ class Scripts:
         self.unhint = load("unhint")
 
     def load(self) -> None:
-        """Load every script into Redis, in one round trip."""
+        """Load every script into Redis: in one round trip, or into every primary of a cluster."""
+        scripts = [script for script in vars(self).values() if isinstance(script, Script)]
+        if isinstance(self._client, RedisCluster):
+            for script in scripts:
+                self._client.script_load(script.script)  # SCRIPT LOAD goes to every primary
+            return
         pipe = self._client.pipeline(transaction=False)
-        for script in vars(self).values():
-            if isinstance(script, Script):
-                pipe.script_load(script.script)
+        for script in scripts:
+            pipe.script_load(script.script)
         pipe.execute()
 
 
@@ -243,30 +254,79 @@ def _ignore(_: Any) -> None:
 class Store:
     """All reads and writes of verification state."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: Client, prefix: str, *, wait_replicas: int = 0) -> None:
         self.client = client
         self.prefix = prefix
+        self.cluster = isinstance(client, RedisCluster)
+        # Sentinel: a batch that writes waits until this many replicas have it, so a failover loses nothing that
+        # was acknowledged (WAIT, in the same round trip).
+        self.wait_replicas = wait_replicas
         self.scripts = Scripts(client)
         self.down_until = 0.0
         self._deferred: list[Callable[[Batch], object]] = []
-        # Close the pool's sockets when the store goes, rather than leave them to the garbage collector.
-        weakref.finalize(self, client.connection_pool.disconnect)
+        # Close the sockets when the store goes, rather than leave them to the garbage collector.
+        weakref.finalize(self, client.close)
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> Store:
-        """Connect lazily to ``url``. Short timeouts and no retry of a timeout: a dead Redis must give a quick 503,
-        not a hang. A refused or reset connection is retried once at once, on a fresh connection (a Redis that
-        restarted).
+        """Connect to ``url`` (``VERIFY_REDIS_URL``): ``redis://`` or ``rediss://`` (one server, connected lazily),
+        ``redis+cluster://[:password@]host:port[,host:port...]`` or
+        ``redis+sentinel://[:password@]host:port[,host:port...]/<service>`` (the master only: a limit read from a
+        lagging replica would be a limit bypassed). A cluster or a sentinel that does not answer, or has no master,
+        is a :class:`~verify.errors.ConfigError` naming the variable: the app does not start.
 
-        A request holds a connection only for a round trip, so :data:`MAX_CONNECTIONS` serve a worker's thousand
-        concurrent requests; past them a request waits for a free connection (up to a socket timeout) rather
-        than failing, as redis-py's default pool would.
+        Short timeouts and no retry of a timeout: a dead Redis must give a quick 503, not a hang. A refused or
+        reset connection is retried once at once, on a fresh connection (a Redis that restarted). A request holds
+        a connection only for a round trip; :data:`MAX_CONNECTIONS` per worker (per node) are enough, and past them
+        a request waits for one (single server) rather than failing, as redis-py's default pool would.
         """
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, decode_responses=True,
-            socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S, health_check_interval=15,
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
+        options: dict[str, Any] = {
+            "decode_responses": True, "socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": CONNECT_TIMEOUT_S,
+            "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))}
+        scheme, password, nodes, service = parse_url(url)
+        if scheme == "redis+cluster":
+            try:
+                cluster = RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes],  # type: ignore[no-untyped-call]
+                                       password=password, max_connections=CLUSTER_MAX_CONNECTIONS,
+                                       require_full_coverage=False, **options)
+            except (redis.RedisError, RedisClusterException) as err:
+                raise ConfigError(REDIS_URL, f"names a cluster that does not answer or is not ready "
+                                                      f"({type(err).__name__}: {err})") from err
+            return cls(cluster, prefix)
+        if scheme == "redis+sentinel":
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                nodes, sentinel_kwargs={"password": password, "socket_timeout": SOCKET_TIMEOUT_S,
+                                        "socket_connect_timeout": CONNECT_TIMEOUT_S}, password=password, **options)
+            try:
+                sentinel.discover_master(service)  # type: ignore[no-untyped-call]
+            except redis.RedisError as err:
+                raise ConfigError(REDIS_URL, f"names sentinels that know no master {service!r} "
+                                                      f"({type(err).__name__}: {err})") from err
+            client = sentinel.master_for(  # type: ignore[no-untyped-call]
+                service, max_connections=CLUSTER_MAX_CONNECTIONS, health_check_interval=15, **options)
+            return cls(client, prefix, wait_replicas=1)
+        pool = redis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S,
+                                                     health_check_interval=15, **options)
         return cls(redis.Redis(connection_pool=pool), prefix)
+
+    def topology(self) -> list[str]:
+        """What this store is connected to, for ``verify check-config --live``: the nodes and their roles."""
+        if isinstance(self.client, RedisCluster):
+            slots: dict[str, int] = {}
+            ranges: dict[tuple[int, int], dict[str, Any]] = self.client.cluster_slots()  # type: ignore[assignment]
+            for (start, end), owners in ranges.items():
+                primary = f"{owners['primary'][0]}:{owners['primary'][1]}"
+                slots[primary] = slots.get(primary, 0) + end - start + 1
+            return [f"cluster node {node.host}:{node.port} ({node.server_type}, "
+                    f"{slots.get(f'{node.host}:{node.port}', 0)} slots)"
+                    for node in self.client.get_nodes()]  # type: ignore[no-untyped-call]
+        info = self.client.info("replication")
+        pool = self.client.connection_pool
+        if isinstance(pool, SentinelConnectionPool):
+            host, port = pool.get_master_address()  # type: ignore[no-untyped-call]
+            return [f"sentinel master {host}:{port} ({info.get('connected_slaves', 0)} replicas)"]
+        kwargs = pool.connection_kwargs
+        return [f"server {kwargs.get('host')}:{kwargs.get('port')} (role {info.get('role')})"]
 
     def defer(self, queue: Callable[[Batch], object]) -> None:
         """Have ``queue`` put its commands on the next batch this store runs (in this process), whoever runs it.
@@ -384,31 +444,37 @@ class Batch:
         self._ops = self._ops[queued:] + self._ops[:queued]  # what was deferred happened first: it goes first
         if time.monotonic() < store.down_until:
             raise StoreUnavailable("Redis timed out a moment ago")
+        commands = [command for _, _, command in self._ops]
+        writes = store.wait_replicas and any(script or command[0] not in READS for _, script, command in self._ops)
+        if writes:  # nothing acknowledged may be lost when the sentinel promotes the replica
+            commands.append(("WAIT", store.wait_replicas, WAIT_REPLICAS_MS))
         try:
-            replies = self._send()
+            replies = self._send(commands)
             if any(isinstance(reply, NoScriptError) for reply in replies):
                 store.scripts.load()  # a new or restarted Redis: those scripts did not run; they will now
-            for (op, script, command), reply in zip(self._ops, replies, strict=True):
+            for (op, script, command), reply in zip(self._ops, replies, strict=False):
                 if isinstance(reply, NoScriptError) and script is not None:
                     reply = store.client.execute_command(*command)  # type: ignore[no-untyped-call]
                 if isinstance(reply, Exception):
                     raise reply
                 op._set(reply)
+            if writes and not (isinstance(replies[-1], int) and replies[-1] >= store.wait_replicas):
+                raise StoreUnavailable("Redis could not copy the change to a replica in time; retry")
         except redis.RedisError as err:
-            if isinstance(err, redis.TimeoutError):
+            if isinstance(err, redis.TimeoutError) and not store.cluster:  # one cluster node is not all of Redis
                 store.down_until = time.monotonic() + FAIL_FAST_S
             raise StoreUnavailable(f"Redis failed: {type(err).__name__}") from err
 
-    def _send(self) -> list[Any]:
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """The replies, errors included; a single command skips the pipeline's bookkeeping."""
         client = self._store.client
-        if len(self._ops) == 1:
+        if len(commands) == 1:
             try:
-                return [client.execute_command(*self._ops[0][2])]  # type: ignore[no-untyped-call]
+                return [client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
             except redis.ResponseError as err:
                 return [err]
         pipe: Pipeline = client.pipeline(transaction=False)
-        for _, _, command in self._ops:
+        for command in commands:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call]
         return pipe.execute(raise_on_error=False)
 
