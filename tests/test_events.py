@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.wrappers import Request, Response
 
-from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, serving, start
+from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, serving, single_and_cluster, start
 from verify import create_app
 from verify.config import Settings
 from verify.events import FIRST_RETRY_S, Events, retry_delay, signature
@@ -24,6 +24,13 @@ from verify.service import Service
 from verify.store import Batch
 
 EVENTS_SECRET = "events-secret-0123456789"
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """This suite runs on a single Redis and on a 3-node cluster (the journals, the outbox and the expiry
+    schedule live in different slots)."""
+    return single_and_cluster(request)
 
 
 @dataclass
@@ -255,7 +262,7 @@ def test_an_event_survives_a_worker_dying_while_moving_it(client: FlaskClient, r
     assert event["type"] == "verification.approved" and event["data"]["id"] == vid
     store = client.application.extensions["verify"].store
     assert store.client.hlen(store.journal_key(vid[:4])) == 0  # moved, the expiry watch too, and cleared
-    assert store.client.zcard(store.journal_hints_key()) == 0
+    assert store.client.zcard(store.journal_hints_key(vid[0])) == 0
 
 
 def test_an_approval_journals_its_event_in_the_same_script(client: FlaskClient) -> None:

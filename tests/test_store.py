@@ -17,7 +17,19 @@ from verify.config import parse_url
 from verify.embedded import EmbeddedCluster, EmbeddedRedis, free_port
 from verify.errors import ConfigError, StoreUnavailable
 from verify.quotas import Limit, Quota, Window, parse
-from verify.store import ID_RE, MAX_CONNECTIONS, Batch, Outcome, Record, SendCommit, Store, tag_for
+from verify.store import (
+    ID_RE,
+    MAX_CONNECTIONS,
+    SHARDS,
+    Batch,
+    Outcome,
+    Record,
+    SendCommit,
+    Store,
+    new_id,
+    shard_of,
+    tag_for,
+)
 
 PHONE = "+79991234567"
 LEASE, TTL, COOLDOWN = 120_000, 900_000, 30_000
@@ -371,18 +383,22 @@ def test_a_quota_key_is_bounded_whatever_the_limit(store: Store) -> None:
     assert 3600_000 < store.client.pttl(store.quota_key(huge)) <= 7200_000
 
 
-def test_pumping_statistics_are_a_ring_of_minutes(store: Store) -> None:
+def test_pumping_statistics_are_a_ring_of_minutes_in_shards(store: Store) -> None:
+    ids = [new_id(f"+7999000{i:04d}") for i in range(60)]  # verifications of many phones: every shard gets some
     for minute in range(90):  # an hour and a half of traffic, 3 starts and 1 approval a minute
         now = T0 + minute * 60_000
-        for _ in range(3):
-            store.run(Batch.pump_count, "RU", "started", now)
-        store.run(Batch.pump_count, "RU", "approved", now)
-    key = store.pump_key("RU")
-    assert store.client.hlen(key) == 60
+        for i in range(3):
+            store.run(Batch.pump_count, "RU", ids[(minute * 3 + i) % 60], "started", now)
+        store.run(Batch.pump_count, "RU", ids[minute % 60], "approved", now)
+    keys = [store.pump_key("RU", shard) for shard in range(SHARDS)]
+    assert len(set(keys)) == SHARDS and all(0 < store.client.hlen(key) <= 60 for key in keys)
     stats = store.run(Batch.pump_read, "RU", T0 + 89 * 60_000, 0.5, 50)
     assert (stats.started, stats.approved, stats.pumping, stats.warn) == (180, 60, True, True)
+    assert store.run(Batch.pump_warning, "RU")  # the first to log it
+    assert not store.run(Batch.pump_warning, "RU")  # and not again within 5 minutes
     again = store.run(Batch.pump_read, "RU", T0 + 89 * 60_000 + 1, 0.5, 50)
-    assert again.pumping and not again.warn  # warned once per 5 minutes
+    assert again.pumping and not again.warn  # nor does a read ask for it
+    store.client.delete(store.pump_warned_key("RU"))  # as 5 minutes later
     assert store.run(Batch.pump_read, "RU", T0 + 95 * 60_000, 0.5, 50).warn
     assert not store.run(Batch.pump_read, "RU", T0 + 89 * 60_000, 0.7, 50).pumping  # 2/3 unapproved: under 0.7
     assert not store.run(Batch.pump_read, "RU", T0 + 89 * 60_000, 0.5, 181).pumping  # too few starts
@@ -425,10 +441,11 @@ def test_more_concurrent_requests_than_connections_wait_for_one(store: Store) ->
 
 
 def test_deferred_commands_go_first_with_the_next_batch(store: Store) -> None:
-    store.defer(lambda batch: batch.pump_count("RU", "started", T0))
-    assert not store.client.exists(store.pump_key("RU"))  # nothing sent yet: it waits for a round trip
+    vid = new_id(PHONE)
+    store.defer(lambda batch: batch.pump_count("RU", vid, "started", T0))
+    assert not store.client.exists(store.pump_key("RU", shard_of(vid)))  # nothing sent yet: it waits for a round trip
     store.run(Batch.get, "not-an-id")  # a malformed id is never sent: no round trip, so nothing goes
-    assert not store.client.exists(store.pump_key("RU"))
+    assert not store.client.exists(store.pump_key("RU", shard_of(vid)))
     stats = store.run(Batch.pump_read, "RU", T0, 0.5, 1)  # the next round trip carries it, ahead of the read
     assert (stats.started, stats.approved) == (1, 0)
     store.run(Batch.pump_read, "RU", T0, 0.5, 1)

@@ -124,10 +124,9 @@ class Captcha:
         """Queue the read of ``country``'s pumping statistics."""
         return batch.pump_read(country, now_ms, self._settings.pumping_threshold, self._settings.pumping_min_starts)
 
-    @staticmethod
-    def pumping(country: str, stats: Pumping) -> bool:
+    def pumping(self, country: str, stats: Pumping) -> bool:
         """Whether SMS pumping is suspected in ``country``; logs it (at most every 5 minutes)."""
-        if stats.warn:
+        if stats.warn and self._store.run(Batch.pump_warning, country):
             log.warning("SMS pumping suspected for %s: %d of %d SMS starts in the last hour are not approved; "
                         "SMS starts there need a captcha", country, stats.started - stats.approved, stats.started)
         return stats.pumping

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import secrets
@@ -34,7 +35,7 @@ import requests
 from verify.clock import Clock, rfc3339
 from verify.config import Settings
 from verify.errors import StoreUnavailable
-from verify.store import Batch, Record, Store
+from verify.store import SHARDS, Batch, Record, Store
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,10 @@ class Events:
     def collect(self) -> int:
         """Move every hinted journal's entries to the outbox and the expiry schedule; returns the events queued."""
         queued = 0
-        for tag, count in self._store.run(Batch.journal_hints, BATCH):
+        shards = self._store.batch()
+        hints = [shards.journal_hints(shard, BATCH) for shard in range(SHARDS)]
+        shards.run()
+        for tag, count in itertools.chain.from_iterable(op.value for op in hints):
             entries = self._store.run(Batch.journal, tag)
             batch = self._store.batch()
             moves = []

@@ -331,7 +331,7 @@ class Service:
         log.info("verification %s approved by %s", record.id, record.completed_via)
         if self.captcha.on and record.channel == "sms":
             country, now = record.country or country_of(record.phone), self._now_ms()
-            self.store.defer(lambda batch: batch.pump_count(country, "approved", now))
+            self.store.defer(lambda batch: batch.pump_count(country, record.id, "approved", now))
         return self.view(record)
 
     def _delivery_report(self, event: DeliveryReport) -> Verification | None:
@@ -478,7 +478,7 @@ class Service:
         if commit.message_id:
             batch.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000)
         if created and channel == "sms" and self.captcha.on:
-            batch.pump_count(country_of(record.phone), "started", now)
+            batch.pump_count(country_of(record.phone), record.id, "started", now)
         batch.run()
         ended = ended_op.value
         if ended.record is None:

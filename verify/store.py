@@ -44,6 +44,9 @@ from verify.quotas import Limit, Quota, Refusal
 ID_RE = re.compile(r"^[0-9a-f]{28}$")
 TAG_LENGTH = 4
 OUTBOX_LENGTH = 20
+#: Keys that every request would otherwise write (the events journal hints, a country's pumping statistics) are split
+#: in this many shards, by the first hex digit of the phone's hash tag, so that they spread over a Cluster's nodes.
+SHARDS = 8
 OUTBOX_TTL_MS = 24 * 3600 * 1000
 SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 1.0
@@ -247,8 +250,27 @@ class Op(Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
+class Joined(Op[T]):
+    """A value made of several commands' replies, readable once their batch has run."""
+
+    __slots__ = ("_join", "_parts")
+
+    def __init__(self, parts: list[Op[Any]], join: Callable[[list[Any]], T]) -> None:
+        super().__init__(join)
+        self._parts, self._join = parts, join
+
+    @property
+    def value(self) -> T:
+        return self._join([part.value for part in self._parts])
+
+
 def _ignore(_: Any) -> None:
     return None
+
+
+def shard_of(tag: str) -> int:
+    """The shard (of :data:`SHARDS`) of a hash tag, a verification id or anything beginning with either."""
+    return int(tag[0], 16) % SHARDS
 
 
 class Store:
@@ -379,9 +401,13 @@ class Store:
         """The key of a quota that is not a phone's: a client IP's, a number range's, a country's, everyone's."""
         return f"{self.prefix}q:{{{quota.limit.name}:{quota.identity}}}"
 
-    def pump_key(self, country: str) -> str:
-        """A country's SMS-pumping statistics, in the slot of the country's quota."""
-        return f"{self.prefix}pump:{{country:{country}}}"
+    def pump_key(self, country: str, shard: int) -> str:
+        """One shard of a country's SMS-pumping statistics."""
+        return f"{self.prefix}pump:{{country:{country}:{shard}}}"
+
+    def pump_warned_key(self, country: str) -> str:
+        """Present for 5 minutes after SMS pumping in a country was logged."""
+        return f"{self.prefix}pump:{{country:{country}}}:warned"
 
     def outbox_key(self, phone: str) -> str:
         """The sandbox provider's recent messages to one phone."""
@@ -407,9 +433,10 @@ class Store:
         """The events journal of one hash tag's slot (``lua/_journal.lua``)."""
         return f"{self._tagged(tag)}journal"
 
-    def journal_hints_key(self) -> str:
-        """Which slots' journals may hold entries: hash tag -> how many hints were given."""
-        return f"{self.prefix}{{events}}:journals"
+    def journal_hints_key(self, shard: int) -> str:
+        """Which slots' journals may hold entries, for the hash tags of one shard (:func:`shard_of`): hash tag ->
+        how many hints were given."""
+        return f"{self.prefix}{{journals:{shard}}}"
 
     def delivered_key(self) -> str:
         """The ids of events delivered (or given up on) lately, in the outbox's slot."""
@@ -583,15 +610,29 @@ class Batch:
         return self._script(_ignore, self._store.scripts.give, [self._store.quota_key(quota)],
                             [taken_at, len(items) // 3, *items])
 
-    def pump_count(self, country: str, what: PumpCount, now_ms: int) -> Op[None]:
-        """Count an SMS verification started or approved in ``country``; see ``lua/pump.lua``."""
-        return self._script(_ignore, self._store.scripts.pump, [self._store.pump_key(country)], [what, now_ms])
+    def pump_count(self, country: str, verification_id: str, what: PumpCount, now_ms: int) -> Op[None]:
+        """Count an SMS verification started or approved in ``country``, in its shard; see ``lua/pump.lua``."""
+        key = self._store.pump_key(country, shard_of(verification_id))
+        return self._script(_ignore, self._store.scripts.pump, [key], [what, now_ms])
 
     def pump_read(self, country: str, now_ms: int, threshold: float, min_starts: int) -> Op[Pumping]:
-        """Whether SMS pumping is suspected in ``country``; see ``lua/pump.lua``."""
-        return self._script(lambda r: Pumping(bool(r[0]), bool(r[1]), int(r[2]), int(r[3])),
-                            self._store.scripts.pump, [self._store.pump_key(country)],
-                            ["read", now_ms, threshold, min_starts, PUMP_WARN_EVERY_MS])
+        """Whether SMS pumping is suspected in ``country``: more than ``threshold`` of at least ``min_starts`` SMS
+        verifications started in the last hour were not approved. ``warn`` unless it was logged lately."""
+        store = self._store
+        shards = [self._script(lambda r: (int(r[0]), int(r[1])), store.scripts.pump,
+                               [store.pump_key(country, shard)], ["read", now_ms]) for shard in range(SHARDS)]
+        warned = self._command(bool, "EXISTS", store.pump_warned_key(country))
+
+        def join(parts: list[Any]) -> Pumping:
+            started, approved = map(sum, zip(*parts[:-1], strict=True))
+            pumping = started >= min_starts and started - approved > threshold * started
+            return Pumping(pumping, pumping and not parts[-1], started, approved)
+
+        return Joined([*shards, warned], join)
+
+    def pump_warning(self, country: str) -> Op[bool]:
+        """Whether to log that SMS pumping is suspected in ``country`` now: at most once per 5 minutes."""
+        return self._command(bool, "SET", self._store.pump_warned_key(country), 1, "PX", PUMP_WARN_EVERY_MS, "NX")
 
     def captcha_put(self, challenge_id: str, digest: str, ttl_ms: int, plain: str | None) -> Op[None]:
         """Keep a challenge's answer digest for ``ttl_ms``; the plain answer too in sandbox mode."""
@@ -682,13 +723,13 @@ class Batch:
 
     def hint_journal(self, verification_id: str) -> Op[None]:
         """Say that the journal of ``verification_id``'s slot may get an entry (queued ahead of the transition)."""
-        s = self._store
-        return self._command(_ignore, "ZINCRBY", s.journal_hints_key(), 1, verification_id[:TAG_LENGTH])
+        tag = verification_id[:TAG_LENGTH]
+        return self._command(_ignore, "ZINCRBY", self._store.journal_hints_key(shard_of(tag)), 1, tag)
 
-    def journal_hints(self, limit: int) -> Op[list[tuple[str, int]]]:
-        """Up to ``limit`` hinted slots, as (hash tag, hint count)."""
+    def journal_hints(self, shard: int, limit: int) -> Op[list[tuple[str, int]]]:
+        """Up to ``limit`` hinted slots of one shard, as (hash tag, hint count)."""
         return self._command(lambda pairs: [(tag, int(count)) for tag, count in pairs],  # redis-py pairs them
-                             "ZRANGE", self._store.journal_hints_key(), 0, limit - 1, "WITHSCORES")
+                             "ZRANGE", self._store.journal_hints_key(shard), 0, limit - 1, "WITHSCORES")
 
     def journal(self, tag: str) -> Op[dict[str, str]]:
         """The entries of one slot's journal: entry id -> JSON."""
@@ -702,7 +743,8 @@ class Batch:
 
     def unhint_journal(self, tag: str, count: int) -> Op[bool]:
         """Forget a slot's hint unless another came since it was read; see ``lua/unhint.lua``."""
-        return self._script(bool, self._store.scripts.unhint, [self._store.journal_hints_key()], [tag, count])
+        hints = self._store.journal_hints_key(shard_of(tag))
+        return self._script(bool, self._store.scripts.unhint, [hints], [tag, count])
 
     def enqueue_event(self, event_id: str, due_ms: int, envelope: str) -> Op[bool]:
         """Queue an event unless it was queued or delivered before; see ``lua/enqueue.lua``."""
