@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from verify.cli import check_config
-from verify.embedded import free_port
+from verify.embedded import EmbeddedCluster, EmbeddedRedis, free_port
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -147,3 +147,34 @@ def test_the_console_script_exits_non_zero_on_a_bad_configuration() -> None:
     result = subprocess.run([sys.executable, "-m", "verify.cli", "check-config"], env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "VERIFY_API_KEYS" in result.stderr
+
+
+SANDBOX_ENV = {"VERIFY_API_KEYS": "api-key-0123456789-secret", "VERIFY_SECRET_KEY": "secret-key-0123456789-x",
+               "VERIFY_SANDBOX": "1"}
+
+
+def test_check_config_live_reports_a_single_server(redis_server: EmbeddedRedis,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_config(live=True, env={**SANDBOX_ENV, "VERIFY_REDIS_URL": redis_server.url}) == 0
+    out = capsys.readouterr().out
+    assert f"Redis\n  server 127.0.0.1:{redis_server.port} (role master)\n" in out
+    assert "sandbox: unlimited (sandbox)" in out
+
+
+def test_check_config_live_reports_the_cluster_it_found(redis_cluster: EmbeddedCluster,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    seed = redis_cluster.nodes[0].port  # one seed is enough: the rest are found
+    assert check_config(live=True, env={**SANDBOX_ENV, "VERIFY_REDIS_URL": f"redis+cluster://127.0.0.1:{seed}"}) == 0
+    out = capsys.readouterr().out
+    found = re.findall(r"cluster node 127\.0\.0\.1:(\d+) \(primary, (\d+) slots\)", out)
+    assert sorted(int(port) for port, _ in found) == sorted(node.port for node in redis_cluster.nodes)
+    assert sum(int(slots) for _, slots in found) == 16384
+
+
+def test_check_config_live_fails_when_redis_does_not_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    assert check_config(live=True, env={**SANDBOX_ENV, "VERIFY_REDIS_URL": f"redis://127.0.0.1:{port}/0"}) == 1
+    assert "Redis\n  FAILED: ConnectionError" in capsys.readouterr().out
+    cluster = f"redis+cluster://127.0.0.1:{port}"
+    assert check_config(live=True, env={**SANDBOX_ENV, "VERIFY_REDIS_URL": cluster}) == 2
+    assert capsys.readouterr().err.startswith("configuration error: VERIFY_REDIS_URL names a cluster that does not")

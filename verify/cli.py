@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import redis
+
 from verify.clock import system_clock
 from verify.config import API_KEYS, REDIS_URL, SANDBOX, SECRET_KEY, Settings
 from verify.embedded import EmbeddedRedis
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--data-dir", type=Path, default=DEV_DIR)
     check = sub.add_parser("check-config", help="print the active settings (secrets masked) and the gateways; "
                                                 "exit 2 on a bad configuration")
-    check.add_argument("--live", action="store_true", help="also ask each configured gateway for its balance")
+    check.add_argument("--live", action="store_true",
+                       help="also report the Redis topology found and ask each gateway for its balance")
     args = parser.parse_args(argv)
     if args.command == "check-config":
         return check_config(live=args.live)
@@ -41,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_config(*, live: bool, env: dict[str, str] | None = None) -> int:
-    """Validate the environment's settings and print them; with ``live``, each gateway's balance.
+    """Validate the environment's settings and print them; with ``live``, the Redis topology found and each
+    gateway's balance.
 
-    Exit status: 0 fine, 1 a gateway did not answer the balance request, 2 a bad configuration.
+    Exit status: 0 fine, 1 Redis or a gateway did not answer, 2 a bad configuration (an unreachable cluster or
+    sentinel included: the service would not start either).
     """
     try:
         settings = Settings.from_env(env)
@@ -61,9 +66,20 @@ def check_config(*, live: bool, env: dict[str, str] | None = None) -> int:
         print(f"WARNING: {warning}")
     if not live:
         return 0
-    print("Balances")
-    store = Store.from_url(settings.redis_url, settings.redis_prefix)
+    try:
+        store = Store.from_url(settings.redis_url, settings.redis_prefix)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return 2
     failed = False
+    print("Redis")
+    try:
+        for node in store.topology():
+            print(f"  {node}")
+    except redis.RedisError as err:
+        failed = True
+        print(f"  FAILED: {type(err).__name__}: {err}")
+    print("Balances")
     for provider in registry.build(settings, store, system_clock).all:
         try:
             print(f"  {provider.name}: {provider.balance()}")

@@ -348,7 +348,8 @@ class Store:
             host, port = pool.get_master_address()  # type: ignore[no-untyped-call]
             return [f"sentinel master {host}:{port} ({info.get('connected_slaves', 0)} replicas)"]
         kwargs = pool.connection_kwargs
-        return [f"server {kwargs.get('host')}:{kwargs.get('port')} (role {info.get('role')})"]
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return [f"server {where} (role {info.get('role')})"]
 
     def defer(self, queue: Callable[[Batch], object]) -> None:
         """Have ``queue`` put its commands on the next batch this store runs (in this process), whoever runs it.
