@@ -7,6 +7,7 @@ import base64
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from flask.testing import FlaskClient
@@ -15,6 +16,9 @@ from werkzeug.wrappers import Request, Response
 
 from tests.conftest import MovableClock, check, last_code, make_settings, serving, start
 from verify import create_app
+from verify.captcha import PUMP_REFRESH_MS
+from verify.errors import StoreUnavailable
+from verify.store import Batch
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -141,13 +145,31 @@ def test_the_pumping_breaker_opens_for_sms_and_closes(redis_url: str, clock: Mov
                                                       caplog: pytest.LogCaptureFixture) -> None:
     client = client_with(redis_url, clock, captcha_after=1000, pumping_min_starts=5, pumping_threshold=0.8)
     ids = [start(client, f"+7999123002{i}").get_json()["id"] for i in range(5)]  # none approved: share 1.0
+    assert start(client, "+79991230029").status_code == 201  # the worker's verdict is still the one of the 1st start
+    clock.advance(PUMP_REFRESH_MS / 1000)  # then it reads the statistics again
     needs_captcha(start(client, "+79991230030"))
-    assert "SMS pumping suspected for RU" in caplog.text
+    assert caplog.text.count("SMS pumping suspected for RU") == 1
     assert start(client, "+79991230031", channel="call").status_code == 201  # the person pays for a call
     assert start(client, "+447400123456").status_code == 201  # another country is not affected
-    # One approval brings the share to 4/5 = 0.8, not past the threshold: the breaker closes by itself.
+    # Two approvals bring the share to 4/6, under the threshold: the breaker closes by itself.
     assert check(client, ids[0], last_code(client, "+79991230020")).status_code == 200
+    assert check(client, ids[1], last_code(client, "+79991230021")).status_code == 200
+    clock.advance(PUMP_REFRESH_MS / 1000)
     assert start(client, "+79991230032").status_code == 201
+    assert caplog.text.count("SMS pumping suspected for RU") == 1  # logged once (per 5 minutes), not per start
+
+
+def test_the_pumping_verdict_survives_statistics_that_cannot_be_read(redis_url: str, clock: MovableClock,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    client = client_with(redis_url, clock, captcha_after=1000, pumping_min_starts=2, pumping_threshold=0.5)
+    for i in range(2):
+        assert start(client, f"+7999123002{i}").status_code == 201
+    clock.advance(PUMP_REFRESH_MS / 1000)
+    needs_captcha(start(client, "+79991230030"))
+    with patch.object(Batch, "pump_read", side_effect=StoreUnavailable("a node is down")):
+        clock.advance(PUMP_REFRESH_MS / 1000)
+        needs_captcha(start(client, "+79991230031"))  # the last verdict holds: no 503, and no SMS slips through
+    assert "could not be read (a node is down); keeping the last verdict" in caplog.text
 
 
 def test_a_solved_captcha_does_not_reset_the_ip_rule(redis_url: str, clock: MovableClock) -> None:

@@ -9,10 +9,14 @@ The adaptive rule's per-IP start counter is kept with the IP's quota (``verify/q
 same step. The SMS-pumping breaker watches, per country, the share of SMS verifications started in the last hour
 that were not approved; past ``VERIFY_PUMPING_THRESHOLD`` (over at least ``VERIFY_PUMPING_MIN_STARTS`` starts) new
 SMS starts to that country need a captcha, until the share falls back. Its statistics are per-minute counters
-(``lua/pump.lua``). Calls stay open: the person pays.
+(``lua/pump.lua``) in 8 shards, each start counting in its phone's shard, so that no key is written by every start.
+Calls stay open: the person pays.
 
-Everything here that reads or writes Redis queues its command on the caller's :class:`~verify.store.Batch`, so
-the captcha costs no round trip of its own.
+Everything else here that reads or writes Redis queues its command on the caller's :class:`~verify.store.Batch`,
+so the captcha costs no round trip of its own. The pumping verdict is the exception: each worker re-reads a
+country's shards at most every :data:`PUMP_REFRESH_MS`, in a round trip of its own, and keeps its last verdict
+when they cannot be read. A start thus reads none of them, and a Redis Cluster node that is down fails only the
+starts whose own keys live on it.
 """
 
 from __future__ import annotations
@@ -30,9 +34,13 @@ import requests
 from captcha.image import ImageCaptcha
 
 from verify.config import Settings
-from verify.store import Batch, Op, Pumping, Store
+from verify.errors import StoreUnavailable
+from verify.store import Batch, Op, Store
 
 log = logging.getLogger(__name__)
+
+#: How old a worker's pumping verdict for a country may be (ms, app clock) before it reads the statistics again.
+PUMP_REFRESH_MS = 5_000
 
 TTL_S = 300
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I look-alikes
@@ -57,6 +65,7 @@ class Captcha:
         self._key = hmac.new(settings.secret_keys[0].encode(), b"verify.captcha", hashlib.sha256).digest()
         self._session = requests.Session()
         weakref.finalize(self, self._session.close)
+        self._pumping: dict[str, tuple[int, bool]] = {}  # country -> (read at, in ms; verdict)
 
     @property
     def on(self) -> bool:
@@ -120,13 +129,24 @@ class Captcha:
 
     # the SMS-pumping breaker
 
-    def pump_read(self, batch: Batch, country: str, now_ms: int) -> Op[Pumping]:
-        """Queue the read of ``country``'s pumping statistics."""
-        return batch.pump_read(country, now_ms, self._settings.pumping_threshold, self._settings.pumping_min_starts)
-
-    def pumping(self, country: str, stats: Pumping) -> bool:
-        """Whether SMS pumping is suspected in ``country``; logs it (at most every 5 minutes)."""
-        if stats.warn and self._store.run(Batch.pump_warning, country):
-            log.warning("SMS pumping suspected for %s: %d of %d SMS starts in the last hour are not approved; "
-                        "SMS starts there need a captcha", country, stats.started - stats.approved, stats.started)
+    def pumping(self, country: str, now_ms: int) -> bool:
+        """Whether SMS pumping is suspected in ``country``, as this worker last read it (at most
+        :data:`PUMP_REFRESH_MS` ago); logs it once per 5 minutes across workers."""
+        read_at, verdict = self._pumping.get(country, (None, False))
+        if read_at is not None and now_ms - read_at < PUMP_REFRESH_MS:
+            return verdict
+        self._pumping[country] = (now_ms, verdict)  # one read at a time: meanwhile the others use the last verdict
+        settings = self._settings
+        try:
+            stats = self._store.run(Batch.pump_read, country, now_ms, settings.pumping_threshold,
+                                    settings.pumping_min_starts)
+            if stats.warn and self._store.run(Batch.pump_warning, country):
+                log.warning("SMS pumping suspected for %s: %d of %d SMS starts in the last hour are not approved; "
+                            "SMS starts there need a captcha", country, stats.started - stats.approved,
+                            stats.started)
+        except StoreUnavailable as err:
+            log.warning("the SMS-pumping statistics of %s could not be read (%s); keeping the last verdict",
+                        country, err)
+            return verdict
+        self._pumping[country] = (now_ms, stats.pumping)
         return stats.pumping

@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import redis
-
 from verify.clock import system_clock
 from verify.config import API_KEYS, REDIS_URL, SANDBOX, SECRET_KEY, Settings
 from verify.embedded import EmbeddedRedis
@@ -76,9 +74,9 @@ def check_config(*, live: bool, env: dict[str, str] | None = None) -> int:
     try:
         for node in store.topology():
             print(f"  {node}")
-    except redis.RedisError as err:
+    except StoreUnavailable as err:
         failed = True
-        print(f"  FAILED: {type(err).__name__}: {err}")
+        print(f"  FAILED: {err}")
     print("Balances")
     for provider in registry.build(settings, store, system_clock).all:
         try:

@@ -6,9 +6,9 @@ Flask. Every transition is one Lua script in the store, and each step of a reque
 
 1. reserve: ``start.lua`` / ``begin_send.lua`` reserve the send and take the phone's quota in one script (a start
    that only returns the pending verification takes nothing and ends here);
-2. admit: one batch takes the other quotas (``verify/quotas.py``), reads the pumping statistics, the captcha answer
-   and the gateways' breakers; a refusal or a missing captcha gives back everything taken and rolls back the
-   reservation;
+2. admit: one batch takes the other quotas (``verify/quotas.py``), reads the captcha answer and the gateways'
+   breakers (the pumping verdict is the worker's, re-read every few seconds: ``verify/captcha.py``); a refusal or a
+   missing captcha gives back everything taken and rolls back the reservation;
 3. deliver: the gateway chain (``verify/failover.py``); a failure gives everything back;
 4. commit: ``end_send.lua`` stores the new code, with the message-id index and the statistics in the same batch.
 """
@@ -55,7 +55,7 @@ from verify.providers.base import (
 )
 from verify.quotas import Quota, Quotas, Refusal
 from verify.sms import measure
-from verify.store import ID_RE, Batch, Breaker, Op, Outcome, Pumping, Record, SendCommit, Store, Taken
+from verify.store import ID_RE, Batch, Breaker, Op, Outcome, Record, SendCommit, Store, Taken
 from verify.tokens import Proof, Secrets
 
 log = logging.getLogger(__name__)
@@ -147,12 +147,11 @@ class _Reservation:
 @dataclass(frozen=True)
 class _Admission:
     """What a send queued to be admitted: its quotas taken (at ``at``), whether it may need a captcha (a start),
-    the country's pumping statistics, the captcha answer it carried, and the gateways' breakers."""
+    the captcha answer it carried, and the gateways' breakers."""
 
     at: int
     captcha: bool
     takes: list[Op[Taken]]
-    pump: Op[Pumping] | None
     answer: Op[str | None] | None
     breakers: dict[str, Op[Breaker]]
 
@@ -433,14 +432,13 @@ class Service:
 
     def _admit(self, batch: Batch, at: int, client_ip: str, phone: str, channel: str, answer: Answer | None, *,
                start: bool) -> _Admission:
-        """Queue on ``batch`` what admitting a send needs: its quotas taken at ``at``, the pumping statistics and
-        the captcha answer (a start only), and the breakers of the gateways it would use."""
+        """Queue on ``batch`` what admitting a send needs: its quotas taken at ``at``, the captcha answer (a start
+        only), and the breakers of the gateways it would use."""
         country = country_of(phone)
         captcha = self.captcha.on and start
         quotas = self.quotas.for_send(client_ip, phone, country, start=start)
         return _Admission(
             at, captcha, [batch.take(quota, at) for quota in quotas],
-            self.captcha.pump_read(batch, country, at) if captcha and channel == "sms" else None,
             self.captcha.lookup(batch, answer) if captcha else None,
             {provider.name: batch.breaker(provider.name) for provider in self._chain(channel)})
 
@@ -454,8 +452,7 @@ class Service:
             self._abandon(reserved, admission.taken())
             raise _limited(refused)
         if admission.captcha:
-            pumping = admission.pump is not None and self.captcha.pumping(country_of(record.phone),
-                                                                            admission.pump.value)
+            pumping = channel == "sms" and self.captcha.pumping(country_of(record.phone), admission.at)
             if (self.captcha.needed(busy_ip=any(t.over for t in taken), pumping=pumping)
                     and not self.captcha.solved(answer, client_ip, admission.answer)):
                 challenge = self._abandon(reserved, admission.taken(), captcha_for=client_ip)

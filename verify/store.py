@@ -333,6 +333,12 @@ class Store:
 
     def topology(self) -> list[str]:
         """What this store is connected to, for ``verify check-config --live``: the nodes and their roles."""
+        try:
+            return self._topology()
+        except redis.RedisError as err:
+            raise StoreUnavailable(f"{type(err).__name__}: {err}") from err
+
+    def _topology(self) -> list[str]:
         if isinstance(self.client, RedisCluster):
             slots: dict[str, int] = {}
             ranges: dict[tuple[int, int], dict[str, Any]] = self.client.cluster_slots()  # type: ignore[assignment]
