@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import gc
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
+from werkzeug.wrappers import Request, Response
 
 from verify import create_app
 from verify.config import Settings
@@ -153,6 +155,26 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class Receiver:
+    """A customer's endpoint on loopback that answers ``fail_first`` times with 503, then 200."""
+
+    fail_first: int = 0
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    answered: list[int] = field(default_factory=list)
+    url: str = ""
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        self.received.append((dict(request.headers.items()), request.get_data()))
+        status = 503 if len(self.received) <= self.fail_first else 200
+        self.answered.append(status)
+        return Response("", status=status)(environ, start_response)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.received]
 
 
 def start(client: FlaskClient, phone: str = PHONE, **fields: Any) -> TestResponse:

@@ -26,17 +26,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import redis
 import requests
 from werkzeug.wrappers import Request, Response
 
-from tests.conftest import API_KEY, SECRET_KEY
+from tests.conftest import API_KEY, SECRET_KEY, flushed
 from tests.providers.emulator import Seen
 from tests.providers.smsc_emulator import SmscEmulator
 from verify.embedded import free_port
@@ -123,11 +122,7 @@ class Server:
     def reset(self) -> None:
         """Forget every key in the server's Redis (counters, verifications, captchas, breakers) and put the emulator
         back to ``ok``; what it delivered before stays recorded (count with :meth:`CountingSmsc.mark`)."""
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            client.flushall()
-        finally:
-            client.close()
+        flushed(self.redis_url)
         self.smsc.mode = "ok"
 
     def log_size(self) -> int:
@@ -298,8 +293,10 @@ class Reply:
         return " ".join(part for part in (str(self.status), self.problem, self.limit) if part)
 
 
-def burst(server: Server, calls: list[Call], timeout: float = 30.0) -> list[Reply]:
+def burst(servers: Server | Sequence[Server], calls: list[Call], timeout: float = 30.0) -> list[Reply]:
     """Send every call at once: one thread and one keep-alive connection per call, all released by one barrier.
+
+    Given several servers (app instances sharing one Redis), the calls go to them in turn.
 
     Before the release each thread has its connection open and in use (a ``GET /healthz``, sent by all threads
     together once all are connected, so that a worker holds each connection), and its request line, headers and
@@ -312,7 +309,10 @@ def burst(server: Server, calls: list[Call], timeout: float = 30.0) -> list[Repl
     replies: list[Reply | None] = [None] * len(calls)
     errors: list[BaseException] = []
 
+    ring = [servers] if isinstance(servers, Server) else list(servers)
+
     def run(index: int, call: Call) -> None:
+        server = ring[index % len(ring)]
         connection = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
         try:
             connection.connect()

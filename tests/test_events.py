@@ -7,15 +7,13 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.wrappers import Request, Response
 
-from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, serving, single_and_cluster, start
+from tests.conftest import AUTH, PHONE, MovableClock, Receiver, check, last_code, serving, single_and_cluster, start
 from verify import create_app
 from verify.config import Settings
 from verify.events import FIRST_RETRY_S, Events, retry_delay, signature
@@ -31,26 +29,6 @@ def redis_url(request: pytest.FixtureRequest) -> str:
     """This suite runs on a single Redis and on a 3-node cluster (the journals, the outbox and the expiry
     schedule live in different slots)."""
     return single_and_cluster(request)
-
-
-@dataclass
-class Receiver:
-    """A customer's endpoint on loopback that answers ``fail_first`` times with 503, then 200."""
-
-    fail_first: int = 0
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    answered: list[int] = field(default_factory=list)
-    url: str = ""
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        self.received.append((dict(request.headers.items()), request.get_data()))
-        status = 503 if len(self.received) <= self.fail_first else 200
-        self.answered.append(status)
-        return Response("", status=status)(environ, start_response)
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _, body in self.received]
 
 
 @pytest.fixture

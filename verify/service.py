@@ -473,7 +473,10 @@ class Service:
         ended_op = batch.end_send(record, reserved.nonce, now, settings.challenge_ttl * 1000, self.quotas.phone,
                                   reserved.at, commit, self.events.grace_ms)
         if commit.message_id:
-            batch.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000)
+            # Spare: the SMS is out, so a cluster node down under the index must not lose the code with it (a
+            # delivery report for that message is then ignored; a reply still finds it by its phone).
+            batch.spare(batch.remember_message(commit.provider, commit.message_id, record.id,
+                                               MESSAGE_MEMORY_S * 1000))
         if created and channel == "sms" and self.captcha.on:
             batch.pump_count(country_of(record.phone), record.id, "started", now)
         batch.run()

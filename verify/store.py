@@ -31,7 +31,7 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar
 import redis
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
@@ -465,6 +465,14 @@ class Batch:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._ops: list[tuple[Op[Any], Script | None, tuple[Any, ...]]] = []
+        self._spare: set[int] = set()  # the ids of the ops this batch may go without (see spare())
+
+    def spare(self, op: Op[T]) -> Op[T]:
+        """Let the batch go without ``op`` when, on a cluster, the node its key lives on cannot be reached: the rest
+        is sent again without it, so that a node down fails only the requests whose own state lives there. For
+        writes whose loss costs less than failing the request (what was deferred, a message-id index)."""
+        self._spare.add(id(op))
+        return op
 
     def run(self) -> None:
         """Send every queued command in one round trip, and fill in their :class:`Op`\\ s."""
@@ -475,6 +483,8 @@ class Batch:
         queued = len(self._ops)
         for queue in deferred:
             queue(self)
+        for op, _, _ in self._ops[queued:]:
+            self.spare(op)  # deferred commands may be lost
         self._ops = self._ops[queued:] + self._ops[:queued]  # what was deferred happened first: it goes first
         if time.monotonic() < store.down_until:
             raise StoreUnavailable("Redis timed out a moment ago")
@@ -483,7 +493,16 @@ class Batch:
         if writes:  # nothing acknowledged may be lost when the sentinel promotes the replica
             commands.append(("WAIT", store.wait_replicas, WAIT_REPLICAS_MS))
         try:
-            replies = self._send(commands)
+            try:
+                replies = self._send(commands)
+            except redis.ConnectionError:
+                needed = [entry for entry in self._ops if id(entry[0]) not in self._spare]
+                if not store.cluster or len(needed) == len(self._ops):
+                    raise
+                # Sending the rest again is what redis-py itself does after a connection error (and on a cluster
+                # it takes every node's connection before it writes to any).
+                self._ops = needed
+                replies = self._send([command for _, _, command in needed])
             if any(isinstance(reply, NoScriptError) for reply in replies):
                 store.scripts.load()  # a new or restarted Redis: those scripts did not run; they will now
             for (op, script, command), reply in zip(self._ops, replies, strict=False):
@@ -500,14 +519,27 @@ class Batch:
             raise StoreUnavailable(f"Redis failed: {type(err).__name__}") from err
 
     def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """The replies, errors included; a single command skips the pipeline's bookkeeping."""
+        """The replies, errors included; a single command skips the pipeline's bookkeeping (one server).
+
+        On a cluster each command names its node, found from its first key in the client's slot table: left to
+        itself, redis-py 8's cluster pipeline asks the default node for the keys of every ``EVALSHA`` (``COMMAND
+        GETKEYS``), a round trip per script and a dependency on a node the batch may not touch. A ``MOVED`` reply
+        is still followed (redis-py sends that command again by its key).
+        """
         client = self._store.client
+        if isinstance(client, RedisCluster):
+            pipe: Pipeline | ClusterPipeline = client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
+            for command in commands:
+                key = command[3] if command[0] == "EVALSHA" else command[1]
+                pipe.execute_command(*command,  # type: ignore[no-untyped-call]
+                                     target_nodes=client.get_node_from_key(key))  # type: ignore[no-untyped-call]
+            return pipe.execute(raise_on_error=False)
         if len(commands) == 1:
             try:
                 return [client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
             except redis.ResponseError as err:
                 return [err]
-        pipe: Pipeline = client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call]
         return pipe.execute(raise_on_error=False)

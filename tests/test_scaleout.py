@@ -1,0 +1,326 @@
+"""Scale-out (issue 10): the Procfile's gunicorn on a real Redis Cluster and behind a real Sentinel.
+
+- Two app instances (two gunicorn masters on different ports) share one 3-node cluster: a verification started on
+  one is checked on the other, a limit taken on one binds on the other, an event is delivered once.
+- A cluster primary is killed under load: the requests whose keys live on it get 503 problems, the rest keep
+  working, and after it comes back everything works again by itself.
+- Sentinel: under a steady stream of starts and checks, ``SENTINEL FAILOVER`` moves the master; the same gunicorn
+  follows it, the switch costs 503 problems and never a 500, nothing approved is lost, and no code works twice.
+
+The servers, the SMSC emulator and the burst helper are :mod:`tests.servers`; what was sent is what the emulator
+accepted on the wire.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from tests.conftest import Receiver, make_settings, serving
+from tests.servers import Call, CountingSmsc, Reply, Server, burst, gunicorn_server, send
+from verify.embedded import EmbeddedCluster, EmbeddedSentinel
+from verify.quotas import Quota, Quotas
+from verify.store import Store, tag_for
+
+EVENTS_SECRET = "events-secret-0123456789"
+IP_PER_HOUR = 10  # the default VERIFY_LIMIT_IP, 10/hour;50/day
+STORE_UNAVAILABLE = "/problems/store-unavailable"
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the servers' logs go."""
+    return Path(tmp_path_factory.mktemp("gunicorn"))
+
+
+def phone(i: int) -> str:
+    """``+7 999 <i>``: a different number (and prefix block) for each ``i`` below 10 000."""
+    return f"+79990{i:06d}"
+
+
+def start(number: str, ip: str) -> Call:
+    return Call("POST", "/v1/verifications", {"phone": number}, ip)
+
+
+def check(verification_id: str, code: str, ip: str) -> Call:
+    return Call("POST", f"/v1/verifications/{verification_id}/check", {"code": code}, ip)
+
+
+def code_for(smsc: CountingSmsc, number: str) -> str:
+    """The code of the newest SMS the emulator accepted for ``number``."""
+    sms = next(d for d in reversed(smsc.delivered) if d.kind == "sms" and d.phone == number)
+    found = re.search(r"\d{6}", sms.text)
+    assert found, sms
+    return found.group()
+
+
+def is_problem(reply: Reply, status: int, problem: str) -> bool:
+    return (reply.status == status and reply.problem == problem
+            and reply.content_type.startswith("application/problem+json"))
+
+
+def wait_for(condition: object, what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition()`` every 0.1 s until it is true."""
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+# two app instances on one cluster
+
+
+@dataclass
+class Instances:
+    one: Server
+    other: Server
+    receiver: Receiver
+
+
+@pytest.fixture(scope="module")
+def instances(redis_cluster: EmbeddedCluster, logs: Path) -> Iterator[Instances]:
+    """Two gunicorn masters (one worker each) on the session cluster, sharing an SMSC emulator and an events
+    receiver."""
+    receiver = Receiver()
+    smsc = CountingSmsc()
+    smsc.start()
+    settings = {"VERIFY_CAPTCHA_MODE": "off", "VERIFY_EVENTS_SECRET": EVENTS_SECRET}
+    try:
+        with serving(receiver) as base:
+            receiver.url = f"{base}/hooks/verify"
+            settings["VERIFY_EVENTS_URL"] = receiver.url
+            with gunicorn_server(redis_cluster.url, logs, settings, workers=1, smsc=smsc, name="one") as one, \
+                    gunicorn_server(redis_cluster.url, logs, settings, workers=1, smsc=smsc, name="other") as other:
+                yield Instances(one, other, receiver)
+    finally:
+        smsc.stop()
+
+
+@pytest.fixture
+def pair(instances: Instances) -> Instances:
+    """The two instances on an empty cluster."""
+    instances.one.reset()
+    return instances
+
+
+def test_a_verification_started_on_one_instance_is_checked_on_the_other(pair: Instances) -> None:
+    number = phone(1)
+    started = send(pair.one, start(number, "198.51.100.1"))
+    assert started.status == 201, started
+    vid = str(started.body["id"])
+    checked = send(pair.other, check(vid, code_for(pair.one.smsc, number), "198.51.100.1"))
+    assert checked.status == 200 and checked.body["status"] == "approved", checked
+    again = send(pair.one, check(vid, code_for(pair.one.smsc, number), "198.51.100.1"))
+    assert again.status != 200, again  # approved once, on either instance
+
+
+def test_a_limit_taken_on_one_instance_binds_on_the_other(pair: Instances) -> None:
+    mark = pair.one.smsc.mark()
+    # 40 starts from one IP at once, to 40 numbers, every other one to each instance.
+    replies = burst([pair.one, pair.other], [start(phone(100 + i), "203.0.113.10") for i in range(40)])
+    sent = pair.one.smsc.since(mark, "sms")
+    summary = Counter(reply.summary() for reply in replies)
+    assert len(sent) == IP_PER_HOUR, f"{len(sent)} SMS for 40 starts from one IP over two instances: {summary}"
+    assert summary == {"201": IP_PER_HOUR, "429 /problems/rate-limited ip": 40 - IP_PER_HOUR}
+    assert {reply.call.json["phone"] for reply in replies if reply.status == 201 and reply.call.json} == \
+        {d.phone for d in sent}
+
+
+def test_each_event_is_delivered_once_by_two_instances(pair: Instances) -> None:
+    before = len(pair.receiver.received)
+    approved = []
+    for i in range(12):  # approvals on both instances, so that both journal and both delivery loops run
+        number, there, back = phone(200 + i), (pair.one, pair.other)[i % 2], (pair.other, pair.one)[i % 2]
+        started = send(there, start(number, f"198.51.100.{i}"))
+        assert started.status == 201, started
+        checked = send(back, check(str(started.body["id"]), code_for(there.smsc, number), f"198.51.100.{i}"))
+        assert checked.status == 200, checked
+        approved.append(str(started.body["id"]))
+
+    def approvals() -> list[dict[str, object]]:
+        return [e for e in pair.receiver.events()[before:] if e["type"] == "verification.approved"]
+
+    wait_for(lambda: len(approvals()) >= len(approved), "every approval delivered")
+    time.sleep(3)  # both loops ran a few more times: a duplicate would have come by now
+    events = approvals()
+    assert sorted(e["data"]["id"] for e in events) == sorted(approved)  # type: ignore[index]
+    assert len({e["id"] for e in events}) == len(events) == len(approved)
+
+
+# a cluster node dies
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
+    """A 3-node cluster of this test's own: it gets a node killed."""
+    cluster = EmbeddedCluster(tmp_path / "cluster")
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def node_of(store: Store, key: str) -> int:
+    """The port of the cluster node that holds ``key``."""
+    assert isinstance(store.client, RedisCluster)
+    port: int = store.client.get_node_from_key(key).port  # type: ignore[no-untyped-call]
+    return port
+
+
+def flow_nodes(store: Store, ip: str, number: str) -> tuple[int, set[int]]:
+    """The ports of the cluster nodes a start and a check from ``ip`` for ``number`` touch: its phone's slot's, and
+    the others (its IP's and number range's quotas, the IP's check quota, SMSC's circuit breaker; the defaults: no
+    country or global limit, and here the captcha is off)."""
+    quotas = Quotas.from_settings(make_settings("redis://unused"))
+    assert quotas.check_ip is not None
+    taken = [*quotas.for_send(ip, number, "RU", start=True), Quota(quotas.check_ip, ip)]
+    others = [store.breaker_key("smsc"), *(store.quota_key(quota) for quota in taken)]
+    return node_of(store, f"{{{tag_for(number)}}}"), {node_of(store, key) for key in others}
+
+
+def test_a_dead_primary_fails_only_its_own_keys_and_recovers(own_cluster: EmbeddedCluster, logs: Path) -> None:
+    store = Store.from_url(own_cluster.url, make_settings("redis://unused").redis_prefix)
+    breaker = node_of(store, store.breaker_key("smsc"))
+    victim_index = next(i for i, n in enumerate(own_cluster.nodes) if n.port != breaker)
+    victim = own_cluster.nodes[victim_index]
+    # Starts (one IP each, so that no IP limit binds) whose keys avoid the victim, and some whose phone lives on it.
+    spared: list[tuple[str, str]] = []
+    doomed: list[tuple[str, str]] = []
+    for i in range(1, 2000):
+        ip, number = f"10.{i // 250}.{i % 250}.1", phone(1000 + i)
+        phone_node, others = flow_nodes(store, ip, number)
+        if victim.port in others:
+            continue
+        if phone_node != victim.port and len(spared) < 20:
+            spared.append((ip, number))
+        elif phone_node == victim.port and len(doomed) < 10:  # only the phone's own keys on the victim
+            doomed.append((ip, number))
+    assert len(spared) == 20 and len(doomed) == 10
+    with gunicorn_server(own_cluster.url, logs, {"VERIFY_CAPTCHA_MODE": "off"}, workers=1, name="nodedeath") as server:
+        # Before: everything works, a verification lives on the victim.
+        ip, number = doomed[0]
+        on_victim = send(server, start(number, ip))
+        assert on_victim.status == 201, on_victim
+        own_cluster.kill(victim_index)
+        load = burst(server, [start(number, ip) for ip, number in spared[:10] + doomed[1:6]])
+        for reply in load[:10]:
+            assert reply.status == 201, reply  # nothing they need is on the dead node
+        for reply in load[10:]:
+            assert is_problem(reply, 503, STORE_UNAVAILABLE), reply  # their phone's slot is on it
+        for (ip, number), reply in zip(spared, load[:10], strict=False):
+            checked = send(server, check(str(reply.body["id"]), code_for(server.smsc, number), ip))
+            assert checked.status == 200, checked
+        gone = send(server, Call("GET", f"/v1/verifications/{on_victim.body['id']}"))
+        assert is_problem(gone, 503, STORE_UNAVAILABLE), gone
+        # The node comes back (empty: it had no replica and no persistence): its slots work again by themselves.
+        own_cluster.revive(victim_index)
+        ip, number = doomed[6]
+        wait_for(lambda: send(server, start(number, ip)).status == 201, "a start on the revived node")
+        for ip, number in spared[10:12] + doomed[7:9]:
+            assert send(server, start(number, ip)).status == 201
+        assert "Traceback" not in server.tail(400)
+
+
+# Sentinel failover under load
+
+
+@dataclass
+class Stream:
+    """A steady stream of start-then-check flows from a few threads, recording every answer."""
+
+    server: Server
+    stop: threading.Event = field(default_factory=threading.Event)
+    replies: list[tuple[float, Reply]] = field(default_factory=list)
+    approvals: Counter[str] = field(default_factory=Counter)  # verification id -> checks answered 200
+    codes: dict[str, str] = field(default_factory=dict)
+    errors: list[BaseException] = field(default_factory=list)
+    numbers: Iterator[int] = field(default_factory=lambda: iter(range(10**6)))
+
+    def _send(self, call: Call) -> Reply:
+        reply = send(self.server, call, timeout=10)
+        self.replies.append((time.monotonic(), reply))
+        return reply
+
+    def _flow(self) -> None:
+        number = phone(next(self.numbers))
+        ip = f"10.9.{int(number[-4:]) // 250}.{int(number[-4:]) % 250}"
+        started = self._send(start(number, ip))
+        if started.status != 201:
+            return
+        vid = str(started.body["id"])
+        code = self.codes[vid] = code_for(self.server.smsc, number)
+        for _ in range(50):  # a check answered 503 is tried again, as a client would
+            checked = self._send(check(vid, code, ip))
+            if checked.status == 200:
+                self.approvals[vid] += 1
+            if checked.status != 503:
+                return
+            time.sleep(0.1)
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self._flow()
+        except BaseException as err:
+            self.errors.append(err)
+
+    def approved_since(self, moment: float) -> int:
+        return sum(1 for at, reply in self.replies if at > moment and reply.status == 200)
+
+
+def test_a_sentinel_failover_under_load_loses_nothing(tmp_path: Path, logs: Path) -> None:
+    sentinel = EmbeddedSentinel(tmp_path / "sentinel")
+    sentinel.start()
+    try:
+        watcher = redis.Redis(port=sentinel.sentinel.port, decode_responses=True)
+        first = watcher.sentinel_get_master_addr_by_name(sentinel.service)
+        store = Store.from_url(sentinel.url, "t:")  # what check-config --live prints
+        assert store.topology() == [f"sentinel master 127.0.0.1:{sentinel.master.port} (1 replicas)"]
+        with gunicorn_server(sentinel.url, logs, {"VERIFY_CAPTCHA_MODE": "off", "VERIFY_LIMIT_IP": "none",
+                                                  "VERIFY_LIMIT_PREFIX": "none"},
+                             workers=2, name="sentinel") as server:
+            pid = server.process.pid
+            stream = Stream(server)
+            threads = [threading.Thread(target=stream.run, daemon=True) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            wait_for(lambda: len(stream.approvals) >= 20, "20 approvals before the failover")
+            switched_at = time.monotonic()
+            before = set(stream.approvals)
+            watcher.execute_command("SENTINEL", "FAILOVER", sentinel.service)  # type: ignore[no-untyped-call]
+            wait_for(lambda: watcher.sentinel_get_master_addr_by_name(sentinel.service) != first,
+                     "the sentinel names the new master")
+            # The same gunicorn (no restart) serves on the new master.
+            wait_for(lambda: stream.approved_since(time.monotonic() - 1) >= 10, "approvals on the new master")
+            stream.stop.set()
+            for thread in threads:
+                thread.join(30)
+            assert stream.errors == []
+            assert server.process.pid == pid and server.process.poll() is None
+            statuses = Counter(reply.status for _, reply in stream.replies)
+            print(f"answers across the failover: {dict(statuses)}; approvals: {len(stream.approvals)}")
+            assert set(statuses) <= {200, 201, 503}, statuses  # never a 500
+            for _, reply in stream.replies:
+                if reply.status == 503:
+                    assert is_problem(reply, 503, STORE_UNAVAILABLE), reply
+            # Nothing approved before the switch is lost, and no code worked twice, across it or after it.
+            assert all(count == 1 for count in stream.approvals.values()), stream.approvals
+            for vid in before:
+                got = send(server, Call("GET", f"/v1/verifications/{vid}"))
+                assert got.status == 200 and got.body["status"] == "approved", got
+                again = send(server, check(vid, stream.codes[vid], "10.8.0.1"))
+                assert again.status != 200, again
+            assert stream.approved_since(switched_at) >= 10
+            assert store.topology() == [f"sentinel master 127.0.0.1:{sentinel.replica.port} (1 replicas)"]
+    finally:
+        sentinel.stop()
