@@ -92,7 +92,7 @@ def flushed(url: str) -> str:
     """``url``'s Redis (a single server or every node of a cluster) emptied; returns ``url``."""
     store = Store.from_url(url, "")
     store.client.flushall()
-    store.client.close()
+    store.close()
     return url
 
 
@@ -115,7 +115,7 @@ def redis_client(redis_url: str) -> Iterator[Client]:
     """A plain client on the test Redis (cluster-aware), to look at keys and TTLs."""
     store = Store.from_url(redis_url, "")
     yield store.client
-    store.client.close()
+    store.close()
 
 
 @pytest.fixture

@@ -188,30 +188,42 @@ def flow_nodes(store: Store, ip: str, number: str) -> tuple[int, set[int]]:
     return node_of(store, f"{{{tag_for(number)}}}"), {node_of(store, key) for key in others}
 
 
-def test_a_dead_primary_fails_only_its_own_keys_and_recovers(own_cluster: EmbeddedCluster, logs: Path) -> None:
-    store = Store.from_url(own_cluster.url, make_settings("redis://unused").redis_prefix)
-    breaker = node_of(store, store.breaker_key("smsc"))
-    victim_index = next(i for i, n in enumerate(own_cluster.nodes) if n.port != breaker)
-    victim = own_cluster.nodes[victim_index]
-    # Starts (one IP each, so that no IP limit binds) whose keys avoid the victim, and some whose phone lives on it.
+def pick_flows(store: Store, victim: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(IP, number) pairs, one IP each so that no IP limit binds: 20 whose keys all avoid the node on port
+    ``victim``, and 10 whose phone's slot alone is on it."""
     spared: list[tuple[str, str]] = []
     doomed: list[tuple[str, str]] = []
     for i in range(1, 2000):
         ip, number = f"10.{i // 250}.{i % 250}.1", phone(1000 + i)
         phone_node, others = flow_nodes(store, ip, number)
-        if victim.port in others:
+        if victim in others:
             continue
-        if phone_node != victim.port and len(spared) < 20:
+        if phone_node != victim and len(spared) < 20:
             spared.append((ip, number))
-        elif phone_node == victim.port and len(doomed) < 10:  # only the phone's own keys on the victim
+        elif phone_node == victim and len(doomed) < 10:
             doomed.append((ip, number))
     assert len(spared) == 20 and len(doomed) == 10
+    return spared, doomed
+
+
+def victim_of(cluster: EmbeddedCluster, store: Store) -> int:
+    """The index in ``cluster.nodes`` of a primary that does not hold SMSC's breaker (which every send reads)."""
+    assert isinstance(store.client, RedisCluster)
+    primaries = {node.port for node in store.client.get_primaries()}  # type: ignore[no-untyped-call]
+    breaker = node_of(store, store.breaker_key("smsc"))
+    return next(i for i, node in enumerate(cluster.nodes) if node.port in primaries and node.port != breaker)
+
+
+def test_a_dead_primary_fails_only_its_own_keys_and_recovers(own_cluster: EmbeddedCluster, logs: Path) -> None:
+    store = Store.from_url(own_cluster.url, make_settings("redis://unused").redis_prefix)
+    victim = victim_of(own_cluster, store)
+    spared, doomed = pick_flows(store, own_cluster.nodes[victim].port)
     with gunicorn_server(own_cluster.url, logs, {"VERIFY_CAPTCHA_MODE": "off"}, workers=1, name="nodedeath") as server:
         # Before: everything works, a verification lives on the victim.
         ip, number = doomed[0]
         on_victim = send(server, start(number, ip))
         assert on_victim.status == 201, on_victim
-        own_cluster.kill(victim_index)
+        own_cluster.kill(victim)
         load = burst(server, [start(number, ip) for ip, number in spared[:10] + doomed[1:6]])
         for reply in load[:10]:
             assert reply.status == 201, reply  # nothing they need is on the dead node
@@ -223,12 +235,44 @@ def test_a_dead_primary_fails_only_its_own_keys_and_recovers(own_cluster: Embedd
         gone = send(server, Call("GET", f"/v1/verifications/{on_victim.body['id']}"))
         assert is_problem(gone, 503, STORE_UNAVAILABLE), gone
         # The node comes back (empty: it had no replica and no persistence): its slots work again by themselves.
-        own_cluster.revive(victim_index)
+        own_cluster.revive(victim)
         ip, number = doomed[6]
         wait_for(lambda: send(server, start(number, ip)).status == 201, "a start on the revived node")
         for ip, number in spared[10:12] + doomed[7:9]:
             assert send(server, start(number, ip)).status == 201
         assert "Traceback" not in server.tail(400)
+    store.close()
+
+
+def test_a_dead_primary_s_replica_takes_over_its_slots(tmp_path: Path, logs: Path) -> None:
+    cluster = EmbeddedCluster(tmp_path / "cluster", replicas=1)  # 3 primaries, each with a replica
+    cluster.start()
+    try:
+        store = Store.from_url(cluster.url, make_settings("redis://unused").redis_prefix)
+        victim = victim_of(cluster, store)
+        spared, doomed = pick_flows(store, cluster.nodes[victim].port)
+        with gunicorn_server(cluster.url, logs, {"VERIFY_CAPTCHA_MODE": "off"}, workers=1,
+                             name="promotion") as server:
+            ip, number = doomed[0]
+            before = send(server, start(number, ip))
+            assert before.status == 201, before
+            code = code_for(server.smsc, number)
+            with redis.Redis(port=cluster.nodes[victim].port) as primary:
+                assert primary.wait(1, 5000) == 1  # the replica has it
+            cluster.kill(victim)
+            ip, number = spared[0]
+            assert send(server, start(number, ip)).status == 201  # the other primaries serve on
+            # Its replica is promoted (cluster-node-timeout 2 s) and the service finds it by itself.
+            path = f"/v1/verifications/{before.body['id']}"
+            wait_for(lambda: send(server, Call("GET", path)).status == 200, "the promoted replica serving")
+            checked = send(server, check(str(before.body["id"]), code, doomed[0][0]))
+            assert checked.status == 200 and checked.body["status"] == "approved", checked
+            for ip, number in doomed[1:4] + spared[1:3]:
+                assert send(server, start(number, ip)).status == 201
+            assert "Traceback" not in server.tail(400)
+        store.close()
+    finally:
+        cluster.stop()
 
 
 # Sentinel failover under load
@@ -322,5 +366,6 @@ def test_a_sentinel_failover_under_load_loses_nothing(tmp_path: Path, logs: Path
                 assert again.status != 200, again
             assert stream.approved_since(switched_at) >= 10
             assert store.topology() == [f"sentinel master 127.0.0.1:{sentinel.replica.port} (1 replicas)"]
+        store.close()
     finally:
         sentinel.stop()

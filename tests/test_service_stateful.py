@@ -89,7 +89,7 @@ class Verifications(RuleBasedStateMachine):
         self.approved_codes: list[tuple[str, str]] = []
 
     def teardown(self) -> None:
-        self.store.client.close()
+        self.store.close()
 
     def _approved(self, vid: str, code: str | None = None) -> None:
         self.approvals[vid] += 1

@@ -68,7 +68,7 @@ def store(server: EmbeddedRedis | EmbeddedCluster) -> Iterator[Store]:
     s = Store.from_url(server.url, "test:")
     s.client.flushall()
     yield s
-    s.client.close()
+    s.close()
 
 
 def _sms(code_hash: str = "h1") -> SendCommit:
@@ -468,7 +468,7 @@ def test_phones_spread_over_every_node_of_a_cluster(redis_cluster: EmbeddedClust
                 store.phone_quota_key("phone", phone)]
         assert len({key_slot(k.encode()) for k in keys}) == 1
     assert nodes == {("127.0.0.1", node.port) for node in redis_cluster.nodes}
-    store.client.close()
+    store.close()
 
 
 def test_a_cluster_batch_sends_each_command_straight_to_its_node(redis_cluster: EmbeddedCluster) -> None:
@@ -492,7 +492,7 @@ def test_a_cluster_batch_sends_each_command_straight_to_its_node(redis_cluster: 
     batch.run()
     assert all(op.value.outcome == "created" for op in opened)
     assert commands() == before
-    store.client.close()
+    store.close()
 
 
 @pytest.mark.parametrize("url", ["redis+cluster://127.0.0.1:{port}", "redis+sentinel://127.0.0.1:{port}/mymaster"])

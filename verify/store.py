@@ -253,15 +253,15 @@ class Op(Generic[T]):
 class Joined(Op[T]):
     """A value made of several commands' replies, readable once their batch has run."""
 
-    __slots__ = ("_join", "_parts")
+    __slots__ = ("_parts",)
 
     def __init__(self, parts: list[Op[Any]], join: Callable[[list[Any]], T]) -> None:
-        super().__init__(join)
-        self._parts, self._join = parts, join
+        super().__init__(join)  # decodes the list of the parts' values
+        self._parts = parts
 
     @property
     def value(self) -> T:
-        return self._join([part.value for part in self._parts])
+        return self._decode([part.value for part in self._parts])
 
 
 def _ignore(_: Any) -> None:
@@ -375,6 +375,12 @@ class Store:
         op = command(batch, *args, **kwargs)
         batch.run()
         return op.value
+
+    def close(self) -> None:
+        """Close every connection now (a store made for a while: the CLI's, the tests')."""
+        self.client.close()
+        if isinstance(self.client, redis.Redis):
+            self.client.connection_pool.disconnect()  # a pool handed to the client is not closed with it
 
     def ping(self) -> bool:
         """Whether Redis answers."""
