@@ -29,7 +29,7 @@ from tests.conftest import Receiver, make_settings, serving
 from tests.servers import Call, CountingSmsc, Reply, Server, burst, gunicorn_server, send
 from verify.embedded import EmbeddedCluster, EmbeddedSentinel
 from verify.quotas import Quota, Quotas
-from verify.store import Store, tag_for
+from verify.store import Store, shard_of, tag_for
 
 EVENTS_SECRET = "events-secret-0123456789"
 IP_PER_HOUR = 10  # the default VERIFY_LIMIT_IP, 10/hour;50/day
@@ -179,22 +179,23 @@ def node_of(store: Store, key: str) -> int:
 
 def flow_nodes(store: Store, ip: str, number: str) -> tuple[int, set[int]]:
     """The ports of the cluster nodes a start and a check from ``ip`` for ``number`` touch: its phone's slot's, and
-    the others (its IP's and number range's quotas, the IP's check quota, SMSC's circuit breaker; the defaults: no
-    country or global limit, and here the captcha is off)."""
+    the others (its IP's and number range's quotas, the IP's check quota, SMSC's circuit breaker, the events
+    journal's hint shard; the defaults: no country or global limit, and here the captcha is off)."""
     quotas = Quotas.from_settings(make_settings("redis://unused"))
     assert quotas.check_ip is not None
     taken = [*quotas.for_send(ip, number, "RU", start=True), Quota(quotas.check_ip, ip)]
-    others = [store.breaker_key("smsc"), *(store.quota_key(quota) for quota in taken)]
+    others = [store.breaker_key("smsc"), store.journal_hints_key(shard_of(tag_for(number))),  # (events on)
+              *(store.quota_key(quota) for quota in taken)]
     return node_of(store, f"{{{tag_for(number)}}}"), {node_of(store, key) for key in others}
 
 
 def pick_flows(store: Store, victim: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(IP, number) pairs, one IP each so that no IP limit binds: 20 whose keys all avoid the node on port
-    ``victim``, and 10 whose phone's slot alone is on it."""
+    """(IP, number) pairs, one IP and number range each so that no IP or range limit binds: 20 whose keys all avoid
+    the node on port ``victim``, and 10 whose phone's slot alone is on it."""
     spared: list[tuple[str, str]] = []
     doomed: list[tuple[str, str]] = []
-    for i in range(1, 2000):
-        ip, number = f"10.{i // 250}.{i % 250}.1", phone(1000 + i)
+    for i in range(1, 1000):
+        ip, number = f"10.{i // 250}.{i % 250}.1", f"+7999{i:03d}4567"
         phone_node, others = flow_nodes(store, ip, number)
         if victim in others:
             continue
@@ -207,18 +208,23 @@ def pick_flows(store: Store, victim: int) -> tuple[list[tuple[str, str]], list[t
 
 
 def victim_of(cluster: EmbeddedCluster, store: Store) -> int:
-    """The index in ``cluster.nodes`` of a primary that does not hold SMSC's breaker (which every send reads)."""
+    """The index in ``cluster.nodes`` of a primary that holds neither SMSC's breaker (which every send reads) nor
+    the events outbox (which every delivery uses)."""
     assert isinstance(store.client, RedisCluster)
     primaries = {node.port for node in store.client.get_primaries()}  # type: ignore[no-untyped-call]
-    breaker = node_of(store, store.breaker_key("smsc"))
-    return next(i for i, node in enumerate(cluster.nodes) if node.port in primaries and node.port != breaker)
+    shared = {node_of(store, key) for key in (store.breaker_key("smsc"), store.schedule_keys("events")[0],
+                                              store.delivered_key())}
+    return next(i for i, node in enumerate(cluster.nodes) if node.port in primaries and node.port not in shared)
 
 
 def test_a_dead_primary_fails_only_its_own_keys_and_recovers(own_cluster: EmbeddedCluster, logs: Path) -> None:
     store = Store.from_url(own_cluster.url, make_settings("redis://unused").redis_prefix)
     victim = victim_of(own_cluster, store)
     spared, doomed = pick_flows(store, own_cluster.nodes[victim].port)
-    with gunicorn_server(own_cluster.url, logs, {"VERIFY_CAPTCHA_MODE": "off"}, workers=1, name="nodedeath") as server:
+    receiver = Receiver()
+    with serving(receiver) as base, gunicorn_server(
+            own_cluster.url, logs, {"VERIFY_CAPTCHA_MODE": "off", "VERIFY_EVENTS_URL": f"{base}/hooks",
+                                    "VERIFY_EVENTS_SECRET": EVENTS_SECRET}, workers=1, name="nodedeath") as server:
         # Before: everything works, a verification lives on the victim.
         ip, number = doomed[0]
         on_victim = send(server, start(number, ip))
@@ -234,6 +240,10 @@ def test_a_dead_primary_fails_only_its_own_keys_and_recovers(own_cluster: Embedd
             assert checked.status == 200, checked
         gone = send(server, Call("GET", f"/v1/verifications/{on_victim.body['id']}"))
         assert is_problem(gone, 503, STORE_UNAVAILABLE), gone
+        # Their events go out while the node is down (the journals on it wait; the others are swept).
+        approved = {str(reply.body["id"]) for reply in load[:10]}
+        wait_for(lambda: approved <= {e["data"]["id"] for e in receiver.events()
+                                      if e["type"] == "verification.approved"}, "their approvals delivered")
         # The node comes back (empty: it had no replica and no persistence): its slots work again by themselves.
         own_cluster.revive(victim)
         ip, number = doomed[6]

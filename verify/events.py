@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import json
 import logging
 import secrets
@@ -106,31 +105,48 @@ class Events:
         return self.collect() + self.expire()
 
     def collect(self) -> int:
-        """Move every hinted journal's entries to the outbox and the expiry schedule; returns the events queued."""
-        queued = 0
-        shards = self._store.batch()
-        hints = [shards.journal_hints(shard, BATCH) for shard in range(SHARDS)]
-        shards.run()
-        for tag, count in itertools.chain.from_iterable(op.value for op in hints):
-            entries = self._store.run(Batch.journal, tag)
-            batch = self._store.batch()
-            moves = []
-            for entry_id, raw in entries.items():
-                entry = json.loads(raw)
-                record = Record.from_flat(entry["record"])
-                if record is None:
-                    continue
-                if entry["kind"] == "event":
-                    moves.append(self._enqueue(batch, entry_id, entry["type"], entry["at"] / 1000, record))
-                else:
-                    batch.schedule(EXPIRY, record.id, int(entry["due"]), json.dumps(entry["record"]))
-            batch.run()
-            queued += sum(1 for op in moves if op.value)
-            done = self._store.batch()
-            done.forget_journal(tag, list(entries))
-            done.unhint_journal(tag, count)
-            done.run()
+        """Move every hinted journal's entries to the outbox and the expiry schedule; returns the events queued.
+
+        Shard by shard and journal by journal: one that cannot be reached (its cluster node is down) waits for a
+        later sweep, and the others move on.
+        """
+        queued = unreachable = 0
+        for shard in range(SHARDS):
+            try:
+                hinted = self._store.run(Batch.journal_hints, shard, BATCH)
+            except StoreUnavailable:
+                unreachable += 1
+                continue
+            for tag, count in hinted:
+                try:
+                    queued += self._move(tag, count)
+                except StoreUnavailable:
+                    unreachable += 1
+        if unreachable:
+            log.warning("events: %d journal shards or journals could not be reached; they wait for a later sweep",
+                        unreachable)
         return queued
+
+    def _move(self, tag: str, count: int) -> int:
+        """Move one journal's entries (repeatable: what was queued or delivered before is not queued again)."""
+        entries = self._store.run(Batch.journal, tag)
+        batch = self._store.batch()
+        moves = []
+        for entry_id, raw in entries.items():
+            entry = json.loads(raw)
+            record = Record.from_flat(entry["record"])
+            if record is None:
+                continue
+            if entry["kind"] == "event":
+                moves.append(self._enqueue(batch, entry_id, entry["type"], entry["at"] / 1000, record))
+            else:
+                batch.schedule(EXPIRY, record.id, int(entry["due"]), json.dumps(entry["record"]))
+        batch.run()
+        done = self._store.batch()
+        done.forget_journal(tag, list(entries))
+        done.unhint_journal(tag, count)
+        done.run()
+        return sum(1 for op in moves if op.value)
 
     def expire(self) -> int:
         """Turn due watches whose verification ended unapproved into ``verification.expired``; returns how many."""
@@ -198,9 +214,9 @@ class Events:
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Sweep and deliver until ``stop`` is set: the loop each worker process runs in the background."""
         while not stop.is_set():
-            try:
-                self.sweep()
-                self.deliver()
-            except StoreUnavailable as err:
-                log.warning("events paused: %s", err)
+            for step in (self.collect, self.expire, self.deliver):  # one failing (a cluster node down) stops no other
+                try:
+                    step()
+                except StoreUnavailable as err:
+                    log.warning("events: %s paused: %s", step.__name__, err)
             stop.wait(interval)
