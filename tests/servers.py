@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +187,7 @@ def gunicorn_server(redis_url: str, log_dir: Path, settings: Mapping[str, str] |
             smsc.start()
             stack.callback(smsc.stop)
         server = _start(redis_url, log_dir, settings or {}, workers, smsc, name)
-        stack.callback(_stop, server.process)
+        stack.callback(stop_gunicorn, server.process)
         yield server
 
 
@@ -197,13 +197,21 @@ class _PortTaken(Exception):
 
 def _start(redis_url: str, log_dir: Path, settings: Mapping[str, str], workers: int, smsc: CountingSmsc,
            name: str) -> Server:
-    """A server that answers, on a port found free; another port if something took it before gunicorn bound it."""
+    return start_gunicorn(procfile_command(), ROOT, lambda bind: server_env(redis_url, smsc.url, bind, workers,
+                                                                            settings),
+                          log_dir, name, workers, smsc, redis_url)
+
+
+def start_gunicorn(argv: list[str], cwd: Path, env_for: Callable[[str], dict[str, str]], log_dir: Path, name: str,
+                   workers: int, smsc: CountingSmsc, redis_url: str) -> Server:
+    """gunicorn from ``argv`` in ``cwd`` with the environment ``env_for(bind)``, answering on a free loopback port
+    (another port if something took it before gunicorn bound it); stop it with :func:`stop_gunicorn`."""
     for _ in range(3):
         port = free_port()
         log = log_dir / f"{name}-{port}.log"
-        env = server_env(redis_url, smsc.url, f"127.0.0.1:{port}", workers, settings)
         with log.open("wb") as sink:
-            process = subprocess.Popen(procfile_command(), cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(argv, cwd=cwd, env=env_for(f"127.0.0.1:{port}"), stdout=sink,
+                                       stderr=subprocess.STDOUT)
         server = Server(process, f"http://127.0.0.1:{port}", log, smsc, redis_url)
         try:
             _wait_until_up(server, workers)
@@ -213,7 +221,7 @@ def _start(redis_url: str, log_dir: Path, settings: Mapping[str, str], workers: 
             process.wait()
             continue
         except BaseException:
-            _stop(process)
+            stop_gunicorn(process)
             raise
         return server
     raise RuntimeError("gunicorn found its port taken three times")
@@ -244,7 +252,8 @@ def _wait_until_up(server: Server, workers: int) -> None:
         time.sleep(0.05)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_gunicorn(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the master (gunicorn lets its workers finish), SIGKILL it after ``STOP_TIMEOUT_S``."""
     if process.poll() is not None:
         return
     os.kill(process.pid, signal.SIGTERM)  # graceful: gunicorn lets its workers finish

@@ -36,12 +36,11 @@ from tests.servers import (
     ROOT,
     CountingSmsc,
     Server,
-    _PortTaken,
-    _stop,
-    _wait_until_up,
     procfile_command,
+    start_gunicorn,
+    stop_gunicorn,
 )
-from verify.embedded import EmbeddedRedis, free_port
+from verify.embedded import EmbeddedRedis
 
 BUILD_TIMEOUT_S = 180.0
 INSTALL_TIMEOUT_S = 300.0
@@ -154,30 +153,13 @@ def procfile_server(shipped: Shipped, redis_url: str) -> Iterator[Server]:
     """The Procfile's ``web:`` command, its gunicorn run by the venv's interpreter, in the run directory, with one
     worker on a free loopback port; stopped by its master's PID."""
     argv = [str(shipped.python), *procfile_command()[1:]]  # [python, "-m", "gunicorn", "wsgi:app", "-c", ...]
-    for _ in range(3):
-        port = free_port()
-        log = shipped.log_dir / f"gunicorn-{port}.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(argv, cwd=shipped.run_dir, env=shipped.env(redis_url, f"127.0.0.1:{port}"),
-                                       stdout=sink, stderr=subprocess.STDOUT)
-        # Server wants an SMSC emulator; this one is never started: the sandbox gateway sends here.
-        server = Server(process, f"http://127.0.0.1:{port}", log, CountingSmsc(), redis_url)
-        try:
-            _wait_until_up(server, workers=1)
-        except _PortTaken:
-            # Still binding (gunicorn retries for 5 s before it gives up), so no worker exists yet.
-            process.kill()
-            process.wait()
-            continue
-        except BaseException:
-            _stop(process)
-            raise
-        try:
-            yield server
-        finally:
-            _stop(process)
-        return
-    raise RuntimeError("gunicorn found its port taken three times")
+    # Server wants an SMSC emulator; this one is never started: the sandbox gateway sends here.
+    server = start_gunicorn(argv, shipped.run_dir, lambda bind: shipped.env(redis_url, bind), shipped.log_dir,
+                            "gunicorn", 1, CountingSmsc(), redis_url)
+    try:
+        yield server
+    finally:
+        stop_gunicorn(server.process)
 
 
 def test_the_wheel_carries_every_file_of_the_package(wheel: Path) -> None:
