@@ -14,7 +14,7 @@ import redis
 from redis.crc import key_slot
 
 from verify.config import parse_url
-from verify.embedded import EmbeddedCluster, EmbeddedRedis, free_port
+from verify.embedded import EmbeddedCluster, EmbeddedRedis, free_cluster_port, free_port
 from verify.errors import ConfigError, StoreUnavailable
 from verify.quotas import Limit, Quota, Window, parse
 from verify.store import (
@@ -500,6 +500,21 @@ def test_a_cluster_or_sentinel_that_does_not_answer_stops_the_start(url: str) ->
     with pytest.raises(ConfigError) as caught:
         Store.from_url(url.format(port=free_port()), "test:")
     assert caught.value.variable == "VERIFY_REDIS_URL"
+
+
+@pytest.mark.parametrize(("args", "reason"), [
+    (("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"), "no node owns a slot"),  # not created
+    ((), "Cluster mode is not enabled"),  # a plain server named as a cluster
+])
+def test_a_cluster_that_is_not_ready_stops_the_start(tmp_path: Path, args: tuple[str, ...], reason: str) -> None:
+    node = EmbeddedRedis(tmp_path, port=free_cluster_port(), args=args)
+    node.start()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            Store.from_url(f"redis+cluster://127.0.0.1:{node.port}", "test:")
+        assert caught.value.variable == "VERIFY_REDIS_URL" and reason in str(caught.value)
+    finally:
+        node.stop()
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis+cluster://", "redis+cluster://host",

@@ -311,9 +311,16 @@ class Store:
                 cluster = RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes],  # type: ignore[no-untyped-call]
                                        password=password, max_connections=CLUSTER_MAX_CONNECTIONS,
                                        require_full_coverage=False, **options)
+                state = cluster.cluster_info().get("cluster_state")
+            except IndexError as err:  # redis-py's, when the nodes answer but none owns a slot
+                raise ConfigError(REDIS_URL, "names a cluster that is not ready (no node owns a slot: was the "
+                                             "cluster created?)") from err
             except (redis.RedisError, RedisClusterException) as err:
                 raise ConfigError(REDIS_URL, f"names a cluster that does not answer or is not ready "
-                                                      f"({type(err).__name__}: {err})") from err
+                                             f"({type(err).__name__}: {err})") from err
+            if state != "ok":
+                cluster.close()
+                raise ConfigError(REDIS_URL, f"names a cluster that is not ready (cluster_state: {state})")
             return cls(cluster, prefix)
         if scheme == "redis+sentinel":
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
