@@ -17,7 +17,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,9 +68,8 @@ def is_problem(reply: Reply, status: int, problem: str) -> bool:
             and reply.content_type.startswith("application/problem+json"))
 
 
-def wait_for(condition: object, what: str, timeout: float = 30.0) -> None:
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
     """Poll ``condition()`` every 0.1 s until it is true."""
-    assert callable(condition)
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
