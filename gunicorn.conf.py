@@ -4,11 +4,22 @@ gevent workers: a request mostly waits on Redis or a gateway, so one process ser
 PORT and WEB_CONCURRENCY follow the usual platform conventions. Without WEB_CONCURRENCY, one worker per CPU this
 process may run on (a gevent worker keeps one core busy; docs/performance.md measured more to do no better).
 
-Logs hold no secrets (README "Production"): :class:`verify.logs.RedactingLogger` redacts the access log, gunicorn's
-error log and the app's own lines (``verify.*``, which it sends to the error log, in its format).
+Logs hold no secrets (README "Production"): :class:`verify.logs.RedactingLogger` redacts gunicorn's error log and
+the app's own lines (``verify.*``, which it sends to the error log, in its format), each line one JSON object.
+``VERIFY_LOG_FORMAT=text`` picks :class:`verify.logs.TextLogger` instead, gunicorn's readable format: the logger
+class is chosen here because gunicorn sets up its logging in the master, before the app and its Settings exist
+(which read the same variable through the same :func:`verify.logs.log_format`, so both agree). There is no access
+log: the app logs one line per request (``verify.request``: route template, status, duration, request id), and
+gunicorn's raw access line would carry the path and query string, where gateways put secrets.
 """
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from verify.logs import LOGGER_CLASSES, log_format
 
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or len(os.sched_getaffinity(0)))
@@ -18,10 +29,45 @@ worker_connections = 1000
 timeout = 60
 graceful_timeout = 20
 control_socket_disable = True
-accesslog = "-"
-# The default format (method, path and query, status, length, referer, user agent) plus the duration in ms, each
-# URL redacted by the logger class.
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
+# No access log: the app's request line (verify/observe.py) replaces it.
+accesslog = None
 # Importing verify.logs imports nothing of the app (verify/__init__.py is lazy), so the master stays free of ssl
-# and requests until gevent has patched each worker.
-logger_class = "verify.logs.RedactingLogger"
+# and requests until gevent has patched each worker. A VERIFY_LOG_FORMAT that is neither json nor text stops the
+# start here, naming the variable.
+logger_class = LOGGER_CLASSES[log_format(os.environ.get("VERIFY_LOG_FORMAT"))]
+
+# Prometheus metrics in multiprocess mode (README "Metrics"): each worker writes its samples to files in
+# PROMETHEUS_MULTIPROC_DIR, and /metrics, served by any worker, adds them up. prometheus_client picks its mode when
+# first imported, in each worker, so the variable is set here, in the master, before any worker starts. An unset
+# directory is made for this run and removed after it. The hooks touch only files: importing prometheus_client
+# here would import ssl into the master before gevent patches the workers.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="verify-metrics-")
+    _made_metrics_dir = True
+else:
+    _made_metrics_dir = False
+
+
+def on_starting(server: Any) -> None:
+    """Empty the metrics directory: the samples of an earlier run are not this run's."""
+    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's live gauges go (prometheus_client's ``mark_process_dead``); its counters still count."""
+    for live in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob(f"gauge_live*_{worker.pid}.db"):
+        live.unlink(missing_ok=True)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """After the worker's last in-flight request: stop its event delivery loop between two events."""
+    stop = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("verify.events.stop")
+    if stop is not None:
+        stop()
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics directory this run made."""
+    if _made_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

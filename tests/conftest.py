@@ -135,7 +135,7 @@ def clock() -> MovableClock:
 @pytest.fixture
 def app(settings: Settings, clock: MovableClock) -> Flask:
     """The app under test."""
-    return create_app(settings, clock=clock)
+    return create_app(settings, clock=clock, background=False)
 
 
 @pytest.fixture

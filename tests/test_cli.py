@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import requests
 
-from verify.cli import check_config
+from verify.cli import check_config, main
 from verify.embedded import EmbeddedCluster, EmbeddedRedis, free_port
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -147,6 +148,16 @@ def test_the_console_script_exits_non_zero_on_a_bad_configuration() -> None:
     result = subprocess.run([sys.executable, "-m", "verify.cli", "check-config"], env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "VERIFY_API_KEYS" in result.stderr
+
+
+def test_version_prints_the_installed_version_and_needs_no_settings(capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in os.environ if name.startswith("VERIFY_")]:
+        monkeypatch.delenv(name)
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"verify {metadata.version('verify')}\n"
 
 
 SANDBOX_ENV = {"VERIFY_API_KEYS": "api-key-0123456789-secret", "VERIFY_SECRET_KEY": "secret-key-0123456789-x",

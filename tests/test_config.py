@@ -150,7 +150,7 @@ def test_every_setting_is_declared_once_and_documented() -> None:
     assert len(declared) == sum(1 for f in fields if f.metadata.get("env"))  # no variable twice
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"`(VERIFY_[A-Z0-9_]+)`", table))
+    documented = set(re.findall(r"`((?:VERIFY|PROMETHEUS)_[A-Z0-9_]+)`", table))
     assert declared - documented == set(), "declared but not in the README's settings table"
     assert documented - declared == set(), "in the README's settings table but not declared"
 

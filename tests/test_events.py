@@ -197,13 +197,26 @@ def test_a_resend_moves_the_expiry(settings: Settings, receiver: Receiver, clock
 
 
 def test_without_a_url_nothing_is_queued(redis_url: str, clock: MovableClock) -> None:
+    """Without a receiver no event is journaled or queued; expiries are still watched, for the metrics."""
     from tests.conftest import make_settings
 
-    client = create_app(make_settings(redis_url), clock=clock).test_client()
-    vid = start(client).get_json()["id"]
-    check(client, vid, last_code(client))
-    store = client.application.extensions["verify"].store
-    assert store.client.keys("*{events}*") == [] and store.client.keys("*{expiry}*") == []
+    client = create_app(replace(make_settings(redis_url), challenge_ttl=1), clock=clock,
+                        background=False).test_client()
+    approved = start(client).get_json()["id"]
+    check(client, approved, last_code(client))
+    start(client, "+79990001122")  # left to expire
+    service = client.application.extensions["verify"]
+    service.events.sweep()
+    time.sleep(1.2)  # the records' real Redis TTL runs out
+    clock.advance(2)
+    service.events.sweep()
+    store = service.store
+    assert store.client.keys("*{events}*") == []
+    assert not any(b'"kind": "event"' in value or b'"kind":"event"' in value
+                   for key in store.client.keys("*journal*") for value in store.client.hvals(key))
+    expired = service.metrics.registry.get_sample_value(
+        "verify_verifications_expired_total", {"channel": "sms", "provider": "sandbox", "country": "RU"})
+    assert expired == 1  # the unapproved one; the approved one is not counted
 
 
 def test_the_background_thread_delivers(settings: Settings, receiver: Receiver) -> None:
@@ -216,7 +229,7 @@ def test_the_background_thread_delivers(settings: Settings, receiver: Receiver) 
         while not receiver.received and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        app.extensions["verify.events.stop"].set()
+        app.extensions["verify.events.stop"]()  # stops the loop and waits for it
     assert [e["type"] for e in receiver.events()] == ["verification.approved"]
 
 

@@ -1,26 +1,36 @@
-"""No secret reaches a log line (issue 9): not the access log, not gunicorn's error log, not the app's own lines.
+"""Log lines: one JSON object each, one per request, and never a secret (issues 9 and 11).
 
-The end-to-end part runs what ships: the Procfile's gunicorn with gunicorn.conf.py (:mod:`tests.servers`), with SMSC
-and D7 configured. It sends what the gateways and the clients really send: SMSC callbacks with the handler URL's
+The end-to-end part runs what ships: the Procfile's gunicorn with gunicorn.conf.py (:mod:`tests.servers`), two
+workers, with SMSC and D7 configured. It sends what the gateways and the clients really send: an SMS verification
+from start to proof token (a wrong code, then the right one), SMSC callbacks with the handler URL's
 ``sha1=``/``md5=``/``crc32=`` secret in the query string (right and wrong secrets), D7 receipts and reports with the
-webhook token in the path (right and wrong tokens), API calls with the API key and the codes, requests gunicorn
-cannot parse, and a send that fails at both gateways so the app logs errors. Then it stops the server and reads
-everything it wrote (stdout and stderr: access log, error log, the app's lines) for every secret value, and for the
-redacted lines that must be there instead, so it cannot pass by logging nothing.
+webhook token in the path (right and wrong tokens), API calls with the API key in the query string, a 404, requests
+with a well-formed and a malformed ``X-Request-Id``, requests gunicorn cannot parse, and a send that fails at both
+gateways so the app logs errors. Then it stops the server and reads everything it wrote (stdout and stderr: gunicorn's
+lines, the app's, the request lines): every line must be a JSON object; every secret value and every code sent is
+searched for in every line, and every phone number sent must appear only masked; and the lines that must be there
+instead (the request line of each request, with its route template, its verification and its request id; the
+redacted error lines) are looked for, so it cannot pass by logging nothing. A second, short run checks that
+``VERIFY_LOG_FORMAT=text`` gives gunicorn's readable lines.
 
-The unit part pins :func:`verify.logs.redact` and what :class:`verify.logs.RedactingLogger` does to each atom and
-to the error log's records.
+The unit part pins :func:`verify.logs.redact`, what :class:`verify.logs.RedactingLogger` does to each access log
+atom and to the error log's records, the JSON fields (:class:`verify.logs.JsonFormatter`), and where the format is
+chosen (gunicorn.conf.py, ``Settings.log_format``, ``verify dev``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import runpy
 import socket
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,10 +48,23 @@ from tests.conftest import API_KEY, SECRET_KEY
 from tests.providers import d7_emulator
 from tests.providers.d7_emulator import D7Emulator, post_dlr, post_report, report_fields
 from tests.providers.smsc_emulator import HashName, smsc_callback
-from tests.servers import SMSC_APIKEY, CountingSmsc, Server, gunicorn_server
+from tests.servers import AUTH, ROOT, SMSC_APIKEY, CountingSmsc, Server, gunicorn_server
+from verify import cli
 from verify.cli import gunicorn_command
+from verify.config import Settings
 from verify.embedded import EmbeddedRedis
-from verify.logs import REDACTED, RedactingLogger, redact
+from verify.errors import ConfigError
+from verify.logs import (
+    LOGGER_CLASSES,
+    REDACTED,
+    REQUEST_ID,
+    JsonFormatter,
+    RedactingLogger,
+    TextLogger,
+    _log_thread_exception,
+    log_format,
+    redact,
+)
 
 SMSC_SECRET = "smscSecret-Q7w9Zr4T2pLx"
 WRONG_SMSC_SECRET = "wrongSmsc-V4n7Jd3Qs6Ay"
@@ -66,15 +89,30 @@ SETTINGS = {
     "VERIFY_BREAKER_FAILURES": "1000",
 }
 TIMEOUT = 10.0
+# The phones of the scenario (each a number the log may show only masked).
+PHONES = ("+79991230001", "+79991230002", "+79991230003", "+79991230004", "+79991230005")
+# X-Request-Id values: taken as they are, and refused (a blank, a character outside the set, too long).
+START_ID = "start.7f3a:9c_e2-0"
+GOOD_ID = "0b7e2d1c-4a5f-4e3b-9c8d-7a6b5c4d3e2f"
+BAD_IDS = ("not a good id", "id<script>", "x" * 129)
+GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+TEXT_LINE = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [-+]\d{4}\] \[\d+\] \[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] ")
+
+Record = dict[str, Any]
 
 
 @dataclass
 class Logged:
-    """What the server wrote, and every secret value that went through it, by name."""
+    """What the server wrote (its lines, and those that are JSON objects, parsed), and every secret value that went
+    through it, by name."""
 
     text: str = ""
+    records: list[Record] = field(default_factory=list)
+    not_json: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
     statuses: dict[str, int] = field(default_factory=dict)  # what each request of the scenario was answered
+    echoed: dict[str, str] = field(default_factory=dict)  # the X-Request-Id each request got back, by name
     verification_id: str = ""  # of the SMS verification, whose API lines are looked for
 
     def keep(self, name: str, value: str) -> str:
@@ -83,10 +121,31 @@ class Logged:
         self.secrets[name] = value
         return value
 
-    def lines(self, pattern: str) -> list[str]:
-        """The log lines that match the regular expression ``pattern``."""
+    def read(self, text: str) -> None:
+        """Take the server's whole output."""
+        self.text = text
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                self.records.append(record)
+            else:
+                self.not_json.append(line)
+
+    def where(self, **fields: object) -> list[Record]:
+        """The records with these values."""
+        return [r for r in self.records if all(r.get(name) == value for name, value in fields.items())]
+
+    def matching(self, pattern: str, **fields: object) -> list[Record]:
+        """The records with these values whose message matches the regular expression ``pattern``."""
         found = re.compile(pattern)
-        return [line for line in self.text.splitlines() if found.search(line)]
+        return [r for r in self.where(**fields) if found.search(str(r.get("message", "")))]
+
+    def requests(self, method: str, route: str, status: int) -> list[Record]:
+        """The request lines of ``method route`` answered ``status``."""
+        return self.where(logger="verify.request", method=method, route=route, status=status)
 
 
 # the end-to-end run
@@ -115,7 +174,7 @@ def logged(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
                              smsc=smsc) as server:
             _scenario(server, d7, result)
             log = server.log
-        result.text = log.read_text(encoding="utf-8", errors="replace")  # the server has stopped: all of it
+        result.read(log.read_text(encoding="utf-8", errors="replace"))  # the server has stopped: all of it
     finally:
         smsc.stop()
         d7.stop()
@@ -124,6 +183,7 @@ def logged(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
 
 def _scenario(server: Server, d7: D7Emulator, result: Logged) -> None:
     _api(server, result)
+    _request_ids(server, result)
     _call(server, result)
     _smsc_callbacks(server, result)
     _d7(server, d7, result)
@@ -135,9 +195,10 @@ def _api(server: Server, result: Logged) -> None:
     """An SMS verification from start to proof token, with a wrong code, a wrong key and keys in the query."""
     auth = {"Authorization": f"Bearer {API_KEY}"}
     mark = server.smsc.mark()
-    started = requests.post(server.url("/v1/verifications"), json={"phone": "+79991230001"}, headers=auth,
-                            timeout=TIMEOUT)
+    started = requests.post(server.url("/v1/verifications"), json={"phone": PHONES[0]},
+                            headers={**auth, "X-Request-Id": START_ID}, timeout=TIMEOUT)
     assert started.status_code == 201, started.text
+    result.echoed["start"] = started.headers.get("X-Request-Id", "")
     verification_id = result.verification_id = started.json()["id"]
     code = _code(server.smsc.since(mark, "sms")[0].text)
     result.keep("code sent by SMSC", code)
@@ -152,7 +213,7 @@ def _api(server: Server, result: Logged) -> None:
     assert requests.post(server.url("/v1/tokens/verify"), json={"token": token}, headers=auth,
                          timeout=TIMEOUT).status_code == 200
     result.statuses["wrong key"] = requests.post(
-        server.url("/v1/verifications"), json={"phone": "+79991230002"},
+        server.url("/v1/verifications"), json={"phone": PHONES[1]},
         headers={"Authorization": f"Bearer {WRONG_API_KEY}"}, timeout=TIMEOUT).status_code
     # A client that puts its key or the proof token in the URL, and a browser page whose URL holds the token.
     result.statuses["key in query"] = requests.get(
@@ -161,6 +222,15 @@ def _api(server: Server, result: Logged) -> None:
     result.statuses["referer"] = requests.get(
         server.url("/healthz"), headers={"Referer": f"https://app.example.com/done?token={token}&step=2"},
         timeout=TIMEOUT).status_code
+    result.statuses["not found"] = requests.get(server.url("/no/such/page"), timeout=TIMEOUT).status_code
+
+
+def _request_ids(server: Server, result: Logged) -> None:
+    """A well-formed X-Request-Id, taken as it is, and malformed ones, each replaced by a new id."""
+    for name, given in (("good", GOOD_ID), *((f"bad {i}", bad) for i, bad in enumerate(BAD_IDS))):
+        answer = requests.get(server.url("/healthz"), headers={"X-Request-Id": given}, timeout=TIMEOUT)
+        result.statuses[f"{name} request id"] = answer.status_code
+        result.echoed[name] = answer.headers.get("X-Request-Id", "")
 
 
 def _call(server: Server, result: Logged) -> None:
@@ -294,22 +364,37 @@ def _pieces(value: str) -> list[str]:
     return [value, *(part for part in value.split(".") if len(part) >= 12 and part != value)]
 
 
+def _searched(logged: Logged) -> list[str]:
+    """Every line as written, and every JSON line again with its values decoded (a ``\\u`` escape hides nothing)."""
+    decoded = [" ".join(str(value) for value in record.values()) for record in logged.records]
+    return [*logged.text.splitlines(), *decoded]
+
+
 def test_no_secret_reaches_any_log_line(logged: Logged) -> None:
     leaks = {}
     for name, value in logged.secrets.items():
         pattern = re.compile("|".join(rf"(?<![0-9A-Za-z]){re.escape(piece)}(?![0-9A-Za-z])" if piece.isdigit()
                                       else re.escape(piece) for piece in _pieces(value)))
-        lines = [pattern.sub("X" * 8, line) for line in logged.text.splitlines() if pattern.search(line)]
+        lines = [pattern.sub("X" * 8, line) for line in _searched(logged) if pattern.search(line)]
         if lines:
             leaks[name] = lines
     assert not leaks, "secrets in the server's log (values replaced by X):\n" + json.dumps(leaks, indent=1,
                                                                                            ensure_ascii=False)
 
 
+def test_phones_appear_only_masked(logged: Logged) -> None:
+    # The national digits of each number, however written (+7999..., 7999..., %2B7999...).
+    numbers = re.compile("|".join(rf"(?<!\d){phone[1:]}(?!\d)" for phone in PHONES))
+    assert [line for line in _searched(logged) if numbers.search(line)] == []
+    assert logged.matching(rf"sent via smsc to {re.escape('+7999***0001')}$", logger="verify.service")
+
+
 def test_the_traffic_was_answered_as_expected(logged: Logged) -> None:
     # What each request got, so the log lines checked below are those of handled requests.
     expected = {
-        "wrong code": 422, "wrong key": 401, "key in query": 200, "referer": 200, "smsc call sha1": 200,
+        "wrong code": 422, "wrong key": 401, "key in query": 200, "referer": 200, "not found": 404,
+        "good request id": 200, **{f"bad {i} request id": 200 for i in range(len(BAD_IDS))},
+        "smsc call sha1": 200,
         "smsc sha1": 200, "smsc md5": 200, "smsc crc32": 200, "smsc crc32 hex": 200, "smsc json utf-8": 200,
         "smsc SHA1": 200, "smsc wrong secret": 403,
         "d7 report": 200, "d7 report wrong token": 404, "d7 dlr": 200, "d7 dlr get": 200, "d7 dlr wrong token": 404,
@@ -323,77 +408,150 @@ def test_the_traffic_was_answered_as_expected(logged: Logged) -> None:
 # what the log must hold instead
 
 
-def access(logged: Logged, method: str, target: str, status: int) -> list[str]:
-    """The access lines of ``method target`` answered ``status`` (``target`` as logged, a literal)."""
-    return logged.lines(rf'"{method} {re.escape(target)} HTTP/1\.1" {status} ')
+def test_every_line_is_one_json_object(logged: Logged) -> None:
+    assert logged.not_json == []
+    assert len(logged.records) > 50
+    for record in logged.records:
+        assert TIME.fullmatch(record["time"]), record
+        assert record["level"] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), record
+        assert isinstance(record["logger"], str) and isinstance(record["message"], str), record
+        assert isinstance(record["pid"], int), record
 
 
-@pytest.mark.parametrize(("method", "target", "status"), [
-    ("POST", f"/webhooks/smsc?sha1={REDACTED}", 200),
-    ("POST", f"/webhooks/smsc?md5={REDACTED}", 200),
-    ("POST", f"/webhooks/smsc?crc32={REDACTED}", 200),
-    ("POST", f"/webhooks/smsc?sha1={REDACTED}&charset=utf-8&fmt=3", 200),
-    ("POST", f"/webhooks/smsc?SHA1={REDACTED}", 200),
-    ("POST", f"/webhooks/smsc?sha1={REDACTED}", 403),
-    ("POST", f"/webhooks/d7/{REDACTED}/report", 200),
-    ("POST", f"/webhooks/d7/{REDACTED}/report", 404),
-    ("POST", f"/webhooks/d7/{REDACTED}", 200),
-    ("POST", f"/webhooks/d7/{REDACTED}", 404),
-    ("POST", f"/webhooks//d7/{REDACTED}", 308),
-    ("POST", f"/webhooks/d7/{REDACTED}/report", 400),  # refused by gunicorn: two Content-Lengths
-    ("POST", f"/webhooks/smsc?sha1={REDACTED}&charset=utf-8", 500),  # the app failed reading the body
+def test_gunicorn_lines_are_json_too(logged: Logged) -> None:
+    assert logged.matching(r"^Starting gunicorn ", logger="gunicorn.error", level="INFO")
+    booted = logged.matching(r"^Booting worker with pid: \d+$", logger="gunicorn.error")
+    assert len(booted) == 2
+    assert logged.matching(r"^Shutting down: Master$", logger="gunicorn.error")
+    # Two workers: the request lines come from both.
+    assert {r["pid"] for r in logged.where(logger="verify.request")} == {r["pid"] for r in booted}
+
+
+@pytest.mark.parametrize(("method", "route", "status"), [
+    ("POST", "/v1/verifications", 201),
     ("POST", "/v1/verifications", 401),
+    ("POST", "/v1/verifications", 503),
+    ("POST", "/v1/tokens/verify", 200),
     ("GET", "/healthz", 200),
+    ("GET", "<unmatched>", 404),
+    ("POST", "/webhooks/smsc", 200),
+    ("POST", "/webhooks/smsc", 403),
+    ("POST", "/webhooks/smsc", 500),  # the app failed reading the body
+    ("POST", "/webhooks/d7/<token>/report", 200),
+    ("POST", "/webhooks/d7/<token>/report", 404),
+    ("POST", "/webhooks/d7/<token>", 200),
+    ("GET", "/webhooks/d7/<token>", 200),
+    ("POST", "/webhooks/d7/<token>", 404),
+    ("POST", "<unmatched>", 308),  # werkzeug's redirect of //webhooks
 ])
-def test_webhook_and_api_lines_are_logged_redacted(logged: Logged, method: str, target: str, status: int) -> None:
-    assert access(logged, method, target, status), \
-        f"no access line for {method} {target} {status}; the access lines:\n" + "\n".join(logged.lines(r'" \d{3} '))
+def test_each_request_has_its_line_with_the_route_template(logged: Logged, method: str, route: str,
+                                                           status: int) -> None:
+    lines = logged.requests(method, route, status)
+    assert lines, f"no request line for {method} {route} {status}; the request lines:\n" + "\n".join(
+        r["message"] for r in logged.where(logger="verify.request"))
+    for line in lines:
+        assert line["level"] == "INFO"
+        assert re.fullmatch(rf"{method} {re.escape(route)} {status} \d+\.\dms", line["message"]), line
+        assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0, line
+        assert isinstance(line["verification_id"], str), line
 
 
-def test_a_legacy_receipt_by_get_keeps_its_fields_but_not_the_token(logged: Logged) -> None:
-    [line] = logged.lines(rf'"GET /webhooks/d7/{re.escape(REDACTED)}\?id=[-0-9a-f]+&level=2&message_status=DELIVRD')
-    assert '" 200 ' in line
-
-
-def test_api_lines_keep_the_path_and_lose_keys_in_the_query(logged: Logged) -> None:
+def test_request_lines_carry_the_verification(logged: Logged) -> None:
     verification_id = logged.verification_id
-    assert access(logged, "POST", f"/v1/verifications/{verification_id}/check", 422)
-    assert access(logged, "POST", f"/v1/verifications/{verification_id}/check", 200)
-    assert access(logged, "GET", f"/v1/verifications/{verification_id}?api_key={REDACTED}&access_token={REDACTED}",
-                  200)
-    [referred] = logged.lines(r'"GET /healthz HTTP/1\.1" 200 .*"https://app\.example\.com/done\?token=')
-    assert f"token={REDACTED}&step=2" in referred
+    [started] = logged.where(logger="verify.request", request_id=START_ID)
+    assert started["verification_id"] == verification_id
+    check = "/v1/verifications/<verification_id>/check"
+    for status in (422, 200):
+        [line] = logged.requests("POST", check, status)
+        assert line["verification_id"] == verification_id
+    # A GET with the key and the proof token in its query string: the route has neither.
+    [got] = [r for r in logged.requests("GET", "/v1/verifications/<verification_id>", 200)
+             if r["verification_id"] == verification_id]
+    assert "?" not in got["message"]
+    for line in logged.where(logger="verify.request"):
+        assert "?" not in line["route"] and line["route"] in line["message"], line
+
+
+def test_one_line_per_request(logged: Logged) -> None:
+    ids = [r["request_id"] for r in logged.where(logger="verify.request")]
+    assert len(ids) == len(set(ids))
+
+
+def test_the_request_id_is_echoed_and_logged(logged: Logged) -> None:
+    assert logged.echoed["good"] == GOOD_ID
+    assert logged.where(logger="verify.request", request_id=GOOD_ID, route="/healthz")
+    # Every line logged while a request is served carries its id: the start's line of the app says what it sent.
+    assert logged.echoed["start"] == START_ID
+    [sent] = logged.matching(r"^verification \S+ sent via smsc to \+7999\*\*\*0001$", request_id=START_ID)
+    assert sent["logger"] == "verify.service"
+    [line] = logged.where(logger="verify.request", request_id=START_ID)
+    assert (line["route"], line["status"], line["verification_id"]) == ("/v1/verifications", 201,
+                                                                        logged.verification_id)
+
+
+def test_a_malformed_request_id_is_replaced(logged: Logged) -> None:
+    for i, bad in enumerate(BAD_IDS):
+        generated = logged.echoed[f"bad {i}"]
+        assert GENERATED_ID.fullmatch(generated), generated
+        assert logged.where(logger="verify.request", request_id=generated, route="/healthz")
+        assert bad not in logged.text
+    # Requests that sent none get one too, each its own.
+    others = [r["request_id"] for r in logged.where(logger="verify.request")
+              if r["request_id"] not in (GOOD_ID, START_ID)]
+    assert others and all(GENERATED_ID.fullmatch(request_id) for request_id in others)
 
 
 def test_the_error_log_shows_unparseable_requests_redacted(logged: Logged) -> None:
-    refused = logged.lines(r"\[WARNING\] Invalid request from ip=127\.0\.0\.1: Invalid HTTP request line")
+    refused = logged.matching(r"^Invalid request from ip=127\.0\.0\.1: Invalid HTTP request line",
+                              logger="gunicorn.error", level="WARNING")
     assert len(refused) == 2, refused
-    assert any(f"/webhooks/smsc?sha1={REDACTED}&charset=utf-8&mes=" in line for line in refused), refused
-    assert any(f"/webhooks/d7/{REDACTED}?text=" in line for line in refused), refused
-    assert logged.lines(r"Invalid request from ip=127\.0\.0\.1: Request Line is too large")
+    assert any(f"/webhooks/smsc?sha1={REDACTED}&charset=utf-8&mes=" in r["message"] for r in refused), refused
+    assert any(f"/webhooks/d7/{REDACTED}?text=" in r["message"] for r in refused), refused
+    assert logged.matching(r"Invalid request from ip=127\.0\.0\.1: Request Line is too large",
+                           logger="gunicorn.error")
+    # Refused after its request line was read: no request line (the app never saw it), gunicorn's warning only.
+    assert logged.matching(r"^Invalid request from ip=127\.0\.0\.1: Invalid HTTP Header: 'CONTENT-LENGTH'$",
+                           logger="gunicorn.error")
 
 
 def test_the_app_logs_its_errors_redacted(logged: Logged) -> None:
-    assert logged.lines(r"\[WARNING\] gateway failed: smsc: HTTP 502")
-    [d7] = logged.lines(r"gateway failed: d7: HTTP 400")
-    assert f"{PUBLIC_URL}/webhooks/d7/{REDACTED}/report is not reachable" in d7
-    assert logged.lines(r"\[ERROR\] delivery-failed: every gateway failed")
-    assert logged.lines(r"\[ERROR\] unhandled error")  # the bad chunked body
-
-
-def test_the_app_lines_are_in_the_error_log_format(logged: Logged) -> None:
-    # The app's own lines share gunicorn's error log and its format, as gunicorn.conf.py's post_fork used to do.
-    assert logged.lines(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [-+]\d{4}\] \[\d+\] \[INFO\] verification \S+ approved "
-                        r"by code")
-
-
-def test_access_lines_carry_the_duration(logged: Logged) -> None:
-    assert logged.lines(r'"GET /healthz HTTP/1\.1" 200 \d+ "-" "python-requests/[\d.]+" \d+ms$')
+    assert logged.matching(r"^gateway failed: smsc: HTTP 502", level="WARNING")
+    [d7] = logged.matching(r"^gateway failed: d7: HTTP 400")
+    assert f"{PUBLIC_URL}/webhooks/d7/{REDACTED}/report is not reachable" in d7["message"]
+    assert GENERATED_ID.fullmatch(d7["request_id"])  # logged while the start was served
+    assert logged.matching(r"^delivery-failed: every gateway failed", level="ERROR")
+    [unhandled] = logged.matching(r"^unhandled error$", level="ERROR")  # the bad chunked body
+    assert unhandled["exception"].startswith("Traceback (most recent call last):"), unhandled
+    [request] = logged.where(logger="verify.request", request_id=unhandled["request_id"])
+    assert (request["route"], request["status"]) == ("/webhooks/smsc", 500)
 
 
 def test_the_master_does_not_import_the_app(logged: Logged) -> None:
     # Loading the logger class must not import requests and ssl into the master before gevent patches the workers.
     assert "MonkeyPatchWarning" not in logged.text
+
+
+# VERIFY_LOG_FORMAT=text
+
+
+def test_the_text_format_is_readable(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    with gunicorn_server(redis_server.url, tmp_path, {"VERIFY_LOG_FORMAT": "text"}, workers=1) as server:
+        assert requests.get(server.url("/healthz"), headers={"X-Request-Id": GOOD_ID}, timeout=TIMEOUT).ok
+        started = requests.post(server.url("/v1/verifications"), json={"phone": PHONES[0]},
+                                params={"api_key": API_KEY}, headers=AUTH, timeout=TIMEOUT)
+        assert started.status_code == 201, started.text
+        log = server.log
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if not TEXT_LINE.match(line)] == []
+    text = "\n".join(lines)
+    assert re.search(r"\] \[INFO\] Booting worker with pid: \d+$", text, re.MULTILINE)
+    assert re.search(r"\] \[INFO\] GET /healthz 200 \d+\.\dms$", text, re.MULTILINE)
+    assert re.search(r"\] \[INFO\] POST /v1/verifications 201 \d+\.\dms$", text, re.MULTILINE)
+    assert re.search(r"\] \[INFO\] verification \S+ sent via smsc to \+7999\*\*\*0001$", text, re.MULTILINE)
+    assert API_KEY not in text and PHONES[0][1:] not in text
 
 
 # redact(): the text rules
@@ -439,6 +597,10 @@ def test_the_master_does_not_import_the_app(logged: Logged) -> None:
     ("'GET /webhooks/d7/t0k\\xd0\\x9fen?text=\\xd0\\x9f\\xd1\\x80 HTTP/1.1'",
      f"'GET /webhooks/d7/{REDACTED}?text={REDACTED} HTTP/1.1'"),
     ("/webhooks/d7", "/webhooks/d7"),
+    # The route template of the request line names the token; it holds none.
+    ("POST /webhooks/d7/<token>/report 200 1.0ms", "POST /webhooks/d7/<token>/report 200 1.0ms"),
+    ("/webhooks/d7/<token>", "/webhooks/d7/<token>"),
+    ("/webhooks/d7/<token>x", f"/webhooks/d7/{REDACTED}"),
     # Credentials and secrets in free text: headers, JSON and Python reprs.
     ("Authorization: Bearer abcdefgh12345678", f"Authorization: Bearer {REDACTED}"),
     ("Authorization: Basic Zm9vOmJhcg==", f"Authorization: Basic {REDACTED}"),
@@ -462,20 +624,26 @@ def test_redact(text: str, expected: str) -> None:
 
 
 @pytest.fixture
-def gunicorn_logger(tmp_path: Path) -> Iterator[tuple[RedactingLogger, Path, Path]]:
-    """A RedactingLogger writing its error and access logs to files; the loggers it touches are restored after."""
+def gunicorn_logger(request: pytest.FixtureRequest,
+                    tmp_path: Path) -> Iterator[tuple[RedactingLogger, Path, Path]]:
+    """A RedactingLogger (or the class given as the fixture's parameter) writing its error and access logs to files;
+    the loggers and hooks it touches are restored after."""
     names = ("gunicorn.error", "gunicorn.access", "verify", "")
     saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
                     logging.getLogger(name).propagate) for name in names}
+    excepthook = threading.excepthook
     logging.getLogger().handlers = []  # as in gunicorn's process: nothing configured the root logger (pytest did)
     cfg = Config()
     errors, accesses = tmp_path / "error.log", tmp_path / "access.log"
     cfg.set("errorlog", str(errors))
     cfg.set("accesslog", str(accesses))
-    logger = RedactingLogger(cfg)
+    logger_class: type[RedactingLogger] = getattr(request, "param", RedactingLogger)
+    logger = logger_class(cfg)
     try:
         yield logger, errors, accesses
     finally:
+        logging.captureWarnings(False)
+        threading.excepthook = excepthook
         for name, (handlers, level, propagate) in saved.items():
             for handler in logging.getLogger(name).handlers:
                 if handler not in handlers:
@@ -483,6 +651,13 @@ def gunicorn_logger(tmp_path: Path) -> Iterator[tuple[RedactingLogger, Path, Pat
             logging.getLogger(name).handlers = handlers
             logging.getLogger(name).setLevel(level)
             logging.getLogger(name).propagate = propagate
+
+
+def _records(path: Path) -> list[Record]:
+    """A JSON log file's lines, each parsed (each must be one JSON object)."""
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert all(isinstance(record, dict) for record in records)
+    return records
 
 
 def _request(uri: str, headers: list[tuple[str, str]]) -> tuple[Any, Any, dict[str, Any]]:
@@ -550,6 +725,7 @@ def test_a_percent_encoded_route_is_shown_decoded_and_redacted(
 
 
 def test_access_lines_are_written_redacted(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
+    # gunicorn.conf.py has no access log any more; `gunicorn_command(access_log=True)` (the bench) still writes one.
     logger, _, accesses = gunicorn_logger
     logger.cfg.set("access_log_format", '%(r)s %(U)s?%(q)s "%(f)s" %({authorization}i)s %({raw_uri}e)s')
     logger.access(*_request("/webhooks/smsc?md5=s3cret", [("Authorization", "Basic Zm9vOmJhcg=="),
@@ -557,7 +733,9 @@ def test_access_lines_are_written_redacted(gunicorn_logger: tuple[RedactingLogge
                   timedelta(0))
     text = accesses.read_text()
     assert "s3cret" not in text and "Zm9v" not in text, text
-    assert f"POST /webhooks/smsc?md5={REDACTED} HTTP/1.1" in text
+    [line] = _records(accesses)
+    assert line["logger"] == "gunicorn.access"
+    assert line["message"].startswith(f"POST /webhooks/smsc?md5={REDACTED} HTTP/1.1 /webhooks/smsc?md5={REDACTED} ")
 
 
 def test_error_log_records_are_redacted(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
@@ -571,13 +749,37 @@ def test_error_log_records_are_redacted(gunicorn_logger: tuple[RedactingLogger, 
     logging.getLogger("verify.service").info("verification %s approved by %s", "abc", "code")
     logging.getLogger("urllib3.connectionpool").warning("Retrying: /sys/send.php?psw=s3cret-in-library")
     logger.debug("not written at the default level: %s", "s3cret-debug")
+    assert "s3cret" not in errors.read_text()
+    gunicorn, flask, app, library = _records(errors)
+    assert (gunicorn["level"], gunicorn["logger"], gunicorn["message"]) == (
+        "ERROR", "gunicorn.error", f"Error handling request POST /webhooks/smsc?sha1={REDACTED}")
+    assert gunicorn["exception"].startswith("Traceback (most recent call last):\n")
+    assert gunicorn["exception"].endswith(f"ValueError: cannot read /webhooks/smsc?sha1={REDACTED}")
+    assert (flask["level"], flask["logger"], flask["message"]) == (
+        "ERROR", "verify", f"Exception on /webhooks/d7/{REDACTED}/report [POST]")
+    assert (app["level"], app["logger"], app["message"]) == (
+        "INFO", "verify.service", "verification abc approved by code")
+    assert (library["level"], library["logger"], library["message"]) == (
+        "WARNING", "urllib3.connectionpool", f"Retrying: /sys/send.php?psw={REDACTED}")
+
+
+@pytest.mark.parametrize("gunicorn_logger", [TextLogger], indirect=True)
+def test_the_text_logger_writes_gunicorn_s_format_redacted(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
+    logger, errors, accesses = gunicorn_logger
+    try:
+        raise ValueError("cannot read /webhooks/smsc?sha1=s3cret-in-exception")
+    except ValueError:
+        logger.exception("Error handling request %s %s", "POST", "/webhooks/smsc?sha1=s3cret-in-args")
+    logging.getLogger("verify.request").info("%s %s %s %.1fms", "POST", "/webhooks/d7/<token>", 200, 1.25,
+                                             extra={"request_id": "r1", "route": "/webhooks/d7/<token>"})
+    logger.access(*_request("/webhooks/smsc?md5=s3cret", []), timedelta(0))
     text = errors.read_text()
-    assert "s3cret" not in text, text
-    assert f"[ERROR] Error handling request POST /webhooks/smsc?sha1={REDACTED}" in text
-    assert f"ValueError: cannot read /webhooks/smsc?sha1={REDACTED}" in text
-    assert f"[ERROR] Exception on /webhooks/d7/{REDACTED}/report [POST]" in text
-    assert "[INFO] verification abc approved by code" in text
-    assert f"Retrying: /sys/send.php?psw={REDACTED}" in text
+    assert "s3cret" not in text + accesses.read_text(), text
+    assert re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [-+]\d{4}\] \[\d+\] \[ERROR\] Error handling request POST "
+                    rf"/webhooks/smsc\?sha1={re.escape(REDACTED)}\nTraceback", text), text
+    assert f"ValueError: cannot read /webhooks/smsc?sha1={REDACTED}\n" in text
+    assert re.search(r"\] \[INFO\] POST /webhooks/d7/<token> 200 1\.2ms$", text, re.MULTILINE), text
+    assert accesses.read_text().startswith('203.0.113.9 - - [')
 
 
 def test_a_line_that_cannot_be_formatted_or_redacted_is_not_written_raw(
@@ -585,11 +787,13 @@ def test_a_line_that_cannot_be_formatted_or_redacted_is_not_written_raw(
     _, errors, _ = gunicorn_logger
     logging.getLogger("verify.x").error("bad format %d", "/webhooks/d7/s3cret")
     monkeypatch.setattr("verify.logs.redact", lambda text: 1 / 0)
-    logging.getLogger("verify.x").error("fails %s", "/webhooks/smsc?sha1=s3cret")
-    text = errors.read_text()
-    assert "s3cret" not in text, text
-    assert f"unformattable log message: 'bad format %d' ('/webhooks/d7/{REDACTED}',)" in text
-    assert "a log line was withheld: redacting it failed (ZeroDivisionError)" in text
+    logging.getLogger("verify.x").error("fails %s", "/webhooks/smsc?sha1=s3cret",
+                                        extra={"route": "/webhooks/d7/s3cret"})
+    assert "s3cret" not in errors.read_text()
+    unformattable, withheld = _records(errors)
+    assert unformattable["message"] == f"unformattable log message: 'bad format %d' ('/webhooks/d7/{REDACTED}',)"
+    assert withheld["message"] == "a log line was withheld: redacting it failed (ZeroDivisionError)"
+    assert "route" not in withheld  # an extra field that could not be redacted is dropped
 
 
 def test_a_reload_does_not_stack_filters(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
@@ -603,6 +807,90 @@ def test_a_reload_does_not_stack_filters(gunicorn_logger: tuple[RedactingLogger,
     assert errors.read_text().count("once") == 1
     assert all(sum(isinstance(f, type(logger.redaction)) for f in handler.filters) == 1
                for handler in logger.error_log.handlers)
+    # gunicorn's own handlers (pytest attaches its capture handlers to every logger that does not propagate).
+    assert all(isinstance(handler.formatter, JsonFormatter) for handler in logger.error_log.handlers
+               if getattr(handler, "_gunicorn", False))
+
+
+# JSON lines: the fields
+
+
+def test_a_request_line_has_its_fields_typed(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
+    _, errors, _ = gunicorn_logger
+    logging.getLogger("verify.request").info(
+        "%s %s %s %.1fms", "POST", "/v1/verifications/<verification_id>/check", 200, 4.25,
+        extra={"request_id": "req-1", "method": "POST", "route": "/v1/verifications/<verification_id>/check",
+               "status": 200, "duration_ms": 4.25, "verification_id": "00ab1234"})
+    [line] = _records(errors)
+    assert TIME.fullmatch(line.pop("time"))
+    assert isinstance(line.pop("pid"), int)
+    assert line == {"level": "INFO", "logger": "verify.request",
+                    "message": "POST /v1/verifications/<verification_id>/check 200 4.2ms", "request_id": "req-1",
+                    "method": "POST", "route": "/v1/verifications/<verification_id>/check", "status": 200,
+                    "duration_ms": 4.25, "verification_id": "00ab1234"}
+
+
+def test_the_time_is_rfc3339_utc_with_milliseconds() -> None:
+    record = logging.makeLogRecord({"msg": "x", "created": 1795338902.042, "msecs": 42.0})
+    assert json.loads(JsonFormatter().format(record))["time"] == "2026-11-22T09:15:02.042Z"
+
+
+def test_lines_logged_during_a_request_carry_its_id(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
+    _, errors, _ = gunicorn_logger
+    logging.getLogger("verify.service").info("before")
+    token = REQUEST_ID.set("req-7")
+    try:
+        logging.getLogger("verify.service").info("during")
+        logging.getLogger("gunicorn.error").info("gunicorn's, during")
+        logging.getLogger("verify.request").info("given", extra={"request_id": "req-given"})
+    finally:
+        REQUEST_ID.reset(token)
+    logging.getLogger("verify.service").info("after")
+    before, during, gunicorn, given, after = _records(errors)
+    assert "request_id" not in before and "request_id" not in after
+    assert during["request_id"] == gunicorn["request_id"] == "req-7"
+    assert given["request_id"] == "req-given"
+
+
+def test_every_field_is_redacted_and_each_line_is_one_line(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
+    _, errors, _ = gunicorn_logger
+
+    class Url:
+        def __str__(self) -> str:
+            return "https://h/webhooks/smsc?sha1=s3cret-object"
+
+    logging.getLogger("verify.x").warning(
+        "two\nlines, Привет, \U0001f600 %s", "/webhooks/d7/s3cret-arg/report",
+        extra={"route": "/webhooks/d7/<token>/report", "target": "/webhooks/d7/s3cret-extra", "url": Url(),
+               "header": "Bearer s3cret-bearer-0123", "count": 3, "ratio": float("nan"), "flag": True, "none": None})
+    text = errors.read_text(encoding="utf-8")
+    assert "s3cret" not in text and text.isascii() and text.count("\n") == 1, text
+    [line] = _records(errors)
+    assert line["message"] == f"two\nlines, Привет, \U0001f600 /webhooks/d7/{REDACTED}/report"
+    assert line["route"] == "/webhooks/d7/<token>/report"
+    assert line["target"] == f"/webhooks/d7/{REDACTED}"
+    assert line["url"] == f"https://h/webhooks/smsc?sha1={REDACTED}"
+    assert line["header"] == f"Bearer {REDACTED}"
+    assert (line["count"], line["ratio"], line["flag"], line["none"]) == (3, "nan", True, None)
+
+
+def test_warnings_and_dying_threads_are_log_lines(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
+    _, errors, _ = gunicorn_logger
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("deprecated: /webhooks/d7/s3cret-warning", UserWarning, stacklevel=1)
+    thread = threading.Thread(name="verify-events")
+    try:
+        raise RuntimeError("lost /webhooks/smsc?sha1=s3cret-thread")
+    except RuntimeError as err:
+        _log_thread_exception(threading.ExceptHookArgs((RuntimeError, err, err.__traceback__, thread)))
+    assert "s3cret" not in errors.read_text()
+    warned, died = _records(errors)
+    assert (warned["logger"], warned["level"]) == ("py.warnings", "WARNING")
+    assert f"UserWarning: deprecated: /webhooks/d7/{REDACTED}" in warned["message"]
+    assert (died["logger"], died["level"], died["message"]) == ("verify", "ERROR",
+                                                               "uncaught exception in thread verify-events")
+    assert died["exception"].endswith(f"RuntimeError: lost /webhooks/smsc?sha1={REDACTED}")
 
 
 def test_the_logger_class_loads_nothing_of_the_app() -> None:
@@ -613,6 +901,77 @@ def test_the_logger_class_loads_nothing_of_the_app() -> None:
     assert loaded.strip() == "[]"
 
 
-def test_verify_dev_and_the_bench_serve_with_the_redacting_logger() -> None:
+# VERIFY_LOG_FORMAT: gunicorn.conf.py, Settings and `verify dev` read it alike
+
+
+def _settings(log_format: str | None) -> Settings:
+    env = {"VERIFY_API_KEYS": API_KEY, "VERIFY_SECRET_KEY": SECRET_KEY, "VERIFY_SANDBOX": "1"}
+    return Settings.from_env(env if log_format is None else {**env, "VERIFY_LOG_FORMAT": log_format})
+
+
+def _gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, log_format: str | None) -> dict[str, Any]:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # else loading it makes a directory
+    if log_format is None:
+        monkeypatch.delenv("VERIFY_LOG_FORMAT", raising=False)
+    else:
+        monkeypatch.setenv("VERIFY_LOG_FORMAT", log_format)
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, "json"), ("", "json"), ("json", "json"), ("text", "text"), (" TEXT ", "text"), ("Json", "json")])
+def test_gunicorn_and_the_app_read_the_format_alike(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None,
+                                                    expected: str) -> None:
+    assert log_format(value) == _settings(value).log_format == expected
+    conf = _gunicorn_conf(monkeypatch, tmp_path, value)
+    assert conf["logger_class"] == LOGGER_CLASSES[expected]
+    assert conf["accesslog"] is None  # the app's request lines replace it
+
+
+def test_a_format_that_is_neither_stops_the_start_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="VERIFY_LOG_FORMAT"):
+        _settings("xml")
+    with pytest.raises(ValueError, match="VERIFY_LOG_FORMAT must be one of json, text, not 'xml'"):
+        _gunicorn_conf(monkeypatch, tmp_path, "xml")
+
+
+def test_the_logger_classes_are_those_named() -> None:
+    assert LOGGER_CLASSES == {"json": "verify.logs.RedactingLogger", "text": "verify.logs.TextLogger"}
+    assert (RedactingLogger.log_format, TextLogger.log_format) == ("json", "text")
+
+
+def test_the_bench_serves_with_the_redacting_logger() -> None:
     command = gunicorn_command("verify:create_app()", "127.0.0.1", 8000, 2, access_log=True)
     assert command[command.index("--logger-class") + 1] == "verify.logs.RedactingLogger"
+    command = gunicorn_command("verify:create_app()", "127.0.0.1", 8000, 2, access_log=False, log_format="text")
+    assert command[command.index("--logger-class") + 1] == "verify.logs.TextLogger"
+    assert "--access-logfile" not in command
+
+
+@pytest.mark.parametrize(("value", "logger_class"), [
+    (None, "verify.logs.TextLogger"), ("json", "verify.logs.RedactingLogger")])
+def test_verify_dev_logs_text_unless_told(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None,
+                                          logger_class: str) -> None:
+    started: list[tuple[list[str], dict[str, str]]] = []
+
+    class Gunicorn:
+        def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+            started.append((argv, env))
+
+        def wait(self) -> int:
+            return 0
+
+    for name in [name for name in os.environ if name.startswith("VERIFY_")]:
+        monkeypatch.delenv(name)
+    if value is not None:
+        monkeypatch.setenv("VERIFY_LOG_FORMAT", value)
+    monkeypatch.setenv("VERIFY_REDIS_URL", "redis://127.0.0.1:1/0")  # never reached: gunicorn is not started
+    # The module's, so for this test the process's: nothing else runs meanwhile.
+    monkeypatch.setattr("verify.cli.subprocess.Popen", Gunicorn)
+    monkeypatch.setattr("verify.cli.signal.signal", lambda *args: None)
+    assert cli.run_dev("127.0.0.1", 8000, 1, tmp_path) == 0
+    [(argv, env)] = started
+    assert argv[argv.index("--logger-class") + 1] == logger_class
+    assert env["VERIFY_LOG_FORMAT"] == (value or "text")
+    assert "--access-logfile" not in argv  # the app's request lines replace gunicorn's access log

@@ -248,7 +248,7 @@ def test_errors_are_problem_json_successes_json_and_webhook_acks_text() -> None:
             media_types = set(resolve(response)["content"])
             if int(status) >= 400:
                 assert media_types == {"application/problem+json"}, (method, path, status)
-            elif path.startswith("/webhooks/"):  # what the gateways expect: "OK", or Jasmin's "ACK/Jasmin"
+            elif path.startswith("/webhooks/") or path == "/metrics":  # what gateways and Prometheus expect
                 assert media_types == {"text/plain"}, (method, path, status)
             elif path != "/openapi.yaml":
                 assert media_types == {"application/json"}, (method, path, status)
@@ -280,7 +280,7 @@ def test_sandbox_operations_exist_only_in_sandbox_mode(redis_url: str) -> None:
     sandbox = spec_operations("sandbox")
     assert sandbox
     assert {path for _, path in sandbox} == {path for _, path in spec_operations() if path.startswith("/sandbox/")}
-    plain = create_app(make_settings(redis_url, sandbox=False))
+    plain = create_app(make_settings(redis_url, sandbox=False), background=False)
     assert app_operations(plain) == spec_operations() - sandbox
 
 
@@ -299,6 +299,10 @@ def test_bearer_auth_is_documented_exactly_where_the_app_requires_it(env: Env, g
         operation = SPEC["paths"][path][method.lower()]
         url = re.sub(r"\{([^}]+)\}", lambda m: PATH_EXAMPLES.get(m[1], UNKNOWN_ID), path)
         response = client.open(url, method=method, json={}, query_string={"phone": PHONE})
+        if path == "/metrics":  # open unless VERIFY_METRICS_TOKEN is set (tests/test_metrics.py sets one)
+            assert response.status_code == 200
+            assert operation["security"] == [{}, {"metricsAuth": []}] and "401" in operation["responses"]
+            continue
         required = response.status_code == 401
         assert required == path.startswith("/v1/"), (method, path, response.status_code)
         assert operation.get("security", []) == ([{"bearerAuth": []}] if required else []), (method, path)
@@ -432,7 +436,7 @@ class Env:
     def dead(self) -> Env:
         """The same app over a Redis that does not answer."""
         app = create_app(replace(self.service.settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"),
-                         clock=self.clock)
+                         clock=self.clock, background=False)
         return Env(app, app.test_client(), self.clock)
 
     def configured(self, **overrides: Any) -> Env:
@@ -476,6 +480,9 @@ scenario("GET /healthz", 200)(lambda env: env.client.get("/healthz"))
 scenario("GET /readyz", 200)(lambda env: env.client.get("/readyz"))
 scenario("GET /readyz", 503, "store-unavailable")(lambda env: env.dead().client.get("/readyz"))
 scenario("GET /openapi.yaml", 200)(lambda env: env.client.get("/openapi.yaml"))
+scenario("GET /metrics", 200)(lambda env: env.client.get("/metrics"))
+scenario("GET /metrics", 401, "unauthorized")(
+    lambda env: env.configured(metrics_tokens=("metrics-token-0123",)).client.get("/metrics"))
 
 # start
 
@@ -1374,7 +1381,7 @@ def fuzz_app(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> Ite
     if request.param == "unlimited":
         unlimited: dict[str, Any] = {f"limit_{name}": "" for name in LIMITS}
         settings = replace(settings, captcha_mode="off", **unlimited)
-    FUZZ_APP.target = create_app(settings)
+    FUZZ_APP.target = create_app(settings, background=False)
     yield FUZZ_APP.target
     FUZZ_APP.target = None
 

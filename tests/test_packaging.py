@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import API_KEY, PHONE, SECRET_KEY
 from tests.servers import (
@@ -47,6 +49,8 @@ INSTALL_TIMEOUT_S = 300.0
 # What a deploy has besides the installed package: the Procfile and the two files its command names.
 DEPLOY_FILES = ("Procfile", "wsgi.py", "gunicorn.conf.py")
 # pip's words for an index it could not reach (as opposed to a requirement that cannot be met, which fails).
+# The version the wheel is built with: what /healthz and `verify --version` of the installed package must say.
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
 UNREACHABLE = re.compile(r"NewConnectionError|ConnectTimeoutError|ReadTimeoutError|Temporary failure in name "
                          r"resolution|Name or service not known|Network is unreachable|Connection refused|"
                          r"Could not fetch URL|ProxyError|SSLError")
@@ -168,6 +172,12 @@ def test_the_wheel_carries_every_file_of_the_package(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         shipped = {name for name in archive.namelist() if name.startswith("verify/")}
     assert package - shipped == set(), "in verify/ but not in the wheel (pyproject.toml's package-data?)"
+    # What the package reads at run time, named, in case the listing above ever narrows: the spec, every script.
+    assert "verify/openapi.yaml" in shipped
+    assert {f"verify/lua/{p.name}" for p in (ROOT / "verify" / "lua").glob("*.lua")} <= shipped
+    with zipfile.ZipFile(wheel) as archive:
+        # verify/openapi.yaml is a symlink to the top-level file in the clone: the wheel must hold its text.
+        assert archive.read("verify/openapi.yaml") == (ROOT / "openapi.yaml").read_bytes()
 
 
 def test_the_venv_imports_the_installed_package_not_the_clone(shipped: Shipped, redis_server: EmbeddedRedis) -> None:
@@ -202,7 +212,10 @@ def test_the_procfile_command_serves_a_verification_from_the_installed_package(
         assert token.status_code == 200 and token.json()["valid"] is True, token.text
         spec = requests.get(server.url("/openapi.yaml"), timeout=30)
         assert spec.status_code == 200, spec.text + server.tail()
-        assert spec.text.startswith("openapi:")
+        assert spec.headers["Content-Type"].startswith("application/yaml")
+        assert yaml.safe_load(spec.text) == yaml.safe_load((ROOT / "openapi.yaml").read_text(encoding="utf-8"))
+        health = requests.get(server.url("/healthz"), timeout=30)
+        assert health.json() == {"status": "ok", "version": VERSION}, health.text
     assert server.process.returncode == 0, server.tail()  # SIGTERM: a clean shutdown
 
 
@@ -210,3 +223,9 @@ def test_the_console_script_checks_the_configuration(shipped: Shipped, redis_ser
     result = shipped.run([str(shipped.venv / "bin" / "verify"), "check-config"], redis_server.url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SMS failover chain: sandbox" in result.stdout
+
+
+def test_the_console_script_prints_the_installed_version(shipped: Shipped, redis_server: EmbeddedRedis) -> None:
+    result = shipped.run([str(shipped.venv / "bin" / "verify"), "--version"], redis_server.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == f"verify {VERSION}\n"

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Self, cast
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.conftest import PHONE, MovableClock, single_and_cluster
-from verify.captcha import Captcha
+from verify.app import build_service
 from verify.config import Settings
 from verify.errors import (
     DeliveryFailed,
@@ -25,7 +26,7 @@ from verify.errors import (
     StartInProgress,
     WrongChannel,
 )
-from verify.events import Events
+from verify.metrics import Metrics
 from verify.providers.base import (
     CallReceived,
     InvalidRecipient,
@@ -36,9 +37,8 @@ from verify.providers.base import (
     SmsReceived,
 )
 from verify.providers.sandbox import SandboxProvider
-from verify.service import Service, to_json, view
+from verify.service import Service
 from verify.store import Batch, Store
-from verify.tokens import Secrets
 
 IP = "203.0.113.7"
 
@@ -95,9 +95,7 @@ class Failing(Named):
 def make_service(settings: Settings, clock: MovableClock, *sms: Provider) -> Service:
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
     sandbox = SandboxProvider(store, clock)
-    secrets = Secrets(settings.secret_keys, settings.token_ttl, clock)
-    events = Events(settings, store, clock, lambda record: to_json(view(record, settings, secrets)))
-    return Service(settings, store, secrets, list(sms) or [sandbox], sandbox, clock, events, Captcha(settings, store))
+    return build_service(settings, store, clock, Metrics(CollectorRegistry()), list(sms) or [sandbox], sandbox)
 
 
 @pytest.fixture

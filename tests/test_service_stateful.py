@@ -18,17 +18,16 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule, run_state_machine_as_test
+from prometheus_client import CollectorRegistry
 
 from tests.conftest import MovableClock, make_settings
-from verify.captcha import Captcha
+from verify.app import build_service
 from verify.embedded import EmbeddedRedis
 from verify.errors import VerifyError
-from verify.events import Events
+from verify.metrics import Metrics
 from verify.providers.base import CallNumber, CallReceived, Provider, ProviderError, Sent, SmsMessage
 from verify.quotas import Quotas
-from verify.service import Service, to_json, view
 from verify.store import Store
-from verify.tokens import Secrets
 
 PHONES = ("+79991234567", "+79991234568")
 IP = "203.0.113.7"
@@ -79,11 +78,9 @@ class Verifications(RuleBasedStateMachine):
         self.store = Store.from_url(url, config.redis_prefix)
         self.store.client.flushall()
         self.gateway = Gateway(self.clock)
-        secrets = Secrets(config.secret_keys, config.token_ttl, self.clock)
-        events = Events(config, self.store, self.clock, lambda record: to_json(view(record, config, secrets)))
-        self.service = Service(config, self.store, secrets, [self.gateway], self.gateway, self.clock, events,
-                               Captcha(config, self.store))
-        self.events = events
+        self.service = build_service(config, self.store, self.clock, Metrics(CollectorRegistry()), [self.gateway],
+                                     self.gateway)
+        self.events = self.service.events
         self.limits = Quotas.from_settings(config).phone
         self.approvals: Counter[str] = Counter()
         self.approved_codes: list[tuple[str, str]] = []

@@ -11,10 +11,10 @@ import json
 from importlib import resources
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from verify import phone
+from verify import phone, version
 from verify.captcha import Answer
 from verify.clock import rfc3339
 from verify.errors import InvalidRequest, Unauthorized, problem
@@ -103,14 +103,20 @@ def captcha_field(body: dict[str, Any]) -> Answer | None:
 
 @v1.before_request
 def authenticate() -> None:
-    """Require ``Authorization: Bearer <key>`` with one of VERIFY_API_KEYS, compared in constant time."""
+    """Require ``Authorization: Bearer <key>`` with one of VERIFY_API_KEYS."""
+    require_bearer(service().settings.api_keys, "API key")
+
+
+def require_bearer(accepted: tuple[str, ...], what: str) -> None:
+    """Require ``Authorization: Bearer <one of accepted>``, compared in constant time with every one of them;
+    :class:`Unauthorized` naming ``what`` to send otherwise."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     given = key.strip().encode()
     ok = False
-    for candidate in service().settings.api_keys:
+    for candidate in accepted:
         ok |= hmac.compare_digest(given, candidate.encode())
     if scheme.lower() != "bearer" or not ok:
-        raise Unauthorized("send Authorization: Bearer <API key>")
+        raise Unauthorized(f"send Authorization: Bearer <{what}>")
 
 
 @v1.post("/verifications")
@@ -151,6 +157,7 @@ def _started(status: int, payload: dict[str, Any]) -> Response:
     response.status_code = status
     if status == 201:
         response.headers["Location"] = f"/v1/verifications/{payload['id']}"
+    g.verification_id = payload["id"]  # for the request's log line (verify/observe.py)
     return response
 
 
@@ -198,10 +205,11 @@ def verify_token() -> Response:
 # public
 
 
+
 @public.get("/healthz")
 def healthz() -> Response:
-    """The process is up."""
-    return jsonify({"status": "ok"})
+    """The process is up, and which release it runs (to tell, during a rolling deploy, which instance is which)."""
+    return jsonify({"status": "ok", "version": version()})
 
 
 @public.get("/readyz")

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from flask import Flask
+from prometheus_client import CollectorRegistry
 
-from verify import api, errors, sandbox, webhooks
+from verify import api, errors, observe, sandbox, webhooks
 from verify.captcha import Captcha
 from verify.clock import Clock, system_clock
 from verify.config import Settings
 from verify.events import Events
+from verify.metrics import Exposition, Metrics, State
 from verify.providers import registry
+from verify.providers.base import Provider
 from verify.ratelimit import trust_proxies
 from verify.service import Service, to_json, view
-from verify.store import Store
+from verify.store import SOCKET_TIMEOUT_S, Store
 from verify.tokens import Secrets
 
 MAX_BODY_BYTES = 64 * 1024
@@ -26,9 +30,9 @@ MAX_BODY_BYTES = 64 * 1024
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock, background: bool = True) -> Flask:
     """Build the app from ``settings`` (read from the environment when not given).
 
-    With ``VERIFY_EVENTS_URL`` set and ``background`` true, each process delivers customer events in a daemon
-    thread (a greenlet under gunicorn's gevent workers); the workers share the outbox in Redis. Tests pass
-    ``background=False`` and drive ``Events`` themselves.
+    With ``background`` true, each process sweeps expiries (and, with ``VERIFY_EVENTS_URL`` set, delivers customer
+    events) in a daemon thread (a greenlet under gunicorn's gevent workers); the workers share the outbox in Redis.
+    Tests pass ``background=False`` and drive ``Events`` themselves.
     """
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -43,16 +47,47 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
         logging.getLogger(__name__).warning(
             "sandbox mode: /sandbox/* endpoints are on and reveal codes; never use it in production")
 
+    metrics = Metrics(CollectorRegistry(auto_describe=True))
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
+    store.on_error = metrics.redis_error
     gateways = registry.build(settings, store, clock)
-    secrets = Secrets(settings.secret_keys, settings.token_ttl, clock)
-    events = Events(settings, store, clock, lambda record: to_json(view(record, settings, secrets)))
+    service = build_service(settings, store, clock, metrics, gateways.sms, gateways.call)
+    events = service.events
     trust_proxies(app, settings)
-    app.extensions["verify"] = Service(settings, store, secrets, gateways.sms, gateways.call, clock, events,
-                                       Captcha(settings, store))
-    if events.enabled and background:
+    app.extensions["verify"] = service
+    observe.install(app, metrics, Exposition(metrics, State(store, settings.providers, clock), settings.metrics_dir),
+                    settings.metrics_tokens)
+    if background:  # the expiry sweep runs always (the expired metric); events go out only with a receiver
         stop = threading.Event()
-        threading.Thread(target=events.run, args=(stop,), name="verify-events", daemon=True).start()
-        app.extensions["verify.events.stop"] = stop
+        loop = threading.Thread(target=events.run, args=(stop,), name="verify-events", daemon=True)
+        loop.start()
+        # The loop stops after the event it is posting, so waiting one POST and one Redis round trip is enough.
+        app.extensions["verify.events.stop"] = stopper(
+            stop, loop, settings.http_connect_timeout + settings.http_read_timeout + SOCKET_TIMEOUT_S)
     errors.register(app)
     return app
+
+
+def stopper(stop: threading.Event, loop: threading.Thread, timeout: float) -> Callable[[], None]:
+    """What ``app.extensions["verify.events.stop"]`` holds: a call that stops the event loop and waits at most
+    ``timeout`` seconds for it to end. gunicorn.conf.py's ``worker_exit`` calls it once the worker has finished its
+    requests, so the loop is not killed between posting an event and marking it delivered (which would post it
+    again after the lease ran out)."""
+    def stop_and_join() -> None:
+        log = logging.getLogger(__name__)
+        stop.set()
+        log.info("events: the loop is stopping; waiting up to %.0f s for the event being posted", timeout)
+        loop.join(timeout)
+        if loop.is_alive():
+            log.warning("events: the loop did not stop within %.0f s; an event it was posting may go out again",
+                        timeout)
+
+    return stop_and_join
+
+
+def build_service(settings: Settings, store: Store, clock: Clock, metrics: Metrics, sms: list[Provider],
+                  call: Provider | None) -> Service:
+    """The service, with its secrets, events and captcha, over ``store`` and the gateways given."""
+    secrets = Secrets(settings.secret_keys, settings.token_ttl, clock)
+    events = Events(settings, store, clock, lambda record: to_json(view(record, settings, secrets)), metrics)
+    return Service(settings, store, secrets, sms, call, clock, events, Captcha(settings, store, metrics), metrics)

@@ -35,6 +35,7 @@ from captcha.image import ImageCaptcha
 
 from verify.config import Settings
 from verify.errors import StoreUnavailable
+from verify.metrics import Metrics
 from verify.store import Batch, Op, Store
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,10 @@ class Answer:
 class Captcha:
     """Decides when a start needs a captcha, issues challenges and checks answers."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics) -> None:
         self._settings = settings
         self._store = store
+        self._metrics = metrics
         self._key = hmac.new(settings.secret_keys[0].encode(), b"verify.captcha", hashlib.sha256).digest()
         self._session = requests.Session()
         weakref.finalize(self, self._session.close)
@@ -90,13 +92,17 @@ class Captcha:
             return False
         if self._settings.captcha_provider == "builtin":
             digest = stored.value if stored is not None else None
-            return digest is not None and hmac.compare_digest(digest, self._digest(answer.answer, client_ip))
-        return bool(answer.token) and self._siteverify(answer.token, client_ip)
+            solved = digest is not None and hmac.compare_digest(digest, self._digest(answer.answer, client_ip))
+        else:
+            solved = bool(answer.token) and self._siteverify(answer.token, client_ip)
+        self._metrics.captcha_answers.labels("solved" if solved else "wrong").inc()
+        return solved
 
     def challenge(self, batch: Batch, client_ip: str) -> dict[str, Any]:
         """A new challenge for ``client_ip`` (its answer is queued on ``batch``): a builtin image, or the name of
         the token provider."""
         provider = self._settings.captcha_provider
+        self._metrics.captcha_challenges.inc()
         if provider != "builtin":
             return {"provider": provider}
         challenge_id = secrets.token_hex(12)
@@ -149,4 +155,5 @@ class Captcha:
                         country, err)
             return verdict
         self._pumping[country] = (now_ms, stats.pumping)
+        self._metrics.pumping.labels(country).set(1 if stats.pumping else 0)
         return stats.pumping

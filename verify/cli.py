@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from verify import version
 from verify.clock import system_clock
 from verify.config import API_KEYS, REDIS_URL, SANDBOX, SECRET_KEY, Settings
 from verify.embedded import EmbeddedRedis
 from verify.errors import ConfigError, StoreUnavailable
+from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOGGER_CLASSES
 from verify.providers import registry
 from verify.providers.base import ProviderError
 from verify.store import Store
@@ -25,6 +27,7 @@ DEV_DIR = Path(".dev")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``verify`` command."""
     parser = argparse.ArgumentParser(prog="verify", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     dev = sub.add_parser("dev", help="run the service for development: sandbox gateway, embedded Redis")
     dev.add_argument("--host", default="127.0.0.1")
@@ -100,27 +103,31 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
     return made
 
 
-def gunicorn_command(app: str, host: str, port: int, workers: int, *, access_log: bool) -> list[str]:
+def gunicorn_command(app: str, host: str, port: int, workers: int, *, access_log: bool,
+                     log_format: str = DEFAULT_LOG_FORMAT) -> list[str]:
     """The argv that serves the WSGI ``app`` (a gunicorn app spec) with gevent workers on ``host:port``.
 
     ``verify dev`` and ``bench/load.py`` both use it, so the benchmark serves the app as ``verify dev`` does.
     It sets everything on the command line and no config file, so gunicorn reads ``gunicorn.conf.py`` only
-    from the current directory; the logger class is gunicorn.conf.py's, so no log line holds a secret either way.
-    ``access_log`` writes gunicorn's access log to stdout.
+    from the current directory; the logger class is one of gunicorn.conf.py's, the one of ``log_format`` (``json``
+    or ``text``: give the app's ``Settings.log_format``, so that its lines and gunicorn's agree), so no log line
+    holds a secret either way. ``access_log`` adds gunicorn's access log on stdout, besides the app's request lines.
     """
     command = [sys.executable, "-m", "gunicorn", app, "--bind", f"{host}:{port}", "--workers", str(workers),
                "--worker-class", "gevent", "--no-control-socket",
-               "--logger-class", "verify.logs.RedactingLogger"]
+               "--logger-class", LOGGER_CLASSES[log_format]]
     if access_log:
         command += ["--access-logfile", "-"]
     return command
 
 
 def run_dev(host: str, port: int, workers: int, data_dir: Path) -> int:
-    """Serve with gunicorn in sandbox mode; start an embedded Redis unless VERIFY_REDIS_URL is set."""
+    """Serve with gunicorn in sandbox mode, logging in text unless VERIFY_LOG_FORMAT says otherwise; start an
+    embedded Redis unless VERIFY_REDIS_URL is set."""
     env = dict(os.environ)
     made = dev_secrets(data_dir)
     env.setdefault(SANDBOX, "1")
+    env.setdefault(LOG_FORMAT, "text")  # read by a person at a terminal; a deployment gets JSON by default
     env.setdefault(API_KEYS, made["api_key"])
     env.setdefault(SECRET_KEY, made["secret_key"])
     embedded = None
@@ -129,7 +136,7 @@ def run_dev(host: str, port: int, workers: int, data_dir: Path) -> int:
         env[REDIS_URL] = embedded.start()
     try:
         try:
-            Settings.from_env(env)
+            settings = Settings.from_env(env)
         except ConfigError as err:
             print(f"verify: configuration error: {err}", file=sys.stderr)
             return 2
@@ -145,7 +152,9 @@ Try it:
        -H 'Content-Type: application/json' -d '{{"phone": "+79991234567"}}'
   curl -s '{base}/sandbox/messages?phone=%2B79991234567'
 """, flush=True)
-        command = gunicorn_command("verify:create_app()", host, port, workers, access_log=True)
+        # The app's request lines replace gunicorn's access log, as under gunicorn.conf.py.
+        command = gunicorn_command("verify:create_app()", host, port, workers, access_log=False,
+                                   log_format=settings.log_format)
         server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed argv, no shell
         signal.signal(signal.SIGTERM, lambda *_: server.terminate())
         try:

@@ -21,6 +21,7 @@ from limits import parse_many
 from verify import env
 from verify.env import Env
 from verify.errors import ConfigError
+from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOG_FORMATS
 from verify.providers.d7 import D7Settings
 from verify.providers.smsc import SmscSettings
 from verify.providers.zoomconnect import ZoomConnectSettings
@@ -37,6 +38,8 @@ SMS_PROVIDERS = "VERIFY_SMS_PROVIDERS"
 CALL_PROVIDER = "VERIFY_CALL_PROVIDER"
 PUBLIC_URL = "VERIFY_PUBLIC_URL"
 EVENTS_URL = "VERIFY_EVENTS_URL"
+METRICS_TOKEN = "VERIFY_METRICS_TOKEN"  # noqa: S105 - a variable name
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # Every gateway besides the sandbox, with its settings (declared in its module).
 GATEWAY_SETTINGS: dict[str, type[SmscSettings] | type[ZoomConnectSettings] | type[D7Settings]] = {
@@ -216,6 +219,13 @@ def _fraction(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     return share
 
 
+def _directory(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    value = env.raw(e, name)
+    if value and not os.path.isdir(value):
+        raise ConfigError(name, f"must name an existing directory, not {value!r}")
+    return value or default
+
+
 def _events_secret_needed(e: Env, seen: Mapping[str, Any]) -> str | None:
     return f"{EVENTS_URL} is set" if seen["events_url"] else None
 
@@ -283,6 +293,14 @@ class Settings:
     captcha_verify_url: str = field(default="", metadata=_var("VERIFY_CAPTCHA_VERIFY_URL", _captcha_url))
     pumping_threshold: float = field(default=0.8, metadata=_var("VERIFY_PUMPING_THRESHOLD", _fraction))
     pumping_min_starts: int = field(default=50, metadata=_var("VERIFY_PUMPING_MIN_STARTS", env.integer(1, 10**9)))
+    # json (one object per line) or text. gunicorn's logger class writes the lines; gunicorn.conf.py picks it from this
+    # same variable with verify.logs.log_format, which reads it as this field does (verify/logs.py says why there).
+    log_format: str = field(default=DEFAULT_LOG_FORMAT, metadata=_var(LOG_FORMAT, env.choice(*LOG_FORMATS)))
+    # Bearer tokens that GET /metrics asks for (any listed one works); unset, /metrics is open like /healthz.
+    metrics_tokens: tuple[str, ...] = field(default=(), metadata=_var(METRICS_TOKEN, env.secrets(), secret=True))
+    # prometheus_client's multiprocess directory: where each gunicorn worker writes its samples, so that /metrics
+    # adds them up (gunicorn.conf.py and `verify dev` set it; unset, each process counts alone).
+    metrics_dir: str | None = field(default=None, metadata=_var(METRICS_DIR, _directory))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

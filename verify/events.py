@@ -11,6 +11,10 @@ again, so each event goes out once per its stable id. The transitions also keep 
 finally was (``<record>:final``, an hour longer than the record), so an expiry event carries that, not the
 verification as it was at its last send.
 
+Expiry watches and final copies are kept whether or not events are on: the sweep is also what counts expired
+verifications (``verify_verifications_expired_total``), so every process runs it. Events themselves are journaled,
+queued and posted only with ``VERIFY_EVENTS_URL`` set.
+
 Each event waits in the outbox until ``VERIFY_EVENTS_URL`` answers 2xx, so it survives a restart and reaches the
 receiver at least once; a failed attempt is retried with exponential backoff (the first retry within 10 s) for up
 to 24 h. Every POST is signed: ``Verify-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">``, with the first
@@ -34,7 +38,9 @@ import requests
 from verify.clock import Clock, rfc3339
 from verify.config import Settings
 from verify.errors import StoreUnavailable
-from verify.store import SHARDS, Batch, Record, Store
+from verify.metrics import Metrics
+from verify.phone import country_of
+from verify.store import ID_RE, SHARDS, Batch, Record, Store
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +71,19 @@ def retry_delay(attempts: int) -> int:
 
 
 class Events:
-    """Journals, moves, delivers and sweeps events. Inert when ``VERIFY_EVENTS_URL`` is unset.
+    """Journals, moves, delivers and sweeps events; counts expiries. Without ``VERIFY_EVENTS_URL`` it only watches
+    expiries, for the metrics.
 
     ``render`` turns a stored verification into its wire form (what the API returns for it).
     """
 
-    def __init__(self, settings: Settings, store: Store, clock: Clock, render: Render) -> None:
+    def __init__(self, settings: Settings, store: Store, clock: Clock, render: Render, metrics: Metrics) -> None:
         self.url = settings.events_url
         self._secret = settings.events_secrets[0] if settings.events_secrets else ""  # the newest signs
         self._store = store
         self._clock = clock
         self._render = render
+        self._metrics = metrics
         self._timeout = (settings.http_connect_timeout, settings.http_read_timeout)
         self._session = requests.Session()
         weakref.finalize(self, self._session.close)
@@ -87,16 +95,18 @@ class Events:
 
     @property
     def grace_ms(self) -> int:
-        """How long a verification's final copy outlives it (0: events are off, no copy is kept)."""
-        return FINAL_GRACE_MS if self.enabled else 0
+        """How long what is kept of a verification's end outlives it (the expiry sweep reads it): a whole copy with
+        events on; negative with events off, when only its status is kept (``lua/_journal.lua``)."""
+        return FINAL_GRACE_MS if self.enabled else -FINAL_GRACE_MS
 
     def new_id(self) -> str:
         """A stable id for an event a transition may journal ("" when events are off: nothing is journaled)."""
         return "evt_" + secrets.token_hex(12) if self.enabled else ""
 
     def hint(self, batch: Batch, verification_id: str) -> None:
-        """Queue, ahead of a transition that may journal something, the hint that leads the sweep to it."""
-        if self.enabled:
+        """Queue, ahead of a transition that may journal something, the hint that leads the sweep to it (none for an
+        id that is not one of ours: nothing can be journaled for it)."""
+        if ID_RE.fullmatch(verification_id):
             batch.hint_journal(verification_id)
 
     def sweep(self) -> int:
@@ -134,13 +144,15 @@ class Events:
         moves = []
         for entry_id, raw in entries.items():
             entry = json.loads(raw)
-            record = Record.from_flat(entry["record"])
-            if record is None:
+            if not entry["record"]:
                 continue
             if entry["kind"] == "event":
+                record = Record.from_flat(entry["record"])
+                assert record is not None  # noqa: S101 - not empty
                 moves.append(self._enqueue(batch, entry_id, entry["type"], entry["at"] / 1000, record))
-            else:
-                batch.schedule(EXPIRY, record.id, int(entry["due"]), json.dumps(entry["record"]))
+            else:  # a watch: "watch:<id>"
+                batch.schedule(EXPIRY, entry_id.removeprefix("watch:"), int(entry["due"]),
+                               json.dumps(entry["record"]))
         batch.run()
         done = self._store.batch()
         done.forget_journal(tag, list(entries))
@@ -148,52 +160,103 @@ class Events:
         done.run()
         return sum(1 for op in moves if op.value)
 
-    def expire(self) -> int:
-        """Turn due watches whose verification ended unapproved into ``verification.expired``; returns how many."""
+    def expire(self, stop: threading.Event | None = None) -> int:
+        """Count due watches whose verification ended unapproved as expired and (events on) turn them into
+        ``verification.expired``; returns how many.
+
+        Once ``stop`` is set it stops between two watches, and hands the rest back (see :meth:`_release`)."""
         expired = 0
         now_ms = int(self._clock() * 1000)
-        for verification_id, data in self._store.run(Batch.claim_due, EXPIRY, now_ms, LEASE_MS, BATCH):
+        claimed = self._store.run(Batch.claim_due, EXPIRY, now_ms, LEASE_MS, BATCH)
+        for index, (verification_id, data) in enumerate(claimed):
+            if stop is not None and stop.is_set():
+                self._release(EXPIRY, claimed[index:], now_ms)
+                break
             record = self._store.run(Batch.get, verification_id)
             batch = self._store.batch()
+            expiring: Record | None = None
             if record is not None and record.status in UNFINISHED:
                 # Not over yet (a resend moved its expiry, or Redis has not dropped it yet): look again then.
                 batch.schedule(EXPIRY, verification_id, max(record.expires_at, now_ms + 1000), data)
             else:
-                final = record or self._store.run(Batch.final_copy, verification_id) \
-                    or Record.from_flat(json.loads(data))
+                final = record or self._final(verification_id, data)
                 if final is not None and final.status in UNFINISHED:
-                    self._enqueue(batch, f"evt_x{verification_id}", EXPIRED, self._clock(), final)
+                    if self.enabled:
+                        self._enqueue(batch, f"evt_x{verification_id}", EXPIRED, self._clock(), final)
                     expired += 1
+                    expiring = final
                 batch.unschedule(EXPIRY, verification_id)
                 batch.drop_final_copy(verification_id)
             batch.run()
+            if expiring is not None:  # counted once the step that retires its watch is done
+                self._metrics.expired.labels(expiring.channel, expiring.provider or "none",
+                                             expiring.country or country_of(expiring.phone)).inc()
         return expired
+
+    def _final(self, verification_id: str, watched: str) -> Record | None:
+        """How a verification Redis dropped ended: its final copy (whole, or only its status when events are off)
+        over what its watch held."""
+        flat = json.loads(watched)
+        if not flat:
+            return None
+        # A light watch (events off) holds only the labels the expired count needs: the rest is what it implies.
+        light = {"id": verification_id, "status": "pending", "attempts": "0", "sends": "0", "created_at": "0",
+                 "last_sent_at": "0", "expires_at": "0"}
+        kept: dict[str, str] = self._store.run(Batch.final_copy, verification_id)
+        return Record.from_hash({**light, **dict(zip(flat[::2], flat[1::2], strict=True)), **kept})
 
     def _enqueue(self, batch: Batch, event_id: str, event_type: str, at: float, record: Record) -> Any:
         envelope = {"event": {"id": event_id, "type": event_type, "created_at": rfc3339(at),
                               "data": self._render(record)}, "attempts": 0, "queued_at": self._clock()}
         return batch.enqueue_event(event_id, int(self._clock() * 1000), json.dumps(envelope))
 
-    def deliver(self) -> int:
-        """POST every due event once; returns how many the receiver took."""
+    def deliver(self, stop: threading.Event | None = None) -> int:
+        """POST every due event once; returns how many the receiver took.
+
+        Once ``stop`` is set it stops between two events: the one being posted is still marked delivered (or
+        rescheduled), and the rest are handed back (see :meth:`_release`), so none is posted and left unmarked."""
         delivered = 0
-        for event_id, raw in self._store.run(Batch.claim_due, OUTBOX, int(self._clock() * 1000), LEASE_MS, BATCH):
+        claimed_ms = int(self._clock() * 1000)
+        claimed = self._store.run(Batch.claim_due, OUTBOX, claimed_ms, LEASE_MS, BATCH)
+        for index, (event_id, raw) in enumerate(claimed):
+            if stop is not None and stop.is_set():
+                self._release(OUTBOX, claimed[index:], claimed_ms)
+                break
             envelope = json.loads(raw)
             batch = self._store.batch()
             now = self._clock()
             if self._post(envelope["event"]):
                 batch.delivered_event(event_id, int(now * 1000), REMEMBER_DELIVERED_MS)
                 delivered += 1
+                result = "delivered"
             elif now - envelope["queued_at"] > GIVE_UP_AFTER_S:
+                result = "dropped"
                 log.error("event %s (%s) dropped: not delivered in %d h", event_id, envelope["event"]["type"],
                           GIVE_UP_AFTER_S // 3600)
                 batch.delivered_event(event_id, int(now * 1000), REMEMBER_DELIVERED_MS)  # never to come back
             else:
+                result = "retried"
                 envelope["attempts"] += 1
                 due = now + retry_delay(envelope["attempts"])
                 batch.schedule(OUTBOX, event_id, int(due * 1000), json.dumps(envelope))
             batch.run()
+            self._metrics.events.labels(envelope["event"]["type"], result).inc()
         return delivered
+
+    def _release(self, name: str, entries: list[tuple[str, str]], claimed_ms: int) -> None:
+        """Make claimed but untouched entries due now, for the next loop (another worker's) to take at once instead
+        of after the lease. Only while the lease is surely still ours: once it may have run out, another worker may
+        have taken an entry and finished it, and putting it back would bring it back."""
+        now_ms = int(self._clock() * 1000)
+        if not entries or now_ms > claimed_ms + LEASE_MS // 2:
+            return
+        batch = self._store.batch()
+        for member, data in entries:
+            batch.schedule(name, member, now_ms, data)
+        try:
+            batch.run()
+        except StoreUnavailable as err:  # they come back when the lease runs out
+            log.warning("events: %d claimed %s entries not handed back: %s", len(entries), name, err)
 
     def _post(self, event: dict[str, Any]) -> bool:
         assert self.url is not None  # noqa: S101 - only called when enabled
@@ -212,11 +275,17 @@ class Events:
         return True
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
-        """Sweep and deliver until ``stop`` is set: the loop each worker process runs in the background."""
+        """Sweep and deliver until ``stop`` is set: the loop each worker process runs in the background. Setting
+        ``stop`` ends it between two events (after the one being posted is marked), never halfway through one."""
+        steps: dict[str, Callable[[], int]] = {"collect": self.collect, "expire": lambda: self.expire(stop)}
+        if self.enabled:  # without a receiver the loop only watches expiries (the metrics)
+            steps["deliver"] = lambda: self.deliver(stop)
         while not stop.is_set():
-            for step in (self.collect, self.expire, self.deliver):  # one failing (a cluster node down) stops no other
+            for name, step in steps.items():  # one failing (a cluster node down) stops no other
+                if stop.is_set():
+                    return
                 try:
                     step()
                 except StoreUnavailable as err:
-                    log.warning("events: %s paused: %s", step.__name__, err)
+                    log.warning("events: %s paused: %s", name, err)
             stop.wait(interval)

@@ -1,4 +1,4 @@
-"""Log lines without secrets: :func:`redact` for any text, :class:`RedactingLogger` for gunicorn.
+"""Log lines without secrets, one JSON object each: :func:`redact` for any text, :class:`RedactingLogger` for gunicorn.
 
 Policy (README "Production", STYLE habit 16): no log line holds a key, a token, a secret, a password or a code.
 Gateways put secrets in URLs: SMSC's handler URL carries ``?sha1=<VERIFY_SMSC_SECRET>`` (or ``md5=``/``crc32=``),
@@ -20,6 +20,20 @@ handling request <uri>``, tracebacks) and those of the loggers it routes there, 
 ``Exception on <path>`` included) and the root logger's libraries. The Procfile's gunicorn gets it from
 gunicorn.conf.py, any other from ``--logger-class verify.logs.RedactingLogger``.
 
+Format (README "Production"): by default every line, gunicorn's and the app's alike, is one JSON object
+(:class:`JsonFormatter`): ``time`` (RFC 3339, UTC, milliseconds), ``level``, ``logger``, ``message``, ``pid``, the
+record's extra fields (the request line's ``request_id``, ``method``, ``route``, ``status``, ``duration_ms``,
+``verification_id``), ``request_id`` on any line logged while a request is served (:data:`REQUEST_ID`), and
+``exception`` with the redacted traceback. ``VERIFY_LOG_FORMAT=text`` keeps gunicorn's readable lines instead.
+
+Where the format is chosen: gunicorn configures its logging in the master, before any worker has loaded the app and
+its :class:`~verify.config.Settings`, and this module may not read the environment (only verify/config.py does). So
+the format is a choice of logger class, :data:`LOGGER_CLASSES`: :class:`RedactingLogger` writes JSON,
+:class:`TextLogger` text. gunicorn.conf.py, gunicorn's side of the configuration, picks the class from
+``VERIFY_LOG_FORMAT`` with :func:`log_format`, and ``verify dev`` (verify/cli.py) passes the class of the format its
+settings hold; ``Settings.log_format`` reads the same variable with the same choices and default, so the app and
+gunicorn agree on it. A class named on the command line says the format explicitly.
+
 gunicorn's master loads this module, before gevent patches the workers, so it imports only the standard library and
 gunicorn (and verify/__init__.py imports the app only when it is first asked for). Redaction is by shape, so a
 code on its own (digits in free text) cannot be recognised: the app must never log one.
@@ -28,8 +42,14 @@ code on its own (digits in free text) cannot be recognised: the app must never l
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import logging.handlers
+import math
 import re
+import threading
+import time
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
@@ -38,6 +58,16 @@ from gunicorn.glogging import Logger  # type: ignore[import-untyped]  # gunicorn
 
 REDACTED = "[redacted]"
 APP_LOGGER = "verify"
+
+# The id of the request being served (verify/observe.py sets it for the request's duration): every line logged
+# meanwhile carries it. A context variable, so each gevent greenlet (each request) sees its own.
+REQUEST_ID: ContextVar[str] = ContextVar("verify_request_id", default="")
+
+# VERIFY_LOG_FORMAT: read by Settings (the app) and by gunicorn.conf.py (gunicorn), both through these.
+LOG_FORMAT = "VERIFY_LOG_FORMAT"
+LOG_FORMATS = ("json", "text")
+DEFAULT_LOG_FORMAT = "json"
+LOGGER_CLASSES = {"json": "verify.logs.RedactingLogger", "text": "verify.logs.TextLogger"}
 
 # A name is secret when, normalized, it is one of these (hash options, short password names, message texts) ...
 SECRET_NAMES = frozenset({
@@ -111,6 +141,11 @@ def _pair(match: re.Match[str]) -> str:
     return _replace(match, "value" if match["value"] is not None else "number")
 
 
+def _d7_token(match: re.Match[str]) -> str:
+    # The route template (the request line's route, Flask's rule) names the token; it holds none.
+    return match.group() if match["value"] == "<token>" else _replace(match, "value")
+
+
 def redact(text: str) -> str:
     """``text`` with every secret it visibly holds replaced by ``[redacted]``, and the phone numbers of its
     parameters masked; redacting twice changes nothing.
@@ -120,7 +155,7 @@ def redact(text: str) -> str:
     # Each pattern runs only on text that has what it needs to match: most atoms and lines have none of it.
     lowered = text.lower()
     if "d7" in lowered:
-        text = _D7_ROUTE.sub(lambda m: _replace(m, "value"), text)
+        text = _D7_ROUTE.sub(_d7_token, text)
     if "=" in text:
         text = _PARAM.sub(_param, text)
     if "%3d" in lowered:
@@ -155,9 +190,24 @@ def _atom(key: str, value: str) -> str:
     return redact(value)
 
 
+# The attributes every LogRecord has; any other one came as an extra field (``log.info(..., extra={...})``).
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
+def _extras(record: logging.LogRecord) -> list[str]:
+    return [key for key in record.__dict__ if key not in _RECORD_ATTRIBUTES]
+
+
+def _plain(value: object) -> bool:
+    """Whether an extra field's value is written as it is: a number, a flag or nothing (text is redacted)."""
+    return value is None or isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value))
+
+
 class Redaction(logging.Filter):
     """A handler filter that redacts each record before it is written: the message with its arguments, the
-    traceback and the stack. It changes the record itself, so every handler after it writes the redacted text."""
+    traceback, the stack and every extra field (one that is not a number is redacted as text). It also gives a
+    record logged while a request is served that request's id (``request_id``, from :data:`REQUEST_ID`). It changes
+    the record itself, so every handler after it writes the redacted text."""
 
     _formatter = logging.Formatter()
 
@@ -175,22 +225,73 @@ class Redaction(logging.Filter):
                 record.exc_text = redact(record.exc_text)
             if record.stack_info:
                 record.stack_info = redact(record.stack_info)
+            # Read here, in the logging call's own context (greenlet): a handler that wrote later would not see it.
+            if not getattr(record, "request_id", "") and (request_id := REQUEST_ID.get()):
+                record.request_id = request_id
+            for key in _extras(record):
+                value = record.__dict__[key]
+                if not _plain(value):
+                    record.__dict__[key] = redact(value if isinstance(value, str) else str(value))
         except Exception as err:  # a bug here must neither lose the line's existence nor write it unredacted
             record.msg = f"a log line was withheld: redacting it failed ({type(err).__name__})"
             record.exc_info = record.exc_text = record.stack_info = None
+            for key in _extras(record):
+                del record.__dict__[key]
         record.args = None
         return True
 
 
+def _timestamp(record: logging.LogRecord) -> str:
+    """RFC 3339 in UTC with milliseconds: ``2026-11-22T09:15:02.042Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """Each record as one JSON object on one line: ``time``, ``level``, ``logger``, ``message``, ``pid``, then the
+    record's extra fields (``request_id``, the request line's ``method``, ``route``, ``status``, ``duration_ms``,
+    ``verification_id``, ...), ``exception`` (the traceback) and ``stack`` when there are.
+
+    It writes what the record holds: the :class:`Redaction` filter of the handler has redacted it before. The
+    output is ASCII (``\\u`` escapes), so whatever the stream's encoding each line stays one valid JSON object.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line (without the newline)."""
+        entry: dict[str, Any] = {"time": _timestamp(record), "level": record.levelname, "logger": record.name,
+                                 "message": record.getMessage(), "pid": record.process}
+        for key in _extras(record):
+            value = record.__dict__[key]
+            entry.setdefault(key, value if _plain(value) or isinstance(value, str) else str(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry)
+
+
+def log_format(value: str | None) -> str:
+    """The format ``VERIFY_LOG_FORMAT`` asks for, read as ``Settings.log_format`` reads it: ``json`` or ``text``,
+    any case; unset or empty is ``json``. Anything else raises ValueError naming the variable."""
+    chosen = (value or "").strip().lower() or DEFAULT_LOG_FORMAT
+    if chosen not in LOG_FORMATS:
+        raise ValueError(f"{LOG_FORMAT} must be one of {', '.join(LOG_FORMATS)}, not {chosen!r}")
+    return chosen
+
+
 class RedactingLogger(Logger):  # type: ignore[misc]  # gunicorn is untyped
-    """gunicorn's logger, without secrets: redacted access log atoms, and a :class:`Redaction` filter on every
-    handler of the error log.
+    """gunicorn's logger, without secrets and in JSON: redacted access log atoms, a :class:`Redaction` filter on
+    every handler of the error log, and :class:`JsonFormatter` on gunicorn's own handlers (its error log's and, when
+    there is one, its access log's; a syslog handler or one from a ``logconfig`` keeps its format).
 
     It also sends the app's own lines (logger ``verify``) where gunicorn's error log goes, in its format and at
     INFO, and the root logger's too when nothing else configured it (so a library's warning is neither unformatted
-    nor unredacted). ``setup`` runs again on a configuration reload; it then installs all of this on gunicorn's new
-    handlers.
+    nor unredacted); Python's warnings and the tracebacks of threads that die go there too, rather than raw to
+    stderr. ``setup`` runs again on a configuration reload; it then installs all of this on gunicorn's new handlers.
     """
+
+    log_format = "json"
 
     def __init__(self, cfg: Any) -> None:
         self.redaction = Redaction()
@@ -198,8 +299,14 @@ class RedactingLogger(Logger):  # type: ignore[misc]  # gunicorn is untyped
         super().__init__(cfg)
 
     def setup(self, cfg: Any) -> None:
-        """gunicorn's setup, then the redaction filter on its handlers, and the app's and root's lines routed."""
+        """gunicorn's setup, then the redaction filter on its handlers, its format, and the app's and root's lines
+        routed."""
         super().setup(cfg)
+        if self.log_format == "json":
+            formatter = JsonFormatter()
+            for handler in (*self.error_log.handlers, *self.access_log.handlers):
+                if getattr(handler, "_gunicorn", False) and not isinstance(handler, logging.handlers.SysLogHandler):
+                    handler.setFormatter(formatter)
         error_handlers: list[logging.Handler] = list(self.error_log.handlers)
         app = logging.getLogger(APP_LOGGER)
         app.handlers = list(error_handlers)
@@ -213,6 +320,9 @@ class RedactingLogger(Logger):  # type: ignore[misc]  # gunicorn is untyped
         for handler in {*error_handlers, *root.handlers}:
             if not any(isinstance(existing, Redaction) for existing in handler.filters):
                 handler.addFilter(self.redaction)
+        logging.captureWarnings(True)  # logger py.warnings, so the root logger's handlers
+        if threading.excepthook is threading.__excepthook__:  # nobody else chose where they go
+            threading.excepthook = _log_thread_exception
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> dict[str, Any]:
         """The atoms the access log format uses, each redacted: ``r`` and ``{raw_uri}e`` by :func:`redact_target`,
@@ -234,3 +344,18 @@ class RedactingLogger(Logger):  # type: ignore[misc]  # gunicorn is untyped
             request_line = f"{environ.get('REQUEST_METHOD', '-')} {target} {environ.get('SERVER_PROTOCOL', '-')}"
             atoms.update((key, value) for key, value in (("r", request_line), ("{raw_uri}e", target)) if key in used)
         return atoms
+
+
+class TextLogger(RedactingLogger):
+    """:class:`RedactingLogger` in gunicorn's own readable format (``VERIFY_LOG_FORMAT=text``, ``verify dev``):
+    ``[2026-11-22 09:15:02 +0000] [4242] [INFO] verification ... approved by code``."""
+
+    log_format = "text"
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """``threading.excepthook``: a thread's uncaught exception as an error line, redacted and formatted like any."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger(APP_LOGGER).error("uncaught exception in thread %s", name, exc_info=args.exc_value)

@@ -22,6 +22,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
+
 from verify.captcha import Answer, Captcha
 from verify.clock import Clock, rfc3339
 from verify.config import NUMBER_TYPES, Settings
@@ -44,6 +46,7 @@ from verify.errors import (
 )
 from verify.events import Events
 from verify.failover import Failover
+from verify.metrics import Metrics
 from verify.phone import country_of, mask, type_of
 from verify.providers.base import (
     CallReceived,
@@ -164,7 +167,8 @@ class Service:
     """Starts, resends, checks and completes verifications."""
 
     def __init__(self, settings: Settings, store: Store, secrets_: Secrets, sms_providers: list[Provider],
-                 call_provider: Provider | None, clock: Clock, events: Events, captcha: Captcha) -> None:
+                 call_provider: Provider | None, clock: Clock, events: Events, captcha: Captcha,
+                 metrics: Metrics) -> None:
         self.settings = settings
         self.store = store
         self.secrets = secrets_
@@ -173,8 +177,9 @@ class Service:
         self.clock = clock
         self.events = events
         self.captcha = captcha
+        self.metrics = metrics
         self.quotas = Quotas.from_settings(settings)
-        self.failover = Failover(settings, store, clock)
+        self.failover = Failover(settings, store, clock, metrics)
         # Codes are digits, one GSM-7 septet each: a template's size is the same for every code of its length.
         self._templates = {locale: (template, measure(template.format(code="0" * settings.code_length)))
                            for locale, template in (("en", settings.sms_template), ("ru", settings.sms_template_ru))}
@@ -207,7 +212,7 @@ class Service:
         if reserved.outcome in ("limited", "existing", "in_progress"):
             self._give_back(admission.at, admission.taken())
         if reserved.outcome == "limited":
-            raise _limited(reserved.refusal)
+            raise self._limited(reserved.refusal)
         record = _present(reserved)
         if reserved.outcome == "existing":
             return Started(self.view(record), created=False)
@@ -226,7 +231,7 @@ class Service:
         begun = self.store.run(Batch.begin_send, verification_id, now, settings.resend_cooldown * 1000,
                                settings.max_sends, SEND_LEASE_S * 1000, nonce, self.quotas.phone)
         if begun.outcome == "limited":
-            raise _limited(begun.refusal)
+            raise self._limited(begun.refusal)
         record = _present(begun)
         if begun.outcome != "ok":
             self._refuse_send(begun.outcome, record)
@@ -246,13 +251,13 @@ class Service:
         if self.quotas.check_ip:
             taken = self.store.run(Batch.take, Quota(self.quotas.check_ip, client_ip), self._now_ms())
             if taken.refusal:
-                raise _limited(taken.refusal)
+                raise self._limited(taken.refusal)
         outcome = self._complete(verification_id, "code", [code])
         record = _present(outcome)
         if outcome.outcome == "approved":
             return self._approved(record)
         if outcome.outcome == "locked":
-            raise _limited(outcome.refusal)
+            raise self._limited(outcome.refusal)
         view = self.view(record)
         if outcome.outcome == "wrong":
             if record.status == "max_attempts_reached":
@@ -271,6 +276,7 @@ class Service:
         record = _present(outcome)
         if outcome.outcome == "not_pending":
             raise NotPending(f"the verification is {record.status}", verification_status=record.status)
+        self._count(self.metrics.canceled, record)
         return self.view(record)
 
     def handle(self, event: Event) -> Verification | None:
@@ -328,6 +334,7 @@ class Service:
         """The pumping guard counts an approval (deferred: a statistic). Its customer event was journaled by the
         approving script itself."""
         log.info("verification %s approved by %s", record.id, record.completed_via)
+        self._count(self.metrics.approved, record)
         if self.captcha.on and record.channel == "sms":
             country, now = record.country or country_of(record.phone), self._now_ms()
             self.store.defer(lambda batch: batch.pump_count(country, record.id, "approved", now))
@@ -347,6 +354,7 @@ class Service:
         if outcome.outcome != "updated" or outcome.record is None:
             return None
         if event.status == "failed":  # its customer event was journaled by set_delivery.lua
+            self._count(self.metrics.failed, outcome.record)
             log.warning("verification %s: %s reports delivery failed (%s)", verification_id, event.provider,
                         event.raw_status)
         return self.view(outcome.record)
@@ -450,7 +458,7 @@ class Service:
         refused = next((t.refusal for t in taken if t.refusal), None)
         if refused:
             self._abandon(reserved, admission.taken())
-            raise _limited(refused)
+            raise self._limited(refused)
         if admission.captcha:
             pumping = channel == "sms" and self.captcha.pumping(country_of(record.phone), admission.at)
             if (self.captcha.needed(busy_ip=any(t.over for t in taken), pumping=pumping)
@@ -484,6 +492,11 @@ class Service:
         if ended.record is None:
             raise DeliveryFailed("the gateway answered after the verification had lapsed; start again")
         log.info("verification %s sent via %s to %s", record.id, commit.provider, mask(record.phone))
+        if created:
+            self._count(self.metrics.started, ended.record)
+        if commit.sms_parts:
+            self.metrics.sms_messages.labels(commit.provider, commit.sms_encoding).inc()
+            self.metrics.sms_parts.labels(commit.provider, commit.sms_encoding).inc(commit.sms_parts)
         return self.view(ended.record)  # end_send.lua journaled its expiry watch (events on)
 
     def _abandon(self, reserved: _Reservation, taken: list[Quota], *, captcha_for: str | None = None
@@ -506,6 +519,16 @@ class Service:
             batch.give(quota, taken_at)
         batch.run()
 
+    def _limited(self, refusal: Refusal | None) -> RateLimited:
+        """The refusal of a limit, counted."""
+        assert refusal is not None  # noqa: S101 - a "limited" outcome names its limit
+        self.metrics.rate_limited.labels(refusal.limit.name).inc()
+        return RateLimited(refusal.limit.name, refusal.window.text, refusal.retry_after)
+
+    def _count(self, counter: Counter, record: Record) -> None:
+        """Count ``record`` on one of the lifecycle counters (started, approved, ...)."""
+        counter.labels(record.channel, record.provider or "none", record.country or country_of(record.phone)).inc()
+
     def _refuse_send(self, outcome: str, record: Record) -> None:
         if outcome == "max_sends":
             raise MaxSends(f"all {self.settings.max_sends} sends are used; start a new verification")
@@ -517,12 +540,12 @@ class Service:
     def _deliver(self, record: Record, channel: str, chain: list[Provider], breakers: dict[str, Breaker]
                  ) -> SendCommit:
         if channel == "call":
-            call = self.failover.run(chain, breakers, lambda p: p.start_call(record.phone, record.id))
+            call = self.failover.run(chain, breakers, "start_call", lambda p: p.start_call(record.phone, record.id))
             return SendCommit("call", "", call.provider, call.message_id, call.number, call.numbers)
         code = f"{secrets.randbelow(10 ** self.settings.code_length):0{self.settings.code_length}d}"
         template, size = self._templates["ru" if record.locale == "ru" else "en"]
         message = SmsMessage(record.phone, template.format(code=code), code, record.id)
-        sent = self.failover.run(chain, breakers, lambda p: p.send_sms(message))
+        sent = self.failover.run(chain, breakers, "send_sms", lambda p: p.send_sms(message))
         return SendCommit("sms", self.secrets.code_hash(record.id, code), sent.provider, sent.message_id,
                           sms_encoding=size.encoding, sms_parts=size.parts)
 
@@ -578,9 +601,3 @@ def _present(outcome: Outcome[Any]) -> Record:
     if outcome.record is None:
         raise NotFound("no such verification, or it has expired")
     return outcome.record
-
-
-def _limited(refusal: Refusal | None) -> RateLimited:
-    assert refusal is not None  # noqa: S101 - a "limited" outcome names its limit
-    return RateLimited(refusal.limit.name, refusal.window.text, refusal.retry_after)
-

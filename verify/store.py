@@ -285,6 +285,8 @@ class Store:
         self.wait_replicas = wait_replicas
         self.scripts = Scripts(client)
         self.down_until = 0.0
+        # Told of every Redis failure a batch meets (the app counts them: verify_redis_errors_total).
+        self.on_error: Callable[[BaseException], object] = lambda err: None
         self._deferred: list[Callable[[Batch], object]] = []
         # Close the sockets when the store goes, rather than leave them to the garbage collector.
         weakref.finalize(self, client.close)
@@ -527,6 +529,7 @@ class Batch:
             if writes and not (isinstance(replies[-1], int) and replies[-1] >= store.wait_replicas):
                 raise StoreUnavailable("Redis could not copy the change to a replica in time; retry")
         except redis.RedisError as err:
+            store.on_error(err)
             if isinstance(err, redis.TimeoutError) and not store.cluster:  # one cluster node is not all of Redis
                 store.down_until = time.monotonic() + FAIL_FAST_S
             raise StoreUnavailable(f"Redis failed: {type(err).__name__}") from err
@@ -593,7 +596,7 @@ class Batch:
     def end_send(self, record: Record, nonce: str, now_ms: int, ttl_ms: int, quota: Limit | None, taken_at: int,
                  commit: SendCommit | None, grace_ms: int = 0) -> Op[Outcome[EndOutcome]]:
         """Commit a reserved send (``commit``) or roll it back (``None``, giving the phone's quota back); with
-        ``grace_ms`` (events on), journal its expiry watch; see ``lua/end_send.lua``."""
+        a ``grace_ms`` (``Events.grace_ms``), journal its expiry watch; see ``lua/end_send.lua``."""
         s = self._store
         channel = commit.channel if commit else record.channel
         keys = [s.record_key(record.id), s.index_key(record.phone, channel), s.index_key(record.phone, record.channel),
@@ -810,10 +813,10 @@ class Batch:
         return self._script(_ignore, self._store.scripts.delivered, [due, data, self._store.delivered_key()],
                             [event_id, now_ms, remember_ms])
 
-    def final_copy(self, verification_id: str) -> Op[Record | None]:
-        """The verification as it finally was, kept by the transitions after Redis dropped it."""
-        return self._command(lambda h: Record.from_hash(h) if h else None, "HGETALL",
-                             self._store.record_key(verification_id) + ":final")
+    def final_copy(self, verification_id: str) -> Op[dict[str, str]]:
+        """What the transitions kept of the verification as it finally was, after Redis dropped it: every field
+        with events on, only its status with events off (``lua/_journal.lua``); empty when nothing was kept."""
+        return self._command(lambda h: h or {}, "HGETALL", self._store.record_key(verification_id) + ":final")
 
     def drop_final_copy(self, verification_id: str) -> Op[None]:
         """Its expiry was seen to: the final copy is not needed any more."""

@@ -20,13 +20,15 @@ from flask import Blueprint, Response, request
 
 from verify.api import service
 from verify.errors import NotFound, WebhookRejected
-from verify.providers.base import Inbound, Webhook
+from verify.providers.base import CallReceived, DeliveryReport, Inbound, SmsReceived, Webhook
 from verify.providers.base import WebhookRejected as Rejected
 from verify.providers.registry import WEBHOOK_GATEWAYS
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 _GATEWAYS = {gateway.name: gateway for gateway in WEBHOOK_GATEWAYS}
+# The kind of each event in the metrics (verify_webhooks_total).
+KINDS = {CallReceived: "call", SmsReceived: "inbound_sms", DeliveryReport: "delivery_report"}
 _ACKS = {(gateway.name, route.name): route.ack for gateway in WEBHOOK_GATEWAYS for route in gateway.routes}
 
 
@@ -35,25 +37,32 @@ def callback(gateway: str, route: str, **args: str) -> Response:
     svc = service()
     hooks = _GATEWAYS[gateway]
     settings = hooks.settings(svc.settings)
+    counted = svc.metrics.webhooks
     if settings is None:
+        counted.labels(gateway, "none", "rejected").inc()
         raise NotFound(f"{gateway} is not a configured gateway")
     inbound = Inbound(request.method, request.query_string, request.get_data(cache=True), request.mimetype,
                       dict(request.headers.items()))
     try:
         hook: Webhook = hooks.parse(route, inbound, args, settings, svc.clock(), svc.settings.webhook_max_age)
     except Rejected as err:
+        counted.labels(gateway, "none", "rejected").inc()
         if err.status == 404:
             raise NotFound("no such webhook") from err
         raise WebhookRejected(err.reason) from err
     if hook.nonce and not svc.claim_nonce(gateway, hook.nonce):
+        counted.labels(gateway, "none", "rejected").inc()
         raise WebhookRejected("this nonce was seen before: a replayed request")
+    results = []
     try:
         for event in hook.events:
-            svc.handle(event)
+            results.append((KINDS[type(event)], "ignored" if svc.handle(event) is None else "accepted"))
     except BaseException:
         if hook.nonce:
             svc.release_nonce(gateway, hook.nonce)
         raise
+    for kind, result in results or [("none", "ignored")]:  # counted once applied: a retried failure counts once
+        counted.labels(gateway, kind, result).inc()
     return Response(_ACKS[(gateway, route)], mimetype="text/plain")
 
 

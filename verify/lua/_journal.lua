@@ -3,13 +3,36 @@
 -- The journal is a hash in the verification's slot: entry id -> JSON. The sweep (verify/events.py) moves its
 -- entries to the events outbox and the expiry schedule, found through a hint the request wrote beforehand.
 
--- Keep a copy of the verification as it now is, for `grace` ms longer than the verification itself lives: an
--- expiry event carries the verification as it finally was, after Redis dropped it.
+-- `grace` (ms, never 0 here) says how long what is kept of a verification outlives it. Positive (events on): a
+-- whole copy, since an expiry event carries the verification as it finally was. Negative (events off): only what
+-- the expired count needs, to save memory: its status in the copy, and its labels in the watch.
+local J_LIGHT = {'phone', 'channel', 'provider', 'country'}
+
+-- Keep what the verification now is (see `grace`) for |grace| ms longer than the verification itself lives, so
+-- the expiry sweep still knows how it ended after Redis dropped it.
 local function j_mirror(key, grace)
   local final = key .. ':final'
-  redis.call('COPY', key, final, 'REPLACE')
+  if grace > 0 then
+    redis.call('COPY', key, final, 'REPLACE')
+  else
+    redis.call('HSET', final, 'status', redis.call('HGET', key, 'status'))
+  end
   local ttl = redis.call('PTTL', key)
-  redis.call('PEXPIRE', final, math.max(ttl, 0) + grace)
+  redis.call('PEXPIRE', final, math.max(ttl, 0) + math.abs(grace))
+end
+
+-- The verification as a journal entry holds it: all of it, or (grace < 0) the fields of J_LIGHT.
+local function j_fields(key, grace)
+  if grace > 0 then return redis.call('HGETALL', key) end
+  local values = redis.call('HMGET', key, unpack(J_LIGHT))
+  local flat = {}
+  for i, name in ipairs(J_LIGHT) do
+    if values[i] then
+      flat[#flat + 1] = name
+      flat[#flat + 1] = values[i]
+    end
+  end
+  return flat
 end
 
 -- An event (`type`) about the verification `key`, with its state now, under the stable id `id`.
@@ -19,7 +42,7 @@ local function j_event(journal, id, type, now, key)
 end
 
 -- Expect the verification `key` to expire at `due` (ms), unless it is approved or canceled first.
-local function j_watch(journal, id, due, key)
+local function j_watch(journal, id, due, key, grace)
   redis.call('HSET', journal, 'watch:' .. id, cjson.encode({kind = 'watch', due = due,
-                                                          record = redis.call('HGETALL', key)}))
+                                                          record = j_fields(key, grace)}))
 end

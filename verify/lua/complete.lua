@@ -6,7 +6,8 @@
 --       (ms), 7 the approval event's id ('': events are off), 8 how long the final copy outlives the record
 --       (ms), 9.. the quota's items (_quota.lua), then the candidate code hashes (HMACs of the submitted code
 --       under every key)
--- With events on, an approval journals its event, and a wrong code keeps the final copy up to date.
+-- A change keeps the final copy up to date (when one is kept: ARGV[8] ~= 0), and with events on an approval
+-- journals its event.
 -- Returns {outcome, record[, refused field, ms to wait]}: approved | wrong | no_match | max_attempts
 -- | not_pending | wrong_channel | no_code | missing | locked.
 -- Only a wrong *checked* code costs an attempt and counts against the phone's wrong-code quota: a reply without
@@ -44,15 +45,13 @@ else
       redis.call('HSET', KEYS[1], 'status', 'max_attempts_reached')
       redis.call('HDEL', KEYS[1], 'code_hash')
     end
-    if ARGV[7] ~= '' then j_mirror(KEYS[1], grace) end
+    if grace ~= 0 then j_mirror(KEYS[1], grace) end
     return {'wrong', redis.call('HGETALL', KEYS[1])}
   end
 end
 redis.call('HSET', KEYS[1], 'status', 'approved', 'completed_via', via, 'verified_at', ARGV[3])
 redis.call('HDEL', KEYS[1], 'code_hash')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if ARGV[7] ~= '' then
-  j_mirror(KEYS[1], grace)
-  j_event(KEYS[2], ARGV[7], 'verification.approved', now, KEYS[1])
-end
+if grace ~= 0 then j_mirror(KEYS[1], grace) end
+if ARGV[7] ~= '' then j_event(KEYS[2], ARGV[7], 'verification.approved', now, KEYS[1]) end
 return {'approved', redis.call('HGETALL', KEYS[1])}

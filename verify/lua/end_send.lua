@@ -3,10 +3,10 @@
 -- KEYS[1] record, KEYS[2] phone index of the channel sent on, KEYS[3] phone index of the record's channel,
 -- KEYS[4] the slot's events journal (_journal.lua)
 -- ARGV: 1 nonce, 2 'sent' | 'failed', 3 now (ms), 4 challenge TTL (ms), 5 the phone quota's key without the phone,
---       6 when the quota was taken (ms), 7 how long the final copy outlives the record (ms; 0: events are off),
+--       6 when the quota was taken (ms), 7 how long the final copy outlives the record (ms; _journal.lua),
 --       8.. the quota items taken (_quota.lua), then for 'sent' the fields to store as field, value pairs
 --       (channel, code_hash, provider, ...)
--- With events on, a send watches the verification's expiry (and a superseded one is copied as it finally was).
+-- A send watches the verification's expiry (and what a superseded one finally was is kept).
 -- Returns {outcome, record[, superseded id]}: sent | not_pending | kept | deleted | stale.
 -- A failed send gives the phone's quota back. A failed first send deletes the verification, so no client ever
 -- holds an id for a code never sent; a failed resend keeps the previous code valid. A successful send replaces
@@ -44,14 +44,14 @@ if KEYS[3] ~= KEYS[2] then
     if redis.call('HGET', key, 'status') == 'pending' then
       redis.call('HSET', key, 'status', 'canceled')
       redis.call('HDEL', key, 'code_hash', 'sending', 'sending_since')
-      if grace > 0 then j_mirror(key, grace) end
+      if grace ~= 0 then j_mirror(key, grace) end
       superseded = other
     end
   end
 end
 redis.call('SET', KEYS[2], r[4], 'PX', ttl)
-if grace > 0 then
-  j_mirror(KEYS[1], grace)
-  j_watch(KEYS[4], r[4], now + ttl, KEYS[1])
+if grace ~= 0 then
+  if grace > 0 then j_mirror(KEYS[1], grace) end  -- a status kept alone (grace < 0) would be 'pending': the watch's
+  j_watch(KEYS[4], r[4], now + ttl, KEYS[1], grace)
 end
 return {'sent', redis.call('HGETALL', KEYS[1]), superseded}

@@ -53,29 +53,31 @@ class ProviderError(Exception):
     """A gateway did not take the request.
 
     ``transient`` errors (timeouts, 5xx, throttling, no money) move on to the next provider; the others
-    are final for this request.
+    are final for this request. ``kind`` sorts it for the metrics: ``timeout``, ``connection``, ``http_5xx``,
+    ``malformed`` (a body we cannot read), ``no_money``, ``invalid_recipient`` or ``rejected`` (the gateway said no).
     """
 
     def __init__(self, provider: str, message: str, *, transient: bool,
-                 payload: Any = None) -> None:
+                 payload: Any = None, kind: str = "rejected") -> None:
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.transient = transient
         self.payload = payload
+        self.kind = kind
 
 
 class InvalidRecipient(ProviderError):
     """The gateway says the number cannot receive messages: the client gets 400, and no failover."""
 
     def __init__(self, provider: str, message: str, payload: Any = None) -> None:
-        super().__init__(provider, message, transient=False, payload=payload)
+        super().__init__(provider, message, transient=False, payload=payload, kind="invalid_recipient")
 
 
 class NoMoney(ProviderError):
     """The account has no money left: transient (another gateway can send), but an operator must act."""
 
     def __init__(self, provider: str, message: str, payload: Any = None) -> None:
-        super().__init__(provider, message, transient=True, payload=payload)
+        super().__init__(provider, message, transient=True, payload=payload, kind="no_money")
 
 
 class Provider(ABC):
@@ -119,12 +121,14 @@ class Http:
         try:
             response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
         except requests.Timeout as err:
-            raise ProviderError(provider, f"timed out ({type(err).__name__})", transient=True) from err
+            raise ProviderError(provider, f"timed out ({type(err).__name__})", transient=True,
+                                kind="timeout") from err
         except requests.RequestException as err:
-            raise ProviderError(provider, f"request failed ({type(err).__name__})", transient=True) from err
+            raise ProviderError(provider, f"request failed ({type(err).__name__})", transient=True,
+                                kind="connection") from err
         if response.status_code >= 500:
             raise ProviderError(provider, f"HTTP {response.status_code}", transient=True,
-                                payload=response.text[:PAYLOAD_LIMIT])
+                                payload=response.text[:PAYLOAD_LIMIT], kind="http_5xx")
         return response
 
 
@@ -134,7 +138,7 @@ def json_of(provider: str, response: requests.Response) -> Any:
         return response.json()
     except ValueError as err:
         raise ProviderError(provider, f"HTTP {response.status_code} with a body that is not JSON", transient=True,
-                            payload=response.text[:PAYLOAD_LIMIT]) from err
+                            payload=response.text[:PAYLOAD_LIMIT], kind="malformed") from err
 
 
 def scalar(value: object, *, amount: bool = False) -> str:

@@ -155,7 +155,7 @@ class D7Provider(Provider):
         message_id = self._api.message_id(payload)
         if not message_id:
             raise ProviderError(NAME, "accepted the request but returned no message id", transient=True,
-                                payload=payload)
+                                payload=payload, kind="malformed")
         return Sent(NAME, message_id)
 
     def balance(self) -> str:
@@ -163,7 +163,8 @@ class D7Provider(Provider):
         payload = self._request("GET", self._api.balance_path, None)
         text = _balance_text(payload)
         if text is None:
-            raise ProviderError(NAME, "balance response without a balance", transient=True, payload=payload)
+            raise ProviderError(NAME, "balance response without a balance", transient=True, payload=payload,
+                                kind="malformed")
         return text
 
     def _request(self, method: str, path: str, body: object) -> Any:

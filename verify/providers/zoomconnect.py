@@ -158,7 +158,8 @@ class ZoomConnectProvider(Provider):
             raise ProviderError(self.name, f"not sent: {reply.get('error')}", transient=False, payload=reply)
         message_id = scalar(reply.get("messageId"))
         if not message_id:
-            raise ProviderError(self.name, "HTTP 200 without a messageId", transient=True, payload=reply)
+            raise ProviderError(self.name, "HTTP 200 without a messageId", transient=True, payload=reply,
+                                kind="malformed")
         return Sent(self.name, message_id)
 
     def balance(self) -> str:
@@ -166,7 +167,8 @@ class ZoomConnectProvider(Provider):
         reply: BalanceResponse = self._call("GET", BALANCE_PATH)
         credits = scalar(reply.get("creditBalance"), amount=True)
         if not credits:
-            raise ProviderError(self.name, "HTTP 200 without a creditBalance", transient=True, payload=reply)
+            raise ProviderError(self.name, "HTTP 200 without a creditBalance", transient=True, payload=reply,
+                                kind="malformed")
         return credits
 
     def _call(self, method: str, path: str, body: SendRequest | None = None) -> Any:
@@ -179,7 +181,7 @@ class ZoomConnectProvider(Provider):
         reply = json_of(self.name, response)
         if not isinstance(reply, dict):
             raise ProviderError(self.name, f"HTTP {response.status_code} with JSON that is not an object",
-                                transient=True, payload=reply)
+                                transient=True, payload=reply, kind="malformed")
         return reply
 
     def _refusal(self, response: requests.Response) -> ProviderError:

@@ -1,0 +1,234 @@
+"""``GET /metrics``: under the Procfile's gunicorn with two workers, every counter moves by exactly what was done
+(the workers' samples add up); in process, the counters the gunicorn run does not reach (captchas, expiries, events,
+the pumping guard, Redis errors)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import requests
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import MovableClock, Receiver, check, last_code, make_settings, serving, start
+from tests.providers.smsc_emulator import smsc_callback
+from tests.servers import AUTH, Server, gunicorn_server
+from verify import create_app
+from verify.embedded import EmbeddedRedis
+from verify.metrics import Metrics
+
+METRICS_TOKEN = "metrics-token-0123456789"
+SMSC_SECRET = "smsc-callback-secret-42"
+D7_TOKEN = "d7-path-token-never-a-label"
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    """Every sample of a scrape, by name and labels."""
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+class Scrapes:
+    """Scrapes of one server, and the change of a sample between two of them."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.before = self.scrape()
+
+    def scrape(self) -> Samples:
+        response = requests.get(self.server.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+                                timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        return parse(response.text)
+
+    def moved(self, after: Samples, name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        return after.get(key, 0.0) - self.before.get(key, 0.0)
+
+
+@pytest.fixture(scope="module")
+def server(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    settings = {"VERIFY_METRICS_TOKEN": METRICS_TOKEN, "VERIFY_SMSC_SECRET": SMSC_SECRET,
+                "VERIFY_D7_TOKEN": "d7-api-token", "VERIFY_D7_WEBHOOK_TOKEN": D7_TOKEN,
+                "VERIFY_BREAKER_FAILURES": "1", "VERIFY_LIMIT_IP": "3/hour", "VERIFY_CAPTCHA_MODE": "off"}
+    with gunicorn_server(redis_server.url, tmp_path_factory.mktemp("metrics"), settings, workers=2) as running:
+        running.reset()
+        yield running
+
+
+def post(server: Server, path: str, ip: str, body: object | None = None) -> requests.Response:
+    return requests.post(server.url(path), json=body, headers={**AUTH, "X-Forwarded-For": ip}, timeout=30)
+
+
+def started(server: Server, phone: str, ip: str, **fields: str) -> tuple[str, str]:
+    """Start a verification; its id and the code SMSC was given (or "" for a call)."""
+    mark = server.smsc.mark()
+    response = post(server, "/v1/verifications", ip, {"phone": phone, **fields})
+    assert response.status_code == 201, response.text
+    sent = server.smsc.since(mark, "sms")
+    code = re.search(r"\d{6}", sent[0].text).group() if sent else ""  # type: ignore[union-attr]
+    return response.json()["id"], code
+
+
+def test_metrics_need_the_token(server: Server) -> None:
+    assert requests.get(server.url("/metrics"), timeout=10).status_code == 401
+    wrong = requests.get(server.url("/metrics"), headers={"Authorization": "Bearer wrong"}, timeout=10)
+    assert wrong.status_code == 401 and wrong.headers["Content-Type"] == "application/problem+json"
+
+
+def test_counters_move_by_exactly_what_was_done(server: Server) -> None:
+    scrapes = Scrapes(server)
+    smsc = server.smsc
+    # Four SMS starts, one in Russian (UCS-2); two approved (one after a wrong code), one canceled.
+    first, first_code = started(server, "+79990010001", "10.1.0.1")
+    second, second_code = started(server, "+79990010002", "10.1.0.2")
+    third, _ = started(server, "+79990010003", "10.1.0.3", locale="ru")
+    british, _ = started(server, "+447400123456", "10.1.0.4")
+    assert post(server, f"/v1/verifications/{first}/check", "10.1.0.1", {"code": first_code}).status_code == 200
+    wrong = "000000" if second_code != "000000" else "111111"
+    assert post(server, f"/v1/verifications/{second}/check", "10.1.0.2", {"code": wrong}).status_code == 422
+    assert post(server, f"/v1/verifications/{second}/check", "10.1.0.2", {"code": second_code}).status_code == 200
+    assert requests.delete(server.url(f"/v1/verifications/{third}"), headers=AUTH, timeout=10).status_code == 200
+    # A call verification through the sandbox's call channel, approved by the simulated call.
+    started(server, "+79990010005", "10.1.0.5", channel="call")
+    assert post(server, "/sandbox/calls", "10.1.0.5", {"phone": "+79990010005"}).status_code == 200
+    # SMSC reports the British message undeliverable, then repeats itself; a forger tries too.
+    fields = {"id": british, "phone": "447400123456", "status": "20"}
+    for secret, status in ((SMSC_SECRET, 200), (SMSC_SECRET, 200), ("forged", 403)):
+        _, body, content_type = smsc_callback(fields, secret=secret, hash="sha1")
+        assert requests.post(server.url("/webhooks/smsc"), data=body, headers={"Content-Type": content_type},
+                             timeout=10).status_code == status
+    assert requests.post(server.url(f"/webhooks/d7/{D7_TOKEN}x/report"), json={}, timeout=10).status_code == 404
+    # One IP past its limit of 3 an hour: three sends, one refusal.
+    for n in range(3):
+        started(server, f"+7999002000{n}", "10.1.0.9")
+    assert post(server, "/v1/verifications", "10.1.0.9", {"phone": "+79990020009"}).status_code == 429
+    # The gateway fails: one error opens its breaker (VERIFY_BREAKER_FAILURES=1), and the next start skips it.
+    smsc.mode = "5xx"
+    assert post(server, "/v1/verifications", "10.1.0.10", {"phone": "+79990030001"}).status_code == 503
+    smsc.mode = "ok"
+    assert post(server, "/v1/verifications", "10.1.0.11", {"phone": "+79990030002"}).status_code == 503
+    assert requests.get(server.url("/no/such/route"), timeout=10).status_code == 404
+
+    after = scrapes.scrape()
+    moved = scrapes.moved
+    sms_ru = {"channel": "sms", "provider": "smsc", "country": "RU"}
+    assert moved(after, "verify_verifications_started_total", **sms_ru) == 6
+    assert moved(after, "verify_verifications_started_total", channel="sms", provider="smsc", country="GB") == 1
+    assert moved(after, "verify_verifications_started_total", channel="call", provider="sandbox", country="RU") == 1
+    assert moved(after, "verify_verifications_approved_total", **sms_ru) == 2
+    assert moved(after, "verify_verifications_approved_total", channel="call", provider="sandbox", country="RU") == 1
+    assert moved(after, "verify_verifications_canceled_total", **sms_ru) == 1
+    assert moved(after, "verify_verifications_failed_total", channel="sms", provider="smsc", country="GB") == 1
+    assert moved(after, "verify_sms_messages_total", provider="smsc", encoding="GSM-7") == 6
+    assert moved(after, "verify_sms_messages_total", provider="smsc", encoding="UCS-2") == 1
+    assert moved(after, "verify_sms_parts_total", provider="smsc", encoding="GSM-7") == 6
+    assert moved(after, "verify_provider_request_duration_seconds_count", provider="smsc", operation="send_sms") == 8
+    assert moved(after, "verify_provider_errors_total", provider="smsc", operation="send_sms", kind="http_5xx") == 1
+    assert moved(after, "verify_failovers_total", provider="smsc", reason="error") == 1
+    assert moved(after, "verify_failovers_total", provider="smsc", reason="breaker_open") == 1
+    assert after[("verify_breaker_open", frozenset({("provider", "smsc")}))] == 1
+    assert after[("verify_breaker_open", frozenset({("provider", "sandbox")}))] == 0
+    assert moved(after, "verify_webhooks_total", provider="smsc", kind="delivery_report", result="accepted") == 1
+    assert moved(after, "verify_webhooks_total", provider="smsc", kind="delivery_report", result="ignored") == 1
+    assert moved(after, "verify_webhooks_total", provider="smsc", kind="none", result="rejected") == 1
+    assert moved(after, "verify_webhooks_total", provider="d7", kind="none", result="rejected") == 1
+    assert moved(after, "verify_rate_limited_total", limit="ip") == 1
+    route = "/v1/verifications"
+    assert moved(after, "verify_http_requests_total", method="POST", route=route, status="201") == 8
+    assert moved(after, "verify_http_requests_total", method="POST", route=route, status="429") == 1
+    assert moved(after, "verify_http_requests_total", method="POST", route=route, status="503") == 2
+    check_route = "/v1/verifications/<verification_id>/check"
+    assert moved(after, "verify_http_requests_total", method="POST", route=check_route, status="200") == 2
+    assert moved(after, "verify_http_requests_total", method="POST", route=check_route, status="422") == 1
+    assert moved(after, "verify_http_requests_total", method="GET", route="<unmatched>", status="404") == 1
+    assert moved(after, "verify_http_request_duration_seconds_count", method="POST", route=check_route) == 3
+    assert moved(after, "verify_http_requests_total", method="POST", route="/webhooks/d7/<token>/report",
+                 status="404") == 1
+    assert after[("verify_build_info", frozenset({("version", server_version(server))}))] == 1
+    # Nothing that identifies a person or a request is a label: no phone, no verification id, no path token.
+    text = requests.get(server.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+                        timeout=10).text
+    for secret in ("79990010001", first, british, D7_TOKEN, SMSC_SECRET, METRICS_TOKEN):
+        assert secret not in text
+
+
+def server_version(server: Server) -> str:
+    version: str = requests.get(server.url("/healthz"), timeout=10).json()["version"]
+    return version
+
+
+# In process: the counters a short gunicorn run does not reach.
+
+
+def counted(client: FlaskClient, name: str, **labels: str) -> float:
+    metrics: Metrics = client.application.extensions["verify.metrics"][0]
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_captchas_are_counted(redis_url: str, clock: MovableClock) -> None:
+    settings = replace(make_settings(redis_url), captcha_mode="always")
+    client = create_app(settings, clock=clock, background=False).test_client()
+    challenge = start(client).get_json()["captcha"]
+    assert start(client, captcha={"id": challenge["id"], "answer": "wrong"}).status_code == 428
+    challenge = start(client).get_json()["captcha"]
+    answer = client.get(f"/sandbox/captcha/{challenge['id']}").get_json()["answer"]
+    assert start(client, captcha={"id": challenge["id"], "answer": answer}).status_code == 201
+    assert counted(client, "verify_captcha_challenges_total") == 3  # the first, after the wrong answer, the second
+    assert counted(client, "verify_captcha_answers_total", result="wrong") == 1
+    assert counted(client, "verify_captcha_answers_total", result="solved") == 1
+
+
+def test_the_pumping_guard_state_is_a_gauge(redis_url: str, clock: MovableClock) -> None:
+    settings = replace(make_settings(redis_url), captcha_mode="adaptive", pumping_min_starts=2, pumping_threshold=0.5,
+                       captcha_after=1000, limit_ip="1000/hour", limit_prefix="1000/hour")
+    client = create_app(settings, clock=clock, background=False).test_client()
+    assert start(client, "+79990040001").status_code == 201
+    assert counted(client, "verify_pumping_guard_active", country="RU") == 0
+    assert start(client, "+79990040002").status_code == 201
+    clock.advance(6)  # the worker reads the statistics again (PUMP_REFRESH_MS)
+    assert start(client, "+79990040003").status_code == 428  # 2 of 2 starts unapproved: every start needs a captcha
+    assert counted(client, "verify_pumping_guard_active", country="RU") == 1
+
+
+def test_redis_errors_are_counted(tmp_path: Path, clock: MovableClock) -> None:
+    redis = EmbeddedRedis(tmp_path)
+    url = redis.start()
+    try:
+        client = create_app(make_settings(url), clock=clock, background=False).test_client()
+        assert start(client).status_code == 201
+    finally:
+        redis.stop()
+    assert start(client, "+79990050001").status_code == 503
+    assert counted(client, "verify_redis_errors_total", kind="connection") == 1
+    scraped = client.get("/metrics")  # without Redis: no breakers, and no error
+    assert scraped.status_code == 200 and b"verify_breaker_open" not in scraped.data
+
+
+def test_expiries_and_event_deliveries_are_counted(redis_url: str, clock: MovableClock) -> None:
+    receiver = Receiver(fail_first=1)
+    with serving(receiver) as url:
+        settings = replace(make_settings(redis_url), challenge_ttl=1, events_url=url,
+                           events_secrets=("events-secret-0123",))
+        client = create_app(settings, clock=clock, background=False).test_client()
+        approved = start(client).get_json()["id"]
+        check(client, approved, last_code(client))
+        start(client, "+79990060001")  # left to expire
+        events = client.application.extensions["verify"].events
+        events.sweep()
+        assert events.deliver() == 0  # the receiver fails once: retried later
+        assert counted(client, "verify_events_total", type="verification.approved", result="retried") == 1
+        time.sleep(1.2)  # the records' real Redis TTL runs out
+        clock.advance(60)
+        events.sweep()
+        assert events.deliver() == 2
+    assert counted(client, "verify_verifications_expired_total", channel="sms", provider="sandbox", country="RU") == 1
+    assert counted(client, "verify_events_total", type="verification.approved", result="delivered") == 1
+    assert counted(client, "verify_events_total", type="verification.expired", result="delivered") == 1

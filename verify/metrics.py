@@ -1,0 +1,132 @@
+"""Prometheus metrics: what ``verify`` does and what it costs (README "Metrics").
+
+One :class:`Metrics` per app, its collectors in the app's own registry (no global state: two apps in one process
+count apart). Under gunicorn, prometheus_client runs in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by
+gunicorn.conf.py or ``verify dev``): each worker writes its samples to files in that directory, and ``/metrics``,
+whichever worker serves it, adds up every worker's. States that live in Redis (the gateways' circuit breakers) are
+read from Redis at scrape time, so every worker reports the same state, fresh.
+
+Naming follows Prometheus: a ``verify_`` prefix, ``_total`` counters, ``_seconds`` histograms, and label values
+from bounded sets only (a country is its ISO code, a route its template): never a phone, an id or a path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from verify import version
+from verify.errors import StoreUnavailable
+from verify.store import Breaker, Op, Store
+
+# A verification's labels: how it travels, through which gateway, to which country.
+LIFECYCLE = ("channel", "provider", "country")
+PROVIDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+
+class Metrics:
+    """Every metric the app records. Attributes are prometheus_client metrics; label them and count."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+        def lifecycle(name: str, what: str) -> Counter:
+            return Counter(f"verify_verifications_{name}", what, LIFECYCLE, registry=registry)
+
+        self.started = lifecycle("started", "Verifications whose first SMS or call went out.")
+        self.approved = lifecycle("approved", "Verifications approved: by a code, an SMS reply or a call.")
+        self.expired = lifecycle("expired", "Verifications that ended unapproved at the end of their lifetime.")
+        self.canceled = lifecycle("canceled", "Verifications canceled through the API.")
+        self.failed = lifecycle("failed", "Verifications whose message the gateway reported undeliverable.")
+        self.sms_messages = Counter("verify_sms_messages", "SMS handed to a gateway.", ("provider", "encoding"),
+                                    registry=registry)
+        self.sms_parts = Counter("verify_sms_parts", "Parts of the SMS handed to a gateway: what they cost.",
+                                 ("provider", "encoding"), registry=registry)
+        self.provider_latency = Histogram("verify_provider_request_duration_seconds",
+                                          "How long a gateway took to take (or fail) a request.",
+                                          ("provider", "operation"), buckets=PROVIDER_BUCKETS, registry=registry)
+        self.provider_errors = Counter("verify_provider_errors", "Gateway requests that failed, by kind.",
+                                       ("provider", "operation", "kind"), registry=registry)
+        self.failovers = Counter("verify_failovers",
+                                 "Sends that gave up on a gateway (then tried the next one, if any): after an "
+                                 "error, or because its circuit breaker was open.",
+                                 ("provider", "reason"), registry=registry)
+        self.webhooks = Counter("verify_webhooks", "Gateway callbacks: each event a callback carried, or the "
+                                "callback itself when it carried none or was rejected.",
+                                ("provider", "kind", "result"), registry=registry)
+        self.rate_limited = Counter("verify_rate_limited", "Requests refused by a limit.", ("limit",),
+                                    registry=registry)
+        self.captcha_challenges = Counter("verify_captcha_challenges", "Captcha challenges issued.",
+                                          registry=registry)
+        self.captcha_answers = Counter("verify_captcha_answers", "Captcha answers judged.", ("result",),
+                                       registry=registry)
+        self.pumping = Gauge("verify_pumping_guard_active",
+                             "1 while the SMS-pumping guard asks every SMS start to this country for a captcha.",
+                             ("country",), multiprocess_mode="mostrecent", registry=registry)
+        self.events = Counter("verify_events", "Customer event deliveries: delivered, retried later, dropped.",
+                              ("type", "result"), registry=registry)
+        self.redis_errors = Counter("verify_redis_errors", "Redis failures the app saw.", ("kind",),
+                                    registry=registry)
+        self.http_requests = Counter("verify_http_requests", "HTTP requests served.", ("method", "route", "status"),
+                                     registry=registry)
+        self.http_latency = Histogram("verify_http_request_duration_seconds", "How long a request took to serve.",
+                                      ("method", "route"), buckets=HTTP_BUCKETS, registry=registry)
+
+    def redis_error(self, err: BaseException) -> None:
+        """Count a Redis failure by its kind (the store calls this)."""
+        name = type(err).__name__
+        kind = "timeout" if "Timeout" in name else "connection" if "Connection" in name else "other"
+        self.redis_errors.labels(kind).inc()
+
+
+class State(Collector):
+    """What lives in Redis, read at each scrape: the circuit breaker of every configured gateway (one round trip),
+    and the build. A scrape while Redis is down reports no breaker rather than failing."""
+
+    def __init__(self, store: Store, providers: Sequence[str], clock: Callable[[], float]) -> None:
+        self._store = store
+        self._providers = tuple(dict.fromkeys(providers))
+        self._clock = clock
+        self._version = version()
+
+    def collect(self) -> Iterator[Metric]:
+        """The samples of this scrape."""
+        info = GaugeMetricFamily("verify_build_info", "The running version (always 1).", labels=("version",))
+        info.add_metric((self._version,), 1)
+        yield info
+        batch = self._store.batch()
+        breakers: dict[str, Op[Breaker]] = {name: batch.breaker(name) for name in self._providers}
+        try:
+            batch.run()
+        except StoreUnavailable:
+            return
+        now_ms = int(self._clock() * 1000)
+        family = GaugeMetricFamily("verify_breaker_open", "1 while the gateway's circuit breaker is open.",
+                                   labels=("provider",))
+        for name, op in breakers.items():
+            family.add_metric((name,), 1 if op.value.open_until > now_ms else 0)
+        yield family
+
+
+class Exposition:
+    """The ``/metrics`` page: this app's registry, or every worker's samples in multiprocess mode, plus
+    :class:`State`."""
+
+    def __init__(self, metrics: Metrics, state: State, multiprocess_dir: str | None) -> None:
+        if multiprocess_dir:
+            self._registry = CollectorRegistry()
+            MultiProcessCollector(self._registry, multiprocess_dir)  # type: ignore[no-untyped-call]
+        else:
+            self._registry = metrics.registry
+        self._registry.register(state)
+
+    def render(self) -> bytes:
+        """The text format, version 0.0.4."""
+        return generate_latest(self._registry)

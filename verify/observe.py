@@ -1,0 +1,83 @@
+"""What each request leaves behind: its request id, one log line, and the HTTP metrics; and ``GET /metrics``.
+
+The request line (logger ``verify.request``) names the route template, never the raw path: a token in a path (D7's
+webhook URL) or a secret in a query string (SMSC's handler URL) cannot reach it. Under gunicorn it replaces the
+access log (gunicorn.conf.py). The request id is the client's ``X-Request-Id`` when well formed, else a new one; it
+is returned as ``X-Request-Id`` and carried by every line the app logs while serving the request
+(:data:`verify.logs.REQUEST_ID`). The verification a request is about is its route's ``verification_id``, or
+``g.verification_id`` when a view sets it (a start, for the id it made).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.wrappers import Response as BaseResponse
+
+from verify.api import require_bearer
+from verify.logs import REQUEST_ID
+from verify.metrics import UNMATCHED_ROUTE, Exposition, Metrics
+
+log = logging.getLogger("verify.request")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+# What a client or a proxy may name its request with: letters, digits and a few separators (a UUID, a trace id).
+WELL_FORMED_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+bp = Blueprint("observe", __name__)
+
+
+def install(app: Flask, metrics: Metrics, exposition: Exposition, metrics_tokens: tuple[str, ...]) -> None:
+    """Observe every request of ``app``, and serve ``/metrics`` (behind a bearer token when any is set)."""
+    app.extensions["verify.metrics"] = (metrics, exposition, metrics_tokens)
+    app.before_request(_begin)
+    app.after_request(_end)
+    app.teardown_request(_teardown)
+    app.register_blueprint(bp)
+
+
+def _begin() -> None:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = given if WELL_FORMED_ID.fullmatch(given) else secrets.token_hex(16)
+    g.request_id = request_id
+    g.started = time.perf_counter()
+    g.request_id_token = REQUEST_ID.set(request_id)
+
+
+def _end(response: BaseResponse) -> BaseResponse:
+    started: float | None = g.pop("started", None)
+    if started is None:  # a request that failed before _begin ran (none do today): nothing to time
+        return response
+    duration = time.perf_counter() - started
+    metrics: Metrics = current_app.extensions["verify.metrics"][0]
+    method = request.method if request.method in METHODS else "OTHER"
+    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+    metrics.http_requests.labels(method, route, str(response.status_code)).inc()
+    metrics.http_latency.labels(method, route).observe(duration)
+    verification_id = g.get("verification_id") or (request.view_args or {}).get("verification_id", "")
+    response.headers[REQUEST_ID_HEADER] = g.request_id
+    log.info("%s %s %s %.1fms", method, route, response.status_code, duration * 1000,
+             extra={"request_id": g.request_id, "method": method, "route": route, "status": response.status_code,
+                    "duration_ms": round(duration * 1000, 3), "verification_id": verification_id})
+    return response
+
+
+def _teardown(error: BaseException | None) -> None:
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        REQUEST_ID.reset(token)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Every worker's metrics in the Prometheus text format."""
+    _, exposition, tokens = current_app.extensions["verify.metrics"]
+    if tokens:
+        require_bearer(tokens, "VERIFY_METRICS_TOKEN")
+    return Response(exposition.render(), content_type=CONTENT_TYPE_LATEST)
