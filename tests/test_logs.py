@@ -964,6 +964,9 @@ def test_verify_dev_logs_text_unless_told(monkeypatch: pytest.MonkeyPatch, tmp_p
 
     for name in [name for name in os.environ if name.startswith("VERIFY_")]:
         monkeypatch.delenv(name)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "counter_123.db").write_bytes(b"an earlier run's")
     if value is not None:
         monkeypatch.setenv("VERIFY_LOG_FORMAT", value)
     monkeypatch.setenv("VERIFY_REDIS_URL", "redis://127.0.0.1:1/0")  # never reached: gunicorn is not started
@@ -975,3 +978,5 @@ def test_verify_dev_logs_text_unless_told(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert argv[argv.index("--logger-class") + 1] == logger_class
     assert env["VERIFY_LOG_FORMAT"] == (value or "text")
     assert "--access-logfile" not in argv  # the app's request lines replace gunicorn's access log
+    # and its workers' metrics add up, from an empty directory
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "metrics") and not any((tmp_path / "metrics").iterdir())

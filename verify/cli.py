@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from verify import version
 from verify.clock import system_clock
-from verify.config import API_KEYS, REDIS_URL, SANDBOX, SECRET_KEY, Settings
+from verify.config import API_KEYS, METRICS_DIR, REDIS_URL, SANDBOX, SECRET_KEY, Settings
 from verify.embedded import EmbeddedRedis
 from verify.errors import ConfigError, StoreUnavailable
 from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOGGER_CLASSES
@@ -130,6 +131,11 @@ def run_dev(host: str, port: int, workers: int, data_dir: Path) -> int:
     env.setdefault(LOG_FORMAT, "text")  # read by a person at a terminal; a deployment gets JSON by default
     env.setdefault(API_KEYS, made["api_key"])
     env.setdefault(SECRET_KEY, made["secret_key"])
+    if not env.get(METRICS_DIR):  # the workers' metrics add up (gunicorn.conf.py does the same when it is read)
+        metrics_dir = data_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # an earlier run's samples are not this run's
+        metrics_dir.mkdir(parents=True)
+        env[METRICS_DIR] = str(metrics_dir)
     embedded = None
     if not env.get(REDIS_URL):
         embedded = EmbeddedRedis(data_dir / "redis", persist=True)
