@@ -290,6 +290,10 @@ def test_webhook_operations_are_exactly_the_webhooks_paths() -> None:
     assert {path for _, path in webhooks} == {path for _, path in spec_operations() if path.startswith("/webhooks/")}
 
 
+# What a site key may do (verify/api.py SITE_KEY_ENDPOINTS); tests/test_site_keys.py checks the app keeps to it.
+SITE_KEY_OPERATIONS = {"startVerification", "getVerification", "checkVerification", "resendVerification"}
+
+
 @pytest.mark.parametrize("gateways", [False, True], ids=["sandbox", "gateways"])
 def test_bearer_auth_is_documented_exactly_where_the_app_requires_it(env: Env, gateways: bool) -> None:
     # Webhooks answer 404 in the sandbox app; with the gateways configured they must not ask for a key either.
@@ -305,7 +309,13 @@ def test_bearer_auth_is_documented_exactly_where_the_app_requires_it(env: Env, g
             continue
         required = response.status_code == 401
         assert required == path.startswith("/v1/"), (method, path, response.status_code)
-        assert operation.get("security", []) == ([{"bearerAuth": []}] if required else []), (method, path)
+        site_key = operation["operationId"] in SITE_KEY_OPERATIONS
+        expected: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+        if site_key:
+            expected.append({"siteKey": []})
+        assert operation.get("security", []) == (expected if required else []), (method, path)
+        if required:  # a site key may be refused (403) on every /v1 operation
+            assert "403" in operation["responses"], (method, path)
         assert ("401" in operation["responses"]) == required, (method, path)
         if required:
             assert response.headers["WWW-Authenticate"] == 'Bearer realm="verify"'
@@ -555,6 +565,37 @@ def _idempotent_start_while_the_first_runs(env: Env) -> TestResponse:
     assert env.request("POST", V, {"phone": PHONE}, headers=key).status_code == 201
     assert slow.response is not None
     return slow.response
+
+
+def _site(env: Env) -> Env:
+    """The app with one site key, pk_shop, for https://shop.example."""
+    return env.configured(site_keys=(("pk_shop", ("https://shop.example",)),))
+
+
+SITE = {"X-Verify-Site-Key": "pk_shop", "Origin": "https://shop.example"}
+FOREIGN = {"X-Verify-Site-Key": "pk_shop", "Origin": "https://evil.example"}
+
+
+@scenario("POST /v1/verifications", 409, "phone-busy")
+def _site_key_meets_an_api_verification(env: Env) -> TestResponse:
+    site = _site(env)
+    site.start()  # through the API key
+    return site.request("POST", V, {"phone": PHONE}, auth=False, headers=SITE)
+
+
+scenario("POST /v1/verifications", 403, "forbidden")(
+    lambda env: _site(env).request("POST", V, {"phone": PHONE}, auth=False, headers=FOREIGN))
+scenario("GET /v1/verifications/{id}", 403, "forbidden")(
+    lambda env: _site(env).request("GET", f"{V}/{_vid(env)}", auth=False, headers=FOREIGN))
+scenario("POST /v1/verifications/{id}/check", 403, "forbidden")(
+    lambda env: _site(env).request("POST", f"{V}/{_vid(env)}/check", {"code": "123456"}, auth=False,
+                                   headers=FOREIGN))
+scenario("POST /v1/verifications/{id}/resend", 403, "forbidden")(
+    lambda env: _site(env).request("POST", f"{V}/{_vid(env)}/resend", {}, auth=False, headers=FOREIGN))
+scenario("DELETE /v1/verifications/{id}", 403, "forbidden")(  # a site key may not cancel
+    lambda env: _site(env).request("DELETE", f"{V}/{_vid(env)}", auth=False, headers=SITE))
+scenario("POST /v1/tokens/verify", 403, "forbidden")(
+    lambda env: _site(env).request("POST", "/v1/tokens/verify", {"token": "x"}, auth=False, headers=SITE))
 
 
 @scenario("POST /v1/verifications", 422, "idempotency-mismatch")

@@ -65,3 +65,22 @@ def test_events_receiver() -> None:
     assert post(body, signature("another-secret", int(time.time()), body)) == 400
     assert post(body, signature("events-secret-0123456789", int(time.time()) - 3600, body)) == 400
     assert post(body, "garbage") == 400
+
+
+def test_backend_token_check(redis_url: str, clock: MovableClock) -> None:
+    """The README's backend check, as written, against a served app: a proof token gives its phone, anything
+    else gives None."""
+    from tests.conftest import API_KEY, PHONE, check, last_code, make_settings, serving, start
+    from verify import create_app
+
+    app = create_app(make_settings(redis_url), clock=clock, background=False)
+    client = app.test_client()
+    vid = start(client).get_json()["id"]
+    token = check(client, vid, last_code(client)).get_json()["token"]
+    readme = example("backend-check")
+    with serving(app) as url:
+        readme["VERIFY_URL"], readme["API_KEY"] = url, API_KEY
+        assert readme["verified_phone"](token) == PHONE
+        assert readme["verified_phone"](token[:-5] + ("A" if token[-5] != "A" else "B") + token[-4:]) is None
+        readme["API_KEY"] = "wrong-key-0123456789"
+        assert readme["verified_phone"](token) is None

@@ -17,15 +17,19 @@ from werkzeug.wrappers import Response as BaseResponse
 from verify import phone, version
 from verify.captcha import Answer
 from verify.clock import rfc3339
-from verify.errors import InvalidRequest, Unauthorized, problem
+from verify.errors import Forbidden, InvalidRequest, Unauthorized, problem
 from verify.ratelimit import client_ip
-from verify.service import CHANNELS, LOCALES, Service, to_json
+from verify.service import CHANNELS, LOCALES, Service, Source, to_json
+from verify.sms import APP_HASH_RE, webotp_host
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 public = Blueprint("public", __name__)
 
 MAX_FIELD_LENGTH = 256
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+SITE_KEY_HEADER = "X-Verify-Site-Key"
+# What a site key may do: start, read, check and resend the verifications it started.
+SITE_KEY_ENDPOINTS = frozenset({"v1.start", "v1.get", "v1.check", "v1.resend"})
 
 
 def service() -> Service:
@@ -102,9 +106,61 @@ def captcha_field(body: dict[str, Any]) -> Answer | None:
 
 
 @v1.before_request
-def authenticate() -> None:
-    """Require ``Authorization: Bearer <key>`` with one of VERIFY_API_KEYS."""
-    require_bearer(service().settings.api_keys, "API key")
+def authenticate() -> BaseResponse | None:
+    """Require ``Authorization: Bearer <key>`` with one of VERIFY_API_KEYS, or a site key from one of its origins.
+
+    A site key (``X-Verify-Site-Key``, publishable: it is in every visitor's browser) may start, read, check and
+    resend the verifications it started, from the origins VERIFY_SITE_KEYS lists for it, and nothing else; its
+    requests get CORS headers for that origin. A request with both headers is an API key's: the key decides.
+    """
+    settings = service().settings
+    if request.method == "OPTIONS":
+        return _preflight(settings.site_keys)
+    site_key = request.headers.get(SITE_KEY_HEADER)
+    if site_key is None or "Authorization" in request.headers:
+        require_bearer(settings.api_keys, "API key")
+        return None
+    origins = settings.site_key_origins(site_key)
+    if origins is None:
+        raise Unauthorized(f"{SITE_KEY_HEADER} names no configured site key")
+    origin = request.headers.get("Origin", "")
+    if origin.lower() not in origins:
+        raise Forbidden("this site key may not be used from this origin (or without an Origin)")
+    g.cors_origin = origin
+    if request.endpoint not in SITE_KEY_ENDPOINTS:
+        raise Forbidden("a site key may only start, read, check and resend the verifications it started")
+    g.site_key = site_key
+    return None
+
+
+def _preflight(site_keys: tuple[tuple[str, tuple[str, ...]], ...]) -> BaseResponse:
+    """A CORS preflight: allowed for an origin that some site key lists (which key comes only with the request
+    itself, which is refused if its key does not list the origin)."""
+    origin = request.headers.get("Origin", "")
+    if not any(origin.lower() in origins for _, origins in site_keys):
+        raise Forbidden("no site key may be used from this origin")
+    response = Response(status=204)
+    response.headers.update({"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "GET, POST",
+                             "Access-Control-Allow-Headers": f"Content-Type, {SITE_KEY_HEADER}",
+                             "Access-Control-Max-Age": "600", "Vary": "Origin"})
+    return response
+
+
+@v1.after_request
+def cors(response: BaseResponse) -> BaseResponse:
+    """Let the site key's page read the answer (errors included): only for the origin that key allows."""
+    origin = g.get("cors_origin")
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After, X-Request-Id"
+        response.headers.add("Vary", "Origin")
+    return response
+
+
+def caller() -> str:
+    """The site key of this request ("" for an API key, which reaches every verification)."""
+    site_key: str = g.get("site_key", "")
+    return site_key
 
 
 def require_bearer(accepted: tuple[str, ...], what: str) -> None:
@@ -130,6 +186,7 @@ def start() -> Response:
     if key is None:
         return _started(*_start(body))
     fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    key = f"{caller()}\n{key}" if caller() else key  # a site key's keys are its own: no replay of another's
     replay = service().claim_idempotency(key, fingerprint)
     if replay is not None:
         response = _started(replay.status, replay.body)
@@ -148,8 +205,23 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     e164 = phone_field(body)
     channel = string_field(body, "channel", choices=CHANNELS) or "sms"
     locale = string_field(body, "locale", choices=LOCALES)
-    started = service().start(e164, channel, locale, client_ip=client_ip(), captcha=captcha_field(body))
+    app_hash = string_field(body, "app_hash") or ""
+    if app_hash and not APP_HASH_RE.fullmatch(app_hash):
+        raise InvalidRequest("app_hash", "app_hash must be the app's 11-character SMS Retriever hash")
+    otp_host = _webotp_host(g.cors_origin) if caller() else ""
+    started = service().start(e164, channel, locale, client_ip=client_ip(), captcha=captcha_field(body),
+                              source=Source(caller(), app_hash, otp_host))
     return (201 if started.created else 200), to_json(started.verification)
+
+
+def _webotp_host(origin: str) -> str:
+    """The host a site key's texts name in their last line, ``@<host> #<code>``: the page's own, so the browser
+    offers the code to that page only. None for an origin a WebOTP line cannot name (http, another port): its
+    texts are the template alone."""
+    try:
+        return webotp_host(origin)
+    except ValueError:
+        return ""
 
 
 def _started(status: int, payload: dict[str, Any]) -> Response:
@@ -164,7 +236,7 @@ def _started(status: int, payload: dict[str, Any]) -> Response:
 @v1.get("/verifications/<verification_id>")
 def get(verification_id: str) -> Response:
     """A verification; approved ones carry ``completed_via`` and the proof ``token``."""
-    return jsonify(to_json(service().get(verification_id)))
+    return jsonify(to_json(service().get(verification_id, caller())))
 
 
 @v1.post("/verifications/<verification_id>/check")
@@ -175,14 +247,14 @@ def check(verification_id: str) -> Response:
     code = code.strip()
     if not code.isascii() or not code.isdigit():
         raise InvalidRequest("code", "code must be a string of digits")
-    return jsonify(to_json(service().check(verification_id, code, client_ip=client_ip())))
+    return jsonify(to_json(service().check(verification_id, code, client_ip=client_ip(), caller=caller())))
 
 
 @v1.post("/verifications/<verification_id>/resend")
 def resend(verification_id: str) -> Response:
     """Send a new code, optionally switching channel."""
     channel = string_field(json_body(optional=True), "channel", choices=CHANNELS)
-    return jsonify(to_json(service().resend(verification_id, channel, client_ip=client_ip())))
+    return jsonify(to_json(service().resend(verification_id, channel, client_ip=client_ip(), caller=caller())))
 
 
 @v1.delete("/verifications/<verification_id>")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ SMS_PROVIDERS = "VERIFY_SMS_PROVIDERS"
 CALL_PROVIDER = "VERIFY_CALL_PROVIDER"
 PUBLIC_URL = "VERIFY_PUBLIC_URL"
 EVENTS_URL = "VERIFY_EVENTS_URL"
+SITE_KEYS = "VERIFY_SITE_KEYS"
 METRICS_TOKEN = "VERIFY_METRICS_TOKEN"  # noqa: S105 - a variable name
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -219,6 +221,29 @@ def _fraction(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     return share
 
 
+SITE_KEY_RE = re.compile(r"pk_[A-Za-z0-9_-]{3,64}")
+ORIGIN_RE = re.compile(r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?")
+
+
+def _site_keys(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    """``pk_shop=https://shop.example|https://www.shop.example,pk_two=...`` as ``((key, origins), ...)``."""
+    keys: dict[str, tuple[str, ...]] = {}
+    for item in (i.strip() for i in env.raw(e, name).split(",") if i.strip()):
+        key, _, listed = item.partition("=")
+        key = key.strip()
+        if not SITE_KEY_RE.fullmatch(key):
+            raise ConfigError(name, f"names a key {key!r}: a site key is pk_ and 3 to 64 letters, digits, - or _")
+        origins = tuple(o.strip().lower().rstrip("/") for o in listed.split("|") if o.strip())
+        bad = [o for o in origins if not ORIGIN_RE.fullmatch(o)]
+        if not origins or bad:
+            raise ConfigError(name, f"gives {key} {', '.join(bad) or 'no origin'}: list origins as "
+                                    "scheme://host[:port] (no path), separated by |")
+        if key in keys:
+            raise ConfigError(name, f"lists {key} twice")
+        keys[key] = origins
+    return tuple(keys.items()) or default
+
+
 def _directory(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     value = env.raw(e, name)
     if value and not os.path.isdir(value):
@@ -296,6 +321,8 @@ class Settings:
     # json (one object per line) or text. gunicorn's logger class writes the lines; gunicorn.conf.py picks it from this
     # same variable with verify.logs.log_format, which reads it as this field does (verify/logs.py says why there).
     log_format: str = field(default=DEFAULT_LOG_FORMAT, metadata=_var(LOG_FORMAT, env.choice(*LOG_FORMATS)))
+    # Publishable keys of the web widget and the origins each may be used from: ((key, (origin, ...)), ...).
+    site_keys: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(), metadata=_var(SITE_KEYS, _site_keys))
     # Bearer tokens that GET /metrics asks for (any listed one works); unset, /metrics is open like /healthz.
     metrics_tokens: tuple[str, ...] = field(default=(), metadata=_var(METRICS_TOKEN, env.secrets(), secret=True))
     # prometheus_client's multiprocess directory: where each gunicorn worker writes its samples, so that /metrics
@@ -322,6 +349,10 @@ class Settings:
                          "crc32 for another phone without the secret, and so approve its call verification. List "
                          "only sha1 (and md5).")
         return found
+
+    def site_key_origins(self, key: str) -> tuple[str, ...] | None:
+        """The origins a site key may be used from; ``None`` for a key that is not configured."""
+        return dict(self.site_keys).get(key)
 
     @property
     def providers(self) -> tuple[str, ...]:

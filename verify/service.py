@@ -38,6 +38,7 @@ from verify.errors import (
     MaxSends,
     NotFound,
     NotPending,
+    PhoneBusy,
     PhoneNotAllowed,
     RateLimited,
     ResendCooldown,
@@ -57,8 +58,9 @@ from verify.providers.base import (
     SmsReceived,
 )
 from verify.quotas import Quota, Quotas, Refusal
-from verify.sms import measure
+from verify.sms import SmsSize, UnfitForAutofill, compose, measure
 from verify.store import ID_RE, Batch, Breaker, Op, Outcome, Record, SendCommit, Store, Taken
+from verify.store import Source as Source  # re-exported for the API: who starts a verification
 from verify.tokens import Proof, Secrets
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ LOCALES = ("en", "ru")
 # How long a send may take before its reservation lapses: the whole provider chain must fit in it.
 SEND_LEASE_S = 120
 DIGIT_RUN = re.compile(r"\d+")
+API = Source()  # a start through an API key, with no autofill lines
 # How far a gateway's signed call time may stray from our clock.
 CLOCK_SKEW_S = 60
 # How long a gateway's message id still maps to its verification, for late delivery reports.
@@ -190,29 +193,36 @@ class Service:
     # commands
 
     def start(self, phone: str, channel: str, locale: str | None, *, client_ip: str,
-              captcha: Answer | None = None) -> Started:
+              captcha: Answer | None = None, source: Source = API) -> Started:
         """Start verifying ``phone`` (E.164), or return its pending verification on ``channel``.
 
         An existing pending verification gets a new code only once the resend cooldown has passed and sends are
         left; otherwise it is returned as it is, taking no quota and asking no captcha, so a reloaded signup page
-        never fails.
+        never fails. ``source`` says who starts it (a site key reaches only what it started: a phone whose pending
+        verification someone else started is :class:`PhoneBusy` to it) and what its texts carry for autofill (a
+        text that would not autofill is refused before anything is taken, naming ``app_hash``).
         """
         self._require_channel(channel)
         self._require_allowed(phone)
+        if channel == "sms":
+            self._compose(locale or "", source.app_hash, source.otp_host, "0" * self.settings.code_length)
         settings = self.settings
         now, nonce = self._now_ms(), secrets.token_hex(8)
         # One round trip: the reservation, and everything admitting the send needs. A start that ends up sending
         # nothing gives back what the admission took.
         batch = self.store.batch()
         reserving = batch.start(phone, country_of(phone), channel, locale or "", now, SEND_LEASE_S * 1000,
-                                settings.resend_cooldown * 1000, settings.max_sends, nonce, self.quotas.phone)
+                                settings.resend_cooldown * 1000, settings.max_sends, nonce, self.quotas.phone, source)
         admission = self._admit(batch, now, client_ip, phone, channel, captcha, start=True)
         batch.run()
         reserved = reserving.value
-        if reserved.outcome in ("limited", "existing", "in_progress"):
+        if reserved.outcome in ("limited", "existing", "in_progress", "busy"):
             self._give_back(admission.at, admission.taken())
         if reserved.outcome == "limited":
             raise self._limited(reserved.refusal)
+        if reserved.outcome == "busy":  # what the other verification is stays unsaid: only when it ends
+            raise PhoneBusy("this phone has a verification in progress that was started elsewhere",
+                            retry_after=max(1, math.ceil(reserved.wait_ms / 1000)))
         record = _present(reserved)
         if reserved.outcome == "existing":
             return Started(self.view(record), created=False)
@@ -222,14 +232,15 @@ class Service:
         sent = self._send(_Reservation(record, channel, nonce, now), admission, client_ip, captcha, created=created)
         return Started(sent, created=created)
 
-    def resend(self, verification_id: str, channel: str | None, *, client_ip: str) -> Verification:
-        """Send a new code (or hand out a new number), optionally switching channel."""
+    def resend(self, verification_id: str, channel: str | None, *, client_ip: str, caller: str = "") -> Verification:
+        """Send a new code (or hand out a new number), optionally switching channel. A site key (``caller``)
+        reaches only the verifications it started."""
         if channel:
             self._require_channel(channel)
         settings = self.settings
         now, nonce = self._now_ms(), secrets.token_hex(8)
         begun = self.store.run(Batch.begin_send, verification_id, now, settings.resend_cooldown * 1000,
-                               settings.max_sends, SEND_LEASE_S * 1000, nonce, self.quotas.phone)
+                               settings.max_sends, SEND_LEASE_S * 1000, nonce, self.quotas.phone, caller)
         if begun.outcome == "limited":
             raise self._limited(begun.refusal)
         record = _present(begun)
@@ -241,18 +252,19 @@ class Service:
         batch.run()
         return self._send(_Reservation(record, channel, nonce, now), admission, client_ip, None, created=False)
 
-    def check(self, verification_id: str, code: str, *, client_ip: str) -> Verification:
+    def check(self, verification_id: str, code: str, *, client_ip: str, caller: str = "") -> Verification:
         """Check a code. Exactly one correct check approves; wrong ones count against the attempts.
 
         Every check takes the client IP's ``VERIFY_LIMIT_CHECK_IP`` quota first (never given back: a check is work
         done whatever its outcome). A phone whose wrong codes used up ``VERIFY_LIMIT_PHONE_FAILURES`` gets no check
-        at all until the window moves on, the right code included.
+        at all until the window moves on, the right code included. A site key (``caller``) reaches only the
+        verifications it started.
         """
         if self.quotas.check_ip:
             taken = self.store.run(Batch.take, Quota(self.quotas.check_ip, client_ip), self._now_ms())
             if taken.refusal:
                 raise self._limited(taken.refusal)
-        outcome = self._complete(verification_id, "code", [code])
+        outcome = self._complete(verification_id, "code", [code], caller)
         record = _present(outcome)
         if outcome.outcome == "approved":
             return self._approved(record)
@@ -313,14 +325,14 @@ class Service:
                 return self.store.run(Batch.get, verification_id)
         return self.store.run(Batch.find, event.phone, "sms")
 
-    def _complete(self, verification_id: str, via: str, codes: list[str]) -> Outcome[Any]:
+    def _complete(self, verification_id: str, via: str, codes: list[str], caller: str = "") -> Outcome[Any]:
         """Run complete.lua; an approval journals its event in the same script (events on)."""
         batch = self.store.batch()
         self.events.hint(batch, verification_id)
         completing = batch.complete(verification_id, via, self.settings.max_attempts, self._now_ms(),
                                     self.settings.challenge_ttl * 1000, self.quotas.phone_failures,
                                     self.secrets.code_candidates(verification_id, codes), self.events.new_id(),
-                                    self.events.grace_ms)
+                                    self.events.grace_ms, caller)
         batch.run()
         return completing.value
 
@@ -361,9 +373,13 @@ class Service:
 
     # queries
 
-    def get(self, verification_id: str) -> Verification:
-        """The verification with this id; :class:`NotFound` if unknown or expired."""
-        return self.view(self._get(verification_id))
+    def get(self, verification_id: str, caller: str = "") -> Verification:
+        """The verification with this id; :class:`NotFound` if unknown or expired, or (for a site key,
+        ``caller``) started by someone else."""
+        record = self._get(verification_id)
+        if caller and record.owner != caller:
+            raise NotFound("no such verification, or it has expired")
+        return self.view(record)
 
     def verify_token(self, token: str) -> Proof:
         """Check a proof token."""
@@ -543,11 +559,24 @@ class Service:
             call = self.failover.run(chain, breakers, "start_call", lambda p: p.start_call(record.phone, record.id))
             return SendCommit("call", "", call.provider, call.message_id, call.number, call.numbers)
         code = f"{secrets.randbelow(10 ** self.settings.code_length):0{self.settings.code_length}d}"
-        template, size = self._templates["ru" if record.locale == "ru" else "en"]
-        message = SmsMessage(record.phone, template.format(code=code), code, record.id)
+        text, size = self._compose(record.locale, record.app_hash, record.otp_host, code)
+        message = SmsMessage(record.phone, text, code, record.id)
         sent = self.failover.run(chain, breakers, "send_sms", lambda p: p.send_sms(message))
         return SendCommit("sms", self.secrets.code_hash(record.id, code), sent.provider, sent.message_id,
                           sms_encoding=size.encoding, sms_parts=size.parts)
+
+    def _compose(self, locale: str, app_hash: str, otp_host: str, code: str) -> tuple[str, SmsSize]:
+        """The text of an SMS carrying ``code`` and its size: the locale's template, then the autofill lines
+        (``verify/sms.py``); :class:`InvalidRequest` naming ``app_hash`` for a text a phone would not autofill."""
+        template, size = self._templates["ru" if locale == "ru" else "en"]
+        text = template.format(code=code)
+        if not (app_hash or otp_host):
+            return text, size  # measured once: codes are digits, one GSM-7 septet each
+        try:
+            text = compose(text, code, origin_host=otp_host or None, app_hash=app_hash or None)
+        except UnfitForAutofill as err:
+            raise InvalidRequest("app_hash", str(err)) from None
+        return text, measure(text)
 
     def view(self, record: Record) -> Verification:
         """The client's view of a stored record; approved ones carry their proof token."""

@@ -1,21 +1,63 @@
-"""SMS size: encoding (GSM-7 or UCS-2) and the number of parts a text is sent in.
+"""SMS texts: their size (encoding and parts), and the formats phones autofill a code from.
 
-The rules are those of ../shared/providers.md section 4, shared with the gateways: a text is GSM-7 when
+**Size.** The rules are those of ../shared/providers.md section 4, shared with the gateways: a text is GSM-7 when
 every character is in the GSM 03.38 basic or extension table (extension characters cost two septets),
 otherwise the whole text is UCS-2 (UTF-16 units; astral characters cost two). One SMS holds 160 septets or
 70 units; longer texts go in parts of 153 septets or 67 units, never splitting an escape pair or a
-surrogate pair.
+surrogate pair. Either way one SMS carries 140 bytes of user data: 160 septets packed 7 bits each, or 70
+two-byte units.
+
+**One-tap autofill.** :func:`compose` appends to the rendered template the lines two autofill mechanisms look for:
+
+- *WebOTP / origin-bound one-time codes* (WICG, "Origin-bound one-time codes delivered via SMS",
+  https://wicg.github.io/sms-one-time-codes/, sections "Authoring" and "Parsing"). The parser reads only the
+  *last line* (after turning CRLF and CR into LF): ``@`` and the top-level host, exactly one U+0020 SPACE, ``#``
+  and the code, each token running to the next ASCII whitespace. A space and ``@`` with an embedded host, and
+  then any trailing text, may follow; we write neither. Everything above the last line is free "explanatory text";
+  the spec's examples put a blank line before the last line, but nothing requires one. The origin the code is
+  bound to is ``("https", host, null, null)``: the scheme is always https and there is **no port**, so a page
+  served from another port (or over http) cannot be named. Chrome's parser agrees and is stricter: its pattern
+  is ``(?:^|\\s)@([a-zA-Z0-9.-]+) #([^#\\s]+)`` (content/browser/sms/sms_parser.cc), so the host must be ASCII
+  (an internationalized name as its punycode A-label, which is what a browser's origin holds anyway), a colon
+  never matches, and a code must not contain ``#``.
+- *Android SMS Retriever* (Google, "Perform SMS Verification on a Server",
+  https://developers.google.com/identity/sms-retriever/verify, section 1 "Construct a verification message"):
+  the message must be no longer than 140 bytes, contain the one-time code, and include the app's 11-character
+  hash string (base64 of a SHA-256, so ``[A-Za-z0-9+/]``; the page's example is ``FA+9qCX9VSu`` on its own line).
+  Earlier versions of that page also required the message to begin with ``<#>`` (or two U+200B) and to *end*
+  with the hash; both rules are gone from the current page, and we do not write ``<#>``.
+
+The layout that satisfies both is one line per piece, separated by single LFs::
+
+    <template rendered with the code>
+    <app hash>                 (only with app_hash)
+    @<host> #<code>            (only with a WebOTP host)
+
+The hash stays on its own line directly above the WebOTP line, which must be last; without WebOTP the hash is
+the last line, so even the old "ends with the hash" rule holds. No blank lines: both formats allow them, but
+each one costs a septet (2 bytes in UCS-2) of the 140-byte budget and helps no parser. Every character these
+lines add (``A-Z a-z 0-9 . - @ # + /``, space, LF) is in the GSM-7 basic table, so they never change the text's
+encoding: a UCS-2 text is UCS-2 because of its template.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import gsm0338  # noqa: F401 - registers the "gsm03.38" codec
+import idna
 
 GSM7, UCS2 = "GSM-7", "UCS-2"
 SINGLE = {GSM7: 160, UCS2: 70}
 PART = {GSM7: 153, UCS2: 67}
+# The app hash of Android's SMS Retriever: 11 characters of standard base64. Anchored, so match() is enough.
+APP_HASH_RE = re.compile(r"\A[A-Za-z0-9+/]{11}\Z")
+RETRIEVER_MAX_BYTES = 140  # "Be no longer than 140 bytes": one SMS, whatever its encoding
+# What Chrome's WebOTP parser accepts as a host; anything else in the line would make it skip the message.
+_WEBOTP_HOST_RE = re.compile(r"[a-z0-9.-]+")
+_ASCII_WHITESPACE = frozenset("\t\n\f\r ")  # the Infra standard's, which ends a WebOTP token
 
 
 @dataclass(frozen=True)
@@ -25,6 +67,11 @@ class SmsSize:
     encoding: str
     units: int
     parts: int
+
+    @property
+    def octets(self) -> int:
+        """Bytes of user data the text takes: septets packed 7 bits each (GSM-7), or 2 per unit (UCS-2)."""
+        return -(-self.units * 7 // 8) if self.encoding == GSM7 else 2 * self.units
 
 
 def measure(text: str) -> SmsSize:
@@ -44,3 +91,103 @@ def measure(text: str) -> SmsSize:
             parts, filled = parts + 1, 0
         filled += cost
     return SmsSize(encoding, units, parts)
+
+
+class UnfitForAutofill(ValueError):
+    """The client's ``app_hash`` cannot work: it is malformed, or the text it would go in is longer than the SMS
+    Retriever reads. ``reason`` says which, by how much, and what to change; the API answers 400 naming
+    ``app_hash`` rather than send a message the phone will not autofill."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def webotp_host(origin: str) -> str:
+    """The host a WebOTP line names for a page of ``origin`` (``https://shop.example`` -> ``shop.example``).
+
+    :class:`ValueError` when no WebOTP line can name that origin: the spec binds a code to https on the default
+    port, so ``http://`` and any port but 443 are refused rather than bound to a different origin.
+    """
+    parts = urlsplit(origin.strip())
+    if parts.scheme.lower() != "https":
+        raise ValueError(f"{origin!r}: a WebOTP code is bound to an https origin, and this one is not https")
+    if parts.username is not None or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{origin!r} is not an origin (scheme://host only)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{origin!r} has an invalid port") from None
+    if port not in (None, 443):
+        raise ValueError(f"{origin!r}: the WebOTP line carries no port, so it cannot name a page on port {port}")
+    return _webotp_host(parts.netloc.rpartition(":")[0] if port else parts.netloc)
+
+
+def _webotp_host(host: str) -> str:
+    """``host`` as the WebOTP line must spell it: lowercase, internationalized labels as punycode A-labels."""
+    if ":" in host or host.startswith("["):
+        raise ValueError(f"WebOTP host {host!r}: the line takes a host name without a port (and no IPv6 literal)")
+    try:
+        ascii_host = idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as err:
+        raise ValueError(f"WebOTP host {host!r} is not a valid host name: {err}") from None
+    if not _WEBOTP_HOST_RE.fullmatch(ascii_host):  # idna allows nothing else either; this is Chrome's rule
+        raise ValueError(f"WebOTP host {host!r} has characters outside a-z, 0-9, '.', '-'")
+    return ascii_host
+
+
+def compose(text: str, code: str, *, origin_host: str | None, app_hash: str | None) -> str:
+    """The SMS to send: ``text`` (the localized template, rendered with ``code``), then the app hash on its own
+    line (``app_hash``), then the WebOTP line ``@<origin_host> #<code>`` (``origin_host``), joined by single LFs.
+
+    ``origin_host`` is written lowercase and as punycode; a port, or anything else no WebOTP parser accepts,
+    raises :class:`ValueError` (it comes from configuration, see :func:`webotp_host`). With ``app_hash`` the whole
+    message must fit one SMS of 140 bytes, and a malformed hash or a longer message raises
+    :class:`UnfitForAutofill` with a reason a client can act on. Without ``app_hash`` any length is fine: WebOTP
+    reads the reassembled message.
+    """
+    if not code or "#" in code or any(ch in _ASCII_WHITESPACE for ch in code):
+        raise ValueError(f"code {code!r} cannot be a WebOTP token: it must be non-empty, without whitespace or '#'")
+    if code not in text:
+        raise ValueError("the text must contain the code it carries")
+    lines = [text]
+    if app_hash is not None:
+        if not APP_HASH_RE.match(app_hash):
+            raise UnfitForAutofill(f"app_hash must be your app's 11-character SMS Retriever hash (letters, digits, "
+                                   f"'+' and '/'), not {len(app_hash)} characters like {app_hash[:16]!r}")
+        lines.append(app_hash)
+    if origin_host is not None:
+        lines.append(f"@{_webotp_host(origin_host)} #{code}")
+    message = "\n".join(lines)
+    if app_hash is not None:
+        _require_one_sms(message)
+    return message
+
+
+def _require_one_sms(message: str) -> None:
+    size = measure(message)
+    if size.octets <= RETRIEVER_MAX_BYTES:
+        return
+    over = size.octets - RETRIEVER_MAX_BYTES
+    if size.encoding == GSM7:
+        doubles = sorted({ch for ch in message if len(ch.encode("gsm03.38")) == 2})
+        why = f"it is GSM-7, so one message holds {SINGLE[GSM7]} septets, and it needs {size.units}"
+        if doubles:
+            why += f" (each {' or '.join(map(repr, doubles))} takes two)"
+        fix = "Start without app_hash, or with a shorter template."
+    else:
+        culprit = next(ch for ch in message if not _is_gsm7(ch))
+        why = (f"it is UCS-2 (the template has characters outside GSM-7, such as {culprit!r}), so one message "
+               f"holds {SINGLE[UCS2]} UTF-16 units, and it needs {size.units}")
+        fix = f"Start without app_hash, or with a shorter template, or one in GSM-7 ({SINGLE[GSM7]} characters fit)."
+    raise UnfitForAutofill(
+        f"with app_hash the SMS must fit one message of {RETRIEVER_MAX_BYTES} bytes for Android's SMS Retriever, "
+        f"but this one takes {size.octets} bytes, {over} over: {why}. {fix}")
+
+
+def _is_gsm7(ch: str) -> bool:
+    try:
+        ch.encode("gsm03.38")
+    except UnicodeEncodeError:
+        return False
+    return True

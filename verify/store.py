@@ -63,7 +63,7 @@ T = TypeVar("T")
 OutcomeT = TypeVar("OutcomeT", bound=str)
 P = ParamSpec("P")
 
-StartOutcome = Literal["created", "resend", "existing", "in_progress", "limited"]
+StartOutcome = Literal["created", "resend", "existing", "in_progress", "limited", "busy"]
 BeginOutcome = Literal["ok", "missing", "not_pending", "max_sends", "cooldown", "in_flight", "limited"]
 EndOutcome = Literal["sent", "not_pending", "kept", "deleted", "stale"]
 CompleteOutcome = Literal["approved", "wrong", "no_match", "max_attempts", "not_pending", "wrong_channel", "no_code",
@@ -98,6 +98,9 @@ class Record:
     completed_via: str = ""
     verified_at: int = 0
     country: str = ""  # ISO region of the phone, as the start found it
+    owner: str = ""  # the site key it was started through ("" for an API key)
+    app_hash: str = ""  # the Android app's SMS Retriever hash its texts carry
+    otp_host: str = ""  # the host of the WebOTP line its texts end with
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Record:
@@ -112,7 +115,8 @@ class Record:
             delivery_status=h.get("delivery_status", ""), delivery_raw=h.get("delivery_raw", ""),
             sms_encoding=h.get("sms_encoding", ""),
             sms_parts=int(h.get("sms_parts") or 0), completed_via=h.get("completed_via", ""),
-            verified_at=int(h.get("verified_at") or 0), country=h.get("country", ""),
+            verified_at=int(h.get("verified_at") or 0), country=h.get("country", ""), owner=h.get("owner", ""),
+            app_hash=h.get("app_hash", ""), otp_host=h.get("otp_host", ""),
         )
 
     @classmethod
@@ -130,6 +134,7 @@ class Outcome(Generic[OutcomeT]):
     record: Record | None
     refusal: Refusal | None = None
     superseded: str = ""
+    wait_ms: int = 0  # busy: until the verification in the way ends
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,16 @@ class Pumping:
     warn: bool
     started: int
     approved: int
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who starts a verification, and what its texts carry for autofill: the site key (``owner``; "" for an API
+    key), the Android app's SMS Retriever hash, and the host of the WebOTP line."""
+
+    owner: str = ""
+    app_hash: str = ""
+    otp_host: str = ""
 
 
 @dataclass(frozen=True)
@@ -573,7 +588,8 @@ class Batch:
     # verifications
 
     def start(self, phone: str, country: str, channel: str, locale: str, now_ms: int, lease_ms: int,
-              cooldown_ms: int, max_sends: int, nonce: str, quota: Limit | None) -> Op[Outcome[StartOutcome]]:
+              cooldown_ms: int, max_sends: int, nonce: str, quota: Limit | None, source: Source = Source()
+              ) -> Op[Outcome[StartOutcome]]:
         """Return ``phone``'s pending verification on ``channel``, or reserve a send and take the phone's quota;
         see ``lua/start.lua``."""
         s = self._store
@@ -582,16 +598,17 @@ class Batch:
         return self._script(_outcome(quota), s.scripts.start,
                             [s.index_key(phone, channel), s.record_key(fresh), quota_key],
                             [s.record_prefix(phone), fresh, now_ms, lease_ms, phone, channel, locale,
-                             cooldown_ms, max_sends, nonce, _ttl(quota), country, *_items(quota)])
+                             cooldown_ms, max_sends, nonce, _ttl(quota), country, source.owner, source.app_hash,
+                             source.otp_host, *_items(quota)])
 
     def begin_send(self, verification_id: str, now_ms: int, cooldown_ms: int, max_sends: int, lease_ms: int,
-                   nonce: str, quota: Limit | None) -> Op[Outcome[BeginOutcome]]:
+                   nonce: str, quota: Limit | None, caller: str = "") -> Op[Outcome[BeginOutcome]]:
         """Reserve a resend and take the phone's quota; see ``lua/begin_send.lua``."""
         s = self._store
         return self._script(_outcome(quota), s.scripts.begin_send, [s.record_key(verification_id)],
                             [now_ms, cooldown_ms, max_sends, lease_ms, nonce, _quota_prefix(s, "phone",
                                                                                             verification_id),
-                             _ttl(quota), *_items(quota)])
+                             _ttl(quota), caller, *_items(quota)])
 
     def end_send(self, record: Record, nonce: str, now_ms: int, ttl_ms: int, quota: Limit | None, taken_at: int,
                  commit: SendCommit | None, grace_ms: int = 0) -> Op[Outcome[EndOutcome]]:
@@ -607,14 +624,14 @@ class Batch:
 
     def complete(self, verification_id: str, via: str, max_attempts: int, now_ms: int, keep_ms: int,
                  failures: Limit | None, candidates: list[str], event_id: str = "",
-                 grace_ms: int = 0) -> Op[Outcome[CompleteOutcome]]:
+                 grace_ms: int = 0, caller: str = "") -> Op[Outcome[CompleteOutcome]]:
         """Approve once (journaling the approval as ``event_id``, when given), count a wrong code, or refuse while
         the phone's wrong codes are used up; see ``lua/complete.lua``."""
         s = self._store
         return self._script(_outcome(failures), s.scripts.complete,
                             [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
                             [via, max_attempts, now_ms, keep_ms, _quota_prefix(s, "fail", verification_id),
-                             _ttl(failures), event_id, grace_ms, *_items(failures), *candidates])
+                             _ttl(failures), event_id, grace_ms, caller, *_items(failures), *candidates])
 
     def cancel(self, verification_id: str, grace_ms: int = 0) -> Op[Outcome[CancelOutcome]]:
         """Cancel unless approved; see ``lua/cancel.lua``."""
@@ -864,10 +881,13 @@ def _refusal(limit: Limit | None, field: str, wait_ms: int) -> Refusal:
 
 
 def _outcome(limit: Limit | None) -> Callable[[list[Any]], Outcome[Any]]:
-    """How a transition script's ``{outcome, record[, refused field, ms to wait | superseded id]}`` decodes."""
+    """How a transition script's ``{outcome, record[, refused field, ms to wait | superseded id | ms to wait]}``
+    decodes."""
 
     def decode(reply: list[Any]) -> Outcome[Any]:
         outcome, flat = reply[0], reply[1]
+        if outcome == "busy":
+            return Outcome(outcome, None, wait_ms=int(reply[2]))
         refusal = _refusal(limit, reply[2], reply[3]) if len(reply) == 4 else None
         superseded = reply[2] if len(reply) == 3 else ""
         return Outcome(outcome, Record.from_flat(flat), refusal, superseded)

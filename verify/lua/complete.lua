@@ -4,8 +4,8 @@
 -- ARGV: 1 via ('code' | 'sms_reply' | 'call'), 2 max attempts, 3 now (ms), 4 how long an approved record stays
 --       readable (ms), 5 the wrong-code quota's key without the phone (same hash tag as the record), 6 its TTL
 --       (ms), 7 the approval event's id ('': events are off), 8 how long the final copy outlives the record
---       (ms), 9.. the quota's items (_quota.lua), then the candidate code hashes (HMACs of the submitted code
---       under every key)
+--       (ms), 9 the caller's site key ('' for an API key or a gateway: any verification), 10.. the quota's items
+--       (_quota.lua), then the candidate code hashes (HMACs of the submitted code under every key)
 -- A change keeps the final copy up to date (when one is kept: ARGV[8] ~= 0), and with events on an approval
 -- journals its event.
 -- Returns {outcome, record[, refused field, ms to wait]}: approved | wrong | no_match | max_attempts
@@ -15,8 +15,8 @@
 -- the right code included. Testing the quota, counting the attempt, comparing and approving are one atomic step:
 -- of any number of concurrent checks exactly one approves and no more wrong codes are judged than the quota
 -- allows. Lua strings are interned, so == compares two pointers and its time says nothing about the stored hash.
-local r = redis.call('HMGET', KEYS[1], 'status', 'channel', 'code_hash', 'phone')
-if not r[1] then return {'missing', {}} end
+local r = redis.call('HMGET', KEYS[1], 'status', 'channel', 'code_hash', 'phone', 'owner')
+if not r[1] or (ARGV[9] ~= '' and (r[5] or '') ~= ARGV[9]) then return {'missing', {}} end
 if r[1] == 'max_attempts_reached' then return {'max_attempts', redis.call('HGETALL', KEYS[1])} end
 if r[1] ~= 'pending' then return {'not_pending', redis.call('HGETALL', KEYS[1])} end
 local via = ARGV[1]
@@ -27,7 +27,7 @@ if via == 'call' then
 else
   if r[2] ~= 'sms' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
   if not r[3] or r[3] == '' then return {'no_code', redis.call('HGETALL', KEYS[1])} end
-  local items, at = q_items(9)
+  local items, at = q_items(10)
   local quota = ARGV[5] .. r[4]
   if via == 'code' then
     local refused = q_refusal(quota, now, items)

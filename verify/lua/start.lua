@@ -6,21 +6,24 @@
 -- KEYS[3] the phone's send quota (prefix{tag}:q:phone:<phone>)
 -- ARGV: 1 record key prefix of this hash tag, 2 new id, 3 now (ms), 4 send lease (ms), 5 phone, 6 channel,
 --       7 locale, 8 resend cooldown (ms), 9 max sends, 10 nonce, 11 quota TTL (ms), 12 the phone's country (ISO),
---       13.. quota items (_quota.lua)
--- Returns {outcome, record[, refused field, ms to wait]}:
+--       13 owner (the site key starting it; '' for an API key), 14 the Android app hash ('' for none), 15 the host
+--       of the WebOTP line ('' for none), 16.. quota items (_quota.lua)
+-- Returns {outcome, record[, refused field, ms to wait | ms until it ends]}:
 --   created (a new verification, its first send reserved) | resend (the pending one, a send reserved)
 --   | existing (the pending one, nothing reserved or taken: inside its cooldown, in flight, or out of sends)
---   | in_progress (the pending one's first send is still in flight) | limited (the phone's quota is used up).
+--   | in_progress (the pending one's first send is still in flight) | limited (the phone's quota is used up)
+--   | busy (a site key met a pending verification someone else started: neither returned nor changed).
 -- The existing record's key is built from ARGV[1]: it carries the same hash tag as KEYS, so it lives in the same
 -- Redis Cluster slot. A new record lives only for the send lease until end_send.lua commits its first send.
 local now = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
-local items = q_items(13)
+local items = q_items(16)
 local existing = redis.call('GET', KEYS[1])
 if existing then
   local key = ARGV[1] .. existing
-  local r = redis.call('HMGET', key, 'status', 'sends')
+  local r = redis.call('HMGET', key, 'status', 'sends', 'owner', 'expires_at')
   if r[1] == 'pending' then
+    if ARGV[13] ~= '' and (r[3] or '') ~= ARGV[13] then return {'busy', {}, tonumber(r[4]) - now} end
     if tonumber(r[2]) == 0 then return {'in_progress', redis.call('HGETALL', key)} end
     if s_blocked(key, now, tonumber(ARGV[8]), tonumber(ARGV[9]), lease) then
       return {'existing', redis.call('HGETALL', key)}
@@ -38,6 +41,9 @@ q_add(KEYS[3], now, items, tonumber(ARGV[11]))
 redis.call('HSET', KEYS[2], 'id', ARGV[2], 'phone', ARGV[5], 'country', ARGV[12], 'channel', ARGV[6],
   'locale', ARGV[7], 'status', 'pending', 'attempts', 0, 'sends', 0, 'created_at', ARGV[3], 'last_sent_at', 0,
   'expires_at', now + lease)
+for i, field in ipairs({'owner', 'app_hash', 'otp_host'}) do  -- only when set: most verifications have none
+  if ARGV[12 + i] ~= '' then redis.call('HSET', KEYS[2], field, ARGV[12 + i]) end
+end
 s_reserve(KEYS[2], now, ARGV[10])
 redis.call('PEXPIRE', KEYS[2], lease)
 redis.call('SET', KEYS[1], ARGV[2], 'PX', lease)

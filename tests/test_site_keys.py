@@ -1,0 +1,213 @@
+"""Site keys (``VERIFY_SITE_KEYS``): publishable keys a web page uses from its own origins, with CORS. A site key
+starts, reads, checks and resends only what it started, falls under every limit and the captcha, and its texts end
+with the page's WebOTP line."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from tests.conftest import AUTH, PHONE, MovableClock, make_settings, start
+from verify import create_app
+from verify.config import Settings
+from verify.errors import ConfigError
+
+SHOP = "https://shop.example"
+OTHER = "https://other.example"
+SITE_KEYS = "pk_shop=https://shop.example|https://www.shop.example,pk_other=https://other.example"
+PK = {"X-Verify-Site-Key": "pk_shop", "Origin": SHOP}
+BASE = {"VERIFY_API_KEYS": "x" * 16, "VERIFY_SECRET_KEY": "y" * 32, "VERIFY_SANDBOX": "1"}
+
+
+@pytest.fixture
+def client(redis_url: str, clock: MovableClock) -> FlaskClient:
+    return client_with(redis_url, clock)
+
+
+def client_with(redis_url: str, clock: MovableClock, **overrides: Any) -> FlaskClient:
+    keys = Settings.from_env({**BASE,
+                              "VERIFY_SITE_KEYS": SITE_KEYS}).site_keys
+    settings = replace(make_settings(redis_url), site_keys=keys, **overrides)
+    return create_app(settings, clock=clock, background=False).test_client()
+
+
+def site_start(client: FlaskClient, phone: str = PHONE, headers: dict[str, str] | None = None,
+               **fields: Any) -> TestResponse:
+    return client.post("/v1/verifications", json={"phone": phone, **fields}, headers=headers or PK)
+
+
+def problem(response: TestResponse, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body: dict[str, Any] = response.get_json()
+    assert body["type"] == f"/problems/{slug}"
+    return body
+
+
+def last_text(client: FlaskClient, phone: str = PHONE) -> str:
+    text: str = client.get("/sandbox/messages", query_string={"phone": phone}).get_json()["messages"][0]["text"]
+    return text
+
+
+# configuration
+
+
+def test_site_keys_are_read_with_their_origins() -> None:
+    settings = Settings.from_env({**BASE,
+                                  "VERIFY_SITE_KEYS": " pk_shop = https://Shop.example/ | https://www.shop.example ,"
+                                                      "pk_two=http://127.0.0.1:8123"})
+    assert settings.site_key_origins("pk_shop") == ("https://shop.example", "https://www.shop.example")
+    assert settings.site_key_origins("pk_two") == ("http://127.0.0.1:8123",)
+    assert settings.site_key_origins("pk_none") is None
+
+
+@pytest.mark.parametrize("value", ["shop=https://shop.example", "pk_shop=", "pk_shop=shop.example",
+                                   "pk_shop=https://shop.example/signup", "pk_shop=ftp://shop.example",
+                                   "pk_a=https://a.example,pk_a=https://b.example"])
+def test_a_wrong_site_key_setting_names_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^VERIFY_SITE_KEYS "):
+        Settings.from_env({**BASE, "VERIFY_SITE_KEYS": value})
+
+
+# origins and CORS
+
+
+def test_a_site_key_starts_from_its_origin_with_cors(client: FlaskClient) -> None:
+    response = site_start(client)
+    assert response.status_code == 201
+    assert response.headers["Access-Control-Allow-Origin"] == SHOP
+    assert "Origin" in response.headers.get_all("Vary")
+    assert set(response.headers["Access-Control-Expose-Headers"].split(", ")) == {"Retry-After", "X-Request-Id"}
+    www = site_start(client, "+79991234500", {"X-Verify-Site-Key": "pk_shop", "Origin": "https://www.shop.example"})
+    assert www.status_code == 201 and www.headers["Access-Control-Allow-Origin"] == "https://www.shop.example"
+
+
+@pytest.mark.parametrize("headers", [{"X-Verify-Site-Key": "pk_shop", "Origin": OTHER},  # another key's origin
+                                     {"X-Verify-Site-Key": "pk_shop", "Origin": "https://evil.example"},
+                                     {"X-Verify-Site-Key": "pk_shop"},  # no Origin: not a browser on that page
+                                     {"X-Verify-Site-Key": "pk_shop", "Origin": "null"}])
+def test_a_site_key_from_a_foreign_origin_or_none_is_refused(client: FlaskClient, headers: dict[str, str]) -> None:
+    response = site_start(client, headers=headers)
+    problem(response, 403, "forbidden")
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"] == []
+
+
+def test_an_unknown_site_key_is_unauthorized(client: FlaskClient) -> None:
+    response = site_start(client, headers={"X-Verify-Site-Key": "pk_nope", "Origin": SHOP})
+    problem(response, 401, "unauthorized")
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_a_preflight_answers_only_an_allowed_origin(client: FlaskClient) -> None:
+    asked = {"Access-Control-Request-Method": "POST",
+             "Access-Control-Request-Headers": "content-type,x-verify-site-key"}
+    allowed = client.options("/v1/verifications", headers={"Origin": SHOP, **asked})
+    assert allowed.status_code == 204
+    assert allowed.headers["Access-Control-Allow-Origin"] == SHOP
+    assert {m.strip() for m in allowed.headers["Access-Control-Allow-Methods"].split(",")} == {"GET", "POST"}
+    assert {h.strip().lower() for h in allowed.headers["Access-Control-Allow-Headers"].split(",")} \
+        >= {"content-type", "x-verify-site-key"}
+    foreign = client.options("/v1/verifications", headers={"Origin": "https://evil.example", **asked})
+    problem(foreign, 403, "forbidden")
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+    assert client.options("/v1/verifications/abc/check", headers=asked).status_code == 403  # no Origin at all
+
+
+def test_an_api_key_request_gets_no_cors_headers(client: FlaskClient) -> None:
+    response = start(client, headers={"Origin": SHOP})
+    assert response.status_code == 201 and "Access-Control-Allow-Origin" not in response.headers
+
+
+# what a site key may do
+
+
+def test_a_site_key_may_not_cancel_or_check_tokens(client: FlaskClient) -> None:
+    vid = site_start(client).get_json()["id"]
+    refused = client.delete(f"/v1/verifications/{vid}", headers=PK)
+    problem(refused, 403, "forbidden")
+    assert refused.headers["Access-Control-Allow-Origin"] == SHOP  # the page may read why
+    problem(client.post("/v1/tokens/verify", json={"token": "x"}, headers=PK), 403, "forbidden")
+
+
+def test_a_site_key_reaches_only_the_verifications_it_started(client: FlaskClient) -> None:
+    by_api = start(client, "+79991234501").get_json()["id"]
+    by_other = site_start(client, "+79991234502", {"X-Verify-Site-Key": "pk_other", "Origin": OTHER}).get_json()["id"]
+    for vid in (by_api, by_other):
+        problem(client.get(f"/v1/verifications/{vid}", headers=PK), 404, "not-found")
+        problem(client.post(f"/v1/verifications/{vid}/check", json={"code": "123456"}, headers=PK), 404, "not-found")
+        problem(client.post(f"/v1/verifications/{vid}/resend", json={}, headers=PK), 404, "not-found")
+    # nothing was counted or sent on them
+    assert client.get(f"/v1/verifications/{by_api}", headers=AUTH).get_json()["attempts_left"] == 5
+    own = site_start(client).get_json()["id"]
+    assert client.get(f"/v1/verifications/{own}", headers=PK).status_code == 200
+    code = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"][0]["code"]
+    approved = client.post(f"/v1/verifications/{own}/check", json={"code": code}, headers=PK)
+    assert approved.status_code == 200 and approved.get_json()["status"] == "approved"
+    assert client.get(f"/v1/verifications/{own}", headers=AUTH).status_code == 200  # the API key reaches all
+
+
+def test_a_site_key_meets_a_pending_verification_it_did_not_start(client: FlaskClient, clock: MovableClock) -> None:
+    by_api = start(client).get_json()
+    busy = site_start(client)
+    body = problem(busy, 409, "phone-busy")
+    assert body["retry_after"] == 900 and busy.headers["Retry-After"] == "900"
+    assert by_api["id"] not in busy.get_data(as_text=True)  # nothing about the other verification leaks
+    assert len(client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]) == 1
+    # The API key, the customer's backend, gets the phone's pending verification whoever started it.
+    mine = site_start(client, "+79991234503").get_json()
+    again = start(client, "+79991234503")
+    assert again.status_code == 200 and again.get_json()["id"] == mine["id"]
+
+
+def test_idempotency_keys_of_a_site_key_are_its_own(client: FlaskClient) -> None:
+    first = start(client, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 201
+    replayed = site_start(client, headers={**PK, "Idempotency-Key": "k-1"})
+    assert "Idempotent-Replayed" not in replayed.headers  # not the API key's stored response
+    problem(replayed, 409, "phone-busy")
+
+
+# limits and captcha
+
+
+def test_site_key_starts_fall_under_the_ip_limit_and_the_captcha(redis_url: str, clock: MovableClock) -> None:
+    client = client_with(redis_url, clock, limit_ip="2/hour", captcha_mode="adaptive", captcha_after=1)
+    assert site_start(client, "+79991234510").status_code == 201
+    needs = problem(site_start(client, "+79991234511"), 428, "captcha-required")
+    answer = client.get(f"/sandbox/captcha/{needs['captcha']['id']}").get_json()["answer"]
+    solved = site_start(client, "+79991234511", captcha={"id": needs["captcha"]["id"], "answer": answer})
+    assert solved.status_code == 201
+    problem(site_start(client, "+79991234512"), 429, "rate-limited")
+
+
+# the texts
+
+
+def test_a_site_key_start_ends_its_text_with_the_webotp_line(client: FlaskClient) -> None:
+    vid = site_start(client).get_json()["id"]
+    code = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"][0]["code"]
+    assert last_text(client).splitlines()[-1] == f"@shop.example #{code}"
+    assert client.post(f"/v1/verifications/{vid}/resend", json={}, headers=PK).status_code in (200, 429)
+    start(client, "+79991234520")
+    assert "@" not in last_text(client, "+79991234520")  # an API key's text is the template alone
+
+
+def test_an_app_hash_goes_on_its_own_line(client: FlaskClient) -> None:
+    assert start(client, app_hash="FA+9qCX9VSu").status_code == 201
+    lines = last_text(client).splitlines()
+    assert lines[-1] == "FA+9qCX9VSu"
+
+
+def test_an_app_hash_that_cannot_autofill_is_refused_before_anything_is_sent(redis_url: str,
+                                                                             clock: MovableClock) -> None:
+    long_ru = "Ваш одноразовый код для входа в личный кабинет магазина: {code}. Никому его не сообщайте."  # noqa: RUF001
+    client = client_with(redis_url, clock, sms_template_ru=long_ru, limit_ip="1/hour")
+    body = problem(start(client, locale="ru", app_hash="FA+9qCX9VSu"), 400, "invalid-request")
+    assert body["field"] == "app_hash"
+    assert client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"] == []
+    assert start(client, locale="ru").status_code == 201  # the IP's one start an hour was not taken
+    problem(start(client, app_hash="not-a-hash"), 400, "invalid-request")
