@@ -407,8 +407,9 @@ def serving(name: str, app: Callable[[str], str], env: Callable[[str], dict[str,
     """Start an embedded Redis (``topology`` "single") or a 3-primary embedded Redis Cluster ("cluster"), then
     ``--instances`` gunicorn instances of ``app(redis_url)``; stop them all, by their PIDs, on the way out.
 
-    gunicorn runs in an empty directory so that it does not pick up the repository's ``gunicorn.conf.py``
-    (whose access log would be written for every request); only ``gunicorn_command``'s settings apply.
+    gunicorn runs in an empty directory so that it does not pick up the repository's ``gunicorn.conf.py``; only
+    ``gunicorn_command``'s settings apply. The app writes its JSON request line for every request, as in
+    production.
     """
     home = workdir / name
     backend = EmbeddedCluster(home / "cluster") if topology == "cluster" else EmbeddedRedis(home / "redis")
@@ -996,7 +997,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-requests", type=int, default=200_000,
                         help="stop a phase after this many requests, warm-up included (default 200000)")
     parser.add_argument("--access-log", action="store_true",
-                        help="have gunicorn write an access log (to its log file), as gunicorn.conf.py does")
+                        help="also have gunicorn write its raw access log (to its log file); production does "
+                             "not: the app's request line replaces it")
     parser.add_argument("--app-defaults", action="store_true",
                         help="do not raise the per-IP abuse limits and the captcha threshold (all the load comes "
                              "from one IP, so starts soon get 429 or 428)")

@@ -978,5 +978,7 @@ def test_verify_dev_logs_text_unless_told(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert argv[argv.index("--logger-class") + 1] == logger_class
     assert env["VERIFY_LOG_FORMAT"] == (value or "text")
     assert "--access-logfile" not in argv  # the app's request lines replace gunicorn's access log
+    # the demo page has its site key, for the addresses the server answers on
+    assert env["VERIFY_SITE_KEYS"] == "pk_demo=http://127.0.0.1:8000|http://localhost:8000"
     # and its workers' metrics add up, from an empty directory
     assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "metrics") and not any((tmp_path / "metrics").iterdir())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from verify import version
 from verify.clock import system_clock
-from verify.config import API_KEYS, METRICS_DIR, REDIS_URL, SANDBOX, SECRET_KEY, Settings
+from verify.config import API_KEYS, METRICS_DIR, REDIS_URL, SANDBOX, SECRET_KEY, SITE_KEYS, Settings
 from verify.embedded import EmbeddedRedis
 from verify.errors import ConfigError, StoreUnavailable
 from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOGGER_CLASSES
@@ -131,6 +131,9 @@ def run_dev(host: str, port: int, workers: int, data_dir: Path) -> int:
     env.setdefault(LOG_FORMAT, "text")  # read by a person at a terminal; a deployment gets JSON by default
     env.setdefault(API_KEYS, made["api_key"])
     env.setdefault(SECRET_KEY, made["secret_key"])
+    # The demo page's site key (/demo), for the addresses this server answers on.
+    origins = dict.fromkeys(f"http://{name}:{port}" for name in (host, "127.0.0.1", "localhost"))
+    env.setdefault(SITE_KEYS, "pk_demo=" + "|".join(origins))
     if not env.get(METRICS_DIR):  # the workers' metrics add up (gunicorn.conf.py does the same when it is read)
         metrics_dir = data_dir / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)  # an earlier run's samples are not this run's
@@ -153,7 +156,7 @@ verify is starting on {base} (sandbox mode: nothing is really sent)
   Redis:   {env[REDIS_URL]}{" (embedded, data in " + str(data_dir / "redis") + ")" if embedded else ""}
   API key: {key}
 
-Try it:
+Open {base}/demo for the whole tour in a browser (the web widget, the sandbox inbox), or try the API:
   curl -s -X POST {base}/v1/verifications -H 'Authorization: Bearer {key}' \\
        -H 'Content-Type: application/json' -d '{{"phone": "+79991234567"}}'
   curl -s '{base}/sandbox/messages?phone=%2B79991234567'
