@@ -30,7 +30,7 @@ import logging
 import secrets
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
@@ -167,11 +167,7 @@ class Events:
         Once ``stop`` is set it stops between two watches, and hands the rest back (see :meth:`_release`)."""
         expired = 0
         now_ms = int(self._clock() * 1000)
-        claimed = self._store.run(Batch.claim_due, EXPIRY, now_ms, LEASE_MS, BATCH)
-        for index, (verification_id, data) in enumerate(claimed):
-            if stop is not None and stop.is_set():
-                self._release(EXPIRY, claimed[index:], now_ms)
-                break
+        for verification_id, data in self._claimed(EXPIRY, stop):
             record = self._store.run(Batch.get, verification_id)
             batch = self._store.batch()
             expiring: Record | None = None
@@ -216,12 +212,7 @@ class Events:
         Once ``stop`` is set it stops between two events: the one being posted is still marked delivered (or
         rescheduled), and the rest are handed back (see :meth:`_release`), so none is posted and left unmarked."""
         delivered = 0
-        claimed_ms = int(self._clock() * 1000)
-        claimed = self._store.run(Batch.claim_due, OUTBOX, claimed_ms, LEASE_MS, BATCH)
-        for index, (event_id, raw) in enumerate(claimed):
-            if stop is not None and stop.is_set():
-                self._release(OUTBOX, claimed[index:], claimed_ms)
-                break
+        for event_id, raw in self._claimed(OUTBOX, stop):
             envelope = json.loads(raw)
             batch = self._store.batch()
             now = self._clock()
@@ -242,6 +233,17 @@ class Events:
             batch.run()
             self._metrics.events.labels(envelope["event"]["type"], result).inc()
         return delivered
+
+    def _claimed(self, name: str, stop: threading.Event | None) -> Iterator[tuple[str, str]]:
+        """The due entries of schedule ``name``, leased to this worker, one at a time; once ``stop`` is set the
+        rest are handed back (see :meth:`_release`) instead."""
+        claimed_ms = int(self._clock() * 1000)
+        claimed = self._store.run(Batch.claim_due, name, claimed_ms, LEASE_MS, BATCH)
+        for index, entry in enumerate(claimed):
+            if stop is not None and stop.is_set():
+                self._release(name, claimed[index:], claimed_ms)
+                return
+            yield entry
 
     def _release(self, name: str, entries: list[tuple[str, str]], claimed_ms: int) -> None:
         """Make claimed but untouched entries due now, for the next loop (another worker's) to take at once instead
