@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# axe-core, which the browser tests (tests/browser/) inject into each page; it lives in the venv, so `clean` drops it.
+AXE := $(VENV)/node/node_modules/axe-core/axe.min.js
 
 .PHONY: install run test lint typecheck unit bench clean
 
@@ -11,6 +13,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Once: the file is the stamp. Without npm (or without a registry) the browser tests skip and say why.
+$(AXE): | $(STAMP)
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --no-save --no-audit --no-fund --prefix $(VENV)/node axe-core@4 \
+		|| echo "npm could not install axe-core: the browser tests (tests/browser/) will skip"; \
+	else echo "npm not found: the browser tests (tests/browser/) will skip (they need axe-core from npm)"; fi
 
 install: $(STAMP)
 
@@ -23,7 +32,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(AXE)
 	$(BIN)/pytest
 
 test: lint typecheck unit

@@ -54,6 +54,8 @@ from verify.store import Batch
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
+# Successes that are files, not JSON: path -> media type.
+SERVED_FILES = {"/widget.js": "text/javascript", "/demo": "text/html"}
 # Flask's name for a path variable -> the spec's.
 PATH_PARAMS = {"verification_id": "id"}
 OTHER_PHONE = "+79991234500"
@@ -94,9 +96,10 @@ class AppSlot:
         return self.target(environ, start_response)
 
 
-@schemathesis.deserializer("text/plain")
+@schemathesis.deserializer("text/plain", "text/javascript", "text/html")
 def plain_text(ctx: schemathesis.DeserializationContext, response: schemathesis.Response) -> str:
-    """The webhooks' acknowledgements: without a deserializer, schemathesis checks no text/plain body at all."""
+    """The webhooks' acknowledgements, the widget's script and its demo page: without a deserializer, schemathesis
+    checks no text body at all."""
     return response.content.decode(response.encoding or "utf-8")
 
 
@@ -245,11 +248,16 @@ def test_app_serves_the_spec(client: FlaskClient) -> None:
 def test_errors_are_problem_json_successes_json_and_webhook_acks_text() -> None:
     for method, path in spec_operations():
         for status, response in SPEC["paths"][path][method.lower()]["responses"].items():
+            if int(status) == 304:  # /widget.js revalidated: no body
+                assert "content" not in resolve(response), (method, path, status)
+                continue
             media_types = set(resolve(response)["content"])
             if int(status) >= 400:
                 assert media_types == {"application/problem+json"}, (method, path, status)
             elif path.startswith("/webhooks/") or path == "/metrics":  # what gateways and Prometheus expect
                 assert media_types == {"text/plain"}, (method, path, status)
+            elif path in SERVED_FILES:  # the widget's script and its demo page
+                assert media_types == {SERVED_FILES[path]}, (method, path, status)
             elif path != "/openapi.yaml":
                 assert media_types == {"application/json"}, (method, path, status)
 
@@ -490,6 +498,12 @@ scenario("GET /healthz", 200)(lambda env: env.client.get("/healthz"))
 scenario("GET /readyz", 200)(lambda env: env.client.get("/readyz"))
 scenario("GET /readyz", 503, "store-unavailable")(lambda env: env.dead().client.get("/readyz"))
 scenario("GET /openapi.yaml", 200)(lambda env: env.client.get("/openapi.yaml"))
+scenario("GET /widget.js", 200)(lambda env: env.client.get("/widget.js"))
+scenario("GET /widget.js", 304)(
+    lambda env: env.client.get("/widget.js", headers={"If-None-Match": env.client.get("/widget.js").headers["ETag"]}))
+scenario("GET /demo", 200)(
+    lambda env: env.configured(site_keys=(("pk_demo", ("http://localhost",)),)).client.get("/demo?lang=ru"))
+scenario("GET /demo", 404, "not-found")(lambda env: env.client.get("/demo"))  # no VERIFY_SITE_KEYS
 scenario("GET /metrics", 200)(lambda env: env.client.get("/metrics"))
 scenario("GET /metrics", 401, "unauthorized")(
     lambda env: env.configured(metrics_tokens=("metrics-token-0123",)).client.get("/metrics"))

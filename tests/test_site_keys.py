@@ -29,9 +29,8 @@ def client(redis_url: str, clock: MovableClock) -> FlaskClient:
 
 
 def client_with(redis_url: str, clock: MovableClock, **overrides: Any) -> FlaskClient:
-    keys = Settings.from_env({**BASE,
-                              "VERIFY_SITE_KEYS": SITE_KEYS}).site_keys
-    settings = replace(make_settings(redis_url), site_keys=keys, **overrides)
+    keys = Settings.from_env({**BASE, "VERIFY_SITE_KEYS": SITE_KEYS}).site_keys
+    settings = replace(make_settings(redis_url), **{"site_keys": keys, **overrides})
     return create_app(settings, clock=clock, background=False).test_client()
 
 
@@ -211,3 +210,17 @@ def test_an_app_hash_that_cannot_autofill_is_refused_before_anything_is_sent(red
     assert client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"] == []
     assert start(client, locale="ru").status_code == 201  # the IP's one start an hour was not taken
     problem(start(client, app_hash="not-a-hash"), 400, "invalid-request")
+
+
+def test_a_same_origin_page_of_the_service_is_its_own_origin(redis_url: str, clock: MovableClock) -> None:
+    """The demo page is served by verify itself, and a browser sends no Origin on its same-origin GETs: such a
+    request counts as from the service's own origin (Sec-Fetch-Site, which no page script can set)."""
+    client = client_with(redis_url, clock, site_keys=(("pk_demo", ("http://localhost",)),))
+    own = {"X-Verify-Site-Key": "pk_demo", "Origin": "http://localhost"}
+    vid = site_start(client, headers=own).get_json()["id"]
+    polled = client.get(f"/v1/verifications/{vid}", headers={"X-Verify-Site-Key": "pk_demo",
+                                                              "Sec-Fetch-Site": "same-origin"})
+    assert polled.status_code == 200
+    cross = client.get(f"/v1/verifications/{vid}", headers={"X-Verify-Site-Key": "pk_demo",
+                                                             "Sec-Fetch-Site": "cross-site"})
+    problem(cross, 403, "forbidden")

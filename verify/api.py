@@ -123,7 +123,7 @@ def authenticate() -> BaseResponse | None:
     origins = settings.site_key_origins(site_key)
     if origins is None:
         raise Unauthorized(f"{SITE_KEY_HEADER} names no configured site key")
-    origin = request.headers.get("Origin", "")
+    origin = request.headers.get("Origin") or _same_origin()
     if origin.lower() not in origins:
         raise Forbidden("this site key may not be used from this origin (or without an Origin)")
     g.cors_origin = origin
@@ -131,6 +131,13 @@ def authenticate() -> BaseResponse | None:
         raise Forbidden("a site key may only start, read, check and resend the verifications it started")
     g.site_key = site_key
     return None
+
+
+def _same_origin() -> str:
+    """This server's own origin for a request the browser marks as coming from a page of it: browsers send no
+    ``Origin`` on a same-origin GET (the demo page polling its verification), but always ``Sec-Fetch-Site``, which
+    a page's script cannot set. "" for anything else."""
+    return request.host_url.rstrip("/") if request.headers.get("Sec-Fetch-Site") == "same-origin" else ""
 
 
 def _preflight(site_keys: tuple[tuple[str, tuple[str, ...]], ...]) -> BaseResponse:

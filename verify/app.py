@@ -11,7 +11,7 @@ from collections.abc import Callable
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-from verify import api, errors, observe, sandbox, webhooks
+from verify import api, errors, observe, sandbox, webhooks, widget
 from verify.captcha import Captcha
 from verify.clock import Clock, system_clock
 from verify.config import Settings
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     app.register_blueprint(api.public)
     app.register_blueprint(api.v1)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(widget.bp)
     if settings.sandbox:
         app.register_blueprint(sandbox.bp)
         logging.getLogger(__name__).warning(
