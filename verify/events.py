@@ -84,6 +84,7 @@ class Events:
         self._clock = clock
         self._render = render
         self._metrics = metrics
+        self.backlog = False  # whether the last collect left hints for the next (see collect)
         self._timeout = (settings.http_connect_timeout, settings.http_read_timeout)
         self._session = requests.Session()
         weakref.finalize(self, self._session.close)
@@ -117,30 +118,54 @@ class Events:
     def collect(self) -> int:
         """Move every hinted journal's entries to the outbox and the expiry schedule; returns the events queued.
 
-        Shard by shard and journal by journal: one that cannot be reached (its cluster node is down) waits for a
-        later sweep, and the others move on.
+        Shard by shard, each shard's hinted journals together (three round trips: read, move, forget; every
+        start journals its expiry watch, so this keeps up with the traffic). When that fails (a cluster node is
+        down), the shard's journals go one by one: one that cannot be reached waits for a later sweep, and the
+        others move on. ``self.backlog`` tells whether a shard had more hints than one sweep takes.
         """
         queued = unreachable = 0
+        self.backlog = False
         for shard in range(SHARDS):
             try:
                 hinted = self._store.run(Batch.journal_hints, shard, BATCH)
             except StoreUnavailable:
                 unreachable += 1
                 continue
-            for tag, count in hinted:
-                try:
-                    queued += self._move(tag, count)
-                except StoreUnavailable:
-                    unreachable += 1
+            self.backlog |= len(hinted) == BATCH
+            try:
+                queued += self._move(hinted)
+            except StoreUnavailable:
+                for one in hinted:
+                    try:
+                        queued += self._move([one])
+                    except StoreUnavailable:
+                        unreachable += 1
         if unreachable:
             log.warning("events: %d journal shards or journals could not be reached; they wait for a later sweep",
                         unreachable)
         return queued
 
-    def _move(self, tag: str, count: int) -> int:
-        """Move one journal's entries (repeatable: what was queued or delivered before is not queued again)."""
-        entries = self._store.run(Batch.journal, tag)
+    def _move(self, hinted: list[tuple[str, int]]) -> int:
+        """Move the entries of journals (hash tag, hint count) to the outbox and the expiry schedule, then forget
+        them, in a round trip of their own: no entry is forgotten unless it was queued. Repeatable: what was
+        queued or delivered before is not queued again."""
+        reading = self._store.batch()
+        journals = [(tag, count, reading.journal(tag)) for tag, count in hinted]
+        reading.run()
         batch = self._store.batch()
+        moves = []
+        for _, _, read in journals:
+            moves += self._queue(batch, read.value)
+        batch.run()
+        done = self._store.batch()
+        for tag, count, read in journals:
+            done.forget_journal(tag, list(read.value))
+            done.unhint_journal(tag, count)
+        done.run()
+        return sum(1 for op in moves if op.value)
+
+    def _queue(self, batch: Batch, entries: dict[str, str]) -> list[Any]:
+        """Queue on ``batch`` one journal's events (their enqueue ops) and expiry watches."""
         moves = []
         for entry_id, raw in entries.items():
             entry = json.loads(raw)
@@ -153,12 +178,7 @@ class Events:
             else:  # a watch: "watch:<id>"
                 batch.schedule(EXPIRY, entry_id.removeprefix("watch:"), int(entry["due"]),
                                json.dumps(entry["record"]))
-        batch.run()
-        done = self._store.batch()
-        done.forget_journal(tag, list(entries))
-        done.unhint_journal(tag, count)
-        done.run()
-        return sum(1 for op in moves if op.value)
+        return moves
 
     def expire(self, stop: threading.Event | None = None) -> int:
         """Count due watches whose verification ended unapproved as expired and (events on) turn them into
@@ -290,4 +310,4 @@ class Events:
                     step()
                 except StoreUnavailable as err:
                     log.warning("events: %s paused: %s", name, err)
-            stop.wait(interval)
+            stop.wait(0 if self.backlog else interval)  # a backlog is drained at once (the wait still yields)
