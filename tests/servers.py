@@ -269,12 +269,14 @@ def stop_gunicorn(process: subprocess.Popen[bytes]) -> None:
 
 @dataclass(frozen=True)
 class Call:
-    """One request of a burst: ``json`` is its body, ``client_ip`` (when given) its ``X-Forwarded-For``."""
+    """One request of a burst: ``json`` is its body, ``client_ip`` (when given) its ``X-Forwarded-For``, and
+    ``site_key`` (when given, as ``(key, origin)``) what it sends instead of the API key, as a web page would."""
 
     method: str
     path: str
     json: dict[str, object] | None = None
     client_ip: str | None = None
+    site_key: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -379,7 +381,8 @@ def _prepare(connection: http.client.HTTPConnection, call: Call) -> bytes:
     """Buffer the request line and headers in ``connection``; returns the body, for ``endheaders``."""
     body = json.dumps(call.json).encode() if call.json is not None else b""
     connection.putrequest(call.method, call.path)
-    headers = {**AUTH, "Content-Length": str(len(body))}
+    credentials = {"X-Verify-Site-Key": call.site_key[0], "Origin": call.site_key[1]} if call.site_key else AUTH
+    headers = {**credentials, "Content-Length": str(len(body))}
     if call.json is not None:
         headers["Content-Type"] = "application/json"
     if call.client_ip is not None:

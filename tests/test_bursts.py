@@ -291,3 +291,43 @@ class TestCaptcha:
         assert len(sent) == IP_PER_HOUR, f"{len(sent)} SMS sent for 50 solved starts: {tally(replies)}"
         assert tally(replies) == {OK: IP_PER_HOUR, IP_LIMITED: 50 - IP_PER_HOUR}
         assert_problems(replies)
+
+
+class TestSiteKeys:
+    """Starts through a site key, from a browser's page: they take the same quotas, and race an API key's start
+    for a phone without ever making two verifications of it or sending twice."""
+
+    SITE = ("pk_burst", "https://shop.example")
+    SETTINGS: ClassVar[dict[str, str]] = {
+        "VERIFY_CAPTCHA_MODE": "off",
+        "VERIFY_SITE_KEYS": "pk_burst=https://shop.example",
+    }
+
+    def test_fifty_site_key_starts_from_one_ip_send_exactly_the_ip_limit(self, server: Server) -> None:
+        mark = server.smsc.mark()
+        replies = burst(server, [Call("POST", "/v1/verifications", {"phone": phone(600 + i)}, "203.0.113.60",
+                                      self.SITE) for i in range(50)])
+        sent = server.smsc.since(mark, "sms")
+        assert len(sent) == IP_PER_HOUR, f"{len(sent)} SMS sent for 50 site-key starts; replies: {tally(replies)}"
+        assert tally(replies) == {OK: IP_PER_HOUR, IP_LIMITED: 50 - IP_PER_HOUR}
+        assert all(d.text.splitlines()[-1].startswith("@shop.example #") for d in sent)  # the WebOTP line
+        assert_problems(replies)
+
+    def test_a_site_key_and_an_api_key_racing_for_a_phone_send_once(self, server: Server) -> None:
+        trials = {phone(700 + trial): f"198.51.100.{150 + trial}" for trial in range(8)}
+        mark = server.smsc.mark()
+        replies = burst(server, [call for number, ip in trials.items()
+                                 for call in (Call("POST", "/v1/verifications", {"phone": number}, ip, self.SITE),
+                                              start(number, ip))])
+        delivered = server.smsc.since(mark, "sms")
+        assert sorted(d.phone for d in delivered) == sorted(trials), f"replies: {tally(replies)}"
+        for number in trials:
+            pair = [reply for reply in replies if reply.call.json and reply.call.json["phone"] == number]
+            site, api = sorted(pair, key=lambda reply: reply.call.site_key is None)
+            assert OK in (site.summary(), api.summary()), pair  # one of them made it
+            # The other one: the API key gets the phone's verification (or waits for its first send); the site
+            # key, when the API key's came first, learns only that the phone is busy.
+            assert site.status in (201, 409) and api.status in (200, 201, 409), pair
+            if site.status == 409:
+                assert site.body["type"] in ("/problems/phone-busy", "/problems/start-in-progress"), pair
+        assert_problems(replies)
