@@ -439,6 +439,22 @@ def test_round_trips_per_request(redis_url: str, clock: MovableClock, round_trip
     assert round_trips(lambda: client.post(f"/v1/verifications/{other}/resend", headers=AUTH)) == (3, 200)
 
 
+def test_round_trips_through_a_site_key(redis_url: str, clock: MovableClock, round_trips: Counted) -> None:
+    """A site key's ownership is judged inside the scripts: it costs no round trip."""
+    on_one_server(redis_url, PER_NODE)
+    settings = replace(make_settings(redis_url), captcha_mode="adaptive",
+                       site_keys=(("pk_shop", ("https://shop.example",)),))
+    client = create_app(settings, clock=clock, background=False).test_client()
+    site = {"X-Verify-Site-Key": "pk_shop", "Origin": "https://shop.example"}
+    start(client, "+79991230000")  # loads the scripts into Redis
+    assert round_trips(lambda: client.post("/v1/verifications", json={"phone": PHONE}, headers=site)) == (2, 201)
+    vid = client.post("/v1/verifications", json={"phone": PHONE}, headers=site).get_json()["id"]
+    assert round_trips(lambda: client.get(f"/v1/verifications/{vid}", headers=site)) == (1, 200)
+    code = last_code(client)
+    assert round_trips(lambda: client.post(f"/v1/verifications/{vid}/check", json={"code": code},
+                                           headers=site)) == (2, 200)
+
+
 def test_a_frozen_redis_fails_each_request_within_one_timeout(tmp_path: Path, clock: MovableClock) -> None:
     server = EmbeddedRedis(tmp_path)
     server.start()
