@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from verify.api import require_bearer
 from verify.logs import REQUEST_ID
 from verify.metrics import UNMATCHED_ROUTE, Exposition, Metrics
+from verify.store import ID_RE
 
 log = logging.getLogger("verify.request")
 
@@ -60,7 +61,10 @@ def _end(response: BaseResponse) -> BaseResponse:
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
     metrics.http_requests.labels(method, route, str(response.status_code)).inc()
     metrics.http_latency.labels(method, route).observe(duration)
+    # Only a well-formed id: the path segment is whatever the client sent (a proof token pasted there, say).
     verification_id = g.get("verification_id") or (request.view_args or {}).get("verification_id", "")
+    if not ID_RE.fullmatch(verification_id):
+        verification_id = ""
     response.headers[REQUEST_ID_HEADER] = g.request_id
     log.info("%s %s %s %.1fms", method, route, response.status_code, duration * 1000,
              extra={"request_id": g.request_id, "method": method, "route": route, "status": response.status_code,
