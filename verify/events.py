@@ -125,7 +125,8 @@ class Events:
         """
         queued = unreachable = 0
         self.backlog = False
-        for shard in range(SHARDS):
+        first = secrets.randbelow(SHARDS)  # every worker sweeps every shard: each starts at another, mostly
+        for shard in ((first + i) % SHARDS for i in range(SHARDS)):
             try:
                 hinted = self._store.run(Batch.journal_hints, shard, BATCH)
             except StoreUnavailable:
