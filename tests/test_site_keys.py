@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.conftest import AUTH, PHONE, MovableClock, make_settings, start
+from tests.conftest import AUTH, PHONE, MovableClock, make_settings, single_and_cluster, start
 from verify import create_app
 from verify.config import Settings
 from verify.errors import ConfigError
@@ -21,6 +21,12 @@ OTHER = "https://other.example"
 SITE_KEYS = "pk_shop=https://shop.example|https://www.shop.example,pk_other=https://other.example"
 PK = {"X-Verify-Site-Key": "pk_shop", "Origin": SHOP}
 BASE = {"VERIFY_API_KEYS": "x" * 16, "VERIFY_SECRET_KEY": "y" * 32, "VERIFY_SANDBOX": "1"}
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """This suite runs on a single Redis and on a 3-node cluster (ownership is judged inside the scripts)."""
+    return single_and_cluster(request)
 
 
 @pytest.fixture
