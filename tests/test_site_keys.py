@@ -230,3 +230,8 @@ def test_a_same_origin_page_of_the_service_is_its_own_origin(redis_url: str, clo
     cross = client.get(f"/v1/verifications/{vid}", headers={"X-Verify-Site-Key": "pk_demo",
                                                              "Sec-Fetch-Site": "cross-site"})
     problem(cross, 403, "forbidden")
+
+
+def test_check_config_shows_site_keys_as_they_are_written() -> None:
+    settings = Settings.from_env({**BASE, "VERIFY_SITE_KEYS": SITE_KEYS})
+    assert dict(settings.describe())["VERIFY_SITE_KEYS"] == SITE_KEYS

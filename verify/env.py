@@ -64,8 +64,8 @@ def _show(value: object, *, secret: bool) -> str:
         return "configured"
     if secret:
         return f"set ({len(value)} keys, masked)" if isinstance(value, tuple) else "set (masked)"
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
+    if isinstance(value, tuple):  # a list, or a list of (name, items) pairs as it was written: a=x|y,b=z
+        return ",".join(f"{v[0]}={'|'.join(v[1])}" if isinstance(v, tuple) else str(v) for v in value)
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, str) and "://" in value:
