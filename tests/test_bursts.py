@@ -303,10 +303,13 @@ class TestSiteKeys:
         "VERIFY_SITE_KEYS": "pk_burst=https://shop.example",
     }
 
+    def start(self, number: str, ip: str) -> Call:
+        """``POST /v1/verifications`` for ``number`` from ``ip``, through the site key from its page."""
+        return Call("POST", "/v1/verifications", {"phone": number}, ip, self.SITE)
+
     def test_fifty_site_key_starts_from_one_ip_send_exactly_the_ip_limit(self, server: Server) -> None:
         mark = server.smsc.mark()
-        replies = burst(server, [Call("POST", "/v1/verifications", {"phone": phone(600 + i)}, "203.0.113.60",
-                                      self.SITE) for i in range(50)])
+        replies = burst(server, [self.start(phone(600 + i), "203.0.113.60") for i in range(50)])
         sent = server.smsc.since(mark, "sms")
         assert len(sent) == IP_PER_HOUR, f"{len(sent)} SMS sent for 50 site-key starts; replies: {tally(replies)}"
         assert tally(replies) == {OK: IP_PER_HOUR, IP_LIMITED: 50 - IP_PER_HOUR}
@@ -317,8 +320,7 @@ class TestSiteKeys:
         trials = {phone(700 + trial): f"198.51.100.{150 + trial}" for trial in range(8)}
         mark = server.smsc.mark()
         replies = burst(server, [call for number, ip in trials.items()
-                                 for call in (Call("POST", "/v1/verifications", {"phone": number}, ip, self.SITE),
-                                              start(number, ip))])
+                                 for call in (self.start(number, ip), start(number, ip))])
         delivered = server.smsc.since(mark, "sms")
         assert sorted(d.phone for d in delivered) == sorted(trials), f"replies: {tally(replies)}"
         for number in trials:

@@ -223,7 +223,7 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 def _webotp_host(origin: str) -> str:
     """The host a site key's texts name in their last line, ``@<host> #<code>``: the page's own, so the browser
-    offers the code to that page only. None for an origin a WebOTP line cannot name (http, another port): its
+    offers the code to that page only. "" for an origin a WebOTP line cannot name (http, another port): its
     texts are the template alone."""
     try:
         return webotp_host(origin)

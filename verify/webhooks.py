@@ -35,24 +35,12 @@ _ACKS = {(gateway.name, route.name): route.ack for gateway in WEBHOOK_GATEWAYS f
 def callback(gateway: str, route: str, **args: str) -> Response:
     """Any gateway's callback: verify, parse, refuse a replay, apply its events, acknowledge."""
     svc = service()
-    hooks = _GATEWAYS[gateway]
-    settings = hooks.settings(svc.settings)
     counted = svc.metrics.webhooks
-    if settings is None:
-        counted.labels(gateway, "none", "rejected").inc()
-        raise NotFound(f"{gateway} is not a configured gateway")
-    inbound = Inbound(request.method, request.query_string, request.get_data(cache=True), request.mimetype,
-                      dict(request.headers.items()))
     try:
-        hook: Webhook = hooks.parse(route, inbound, args, settings, svc.clock(), svc.settings.webhook_max_age)
-    except Rejected as err:
+        hook = _verified(gateway, route, args)
+    except (NotFound, WebhookRejected):
         counted.labels(gateway, "none", "rejected").inc()
-        if err.status == 404:
-            raise NotFound("no such webhook") from err
-        raise WebhookRejected(err.reason) from err
-    if hook.nonce and not svc.claim_nonce(gateway, hook.nonce):
-        counted.labels(gateway, "none", "rejected").inc()
-        raise WebhookRejected("this nonce was seen before: a replayed request")
+        raise
     results = []
     try:
         for event in hook.events:
@@ -64,6 +52,27 @@ def callback(gateway: str, route: str, **args: str) -> Response:
     for kind, result in results or [("none", "ignored")]:  # counted once applied: a retried failure counts once
         counted.labels(gateway, kind, result).inc()
     return Response(_ACKS[(gateway, route)], mimetype="text/plain")
+
+
+def _verified(gateway: str, route: str, args: dict[str, str]) -> Webhook:
+    """The callback, verified and parsed by its gateway's module, its nonce claimed; :class:`NotFound` for a gateway
+    that is not configured or a wrong URL, :class:`WebhookRejected` for a forged, stale or replayed one."""
+    svc = service()
+    hooks = _GATEWAYS[gateway]
+    settings = hooks.settings(svc.settings)
+    if settings is None:
+        raise NotFound(f"{gateway} is not a configured gateway")
+    inbound = Inbound(request.method, request.query_string, request.get_data(cache=True), request.mimetype,
+                      dict(request.headers.items()))
+    try:
+        hook: Webhook = hooks.parse(route, inbound, args, settings, svc.clock(), svc.settings.webhook_max_age)
+    except Rejected as err:
+        if err.status == 404:
+            raise NotFound("no such webhook") from err
+        raise WebhookRejected(err.reason) from err
+    if hook.nonce and not svc.claim_nonce(gateway, hook.nonce):
+        raise WebhookRejected("this nonce was seen before: a replayed request")
+    return hook
 
 
 for _gateway in WEBHOOK_GATEWAYS:
