@@ -20,6 +20,7 @@ chosen (gunicorn.conf.py, ``Settings.log_format``, ``verify dev``).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -837,15 +838,21 @@ def test_the_time_is_rfc3339_utc_with_milliseconds() -> None:
 
 def test_lines_logged_during_a_request_carry_its_id(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
     _, errors, _ = gunicorn_logger
-    logging.getLogger("verify.service").info("before")
-    token = REQUEST_ID.set("req-7")
-    try:
-        logging.getLogger("verify.service").info("during")
-        logging.getLogger("gunicorn.error").info("gunicorn's, during")
-        logging.getLogger("verify.request").info("given", extra={"request_id": "req-given"})
-    finally:
-        REQUEST_ID.reset(token)
-    logging.getLogger("verify.service").info("after")
+
+    def served() -> None:
+        logging.getLogger("verify.service").info("before")
+        token = REQUEST_ID.set("req-7")
+        try:
+            logging.getLogger("verify.service").info("during")
+            logging.getLogger("gunicorn.error").info("gunicorn's, during")
+            logging.getLogger("verify.request").info("given", extra={"request_id": "req-given"})
+        finally:
+            REQUEST_ID.reset(token)
+        logging.getLogger("verify.service").info("after")
+
+    # A fresh context, as each gevent greenlet (each request) has: the test client of another test may leave a
+    # request context open in this thread's, with its id.
+    contextvars.Context().run(served)
     before, during, gunicorn, given, after = _records(errors)
     assert "request_id" not in before and "request_id" not in after
     assert during["request_id"] == gunicorn["request_id"] == "req-7"
