@@ -1,6 +1,7 @@
 """Load benchmark: the service's start and check against a ceiling app, in one run on one machine.
 
-Run it with ``make bench`` or ``.venv/bin/python bench/load.py --duration 10``.
+Run it with ``make bench`` or ``.venv/bin/python -m bench.load --duration 10``, from the top of the clone (it
+imports ``tests.redis_servers``).
 
 Every phase serves its app with the same gunicorn argv (``verify.cli.gunicorn_command``: gevent,
 ``--workers``), ``--instances`` times (gunicorn masters on their own ports, sharing one Redis), and its own
@@ -59,11 +60,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import psutil  # type: ignore[import-untyped, unused-ignore]  # no stubs unless types-psutil is installed
+import psutil
 import redis
 
+from tests.redis_servers import EmbeddedCluster
 from verify.cli import gunicorn_command
-from verify.embedded import EmbeddedCluster, EmbeddedRedis, free_port
+from verify.embedded import EmbeddedRedis, free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"

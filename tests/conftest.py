@@ -18,9 +18,10 @@ from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 from werkzeug.wrappers import Request, Response
 
+from tests.redis_servers import EmbeddedCluster
 from verify import create_app
 from verify.config import Settings
-from verify.embedded import EmbeddedCluster, EmbeddedRedis
+from verify.embedded import EmbeddedRedis
 from verify.store import Client, Store
 
 API_KEY = "test-api-key-0123456789"

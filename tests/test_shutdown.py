@@ -229,7 +229,7 @@ def code_for(smsc: CountingSmsc, number: str) -> str:
 def refuses_connections(server: Server) -> bool:
     try:
         socket.create_connection((server.host, server.port), timeout=1).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):  # a reset: the listener closed with our SYN queued
         return True
     return False
 

@@ -13,8 +13,9 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from tests.redis_servers import EmbeddedCluster, free_cluster_port
 from verify.config import parse_url
-from verify.embedded import EmbeddedCluster, EmbeddedRedis, free_cluster_port, free_port
+from verify.embedded import EmbeddedRedis, free_port
 from verify.errors import ConfigError, StoreUnavailable
 from verify.quotas import Limit, Quota, Window, parse
 from verify.store import (

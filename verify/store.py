@@ -340,15 +340,15 @@ class Store:
                 raise ConfigError(REDIS_URL, f"names a cluster that is not ready (cluster_state: {state})")
             return cls(cluster, prefix)
         if scheme == "redis+sentinel":
-            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            sentinel = Sentinel(
                 nodes, sentinel_kwargs={"password": password, "socket_timeout": SOCKET_TIMEOUT_S,
                                         "socket_connect_timeout": CONNECT_TIMEOUT_S}, password=password, **options)
             try:
-                sentinel.discover_master(service)  # type: ignore[no-untyped-call]
+                sentinel.discover_master(service)
             except redis.RedisError as err:
                 raise ConfigError(REDIS_URL, f"names sentinels that know no master {service!r} "
                                                       f"({type(err).__name__}: {err})") from err
-            client = sentinel.master_for(  # type: ignore[no-untyped-call]
+            client = sentinel.master_for(
                 service, max_connections=CLUSTER_MAX_CONNECTIONS, health_check_interval=15, **options)
             return cls(client, prefix, wait_replicas=1)
         pool = redis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S,
