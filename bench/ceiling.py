@@ -21,8 +21,9 @@ TTL_MS = 60_000
 def create_app(redis_url: str) -> Flask:
     """The ceiling app, with its own Redis client (the options of ``verify.store.Store.from_url``)."""
     app = Flask(__name__)
-    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1,
-                                  health_check_interval=15)
+    client = redis.Redis.from_url(
+        redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1, health_check_interval=15
+    )
     app.extensions["ceiling"] = client
 
     @app.get("/healthz")

@@ -102,8 +102,10 @@ SINGLE_CLIENT_ENV = {
 PROTECTED_ENV = ("VERIFY_SANDBOX", "VERIFY_API_KEYS", "VERIFY_SECRET_KEY", "VERIFY_REDIS_URL")
 BUSY_MACHINE_PERCENT = 10.0
 LOG_TAIL_LINES = 40
-FLOOR_NOTE = ("The load generator shares the machine's cores with gunicorn and Redis, "
-              "so these figures are a floor, not a ceiling.")
+FLOOR_NOTE = (
+    "The load generator shares the machine's cores with gunicorn and Redis, "
+    "so these figures are a floor, not a ceiling."
+)
 
 
 # the client side
@@ -197,8 +199,7 @@ class Client:
             self.conn.close()
             self.conn = None
 
-    def request(self, op: str, method: str, path: str, body: dict[str, str] | None,
-                expected: int) -> dict[str, Any]:
+    def request(self, op: str, method: str, path: str, body: dict[str, str] | None, expected: int) -> dict[str, Any]:
         """Send one request and return its JSON body; :class:`FlowError` unless the status is ``expected``."""
         payload = None if body is None else json.dumps(body).encode()
         headers = self.json_headers if body is not None else {}
@@ -244,15 +245,21 @@ class Client:
         """The code the sandbox gateway sent to ``phone``."""
         outbox = self.request(op, "GET", f"/sandbox/messages?phone={quote(phone, safe='')}", None, 200)
         messages = outbox.get("messages")
-        if (not isinstance(messages, list) or len(messages) != 1 or not isinstance(messages[0], dict)
-                or messages[0].get("to") != phone or not messages[0].get("code")):
+        if (
+            not isinstance(messages, list)
+            or len(messages) != 1
+            or not isinstance(messages[0], dict)
+            or messages[0].get("to") != phone
+            or not messages[0].get("code")
+        ):
             raise FlowError(op, "200 without exactly one message with a code", json.dumps(outbox)[:300])
         return str(messages[0]["code"])
 
     def check(self, verification_id: str, code: str, op: str = "check") -> None:
         """Check the right code; expects the approval."""
-        checked = self.request(op, "POST", f"/v1/verifications/{quote(verification_id, safe='')}/check",
-                               {"code": code}, 200)
+        checked = self.request(
+            op, "POST", f"/v1/verifications/{quote(verification_id, safe='')}/check", {"code": code}, 200
+        )
         if checked.get("status") != "approved" or not checked.get("token"):
             raise FlowError(op, f"200 but status {checked.get('status')!r}", json.dumps(checked)[:300])
 
@@ -392,8 +399,14 @@ def service_env(redis_url: str, api_key: str, secret_key: str, extra: dict[str, 
     (VERIFY_RESEND_COOLDOWN included) unless ``--env`` sets them.
     """
     env = base_env()
-    env.update({"VERIFY_SANDBOX": "1", "VERIFY_API_KEYS": api_key, "VERIFY_SECRET_KEY": secret_key,
-                "VERIFY_REDIS_URL": redis_url})
+    env.update(
+        {
+            "VERIFY_SANDBOX": "1",
+            "VERIFY_API_KEYS": api_key,
+            "VERIFY_SECRET_KEY": secret_key,
+            "VERIFY_REDIS_URL": redis_url,
+        }
+    )
     env.update(extra)
     return env
 
@@ -404,8 +417,14 @@ def base_env() -> dict[str, str]:
 
 
 @contextmanager
-def serving(name: str, app: Callable[[str], str], env: Callable[[str], dict[str, str]], workdir: Path,
-            args: argparse.Namespace, topology: str = "single") -> Iterator[Server]:
+def serving(
+    name: str,
+    app: Callable[[str], str],
+    env: Callable[[str], dict[str, str]],
+    workdir: Path,
+    args: argparse.Namespace,
+    topology: str = "single",
+) -> Iterator[Server]:
     """Start an embedded Redis (``topology`` "single") or a 3-primary embedded Redis Cluster ("cluster"), then
     ``--instances`` gunicorn instances of ``app(redis_url)``; stop them all, by their PIDs, on the way out.
 
@@ -429,8 +448,7 @@ def serving(name: str, app: Callable[[str], str], env: Callable[[str], dict[str,
             command = gunicorn_command(app(redis_url), HOST, port, args.workers, access_log=args.access_log)
             with log_path.open("ab") as log:
                 # gunicorn is a plain child, so that the PID held is the master's
-                process = subprocess.Popen(command, cwd=home, env=env(redis_url), stdout=log,
-                                           stderr=subprocess.STDOUT)
+                process = subprocess.Popen(command, cwd=home, env=env(redis_url), stdout=log, stderr=subprocess.STDOUT)
             instances.append(Instance(process, command, port, log_path))
         server = Server(name, redis_url, nodes, processes, instances)
         for instance in instances:
@@ -440,8 +458,11 @@ def serving(name: str, app: Callable[[str], str], env: Callable[[str], dict[str,
             while len(instance.workers) < args.workers and time.monotonic() < deadline:
                 time.sleep(0.05)
                 instance.workers = master.children()
-            print(f"{name}: gunicorn master pid {instance.gunicorn.pid} on {HOST}:{instance.port}, workers "
-                  f"{[w.pid for w in instance.workers]}", file=sys.stderr)
+            print(
+                f"{name}: gunicorn master pid {instance.gunicorn.pid} on {HOST}:{instance.port}, workers "
+                f"{[w.pid for w in instance.workers]}",
+                file=sys.stderr,
+            )
         pids = ", ".join(f"pid {p.pid} on port {n.port}" for n, p in zip(nodes, processes, strict=True))
         print(f"{name}: redis-server {pids} ({topology})", file=sys.stderr)
         yield server
@@ -511,6 +532,7 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 def cpu_snapshot(server: Server) -> dict[str, float] | None:
     """CPU seconds used so far by each gunicorn worker (of every instance), each redis-server, this process and
     the whole machine."""
+
     def used(process: psutil.Process) -> float:
         times = process.cpu_times()
         return float(times.user + times.system)
@@ -523,9 +545,12 @@ def cpu_snapshot(server: Server) -> dict[str, float] | None:
         return None
     machine = psutil.cpu_times()
     busy = sum(getattr(machine, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
-    return {**snapshot, "machine busy": float(busy),
-            "machine idle": float(machine.idle + getattr(machine, "iowait", 0.0)),
-            "machine steal": float(getattr(machine, "steal", 0.0))}
+    return {
+        **snapshot,
+        "machine busy": float(busy),
+        "machine idle": float(machine.idle + getattr(machine, "iowait", 0.0)),
+        "machine steal": float(getattr(machine, "steal", 0.0)),
+    }
 
 
 def cpu_percent(before: dict[str, float], after: dict[str, float], window: float) -> dict[str, float]:
@@ -541,9 +566,16 @@ def cpu_percent(before: dict[str, float], after: dict[str, float], window: float
     per_node = {k: v for k, v in used.items() if k.startswith("redis ")}
     workers, nodes = sum(per_worker.values()), sum(per_node.values())
     ours = workers + nodes + used["load generator"]
-    return {"gunicorn workers": workers, **per_worker, "redis-server": nodes, **per_node,
-            "load generator": used["load generator"], "other processes": max(0.0, used["machine busy"] - ours),
-            "idle": used["machine idle"], "steal": used["machine steal"]}
+    return {
+        "gunicorn workers": workers,
+        **per_worker,
+        "redis-server": nodes,
+        **per_node,
+        "load generator": used["load generator"],
+        "other processes": max(0.0, used["machine busy"] - ours),
+        "idle": used["machine idle"],
+        "steal": used["machine steal"],
+    }
 
 
 def connections_per_worker(server: Server) -> dict[str, int]:
@@ -555,8 +587,11 @@ def connections_per_worker(server: Server) -> dict[str, int]:
                 connections = worker.net_connections(kind="tcp")
             except psutil.Error:
                 continue
-            counts[f"worker {worker.pid}"] = sum(1 for c in connections if c.status == psutil.CONN_ESTABLISHED
-                                                 and c.laddr and c.laddr.port == instance.port)
+            counts[f"worker {worker.pid}"] = sum(
+                1
+                for c in connections
+                if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == instance.port
+            )
     return counts
 
 
@@ -582,8 +617,9 @@ class RedisCounters:
         reading: Reading = []
         for client in self.clients:
             info: dict[str, Any] = client.info("all")
-            calls = Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()
-                             if k.startswith("cmdstat_")})
+            calls = Counter(
+                {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items() if k.startswith("cmdstat_")}
+            )
             reading.append((int(info["total_reads_processed"]), calls))
         return reading
 
@@ -618,24 +654,38 @@ def percentile(sorted_values: list[float], q: float) -> float:
 def summarize(latencies: list[float], errors: int, window: float) -> dict[str, float]:
     """Count, rate and latency percentiles (ms) of one operation."""
     values = sorted(latencies)
-    return {"count": len(values), "errors": errors, "rps": len(values) / window if window > 0 else 0.0,
-            "p50_ms": percentile(values, 50) * 1000, "p90_ms": percentile(values, 90) * 1000,
-            "p99_ms": percentile(values, 99) * 1000, "max_ms": (values[-1] * 1000 if values else 0.0)}
+    return {
+        "count": len(values),
+        "errors": errors,
+        "rps": len(values) / window if window > 0 else 0.0,
+        "p50_ms": percentile(values, 50) * 1000,
+        "p90_ms": percentile(values, 90) * 1000,
+        "p99_ms": percentile(values, 99) * 1000,
+        "max_ms": (values[-1] * 1000 if values else 0.0),
+    }
 
 
 # the phases
 
 
-def drive(server: Server, api_key: str, shared: Shared, unit: Unit, concurrency: int, ramp: float,
-          at_measure: Callable[[], None] = lambda: None) -> list[Client]:
+def drive(
+    server: Server,
+    api_key: str,
+    shared: Shared,
+    unit: Unit,
+    concurrency: int,
+    ramp: float,
+    at_measure: Callable[[], None] = lambda: None,
+) -> list[Client]:
     """Run ``unit`` on ``concurrency`` client threads until the phase is over; ``at_measure`` when measuring starts.
 
     Client thread i talks to instance i % ``--instances``.
     """
     ports = server.ports
     clients = [Client(ports[i % len(ports)], api_key, shared) for i in range(concurrency)]
-    threads = [threading.Thread(target=c.run, args=(unit,), name=f"client-{i}", daemon=True)
-               for i, c in enumerate(clients)]
+    threads = [
+        threading.Thread(target=c.run, args=(unit,), name=f"client-{i}", daemon=True) for i, c in enumerate(clients)
+    ]
     try:
         # Open the connections one by one over --ramp seconds, as arriving clients would, rather than in
         # one burst that a single gevent worker tends to accept entirely.
@@ -658,11 +708,13 @@ def drive(server: Server, api_key: str, shared: Shared, unit: Unit, concurrency:
     return clients
 
 
-def run_phase(name: str, ops: tuple[str, ...], unit: Unit, server: Server, api_key: str, shared: Shared,
-              args: argparse.Namespace) -> dict[str, Any]:
+def run_phase(
+    name: str, ops: tuple[str, ...], unit: Unit, server: Server, api_key: str, shared: Shared, args: argparse.Namespace
+) -> dict[str, Any]:
     """Run one measured phase and collect its figures."""
-    print(f"{name}: {args.warmup:g} s warm-up + {args.duration:g} s, {args.concurrency} client threads",
-          file=sys.stderr)
+    print(
+        f"{name}: {args.warmup:g} s warm-up + {args.duration:g} s, {args.concurrency} client threads", file=sys.stderr
+    )
     counters = RedisCounters(server.redis_nodes)
     before: dict[str, Any] = {}
 
@@ -686,35 +738,51 @@ def run_phase(name: str, ops: tuple[str, ...], unit: Unit, server: Server, api_k
         errors.update(client.stats.errors)
         samples.extend(client.stats.samples)
     measured = {key: n for key, n in errors.items() if not key[1].endswith("(warm-up)")}
-    operations = {op: summarize([x for c in clients for x in c.stats.latencies[op]],
-                                sum(n for (o, _), n in measured.items() if o == op), window) for op in ops}
+    operations = {
+        op: summarize(
+            [x for c in clients for x in c.stats.latencies[op]],
+            sum(n for (o, _), n in measured.items() if o == op),
+            window,
+        )
+        for op in ops
+    }
     if len(ops) > 1:
-        operations["all"] = summarize([x for c in clients for op in ops for x in c.stats.latencies[op]],
-                                      sum(measured.values()), window)
+        operations["all"] = summarize(
+            [x for c in clients for op in ops for x in c.stats.latencies[op]], sum(measured.values()), window
+        )
     requests = sum(len(c.stats.latencies[op]) for c in clients for op in ops)
-    per_node, commands = (RedisCounters.since(before["redis"], redis_after) if "redis" in before
-                          else ([0] * len(server.redis_nodes), Counter()))
+    per_node, commands = (
+        RedisCounters.since(before["redis"], redis_after)
+        if "redis" in before
+        else ([0] * len(server.redis_nodes), Counter())
+    )
     round_trips = sum(per_node)
     done = sum(c.stats.done for c in clients)
     return {
-        "window_s": window, "operations": operations,
-        "done": done, "done_per_s": done / window if window > 0 else 0.0,
+        "window_s": window,
+        "operations": operations,
+        "done": done,
+        "done_per_s": done / window if window > 0 else 0.0,
         "requests_sent": sum(c.stats.requests for c in clients),
         "reconnects": sum(c.stats.reconnects for c in clients),
-        "cpu_percent": (cpu_percent(before["cpu"], cpu_after, window)
-                        if before.get("cpu") and cpu_after and window > 0 else {}),
+        "cpu_percent": (
+            cpu_percent(before["cpu"], cpu_after, window) if before.get("cpu") and cpu_after and window > 0 else {}
+        ),
         "connections_per_worker": before.get("spread", {}),
         "redis_round_trips_per_request": round_trips / requests if requests else 0.0,
-        "redis_round_trips_per_request_per_node": {str(node.port): n / requests if requests else 0.0
-                                                   for node, n in zip(server.redis_nodes, per_node, strict=True)},
+        "redis_round_trips_per_request_per_node": {
+            str(node.port): n / requests if requests else 0.0
+            for node, n in zip(server.redis_nodes, per_node, strict=True)
+        },
         "redis_commands_per_request": {k: round(n / requests, 2) for k, n in commands.most_common() if requests},
         "errors": [{"operation": op, "kind": kind, "count": n} for (op, kind), n in errors.most_common()],
-        "error_samples": samples[:ERROR_SAMPLES * 2],
+        "error_samples": samples[: ERROR_SAMPLES * 2],
     }
 
 
-def read_codes(server: Server, api_key: str, created: list[tuple[str, str]], phones: Phones,
-               concurrency: int) -> tuple[deque[tuple[str, str]], dict[str, Any]]:
+def read_codes(
+    server: Server, api_key: str, created: list[tuple[str, str]], phones: Phones, concurrency: int
+) -> tuple[deque[tuple[str, str]], dict[str, Any]]:
     """The code of each verification the start phase made, read from the sandbox outbox (not measured)."""
     started = time.perf_counter()
     shared = Shared(measure_from=math.inf, stop_at=math.inf, max_requests=0, phones=phones, todo=deque(created))
@@ -722,11 +790,15 @@ def read_codes(server: Server, api_key: str, created: list[tuple[str, str]], pho
     errors: Counter[tuple[str, str]] = Counter()
     for client in clients:
         errors.update({(op, kind.removesuffix(" (warm-up)")): n for (op, kind), n in client.stats.errors.items()})
-    print(f"check: read {len(shared.pending)} codes of {len(created)} pending verifications in "
-          f"{time.perf_counter() - started:.1f} s (not measured)", file=sys.stderr)
-    return shared.pending, {"errors": [{"operation": op, "kind": kind, "count": n}
-                                       for (op, kind), n in errors.most_common()],
-                            "error_samples": [s for c in clients for s in c.stats.samples][:ERROR_SAMPLES]}
+    print(
+        f"check: read {len(shared.pending)} codes of {len(created)} pending verifications in "
+        f"{time.perf_counter() - started:.1f} s (not measured)",
+        file=sys.stderr,
+    )
+    return shared.pending, {
+        "errors": [{"operation": op, "kind": kind, "count": n} for (op, kind), n in errors.most_common()],
+        "error_samples": [s for c in clients for s in c.stats.samples][:ERROR_SAMPLES],
+    }
 
 
 def probe(server: Server, api_key: str, phones: Phones, endpoints: tuple[str, ...]) -> dict[str, Any]:
@@ -738,8 +810,9 @@ def probe(server: Server, api_key: str, phones: Phones, endpoints: tuple[str, ..
     in the order of ``Server.redis_nodes``. The requests go to the first instance.
     """
     counters = RedisCounters(server.redis_nodes)
-    client = Client(server.ports[0], api_key, Shared(measure_from=math.inf, stop_at=math.inf, max_requests=0,
-                                                 phones=phones))
+    client = Client(
+        server.ports[0], api_key, Shared(measure_from=math.inf, stop_at=math.inf, max_requests=0, phones=phones)
+    )
     samples: dict[str, list[tuple[list[int], Counter[str]]]] = defaultdict(list)
 
     @contextmanager
@@ -769,9 +842,13 @@ def probe(server: Server, api_key: str, phones: Phones, endpoints: tuple[str, ..
     result: dict[str, Any] = {}
     for endpoint, rows in samples.items():
         per_node, commands = sorted(rows, key=lambda row: sum(row[0]))[len(rows) // 2]  # the median sample
-        result[endpoint] = {"round_trips": sum(per_node), "per_node": per_node,
-                            "nodes_touched": sum(1 for n in per_node if n),
-                            "samples": [sum(t) for t, _ in rows], "commands": dict(commands.most_common())}
+        result[endpoint] = {
+            "round_trips": sum(per_node),
+            "per_node": per_node,
+            "nodes_touched": sum(1 for n in per_node if n),
+            "samples": [sum(t) for t, _ in rows],
+            "commands": dict(commands.most_common()),
+        }
     return result
 
 
@@ -792,20 +869,37 @@ def environment(nodes: list[EmbeddedRedis]) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return "?"
 
-    return {"verify": source_version(), "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "platform": platform.platform(), "redis": redis_version,
-            "gunicorn": version("gunicorn"), "gevent": version("gevent"), "flask": version("flask"),
-            "redis-py": version("redis"), "hiredis": version("hiredis"), "psutil": version("psutil")}
+    return {
+        "verify": source_version(),
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "redis": redis_version,
+        "gunicorn": version("gunicorn"),
+        "gevent": version("gevent"),
+        "flask": version("flask"),
+        "redis-py": version("redis"),
+        "hiredis": version("hiredis"),
+        "psutil": version("psutil"),
+    }
 
 
 def source_version() -> str:
     """The checkout's commit, with ``+dirty`` when verify/ has uncommitted changes ("?" without git)."""
     repo = BENCH_DIR.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "verify"], cwd=repo,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "verify"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
     return head + ("+dirty" if dirty else "")
@@ -822,10 +916,20 @@ def judge(phases: dict[str, dict[str, Any]]) -> tuple[dict[str, float], list[dic
         row = phases[name]["operations"][name]
         if ceiling:
             ratios[name] = row["rps"] / ceiling
-            targets.append({"target": f"{name} req/s >= {target:.2f} x ceiling", "value": round(ratios[name], 3),
-                            "met": ratios[name] >= target})
-        targets.append({"target": f"{name} p99 < {P99_TARGET_MS:g} ms", "value": round(row["p99_ms"], 1),
-                        "met": row["p99_ms"] < P99_TARGET_MS})
+            targets.append(
+                {
+                    "target": f"{name} req/s >= {target:.2f} x ceiling",
+                    "value": round(ratios[name], 3),
+                    "met": ratios[name] >= target,
+                }
+            )
+        targets.append(
+            {
+                "target": f"{name} p99 < {P99_TARGET_MS:g} ms",
+                "value": round(row["p99_ms"], 1),
+                "met": row["p99_ms"] < P99_TARGET_MS,
+            }
+        )
     return ratios, targets
 
 
@@ -845,8 +949,10 @@ def markdown_row(result: dict[str, Any]) -> str:
     cfg = result["config"]
     busy = ", busy machine" if any(busy_machine(p["cpu_percent"]) for p in phases.values()) else ""
     run = f"{run_label(cfg)}, {cfg['concurrency']} c, {cfg['duration']:g} s{busy}"
-    return (f"| {result['environment']['verify']} | {run} | {cell('ceiling')} | {cell('start')} | {cell('check')} "
-            f"| {rt} | {met} of {len(result['targets'])} |")
+    return (
+        f"| {result['environment']['verify']} | {run} | {cell('ceiling')} | {cell('start')} | {cell('check')} "
+        f"| {rt} | {met} of {len(result['targets'])} |"
+    )
 
 
 def run_label(cfg: dict[str, Any]) -> str:
@@ -856,9 +962,11 @@ def run_label(cfg: dict[str, Any]) -> str:
     return f"cluster, {workers}" if cfg.get("redis") == "cluster" else workers
 
 
-MARKDOWN_HEADER = ("| commit | run | ceiling req/s, p50 / p99 ms | start req/s (x ceiling), p50 / p99 ms "
-                   "| check req/s (x ceiling), p50 / p99 ms | round trips: start / messages / check | targets met |\n"
-                   "|---|---|---|---|---|---|---|")
+MARKDOWN_HEADER = (
+    "| commit | run | ceiling req/s, p50 / p99 ms | start req/s (x ceiling), p50 / p99 ms "
+    "| check req/s (x ceiling), p50 / p99 ms | round trips: start / messages / check | targets met |\n"
+    "|---|---|---|---|---|---|---|"
+)
 
 
 def report(result: dict[str, Any]) -> str:
@@ -868,8 +976,8 @@ def report(result: dict[str, Any]) -> str:
         f"verify load benchmark at {env['verify']}: per phase {cfg['warmup']:g} s warm-up + {cfg['duration']:g} s; "
         f"{cfg['concurrency']} client threads; {cfg['instances']} gunicorn instance(s) x {cfg['workers']} gevent "
         f"workers{', access log on' if cfg['access_log'] else ''}",
-        "service's Redis: " + ("an embedded Redis Cluster of 3 primaries" if cfg["redis"] == "cluster"
-                               else "one embedded redis-server")
+        "service's Redis: "
+        + ("an embedded Redis Cluster of 3 primaries" if cfg["redis"] == "cluster" else "one embedded redis-server")
         + "; the ceiling's: one embedded redis-server",
         "app settings: defaults, sandbox" + "".join(f", {k}={v}" for k, v in cfg["env"].items()),
         f"machine: {env['cpus']} CPUs ({env['cpus_usable']} usable), Python {env['python']}, "
@@ -883,15 +991,21 @@ def report(result: dict[str, Any]) -> str:
         for op, row in phase["operations"].items():
             ratio = f"{result['ratios'][op]:.2f}" if op == name and op in result["ratios"] else ""
             trips = f"{phase['redis_round_trips_per_request']:.1f}" if op in (name, "all") else ""
-            lines.append(f"{name if op == ops_first(phase) else '':<9}{op:<10}{row['count']:>8}"
-                         f"{row['errors']:>7}{row['rps']:>9.1f}{row['p50_ms']:>8.2f}{row['p90_ms']:>8.2f}"
-                         f"{row['p99_ms']:>8.2f}{row['max_ms']:>8.2f}{trips:>8}{ratio:>8}")
-    lines.append("(RT/req: Redis client round trips per request under load, summed over a cluster's nodes; "
-                 "x ceil: req/s / the ceiling's)")
+            lines.append(
+                f"{name if op == ops_first(phase) else '':<9}{op:<10}{row['count']:>8}"
+                f"{row['errors']:>7}{row['rps']:>9.1f}{row['p50_ms']:>8.2f}{row['p90_ms']:>8.2f}"
+                f"{row['p99_ms']:>8.2f}{row['max_ms']:>8.2f}{trips:>8}{ratio:>8}"
+            )
+    lines.append(
+        "(RT/req: Redis client round trips per request under load, summed over a cluster's nodes; "
+        "x ceil: req/s / the ceiling's)"
+    )
     if "check" in result["phases"] and result["phases"]["check"].get("ran_out"):
         check = result["phases"]["check"]
-        lines.append(f"note: the check phase ran out of pending verifications after {check['window_s']:.1f} s "
-                     f"measured ({check['pool']} made by the start phase).")
+        lines.append(
+            f"note: the check phase ran out of pending verifications after {check['window_s']:.1f} s "
+            f"measured ({check['pool']} made by the start phase)."
+        )
     lines.append("")
     for name, phase in result["phases"].items():
         lines.extend(phase_notes(name, phase))
@@ -900,12 +1014,15 @@ def report(result: dict[str, Any]) -> str:
         if "error" in trips:
             lines.append(f"Redis round trips per request: probe failed: {trips['error']}")
         else:
-            lines.append(f"Redis round trips per request, one request at a time (median of {PROBES}; on a cluster "
-                         "summed over the nodes, split per node in brackets): "
-                         + ", ".join(f"{e} {t['round_trips']:g}"
-                                     + (f" ({' + '.join(str(n) for n in t['per_node'])})"
-                                        if len(t["per_node"]) > 1 else "")
-                                     for e, t in trips.items()))
+            lines.append(
+                f"Redis round trips per request, one request at a time (median of {PROBES}; on a cluster "
+                "summed over the nodes, split per node in brackets): "
+                + ", ".join(
+                    f"{e} {t['round_trips']:g}"
+                    + (f" ({' + '.join(str(n) for n in t['per_node'])})" if len(t["per_node"]) > 1 else "")
+                    for e, t in trips.items()
+                )
+            )
             for endpoint, t in trips.items():
                 commands = ", ".join(f"{k} {v}" for k, v in list(t["commands"].items())[:8])
                 lines.append(f"  {endpoint}: commands (script internals included): {commands}")
@@ -928,11 +1045,15 @@ def report(result: dict[str, Any]) -> str:
         lines.extend(f"    {s}" for s in result.get("read_codes", {}).get("error_samples", []))
         kinds = {e["kind"] for _, e in errors}
         if any(k.startswith("HTTP 429") for k in kinds):
-            lines.append("  HTTP 429: the app's rate limits refuse this load from one IP; raise them with --env "
-                         "(see docs/performance.md) to measure throughput.")
+            lines.append(
+                "  HTTP 429: the app's rate limits refuse this load from one IP; raise them with --env "
+                "(see docs/performance.md) to measure throughput."
+            )
         if any(k.startswith("HTTP 428") for k in kinds):
-            lines.append("  HTTP 428: the app asks this IP for a captcha; raise VERIFY_CAPTCHA_AFTER with --env "
-                         "(see docs/performance.md) to measure throughput.")
+            lines.append(
+                "  HTTP 428: the app asks this IP for a captcha; raise VERIFY_CAPTCHA_AFTER with --env "
+                "(see docs/performance.md) to measure throughput."
+            )
     lines.append("")
     lines.append(f"Note: {FLOOR_NOTE}")
     return "\n".join(lines)
@@ -955,21 +1076,29 @@ def phase_notes(name: str, phase: dict[str, Any]) -> list[str]:
         lines.append(f"flow: {phase['done']} verifications approved ({phase['done_per_s']:.1f}/s)")
     if phase["cpu_percent"]:
         cpu = phase["cpu_percent"]
-        splits = {"gunicorn workers": [v for k, v in cpu.items() if k.startswith("worker ")],
-                  "redis-server": [v for k, v in cpu.items() if k.startswith("redis ")]}
-        parts = ", ".join(f"{k} {v:.0f}%" + (f" ({' + '.join(f'{x:.0f}' for x in splits[k])})"
-                                             if len(splits.get(k, [])) > 1 else "")
-                          for k, v in cpu.items() if not k.startswith(("worker ", "redis ")))
+        splits = {
+            "gunicorn workers": [v for k, v in cpu.items() if k.startswith("worker ")],
+            "redis-server": [v for k, v in cpu.items() if k.startswith("redis ")],
+        }
+        parts = ", ".join(
+            f"{k} {v:.0f}%" + (f" ({' + '.join(f'{x:.0f}' for x in splits[k])})" if len(splits.get(k, [])) > 1 else "")
+            for k, v in cpu.items()
+            if not k.startswith(("worker ", "redis "))
+        )
         lines.append(f"{name} CPU (100% = one core): {parts}")
         if busy_machine(cpu):
-            lines.append(f"  WARNING: other processes (or the hypervisor) took CPU during the {name} phase: "
-                         "the figures are lower than on a quiet machine; run again.")
+            lines.append(
+                f"  WARNING: other processes (or the hypervisor) took CPU during the {name} phase: "
+                "the figures are lower than on a quiet machine; run again."
+            )
     spread = phase["connections_per_worker"]
     if spread:
         lines.append(f"{name} client connections per worker: {' / '.join(str(v) for v in spread.values())}")
         if len(spread) > 1 and min(spread.values()) * 2 < max(spread.values()):
-            lines.append("  WARNING: the keep-alive connections are unevenly spread over the workers, so one "
-                         "worker's core limits the phase; see docs/performance.md.")
+            lines.append(
+                "  WARNING: the keep-alive connections are unevenly spread over the workers, so one "
+                "worker's core limits the phase; see docs/performance.md."
+            )
     return lines
 
 
@@ -977,37 +1106,68 @@ def phase_notes(name: str, phase: dict[str, Any]) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None,
-                                     epilog=FLOOR_NOTE)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None, epilog=FLOOR_NOTE)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds measured per phase (default 20)")
-    parser.add_argument("--warmup", type=float, default=2.0,
-                        help="seconds of load before measuring, not counted, per phase (default 2)")
-    parser.add_argument("--ramp", type=float, default=1.0,
-                        help="seconds over which the client threads start, within the warm-up (default 1)")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of load before measuring, not counted, per phase (default 2)"
+    )
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=1.0,
+        help="seconds over which the client threads start, within the warm-up (default 1)",
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="client threads (default 32)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="gunicorn gevent workers, per instance (default 2)")
-    parser.add_argument("--instances", type=int, default=1,
-                        help="gunicorn instances (masters) on their own ports, sharing one Redis; client thread i "
-                             "talks to instance i %% N (default 1)")
-    parser.add_argument("--redis", choices=("single", "cluster"), default="single",
-                        help="the service's Redis: one embedded redis-server, or an embedded Redis Cluster of 3 "
-                             "primaries (default single); the ceiling always runs on one redis-server")
-    parser.add_argument("--phases", default=DEFAULT_PHASES,
-                        help=f"comma-separated, run in the order {', '.join(PHASES)} (default {DEFAULT_PHASES}); "
-                             "check needs start")
-    parser.add_argument("--max-requests", type=int, default=200_000,
-                        help="stop a phase after this many requests, warm-up included (default 200000)")
-    parser.add_argument("--access-log", action="store_true",
-                        help="also have gunicorn write its raw access log (to its log file); production does "
-                             "not: the app's request line replaces it")
-    parser.add_argument("--app-defaults", action="store_true",
-                        help="do not raise the per-IP abuse limits and the captcha threshold (all the load comes "
-                             "from one IP, so starts soon get 429 or 428)")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="an extra environment variable for the service, e.g. a VERIFY_* setting (repeatable)")
-    parser.add_argument("--enforce-targets", action="store_true",
-                        help="exit with status 2 when a target is missed (and no request failed)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn gevent workers, per instance (default 2)")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="gunicorn instances (masters) on their own ports, sharing one Redis; client thread i "
+        "talks to instance i %% N (default 1)",
+    )
+    parser.add_argument(
+        "--redis",
+        choices=("single", "cluster"),
+        default="single",
+        help="the service's Redis: one embedded redis-server, or an embedded Redis Cluster of 3 "
+        "primaries (default single); the ceiling always runs on one redis-server",
+    )
+    parser.add_argument(
+        "--phases",
+        default=DEFAULT_PHASES,
+        help=f"comma-separated, run in the order {', '.join(PHASES)} (default {DEFAULT_PHASES}); check needs start",
+    )
+    parser.add_argument(
+        "--max-requests",
+        type=int,
+        default=200_000,
+        help="stop a phase after this many requests, warm-up included (default 200000)",
+    )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="also have gunicorn write its raw access log (to its log file); production does "
+        "not: the app's request line replaces it",
+    )
+    parser.add_argument(
+        "--app-defaults",
+        action="store_true",
+        help="do not raise the per-IP abuse limits and the captcha threshold (all the load comes "
+        "from one IP, so starts soon get 429 or 428)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra environment variable for the service, e.g. a VERIFY_* setting (repeatable)",
+    )
+    parser.add_argument(
+        "--enforce-targets",
+        action="store_true",
+        help="exit with status 2 when a target is missed (and no request failed)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0 or args.concurrency < 1 or args.workers < 1 or args.instances < 1:
@@ -1043,16 +1203,23 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     def window() -> Shared:
         now = time.perf_counter()
-        return Shared(measure_from=now + args.warmup, stop_at=now + args.warmup + args.duration,
-                      max_requests=args.max_requests, phones=phones)
+        return Shared(
+            measure_from=now + args.warmup,
+            stop_at=now + args.warmup + args.duration,
+            max_requests=args.max_requests,
+            phones=phones,
+        )
 
     if "ceiling" in args.phases:
-        ceiling_env = {**base_env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_DIR),
-                                                                                 os.environ.get("PYTHONPATH")]))}
+        ceiling_env = {
+            **base_env(),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_DIR), os.environ.get("PYTHONPATH")])),
+        }
         # The ceiling is the reference "bare Flask + one Redis pipeline" app: always on one Redis, with
         # --redis cluster too (its plain redis.Redis client would not follow a cluster's slots).
-        with serving("ceiling", lambda url: f"ceiling:create_app({url!r})", lambda _: ceiling_env, workdir,
-                     args, "single") as server:
+        with serving(
+            "ceiling", lambda url: f"ceiling:create_app({url!r})", lambda _: ceiling_env, workdir, args, "single"
+        ) as server:
             commands["ceiling"] = [instance.command for instance in server.instances]
             phases["ceiling"] = run_phase("ceiling", ("ceiling",), ceiling_unit, server, api_key, window(), args)
             round_trips.update(probe(server, api_key, phones, ("ceiling",)))
@@ -1061,9 +1228,14 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 logs["ceiling"] = tails(server)
     service = [p for p in args.phases if p != "ceiling"]
     if service:
-        with serving("service", lambda _: "verify:create_app()",
-                     lambda url: service_env(url, api_key, secret_key, args.env), workdir, args,
-                     args.redis) as server:
+        with serving(
+            "service",
+            lambda _: "verify:create_app()",
+            lambda url: service_env(url, api_key, secret_key, args.env),
+            workdir,
+            args,
+            args.redis,
+        ) as server:
             commands["service"] = [instance.command for instance in server.instances]
             created: list[tuple[str, str]] = []
             if "start" in args.phases:
@@ -1076,23 +1248,43 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 shared.pending = pending
                 pool = len(pending)
                 phases["check"] = run_phase("check", ("check",), check_unit, server, api_key, shared, args)
-                phases["check"].update(pool=pool, ran_out=not shared.pending and not shared.stop.is_set()
-                                       and phases["check"]["window_s"] < args.duration * 0.99)
+                phases["check"].update(
+                    pool=pool,
+                    ran_out=not shared.pending
+                    and not shared.stop.is_set()
+                    and phases["check"]["window_s"] < args.duration * 0.99,
+                )
             if "flow" in args.phases:
-                phases["flow"] = run_phase("flow", ("start", "messages", "check"), flow_unit, server, api_key,
-                                           window(), args)
+                phases["flow"] = run_phase(
+                    "flow", ("start", "messages", "check"), flow_unit, server, api_key, window(), args
+                )
             round_trips.update(probe(server, api_key, phones, ("start",)))
             result.setdefault("environment", environment(server.redis_nodes))
-            result["service_redis"] = {"topology": args.redis, "url": server.redis_url,
-                                       "ports": [node.port for node in server.redis_nodes]}
-            if (any(phases[p]["errors"] for p in service) or result.get("read_codes", {}).get("errors")
-                    or "error" in round_trips):
+            result["service_redis"] = {
+                "topology": args.redis,
+                "url": server.redis_url,
+                "ports": [node.port for node in server.redis_nodes],
+            }
+            if (
+                any(phases[p]["errors"] for p in service)
+                or result.get("read_codes", {}).get("errors")
+                or "error" in round_trips
+            ):
                 logs["service"] = tails(server)
     result["ratios"], result["targets"] = judge(phases)
-    result["config"] = {"phases": list(args.phases), "duration": args.duration, "warmup": args.warmup,
-                        "ramp": args.ramp, "concurrency": args.concurrency, "workers": args.workers,
-                        "instances": args.instances, "redis": args.redis,
-                        "max_requests": args.max_requests, "access_log": args.access_log, "env": args.env}
+    result["config"] = {
+        "phases": list(args.phases),
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "ramp": args.ramp,
+        "concurrency": args.concurrency,
+        "workers": args.workers,
+        "instances": args.instances,
+        "redis": args.redis,
+        "max_requests": args.max_requests,
+        "access_log": args.access_log,
+        "env": args.env,
+    }
     result["markdown"] = markdown_row(result)
     result["logs"] = logs
     result["note"] = FLOOR_NOTE
@@ -1115,8 +1307,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-    failed = any(phase["errors"] for phase in result["phases"].values()) or bool(
-        result.get("read_codes", {}).get("errors")) or "error" in result["round_trips"]
+    failed = (
+        any(phase["errors"] for phase in result["phases"].values())
+        or bool(result.get("read_codes", {}).get("errors"))
+        or "error" in result["round_trips"]
+    )
     if failed:
         return 1
     if args.enforce_targets and not all(t["met"] for t in result["targets"]):

@@ -49,8 +49,15 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
     The adaptive captcha is off: every test client starts from 127.0.0.1, and after three starts an hour the
     default would ask it for a captcha. tests/test_captcha.py turns it on; the rate limits stay at their defaults.
     """
-    base = Settings.from_env({"VERIFY_API_KEYS": API_KEY, "VERIFY_SECRET_KEY": SECRET_KEY,
-                              "VERIFY_REDIS_URL": redis_url, "VERIFY_SANDBOX": "1", "VERIFY_CAPTCHA_MODE": "off"})
+    base = Settings.from_env(
+        {
+            "VERIFY_API_KEYS": API_KEY,
+            "VERIFY_SECRET_KEY": SECRET_KEY,
+            "VERIFY_REDIS_URL": redis_url,
+            "VERIFY_SANDBOX": "1",
+            "VERIFY_CAPTCHA_MODE": "off",
+        }
+    )
     return replace(base, **overrides)
 
 

@@ -35,10 +35,24 @@ class EmbeddedCluster:
     """
 
     def __init__(self, data_dir: Path, *, primaries: int = 3, replicas: int = 0, binary: str | None = None) -> None:
-        self.nodes = [EmbeddedRedis(data_dir / f"node{i}", port=free_cluster_port(), binary=binary,
-                                    args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                          "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"))
-                      for i in range(primaries * (1 + replicas))]
+        self.nodes = [
+            EmbeddedRedis(
+                data_dir / f"node{i}",
+                port=free_cluster_port(),
+                binary=binary,
+                args=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                    "--cluster-require-full-coverage",
+                    "no",
+                ),
+            )
+            for i in range(primaries * (1 + replicas))
+        ]
         self.replicas = replicas
 
     @property
@@ -51,9 +65,20 @@ class EmbeddedCluster:
         for node in self.nodes:
             node.start()
         cli = Path(self.nodes[0].binary).with_name("redis-cli")
-        subprocess.run([str(cli), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                        "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-                       check=True, capture_output=True, timeout=timeout)
+        subprocess.run(
+            [
+                str(cli),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
         self.wait_ok(timeout)
         return self.url
 
@@ -96,8 +121,9 @@ class EmbeddedSentinel:
     def __init__(self, data_dir: Path, *, service: str = "mymaster", binary: str | None = None) -> None:
         self.service = service
         self.master = EmbeddedRedis(data_dir / "master", binary=binary)
-        self.replica = EmbeddedRedis(data_dir / "replica", binary=binary,
-                                     args=("--replicaof", "127.0.0.1", str(self.master.port)))
+        self.replica = EmbeddedRedis(
+            data_dir / "replica", binary=binary, args=("--replicaof", "127.0.0.1", str(self.master.port))
+        )
         conf = data_dir / "sentinel" / "sentinel.conf"
         self.sentinel = EmbeddedRedis(conf.parent, binary=binary, config=conf, args=("--sentinel",))
 
@@ -113,9 +139,11 @@ class EmbeddedSentinel:
         conf = self.sentinel.config
         assert conf is not None
         conf.parent.mkdir(parents=True, exist_ok=True)
-        conf.write_text(f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 1\n"
-                        f"sentinel down-after-milliseconds {self.service} 1000\n"
-                        f"sentinel failover-timeout {self.service} 5000\n")
+        conf.write_text(
+            f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds {self.service} 1000\n"
+            f"sentinel failover-timeout {self.service} 5000\n"
+        )
         self.sentinel.start()
         client = redis.Redis(port=self.sentinel.port, decode_responses=True)
         deadline = time.monotonic() + timeout

@@ -105,8 +105,9 @@ def _accepted(response: Response) -> bool:
 class Server:
     """A running gunicorn master (its PID is ours) and what it talks to."""
 
-    def __init__(self, process: subprocess.Popen[bytes], base: str, log: Path, smsc: CountingSmsc,
-                 redis_url: str) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], base: str, log: Path, smsc: CountingSmsc, redis_url: str
+    ) -> None:
         self.process = process
         self.base = base
         self.host, port = base.removeprefix("http://").rsplit(":", 1)
@@ -153,18 +154,20 @@ def procfile_command() -> list[str]:
 def server_env(redis_url: str, smsc_url: str, bind: str, workers: int, settings: Mapping[str, str]) -> dict[str, str]:
     """The server's whole environment: the caller's without any ``VERIFY_*`` or gunicorn variable, then ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFY_") and k not in GUNICORN_VARIABLES}
-    env.update({
-        "GUNICORN_BIND": bind,
-        "WEB_CONCURRENCY": str(workers),
-        "VERIFY_API_KEYS": API_KEY,
-        "VERIFY_SECRET_KEY": SECRET_KEY,
-        "VERIFY_REDIS_URL": redis_url,
-        "VERIFY_SANDBOX": "1",
-        "VERIFY_TRUSTED_PROXIES": "1",
-        "VERIFY_SMS_PROVIDERS": "smsc",
-        "VERIFY_SMSC_URL": smsc_url,
-        "VERIFY_SMSC_APIKEY": SMSC_APIKEY,
-    })
+    env.update(
+        {
+            "GUNICORN_BIND": bind,
+            "WEB_CONCURRENCY": str(workers),
+            "VERIFY_API_KEYS": API_KEY,
+            "VERIFY_SECRET_KEY": SECRET_KEY,
+            "VERIFY_REDIS_URL": redis_url,
+            "VERIFY_SANDBOX": "1",
+            "VERIFY_TRUSTED_PROXIES": "1",
+            "VERIFY_SMS_PROVIDERS": "smsc",
+            "VERIFY_SMSC_URL": smsc_url,
+            "VERIFY_SMSC_APIKEY": SMSC_APIKEY,
+        }
+    )
     for name, value in settings.items():
         if not name.startswith("VERIFY_"):
             raise ValueError(f"{name}: only VERIFY_* settings may be overridden")
@@ -173,8 +176,15 @@ def server_env(redis_url: str, smsc_url: str, bind: str, workers: int, settings:
 
 
 @contextmanager
-def gunicorn_server(redis_url: str, log_dir: Path, settings: Mapping[str, str] | None = None, *, workers: int = 3,
-                    smsc: CountingSmsc | None = None, name: str = "gunicorn") -> Iterator[Server]:
+def gunicorn_server(
+    redis_url: str,
+    log_dir: Path,
+    settings: Mapping[str, str] | None = None,
+    *,
+    workers: int = 3,
+    smsc: CountingSmsc | None = None,
+    name: str = "gunicorn",
+) -> Iterator[Server]:
     """Run the Procfile's command with ``settings`` (``VERIFY_*`` overrides) until the block ends.
 
     Without ``smsc`` a :class:`CountingSmsc` is started for this server and stopped with it; pass one to share it
@@ -195,23 +205,40 @@ class _PortTaken(Exception):
     pass
 
 
-def _start(redis_url: str, log_dir: Path, settings: Mapping[str, str], workers: int, smsc: CountingSmsc,
-           name: str) -> Server:
-    return start_gunicorn(procfile_command(), ROOT, lambda bind: server_env(redis_url, smsc.url, bind, workers,
-                                                                            settings),
-                          log_dir, name, workers, smsc, redis_url)
+def _start(
+    redis_url: str, log_dir: Path, settings: Mapping[str, str], workers: int, smsc: CountingSmsc, name: str
+) -> Server:
+    return start_gunicorn(
+        procfile_command(),
+        ROOT,
+        lambda bind: server_env(redis_url, smsc.url, bind, workers, settings),
+        log_dir,
+        name,
+        workers,
+        smsc,
+        redis_url,
+    )
 
 
-def start_gunicorn(argv: list[str], cwd: Path, env_for: Callable[[str], dict[str, str]], log_dir: Path, name: str,
-                   workers: int, smsc: CountingSmsc, redis_url: str) -> Server:
+def start_gunicorn(
+    argv: list[str],
+    cwd: Path,
+    env_for: Callable[[str], dict[str, str]],
+    log_dir: Path,
+    name: str,
+    workers: int,
+    smsc: CountingSmsc,
+    redis_url: str,
+) -> Server:
     """gunicorn from ``argv`` in ``cwd`` with the environment ``env_for(bind)``, answering on a free loopback port
     (another port if something took it before gunicorn bound it); stop it with :func:`stop_gunicorn`."""
     for _ in range(3):
         port = free_port()
         log = log_dir / f"{name}-{port}.log"
         with log.open("wb") as sink:
-            process = subprocess.Popen(argv, cwd=cwd, env=env_for(f"127.0.0.1:{port}"), stdout=sink,
-                                       stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                argv, cwd=cwd, env=env_for(f"127.0.0.1:{port}"), stdout=sink, stderr=subprocess.STDOUT
+            )
         server = Server(process, f"http://127.0.0.1:{port}", log, smsc, redis_url)
         try:
             _wait_until_up(server, workers)
@@ -243,8 +270,10 @@ def _wait_until_up(server: Server, workers: int) -> None:
         except requests.RequestException:
             pass
         if server.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"gunicorn did not come up (exit code {server.process.poll()}); the end of "
-                               f"{server.log}:\n{server.tail()}")
+            raise RuntimeError(
+                f"gunicorn did not come up (exit code {server.process.poll()}); the end of "
+                f"{server.log}:\n{server.tail()}"
+            )
         time.sleep(0.05)
     # Each worker loads the app itself and logs sandbox mode's warning when it has.
     deadline = time.monotonic() + WORKERS_READY_TIMEOUT_S
@@ -395,5 +424,10 @@ def _prepare(connection: http.client.HTTPConnection, call: Call) -> bytes:
 def _reply(call: Call, response: http.client.HTTPResponse, *, retried: bool = False) -> Reply:
     data = response.read()
     parsed = json.loads(data) if data else {}
-    return Reply(call, response.status, response.getheader("Content-Type", ""),
-                 parsed if isinstance(parsed, dict) else {"value": parsed}, retried)
+    return Reply(
+        call,
+        response.status,
+        response.getheader("Content-Type", ""),
+        parsed if isinstance(parsed, dict) else {"value": parsed},
+        retried,
+    )

@@ -51,8 +51,10 @@ def _problem(response: object, status: int, slug: str) -> dict[str, object]:
 # auth
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong-key-0123456789", "Basic dGVzdA==", "Bearer ",
-                                    f"Token {AUTH['Authorization'].split()[1]}"])
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer wrong-key-0123456789", "Basic dGVzdA==", "Bearer ", f"Token {AUTH['Authorization'].split()[1]}"],
+)
 def test_a_missing_or_wrong_key_is_401(client: FlaskClient, header: str | None) -> None:
     headers = {"Authorization": header} if header is not None else {}
     response = client.post("/v1/verifications", json={"phone": PHONE}, headers=headers)
@@ -75,8 +77,20 @@ def test_start_returns_201_with_the_documented_shape(client: FlaskClient) -> Non
     response = start(client, "8 (999) 123-45-67", country="RU")
     assert response.status_code == 201
     body = response.get_json()
-    assert set(body) == {"id", "status", "channel", "phone", "locale", "created_at", "expires_at",
-                         "resend_after", "attempts_left", "sends_left", "delivery", "sms"}
+    assert set(body) == {
+        "id",
+        "status",
+        "channel",
+        "phone",
+        "locale",
+        "created_at",
+        "expires_at",
+        "resend_after",
+        "attempts_left",
+        "sends_left",
+        "delivery",
+        "sms",
+    }
     assert body["delivery"] == {"provider": "sandbox", "status": "sent"}
     assert body["sms"] == {"encoding": "GSM-7", "parts": 1}
     assert (body["status"], body["channel"], body["phone"]) == ("pending", "sms", PHONE)
@@ -95,8 +109,9 @@ def test_formatting_variants_are_one_phone(client: FlaskClient) -> None:
 
 
 def test_default_country_reads_national_numbers(redis_url: str, clock: MovableClock) -> None:
-    client = create_app(replace(make_settings(redis_url), default_country="RU"), clock=clock,
-                        background=False).test_client()
+    client = create_app(
+        replace(make_settings(redis_url), default_country="RU"), clock=clock, background=False
+    ).test_client()
     assert start(client, "8 999 123-45-67").get_json()["phone"] == PHONE
 
 
@@ -106,18 +121,21 @@ def test_invalid_phones(client: FlaskClient, phone: str) -> None:
     assert body["field"] == "phone"
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({}, "phone"),
-    ({"phone": 79991234567}, "phone"),
-    ({"phone": None}, "phone"),
-    ({"phone": PHONE, "channel": "fax"}, "channel"),
-    ({"phone": PHONE, "channel": 1}, "channel"),
-    ({"phone": PHONE, "locale": "de"}, "locale"),
-    ({"phone": PHONE, "country": "Russia"}, "country"),
-    ({"phone": PHONE, "country": ["RU"]}, "country"),
-    ({"phone": "\ud800"}, "phone"),
-    ({"phone": PHONE, "locale": "\udfff"}, "locale"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({}, "phone"),
+        ({"phone": 79991234567}, "phone"),
+        ({"phone": None}, "phone"),
+        ({"phone": PHONE, "channel": "fax"}, "channel"),
+        ({"phone": PHONE, "channel": 1}, "channel"),
+        ({"phone": PHONE, "locale": "de"}, "locale"),
+        ({"phone": PHONE, "country": "Russia"}, "country"),
+        ({"phone": PHONE, "country": ["RU"]}, "country"),
+        ({"phone": "\ud800"}, "phone"),
+        ({"phone": PHONE, "locale": "\udfff"}, "locale"),
+    ],
+)
 def test_body_errors_name_the_field(client: FlaskClient, payload: dict[str, object], field: str) -> None:
     response = client.post("/v1/verifications", json=payload, headers=AUTH)
     assert _problem(response, 400, "invalid-request")["field"] == field
@@ -138,8 +156,9 @@ def test_a_call_start_hands_out_a_number(client: FlaskClient) -> None:
 
 
 def test_the_call_channel_needs_a_call_provider(redis_url: str, clock: MovableClock) -> None:
-    client = create_app(replace(make_settings(redis_url), call_provider=None), clock=clock,
-                        background=False).test_client()
+    client = create_app(
+        replace(make_settings(redis_url), call_provider=None), clock=clock, background=False
+    ).test_client()
     assert _problem(start(client, channel="call"), 400, "invalid-request")["field"] == "channel"
 
 
@@ -152,8 +171,9 @@ def test_russian_locale(client: FlaskClient) -> None:
 # idempotency
 
 
-def test_an_idempotency_key_replays_the_first_response_and_sends_nothing(client: FlaskClient,
-                                                                          clock: MovableClock) -> None:
+def test_an_idempotency_key_replays_the_first_response_and_sends_nothing(
+    client: FlaskClient, clock: MovableClock
+) -> None:
     headers = {"Idempotency-Key": "signup-42"}
     first = start(client, headers=headers)
     clock.advance(60)  # past the cooldown: without the key this start would send again
@@ -193,8 +213,14 @@ def test_check_approves_with_a_token_and_get_shows_it(client: FlaskClient) -> No
     assert (body["status"], body["completed_via"]) == ("approved", "code") and RFC3339.match(body["verified_at"])
     assert client.get(f"/v1/verifications/{vid}", headers=AUTH).get_json() == body
     proof = client.post("/v1/tokens/verify", json={"token": body["token"]}, headers=AUTH)
-    assert proof.get_json() == {"valid": True, "phone": PHONE, "channel": "sms", "verification_id": vid,
-                                "completed_via": "code", "verified_at": body["verified_at"]}
+    assert proof.get_json() == {
+        "valid": True,
+        "phone": PHONE,
+        "channel": "sms",
+        "verification_id": vid,
+        "completed_via": "code",
+        "verified_at": body["verified_at"],
+    }
 
 
 def test_wrong_codes_then_max_attempts(client: FlaskClient) -> None:
@@ -262,8 +288,9 @@ def test_resend_cooldown_then_new_code(client: FlaskClient, clock: MovableClock)
 
 
 def test_resend_past_max_sends(redis_url: str, clock: MovableClock) -> None:
-    client = create_app(replace(make_settings(redis_url), max_sends=2, resend_cooldown=0),
-                        clock=clock, background=False).test_client()
+    client = create_app(
+        replace(make_settings(redis_url), max_sends=2, resend_cooldown=0), clock=clock, background=False
+    ).test_client()
     vid = start(client).get_json()["id"]
     assert client.post(f"/v1/verifications/{vid}/resend", headers=AUTH).get_json()["sends_left"] == 0
     _problem(client.post(f"/v1/verifications/{vid}/resend", headers=AUTH), 429, "max-sends")
@@ -307,8 +334,9 @@ def test_tokens_survive_secret_rotation(redis_url: str, clock: MovableClock) -> 
     client = create_app(old, clock=clock, background=False).test_client()
     vid = start(client).get_json()["id"]
     code = last_code(client)
-    rotated = create_app(replace(old, secret_keys=("brand-new-secret-0123", *old.secret_keys)),
-                         clock=clock, background=False).test_client()
+    rotated = create_app(
+        replace(old, secret_keys=("brand-new-secret-0123", *old.secret_keys)), clock=clock, background=False
+    ).test_client()
     token = check(rotated, vid, code).get_json()["token"]  # a code hashed under the old key still matches
     assert rotated.post("/v1/tokens/verify", json={"token": token}, headers=AUTH).status_code == 200
     _problem(client.post("/v1/tokens/verify", json={"token": token}, headers=AUTH), 400, "invalid-token")
@@ -370,8 +398,7 @@ def test_no_sandbox_routes_outside_sandbox_mode(redis_url: str, clock: MovableCl
     _problem(client.post("/sandbox/replies", json={"phone": PHONE, "text": "1"}), 404, "not-found")
 
 
-def test_an_unexpected_failure_is_a_problem_too_and_leaks_nothing(app: Flask,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unexpected_failure_is_a_problem_too_and_leaks_nothing(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
     def boom() -> str:
         raise RuntimeError("secret internals")
 
@@ -442,8 +469,9 @@ def test_round_trips_per_request(redis_url: str, clock: MovableClock, round_trip
 def test_round_trips_through_a_site_key(redis_url: str, clock: MovableClock, round_trips: Counted) -> None:
     """A site key's ownership is judged inside the scripts: it costs no round trip."""
     on_one_server(redis_url, PER_NODE)
-    settings = replace(make_settings(redis_url), captcha_mode="adaptive",
-                       site_keys=(("pk_shop", ("https://shop.example",)),))
+    settings = replace(
+        make_settings(redis_url), captcha_mode="adaptive", site_keys=(("pk_shop", ("https://shop.example",)),)
+    )
     client = create_app(settings, clock=clock, background=False).test_client()
     site = {"X-Verify-Site-Key": "pk_shop", "Origin": "https://shop.example"}
     start(client, "+79991230000")  # loads the scripts into Redis
@@ -451,8 +479,10 @@ def test_round_trips_through_a_site_key(redis_url: str, clock: MovableClock, rou
     vid = client.post("/v1/verifications", json={"phone": PHONE}, headers=site).get_json()["id"]
     assert round_trips(lambda: client.get(f"/v1/verifications/{vid}", headers=site)) == (1, 200)
     code = last_code(client)
-    assert round_trips(lambda: client.post(f"/v1/verifications/{vid}/check", json={"code": code},
-                                           headers=site)) == (2, 200)
+    assert round_trips(lambda: client.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=site)) == (
+        2,
+        200,
+    )
 
 
 def test_a_frozen_redis_fails_each_request_within_one_timeout(tmp_path: Path, clock: MovableClock) -> None:
@@ -466,8 +496,10 @@ def test_a_frozen_redis_fails_each_request_within_one_timeout(tmp_path: Path, cl
         os.kill(server.process.pid, signal.SIGSTOP)  # frozen: connections are accepted, nothing is answered
         try:
             requests: tuple[Callable[[], TestResponse], ...] = (
-                lambda: start(client, "+79991230001"), lambda: check(client, vid, "123456"),
-                lambda: client.get(f"/v1/verifications/{vid}", headers=AUTH))
+                lambda: start(client, "+79991230001"),
+                lambda: check(client, vid, "123456"),
+                lambda: client.get(f"/v1/verifications/{vid}", headers=AUTH),
+            )
             for request in requests:
                 began = time.monotonic()
                 response = request()
@@ -487,8 +519,12 @@ def test_a_frozen_redis_fails_each_request_within_one_timeout(tmp_path: Path, cl
 def test_round_trips_with_events_on(redis_url: str, clock: MovableClock, round_trips: Counted) -> None:
     on_one_server(redis_url, PER_NODE)
     # With a receiver configured, the state changes journal their events in the same scripts: no round trip more.
-    settings = replace(make_settings(redis_url), captcha_mode="adaptive", events_url="http://127.0.0.1:9/hooks",
-                       events_secrets=("events-secret",))
+    settings = replace(
+        make_settings(redis_url),
+        captcha_mode="adaptive",
+        events_url="http://127.0.0.1:9/hooks",
+        events_secrets=("events-secret",),
+    )
     client = create_app(settings, clock=clock, background=False).test_client()
     warm = start(client, "+79991230000").get_json()["id"]
     check(client, warm, last_code(client, "+79991230000"))
@@ -506,17 +542,25 @@ def stored_bytes(client: redis.Redis) -> int:
     clients' buffers or the script cache, which vary with what ran before on the shared server."""
     stats = client.memory_stats()
     tables = stats.get("db.0", {})
-    return int(stats["dataset.bytes"]) + int(tables.get("overhead.hashtable.main", 0)) \
+    return (
+        int(stats["dataset.bytes"])
+        + int(tables.get("overhead.hashtable.main", 0))
         + int(tables.get("overhead.hashtable.expires", 0))
+    )
 
 
-def test_redis_memory_per_start_is_bounded(redis_url: str, clock: MovableClock,
-                                          redis_client: redis.Redis) -> None:
+def test_redis_memory_per_start_is_bounded(redis_url: str, clock: MovableClock, redis_client: redis.Redis) -> None:
     on_one_server(redis_url, "MEMORY STATS is one server's: on a cluster the bytes spread over the nodes")
     # Every default but the limits a single test client would hit; the captcha's counter and the pumping
     # statistics still count every start.
-    settings = replace(make_settings(redis_url), captcha_mode="adaptive", captcha_after=100_000,
-                       limit_ip="100000/hour", limit_prefix="100000/hour", pumping_min_starts=10**9)
+    settings = replace(
+        make_settings(redis_url),
+        captcha_mode="adaptive",
+        captcha_after=100_000,
+        limit_ip="100000/hour",
+        limit_prefix="100000/hour",
+        pumping_min_starts=10**9,
+    )
     client = create_app(settings, clock=clock, background=False).test_client()
     assert start(client, "+79990000000").status_code == 201  # scripts loaded, shared keys made
     before = stored_bytes(redis_client)
@@ -532,8 +576,14 @@ def test_redis_memory_per_start_is_bounded(redis_url: str, clock: MovableClock,
 
 
 def test_every_key_starts_with_the_prefix(redis_url: str, clock: MovableClock, redis_client: redis.Redis) -> None:
-    settings = replace(make_settings(redis_url), redis_prefix="acme:", captcha_mode="adaptive", captcha_after=1,
-                       limit_country="100/hour", limit_global="1000/hour")
+    settings = replace(
+        make_settings(redis_url),
+        redis_prefix="acme:",
+        captcha_mode="adaptive",
+        captcha_after=1,
+        limit_country="100/hour",
+        limit_global="1000/hour",
+    )
     client = create_app(settings, clock=clock, background=False).test_client()
     vid = start(client).get_json()["id"]
     check(client, vid, "000000" if last_code(client) != "000000" else "111111")  # check_ip, phone_failures

@@ -60,8 +60,14 @@ def class_server(request: pytest.FixtureRequest, redis_server: EmbeddedRedis, lo
 def collector(request: pytest.FixtureRequest, class_server: Server, logs: Path) -> Iterator[Server]:
     """The class's settings without the IP limit, on the class server's Redis and SMSC emulator, for the class."""
     settings: Mapping[str, str] = {**request.cls.SETTINGS, "VERIFY_LIMIT_IP": "none"}
-    with gunicorn_server(class_server.redis_url, logs, settings, workers=1, smsc=class_server.smsc,
-                         name=f"{request.cls.__name__}-collector") as server:
+    with gunicorn_server(
+        class_server.redis_url,
+        logs,
+        settings,
+        workers=1,
+        smsc=class_server.smsc,
+        name=f"{request.cls.__name__}-collector",
+    ) as server:
         yield server
 
 
@@ -140,12 +146,14 @@ class TestStartLimits:
         # and a worker that took more requests than that at once would answer some with 503 store-unavailable.
         prefixes = {"+7999123": "198.51.100", "+7999124": "203.0.113"}
         mark = server.smsc.mark()
-        replies = burst(server, [start(f"{prefix}{i:04d}", f"{net}.{i + 1}")
-                                 for prefix, net in prefixes.items() for i in range(50)])
+        replies = burst(
+            server, [start(f"{prefix}{i:04d}", f"{net}.{i + 1}") for prefix, net in prefixes.items() for i in range(50)]
+        )
         sent = server.smsc.since(mark, "sms")
         per_prefix = Counter(d.phone[:-4] for d in sent)
-        assert per_prefix == dict.fromkeys(prefixes, PREFIX_PER_HOUR), \
+        assert per_prefix == dict.fromkeys(prefixes, PREFIX_PER_HOUR), (
             f"SMS sent per prefix for 50 starts to each: {dict(per_prefix)}; replies: {tally(replies)}"
+        )
         assert tally(replies) == {OK: 2 * PREFIX_PER_HOUR, PREFIX_LIMITED: 2 * (50 - PREFIX_PER_HOUR)}
         assert sorted(d.phone for d in sent) == phones_of(replies, 201)
         assert_problems(replies)
@@ -165,8 +173,9 @@ class TestStartLimits:
         mark = server.smsc.mark()
         replies = burst(server, [start(phone(300 + i), ip) for i in range(30)])
         sent = server.smsc.since(mark, "sms")
-        assert len(sent) == IP_PER_HOUR, \
+        assert len(sent) == IP_PER_HOUR, (
             f"{len(sent)} SMS sent after {tried} failed sends from the same IP; replies: {tally(replies)}"
+        )
         assert tally(replies) == {OK: IP_PER_HOUR, IP_LIMITED: 30 - IP_PER_HOUR}
         assert_problems(failed + replies)
 
@@ -191,12 +200,15 @@ class TestPhoneLimit:
                 created = send(server, start(number, ip))
                 assert created.status == 201, created
                 assert send(server, cancel(str(created.body["id"]), ip)).status == 200
-        replies = burst(server, [call for number, ip in trials.items()
-                                 for call in (start(number, ip), start(number, ip, channel="call"))])
+        replies = burst(
+            server,
+            [call for number, ip in trials.items() for call in (start(number, ip), start(number, ip, channel="call"))],
+        )
         delivered = server.smsc.since(mark)
         sends = {number: sum(d.phone == number for d in delivered) for number in trials}
-        assert sends == dict.fromkeys(trials, PHONE_PER_10_MINUTES), \
+        assert sends == dict.fromkeys(trials, PHONE_PER_10_MINUTES), (
             f"sends per number (SMS and calls): {sends}; replies to the last two: {tally(replies)}"
+        )
         for number in trials:
             last_two = [reply for reply in replies if reply.call.json and reply.call.json["phone"] == number]
             assert tally(last_two) == {OK: 1, PHONE_LIMITED: 1}, (number, last_two)
@@ -273,8 +285,9 @@ class TestCaptcha:
     def test_answers_from_other_ips_admit_nothing(self, server: Server, collector: Server) -> None:
         answers = self.captchas(collector, self.DONOR, 50)
         mark = server.smsc.mark()
-        replies = burst(server, [start(phone(600 + i), self.ATTACKER, captcha=answer)
-                                 for i, answer in enumerate(answers)])
+        replies = burst(
+            server, [start(phone(600 + i), self.ATTACKER, captcha=answer) for i, answer in enumerate(answers)]
+        )
         sent = server.smsc.since(mark, "sms")
         counts = tally(replies)
         assert len(sent) == CAPTCHA_AFTER, f"{len(sent)} SMS sent for 50 starts with others' captchas: {counts}"
@@ -285,8 +298,9 @@ class TestCaptcha:
     def test_own_solved_captchas_still_meet_the_ip_limit(self, server: Server, collector: Server) -> None:
         answers = self.captchas(collector, self.ATTACKER, 50)
         mark = server.smsc.mark()
-        replies = burst(server, [start(phone(600 + i), self.ATTACKER, captcha=answer)
-                                 for i, answer in enumerate(answers)])
+        replies = burst(
+            server, [start(phone(600 + i), self.ATTACKER, captcha=answer) for i, answer in enumerate(answers)]
+        )
         sent = server.smsc.since(mark, "sms")
         assert len(sent) == IP_PER_HOUR, f"{len(sent)} SMS sent for 50 solved starts: {tally(replies)}"
         assert tally(replies) == {OK: IP_PER_HOUR, IP_LIMITED: 50 - IP_PER_HOUR}
@@ -319,8 +333,9 @@ class TestSiteKeys:
     def test_a_site_key_and_an_api_key_racing_for_a_phone_send_once(self, server: Server) -> None:
         trials = {phone(700 + trial): f"198.51.100.{150 + trial}" for trial in range(8)}
         mark = server.smsc.mark()
-        replies = burst(server, [call for number, ip in trials.items()
-                                 for call in (self.start(number, ip), start(number, ip))])
+        replies = burst(
+            server, [call for number, ip in trials.items() for call in (self.start(number, ip), start(number, ip))]
+        )
         delivered = server.smsc.since(mark, "sms")
         assert sorted(d.phone for d in delivered) == sorted(trials), f"replies: {tally(replies)}"
         for number in trials:

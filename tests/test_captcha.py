@@ -127,8 +127,14 @@ def siteverify() -> Iterator[Siteverify]:
 
 @pytest.mark.parametrize("provider", ["turnstile", "hcaptcha", "recaptcha"])
 def test_siteverify_providers(redis_url: str, clock: MovableClock, siteverify: Siteverify, provider: str) -> None:
-    client = client_with(redis_url, clock, captcha_mode="always", captcha_provider=provider,
-                         captcha_secret="captcha-secret", captcha_verify_url=siteverify.url)
+    client = client_with(
+        redis_url,
+        clock,
+        captcha_mode="always",
+        captcha_provider=provider,
+        captcha_secret="captcha-secret",
+        captcha_verify_url=siteverify.url,
+    )
     assert needs_captcha(start(client)) == {"provider": provider}
     assert needs_captcha(start(client, captcha={"token": "bad-token"})) == {"provider": provider}
     assert start(client, captcha={"token": "good-token"}).status_code == 201
@@ -136,13 +142,20 @@ def test_siteverify_providers(redis_url: str, clock: MovableClock, siteverify: S
 
 
 def test_an_unreachable_siteverify_fails_closed(redis_url: str, clock: MovableClock) -> None:
-    client = client_with(redis_url, clock, captcha_mode="always", captcha_provider="turnstile",
-                         captcha_secret="captcha-secret", captcha_verify_url="http://127.0.0.1:9/siteverify")
+    client = client_with(
+        redis_url,
+        clock,
+        captcha_mode="always",
+        captcha_provider="turnstile",
+        captcha_secret="captcha-secret",
+        captcha_verify_url="http://127.0.0.1:9/siteverify",
+    )
     needs_captcha(start(client, captcha={"token": "good-token"}))
 
 
-def test_the_pumping_breaker_opens_for_sms_and_closes(redis_url: str, clock: MovableClock,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_the_pumping_breaker_opens_for_sms_and_closes(
+    redis_url: str, clock: MovableClock, caplog: pytest.LogCaptureFixture
+) -> None:
     client = client_with(redis_url, clock, captcha_after=1000, pumping_min_starts=5, pumping_threshold=0.8)
     ids = [start(client, f"+7999123002{i}").get_json()["id"] for i in range(5)]  # none approved: share 1.0
     assert start(client, "+79991230029").status_code == 201  # the worker's verdict is still the one of the 1st start
@@ -159,8 +172,9 @@ def test_the_pumping_breaker_opens_for_sms_and_closes(redis_url: str, clock: Mov
     assert caplog.text.count("SMS pumping suspected for RU") == 1  # logged once (per 5 minutes), not per start
 
 
-def test_the_pumping_verdict_survives_statistics_that_cannot_be_read(redis_url: str, clock: MovableClock,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_the_pumping_verdict_survives_statistics_that_cannot_be_read(
+    redis_url: str, clock: MovableClock, caplog: pytest.LogCaptureFixture
+) -> None:
     client = client_with(redis_url, clock, captcha_after=1000, pumping_min_starts=2, pumping_threshold=0.5)
     for i in range(2):
         assert start(client, f"+7999123002{i}").status_code == 201
@@ -176,8 +190,10 @@ def test_a_solved_captcha_does_not_reset_the_ip_rule(redis_url: str, clock: Mova
     client = client_with(redis_url, clock, captcha_after=1)
     assert start(client, "+79991230001").status_code == 201
     captcha = needs_captcha(start(client, "+79991230002"))
-    assert start(client, "+79991230002", captcha={"id": captcha["id"],
-                                                  "answer": solve(client, captcha)}).status_code == 201
+    assert (
+        start(client, "+79991230002", captcha={"id": captcha["id"], "answer": solve(client, captcha)}).status_code
+        == 201
+    )
     needs_captcha(start(client, "+79991230003"))
 
 
@@ -191,5 +207,6 @@ def test_a_captcha_admits_only_the_ip_it_was_given_to(redis_url: str, clock: Mov
     answer = {"id": captcha["id"], "answer": solve(client, captcha)}
     needs_captcha(start_from("203.0.113.9", captcha=answer))  # solved elsewhere: refused, and used up
     captcha = needs_captcha(start_from("198.51.100.1"))
-    assert start_from("198.51.100.1", captcha={"id": captcha["id"], "answer": solve(client, captcha)}
-                      ).status_code == 201
+    assert (
+        start_from("198.51.100.1", captcha={"id": captcha["id"], "answer": solve(client, captcha)}).status_code == 201
+    )

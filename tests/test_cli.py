@@ -43,8 +43,13 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFY_")}
     log = cwd / "dev.log"
     with log.open("w") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "verify.cli", "dev", "--port", str(port),
-                                    "--workers", "1"], cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "verify.cli", "dev", "--port", str(port), "--workers", "1"],
+            cwd=cwd,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -68,8 +73,12 @@ def test_dev_prints_a_working_key_and_keeps_it(dev_server: DevServer) -> None:
     key = json.loads((dev_server.cwd / ".dev" / "secrets.json").read_text())["api_key"]
     banner = (dev_server.cwd / "dev.log").read_text()
     assert f"API key: {key}" in banner and f"Authorization: Bearer {key}" in banner
-    response = requests.post(f"{dev_server.base}/v1/verifications", json={"phone": "+79990000001"},
-                             headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    response = requests.post(
+        f"{dev_server.base}/v1/verifications",
+        json={"phone": "+79990000001"},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
     assert response.status_code == 201
     assert oct((dev_server.cwd / ".dev" / "secrets.json").stat().st_mode & 0o777) == "0o600"
     assert (dev_server.cwd / ".dev" / "redis").is_dir()
@@ -79,8 +88,9 @@ def test_the_readme_walkthrough_works_as_written(dev_server: DevServer) -> None:
     script = walkthrough()
     assert "BASE=http://127.0.0.1:8000" in script and "/sandbox/calls" in script
     script = script.replace("127.0.0.1:8000", dev_server.base.removeprefix("http://"))
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=dev_server.cwd,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=dev_server.cwd, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert '"status":"pending"' in out and '"phone":"+79991234567"' in out
@@ -90,8 +100,14 @@ def test_the_readme_walkthrough_works_as_written(dev_server: DevServer) -> None:
 
 
 def test_dev_stops_its_redis_on_exit(dev_server: DevServer) -> None:
-    redis_pid = int(subprocess.run(["pgrep", "-P", str(dev_server.process.pid), "-f", "redis-server"],
-                                   capture_output=True, text=True, check=True).stdout.split()[0])
+    redis_pid = int(
+        subprocess.run(
+            ["pgrep", "-P", str(dev_server.process.pid), "-f", "redis-server"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[0]
+    )
     dev_server.process.send_signal(signal.SIGTERM)
     assert dev_server.process.wait(timeout=30) == 0
     with pytest.raises(ProcessLookupError):
@@ -101,20 +117,33 @@ def test_dev_stops_its_redis_on_exit(dev_server: DevServer) -> None:
             time.sleep(0.05)
 
 
-CONFIG_ENV = {"VERIFY_API_KEYS": "api-key-0123456789-secret", "VERIFY_SECRET_KEY": "secret-key-0123456789-x",
-              "VERIFY_REDIS_URL": "redis://user:redis-password@127.0.0.1:1/0",
-              "VERIFY_SMS_PROVIDERS": "smsc,zoomconnect,d7", "VERIFY_CALL_PROVIDER": "smsc",
-              "VERIFY_SMSC_LOGIN": "acme", "VERIFY_SMSC_PASSWORD": "smsc-password-x",
-              "VERIFY_SMSC_SECRET": "smsc-hook-x",
-              "VERIFY_ZOOMCONNECT_EMAIL": "ops@example.com", "VERIFY_ZOOMCONNECT_TOKEN": "zoom-token-x",
-              "VERIFY_D7_TOKEN": "d7-token-x"}
+CONFIG_ENV = {
+    "VERIFY_API_KEYS": "api-key-0123456789-secret",
+    "VERIFY_SECRET_KEY": "secret-key-0123456789-x",
+    "VERIFY_REDIS_URL": "redis://user:redis-password@127.0.0.1:1/0",
+    "VERIFY_SMS_PROVIDERS": "smsc,zoomconnect,d7",
+    "VERIFY_CALL_PROVIDER": "smsc",
+    "VERIFY_SMSC_LOGIN": "acme",
+    "VERIFY_SMSC_PASSWORD": "smsc-password-x",
+    "VERIFY_SMSC_SECRET": "smsc-hook-x",
+    "VERIFY_ZOOMCONNECT_EMAIL": "ops@example.com",
+    "VERIFY_ZOOMCONNECT_TOKEN": "zoom-token-x",
+    "VERIFY_D7_TOKEN": "d7-token-x",
+}
 
 
 def test_check_config_prints_settings_with_secrets_masked(capsys: pytest.CaptureFixture[str]) -> None:
     assert check_config(live=False, env=CONFIG_ENV) == 0
     out = capsys.readouterr().out
-    for secret in ("api-key-0123456789-secret", "secret-key-0123456789-x", "redis-password", "smsc-password-x",
-                   "smsc-hook-x", "zoom-token-x", "d7-token-x"):
+    for secret in (
+        "api-key-0123456789-secret",
+        "secret-key-0123456789-x",
+        "redis-password",
+        "smsc-password-x",
+        "smsc-hook-x",
+        "zoom-token-x",
+        "d7-token-x",
+    ):
         assert secret not in out
     assert "redis://user:****@127.0.0.1:1/0" in out
     assert re.search(r"VERIFY_SMSC_PASSWORD\s+set \(masked\)", out)
@@ -131,13 +160,16 @@ def test_check_config_flags_crc32_for_smsc_callbacks(capsys: pytest.CaptureFixtu
     assert re.search(r"WARNING: VERIFY_SMSC_HASH lists crc32: .* not a MAC", out)
 
 
-@pytest.mark.parametrize(("drop", "variable"), [
-    ("VERIFY_ZOOMCONNECT_TOKEN", "VERIFY_ZOOMCONNECT_TOKEN"),
-    ("VERIFY_SMSC_PASSWORD", "VERIFY_SMSC_PASSWORD"),
-    ("VERIFY_D7_TOKEN", "VERIFY_D7_TOKEN"),
-    ("VERIFY_SMSC_SECRET", "VERIFY_SMSC_SECRET"),
-    ("VERIFY_API_KEYS", "VERIFY_API_KEYS"),
-])
+@pytest.mark.parametrize(
+    ("drop", "variable"),
+    [
+        ("VERIFY_ZOOMCONNECT_TOKEN", "VERIFY_ZOOMCONNECT_TOKEN"),
+        ("VERIFY_SMSC_PASSWORD", "VERIFY_SMSC_PASSWORD"),
+        ("VERIFY_D7_TOKEN", "VERIFY_D7_TOKEN"),
+        ("VERIFY_SMSC_SECRET", "VERIFY_SMSC_SECRET"),
+        ("VERIFY_API_KEYS", "VERIFY_API_KEYS"),
+    ],
+)
 def test_check_config_names_the_missing_variable(capsys: pytest.CaptureFixture[str], drop: str, variable: str) -> None:
     env = {k: v for k, v in CONFIG_ENV.items() if k != drop}
     assert check_config(live=False, env=env) == 2
@@ -146,13 +178,15 @@ def test_check_config_names_the_missing_variable(capsys: pytest.CaptureFixture[s
 
 def test_the_console_script_exits_non_zero_on_a_bad_configuration() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFY_")}
-    result = subprocess.run([sys.executable, "-m", "verify.cli", "check-config"], env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "verify.cli", "check-config"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and "VERIFY_API_KEYS" in result.stderr
 
 
-def test_version_prints_the_installed_version_and_needs_no_settings(capsys: pytest.CaptureFixture[str],
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_version_prints_the_installed_version_and_needs_no_settings(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in [name for name in os.environ if name.startswith("VERIFY_")]:
         monkeypatch.delenv(name)
     with pytest.raises(SystemExit) as exited:
@@ -161,20 +195,25 @@ def test_version_prints_the_installed_version_and_needs_no_settings(capsys: pyte
     assert capsys.readouterr().out == f"verify {metadata.version('verify')}\n"
 
 
-SANDBOX_ENV = {"VERIFY_API_KEYS": "api-key-0123456789-secret", "VERIFY_SECRET_KEY": "secret-key-0123456789-x",
-               "VERIFY_SANDBOX": "1"}
+SANDBOX_ENV = {
+    "VERIFY_API_KEYS": "api-key-0123456789-secret",
+    "VERIFY_SECRET_KEY": "secret-key-0123456789-x",
+    "VERIFY_SANDBOX": "1",
+}
 
 
-def test_check_config_live_reports_a_single_server(redis_server: EmbeddedRedis,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_live_reports_a_single_server(
+    redis_server: EmbeddedRedis, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert check_config(live=True, env={**SANDBOX_ENV, "VERIFY_REDIS_URL": redis_server.url}) == 0
     out = capsys.readouterr().out
     assert f"Redis\n  server 127.0.0.1:{redis_server.port} (role master)\n" in out
     assert "sandbox: unlimited (sandbox)" in out
 
 
-def test_check_config_live_reports_the_cluster_it_found(redis_cluster: EmbeddedCluster,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_live_reports_the_cluster_it_found(
+    redis_cluster: EmbeddedCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
     seed = redis_cluster.nodes[0].port  # one seed is enough: the rest are found
     assert check_config(live=True, env={**SANDBOX_ENV, "VERIFY_REDIS_URL": f"redis+cluster://127.0.0.1:{seed}"}) == 0
     out = capsys.readouterr().out

@@ -27,40 +27,54 @@ def test_defaults() -> None:
 
 
 def test_key_lists_keep_order_and_strip() -> None:
-    s = Settings.from_env({**BASE, "VERIFY_API_KEYS": " new-key-0123456789 , old-key-0123456789 ",
-                           "VERIFY_SECRET_KEY": "newest-secret-0123,older-secret-0123"})
+    s = Settings.from_env(
+        {
+            **BASE,
+            "VERIFY_API_KEYS": " new-key-0123456789 , old-key-0123456789 ",
+            "VERIFY_SECRET_KEY": "newest-secret-0123,older-secret-0123",
+        }
+    )
     assert s.api_keys == ("new-key-0123456789", "old-key-0123456789")
     assert s.secret_keys == ("newest-secret-0123", "older-secret-0123")
 
 
 def test_values_are_read() -> None:
-    s = Settings.from_env({**BASE, "VERIFY_CODE_LENGTH": "8", "VERIFY_DEFAULT_COUNTRY": "ru",
-                           "VERIFY_SMS_TEMPLATE": "ACME: {code}", "VERIFY_REDIS_URL": "redis://h:1/2"})
-    assert (s.code_length, s.default_country, s.sms_template, s.redis_url) == (8, "RU", "ACME: {code}",
-                                                                               "redis://h:1/2")
+    s = Settings.from_env(
+        {
+            **BASE,
+            "VERIFY_CODE_LENGTH": "8",
+            "VERIFY_DEFAULT_COUNTRY": "ru",
+            "VERIFY_SMS_TEMPLATE": "ACME: {code}",
+            "VERIFY_REDIS_URL": "redis://h:1/2",
+        }
+    )
+    assert (s.code_length, s.default_country, s.sms_template, s.redis_url) == (8, "RU", "ACME: {code}", "redis://h:1/2")
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("VERIFY_API_KEYS", ""),
-    ("VERIFY_API_KEYS", "short"),
-    ("VERIFY_SECRET_KEY", ""),
-    ("VERIFY_SECRET_KEY", "long-enough-key-1,short"),
-    ("VERIFY_CODE_LENGTH", "3"),
-    ("VERIFY_CODE_LENGTH", "11"),
-    ("VERIFY_CODE_LENGTH", "six"),
-    ("VERIFY_CHALLENGE_TTL", "0"),
-    ("VERIFY_DEFAULT_COUNTRY", "XX"),
-    ("VERIFY_SMS_TEMPLATE", "no placeholder"),
-    ("VERIFY_SMS_TEMPLATE", "{code} and {other}"),
-    ("VERIFY_SMS_PROVIDERS", "nosuchgateway"),
-    ("VERIFY_SMS_PROVIDERS", "sandbox,sandbox"),
-    ("VERIFY_CALL_PROVIDER", "nosuchgateway"),
-    ("VERIFY_SANDBOX", "maybe"),
-    ("VERIFY_PUBLIC_URL", "ftp://verify.example"),
-    ("VERIFY_HTTP_READ_TIMEOUT", "0"),
-    ("VERIFY_HTTP_CONNECT_TIMEOUT", "soon"),
-    ("VERIFY_BREAKER_FAILURES", "0"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("VERIFY_API_KEYS", ""),
+        ("VERIFY_API_KEYS", "short"),
+        ("VERIFY_SECRET_KEY", ""),
+        ("VERIFY_SECRET_KEY", "long-enough-key-1,short"),
+        ("VERIFY_CODE_LENGTH", "3"),
+        ("VERIFY_CODE_LENGTH", "11"),
+        ("VERIFY_CODE_LENGTH", "six"),
+        ("VERIFY_CHALLENGE_TTL", "0"),
+        ("VERIFY_DEFAULT_COUNTRY", "XX"),
+        ("VERIFY_SMS_TEMPLATE", "no placeholder"),
+        ("VERIFY_SMS_TEMPLATE", "{code} and {other}"),
+        ("VERIFY_SMS_PROVIDERS", "nosuchgateway"),
+        ("VERIFY_SMS_PROVIDERS", "sandbox,sandbox"),
+        ("VERIFY_CALL_PROVIDER", "nosuchgateway"),
+        ("VERIFY_SANDBOX", "maybe"),
+        ("VERIFY_PUBLIC_URL", "ftp://verify.example"),
+        ("VERIFY_HTTP_READ_TIMEOUT", "0"),
+        ("VERIFY_HTTP_CONNECT_TIMEOUT", "soon"),
+        ("VERIFY_BREAKER_FAILURES", "0"),
+    ],
+)
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({**BASE, variable: value})
@@ -96,20 +110,38 @@ def test_d7_without_callbacks_is_warned_about(caplog: pytest.LogCaptureFixture) 
 
 
 def test_gateway_settings_are_read_only_for_named_gateways() -> None:
-    s = Settings.from_env({**BASE, "VERIFY_SMS_PROVIDERS": "smsc,d7", "VERIFY_SMSC_APIKEY": "k",
-                           "VERIFY_SMSC_URL": "http://127.0.0.1:9/sys", "VERIFY_D7_API": "legacy",
-                           "VERIFY_D7_USERNAME": "u", "VERIFY_D7_PASSWORD": "p"})
+    s = Settings.from_env(
+        {
+            **BASE,
+            "VERIFY_SMS_PROVIDERS": "smsc,d7",
+            "VERIFY_SMSC_APIKEY": "k",
+            "VERIFY_SMSC_URL": "http://127.0.0.1:9/sys",
+            "VERIFY_D7_API": "legacy",
+            "VERIFY_D7_USERNAME": "u",
+            "VERIFY_D7_PASSWORD": "p",
+        }
+    )
     assert s.smsc is not None and s.smsc.url == "http://127.0.0.1:9/sys/" and s.smsc.apikey == "k"
     assert s.d7 is not None and (s.d7.api, s.d7.url) == ("legacy", "https://rest-api.d7networks.com/")
     assert s.zoomconnect is None and s.providers == ("smsc", "d7", "sandbox")
 
 
 def test_webhook_and_event_secrets_are_lists_for_rotation() -> None:
-    s = Settings.from_env({**BASE, "VERIFY_SMS_PROVIDERS": "smsc,zoomconnect,d7", "VERIFY_SMSC_APIKEY": "k",
-                           "VERIFY_SMSC_SECRET": " new_secret , old-secret ", "VERIFY_ZOOMCONNECT_EMAIL": "e@x",
-                           "VERIFY_ZOOMCONNECT_TOKEN": "t", "VERIFY_ZOOMCONNECT_SECRET": "zoom-new,zoom-old",
-                           "VERIFY_D7_TOKEN": "t", "VERIFY_D7_WEBHOOK_TOKEN": "hook-new,hook-old",
-                           "VERIFY_EVENTS_URL": "https://example.com/hooks", "VERIFY_EVENTS_SECRET": "ev-new,ev-old"})
+    s = Settings.from_env(
+        {
+            **BASE,
+            "VERIFY_SMS_PROVIDERS": "smsc,zoomconnect,d7",
+            "VERIFY_SMSC_APIKEY": "k",
+            "VERIFY_SMSC_SECRET": " new_secret , old-secret ",
+            "VERIFY_ZOOMCONNECT_EMAIL": "e@x",
+            "VERIFY_ZOOMCONNECT_TOKEN": "t",
+            "VERIFY_ZOOMCONNECT_SECRET": "zoom-new,zoom-old",
+            "VERIFY_D7_TOKEN": "t",
+            "VERIFY_D7_WEBHOOK_TOKEN": "hook-new,hook-old",
+            "VERIFY_EVENTS_URL": "https://example.com/hooks",
+            "VERIFY_EVENTS_SECRET": "ev-new,ev-old",
+        }
+    )
     assert s.smsc is not None and s.smsc.secrets == ("new_secret", "old-secret")
     assert s.zoomconnect is not None and s.zoomconnect.secrets == ("zoom-new", "zoom-old")
     assert s.d7 is not None and s.d7.webhook_tokens == ("hook-new", "hook-old")
@@ -156,8 +188,9 @@ def test_every_setting_is_declared_once_and_documented() -> None:
 
 
 def test_check_config_lists_every_declared_setting_of_the_configured_gateways() -> None:
-    s = Settings.from_env({**BASE, "VERIFY_SMS_PROVIDERS": "smsc,d7", "VERIFY_SMSC_APIKEY": "k",
-                           "VERIFY_D7_TOKEN": "t"})
+    s = Settings.from_env(
+        {**BASE, "VERIFY_SMS_PROVIDERS": "smsc,d7", "VERIFY_SMSC_APIKEY": "k", "VERIFY_D7_TOKEN": "t"}
+    )
     listed = dict(s.describe())
     assert set(listed) == _declared(Settings) | _declared(SmscSettings) | _declared(D7Settings)
     assert listed["VERIFY_SMSC_APIKEY"] == "set (masked)" and listed["VERIFY_D7_API"] == "v1"

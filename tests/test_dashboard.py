@@ -83,8 +83,9 @@ def test_no_two_panels_overlap() -> None:
     placed: list[tuple[str, set[tuple[int, int]]]] = []
     for panel in dashboard()["panels"]:
         grid = panel["gridPos"]
-        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
-                 for y in range(grid["y"], grid["y"] + grid["h"])}
+        cells = {
+            (x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])
+        }
         for title, taken in placed:
             assert not cells & taken, f"{panel['title']} overlaps {title}"
         placed.append((panel["title"], cells))
@@ -159,8 +160,9 @@ def missing_metrics(text: str) -> list[str]:
 
 def get_metrics(server: Server) -> str:
     """``GET /metrics`` with the bearer token."""
-    response = requests.get(server.url("/metrics"), headers={"Authorization": f"Bearer {render.METRICS_TOKEN}"},
-                            timeout=30)
+    response = requests.get(
+        server.url("/metrics"), headers={"Authorization": f"Bearer {render.METRICS_TOKEN}"}, timeout=30
+    )
     assert response.status_code == 200, response.text
     return response.text
 
@@ -170,9 +172,15 @@ def scraped(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactor
     """The renderer's scenarios, once each, against the Procfile's gunicorn (2 workers); the scrapes around them."""
     redis_url = redis_server.url
     receiver = render.EventsReceiver()
-    with serving(receiver) as events_base, \
-            gunicorn_server(redis_url, Path(tmp_path_factory.mktemp("dashboard")),
-                            render.server_settings(f"{events_base}/events", CHALLENGE_TTL_S), workers=2) as server:
+    with (
+        serving(receiver) as events_base,
+        gunicorn_server(
+            redis_url,
+            Path(tmp_path_factory.mktemp("dashboard")),
+            render.server_settings(f"{events_base}/events", CHALLENGE_TTL_S),
+            workers=2,
+        ) as server,
+    ):
         server.reset()
         first_at, first = time.time(), get_metrics(server)
         workload = render.Workload(server, seed=3)
@@ -190,8 +198,11 @@ def scraped(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactor
             workload.forgeries(session, count=2)
             workload.redis_pause(3.0)
             # Needs Redis: times out (2 s), a 503 and a Redis error.
-            paused = session.get(server.url("/v1/verifications/vf_during_the_pause"),
-                                 headers={**AUTH, "X-Forwarded-For": workload.ip()}, timeout=30)
+            paused = session.get(
+                server.url("/v1/verifications/vf_during_the_pause"),
+                headers={**AUTH, "X-Forwarded-For": workload.ip()},
+                timeout=30,
+            )
             assert paused.status_code in (404, 503), paused.text
         deadline = time.monotonic() + SETTLE_S
         last = get_metrics(server)
@@ -209,8 +220,7 @@ def test_every_metric_the_dashboard_queries_is_in_a_real_scrape(scraped: Scraped
 def test_every_panel_finds_a_series_in_the_scrape(scraped: Scraped) -> None:
     """The queries' label names and values match what the app records (a typo in ``result="rejected"`` would
     leave a panel empty), and the page draws."""
-    scrapes = [render.parse_scrape(scraped.first, scraped.first_at), render.parse_scrape(scraped.last,
-                                                                                          scraped.last_at)]
+    scrapes = [render.parse_scrape(scraped.first, scraped.first_at), render.parse_scrape(scraped.last, scraped.last_at)]
     evaluator = render.Evaluator(scrapes)
     variables = render.variables_for(scrapes, 10)
     empty = [panel["title"] for panel in data_panels() if not render.panel_frames(panel, evaluator, variables)]

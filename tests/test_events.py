@@ -75,8 +75,9 @@ def test_the_signature_format() -> None:
 
 
 def test_the_newest_events_secret_signs(settings: Settings, receiver: Receiver, clock: MovableClock) -> None:
-    client = create_app(replace(settings, events_secrets=("rotated-in-secret", EVENTS_SECRET)), clock=clock,
-                        background=False).test_client()
+    client = create_app(
+        replace(settings, events_secrets=("rotated-in-secret", EVENTS_SECRET)), clock=clock, background=False
+    ).test_client()
     vid = start(client).get_json()["id"]
     check(client, vid, last_code(client))
     assert run_once(events_of(client)) == 1
@@ -106,7 +107,8 @@ def test_an_approval_is_posted_signed(client: FlaskClient, receiver: Receiver, c
 
 
 def test_a_failing_receiver_gets_retries_with_backoff_and_the_same_event_id(
-        client: FlaskClient, receiver: Receiver, clock: MovableClock) -> None:
+    client: FlaskClient, receiver: Receiver, clock: MovableClock
+) -> None:
     receiver.fail_first = 2
     vid = start(client).get_json()["id"]
     check(client, vid, last_code(client))
@@ -124,8 +126,9 @@ def test_a_failing_receiver_gets_retries_with_backoff_and_the_same_event_id(
         check_signature(headers, body)
 
 
-def test_a_pending_event_survives_a_restart(settings: Settings, client: FlaskClient, receiver: Receiver,
-                                            clock: MovableClock) -> None:
+def test_a_pending_event_survives_a_restart(
+    settings: Settings, client: FlaskClient, receiver: Receiver, clock: MovableClock
+) -> None:
     receiver.fail_first = 1
     vid = start(client).get_json()["id"]
     check(client, vid, last_code(client))
@@ -136,8 +139,9 @@ def test_a_pending_event_survives_a_restart(settings: Settings, client: FlaskCli
     assert [e["type"] for e in receiver.events()] == ["verification.approved"] * 2
 
 
-def test_an_event_is_dropped_after_24_hours(client: FlaskClient, receiver: Receiver, clock: MovableClock,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_an_event_is_dropped_after_24_hours(
+    client: FlaskClient, receiver: Receiver, clock: MovableClock, caplog: pytest.LogCaptureFixture
+) -> None:
     receiver.fail_first = 10**6
     vid = start(client).get_json()["id"]
     check(client, vid, last_code(client))
@@ -164,8 +168,9 @@ def test_a_failed_delivery_report_is_an_event(client: FlaskClient, receiver: Rec
     assert event["type"] == "verification.failed" and event["data"]["delivery"]["status"] == "failed"
 
 
-def test_an_unapproved_verification_that_expires_is_an_event(settings: Settings, receiver: Receiver,
-                                                             clock: MovableClock) -> None:
+def test_an_unapproved_verification_that_expires_is_an_event(
+    settings: Settings, receiver: Receiver, clock: MovableClock
+) -> None:
     client = create_app(replace(settings, challenge_ttl=1), clock=clock, background=False).test_client()
     expiring = start(client).get_json()
     approved = start(client, "+79991234568").get_json()
@@ -200,8 +205,7 @@ def test_without_a_url_nothing_is_queued(redis_url: str, clock: MovableClock) ->
     """Without a receiver no event is journaled or queued; expiries are still watched, for the metrics."""
     from tests.conftest import make_settings
 
-    client = create_app(replace(make_settings(redis_url), challenge_ttl=1), clock=clock,
-                        background=False).test_client()
+    client = create_app(replace(make_settings(redis_url), challenge_ttl=1), clock=clock, background=False).test_client()
     approved = start(client).get_json()["id"]
     check(client, approved, last_code(client))
     start(client, "+79990001122")  # left to expire
@@ -212,10 +216,14 @@ def test_without_a_url_nothing_is_queued(redis_url: str, clock: MovableClock) ->
     service.events.sweep()
     store = service.store
     assert store.client.keys("*{events}*") == []
-    assert not any(b'"kind": "event"' in value or b'"kind":"event"' in value
-                   for key in store.client.keys("*journal*") for value in store.client.hvals(key))
+    assert not any(
+        b'"kind": "event"' in value or b'"kind":"event"' in value
+        for key in store.client.keys("*journal*")
+        for value in store.client.hvals(key)
+    )
     expired = service.metrics.registry.get_sample_value(
-        "verify_verifications_expired_total", {"channel": "sms", "provider": "sandbox", "country": "RU"})
+        "verify_verifications_expired_total", {"channel": "sms", "provider": "sandbox", "country": "RU"}
+    )
     assert expired == 1  # the unapproved one; the approved one is not counted
 
 
@@ -233,8 +241,9 @@ def test_the_background_thread_delivers(settings: Settings, receiver: Receiver) 
     assert [e["type"] for e in receiver.events()] == ["verification.approved"]
 
 
-def test_an_event_survives_a_worker_dying_while_moving_it(client: FlaskClient, receiver: Receiver,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_event_survives_a_worker_dying_while_moving_it(
+    client: FlaskClient, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     vid = start(client).get_json()["id"]
     assert check(client, vid, last_code(client)).status_code == 200  # its event is journaled, not yet queued
     events = events_of(client)

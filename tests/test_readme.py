@@ -50,12 +50,14 @@ def test_events_receiver() -> None:
     readme = example("receiver")
     readme["EVENTS_SECRET"] = "events-secret-0123456789"
     client = readme["app"].test_client()
-    body = json.dumps({"id": "evt_1", "type": "verification.approved", "created_at": "x",
-                       "data": {"phone": "+79991234567"}}).encode()
+    body = json.dumps(
+        {"id": "evt_1", "type": "verification.approved", "created_at": "x", "data": {"phone": "+79991234567"}}
+    ).encode()
 
     def post(payload: bytes, header: str) -> int:
-        response = client.post("/hooks/verify", data=payload, headers={"Verify-Signature": header,
-                                                                        "Content-Type": "application/json"})
+        response = client.post(
+            "/hooks/verify", data=payload, headers={"Verify-Signature": header, "Content-Type": "application/json"}
+        )
         return int(response.status_code)
 
     good = signature("events-secret-0123456789", int(time.time()), body)

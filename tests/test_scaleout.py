@@ -64,8 +64,11 @@ def code_for(smsc: CountingSmsc, number: str) -> str:
 
 
 def is_problem(reply: Reply, status: int, problem: str) -> bool:
-    return (reply.status == status and reply.problem == problem
-            and reply.content_type.startswith("application/problem+json"))
+    return (
+        reply.status == status
+        and reply.problem == problem
+        and reply.content_type.startswith("application/problem+json")
+    )
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
@@ -99,8 +102,10 @@ def instances(redis_cluster: EmbeddedCluster, logs: Path) -> Iterator[Instances]
         with serving(receiver) as base:
             receiver.url = f"{base}/hooks/verify"
             settings["VERIFY_EVENTS_URL"] = receiver.url
-            with gunicorn_server(redis_cluster.url, logs, settings, workers=1, smsc=smsc, name="one") as one, \
-                    gunicorn_server(redis_cluster.url, logs, settings, workers=1, smsc=smsc, name="other") as other:
+            with (
+                gunicorn_server(redis_cluster.url, logs, settings, workers=1, smsc=smsc, name="one") as one,
+                gunicorn_server(redis_cluster.url, logs, settings, workers=1, smsc=smsc, name="other") as other,
+            ):
                 yield Instances(one, other, receiver)
     finally:
         smsc.stop()
@@ -132,8 +137,9 @@ def test_a_limit_taken_on_one_instance_binds_on_the_other(pair: Instances) -> No
     summary = Counter(reply.summary() for reply in replies)
     assert len(sent) == IP_PER_HOUR, f"{len(sent)} SMS for 40 starts from one IP over two instances: {summary}"
     assert summary == {"201": IP_PER_HOUR, "429 /problems/rate-limited ip": 40 - IP_PER_HOUR}
-    assert {reply.call.json["phone"] for reply in replies if reply.status == 201 and reply.call.json} == \
-        {d.phone for d in sent}
+    assert {reply.call.json["phone"] for reply in replies if reply.status == 201 and reply.call.json} == {
+        d.phone for d in sent
+    }
 
 
 def test_each_event_is_delivered_once_by_two_instances(pair: Instances) -> None:
@@ -183,8 +189,11 @@ def flow_nodes(store: Store, ip: str, number: str) -> tuple[int, set[int]]:
     quotas = Quotas.from_settings(make_settings("redis://unused"))
     assert quotas.check_ip is not None
     taken = [*quotas.for_send(ip, number, "RU", start=True), Quota(quotas.check_ip, ip)]
-    others = [store.breaker_key("smsc"), store.journal_hints_key(shard_of(tag_for(number))),  # (events on)
-              *(store.quota_key(quota) for quota in taken)]
+    others = [
+        store.breaker_key("smsc"),
+        store.journal_hints_key(shard_of(tag_for(number))),  # (events on)
+        *(store.quota_key(quota) for quota in taken),
+    ]
     return node_of(store, f"{{{tag_for(number)}}}"), {node_of(store, key) for key in others}
 
 
@@ -211,8 +220,10 @@ def victim_of(cluster: EmbeddedCluster, store: Store) -> int:
     the events outbox (which every delivery uses)."""
     assert isinstance(store.client, RedisCluster)
     primaries = {node.port for node in store.client.get_primaries()}  # type: ignore[no-untyped-call]
-    shared = {node_of(store, key) for key in (store.breaker_key("smsc"), store.schedule_keys("events")[0],
-                                              store.delivered_key())}
+    shared = {
+        node_of(store, key)
+        for key in (store.breaker_key("smsc"), store.schedule_keys("events")[0], store.delivered_key())
+    }
     return next(i for i, node in enumerate(cluster.nodes) if node.port in primaries and node.port not in shared)
 
 
@@ -221,9 +232,16 @@ def test_a_dead_primary_fails_only_its_own_keys_and_recovers(own_cluster: Embedd
     victim = victim_of(own_cluster, store)
     spared, doomed = pick_flows(store, own_cluster.nodes[victim].port)
     receiver = Receiver()
-    with serving(receiver) as base, gunicorn_server(
-            own_cluster.url, logs, {"VERIFY_CAPTCHA_MODE": "off", "VERIFY_EVENTS_URL": f"{base}/hooks",
-                                    "VERIFY_EVENTS_SECRET": EVENTS_SECRET}, workers=1, name="nodedeath") as server:
+    with (
+        serving(receiver) as base,
+        gunicorn_server(
+            own_cluster.url,
+            logs,
+            {"VERIFY_CAPTCHA_MODE": "off", "VERIFY_EVENTS_URL": f"{base}/hooks", "VERIFY_EVENTS_SECRET": EVENTS_SECRET},
+            workers=1,
+            name="nodedeath",
+        ) as server,
+    ):
         # Before: everything works, a verification lives on the victim.
         ip, number = doomed[0]
         on_victim = send(server, start(number, ip))
@@ -241,8 +259,10 @@ def test_a_dead_primary_fails_only_its_own_keys_and_recovers(own_cluster: Embedd
         assert is_problem(gone, 503, STORE_UNAVAILABLE), gone
         # Their events go out while the node is down (the journals on it wait; the others are swept).
         approved = {str(reply.body["id"]) for reply in load[:10]}
-        wait_for(lambda: approved <= {e["data"]["id"] for e in receiver.events()
-                                      if e["type"] == "verification.approved"}, "their approvals delivered")
+        wait_for(
+            lambda: approved <= {e["data"]["id"] for e in receiver.events() if e["type"] == "verification.approved"},
+            "their approvals delivered",
+        )
         # The node comes back (empty: it had no replica and no persistence): its slots work again by themselves.
         own_cluster.revive(victim)
         ip, number = doomed[6]
@@ -260,8 +280,7 @@ def test_a_dead_primary_s_replica_takes_over_its_slots(tmp_path: Path, logs: Pat
         store = Store.from_url(cluster.url, make_settings("redis://unused").redis_prefix)
         victim = victim_of(cluster, store)
         spared, doomed = pick_flows(store, cluster.nodes[victim].port)
-        with gunicorn_server(cluster.url, logs, {"VERIFY_CAPTCHA_MODE": "off"}, workers=1,
-                             name="promotion") as server:
+        with gunicorn_server(cluster.url, logs, {"VERIFY_CAPTCHA_MODE": "off"}, workers=1, name="promotion") as server:
             ip, number = doomed[0]
             before = send(server, start(number, ip))
             assert before.status == 201, before
@@ -339,9 +358,13 @@ def test_a_sentinel_failover_under_load_loses_nothing(tmp_path: Path, logs: Path
         first = watcher.sentinel_get_master_addr_by_name(sentinel.service)
         store = Store.from_url(sentinel.url, "t:")  # what check-config --live prints
         assert store.topology() == [f"sentinel master 127.0.0.1:{sentinel.master.port} (1 replicas)"]
-        with gunicorn_server(sentinel.url, logs, {"VERIFY_CAPTCHA_MODE": "off", "VERIFY_LIMIT_IP": "none",
-                                                  "VERIFY_LIMIT_PREFIX": "none"},
-                             workers=2, name="sentinel") as server:
+        with gunicorn_server(
+            sentinel.url,
+            logs,
+            {"VERIFY_CAPTCHA_MODE": "off", "VERIFY_LIMIT_IP": "none", "VERIFY_LIMIT_PREFIX": "none"},
+            workers=2,
+            name="sentinel",
+        ) as server:
             pid = server.process.pid
             stream = Stream(server)
             threads = [threading.Thread(target=stream.run, daemon=True) for _ in range(4)]
@@ -351,8 +374,10 @@ def test_a_sentinel_failover_under_load_loses_nothing(tmp_path: Path, logs: Path
             switched_at = time.monotonic()
             before = set(stream.approvals)
             watcher.execute_command("SENTINEL", "FAILOVER", sentinel.service)  # type: ignore[no-untyped-call]
-            wait_for(lambda: watcher.sentinel_get_master_addr_by_name(sentinel.service) != first,
-                     "the sentinel names the new master")
+            wait_for(
+                lambda: watcher.sentinel_get_master_addr_by_name(sentinel.service) != first,
+                "the sentinel names the new master",
+            )
             # The same gunicorn (no restart) serves on the new master.
             wait_for(lambda: stream.approved_since(time.monotonic() - 1) >= 10, "approvals on the new master")
             stream.stop.set()

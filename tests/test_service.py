@@ -125,8 +125,9 @@ def test_russian_locale_uses_the_russian_template(service: Service, gateway: Rec
     assert gateway.sent[0].text == f"Ваш код подтверждения: {gateway.sent[0].code}"
 
 
-def test_a_second_start_inside_the_cooldown_sends_nothing(service: Service, gateway: Recording,
-                                                          clock: MovableClock) -> None:
+def test_a_second_start_inside_the_cooldown_sends_nothing(
+    service: Service, gateway: Recording, clock: MovableClock
+) -> None:
     first = service.start(PHONE, "sms", None, client_ip=IP)
     clock.advance(29)
     again = service.start(PHONE, "sms", None, client_ip=IP)
@@ -135,7 +136,8 @@ def test_a_second_start_inside_the_cooldown_sends_nothing(service: Service, gate
 
 
 def test_a_second_start_after_the_cooldown_sends_a_new_code_that_replaces_the_old(
-        service: Service, gateway: Recording, clock: MovableClock) -> None:
+    service: Service, gateway: Recording, clock: MovableClock
+) -> None:
     first = service.start(PHONE, "sms", None, client_ip=IP)
     clock.advance(30)
     again = service.start(PHONE, "sms", None, client_ip=IP)
@@ -149,7 +151,8 @@ def test_a_second_start_after_the_cooldown_sends_a_new_code_that_replaces_the_ol
 
 
 def test_starts_after_the_last_send_return_the_verification_without_failing(
-        settings: Settings, clock: MovableClock) -> None:
+    settings: Settings, clock: MovableClock
+) -> None:
     gateway = Recording()
     service = make_service(replace(settings, max_sends=2), clock, gateway)
     vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
@@ -164,8 +167,7 @@ def test_starts_after_the_last_send_return_the_verification_without_failing(
 
 def test_a_start_while_the_first_send_is_in_flight_asks_to_retry(service: Service, clock: MovableClock) -> None:
     # Another worker has opened the verification and is still waiting for its gateway.
-    opened = service.store.run(Batch.start, PHONE, "RU", "sms", "", int(clock() * 1000), 120_000, 30_000, 5, "n",
-                               None)
+    opened = service.store.run(Batch.start, PHONE, "RU", "sms", "", int(clock() * 1000), 120_000, 30_000, 5, "n", None)
     assert opened.outcome == "created"
     with pytest.raises(StartInProgress) as caught:
         service.start(PHONE, "sms", None, client_ip=IP)
@@ -315,8 +317,9 @@ def test_challenges_expire_by_redis_ttl(settings: Settings, clock: MovableClock)
     assert service.start(PHONE, "sms", None, client_ip=IP).created
 
 
-def test_the_circuit_breaker_skips_a_failing_gateway_then_tries_it_again(settings: Settings,
-                                                                          clock: MovableClock) -> None:
+def test_the_circuit_breaker_skips_a_failing_gateway_then_tries_it_again(
+    settings: Settings, clock: MovableClock
+) -> None:
     settings = replace(settings, breaker_failures=3, breaker_cooldown=60)
     down, up = Failing.named("down")(ProviderError("down", "timeout", transient=True)), Recording()
     service = make_service(settings, clock, down, up)
@@ -389,8 +392,8 @@ def test_the_service_imports_nothing_that_imports_flask() -> None:
         seen.add(module)
         for name in _imports(module):
             assert name.split(".")[0] != "flask", f"verify.{module} imports {name}"
-            if name.startswith("verify.") and name[len("verify."):] not in seen:
-                todo.append(name[len("verify."):])
+            if name.startswith("verify.") and name[len("verify.") :] not in seen:
+                todo.append(name[len("verify.") :])
     assert {"store", "quotas", "failover", "captcha", "events"} <= seen and "ratelimit" not in seen
 
 
@@ -399,20 +402,24 @@ def test_only_the_store_talks_to_redis() -> None:
     for path in package.rglob("*.py"):
         module = ".".join(path.relative_to(package).with_suffix("").parts)
         talks = {name for name in _imports(module) if name.split(".")[0] in ("redis", "limits")}
-        allowed = {"store": talks, "errors": {"redis"},  # exception types, to render them
-                   "embedded": {"redis"},  # pings the redis-server it starts
-                   "config": {"limits"}, "quotas": {"limits"}}.get(module, set())  # parsing limit strings
+        allowed = {
+            "store": talks,
+            "errors": {"redis"},  # exception types, to render them
+            "embedded": {"redis"},  # pings the redis-server it starts
+            "config": {"limits"},
+            "quotas": {"limits"},
+        }.get(module, set())  # parsing limit strings
         assert talks <= allowed, f"verify/{path.name} imports {talks - allowed}"
 
 
-def test_a_gateway_error_echoing_the_message_logs_no_code(settings: Settings, clock: MovableClock,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_a_gateway_error_echoing_the_message_logs_no_code(
+    settings: Settings, clock: MovableClock, caplog: pytest.LogCaptureFixture
+) -> None:
     class Echoing(Named):
         name = "echo"
 
         def send_sms(self, message: SmsMessage) -> Sent:
-            raise ProviderError(self.name, f"HTTP 400: cannot deliver {message.text!r} to {message.to}",
-                                transient=True)
+            raise ProviderError(self.name, f"HTTP 400: cannot deliver {message.text!r} to {message.to}", transient=True)
 
         def balance(self) -> str:
             return "0"

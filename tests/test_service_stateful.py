@@ -71,15 +71,21 @@ class Verifications(RuleBasedStateMachine):
         super().__init__()
         url = self.url
         # The phone's limits at their defaults; the breaker out of the way, so a gateway that is back sends at once.
-        config = replace(make_settings(url), breaker_failures=1000, limit_ip="100000/hour",
-                         limit_prefix="100000/hour", events_url="http://127.0.0.1:9/hooks",
-                         events_secrets=("events-secret",))
+        config = replace(
+            make_settings(url),
+            breaker_failures=1000,
+            limit_ip="100000/hour",
+            limit_prefix="100000/hour",
+            events_url="http://127.0.0.1:9/hooks",
+            events_secrets=("events-secret",),
+        )
         self.clock = MovableClock(T0)
         self.store = Store.from_url(url, config.redis_prefix)
         self.store.client.flushall()
         self.gateway = Gateway(self.clock)
-        self.service = build_service(config, self.store, self.clock, Metrics(CollectorRegistry()), [self.gateway],
-                                     self.gateway)
+        self.service = build_service(
+            config, self.store, self.clock, Metrics(CollectorRegistry()), [self.gateway], self.gateway
+        )
         self.events = self.service.events
         self.limits = Quotas.from_settings(config).phone
         self.approvals: Counter[str] = Counter()
@@ -201,9 +207,17 @@ class Verifications(RuleBasedStateMachine):
                     assert weighted + 1 <= window.amount, (window.text, stamps)
 
 
-def test_the_invariants_hold_whatever_the_sequence(redis_server: EmbeddedRedis,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_invariants_hold_whatever_the_sequence(
+    redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(Verifications, "url", redis_server.url)
-    run_state_machine_as_test(Verifications, settings=settings(
-        max_examples=60, stateful_step_count=40, deadline=None, derandomize=True,
-        suppress_health_check=[HealthCheck.too_slow]))
+    run_state_machine_as_test(
+        Verifications,
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=40,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )

@@ -46,8 +46,12 @@ WAIT_TIMEOUT_S = 20.0
 LOAD_THREADS = 4
 # Off for this test: every start comes from one client IP and many from one number range; the limits have their own
 # tests, and here they would only turn starts into 429s.
-NO_LIMITS = {"VERIFY_LIMIT_IP": "off", "VERIFY_LIMIT_PREFIX": "off", "VERIFY_LIMIT_CHECK_IP": "off",
-             "VERIFY_CAPTCHA_MODE": "off"}
+NO_LIMITS = {
+    "VERIFY_LIMIT_IP": "off",
+    "VERIFY_LIMIT_PREFIX": "off",
+    "VERIFY_LIMIT_CHECK_IP": "off",
+    "VERIFY_CAPTCHA_MODE": "off",
+}
 
 
 def phone(i: int) -> str:
@@ -78,8 +82,9 @@ def outbox_size(service: Service) -> int:
     return int(service.store.client.zcard(service.store.schedule_keys(OUTBOX)[0]))
 
 
-def test_delivery_stops_after_the_event_being_posted_and_hands_the_rest_back(settings: Settings,
-                                                                             clock: MovableClock) -> None:
+def test_delivery_stops_after_the_event_being_posted_and_hands_the_rest_back(
+    settings: Settings, clock: MovableClock
+) -> None:
     stop = threading.Event()
     receiver = Receiver()
 
@@ -88,8 +93,9 @@ def test_delivery_stops_after_the_event_being_posted_and_hands_the_rest_back(set
         return receiver(environ, start_response)
 
     with serving(sigterm_meanwhile) as base:
-        app = create_app(replace(settings, events_url=base, events_secrets=(EVENTS_SECRET,)), clock=clock,
-                         background=False)
+        app = create_app(
+            replace(settings, events_url=base, events_secrets=(EVENTS_SECRET,)), clock=clock, background=False
+        )
         client = app.test_client()
         service: Service = app.extensions["verify"]
         approved = [approve(client, phone(i)) for i in range(3)]
@@ -239,8 +245,9 @@ def drained(redis_url: str) -> bool:
     store = Store.from_url(redis_url, Settings.redis_prefix)
     try:
         outbox, _ = store.schedule_keys(OUTBOX)
-        waiting = store.client.zcard(outbox) + sum(store.client.zcard(store.journal_hints_key(shard))
-                                                   for shard in range(SHARDS))
+        waiting = store.client.zcard(outbox) + sum(
+            store.client.zcard(store.journal_hints_key(shard)) for shard in range(SHARDS)
+        )
     finally:
         store.close()
     return waiting == 0
@@ -266,8 +273,9 @@ def test_sigterm_under_load_loses_no_request_and_no_event(redis_url: str, tmp_pa
                 receiver.armed.set()
                 assert receiver.holding.wait(WAIT_TIMEOUT_S), "the delivery loops did not both post"
                 held: list[requests.Response | None] = []
-                held_start = threading.Thread(target=lambda: held.append(load.post("/v1/verifications",
-                                                                                   {"phone": held_number})))
+                held_start = threading.Thread(
+                    target=lambda: held.append(load.post("/v1/verifications", {"phone": held_number}))
+                )
                 held_start.start()
                 assert smsc.holding.wait(WAIT_TIMEOUT_S), "the held start never reached the gateway"
                 load.terminated.set()
@@ -276,8 +284,10 @@ def test_sigterm_under_load_loses_no_request_and_no_event(redis_url: str, tmp_pa
                 smsc.release.set()  # the start in flight finishes after the server stopped listening
                 held_start.join(HOLD_TIMEOUT_S)
                 # Each worker has finished its requests and told its loop to stop (worker_exit), and waits for it.
-                wait_for(lambda: first.log.read_text(errors="replace").count("events: the loop is stopping") == 2,
-                         "both workers stopping their event loops")
+                wait_for(
+                    lambda: first.log.read_text(errors="replace").count("events: the loop is stopping") == 2,
+                    "both workers stopping their event loops",
+                )
                 posts_begun = receiver.posts
                 receiver.release.set()
                 first.process.wait(WAIT_TIMEOUT_S)
@@ -287,8 +297,12 @@ def test_sigterm_under_load_loses_no_request_and_no_event(redis_url: str, tmp_pa
                     thread.join(WAIT_TIMEOUT_S)
             log = first.log.read_text(errors="replace")
             assert first.process.returncode == 0, first.tail()
-            for trouble in ("Worker graceful timeout", "did not stop within", "Exception during worker exit",
-                            "Traceback"):
+            for trouble in (
+                "Worker graceful timeout",
+                "did not stop within",
+                "Exception during worker exit",
+                "Traceback",
+            ):
                 assert trouble not in log, f"{trouble!r} in {first.log}; its end:\n{first.tail(20)}"
             assert held and held[0] is not None and held[0].status_code == 201, held
             assert load.refused_before == [], load.refused_before
@@ -301,8 +315,12 @@ def test_sigterm_under_load_loses_no_request_and_no_event(redis_url: str, tmp_pa
                 wait_for(lambda: drained(redis_url), "the outbox emptied by the fresh server")
                 session = requests.Session()
                 with session:
-                    status = {vid: session.get(fresh.url(f"/v1/verifications/{vid}"), headers=AUTH,
-                                               timeout=30).json()["status"] for vid in load.started}
+                    status = {
+                        vid: session.get(fresh.url(f"/v1/verifications/{vid}"), headers=AUTH, timeout=30).json()[
+                            "status"
+                        ]
+                        for vid in load.started
+                    }
         approved = {vid for vid, state in status.items() if state == "approved"}
         assert set(load.approved) <= approved  # and approvals whose answer was lost count too
         events = [e for e in receiver.events() if e["type"] == APPROVED]

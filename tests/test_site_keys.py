@@ -40,8 +40,9 @@ def client_with(redis_url: str, clock: MovableClock, **overrides: Any) -> FlaskC
     return create_app(settings, clock=clock, background=False).test_client()
 
 
-def site_start(client: FlaskClient, phone: str = PHONE, headers: dict[str, str] | None = None,
-               **fields: Any) -> TestResponse:
+def site_start(
+    client: FlaskClient, phone: str = PHONE, headers: dict[str, str] | None = None, **fields: Any
+) -> TestResponse:
     return client.post("/v1/verifications", json={"phone": phone, **fields}, headers=headers or PK)
 
 
@@ -61,17 +62,29 @@ def last_text(client: FlaskClient, phone: str = PHONE) -> str:
 
 
 def test_site_keys_are_read_with_their_origins() -> None:
-    settings = Settings.from_env({**BASE,
-                                  "VERIFY_SITE_KEYS": " pk_shop = https://Shop.example/ | https://www.shop.example ,"
-                                                      "pk_two=http://127.0.0.1:8123"})
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "VERIFY_SITE_KEYS": " pk_shop = https://Shop.example/ | https://www.shop.example ,"
+            "pk_two=http://127.0.0.1:8123",
+        }
+    )
     assert settings.site_key_origins("pk_shop") == ("https://shop.example", "https://www.shop.example")
     assert settings.site_key_origins("pk_two") == ("http://127.0.0.1:8123",)
     assert settings.site_key_origins("pk_none") is None
 
 
-@pytest.mark.parametrize("value", ["shop=https://shop.example", "pk_shop=", "pk_shop=shop.example",
-                                   "pk_shop=https://shop.example/signup", "pk_shop=ftp://shop.example",
-                                   "pk_a=https://a.example,pk_a=https://b.example"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "shop=https://shop.example",
+        "pk_shop=",
+        "pk_shop=shop.example",
+        "pk_shop=https://shop.example/signup",
+        "pk_shop=ftp://shop.example",
+        "pk_a=https://a.example,pk_a=https://b.example",
+    ],
+)
 def test_a_wrong_site_key_setting_names_the_variable(value: str) -> None:
     with pytest.raises(ConfigError, match=r"^VERIFY_SITE_KEYS "):
         Settings.from_env({**BASE, "VERIFY_SITE_KEYS": value})
@@ -90,10 +103,15 @@ def test_a_site_key_starts_from_its_origin_with_cors(client: FlaskClient) -> Non
     assert www.status_code == 201 and www.headers["Access-Control-Allow-Origin"] == "https://www.shop.example"
 
 
-@pytest.mark.parametrize("headers", [{"X-Verify-Site-Key": "pk_shop", "Origin": OTHER},  # another key's origin
-                                     {"X-Verify-Site-Key": "pk_shop", "Origin": "https://evil.example"},
-                                     {"X-Verify-Site-Key": "pk_shop"},  # no Origin: not a browser on that page
-                                     {"X-Verify-Site-Key": "pk_shop", "Origin": "null"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Verify-Site-Key": "pk_shop", "Origin": OTHER},  # another key's origin
+        {"X-Verify-Site-Key": "pk_shop", "Origin": "https://evil.example"},
+        {"X-Verify-Site-Key": "pk_shop"},  # no Origin: not a browser on that page
+        {"X-Verify-Site-Key": "pk_shop", "Origin": "null"},
+    ],
+)
 def test_a_site_key_from_a_foreign_origin_or_none_is_refused(client: FlaskClient, headers: dict[str, str]) -> None:
     response = site_start(client, headers=headers)
     problem(response, 403, "forbidden")
@@ -108,14 +126,18 @@ def test_an_unknown_site_key_is_unauthorized(client: FlaskClient) -> None:
 
 
 def test_a_preflight_answers_only_an_allowed_origin(client: FlaskClient) -> None:
-    asked = {"Access-Control-Request-Method": "POST",
-             "Access-Control-Request-Headers": "content-type,x-verify-site-key"}
+    asked = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-verify-site-key",
+    }
     allowed = client.options("/v1/verifications", headers={"Origin": SHOP, **asked})
     assert allowed.status_code == 204
     assert allowed.headers["Access-Control-Allow-Origin"] == SHOP
     assert {m.strip() for m in allowed.headers["Access-Control-Allow-Methods"].split(",")} == {"GET", "POST"}
-    assert {h.strip().lower() for h in allowed.headers["Access-Control-Allow-Headers"].split(",")} \
-        >= {"content-type", "x-verify-site-key"}
+    assert {h.strip().lower() for h in allowed.headers["Access-Control-Allow-Headers"].split(",")} >= {
+        "content-type",
+        "x-verify-site-key",
+    }
     foreign = client.options("/v1/verifications", headers={"Origin": "https://evil.example", **asked})
     problem(foreign, 403, "forbidden")
     assert "Access-Control-Allow-Origin" not in foreign.headers
@@ -207,8 +229,9 @@ def test_an_app_hash_goes_on_its_own_line(client: FlaskClient) -> None:
     assert lines[-1] == "FA+9qCX9VSu"
 
 
-def test_an_app_hash_that_cannot_autofill_is_refused_before_anything_is_sent(redis_url: str,
-                                                                             clock: MovableClock) -> None:
+def test_an_app_hash_that_cannot_autofill_is_refused_before_anything_is_sent(
+    redis_url: str, clock: MovableClock
+) -> None:
     long_ru = "Ваш одноразовый код для входа в личный кабинет магазина: {code}. Никому его не сообщайте."  # noqa: RUF001
     client = client_with(redis_url, clock, sms_template_ru=long_ru, limit_ip="1/hour")
     body = problem(start(client, locale="ru", app_hash="FA+9qCX9VSu"), 400, "invalid-request")
@@ -224,11 +247,13 @@ def test_a_same_origin_page_of_the_service_is_its_own_origin(redis_url: str, clo
     client = client_with(redis_url, clock, site_keys=(("pk_demo", ("http://localhost",)),))
     own = {"X-Verify-Site-Key": "pk_demo", "Origin": "http://localhost"}
     vid = site_start(client, headers=own).get_json()["id"]
-    polled = client.get(f"/v1/verifications/{vid}", headers={"X-Verify-Site-Key": "pk_demo",
-                                                              "Sec-Fetch-Site": "same-origin"})
+    polled = client.get(
+        f"/v1/verifications/{vid}", headers={"X-Verify-Site-Key": "pk_demo", "Sec-Fetch-Site": "same-origin"}
+    )
     assert polled.status_code == 200
-    cross = client.get(f"/v1/verifications/{vid}", headers={"X-Verify-Site-Key": "pk_demo",
-                                                             "Sec-Fetch-Site": "cross-site"})
+    cross = client.get(
+        f"/v1/verifications/{vid}", headers={"X-Verify-Site-Key": "pk_demo", "Sec-Fetch-Site": "cross-site"}
+    )
     problem(cross, 403, "forbidden")
 
 

@@ -19,24 +19,27 @@ from verify.config import DEFAULT_SMS_TEMPLATE, DEFAULT_SMS_TEMPLATE_RU
 from verify.sms import APP_HASH_RE, SmsSize, UnfitForAutofill, compose, measure, webotp_host
 
 
-@pytest.mark.parametrize(("text", "encoding", "units", "parts"), [
-    ("a" * 160, "GSM-7", 160, 1),
-    ("a" * 161, "GSM-7", 161, 2),
-    ("a" * 306, "GSM-7", 306, 2),
-    ("a" * 307, "GSM-7", 307, 3),
-    ("€" * 80, "GSM-7", 160, 1),
-    ("€" * 81, "GSM-7", 162, 2),
-    ("[" * 76 + "a" * 7, "GSM-7", 159, 1),
-    ("a" * 152 + "€" + "a" * 10, "GSM-7", 164, 2),
-    ("П" * 70, "UCS-2", 70, 1),
-    ("П" * 71, "UCS-2", 71, 2),
-    ("П" * 134, "UCS-2", 134, 2),
-    ("П" * 135, "UCS-2", 135, 3),
-    ("😀" * 35, "UCS-2", 70, 1),
-    ("😀" * 36, "UCS-2", 72, 2),
-    ("Hello ç", "UCS-2", 7, 1),
-    ("Hello Ç", "GSM-7", 7, 1),
-])
+@pytest.mark.parametrize(
+    ("text", "encoding", "units", "parts"),
+    [
+        ("a" * 160, "GSM-7", 160, 1),
+        ("a" * 161, "GSM-7", 161, 2),
+        ("a" * 306, "GSM-7", 306, 2),
+        ("a" * 307, "GSM-7", 307, 3),
+        ("€" * 80, "GSM-7", 160, 1),
+        ("€" * 81, "GSM-7", 162, 2),
+        ("[" * 76 + "a" * 7, "GSM-7", 159, 1),
+        ("a" * 152 + "€" + "a" * 10, "GSM-7", 164, 2),
+        ("П" * 70, "UCS-2", 70, 1),
+        ("П" * 71, "UCS-2", 71, 2),
+        ("П" * 134, "UCS-2", 134, 2),
+        ("П" * 135, "UCS-2", 135, 3),
+        ("😀" * 35, "UCS-2", 70, 1),
+        ("😀" * 36, "UCS-2", 72, 2),
+        ("Hello ç", "UCS-2", 7, 1),
+        ("Hello Ç", "GSM-7", 7, 1),
+    ],
+)
 def test_providers_md_vectors(text: str, encoding: str, units: int, parts: int) -> None:
     assert measure(text) == SmsSize(encoding, units, parts)
 
@@ -98,9 +101,15 @@ def parse_otp_message(message: str) -> tuple[str, str, str | None] | None:
 def test_the_parser_follows_the_spec_examples() -> None:
     # The examples of the spec's "Authoring" section, so the oracle below is itself checked.
     assert parse_otp_message("747723 is your ExampleCo authentication code.\n\n@example.com #747723") == (
-        "example.com", "747723", None)
+        "example.com",
+        "747723",
+        None,
+    )
     assert parse_otp_message("@example.com #747723 @ecommerce.example $future") == (
-        "example.com", "747723", "ecommerce.example")
+        "example.com",
+        "747723",
+        "ecommerce.example",
+    )
     assert parse_otp_message("something @example.com #747723") is None
     assert parse_otp_message("#747723 @ecommerce.example @example.com") is None
     assert parse_otp_message("@example.com code #747723") is None
@@ -109,15 +118,18 @@ def test_the_parser_follows_the_spec_examples() -> None:
     assert parse_otp_message("@example.com #747723\n") is None  # the last line is then empty
 
 
-@pytest.mark.parametrize(("text", "host", "app_hash", "expected"), [
-    (EN, None, None, "Your verification code: 123456"),
-    (EN, HOST, None, "Your verification code: 123456\n@shop.example #123456"),
-    (RU, HOST, None, "Ваш код подтверждения: 123456\n@shop.example #123456"),
-    (EN, None, HASH, "Your verification code: 123456\nFA+9qCX9VSu"),
-    (RU, None, HASH, "Ваш код подтверждения: 123456\nFA+9qCX9VSu"),
-    (EN, HOST, HASH, "Your verification code: 123456\nFA+9qCX9VSu\n@shop.example #123456"),
-    (RU, HOST, HASH, "Ваш код подтверждения: 123456\nFA+9qCX9VSu\n@shop.example #123456"),
-])
+@pytest.mark.parametrize(
+    ("text", "host", "app_hash", "expected"),
+    [
+        (EN, None, None, "Your verification code: 123456"),
+        (EN, HOST, None, "Your verification code: 123456\n@shop.example #123456"),
+        (RU, HOST, None, "Ваш код подтверждения: 123456\n@shop.example #123456"),
+        (EN, None, HASH, "Your verification code: 123456\nFA+9qCX9VSu"),
+        (RU, None, HASH, "Ваш код подтверждения: 123456\nFA+9qCX9VSu"),
+        (EN, HOST, HASH, "Your verification code: 123456\nFA+9qCX9VSu\n@shop.example #123456"),
+        (RU, HOST, HASH, "Ваш код подтверждения: 123456\nFA+9qCX9VSu\n@shop.example #123456"),
+    ],
+)
 def test_the_exact_texts(text: str, host: str | None, app_hash: str | None, expected: str) -> None:
     assert compose(text, CODE, origin_host=host, app_hash=app_hash) == expected
 
@@ -157,10 +169,15 @@ def test_gsm7_up_to_140_bytes_fits(septets: int, octets: int) -> None:
 def test_gsm7_at_141_bytes_is_refused() -> None:
     with pytest.raises(UnfitForAutofill) as refused:
         compose(_gsm7_text(161), CODE, origin_host=None, app_hash=HASH)
-    assert str(refused.value) == refused.value.reason == (
-        "with app_hash the SMS must fit one message of 140 bytes for Android's SMS Retriever, but this one takes "
-        "141 bytes, 1 over: it is GSM-7, so one message holds 160 septets, and it needs 161. Start without "
-        "app_hash, or with a shorter template.")
+    assert (
+        str(refused.value)
+        == refused.value.reason
+        == (
+            "with app_hash the SMS must fit one message of 140 bytes for Android's SMS Retriever, but this one takes "
+            "141 bytes, 1 over: it is GSM-7, so one message holds 160 septets, and it needs 161. Start without "
+            "app_hash, or with a shorter template."
+        )
+    )
     assert isinstance(refused.value, ValueError)
 
 
@@ -201,7 +218,8 @@ def test_ucs2_at_142_bytes_is_refused() -> None:
         "with app_hash the SMS must fit one message of 140 bytes for Android's SMS Retriever, but this one takes "
         "142 bytes, 2 over: it is UCS-2 (the template has characters outside GSM-7, such as 'П'), so one message "
         "holds 70 UTF-16 units, and it needs 71. Start without app_hash, or with a shorter template, or one in "
-        "GSM-7 (160 characters fit).")
+        "GSM-7 (160 characters fit)."
+    )
 
 
 def test_an_astral_character_counts_two_units() -> None:
@@ -237,9 +255,19 @@ def test_without_app_hash_any_length_goes() -> None:
     assert measure(message).parts == 4 and parse_otp_message(message) == (HOST, CODE, None)
 
 
-@pytest.mark.parametrize("app_hash", [
-    "FA+9qCX9VS", "FA+9qCX9VSuX", "FA-9qCX9VSu", "FA+9qCX9VS_", "FA+9qCX9VS=", "FA+9qCX9VSu\n", " FA+9qCX9VSu", "",
-])
+@pytest.mark.parametrize(
+    "app_hash",
+    [
+        "FA+9qCX9VS",
+        "FA+9qCX9VSuX",
+        "FA-9qCX9VSu",
+        "FA+9qCX9VS_",
+        "FA+9qCX9VS=",
+        "FA+9qCX9VSu\n",
+        " FA+9qCX9VSu",
+        "",
+    ],
+)
 def test_a_malformed_app_hash_is_refused(app_hash: str) -> None:
     assert not APP_HASH_RE.match(app_hash)
     with pytest.raises(UnfitForAutofill, match="app_hash must be your app's 11-character SMS Retriever hash"):
@@ -251,16 +279,19 @@ def test_the_app_hash_alphabet_is_base64() -> None:
         assert APP_HASH_RE.match(app_hash)
 
 
-@pytest.mark.parametrize(("host", "written"), [
-    ("shop.example", "shop.example"),
-    ("Shop.EXAMPLE", "shop.example"),
-    ("магазин.example", "xn--80aairftm.example"),
-    ("Магазин.Example", "xn--80aairftm.example"),
-    ("xn--80aairftm.example", "xn--80aairftm.example"),
-    ("bücher.example", "xn--bcher-kva.example"),
-    ("straße.de", "xn--strae-oqa.de"),  # UTS #46 nontransitional, as browsers' URL parsers: ß stays ß
-    ("localhost", "localhost"),
-])
+@pytest.mark.parametrize(
+    ("host", "written"),
+    [
+        ("shop.example", "shop.example"),
+        ("Shop.EXAMPLE", "shop.example"),
+        ("магазин.example", "xn--80aairftm.example"),
+        ("Магазин.Example", "xn--80aairftm.example"),
+        ("xn--80aairftm.example", "xn--80aairftm.example"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("straße.de", "xn--strae-oqa.de"),  # UTS #46 nontransitional, as browsers' URL parsers: ß stays ß
+        ("localhost", "localhost"),
+    ],
+)
 def test_the_host_is_written_as_an_origin_holds_it(host: str, written: str) -> None:
     message = compose(EN, CODE, origin_host=host, app_hash=None)
     assert message.split("\n")[-1] == f"@{written} #{CODE}"
@@ -268,43 +299,69 @@ def test_the_host_is_written_as_an_origin_holds_it(host: str, written: str) -> N
     assert match is not None and match.groups() == (written, CODE)
 
 
-@pytest.mark.parametrize("host", [
-    "shop.example:8443", "shop.example:443", "[::1]", "::1", "my_shop.example", "shop example", "shop.example/",
-    "user@shop.example", "", "a..example", "-shop.example", "☃.example",
-])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "shop.example:8443",
+        "shop.example:443",
+        "[::1]",
+        "::1",
+        "my_shop.example",
+        "shop example",
+        "shop.example/",
+        "user@shop.example",
+        "",
+        "a..example",
+        "-shop.example",
+        "☃.example",
+    ],
+)
 def test_a_host_no_webotp_parser_takes_is_refused(host: str) -> None:
     with pytest.raises(ValueError, match="WebOTP host") as refused:
         compose(EN, CODE, origin_host=host, app_hash=None)
     assert not isinstance(refused.value, UnfitForAutofill)  # configuration, not the client's to fix
 
 
-@pytest.mark.parametrize(("origin", "host"), [
-    ("https://shop.example", "shop.example"),
-    ("https://Shop.Example/", "shop.example"),
-    ("https://shop.example:443", "shop.example"),
-    ("https://магазин.example", "xn--80aairftm.example"),
-])
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        ("https://shop.example", "shop.example"),
+        ("https://Shop.Example/", "shop.example"),
+        ("https://shop.example:443", "shop.example"),
+        ("https://магазин.example", "xn--80aairftm.example"),
+    ],
+)
 def test_webotp_host_of_an_origin(origin: str, host: str) -> None:
     assert webotp_host(origin) == host
 
 
-@pytest.mark.parametrize(("origin", "why"), [
-    ("http://shop.example", "not https"),
-    ("https://shop.example:8443", "cannot name a page on port 8443"),
-    ("https://shop.example:99999", "invalid port"),
-    ("https://[::1]", "no IPv6 literal"),
-    ("https://shop.example/login", "not an origin"),
-    ("https://user@shop.example", "not an origin"),
-    ("shop.example", "not https"),
-])
+@pytest.mark.parametrize(
+    ("origin", "why"),
+    [
+        ("http://shop.example", "not https"),
+        ("https://shop.example:8443", "cannot name a page on port 8443"),
+        ("https://shop.example:99999", "invalid port"),
+        ("https://[::1]", "no IPv6 literal"),
+        ("https://shop.example/login", "not an origin"),
+        ("https://user@shop.example", "not an origin"),
+        ("shop.example", "not https"),
+    ],
+)
 def test_webotp_host_refuses_what_the_line_cannot_name(origin: str, why: str) -> None:
     with pytest.raises(ValueError, match=re.escape(why)):
         webotp_host(origin)
 
 
-@pytest.mark.parametrize(("text", "code"), [
-    ("code 12 34", "12 34"), ("code 12#34", "12#34"), ("code ", ""), ("code 1234", "5678"), ("code\t1\t", "1\t"),
-])
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("code 12 34", "12 34"),
+        ("code 12#34", "12#34"),
+        ("code ", ""),
+        ("code 1234", "5678"),
+        ("code\t1\t", "1\t"),
+    ],
+)
 def test_a_code_the_line_cannot_carry_is_refused(text: str, code: str) -> None:
     with pytest.raises(ValueError):
         compose(text, code, origin_host=HOST, app_hash=None)
@@ -337,21 +394,28 @@ def texts(draw: st.DrawFn, code: str) -> str:
     alphabet = draw(st.sampled_from([st.sampled_from(list(GSM7_CHARS)), TEXT_ALPHABET]))
     length = draw(st.integers(0, 170))
     before = draw(st.integers(0, length))
-    return (draw(st.text(alphabet, min_size=before, max_size=before)) + code
-            + draw(st.text(alphabet, min_size=length - before, max_size=length - before)))
+    return (
+        draw(st.text(alphabet, min_size=before, max_size=before))
+        + code
+        + draw(st.text(alphabet, min_size=length - before, max_size=length - before))
+    )
 
 
 @settings(deadline=None, max_examples=400)
 @given(st.data(), CODES, st.none() | HOSTS, st.none() | HASHES)
-def test_compose_always_parses_back(data: st.DataObject, code: str, host: str | None, app_hash: str | None
-                                    ) -> None:
+def test_compose_always_parses_back(data: st.DataObject, code: str, host: str | None, app_hash: str | None) -> None:
     text = data.draw(texts(code))
-    expected_lines = [text, *([app_hash] if app_hash else []),
-                      *([f"@{idna.encode(host, uts46=True).decode()} #{code}"] if host else [])]
+    expected_lines = [
+        text,
+        *([app_hash] if app_hash else []),
+        *([f"@{idna.encode(host, uts46=True).decode()} #{code}"] if host else []),
+    ]
     expected = "\n".join(expected_lines)
     size = measure(expected)
-    event(f"{size.encoding}, app_hash {'refused' if app_hash and size.octets > 140 else bool(app_hash)}, "
-          f"WebOTP {bool(host)}")
+    event(
+        f"{size.encoding}, app_hash {'refused' if app_hash and size.octets > 140 else bool(app_hash)}, "
+        f"WebOTP {bool(host)}"
+    )
     if app_hash and size.octets > 140:
         with pytest.raises(UnfitForAutofill, match=rf"takes {size.octets} bytes, {size.octets - 140} over"):
             compose(text, code, origin_host=host, app_hash=app_hash)

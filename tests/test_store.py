@@ -46,8 +46,9 @@ def _system_redis_7() -> str | None:
 
 
 @pytest.fixture(scope="module", params=["embedded-6.2", "system-7", "cluster"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           redis_server: EmbeddedRedis) -> Iterator[EmbeddedRedis | EmbeddedCluster]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis
+) -> Iterator[EmbeddedRedis | EmbeddedCluster]:
     """The scripts must run on the embedded Redis 6.2, on 7.x, and on a 3-node cluster (one slot each)."""
     if request.param == "embedded-6.2":
         yield redis_server
@@ -76,23 +77,45 @@ def _sms(code_hash: str = "h1") -> SendCommit:
     return SendCommit("sms", code_hash, "sandbox", "m1")
 
 
-def _start(store: Store, now: int = T0, nonce: str = "n1", channel: str = "sms", phone: str = PHONE,
-           quota: Limit | None = None, max_sends: int = 5) -> Outcome[Any]:
+def _start(
+    store: Store,
+    now: int = T0,
+    nonce: str = "n1",
+    channel: str = "sms",
+    phone: str = PHONE,
+    quota: Limit | None = None,
+    max_sends: int = 5,
+) -> Outcome[Any]:
     return store.run(Batch.start, phone, "RU", channel, "en", now, LEASE, COOLDOWN, max_sends, nonce, quota)
 
 
-def _end(store: Store, record: Record, nonce: str, commit: SendCommit | None, now: int = T0,
-         quota: Limit | None = None, taken_at: int = T0) -> Outcome[Any]:
+def _end(
+    store: Store,
+    record: Record,
+    nonce: str,
+    commit: SendCommit | None,
+    now: int = T0,
+    quota: Limit | None = None,
+    taken_at: int = T0,
+) -> Outcome[Any]:
     return store.run(Batch.end_send, record, nonce, now, TTL, quota, taken_at, commit)
 
 
-def _begin(store: Store, vid: str, now: int, nonce: str, max_sends: int = 5,
-           quota: Limit | None = None) -> Outcome[Any]:
+def _begin(
+    store: Store, vid: str, now: int, nonce: str, max_sends: int = 5, quota: Limit | None = None
+) -> Outcome[Any]:
     return store.run(Batch.begin_send, vid, now, COOLDOWN, max_sends, LEASE, nonce, quota)
 
 
-def _complete(store: Store, vid: str, via: str, candidates: list[str], max_attempts: int = 5, now: int = T0,
-              failures: Limit | None = None) -> Outcome[Any]:
+def _complete(
+    store: Store,
+    vid: str,
+    via: str,
+    candidates: list[str],
+    max_attempts: int = 5,
+    now: int = T0,
+    failures: Limit | None = None,
+) -> Outcome[Any]:
     return store.run(Batch.complete, vid, via, max_attempts, now, TTL, failures, candidates)
 
 
@@ -235,8 +258,7 @@ def test_approval_happens_once_and_burns_the_code(store: Store) -> None:
     vid = _sent(store, code_hash="right")
     first = _complete(store, vid, "code", ["other-key-hash", "right"], now=T0 + 5)
     assert first.outcome == "approved" and first.record is not None
-    assert (first.record.status, first.record.completed_via, first.record.verified_at) == ("approved", "code",
-                                                                                           T0 + 5)
+    assert (first.record.status, first.record.completed_via, first.record.verified_at) == ("approved", "code", T0 + 5)
     assert _complete(store, vid, "code", ["right"]).outcome == "not_pending"
     assert "code_hash" not in store.client.hgetall(store.record_key(vid))
 
@@ -296,8 +318,14 @@ def test_every_key_of_a_phone_shares_one_cluster_slot(store: Store) -> None:
     _end(store, opened.record, "n1", _sms("right"))
     _complete(store, opened.record.id, "code", ["wrong"], failures=failures)
     store.run(Batch.outbox_push, PHONE, {"to": PHONE})
-    keys = [store.record_key(opened.record.id), store.index_key(PHONE, "sms"), store.index_key(PHONE, "call"),
-            store.outbox_key(PHONE), store.phone_quota_key("phone", PHONE), store.phone_quota_key("fail", PHONE)]
+    keys = [
+        store.record_key(opened.record.id),
+        store.index_key(PHONE, "sms"),
+        store.index_key(PHONE, "call"),
+        store.outbox_key(PHONE),
+        store.phone_quota_key("phone", PHONE),
+        store.phone_quota_key("fail", PHONE),
+    ]
     assert all(k.startswith("test:{" + tag_for(PHONE) + "}:") for k in keys)
     assert len({key_slot(k.encode()) for k in keys}) == 1
     assert sorted(list(store.client.scan_iter())) == sorted(k for k in keys if store.client.exists(k))
@@ -313,7 +341,10 @@ def test_idempotency_claim(store: Store) -> None:
     assert store.run(Batch.claim_idempotency, "k", {"fingerprint": "g"}, 1000) == {"fingerprint": "f"}
     store.run(Batch.finish_idempotency, "k", {"fingerprint": "f", "status": 201, "body": {}}, 60_000)
     assert store.run(Batch.claim_idempotency, "k", {"fingerprint": "f"}, 1000) == {
-        "fingerprint": "f", "status": 201, "body": {}}
+        "fingerprint": "f",
+        "status": 201,
+        "body": {},
+    }
     store.run(Batch.release_idempotency, "k")
     assert store.run(Batch.claim_idempotency, "k", {"fingerprint": "f"}, 1000) is None
 
@@ -465,8 +496,11 @@ def test_phones_spread_over_every_node_of_a_cluster(redis_cluster: EmbeddedClust
         assert node is not None
         nodes.add((node.host, node.port))
         # ...while every key of one verification is in one slot, hence on one node.
-        keys = [store.record_key(opened.record.id), store.index_key(phone, "sms"),
-                store.phone_quota_key("phone", phone)]
+        keys = [
+            store.record_key(opened.record.id),
+            store.index_key(phone, "sms"),
+            store.phone_quota_key("phone", phone),
+        ]
         assert len({key_slot(k.encode()) for k in keys}) == 1
     assert nodes == {("127.0.0.1", node.port) for node in redis_cluster.nodes}
     store.close()
@@ -488,8 +522,9 @@ def test_a_cluster_batch_sends_each_command_straight_to_its_node(redis_cluster: 
     _start(store, phone=PHONE)  # the scripts loaded
     before = commands()
     batch = store.batch()
-    opened = [batch.start(f"+7999123{i:04d}", "RU", "sms", "en", T0, LEASE, COOLDOWN, 5, "n1", None)
-              for i in range(10)]  # ten phones, spread over the three nodes
+    opened = [
+        batch.start(f"+7999123{i:04d}", "RU", "sms", "en", T0, LEASE, COOLDOWN, 5, "n1", None) for i in range(10)
+    ]  # ten phones, spread over the three nodes
     batch.run()
     assert all(op.value.outcome == "created" for op in opened)
     assert commands() == before
@@ -503,10 +538,13 @@ def test_a_cluster_or_sentinel_that_does_not_answer_stops_the_start(url: str) ->
     assert caught.value.variable == "VERIFY_REDIS_URL"
 
 
-@pytest.mark.parametrize(("args", "reason"), [
-    (("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"), "no node owns a slot"),  # not created
-    ((), "Cluster mode is not enabled"),  # a plain server named as a cluster
-])
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"), "no node owns a slot"),  # not created
+        ((), "Cluster mode is not enabled"),  # a plain server named as a cluster
+    ],
+)
 def test_a_cluster_that_is_not_ready_stops_the_start(tmp_path: Path, args: tuple[str, ...], reason: str) -> None:
     node = EmbeddedRedis(tmp_path, port=free_cluster_port(), args=args)
     node.start()
@@ -518,8 +556,16 @@ def test_a_cluster_that_is_not_ready_stops_the_start(tmp_path: Path, args: tuple
         node.stop()
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis+cluster://", "redis+cluster://host",
-                                 "redis+sentinel://127.0.0.1:26379", "redis+cluster://127.0.0.1:x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:6379",
+        "redis+cluster://",
+        "redis+cluster://host",
+        "redis+sentinel://127.0.0.1:26379",
+        "redis+cluster://127.0.0.1:x",
+    ],
+)
 def test_a_malformed_redis_url_names_the_variable(url: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_url(url)
@@ -529,7 +575,15 @@ def test_a_malformed_redis_url_names_the_variable(url: str) -> None:
 def test_every_form_of_the_redis_url() -> None:
     assert parse_url("redis://:pw@127.0.0.1:6379/0")[0] == "redis"
     assert parse_url("rediss://h:6380/0")[0] == "rediss"
-    assert parse_url("redis+cluster://:secret@h1:7000,h2:7001") == ("redis+cluster", "secret",
-                                                                     [("h1", 7000), ("h2", 7001)], "")
-    assert parse_url("redis+sentinel://h1:26379,h2:26380/mymaster") == ("redis+sentinel", None,
-                                                                        [("h1", 26379), ("h2", 26380)], "mymaster")
+    assert parse_url("redis+cluster://:secret@h1:7000,h2:7001") == (
+        "redis+cluster",
+        "secret",
+        [("h1", 7000), ("h2", 7001)],
+        "",
+    )
+    assert parse_url("redis+sentinel://h1:26379,h2:26380/mymaster") == (
+        "redis+sentinel",
+        None,
+        [("h1", 26379), ("h2", 26380)],
+        "mymaster",
+    )

@@ -33,12 +33,15 @@ def test_expiry_counts_from_approval() -> None:
         secrets.verify(token)
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),
-    lambda t: "x" + t,
-    lambda t: "",
-    lambda t: "not.a.token",
-])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),
+        lambda t: "x" + t,
+        lambda t: "",
+        lambda t: "not.a.token",
+    ],
+)
 def test_tampered_tokens_are_invalid(mangle: object) -> None:
     secrets = Secrets((NEW,), 3600, MovableClock(PROOF.verified_at))
     assert callable(mangle)
@@ -68,8 +71,13 @@ def test_offline_verification_as_the_readme_shows() -> None:
     # What a customer's backend does, with only itsdangerous and the secret key list (newest first).
     serializer = URLSafeTimedSerializer(list(reversed([NEW, OLD])), salt=PROOF_SALT)
     data, signed_at = serializer.loads(token, max_age=10**10, return_timestamp=True)
-    assert data == {"vid": PROOF.verification_id, "phone": PROOF.phone, "channel": "sms", "via": "code",
-                    "at": PROOF.verified_at}
+    assert data == {
+        "vid": PROOF.verification_id,
+        "phone": PROOF.phone,
+        "channel": "sms",
+        "via": "code",
+        "at": PROOF.verified_at,
+    }
     assert int(signed_at.timestamp()) == PROOF.verified_at
 
 

@@ -43,13 +43,23 @@ def gateways() -> Iterator[tuple[SmscEmulator, ZoomConnectEmulator, D7Emulator]]
 
 def gateway_settings(redis_url: str, smsc: SmscEmulator, zoom: ZoomConnectEmulator, d7: D7Emulator) -> Settings:
     return replace(
-        make_settings(redis_url), sandbox=False, sms_providers=("smsc",), call_provider="smsc",
-        http_connect_timeout=HTTP_CONNECT_TIMEOUT, http_read_timeout=HTTP_READ_TIMEOUT,
+        make_settings(redis_url),
+        sandbox=False,
+        sms_providers=("smsc",),
+        call_provider="smsc",
+        http_connect_timeout=HTTP_CONNECT_TIMEOUT,
+        http_read_timeout=HTTP_READ_TIMEOUT,
         public_url="https://verify.example",
         smsc=SmscSettings(url=smsc.url, apikey=SMSC_KEY, secrets=(SMSC_SECRET,)),
         zoomconnect=ZoomConnectSettings(url=zoom.url, email=EMAIL, token=TOKEN, secrets=(ZOOM_SECRET,)),
-        d7=D7Settings(api="legacy", url=d7.url, username=d7_emulator.USERNAME, password=d7_emulator.PASSWORD,
-                      webhook_tokens=(D7_HOOK,)))
+        d7=D7Settings(
+            api="legacy",
+            url=d7.url,
+            username=d7_emulator.USERNAME,
+            password=d7_emulator.PASSWORD,
+            webhook_tokens=(D7_HOOK,),
+        ),
+    )
 
 
 @pytest.fixture
@@ -82,22 +92,24 @@ def sent_code(smsc: SmscEmulator) -> str:
 # SMSC
 
 
-def test_a_call_to_the_handed_out_number_approves(client: FlaskClient, served: str,
-                                                  gateways: tuple[SmscEmulator, ...], clock: MovableClock) -> None:
+def test_a_call_to_the_handed_out_number_approves(
+    client: FlaskClient, served: str, gateways: tuple[SmscEmulator, ...], clock: MovableClock
+) -> None:
     vid = start(client, channel="call").get_json()["id"]
     call = {"waitcall": "1", "phone": PHONE_DIGITS, "ts": str(int(clock()))}
-    response = smsc_emulator.post_callback(f"{served}/webhooks/smsc", call, secret=SMSC_SECRET, hash="sha1",
-                                           charset="utf-8")
+    response = smsc_emulator.post_callback(
+        f"{served}/webhooks/smsc", call, secret=SMSC_SECRET, hash="sha1", charset="utf-8"
+    )
     assert response.status_code == 200
     approved = get(client, vid)
     assert approved["status"] == "approved" and approved["completed_via"] == "call" and approved["token"]
-    again = smsc_emulator.post_callback(f"{served}/webhooks/smsc", call, secret=SMSC_SECRET, hash="sha1",
-                                        charset="utf-8")
+    again = smsc_emulator.post_callback(
+        f"{served}/webhooks/smsc", call, secret=SMSC_SECRET, hash="sha1", charset="utf-8"
+    )
     assert again.status_code == 200 and get(client, vid) == approved  # a repeated delivery changes nothing
 
 
-def test_a_replayed_old_call_callback_approves_nothing(client: FlaskClient, served: str,
-                                                       clock: MovableClock) -> None:
+def test_a_replayed_old_call_callback_approves_nothing(client: FlaskClient, served: str, clock: MovableClock) -> None:
     captured = {"waitcall": "1", "phone": PHONE_DIGITS, "ts": str(int(clock()))}
     clock.advance(3600)  # an hour later somebody starts a new call verification for the same phone
     vid = start(client, channel="call").get_json()["id"]
@@ -107,18 +119,21 @@ def test_a_replayed_old_call_callback_approves_nothing(client: FlaskClient, serv
 
 
 @pytest.mark.parametrize("tamper", ["wrong-secret", "altered", "unsigned"])
-def test_forged_smsc_callbacks_are_403_and_change_nothing(client: FlaskClient, served: str, clock: MovableClock,
-                                                          tamper: str) -> None:
+def test_forged_smsc_callbacks_are_403_and_change_nothing(
+    client: FlaskClient, served: str, clock: MovableClock, tamper: str
+) -> None:
     vid = start(client, channel="call").get_json()["id"]
     call = {"waitcall": "1", "phone": PHONE_DIGITS, "ts": str(int(clock()))}
     query, body, content_type = smsc_emulator.smsc_callback(
-        call, secret="not-the-secret" if tamper == "wrong-secret" else SMSC_SECRET)
+        call, secret="not-the-secret" if tamper == "wrong-secret" else SMSC_SECRET
+    )
     if tamper == "altered":
         body = body.replace(str(int(clock())).encode(), str(int(clock()) + 1).encode())
     if tamper == "unsigned":
         query, body, content_type = smsc_emulator.smsc_callback(call, secret=None)
-    response = requests.post(f"{served}/webhooks/smsc?{query}", data=body,
-                             headers={"Content-Type": content_type}, timeout=5)
+    response = requests.post(
+        f"{served}/webhooks/smsc?{query}", data=body, headers={"Content-Type": content_type}, timeout=5
+    )
     assert response.status_code == 403
     assert response.headers["Content-Type"] == "application/problem+json"
     assert get(client, vid)["status"] == "pending"
@@ -126,19 +141,29 @@ def test_forged_smsc_callbacks_are_403_and_change_nothing(client: FlaskClient, s
 
 @pytest.mark.parametrize("charset", ["windows-1251", "koi8-r", "utf-8"])
 @pytest.mark.parametrize("fmt_json", [False, True])
-def test_an_sms_reply_with_the_code_approves(client: FlaskClient, served: str, charset: str, fmt_json: bool,
-                                             gateways: tuple[SmscEmulator, ...]) -> None:
+def test_an_sms_reply_with_the_code_approves(
+    client: FlaskClient, served: str, charset: str, fmt_json: bool, gateways: tuple[SmscEmulator, ...]
+) -> None:
     vid = start(client).get_json()["id"]
-    reply = {"id": "77", "sms_id": vid, "phone": PHONE_DIGITS, "mes": f"Код {sent_code(gateways[0])}",
-             "to": "79990000000", "sent": str(int(time.time())), "time": str(int(time.time()))}
-    response = smsc_emulator.post_callback(f"{served}/webhooks/smsc", reply, secret=SMSC_SECRET,
-                                           charset=charset, fmt_json=fmt_json)
+    reply = {
+        "id": "77",
+        "sms_id": vid,
+        "phone": PHONE_DIGITS,
+        "mes": f"Код {sent_code(gateways[0])}",
+        "to": "79990000000",
+        "sent": str(int(time.time())),
+        "time": str(int(time.time())),
+    }
+    response = smsc_emulator.post_callback(
+        f"{served}/webhooks/smsc", reply, secret=SMSC_SECRET, charset=charset, fmt_json=fmt_json
+    )
     assert response.status_code == 200
     assert get(client, vid)["completed_via"] == "sms_reply"
 
 
-def test_a_reply_from_another_phone_approves_nothing(client: FlaskClient, served: str,
-                                                     gateways: tuple[SmscEmulator, ...]) -> None:
+def test_a_reply_from_another_phone_approves_nothing(
+    client: FlaskClient, served: str, gateways: tuple[SmscEmulator, ...]
+) -> None:
     vid = start(client).get_json()["id"]
     reply = {"id": "78", "sms_id": vid, "phone": "79997654321", "mes": sent_code(gateways[0]), "to": "79990000000"}
     assert smsc_emulator.post_callback(f"{served}/webhooks/smsc", reply, secret=SMSC_SECRET).status_code == 200
@@ -158,8 +183,9 @@ def test_an_unknown_phone_is_harmless(served: str, clock: MovableClock) -> None:
     assert smsc_emulator.post_callback(f"{served}/webhooks/smsc", call, secret=SMSC_SECRET).status_code == 200
 
 
-def test_webhooks_get_503_while_redis_is_down(tmp_path: Path, gateways: tuple[SmscEmulator, ZoomConnectEmulator,
-                                                                               D7Emulator]) -> None:
+def test_webhooks_get_503_while_redis_is_down(
+    tmp_path: Path, gateways: tuple[SmscEmulator, ZoomConnectEmulator, D7Emulator]
+) -> None:
     server = EmbeddedRedis(tmp_path)
     server.start()
     try:
@@ -177,15 +203,25 @@ def test_webhooks_get_503_while_redis_is_down(tmp_path: Path, gateways: tuple[Sm
 # Zoom Connect
 
 
-def zoom_reply(vid: str, text: str, clock: MovableClock, nonce: str = "5f0e0b7c-1111-2222-3333-444455556666",
-               age: float = 0) -> dict[str, str]:
+def zoom_reply(
+    vid: str, text: str, clock: MovableClock, nonce: str = "5f0e0b7c-1111-2222-3333-444455556666", age: float = 0
+) -> dict[str, str]:
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(clock() - age))
-    return {"from": PHONE, "repliedToMessageId": "40124213", "messageId": "124567", "message": text,
-            "date": stamp[:12], "dataField": vid, "nonce": nonce, "nonce-date": stamp}
+    return {
+        "from": PHONE,
+        "repliedToMessageId": "40124213",
+        "messageId": "124567",
+        "message": text,
+        "date": stamp[:12],
+        "dataField": vid,
+        "nonce": nonce,
+        "nonce-date": stamp,
+    }
 
 
 def test_a_zoom_connect_reply_approves_once_and_a_replay_is_refused(
-        client: FlaskClient, served: str, gateways: tuple[SmscEmulator, ...], clock: MovableClock) -> None:
+    client: FlaskClient, served: str, gateways: tuple[SmscEmulator, ...], clock: MovableClock
+) -> None:
     vid = start(client).get_json()["id"]
     url = f"{served}/webhooks/zoomconnect/reply"
     params = zoom_reply(vid, f"my code is {sent_code(gateways[0])}", clock)
@@ -196,19 +232,21 @@ def test_a_zoom_connect_reply_approves_once_and_a_replay_is_refused(
 
 
 @pytest.mark.parametrize("case", ["stale", "wrong-secret"])
-def test_stale_or_forged_zoom_connect_replies_change_nothing(client: FlaskClient, served: str,
-                                                             gateways: tuple[SmscEmulator, ...],
-                                                             clock: MovableClock, case: str) -> None:
+def test_stale_or_forged_zoom_connect_replies_change_nothing(
+    client: FlaskClient, served: str, gateways: tuple[SmscEmulator, ...], clock: MovableClock, case: str
+) -> None:
     vid = start(client).get_json()["id"]
     params = zoom_reply(vid, sent_code(gateways[0]), clock, age=901 if case == "stale" else 0)
     secret = "guess" if case == "wrong-secret" else ZOOM_SECRET
-    response = zoomconnect_emulator.post_callback(f"{served}/webhooks/zoomconnect/reply", "reply", params,
-                                                  secret=secret)
+    response = zoomconnect_emulator.post_callback(
+        f"{served}/webhooks/zoomconnect/reply", "reply", params, secret=secret
+    )
     assert response.status_code == 403 and get(client, vid)["status"] == "pending"
 
 
-def test_a_zoom_connect_delivery_report(redis_url: str, clock: MovableClock,
-                                        gateways: tuple[SmscEmulator, ZoomConnectEmulator, D7Emulator]) -> None:
+def test_a_zoom_connect_delivery_report(
+    redis_url: str, clock: MovableClock, gateways: tuple[SmscEmulator, ZoomConnectEmulator, D7Emulator]
+) -> None:
     settings = replace(gateway_settings(redis_url, *gateways), sms_providers=("zoomconnect",))
     app = create_app(settings, clock=clock, background=False)
     client = app.test_client()
@@ -216,8 +254,9 @@ def test_a_zoom_connect_delivery_report(redis_url: str, clock: MovableClock,
         vid = start(client).get_json()["id"]
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(clock()))
         report = {"messageId": "40124213", "status": "DELIVERED", "nonce": "dlr-nonce-1", "nonce-date": stamp}
-        response = zoomconnect_emulator.post_callback(f"{base}/webhooks/zoomconnect/delivery", "delivery",
-                                                      report, secret=ZOOM_SECRET)
+        response = zoomconnect_emulator.post_callback(
+            f"{base}/webhooks/zoomconnect/delivery", "delivery", report, secret=ZOOM_SECRET
+        )
         assert response.status_code == 200
         assert get(client, vid)["delivery"] == {"provider": "zoomconnect", "status": "delivered"}
 
@@ -226,8 +265,9 @@ def test_a_zoom_connect_delivery_report(redis_url: str, clock: MovableClock,
 
 
 @pytest.mark.parametrize("api", ["legacy", "v1"])
-def test_d7_delivery_reports(redis_url: str, clock: MovableClock, api: str,
-                             gateways: tuple[SmscEmulator, ZoomConnectEmulator, D7Emulator]) -> None:
+def test_d7_delivery_reports(
+    redis_url: str, clock: MovableClock, api: str, gateways: tuple[SmscEmulator, ZoomConnectEmulator, D7Emulator]
+) -> None:
     smsc, zoom, d7 = gateways
     d7.api = api
     configured = gateway_settings(redis_url, smsc, zoom, d7)
@@ -244,18 +284,25 @@ def test_d7_delivery_reports(redis_url: str, clock: MovableClock, api: str,
             url = f"{base}/webhooks/d7/{D7_HOOK}"
             ack = d7_emulator.post_dlr(url, d7_emulator.dlr_fields(message_id, "ESME_ROK"))
             assert ack.status_code == 200 and ack.text == "ACK/Jasmin"
-            assert d7_emulator.post_dlr(url, d7_emulator.dlr_fields(message_id, "UNDELIV"), method="GET").text \
+            assert (
+                d7_emulator.post_dlr(url, d7_emulator.dlr_fields(message_id, "UNDELIV"), method="GET").text
                 == "ACK/Jasmin"
-            wrong = d7_emulator.post_dlr(f"{base}/webhooks/d7/not-the-token",
-                                         d7_emulator.dlr_fields(message_id, "DELIVRD"))
+            )
+            wrong = d7_emulator.post_dlr(
+                f"{base}/webhooks/d7/not-the-token", d7_emulator.dlr_fields(message_id, "DELIVRD")
+            )
             assert wrong.status_code == 404
         else:
             assert sent["message_globals"]["report_url"] == f"https://verify.example/webhooks/d7/{D7_HOOK}/report"
             message_id = stored_message_id(client, vid)
             url = f"{base}/webhooks/d7/{D7_HOOK}/report"
             assert d7_emulator.post_report(url, d7_emulator.report_fields(message_id, "sent")).status_code == 200
-            assert d7_emulator.post_report(url, d7_emulator.report_fields(message_id, "undelivered"),
-                                           as_json=True).status_code == 200
+            assert (
+                d7_emulator.post_report(
+                    url, d7_emulator.report_fields(message_id, "undelivered"), as_json=True
+                ).status_code
+                == 200
+            )
         assert get(client, vid)["delivery"] == {"provider": "d7", "status": "failed"}
 
 

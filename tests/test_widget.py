@@ -39,14 +39,22 @@ def strings(locale: str) -> tuple[set[str], set[str]]:
 # Problems the widget words on its own: by what they mean for the person, not by their type.
 WORDED_APART = {
     "captcha-required": "shows the picture (or names the captcha provider it cannot show)",
-    "not-found": "the verification expired: start again", "not-pending": "reads it: approved, or expired",
-    "unauthorized": "the site may not use the service", "store-unavailable": "the service is down",
-    "internal-error": "the service is down", "invalid-request": "something went wrong, with the status",
+    "not-found": "the verification expired: start again",
+    "not-pending": "reads it: approved, or expired",
+    "unauthorized": "the site may not use the service",
+    "store-unavailable": "the service is down",
+    "internal-error": "the service is down",
+    "invalid-request": "something went wrong, with the status",
     "wrong-channel": "something went wrong, with the status",
 }
 # Problems a site key never meets: the widget sends no Idempotency-Key, never checks tokens, takes no webhooks.
-NOT_FOR_SITE_KEYS = {"invalid-token", "token-expired", "webhook-rejected", "idempotency-in-progress",
-                     "idempotency-mismatch"}
+NOT_FOR_SITE_KEYS = {
+    "invalid-token",
+    "token-expired",
+    "webhook-rejected",
+    "idempotency-in-progress",
+    "idempotency-mismatch",
+}
 
 
 def error_slugs(cls: type[errors.VerifyError] = errors.VerifyError) -> set[str]:
@@ -108,22 +116,26 @@ def test_the_demo_uses_the_first_site_key(redis_url: str) -> None:
     assert page.status_code == 200
     assert page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    assert re.search(r'<div data-verify-site-key="pk_first" data-verify-channel="choice"\s+'
-                     r'data-verify-country="RU"></div>', html), html
+    assert re.search(
+        r'<div data-verify-site-key="pk_first" data-verify-channel="choice"\s+'
+        r'data-verify-country="RU"></div>',
+        html,
+    ), html
     assert '<script src="/widget.js"></script>' in html
     assert 'id="inbox"' in html  # sandbox mode: the sandbox phone beside the form
 
 
 def test_the_demo_outside_sandbox_mode_has_no_sandbox_panel(redis_url: str) -> None:
-    settings = replace(make_settings(redis_url, site_keys=(("pk_first", ("http://127.0.0.1:8000",)),)),
-                       sandbox=False)
+    settings = replace(make_settings(redis_url, site_keys=(("pk_first", ("http://127.0.0.1:8000",)),)), sandbox=False)
     html = create_app(settings, background=False).test_client().get("/demo").get_data(as_text=True)
     assert 'data-verify-site-key="pk_first"' in html
     assert "/sandbox/" not in html and 'id="inbox"' not in html
 
 
-@pytest.mark.parametrize(("query", "attribute"), [
-    ("?lang=ru", ' data-verify-locale="ru"'), ("?lang=en", ' data-verify-locale="en"'), ("?lang=xx", ""), ("", "")])
+@pytest.mark.parametrize(
+    ("query", "attribute"),
+    [("?lang=ru", ' data-verify-locale="ru"'), ("?lang=en", ' data-verify-locale="en"'), ("?lang=xx", ""), ("", "")],
+)
 def test_the_demo_language(redis_url: str, query: str, attribute: str) -> None:
     settings = make_settings(redis_url, site_keys=(("pk_first", ("http://127.0.0.1:8000",)),))
     html = create_app(settings, background=False).test_client().get("/demo" + query).get_data(as_text=True)

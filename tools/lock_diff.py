@@ -35,8 +35,21 @@ def locked(lock: Path) -> tuple[dict[str, set[str]], set[str]]:
 
 def installed(python: str) -> dict[str, str]:
     """What ``pip list`` says the venv of ``python`` holds, the editable project left out."""
-    listed = subprocess.run([python, "-m", "pip", "list", "--format", "json", "--exclude-editable",  # noqa: S603
-                             "--disable-pip-version-check"], capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(  # noqa: S603 - the venv's own interpreter
+        [
+            python,
+            "-m",
+            "pip",
+            "list",
+            "--format",
+            "json",
+            "--exclude-editable",
+            "--disable-pip-version-check",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {normalized(row["name"]): row["version"] for row in json.loads(listed)}
 
 
@@ -45,8 +58,11 @@ def main(argv: list[str]) -> int:
     (pins, marked), have = locked(Path(argv[1])), installed(argv[2])
     have.pop("pip", None)  # the venv's own
     names = sorted(set(have) | (set(pins) - marked))
-    rows = [f"  {name}: lock {'/'.join(sorted(pins.get(name, {'-'})))}, newest allowed {have.get(name, '-')}"
-            for name in names if have.get(name) not in pins.get(name, set())]
+    rows = [
+        f"  {name}: lock {'/'.join(sorted(pins.get(name, {'-'})))}, newest allowed {have.get(name, '-')}"
+        for name in names
+        if have.get(name) not in pins.get(name, set())
+    ]
     print("Versions that differ from the lock:" if rows else "The newest allowed versions are the lock's.")
     print("\n".join(rows))
     return 0

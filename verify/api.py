@@ -57,8 +57,9 @@ def json_body(*, optional: bool = False) -> dict[str, Any]:
     return body
 
 
-def string_field(body: dict[str, Any], name: str, *, required: bool = False,
-                 choices: tuple[str, ...] = ()) -> str | None:
+def string_field(
+    body: dict[str, Any], name: str, *, required: bool = False, choices: tuple[str, ...] = ()
+) -> str | None:
     """``body[name]`` as a string, checked against ``choices``; absent or null gives ``None``."""
     value = body.get(name)
     if value is None:
@@ -147,9 +148,15 @@ def _preflight(site_keys: tuple[tuple[str, tuple[str, ...]], ...]) -> BaseRespon
     if not any(origin.lower() in origins for _, origins in site_keys):
         raise Forbidden("no site key may be used from this origin")
     response = Response(status=204)
-    response.headers.update({"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "GET, POST",
-                             "Access-Control-Allow-Headers": f"Content-Type, {SITE_KEY_HEADER}",
-                             "Access-Control-Max-Age": "600", "Vary": "Origin"})
+    response.headers.update(
+        {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "GET, POST",
+            "Access-Control-Allow-Headers": f"Content-Type, {SITE_KEY_HEADER}",
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        }
+    )
     return response
 
 
@@ -188,8 +195,7 @@ def start() -> Response:
     body = json_body()
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise InvalidRequest("Idempotency-Key",
-                             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+        raise InvalidRequest("Idempotency-Key", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
     if key is None:
         return _started(*_start(body))
     fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -216,8 +222,14 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     if app_hash and not APP_HASH_RE.fullmatch(app_hash):
         raise InvalidRequest("app_hash", "app_hash must be the app's 11-character SMS Retriever hash")
     otp_host = _webotp_host(g.cors_origin) if caller() else ""
-    started = service().start(e164, channel, locale, client_ip=client_ip(), captcha=captcha_field(body),
-                              source=Source(caller(), app_hash, otp_host))
+    started = service().start(
+        e164,
+        channel,
+        locale,
+        client_ip=client_ip(),
+        captcha=captcha_field(body),
+        source=Source(caller(), app_hash, otp_host),
+    )
     return (201 if started.created else 200), to_json(started.verification)
 
 
@@ -276,13 +288,19 @@ def verify_token() -> Response:
     token = string_field(json_body(), "token", required=True)
     assert token is not None  # noqa: S101 - required
     proof = service().verify_token(token)
-    return jsonify({"valid": True, "phone": proof.phone, "channel": proof.channel,
-                    "verification_id": proof.verification_id, "completed_via": proof.completed_via,
-                    "verified_at": rfc3339(proof.verified_at)})
+    return jsonify(
+        {
+            "valid": True,
+            "phone": proof.phone,
+            "channel": proof.channel,
+            "verification_id": proof.verification_id,
+            "completed_via": proof.completed_via,
+            "verified_at": rfc3339(proof.verified_at),
+        }
+    )
 
 
 # public
-
 
 
 @public.get("/healthz")
@@ -296,8 +314,9 @@ def readyz() -> BaseResponse:
     """Redis answers: 200, else 503 ``/store-unavailable``."""
     if service().ready():
         return jsonify({"status": "ok"})
-    return problem(503, "store-unavailable", "Storage is unavailable", "Redis does not answer",
-                   headers={"Retry-After": "1"})
+    return problem(
+        503, "store-unavailable", "Storage is unavailable", "Redis does not answer", headers={"Retry-After": "1"}
+    )
 
 
 @public.get("/openapi.yaml")

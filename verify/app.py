@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     if settings.sandbox:
         app.register_blueprint(sandbox.bp)
         logging.getLogger(__name__).warning(
-            "sandbox mode: /sandbox/* endpoints are on and reveal codes; never use it in production")
+            "sandbox mode: /sandbox/* endpoints are on and reveal codes; never use it in production"
+        )
 
     metrics = Metrics(CollectorRegistry(auto_describe=True))
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
@@ -56,15 +57,20 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     events = service.events
     trust_proxies(app, settings)
     app.extensions["verify"] = service
-    observe.install(app, metrics, Exposition(metrics, State(store, settings.providers, clock), settings.metrics_dir),
-                    settings.metrics_tokens)
+    observe.install(
+        app,
+        metrics,
+        Exposition(metrics, State(store, settings.providers, clock), settings.metrics_dir),
+        settings.metrics_tokens,
+    )
     if background:  # the expiry sweep runs always (the expired metric); events go out only with a receiver
         stop = threading.Event()
         loop = threading.Thread(target=events.run, args=(stop,), name="verify-events", daemon=True)
         loop.start()
         # The loop stops after the event it is posting, so waiting one POST and one Redis round trip is enough.
         app.extensions["verify.events.stop"] = stopper(
-            stop, loop, settings.http_connect_timeout + settings.http_read_timeout + SOCKET_TIMEOUT_S)
+            stop, loop, settings.http_connect_timeout + settings.http_read_timeout + SOCKET_TIMEOUT_S
+        )
     errors.register(app)
     return app
 
@@ -74,20 +80,23 @@ def stopper(stop: threading.Event, loop: threading.Thread, timeout: float) -> Ca
     ``timeout`` seconds for it to end. gunicorn.conf.py's ``worker_exit`` calls it once the worker has finished its
     requests, so the loop is not killed between posting an event and marking it delivered (which would post it
     again after the lease ran out)."""
+
     def stop_and_join() -> None:
         log = logging.getLogger(__name__)
         stop.set()
         log.info("events: the loop is stopping; waiting up to %.0f s for the event being posted", timeout)
         loop.join(timeout)
         if loop.is_alive():
-            log.warning("events: the loop did not stop within %.0f s; an event it was posting may go out again",
-                        timeout)
+            log.warning(
+                "events: the loop did not stop within %.0f s; an event it was posting may go out again", timeout
+            )
 
     return stop_and_join
 
 
-def build_service(settings: Settings, store: Store, clock: Clock, metrics: Metrics, sms: list[Provider],
-                  call: Provider | None) -> Service:
+def build_service(
+    settings: Settings, store: Store, clock: Clock, metrics: Metrics, sms: list[Provider], call: Provider | None
+) -> Service:
     """The service, with its secrets, events and captcha, over ``store`` and the gateways given."""
     secrets = Secrets(settings.secret_keys, settings.token_ttl, clock)
     events = Events(settings, store, clock, lambda record: to_json(view(record, settings, secrets)), metrics)

@@ -107,8 +107,9 @@ class Captcha:
             return {"provider": provider}
         challenge_id = secrets.token_hex(12)
         text = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
-        batch.captcha_put(challenge_id, self._digest(text, client_ip), TTL_S * 1000,
-                          text if self._settings.sandbox else None)
+        batch.captcha_put(
+            challenge_id, self._digest(text, client_ip), TTL_S * 1000, text if self._settings.sandbox else None
+        )
         png = ImageCaptcha(width=160, height=60).generate(text, format="png").getvalue()
         return {"id": challenge_id, "image": "data:image/png;base64," + base64.b64encode(png).decode()}
 
@@ -123,10 +124,11 @@ class Captcha:
     def _siteverify(self, token: str, client_ip: str) -> bool:
         settings = self._settings
         try:
-            response = self._session.post(settings.captcha_verify_url, timeout=(settings.http_connect_timeout,
-                                                                                 settings.http_read_timeout),
-                                          data={"secret": settings.captcha_secret, "response": token,
-                                                "remoteip": client_ip})
+            response = self._session.post(
+                settings.captcha_verify_url,
+                timeout=(settings.http_connect_timeout, settings.http_read_timeout),
+                data={"secret": settings.captcha_secret, "response": token, "remoteip": client_ip},
+            )
             return response.status_code == 200 and response.json().get("success") is True
         except (requests.RequestException, ValueError, AttributeError) as err:
             # Fail closed: without the provider's word the start is not let through.
@@ -144,15 +146,21 @@ class Captcha:
         self._pumping[country] = (now_ms, verdict)  # one read at a time: meanwhile the others use the last verdict
         settings = self._settings
         try:
-            stats = self._store.run(Batch.pump_read, country, now_ms, settings.pumping_threshold,
-                                    settings.pumping_min_starts)
+            stats = self._store.run(
+                Batch.pump_read, country, now_ms, settings.pumping_threshold, settings.pumping_min_starts
+            )
             if stats.warn and self._store.run(Batch.pump_warning, country):
-                log.warning("SMS pumping suspected for %s: %d of %d SMS starts in the last hour are not approved; "
-                            "SMS starts there need a captcha", country, stats.started - stats.approved,
-                            stats.started)
+                log.warning(
+                    "SMS pumping suspected for %s: %d of %d SMS starts in the last hour are not approved; "
+                    "SMS starts there need a captcha",
+                    country,
+                    stats.started - stats.approved,
+                    stats.started,
+                )
         except StoreUnavailable as err:
-            log.warning("the SMS-pumping statistics of %s could not be read (%s); keeping the last verdict",
-                        country, err)
+            log.warning(
+                "the SMS-pumping statistics of %s could not be read (%s); keeping the last verdict", country, err
+            )
             return verdict
         self._pumping[country] = (now_ms, stats.pumping)
         self._metrics.pumping.labels(country).set(1 if stats.pumping else 0)

@@ -35,10 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--workers", type=int, default=2)
     dev.add_argument("--data-dir", type=Path, default=DEV_DIR)
-    check = sub.add_parser("check-config", help="print the active settings (secrets masked) and the gateways; "
-                                                "exit 2 on a bad configuration")
-    check.add_argument("--live", action="store_true",
-                       help="also report the Redis topology found and ask each gateway for its balance")
+    check = sub.add_parser(
+        "check-config",
+        help="print the active settings (secrets masked) and the gateways; exit 2 on a bad configuration",
+    )
+    check.add_argument(
+        "--live", action="store_true", help="also report the Redis topology found and ask each gateway for its balance"
+    )
     args = parser.parse_args(argv)
     if args.command == "check-config":
         return check_config(live=args.live)
@@ -104,8 +107,9 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
     return made
 
 
-def gunicorn_command(app: str, host: str, port: int, workers: int, *, access_log: bool,
-                     log_format: str = DEFAULT_LOG_FORMAT) -> list[str]:
+def gunicorn_command(
+    app: str, host: str, port: int, workers: int, *, access_log: bool, log_format: str = DEFAULT_LOG_FORMAT
+) -> list[str]:
     """The argv that serves the WSGI ``app`` (a gunicorn app spec) with gevent workers on ``host:port``.
 
     ``verify dev`` and ``bench/load.py`` both use it, so the benchmark serves the app as ``verify dev`` does.
@@ -114,9 +118,21 @@ def gunicorn_command(app: str, host: str, port: int, workers: int, *, access_log
     or ``text``: give the app's ``Settings.log_format``, so that its lines and gunicorn's agree), so no log line
     holds a secret either way. ``access_log`` adds gunicorn's access log on stdout, besides the app's request lines.
     """
-    command = [sys.executable, "-m", "gunicorn", app, "--bind", f"{host}:{port}", "--workers", str(workers),
-               "--worker-class", "gevent", "--no-control-socket",
-               "--logger-class", LOGGER_CLASSES[log_format]]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app,
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gevent",
+        "--no-control-socket",
+        "--logger-class",
+        LOGGER_CLASSES[log_format],
+    ]
     if access_log:
         command += ["--access-logfile", "-"]
     return command
@@ -151,7 +167,8 @@ def run_dev(host: str, port: int, workers: int, data_dir: Path) -> int:
             return 2
         key = env[API_KEYS].split(",")[0].strip()
         base = f"http://{host}:{port}"
-        print(f"""
+        print(
+            f"""
 verify is starting on {base} (sandbox mode: nothing is really sent)
   Redis:   {env[REDIS_URL]}{" (embedded, data in " + str(data_dir / "redis") + ")" if embedded else ""}
   API key: {key}
@@ -160,10 +177,13 @@ Open {base}/demo for the whole tour in a browser (the web widget, the sandbox in
   curl -s -X POST {base}/v1/verifications -H 'Authorization: Bearer {key}' \\
        -H 'Content-Type: application/json' -d '{{"phone": "+79991234567"}}'
   curl -s '{base}/sandbox/messages?phone=%2B79991234567'
-""", flush=True)
+""",
+            flush=True,
+        )
         # The app's request lines replace gunicorn's access log, as under gunicorn.conf.py.
-        command = gunicorn_command("verify:create_app()", host, port, workers, access_log=False,
-                                   log_format=settings.log_format)
+        command = gunicorn_command(
+            "verify:create_app()", host, port, workers, access_log=False, log_format=settings.log_format
+        )
         server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed argv, no shell
         signal.signal(signal.SIGTERM, lambda *_: server.terminate())
         try:

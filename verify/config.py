@@ -45,19 +45,27 @@ METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # Every gateway besides the sandbox, with its settings (declared in its module).
 GATEWAY_SETTINGS: dict[str, type[SmscSettings] | type[ZoomConnectSettings] | type[D7Settings]] = {
-    "smsc": SmscSettings, "zoomconnect": ZoomConnectSettings, "d7": D7Settings}
+    "smsc": SmscSettings,
+    "zoomconnect": ZoomConnectSettings,
+    "d7": D7Settings,
+}
 KNOWN_SMS_PROVIDERS = ("sandbox", *GATEWAY_SETTINGS)
 KNOWN_CALL_PROVIDERS = ("sandbox", *(name for name, cls in GATEWAY_SETTINGS.items() if cls.calls))
 DEFAULT_SMS_TEMPLATE = "Your verification code: {code}"
 DEFAULT_SMS_TEMPLATE_RU = "Ваш код подтверждения: {code}"
 # phonenumbers' number types, by the names VERIFY_DENIED_NUMBER_TYPES uses.
 NUMBER_TYPES: dict[str, int] = {
-    "fixed_line": phonenumbers.PhoneNumberType.FIXED_LINE, "mobile": phonenumbers.PhoneNumberType.MOBILE,
+    "fixed_line": phonenumbers.PhoneNumberType.FIXED_LINE,
+    "mobile": phonenumbers.PhoneNumberType.MOBILE,
     "fixed_line_or_mobile": phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
-    "toll_free": phonenumbers.PhoneNumberType.TOLL_FREE, "premium_rate": phonenumbers.PhoneNumberType.PREMIUM_RATE,
-    "shared_cost": phonenumbers.PhoneNumberType.SHARED_COST, "voip": phonenumbers.PhoneNumberType.VOIP,
-    "personal_number": phonenumbers.PhoneNumberType.PERSONAL_NUMBER, "pager": phonenumbers.PhoneNumberType.PAGER,
-    "uan": phonenumbers.PhoneNumberType.UAN, "voicemail": phonenumbers.PhoneNumberType.VOICEMAIL,
+    "toll_free": phonenumbers.PhoneNumberType.TOLL_FREE,
+    "premium_rate": phonenumbers.PhoneNumberType.PREMIUM_RATE,
+    "shared_cost": phonenumbers.PhoneNumberType.SHARED_COST,
+    "voip": phonenumbers.PhoneNumberType.VOIP,
+    "personal_number": phonenumbers.PhoneNumberType.PERSONAL_NUMBER,
+    "pager": phonenumbers.PhoneNumberType.PAGER,
+    "uan": phonenumbers.PhoneNumberType.UAN,
+    "voicemail": phonenumbers.PhoneNumberType.VOICEMAIL,
     "unknown": phonenumbers.PhoneNumberType.UNKNOWN,
 }
 CAPTCHA_MODES = ("adaptive", "always", "off")
@@ -80,8 +88,11 @@ def parse_url(url: str) -> tuple[str, str | None, list[tuple[str, int]], str]:
     is none of the accepted forms. For ``redis://``, ``rediss://`` and ``unix://`` only the scheme is read here."""
     scheme, _, rest = url.partition("://")
     if scheme not in REDIS_SCHEMES or not rest:
-        raise ConfigError(REDIS_URL, f"must be redis://, rediss://, redis+cluster://host:port[,host:port...] "
-                                              f"or redis+sentinel://host:port[,...]/<service>, not {url!r}")
+        raise ConfigError(
+            REDIS_URL,
+            f"must be redis://, rediss://, redis+cluster://host:port[,host:port...] "
+            f"or redis+sentinel://host:port[,...]/<service>, not {url!r}",
+        )
     if scheme not in ("redis+cluster", "redis+sentinel"):
         return scheme, None, [], ""
     hosts, _, path = rest.partition("/")
@@ -99,7 +110,6 @@ def parse_url(url: str) -> tuple[str, str | None, list[tuple[str, int]], str]:
     return scheme, password, nodes, service
 
 
-
 # readers of this module's settings (the generic ones are in verify/env.py)
 
 
@@ -107,7 +117,6 @@ def _redis_url(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     url = env.raw(e, name) or default
     parse_url(url)
     return url
-
 
 
 def _keys(min_length: int) -> env.Reader:
@@ -118,6 +127,7 @@ def _keys(min_length: int) -> env.Reader:
         if any(len(k) < min_length for k in keys):
             raise ConfigError(name, f"every key must be at least {min_length} characters long")
         return keys
+
     return reader
 
 
@@ -194,16 +204,19 @@ def _call_provider(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> 
 
 def _gateway(provider: str) -> env.Reader:
     """The gateway's own settings, read only when it is named in the SMS chain or as the call provider."""
+
     def reader(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
         named = {*seen["sms_providers"], seen["call_provider"]}
         return env.read(GATEWAY_SETTINGS[provider], e, seen) if provider in named else None
+
     return reader
 
 
 def _captcha_secret(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     provider = seen["captcha_provider"]
-    return env.required(f"VERIFY_CAPTCHA_PROVIDER is {provider}")(e, name, default, seen) \
-        if provider != "builtin" else ""
+    return (
+        env.required(f"VERIFY_CAPTCHA_PROVIDER is {provider}")(e, name, default, seen) if provider != "builtin" else ""
+    )
 
 
 def _captcha_url(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
@@ -236,8 +249,11 @@ def _site_keys(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
         origins = tuple(o.strip().lower().rstrip("/") for o in listed.split("|") if o.strip())
         bad = [o for o in origins if not ORIGIN_RE.fullmatch(o)]
         if not origins or bad:
-            raise ConfigError(name, f"gives {key} {', '.join(bad) or 'no origin'}: list origins as "
-                                    "scheme://host[:port] (no path), separated by |")
+            raise ConfigError(
+                name,
+                f"gives {key} {', '.join(bad) or 'no origin'}: list origins as "
+                "scheme://host[:port] (no path), separated by |",
+            )
         if key in keys:
             raise ConfigError(name, f"lists {key} twice")
         keys[key] = origins
@@ -274,20 +290,20 @@ class Settings:
     max_sends: int = field(default=5, metadata=_var("VERIFY_MAX_SENDS", env.integer(1, 100)))
     resend_cooldown: int = field(default=30, metadata=_var("VERIFY_RESEND_COOLDOWN", env.integer(0, 86400)))
     token_ttl: int = field(default=3600, metadata=_var("VERIFY_TOKEN_TTL", env.integer(1, 30 * 86400)))
-    idempotency_ttl: int = field(default=86400,
-                                 metadata=_var("VERIFY_IDEMPOTENCY_TTL", env.integer(60, 7 * 86400)))
+    idempotency_ttl: int = field(default=86400, metadata=_var("VERIFY_IDEMPOTENCY_TTL", env.integer(60, 7 * 86400)))
     default_country: str | None = field(default=None, metadata=_var("VERIFY_DEFAULT_COUNTRY", _country))
     sandbox: bool = field(default=False, metadata=_var(SANDBOX, env.flag))
     sms_template: str = field(default=DEFAULT_SMS_TEMPLATE, metadata=_var("VERIFY_SMS_TEMPLATE", _template))
-    sms_template_ru: str = field(default=DEFAULT_SMS_TEMPLATE_RU,
-                                 metadata=_var("VERIFY_SMS_TEMPLATE_RU", _template))
+    sms_template_ru: str = field(default=DEFAULT_SMS_TEMPLATE_RU, metadata=_var("VERIFY_SMS_TEMPLATE_RU", _template))
     sms_providers: tuple[str, ...] = field(default=("sandbox",), metadata=_var(SMS_PROVIDERS, _sms_providers))
     call_provider: str | None = field(default="sandbox", metadata=_var(CALL_PROVIDER, _call_provider))
     public_url: str | None = field(default=None, metadata=_var(PUBLIC_URL, env.url()))
-    http_connect_timeout: float = field(default=3.0,
-                                        metadata=_var("VERIFY_HTTP_CONNECT_TIMEOUT", env.number(120, "seconds")))
-    http_read_timeout: float = field(default=10.0,
-                                     metadata=_var("VERIFY_HTTP_READ_TIMEOUT", env.number(120, "seconds")))
+    http_connect_timeout: float = field(
+        default=3.0, metadata=_var("VERIFY_HTTP_CONNECT_TIMEOUT", env.number(120, "seconds"))
+    )
+    http_read_timeout: float = field(
+        default=10.0, metadata=_var("VERIFY_HTTP_READ_TIMEOUT", env.number(120, "seconds"))
+    )
     breaker_failures: int = field(default=5, metadata=_var("VERIFY_BREAKER_FAILURES", env.integer(1, 1000)))
     breaker_cooldown: int = field(default=60, metadata=_var("VERIFY_BREAKER_COOLDOWN", env.integer(1, 86400)))
     smsc: SmscSettings | None = field(default=None, metadata=_var("", _gateway("smsc")))
@@ -296,8 +312,9 @@ class Settings:
     webhook_max_age: int = field(default=900, metadata=_var("VERIFY_WEBHOOK_MAX_AGE", env.integer(60, 86400)))
     events_url: str | None = field(default=None, metadata=_var(EVENTS_URL, env.url()))
     # The first signs.
-    events_secrets: tuple[str, ...] = field(default=(), metadata=_var(
-        "VERIFY_EVENTS_SECRET", env.secrets(required_when=_events_secret_needed), secret=True))
+    events_secrets: tuple[str, ...] = field(
+        default=(), metadata=_var("VERIFY_EVENTS_SECRET", env.secrets(required_when=_events_secret_needed), secret=True)
+    )
     # Abuse limits in the notation of the limits library ("3/10 minutes;10/day"); "" means no limit.
     limit_phone: str = field(default="3/10 minutes;10/day", metadata=_var("VERIFY_LIMIT_PHONE", _limit))
     limit_ip: str = field(default="10/hour;50/day", metadata=_var("VERIFY_LIMIT_IP", _limit))
@@ -308,12 +325,15 @@ class Settings:
     limit_phone_failures: str = field(default="100/day", metadata=_var("VERIFY_LIMIT_PHONE_FAILURES", _limit))
     trusted_proxies: int = field(default=0, metadata=_var("VERIFY_TRUSTED_PROXIES", env.integer(0, 10)))
     allowed_countries: tuple[str, ...] = field(default=(), metadata=_var("VERIFY_ALLOWED_COUNTRIES", _countries))
-    denied_number_types: tuple[str, ...] = field(default=("premium_rate", "shared_cost", "voip", "uan", "pager"),
-                                                 metadata=_var("VERIFY_DENIED_NUMBER_TYPES", _number_types))
+    denied_number_types: tuple[str, ...] = field(
+        default=("premium_rate", "shared_cost", "voip", "uan", "pager"),
+        metadata=_var("VERIFY_DENIED_NUMBER_TYPES", _number_types),
+    )
     captcha_mode: str = field(default="adaptive", metadata=_var("VERIFY_CAPTCHA_MODE", env.choice(*CAPTCHA_MODES)))
     captcha_after: int = field(default=3, metadata=_var("VERIFY_CAPTCHA_AFTER", env.integer(1, 100000)))
-    captcha_provider: str = field(default="builtin", metadata=_var("VERIFY_CAPTCHA_PROVIDER",
-                                                                   env.choice(*CAPTCHA_VERIFY_URLS)))
+    captcha_provider: str = field(
+        default="builtin", metadata=_var("VERIFY_CAPTCHA_PROVIDER", env.choice(*CAPTCHA_VERIFY_URLS))
+    )
     captcha_secret: str = field(default="", metadata=_var("VERIFY_CAPTCHA_SECRET", _captcha_secret, secret=True))
     captcha_verify_url: str = field(default="", metadata=_var("VERIFY_CAPTCHA_VERIFY_URL", _captcha_url))
     pumping_threshold: float = field(default=0.8, metadata=_var("VERIFY_PUMPING_THRESHOLD", _fraction))
@@ -344,10 +364,12 @@ class Settings:
         """What this configuration allows that weakens the service: logged at start and shown by check-config."""
         found = []
         if self.smsc and "crc32" in self.smsc.hashes:
-            found.append(f"{env.name_of(SmscSettings, 'hashes')} lists crc32: SMSC callbacks signed with crc32 are "
-                         "accepted, and crc32 is not a MAC. From one captured callback anyone can compute a valid "
-                         "crc32 for another phone without the secret, and so approve its call verification. List "
-                         "only sha1 (and md5).")
+            found.append(
+                f"{env.name_of(SmscSettings, 'hashes')} lists crc32: SMSC callbacks signed with crc32 are "
+                "accepted, and crc32 is not a MAC. From one captured callback anyone can compute a valid "
+                "crc32 for another phone without the secret, and so approve its call verification. List "
+                "only sha1 (and md5)."
+            )
         return found
 
     def site_key_origins(self, key: str) -> tuple[str, ...] | None:
@@ -366,20 +388,33 @@ def _warn(settings: Settings) -> None:
     if not settings.sandbox and "sandbox" in settings.sms_providers:
         log.warning("%s includes 'sandbox' without %s=1: those messages are never delivered", SMS_PROVIDERS, SANDBOX)
     longest_code = "0" * settings.code_length
-    for name, template in (("VERIFY_SMS_TEMPLATE", settings.sms_template),
-                           ("VERIFY_SMS_TEMPLATE_RU", settings.sms_template_ru)):
+    for name, template in (
+        ("VERIFY_SMS_TEMPLATE", settings.sms_template),
+        ("VERIFY_SMS_TEMPLATE_RU", settings.sms_template_ru),
+    ):
         size = measure(template.format(code=longest_code))
         if size.parts > 1:
-            log.warning("%s renders to %d SMS parts (%s, %d units): every code costs %d messages",
-                        name, size.parts, size.encoding, size.units, size.parts)
+            log.warning(
+                "%s renders to %d SMS parts (%s, %d units): every code costs %d messages",
+                name,
+                size.parts,
+                size.encoding,
+                size.units,
+                size.parts,
+            )
     for warning in settings.warnings():
         log.warning("%s", warning)
     if settings.d7 and not (settings.public_url and settings.d7.webhook_tokens):
-        log.warning("d7 gets no delivery reports: set %s and %s", PUBLIC_URL,
-                    env.name_of(D7Settings, "webhook_tokens"))
+        log.warning("d7 gets no delivery reports: set %s and %s", PUBLIC_URL, env.name_of(D7Settings, "webhook_tokens"))
     if settings.smsc and not settings.smsc.secrets:
-        log.warning("!!! %s is unset: /webhooks/smsc accepts UNSIGNED callbacks, so anyone can confirm a call "
-                    "verification. Allowed only because %s=1.", env.name_of(SmscSettings, "secrets"), SANDBOX)
+        log.warning(
+            "!!! %s is unset: /webhooks/smsc accepts UNSIGNED callbacks, so anyone can confirm a call "
+            "verification. Allowed only because %s=1.",
+            env.name_of(SmscSettings, "secrets"),
+            SANDBOX,
+        )
     if settings.zoomconnect and not settings.zoomconnect.secrets:
-        log.warning("%s is unset: Zoom Connect replies and delivery reports are refused (403)",
-                    env.name_of(ZoomConnectSettings, "secrets"))
+        log.warning(
+            "%s is unset: Zoom Connect replies and delivery reports are refused (403)",
+            env.name_of(ZoomConnectSettings, "secrets"),
+        )

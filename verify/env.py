@@ -98,6 +98,7 @@ def flag(env: Env, name: str, default: Any, seen: Mapping[str, Any]) -> bool:
 
 def integer(low: int, high: int) -> Reader:
     """A whole number from ``low`` to ``high``."""
+
     def reader(env: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
         value = raw(env, name)
         if not value:
@@ -109,11 +110,13 @@ def integer(low: int, high: int) -> Reader:
         if not low <= number <= high:
             raise ConfigError(name, f"must be between {low} and {high}, not {number}")
         return number
+
     return reader
 
 
 def number(high: float, unit: str) -> Reader:
     """A number more than 0 and at most ``high`` (``unit`` says what of, in the error)."""
+
     def reader(env: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
         value = raw(env, name)
         try:
@@ -123,21 +126,25 @@ def number(high: float, unit: str) -> Reader:
         if not 0 < result <= high:
             raise ConfigError(name, f"must be more than 0 and at most {high:g} {unit}, not {result}")
         return result
+
     return reader
 
 
 def choice(*choices: str) -> Reader:
     """One of ``choices``, any case; unset keeps the default."""
+
     def reader(env: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
         value = raw(env, name).lower() or default
         if value not in choices:
             raise ConfigError(name, f"must be one of {', '.join(choices)}, not {value!r}")
         return value
+
     return reader
 
 
 def url(*, base: bool = False) -> Reader:
     """An http(s) URL; ``base`` ones end in ``/``."""
+
     def reader(env: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
         value = raw(env, name)
         if not value:
@@ -145,34 +152,41 @@ def url(*, base: bool = False) -> Reader:
         if not value.startswith(("http://", "https://")) or not urlsplit(value).netloc:
             raise ConfigError(name, f"must be an http(s) URL, not {value!r}")
         return value if not base or value.endswith("/") else value + "/"
+
     return reader
 
 
 def listed(*, lower: bool = False) -> Reader:
     """A comma-separated list; unset keeps the default."""
+
     def reader(env: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
         items = tuple(i.strip().lower() if lower else i.strip() for i in raw(env, name).split(",") if i.strip())
         return items or default
+
     return reader
 
 
 def secrets(*, required_when: Callable[[Env, Mapping[str, Any]], str | None] | None = None) -> Reader:
     """A comma-separated secret list, newest first: the first signs what we send, any verifies what we receive.
     ``required_when`` says why it is required now (the reason, or ``None``)."""
+
     def reader(env: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
         values = tuple(v.strip() for v in raw(env, name).split(",") if v.strip())
         reason = required_when(env, seen) if required_when else None
         if reason and not values:
             raise ConfigError(name, f"is required because {reason}")
         return values
+
     return reader
 
 
 def required(because: str) -> Reader:
     """Text that must be set, ``because`` (a gateway is configured, ...)."""
+
     def reader(env: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
         value = raw(env, name)
         if not value:
             raise ConfigError(name, f"is required because {because}")
         return value
+
     return reader

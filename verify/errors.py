@@ -132,8 +132,7 @@ class RateLimited(VerifyError):
     status, slug, title = 429, "rate-limited", "Too many requests"
 
     def __init__(self, limit: str, value: str, retry_after: int) -> None:
-        super().__init__(f"the {limit} limit ({value}) is used up; retry later", retry_after=retry_after,
-                         limit=limit)
+        super().__init__(f"the {limit} limit ({value}) is used up; retry later", retry_after=retry_after, limit=limit)
 
 
 class PhoneNotAllowed(VerifyError):

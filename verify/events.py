@@ -142,8 +142,9 @@ class Events:
                     except StoreUnavailable:
                         unreachable += 1
         if unreachable:
-            log.warning("events: %d journal shards or journals could not be reached; they wait for a later sweep",
-                        unreachable)
+            log.warning(
+                "events: %d journal shards or journals could not be reached; they wait for a later sweep", unreachable
+            )
         return queued
 
     def _move(self, hinted: list[tuple[str, int]]) -> int:
@@ -177,8 +178,7 @@ class Events:
                 assert record is not None  # noqa: S101 - not empty
                 moves.append(self._enqueue(batch, entry_id, entry["type"], entry["at"] / 1000, record))
             else:  # a watch: "watch:<id>"
-                batch.schedule(EXPIRY, entry_id.removeprefix("watch:"), int(entry["due"]),
-                               json.dumps(entry["record"]))
+                batch.schedule(EXPIRY, entry_id.removeprefix("watch:"), int(entry["due"]), json.dumps(entry["record"]))
         return moves
 
     def expire(self, stop: threading.Event | None = None) -> int:
@@ -206,8 +206,9 @@ class Events:
                 batch.drop_final_copy(verification_id)
             batch.run()
             if expiring is not None:  # counted once the step that retires its watch is done
-                self._metrics.expired.labels(expiring.channel, expiring.provider or "none",
-                                             expiring.country or country_of(expiring.phone)).inc()
+                self._metrics.expired.labels(
+                    expiring.channel, expiring.provider or "none", expiring.country or country_of(expiring.phone)
+                ).inc()
         return expired
 
     def _final(self, verification_id: str, watched: str) -> Record | None:
@@ -217,14 +218,24 @@ class Events:
         if not flat:
             return None
         # A light watch (events off) holds only the labels the expired count needs: the rest is what it implies.
-        light = {"id": verification_id, "status": "pending", "attempts": "0", "sends": "0", "created_at": "0",
-                 "last_sent_at": "0", "expires_at": "0"}
+        light = {
+            "id": verification_id,
+            "status": "pending",
+            "attempts": "0",
+            "sends": "0",
+            "created_at": "0",
+            "last_sent_at": "0",
+            "expires_at": "0",
+        }
         kept: dict[str, str] = self._store.run(Batch.final_copy, verification_id)
         return Record.from_hash({**light, **dict(zip(flat[::2], flat[1::2], strict=True)), **kept})
 
     def _enqueue(self, batch: Batch, event_id: str, event_type: str, at: float, record: Record) -> Any:
-        envelope = {"event": {"id": event_id, "type": event_type, "created_at": rfc3339(at),
-                              "data": self._render(record)}, "attempts": 0, "queued_at": self._clock()}
+        envelope = {
+            "event": {"id": event_id, "type": event_type, "created_at": rfc3339(at), "data": self._render(record)},
+            "attempts": 0,
+            "queued_at": self._clock(),
+        }
         return batch.enqueue_event(event_id, int(self._clock() * 1000), json.dumps(envelope))
 
     def deliver(self, stop: threading.Event | None = None) -> int:
@@ -243,8 +254,12 @@ class Events:
                 result = "delivered"
             elif now - envelope["queued_at"] > GIVE_UP_AFTER_S:
                 result = "dropped"
-                log.error("event %s (%s) dropped: not delivered in %d h", event_id, envelope["event"]["type"],
-                          GIVE_UP_AFTER_S // 3600)
+                log.error(
+                    "event %s (%s) dropped: not delivered in %d h",
+                    event_id,
+                    envelope["event"]["type"],
+                    GIVE_UP_AFTER_S // 3600,
+                )
                 batch.delivered_event(event_id, int(now * 1000), REMEMBER_DELIVERED_MS)  # never to come back
             else:
                 result = "retried"
@@ -284,11 +299,14 @@ class Events:
     def _post(self, event: dict[str, Any]) -> bool:
         assert self.url is not None  # noqa: S101 - only called when enabled
         body = json.dumps(event, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json",
-                   "Verify-Signature": signature(self._secret, int(self._clock()), body)}
+        headers = {
+            "Content-Type": "application/json",
+            "Verify-Signature": signature(self._secret, int(self._clock()), body),
+        }
         try:
-            response = self._session.post(self.url, data=body, headers=headers, timeout=self._timeout,
-                                          allow_redirects=False)
+            response = self._session.post(
+                self.url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+            )
         except requests.RequestException as err:
             log.warning("event %s not delivered: %s", event["id"], type(err).__name__)
             return False

@@ -41,8 +41,13 @@ class Failover:
         self._store = store
         self._clock = clock
 
-    def run(self, chain: Sequence[Provider], breakers: Mapping[str, Breaker], operation: str,
-            attempt: Callable[[Provider], T]) -> T:
+    def run(
+        self,
+        chain: Sequence[Provider],
+        breakers: Mapping[str, Breaker],
+        operation: str,
+        attempt: Callable[[Provider], T],
+    ) -> T:
         """The first gateway's result that is not a failure; :class:`DeliveryFailed` when every one failed or is
         paused, :class:`InvalidPhone` when one refused the number. ``breakers`` is each gateway's state as read
         before the send; ``operation`` names the attempt in the metrics (``send_sms``, ``start_call``)."""
@@ -67,8 +72,9 @@ class Failover:
                 level = logging.WARNING if err.transient and not isinstance(err, NoMoney) else logging.ERROR
                 # A gateway's error text may echo our request: never its digits (the code, the phone).
                 log.log(level, "gateway failed: %s", DIGITS.sub("#", str(err)))
-                if self._store.run(Batch.breaker_failure, provider.name, now_ms, self._threshold,
-                                   self._cooldown_s * 1000):
+                if self._store.run(
+                    Batch.breaker_failure, provider.name, now_ms, self._threshold, self._cooldown_s * 1000
+                ):
                     log.error("circuit breaker of %s is open for %d s", provider.name, self._cooldown_s)
                 continue
             metrics.provider_latency.labels(provider.name, operation).observe(time.perf_counter() - started)

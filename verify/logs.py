@@ -70,13 +70,47 @@ DEFAULT_LOG_FORMAT = "json"
 LOGGER_CLASSES = {"json": "verify.logs.RedactingLogger", "text": "verify.logs.TextLogger"}
 
 # A name is secret when, normalized, it is one of these (hash options, short password names, message texts) ...
-SECRET_NAMES = frozenset({
-    "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "crc", "crc32", "crc32b", "hash", "mac", "sig",
-    "psw", "pwd", "pass", "pin", "otp", "mes", "message", "text", "content", "body",
-})
+SECRET_NAMES = frozenset(
+    {
+        "md5",
+        "sha1",
+        "sha224",
+        "sha256",
+        "sha384",
+        "sha512",
+        "crc",
+        "crc32",
+        "crc32b",
+        "hash",
+        "mac",
+        "sig",
+        "psw",
+        "pwd",
+        "pass",
+        "pin",
+        "otp",
+        "mes",
+        "message",
+        "text",
+        "content",
+        "body",
+    }
+)
 # ... or contains one of these.
-SECRET_PARTS = ("token", "secret", "passw", "key", "code", "signature", "checksum", "hmac", "auth", "credential",
-                "session", "cookie")
+SECRET_PARTS = (
+    "token",
+    "secret",
+    "passw",
+    "key",
+    "code",
+    "signature",
+    "checksum",
+    "hmac",
+    "auth",
+    "credential",
+    "session",
+    "cookie",
+)
 
 # A parameter whose value is a phone number: masked, not redacted, as the app's own lines do (+7999***4567).
 PHONE_NAMES = frozenset({"phone", "phones", "from", "to", "recipient", "msisdn"})
@@ -90,8 +124,9 @@ _CHAR = r"(?:\\x[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8}|[^&\s\"'\\])"
 # name=value, the name possibly percent-encoded; the value runs to the next &, blank, quote or other backslash.
 _PARAM = re.compile(rf"(?P<name>[\w.\-%\[\]]+)=(?P<value>{_CHAR}+)")
 # The same inside a percent-encoded URL (a URL passed as a parameter): name%3Dvalue, up to %26.
-_ENCODED_PARAM = re.compile(rf"(?P<lead>^|%3F|%26|[?&=\s\"'\\/])(?P<name>[\w.\-]+)%3D(?P<value>(?:(?!%26){_CHAR})+)",
-                            re.IGNORECASE)
+_ENCODED_PARAM = re.compile(
+    rf"(?P<lead>^|%3F|%26|[?&=\s\"'\\/])(?P<name>[\w.\-]+)%3D(?P<value>(?:(?!%26){_CHAR})+)", re.IGNORECASE
+)
 # D7's route, its slashes possibly doubled, percent-encoded or JSON-escaped; the token runs to the next separator.
 _SLASH = r"(?:\\?/|%2F)"
 _SEGMENT_CHAR = r"(?:\\x[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|(?!%2F)[^/?#\s\"'\\])"
@@ -101,8 +136,10 @@ _FORMAT_KEY = re.compile(r"%\(([^)]*)\)")
 # Authorization header values.
 _CREDENTIALS = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+(?P<value>[\w\-.~+/]{8,}=*)", re.IGNORECASE)
 # "name": "value", 'name': 'value' and "name": 123 in JSON or a Python repr.
-_PAIR = re.compile(r"""(?P<q>["'])(?P<name>[\w.\-]+)(?P=q)\s*:\s*"""
-                   r"""(?:(?P<vq>["'])(?P<value>(?:\\.|(?!(?P=vq))[^\\])+)(?P=vq)|(?P<number>-?\d[\d.]*))""")
+_PAIR = re.compile(
+    r"""(?P<q>["'])(?P<name>[\w.\-]+)(?P=q)\s*:\s*"""
+    r"""(?:(?P<vq>["'])(?P<value>(?:\\.|(?!(?P=vq))[^\\])+)(?P=vq)|(?P<number>-?\d[\d.]*))"""
+)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -257,8 +294,13 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as a JSON line (without the newline)."""
-        entry: dict[str, Any] = {"time": _timestamp(record), "level": record.levelname, "logger": record.name,
-                                 "message": record.getMessage(), "pid": record.process}
+        entry: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
         for key in _extras(record):
             value = record.__dict__[key]
             entry.setdefault(key, value if _plain(value) or isinstance(value, str) else str(value))

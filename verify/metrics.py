@@ -30,7 +30,6 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED_ROUTE = "<unmatched>"
 
 
-
 class Metrics:
     """Every metric the app records. Attributes are prometheus_client metrics; label them and count."""
 
@@ -45,39 +44,73 @@ class Metrics:
         self.expired = lifecycle("expired", "Verifications that ended unapproved at the end of their lifetime.")
         self.canceled = lifecycle("canceled", "Verifications canceled through the API.")
         self.failed = lifecycle("failed", "Verifications whose message the gateway reported undeliverable.")
-        self.sms_messages = Counter("verify_sms_messages", "SMS handed to a gateway.", ("provider", "encoding"),
-                                    registry=registry)
-        self.sms_parts = Counter("verify_sms_parts", "Parts of the SMS handed to a gateway: what they cost.",
-                                 ("provider", "encoding"), registry=registry)
-        self.provider_latency = Histogram("verify_provider_request_duration_seconds",
-                                          "How long a gateway took to take (or fail) a request.",
-                                          ("provider", "operation"), buckets=PROVIDER_BUCKETS, registry=registry)
-        self.provider_errors = Counter("verify_provider_errors", "Gateway requests that failed, by kind.",
-                                       ("provider", "operation", "kind"), registry=registry)
-        self.failovers = Counter("verify_failovers",
-                                 "Sends that gave up on a gateway (then tried the next one, if any): after an "
-                                 "error, or because its circuit breaker was open.",
-                                 ("provider", "reason"), registry=registry)
-        self.webhooks = Counter("verify_webhooks", "Gateway callbacks: each event a callback carried, or the "
-                                "callback itself when it carried none or was rejected.",
-                                ("provider", "kind", "result"), registry=registry)
-        self.rate_limited = Counter("verify_rate_limited", "Requests refused by a limit.", ("limit",),
-                                    registry=registry)
-        self.captcha_challenges = Counter("verify_captcha_challenges", "Captcha challenges issued.",
-                                          registry=registry)
-        self.captcha_answers = Counter("verify_captcha_answers", "Captcha answers judged.", ("result",),
-                                       registry=registry)
-        self.pumping = Gauge("verify_pumping_guard_active",
-                             "1 while the SMS-pumping guard asks every SMS start to this country for a captcha.",
-                             ("country",), multiprocess_mode="mostrecent", registry=registry)
-        self.events = Counter("verify_events", "Customer event deliveries: delivered, retried later, dropped.",
-                              ("type", "result"), registry=registry)
-        self.redis_errors = Counter("verify_redis_errors", "Redis failures the app saw.", ("kind",),
-                                    registry=registry)
-        self.http_requests = Counter("verify_http_requests", "HTTP requests served.", ("method", "route", "status"),
-                                     registry=registry)
-        self.http_latency = Histogram("verify_http_request_duration_seconds", "How long a request took to serve.",
-                                      ("method", "route"), buckets=HTTP_BUCKETS, registry=registry)
+        self.sms_messages = Counter(
+            "verify_sms_messages", "SMS handed to a gateway.", ("provider", "encoding"), registry=registry
+        )
+        self.sms_parts = Counter(
+            "verify_sms_parts",
+            "Parts of the SMS handed to a gateway: what they cost.",
+            ("provider", "encoding"),
+            registry=registry,
+        )
+        self.provider_latency = Histogram(
+            "verify_provider_request_duration_seconds",
+            "How long a gateway took to take (or fail) a request.",
+            ("provider", "operation"),
+            buckets=PROVIDER_BUCKETS,
+            registry=registry,
+        )
+        self.provider_errors = Counter(
+            "verify_provider_errors",
+            "Gateway requests that failed, by kind.",
+            ("provider", "operation", "kind"),
+            registry=registry,
+        )
+        self.failovers = Counter(
+            "verify_failovers",
+            "Sends that gave up on a gateway (then tried the next one, if any): after an "
+            "error, or because its circuit breaker was open.",
+            ("provider", "reason"),
+            registry=registry,
+        )
+        self.webhooks = Counter(
+            "verify_webhooks",
+            "Gateway callbacks: each event a callback carried, or the "
+            "callback itself when it carried none or was rejected.",
+            ("provider", "kind", "result"),
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "verify_rate_limited", "Requests refused by a limit.", ("limit",), registry=registry
+        )
+        self.captcha_challenges = Counter("verify_captcha_challenges", "Captcha challenges issued.", registry=registry)
+        self.captcha_answers = Counter(
+            "verify_captcha_answers", "Captcha answers judged.", ("result",), registry=registry
+        )
+        self.pumping = Gauge(
+            "verify_pumping_guard_active",
+            "1 while the SMS-pumping guard asks every SMS start to this country for a captcha.",
+            ("country",),
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
+        self.events = Counter(
+            "verify_events",
+            "Customer event deliveries: delivered, retried later, dropped.",
+            ("type", "result"),
+            registry=registry,
+        )
+        self.redis_errors = Counter("verify_redis_errors", "Redis failures the app saw.", ("kind",), registry=registry)
+        self.http_requests = Counter(
+            "verify_http_requests", "HTTP requests served.", ("method", "route", "status"), registry=registry
+        )
+        self.http_latency = Histogram(
+            "verify_http_request_duration_seconds",
+            "How long a request took to serve.",
+            ("method", "route"),
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
 
     def redis_error(self, err: BaseException) -> None:
         """Count a Redis failure by its kind (the store calls this)."""
@@ -108,8 +141,9 @@ class State(Collector):
         except StoreUnavailable:
             return
         now_ms = int(self._clock() * 1000)
-        family = GaugeMetricFamily("verify_breaker_open", "1 while the gateway's circuit breaker is open.",
-                                   labels=("provider",))
+        family = GaugeMetricFamily(
+            "verify_breaker_open", "1 while the gateway's circuit breaker is open.", labels=("provider",)
+        )
         for name, op in breakers.items():
             family.add_metric((name,), 1 if op.value.open_until > now_ms else 0)
         yield family

@@ -66,9 +66,21 @@ def _end(response: BaseResponse) -> BaseResponse:
     if not ID_RE.fullmatch(verification_id):
         verification_id = ""
     response.headers[REQUEST_ID_HEADER] = g.request_id
-    log.info("%s %s %s %.1fms", method, route, response.status_code, duration * 1000,
-             extra={"request_id": g.request_id, "method": method, "route": route, "status": response.status_code,
-                    "duration_ms": round(duration * 1000, 3), "verification_id": verification_id})
+    log.info(
+        "%s %s %s %.1fms",
+        method,
+        route,
+        response.status_code,
+        duration * 1000,
+        extra={
+            "request_id": g.request_id,
+            "method": method,
+            "route": route,
+            "status": response.status_code,
+            "duration_ms": round(duration * 1000, 3),
+            "verification_id": verification_id,
+        },
+    )
     return response
 
 

@@ -88,8 +88,9 @@ def parse(name: LimitName, value: str) -> Limit | None:
     if not value:
         return None
     parts = [p.strip() for p in value.split(";") if p.strip()]
-    windows = tuple(Window(item.amount, item.get_expiry(), text)
-                    for item, text in zip(parse_many(value), parts, strict=True))
+    windows = tuple(
+        Window(item.amount, item.get_expiry(), text) for item, text in zip(parse_many(value), parts, strict=True)
+    )
     return Limit(name, windows)
 
 
@@ -115,12 +116,20 @@ class Quotas:
     def from_settings(cls, settings: Settings) -> Quotas:
         """The limits ``settings`` configure (``VERIFY_LIMIT_*``, ``VERIFY_CAPTCHA_AFTER``)."""
         adaptive = settings.captcha_mode == "adaptive"
-        return cls(ip=parse("ip", settings.limit_ip), phone=parse("phone", settings.limit_phone),
-                   prefix=parse("prefix", settings.limit_prefix), country=parse("country", settings.limit_country),
-                   global_=parse("global", settings.limit_global), check_ip=parse("check_ip", settings.limit_check_ip),
-                   phone_failures=parse("phone_failures", settings.limit_phone_failures),
-                   captcha_ip=Limit("captcha_ip", (Window(settings.captcha_after, CAPTCHA_WINDOW_S,
-                                                          f"{settings.captcha_after}/hour"),)) if adaptive else None)
+        return cls(
+            ip=parse("ip", settings.limit_ip),
+            phone=parse("phone", settings.limit_phone),
+            prefix=parse("prefix", settings.limit_prefix),
+            country=parse("country", settings.limit_country),
+            global_=parse("global", settings.limit_global),
+            check_ip=parse("check_ip", settings.limit_check_ip),
+            phone_failures=parse("phone_failures", settings.limit_phone_failures),
+            captcha_ip=Limit(
+                "captcha_ip", (Window(settings.captcha_after, CAPTCHA_WINDOW_S, f"{settings.captcha_after}/hour"),)
+            )
+            if adaptive
+            else None,
+        )
 
     def for_send(self, client_ip: str, phone: str, country: str, *, start: bool) -> list[Quota]:
         """The quotas a send takes besides ``phone`` (taken with the reservation), one per key.
@@ -130,6 +139,9 @@ class Quotas:
         counter = self.captcha_ip if start else None
         ip = self.ip or (Limit("ip", ()) if counter else None)
         taken = [Quota(ip, client_ip, counter)] if ip else []
-        taken += [Quota(limit, identity) for limit, identity in (
-            (self.prefix, prefix_of(phone)), (self.country, country), (self.global_, "all")) if limit]
+        taken += [
+            Quota(limit, identity)
+            for limit, identity in ((self.prefix, prefix_of(phone)), (self.country, country), (self.global_, "all"))
+            if limit
+        ]
         return taken

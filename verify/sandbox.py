@@ -23,8 +23,7 @@ def messages() -> Response:
     if not raw:
         raise InvalidRequest("phone", "phone is required, e.g. ?phone=%2B79991234567")
     e164 = phone.normalize(raw, service().settings.default_country)
-    return jsonify({"messages": [{k: m[k] for k in ("to", "text", "code", "sent_at")}
-                                 for m in service().outbox(e164)]})
+    return jsonify({"messages": [{k: m[k] for k in ("to", "text", "code", "sent_at")} for m in service().outbox(e164)]})
 
 
 @bp.post("/calls")
@@ -45,8 +44,7 @@ def replies() -> Response:
     text = string_field(body, "text", required=True)
     assert text is not None  # noqa: S101 - required
     approved = service().handle(SmsReceived(e164, text, service().clock()))
-    return jsonify({"approved": approved is not None,
-                    "verification": to_json(approved) if approved else None})
+    return jsonify({"approved": approved is not None, "verification": to_json(approved) if approved else None})
 
 
 @bp.get("/captcha/<challenge_id>")

@@ -169,9 +169,18 @@ class _Admission:
 class Service:
     """Starts, resends, checks and completes verifications."""
 
-    def __init__(self, settings: Settings, store: Store, secrets_: Secrets, sms_providers: list[Provider],
-                 call_provider: Provider | None, clock: Clock, events: Events, captcha: Captcha,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        secrets_: Secrets,
+        sms_providers: list[Provider],
+        call_provider: Provider | None,
+        clock: Clock,
+        events: Events,
+        captcha: Captcha,
+        metrics: Metrics,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.secrets = secrets_
@@ -184,16 +193,26 @@ class Service:
         self.quotas = Quotas.from_settings(settings)
         self.failover = Failover(settings, store, clock, metrics)
         # Codes are digits, one GSM-7 septet each: a template's size is the same for every code of its length.
-        self._templates = {locale: (template, measure(template.format(code="0" * settings.code_length)))
-                           for locale, template in (("en", settings.sms_template), ("ru", settings.sms_template_ru))}
+        self._templates = {
+            locale: (template, measure(template.format(code="0" * settings.code_length)))
+            for locale, template in (("en", settings.sms_template), ("ru", settings.sms_template_ru))
+        }
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
     # commands
 
-    def start(self, phone: str, channel: str, locale: str | None, *, client_ip: str,
-              captcha: Answer | None = None, source: Source = API) -> Started:
+    def start(
+        self,
+        phone: str,
+        channel: str,
+        locale: str | None,
+        *,
+        client_ip: str,
+        captcha: Answer | None = None,
+        source: Source = API,
+    ) -> Started:
         """Start verifying ``phone`` (E.164), or return its pending verification on ``channel``.
 
         An existing pending verification gets a new code only once the resend cooldown has passed and sends are
@@ -211,8 +230,19 @@ class Service:
         # One round trip: the reservation, and everything admitting the send needs. A start that ends up sending
         # nothing gives back what the admission took.
         batch = self.store.batch()
-        reserving = batch.start(phone, country_of(phone), channel, locale or "", now, SEND_LEASE_S * 1000,
-                                settings.resend_cooldown * 1000, settings.max_sends, nonce, self.quotas.phone, source)
+        reserving = batch.start(
+            phone,
+            country_of(phone),
+            channel,
+            locale or "",
+            now,
+            SEND_LEASE_S * 1000,
+            settings.resend_cooldown * 1000,
+            settings.max_sends,
+            nonce,
+            self.quotas.phone,
+            source,
+        )
         admission = self._admit(batch, now, client_ip, phone, channel, captcha, start=True)
         batch.run()
         reserved = reserving.value
@@ -221,8 +251,10 @@ class Service:
         if reserved.outcome == "limited":
             raise self._limited(reserved.refusal)
         if reserved.outcome == "busy":  # what the other verification is stays unsaid: only when it ends
-            raise PhoneBusy("this phone has a verification in progress that was started elsewhere",
-                            retry_after=max(1, math.ceil(reserved.wait_ms / 1000)))
+            raise PhoneBusy(
+                "this phone has a verification in progress that was started elsewhere",
+                retry_after=max(1, math.ceil(reserved.wait_ms / 1000)),
+            )
         record = _present(reserved)
         if reserved.outcome == "existing":
             return Started(self.view(record), created=False)
@@ -239,8 +271,17 @@ class Service:
             self._require_channel(channel)
         settings = self.settings
         now, nonce = self._now_ms(), secrets.token_hex(8)
-        begun = self.store.run(Batch.begin_send, verification_id, now, settings.resend_cooldown * 1000,
-                               settings.max_sends, SEND_LEASE_S * 1000, nonce, self.quotas.phone, caller)
+        begun = self.store.run(
+            Batch.begin_send,
+            verification_id,
+            now,
+            settings.resend_cooldown * 1000,
+            settings.max_sends,
+            SEND_LEASE_S * 1000,
+            nonce,
+            self.quotas.phone,
+            caller,
+        )
         if begun.outcome == "limited":
             raise self._limited(begun.refusal)
         record = _present(begun)
@@ -273,8 +314,7 @@ class Service:
         view = self.view(record)
         if outcome.outcome == "wrong":
             if record.status == "max_attempts_reached":
-                raise MaxAttempts("that was the last attempt; start a new verification",
-                                  attempts_left=0)
+                raise MaxAttempts("that was the last attempt; start a new verification", attempts_left=0)
             raise InvalidCode("the code is wrong", attempts_left=view.attempts_left)
         if outcome.outcome == "max_attempts":
             raise MaxAttempts("no attempts left; start a new verification", attempts_left=0)
@@ -305,8 +345,11 @@ class Service:
             # SMSC signs the call time but no nonce: a captured callback replayed later carries an old time.
             started = record.created_at / 1000
             if not started - CLOCK_SKEW_S <= event.received_at <= self.clock() + CLOCK_SKEW_S:
-                log.warning("call callback for verification %s is signed at %s, outside its lifetime: ignored",
-                            record.id, rfc3339(event.received_at))
+                log.warning(
+                    "call callback for verification %s is signed at %s, outside its lifetime: ignored",
+                    record.id,
+                    rfc3339(event.received_at),
+                )
                 return None
             return self._approve(record, "call", [])
         runs = [r for r in DIGIT_RUN.findall(event.text) if len(r) == self.settings.code_length][:10]
@@ -329,10 +372,18 @@ class Service:
         """Run complete.lua; an approval journals its event in the same script (events on)."""
         batch = self.store.batch()
         self.events.hint(batch, verification_id)
-        completing = batch.complete(verification_id, via, self.settings.max_attempts, self._now_ms(),
-                                    self.settings.challenge_ttl * 1000, self.quotas.phone_failures,
-                                    self.secrets.code_candidates(verification_id, codes), self.events.new_id(),
-                                    self.events.grace_ms, caller)
+        completing = batch.complete(
+            verification_id,
+            via,
+            self.settings.max_attempts,
+            self._now_ms(),
+            self.settings.challenge_ttl * 1000,
+            self.quotas.phone_failures,
+            self.secrets.code_candidates(verification_id, codes),
+            self.events.new_id(),
+            self.events.grace_ms,
+            caller,
+        )
         batch.run()
         return completing.value
 
@@ -353,22 +404,34 @@ class Service:
         return self.view(record)
 
     def _delivery_report(self, event: DeliveryReport) -> Verification | None:
-        verification_id = (event.verification_id if ID_RE.match(event.verification_id)
-                           else self.store.run(Batch.message_verification, event.provider, event.message_id))
+        verification_id = (
+            event.verification_id
+            if ID_RE.match(event.verification_id)
+            else self.store.run(Batch.message_verification, event.provider, event.message_id)
+        )
         if not verification_id:
             return None
         batch = self.store.batch()
         self.events.hint(batch, verification_id)
-        setting = batch.set_delivery(verification_id, event.provider, event.message_id, event.status,
-                                     event.raw_status, self.events.new_id(), self.events.grace_ms, self._now_ms())
+        setting = batch.set_delivery(
+            verification_id,
+            event.provider,
+            event.message_id,
+            event.status,
+            event.raw_status,
+            self.events.new_id(),
+            self.events.grace_ms,
+            self._now_ms(),
+        )
         batch.run()
         outcome = setting.value
         if outcome.outcome != "updated" or outcome.record is None:
             return None
         if event.status == "failed":  # its customer event was journaled by set_delivery.lua
             self._count(self.metrics.failed, outcome.record)
-            log.warning("verification %s: %s reports delivery failed (%s)", verification_id, event.provider,
-                        event.raw_status)
+            log.warning(
+                "verification %s: %s reports delivery failed (%s)", verification_id, event.provider, event.raw_status
+            )
         return self.view(outcome.record)
 
     # queries
@@ -417,14 +480,17 @@ class Service:
         if stored.get("fingerprint") != fingerprint:
             raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
         if "status" not in stored:
-            raise IdempotencyInProgress("the first request with this Idempotency-Key is still running",
-                                        retry_after=1)
+            raise IdempotencyInProgress("the first request with this Idempotency-Key is still running", retry_after=1)
         return Replay(int(stored["status"]), stored["body"])
 
     def finish_idempotency(self, key: str, fingerprint: str, status: int, body: dict[str, Any]) -> None:
         """Keep the response of a successful request for replay."""
-        self.store.run(Batch.finish_idempotency, key, {"fingerprint": fingerprint, "status": status, "body": body},
-                       self.settings.idempotency_ttl * 1000)
+        self.store.run(
+            Batch.finish_idempotency,
+            key,
+            {"fingerprint": fingerprint, "status": status, "body": body},
+            self.settings.idempotency_ttl * 1000,
+        )
 
     def release_idempotency(self, key: str) -> None:
         """Forget the claim of a failed request, so that retrying it runs it again."""
@@ -454,20 +520,25 @@ class Service:
     def _chain(self, channel: str) -> list[Provider]:
         return [self.call_provider] if channel == "call" and self.call_provider else self.sms_providers
 
-    def _admit(self, batch: Batch, at: int, client_ip: str, phone: str, channel: str, answer: Answer | None, *,
-               start: bool) -> _Admission:
+    def _admit(
+        self, batch: Batch, at: int, client_ip: str, phone: str, channel: str, answer: Answer | None, *, start: bool
+    ) -> _Admission:
         """Queue on ``batch`` what admitting a send needs: its quotas taken at ``at``, the captcha answer (a start
         only), and the breakers of the gateways it would use."""
         country = country_of(phone)
         captcha = self.captcha.on and start
         quotas = self.quotas.for_send(client_ip, phone, country, start=start)
         return _Admission(
-            at, captcha, [batch.take(quota, at) for quota in quotas],
+            at,
+            captcha,
+            [batch.take(quota, at) for quota in quotas],
             self.captcha.lookup(batch, answer) if captcha else None,
-            {provider.name: batch.breaker(provider.name) for provider in self._chain(channel)})
+            {provider.name: batch.breaker(provider.name) for provider in self._chain(channel)},
+        )
 
-    def _send(self, reserved: _Reservation, admission: _Admission, client_ip: str, answer: Answer | None, *,
-              created: bool) -> Verification:
+    def _send(
+        self, reserved: _Reservation, admission: _Admission, client_ip: str, answer: Answer | None, *, created: bool
+    ) -> Verification:
         """Admit, deliver and commit a reserved send; everything taken is given back if nothing is sent."""
         record, channel = reserved.record, reserved.channel
         taken = [op.value for op in admission.takes]
@@ -477,16 +548,19 @@ class Service:
             raise self._limited(refused)
         if admission.captcha:
             pumping = channel == "sms" and self.captcha.pumping(country_of(record.phone), admission.at)
-            if (self.captcha.needed(busy_ip=any(t.over for t in taken), pumping=pumping)
-                    and not self.captcha.solved(answer, client_ip, admission.answer)):
+            if self.captcha.needed(busy_ip=any(t.over for t in taken), pumping=pumping) and not self.captcha.solved(
+                answer, client_ip, admission.answer
+            ):
                 challenge = self._abandon(reserved, admission.taken(), captcha_for=client_ip)
-                detail = ("the captcha answer was wrong or expired; solve this new one" if answer is not None
-                          else "solve the captcha and repeat the start with its answer")
+                detail = (
+                    "the captcha answer was wrong or expired; solve this new one"
+                    if answer is not None
+                    else "solve the captcha and repeat the start with its answer"
+                )
                 raise CaptchaRequired(detail, captcha=challenge)
         chain = self._chain(channel)
         try:
-            commit = self._deliver(record, channel, chain,
-                                   {name: op.value for name, op in admission.breakers.items()})
+            commit = self._deliver(record, channel, chain, {name: op.value for name, op in admission.breakers.items()})
         except BaseException:
             self._abandon(reserved, admission.taken())
             raise
@@ -494,13 +568,20 @@ class Service:
         now, settings = self._now_ms(), self.settings
         batch = self.store.batch()
         self.events.hint(batch, record.id)
-        ended_op = batch.end_send(record, reserved.nonce, now, settings.challenge_ttl * 1000, self.quotas.phone,
-                                  reserved.at, commit, self.events.grace_ms)
+        ended_op = batch.end_send(
+            record,
+            reserved.nonce,
+            now,
+            settings.challenge_ttl * 1000,
+            self.quotas.phone,
+            reserved.at,
+            commit,
+            self.events.grace_ms,
+        )
         if commit.message_id:
             # Spare: the SMS is out, so a cluster node down under the index must not lose the code with it (a
             # delivery report for that message is then ignored; a reply still finds it by its phone).
-            batch.spare(batch.remember_message(commit.provider, commit.message_id, record.id,
-                                               MESSAGE_MEMORY_S * 1000))
+            batch.spare(batch.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000))
         if created and channel == "sms" and self.captcha.on:
             batch.pump_count(country_of(record.phone), record.id, "started", now)
         batch.run()
@@ -515,13 +596,21 @@ class Service:
             self.metrics.sms_parts.labels(commit.provider, commit.sms_encoding).inc(commit.sms_parts)
         return self.view(ended.record)  # end_send.lua journaled its expiry watch (events on)
 
-    def _abandon(self, reserved: _Reservation, taken: list[Quota], *, captcha_for: str | None = None
-                 ) -> dict[str, Any] | None:
+    def _abandon(
+        self, reserved: _Reservation, taken: list[Quota], *, captcha_for: str | None = None
+    ) -> dict[str, Any] | None:
         """Roll back a reserved send that sends nothing, giving back every quota it took, in one round trip; with
         ``captcha_for``, a new captcha challenge for that client goes in the same round trip."""
         batch = self.store.batch()
-        batch.end_send(reserved.record, reserved.nonce, self._now_ms(), self.settings.challenge_ttl * 1000,
-                       self.quotas.phone, reserved.at, None)
+        batch.end_send(
+            reserved.record,
+            reserved.nonce,
+            self._now_ms(),
+            self.settings.challenge_ttl * 1000,
+            self.quotas.phone,
+            reserved.at,
+            None,
+        )
         for quota in taken:
             batch.give(quota, reserved.at)
         challenge = self.captcha.challenge(batch, captcha_for) if captcha_for is not None else None
@@ -553,17 +642,22 @@ class Service:
             raise ResendCooldown("wait before sending another code", retry_after=max(1, math.ceil(wait)))
         raise NotPending(f"the verification is {record.status}", verification_status=record.status)
 
-    def _deliver(self, record: Record, channel: str, chain: list[Provider], breakers: dict[str, Breaker]
-                 ) -> SendCommit:
+    def _deliver(self, record: Record, channel: str, chain: list[Provider], breakers: dict[str, Breaker]) -> SendCommit:
         if channel == "call":
             call = self.failover.run(chain, breakers, "start_call", lambda p: p.start_call(record.phone, record.id))
             return SendCommit("call", "", call.provider, call.message_id, call.number, call.numbers)
-        code = f"{secrets.randbelow(10 ** self.settings.code_length):0{self.settings.code_length}d}"
+        code = f"{secrets.randbelow(10**self.settings.code_length):0{self.settings.code_length}d}"
         text, size = self._compose(record.locale, record.app_hash, record.otp_host, code)
         message = SmsMessage(record.phone, text, code, record.id)
         sent = self.failover.run(chain, breakers, "send_sms", lambda p: p.send_sms(message))
-        return SendCommit("sms", self.secrets.code_hash(record.id, code), sent.provider, sent.message_id,
-                          sms_encoding=size.encoding, sms_parts=size.parts)
+        return SendCommit(
+            "sms",
+            self.secrets.code_hash(record.id, code),
+            sent.provider,
+            sent.message_id,
+            sms_encoding=size.encoding,
+            sms_parts=size.parts,
+        )
 
     def _compose(self, locale: str, app_hash: str, otp_host: str, code: str) -> tuple[str, SmsSize]:
         """The text of an SMS carrying ``code`` and its size: the locale's template, then the autofill lines
@@ -587,11 +681,16 @@ def view(record: Record, settings: Settings, secrets_: Secrets) -> Verification:
     """The client's view of a stored record; approved ones carry their proof token."""
     token = None
     if record.status == "approved":
-        token = secrets_.sign(Proof(record.id, record.phone, record.channel, record.completed_via,
-                                    record.verified_at // 1000))
+        token = secrets_.sign(
+            Proof(record.id, record.phone, record.channel, record.completed_via, record.verified_at // 1000)
+        )
     return Verification(
-        id=record.id, status=record.status, channel=record.channel, phone=record.phone,
-        locale=record.locale or None, created_at=record.created_at / 1000,
+        id=record.id,
+        status=record.status,
+        channel=record.channel,
+        phone=record.phone,
+        locale=record.locale or None,
+        created_at=record.created_at / 1000,
         expires_at=record.expires_at / 1000,
         resend_after=(record.last_sent_at / 1000) + settings.resend_cooldown,
         attempts_left=max(0, settings.max_attempts - record.attempts),
@@ -608,10 +707,16 @@ def view(record: Record, settings: Settings, secrets_: Secrets) -> Verification:
 def to_json(v: Verification) -> dict[str, Any]:
     """The wire form of a verification (API responses and event payloads)."""
     body: dict[str, Any] = {
-        "id": v.id, "status": v.status, "channel": v.channel, "phone": v.phone, "locale": v.locale,
-        "created_at": rfc3339(v.created_at), "expires_at": rfc3339(v.expires_at),
+        "id": v.id,
+        "status": v.status,
+        "channel": v.channel,
+        "phone": v.phone,
+        "locale": v.locale,
+        "created_at": rfc3339(v.created_at),
+        "expires_at": rfc3339(v.expires_at),
         "resend_after": rfc3339(v.resend_after, round_up=True),
-        "attempts_left": v.attempts_left, "sends_left": v.sends_left,
+        "attempts_left": v.attempts_left,
+        "sends_left": v.sends_left,
     }
     if v.call is not None:
         body["call"] = {"number": v.call.number, "numbers": list(v.call.numbers)}

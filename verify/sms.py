@@ -153,8 +153,10 @@ def compose(text: str, code: str, *, origin_host: str | None, app_hash: str | No
     lines = [text]
     if app_hash is not None:
         if not APP_HASH_RE.match(app_hash):
-            raise UnfitForAutofill(f"app_hash must be your app's 11-character SMS Retriever hash (letters, digits, "
-                                   f"'+' and '/'), not {len(app_hash)} characters like {app_hash[:16]!r}")
+            raise UnfitForAutofill(
+                f"app_hash must be your app's 11-character SMS Retriever hash (letters, digits, "
+                f"'+' and '/'), not {len(app_hash)} characters like {app_hash[:16]!r}"
+            )
         lines.append(app_hash)
     if origin_host is not None:
         lines.append(f"@{_webotp_host(origin_host)} #{code}")
@@ -177,12 +179,15 @@ def _require_one_sms(message: str) -> None:
         fix = "Start without app_hash, or with a shorter template."
     else:
         culprit = next(ch for ch in message if not _is_gsm7(ch))
-        why = (f"it is UCS-2 (the template has characters outside GSM-7, such as {culprit!r}), so one message "
-               f"holds {SINGLE[UCS2]} UTF-16 units, and it needs {size.units}")
+        why = (
+            f"it is UCS-2 (the template has characters outside GSM-7, such as {culprit!r}), so one message "
+            f"holds {SINGLE[UCS2]} UTF-16 units, and it needs {size.units}"
+        )
         fix = f"Start without app_hash, or with a shorter template, or one in GSM-7 ({SINGLE[GSM7]} characters fit)."
     raise UnfitForAutofill(
         f"with app_hash the SMS must fit one message of {RETRIEVER_MAX_BYTES} bytes for Android's SMS Retriever, "
-        f"but this one takes {size.octets} bytes, {over} over: {why}. {fix}")
+        f"but this one takes {size.octets} bytes, {over} over: {why}. {fix}"
+    )
 
 
 def _is_gsm7(ch: str) -> bool:

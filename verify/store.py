@@ -66,8 +66,9 @@ P = ParamSpec("P")
 StartOutcome = Literal["created", "resend", "existing", "in_progress", "limited", "busy"]
 BeginOutcome = Literal["ok", "missing", "not_pending", "max_sends", "cooldown", "in_flight", "limited"]
 EndOutcome = Literal["sent", "not_pending", "kept", "deleted", "stale"]
-CompleteOutcome = Literal["approved", "wrong", "no_match", "max_attempts", "not_pending", "wrong_channel", "no_code",
-                          "missing", "locked"]
+CompleteOutcome = Literal[
+    "approved", "wrong", "no_match", "max_attempts", "not_pending", "wrong_channel", "no_code", "missing", "locked"
+]
 CancelOutcome = Literal["canceled", "not_pending", "missing"]
 DeliveryOutcome = Literal["updated", "unchanged", "other_message", "missing"]
 PumpCount = Literal["started", "approved"]
@@ -106,17 +107,30 @@ class Record:
     def from_hash(cls, h: dict[str, str]) -> Record:
         """Build from the record's hash."""
         return cls(
-            id=h["id"], phone=h["phone"], channel=h["channel"], locale=h.get("locale", ""),
-            status=h["status"], attempts=int(h["attempts"]), sends=int(h["sends"]),
-            created_at=int(h["created_at"]), last_sent_at=int(h["last_sent_at"]),
-            expires_at=int(h["expires_at"]), call_number=h.get("call_number", ""),
+            id=h["id"],
+            phone=h["phone"],
+            channel=h["channel"],
+            locale=h.get("locale", ""),
+            status=h["status"],
+            attempts=int(h["attempts"]),
+            sends=int(h["sends"]),
+            created_at=int(h["created_at"]),
+            last_sent_at=int(h["last_sent_at"]),
+            expires_at=int(h["expires_at"]),
+            call_number=h.get("call_number", ""),
             call_numbers=tuple(n for n in h.get("call_numbers", "").split(",") if n),
-            provider=h.get("provider", ""), message_id=h.get("message_id", ""),
-            delivery_status=h.get("delivery_status", ""), delivery_raw=h.get("delivery_raw", ""),
+            provider=h.get("provider", ""),
+            message_id=h.get("message_id", ""),
+            delivery_status=h.get("delivery_status", ""),
+            delivery_raw=h.get("delivery_raw", ""),
             sms_encoding=h.get("sms_encoding", ""),
-            sms_parts=int(h.get("sms_parts") or 0), completed_via=h.get("completed_via", ""),
-            verified_at=int(h.get("verified_at") or 0), country=h.get("country", ""), owner=h.get("owner", ""),
-            app_hash=h.get("app_hash", ""), otp_host=h.get("otp_host", ""),
+            sms_parts=int(h.get("sms_parts") or 0),
+            completed_via=h.get("completed_via", ""),
+            verified_at=int(h.get("verified_at") or 0),
+            country=h.get("country", ""),
+            owner=h.get("owner", ""),
+            app_hash=h.get("app_hash", ""),
+            otp_host=h.get("otp_host", ""),
         )
 
     @classmethod
@@ -152,9 +166,24 @@ class SendCommit:
 
     def fields(self) -> list[str | int]:
         """As HSET field, value pairs."""
-        return ["channel", self.channel, "code_hash", self.code_hash, "call_number", self.call_number,
-                "call_numbers", ",".join(self.call_numbers), "provider", self.provider, "message_id", self.message_id,
-                "sms_encoding", self.sms_encoding, "sms_parts", self.sms_parts]
+        return [
+            "channel",
+            self.channel,
+            "code_hash",
+            self.code_hash,
+            "call_number",
+            self.call_number,
+            "call_numbers",
+            ",".join(self.call_numbers),
+            "provider",
+            self.provider,
+            "message_id",
+            self.message_id,
+            "sms_encoding",
+            self.sms_encoding,
+            "sms_parts",
+            self.sms_parts,
+        ]
 
 
 @dataclass(frozen=True)
@@ -320,39 +349,58 @@ class Store:
         a request waits for one (single server) rather than failing, as redis-py's default pool would.
         """
         options: dict[str, Any] = {
-            "decode_responses": True, "socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": CONNECT_TIMEOUT_S,
-            "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))}
+            "decode_responses": True,
+            "socket_timeout": SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+            "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        }
         scheme, password, nodes, service = parse_url(url)
         if scheme == "redis+cluster":
             try:
-                cluster = RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes],  # type: ignore[no-untyped-call]
-                                       password=password, max_connections=CLUSTER_MAX_CONNECTIONS,
-                                       require_full_coverage=False, **options)
+                cluster = RedisCluster(
+                    startup_nodes=[ClusterNode(host, port) for host, port in nodes],  # type: ignore[no-untyped-call]
+                    password=password,
+                    max_connections=CLUSTER_MAX_CONNECTIONS,
+                    require_full_coverage=False,
+                    **options,
+                )
                 state = cluster.cluster_info().get("cluster_state")
             except IndexError as err:  # redis-py's, when the nodes answer but none owns a slot
-                raise ConfigError(REDIS_URL, "names a cluster that is not ready (no node owns a slot: was the "
-                                             "cluster created?)") from err
+                raise ConfigError(
+                    REDIS_URL, "names a cluster that is not ready (no node owns a slot: was the cluster created?)"
+                ) from err
             except (redis.RedisError, RedisClusterException) as err:
-                raise ConfigError(REDIS_URL, f"names a cluster that does not answer or is not ready "
-                                             f"({type(err).__name__}: {err})") from err
+                raise ConfigError(
+                    REDIS_URL, f"names a cluster that does not answer or is not ready ({type(err).__name__}: {err})"
+                ) from err
             if state != "ok":
                 cluster.close()
                 raise ConfigError(REDIS_URL, f"names a cluster that is not ready (cluster_state: {state})")
             return cls(cluster, prefix)
         if scheme == "redis+sentinel":
             sentinel = Sentinel(
-                nodes, sentinel_kwargs={"password": password, "socket_timeout": SOCKET_TIMEOUT_S,
-                                        "socket_connect_timeout": CONNECT_TIMEOUT_S}, password=password, **options)
+                nodes,
+                sentinel_kwargs={
+                    "password": password,
+                    "socket_timeout": SOCKET_TIMEOUT_S,
+                    "socket_connect_timeout": CONNECT_TIMEOUT_S,
+                },
+                password=password,
+                **options,
+            )
             try:
                 sentinel.discover_master(service)
             except redis.RedisError as err:
-                raise ConfigError(REDIS_URL, f"names sentinels that know no master {service!r} "
-                                                      f"({type(err).__name__}: {err})") from err
+                raise ConfigError(
+                    REDIS_URL, f"names sentinels that know no master {service!r} ({type(err).__name__}: {err})"
+                ) from err
             client = sentinel.master_for(
-                service, max_connections=CLUSTER_MAX_CONNECTIONS, health_check_interval=15, **options)
+                service, max_connections=CLUSTER_MAX_CONNECTIONS, health_check_interval=15, **options
+            )
             return cls(client, prefix, wait_replicas=1)
-        pool = redis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S,
-                                                     health_check_interval=15, **options)
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, health_check_interval=15, **options
+        )
         return cls(redis.Redis(connection_pool=pool), prefix)
 
     def topology(self) -> list[str]:
@@ -369,9 +417,11 @@ class Store:
             for (start, end), owners in ranges.items():
                 primary = f"{owners['primary'][0]}:{owners['primary'][1]}"
                 slots[primary] = slots.get(primary, 0) + end - start + 1
-            return [f"cluster node {node.host}:{node.port} ({node.server_type}, "
-                    f"{slots.get(f'{node.host}:{node.port}', 0)} slots)"
-                    for node in self.client.get_nodes()]  # type: ignore[no-untyped-call]
+            return [
+                f"cluster node {node.host}:{node.port} ({node.server_type}, "
+                f"{slots.get(f'{node.host}:{node.port}', 0)} slots)"
+                for node in self.client.get_nodes()  # type: ignore[no-untyped-call]
+            ]
         info = self.client.info("replication")
         pool = self.client.connection_pool
         if isinstance(pool, SentinelConnectionPool):
@@ -562,8 +612,10 @@ class Batch:
             pipe: Pipeline | ClusterPipeline = client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
             for command in commands:
                 key = command[3] if command[0] == "EVALSHA" else command[1]
-                pipe.execute_command(*command,  # type: ignore[no-untyped-call]
-                                     target_nodes=client.get_node_from_key(key))  # type: ignore[no-untyped-call]
+                pipe.execute_command(  # type: ignore[no-untyped-call]
+                    *command,
+                    target_nodes=client.get_node_from_key(key),  # type: ignore[no-untyped-call]
+                )
             return pipe.execute(raise_on_error=False)
         if len(commands) == 1:
             try:
@@ -587,65 +639,173 @@ class Batch:
 
     # verifications
 
-    def start(self, phone: str, country: str, channel: str, locale: str, now_ms: int, lease_ms: int,
-              cooldown_ms: int, max_sends: int, nonce: str, quota: Limit | None, source: Source = Source()
-              ) -> Op[Outcome[StartOutcome]]:
+    def start(
+        self,
+        phone: str,
+        country: str,
+        channel: str,
+        locale: str,
+        now_ms: int,
+        lease_ms: int,
+        cooldown_ms: int,
+        max_sends: int,
+        nonce: str,
+        quota: Limit | None,
+        source: Source = Source(),
+    ) -> Op[Outcome[StartOutcome]]:
         """Return ``phone``'s pending verification on ``channel``, or reserve a send and take the phone's quota;
         see ``lua/start.lua``."""
         s = self._store
         fresh = new_id(phone)
         quota_key = s.phone_quota_key("phone", phone)
-        return self._script(_outcome(quota), s.scripts.start,
-                            [s.index_key(phone, channel), s.record_key(fresh), quota_key],
-                            [s.record_prefix(phone), fresh, now_ms, lease_ms, phone, channel, locale,
-                             cooldown_ms, max_sends, nonce, _ttl(quota), country, source.owner, source.app_hash,
-                             source.otp_host, *_items(quota)])
+        return self._script(
+            _outcome(quota),
+            s.scripts.start,
+            [s.index_key(phone, channel), s.record_key(fresh), quota_key],
+            [
+                s.record_prefix(phone),
+                fresh,
+                now_ms,
+                lease_ms,
+                phone,
+                channel,
+                locale,
+                cooldown_ms,
+                max_sends,
+                nonce,
+                _ttl(quota),
+                country,
+                source.owner,
+                source.app_hash,
+                source.otp_host,
+                *_items(quota),
+            ],
+        )
 
-    def begin_send(self, verification_id: str, now_ms: int, cooldown_ms: int, max_sends: int, lease_ms: int,
-                   nonce: str, quota: Limit | None, caller: str = "") -> Op[Outcome[BeginOutcome]]:
+    def begin_send(
+        self,
+        verification_id: str,
+        now_ms: int,
+        cooldown_ms: int,
+        max_sends: int,
+        lease_ms: int,
+        nonce: str,
+        quota: Limit | None,
+        caller: str = "",
+    ) -> Op[Outcome[BeginOutcome]]:
         """Reserve a resend and take the phone's quota; see ``lua/begin_send.lua``."""
         s = self._store
-        return self._script(_outcome(quota), s.scripts.begin_send, [s.record_key(verification_id)],
-                            [now_ms, cooldown_ms, max_sends, lease_ms, nonce, _quota_prefix(s, "phone",
-                                                                                            verification_id),
-                             _ttl(quota), caller, *_items(quota)])
+        return self._script(
+            _outcome(quota),
+            s.scripts.begin_send,
+            [s.record_key(verification_id)],
+            [
+                now_ms,
+                cooldown_ms,
+                max_sends,
+                lease_ms,
+                nonce,
+                _quota_prefix(s, "phone", verification_id),
+                _ttl(quota),
+                caller,
+                *_items(quota),
+            ],
+        )
 
-    def end_send(self, record: Record, nonce: str, now_ms: int, ttl_ms: int, quota: Limit | None, taken_at: int,
-                 commit: SendCommit | None, grace_ms: int = 0) -> Op[Outcome[EndOutcome]]:
+    def end_send(
+        self,
+        record: Record,
+        nonce: str,
+        now_ms: int,
+        ttl_ms: int,
+        quota: Limit | None,
+        taken_at: int,
+        commit: SendCommit | None,
+        grace_ms: int = 0,
+    ) -> Op[Outcome[EndOutcome]]:
         """Commit a reserved send (``commit``) or roll it back (``None``, giving the phone's quota back); with
         a ``grace_ms`` (``Events.grace_ms``), journal its expiry watch; see ``lua/end_send.lua``."""
         s = self._store
         channel = commit.channel if commit else record.channel
-        keys = [s.record_key(record.id), s.index_key(record.phone, channel), s.index_key(record.phone, record.channel),
-                s.journal_key(record.id[:TAG_LENGTH])]
-        args = [nonce, "sent" if commit else "failed", now_ms, ttl_ms, _quota_prefix(s, "phone", record.id),
-                taken_at, grace_ms, *_items(quota), *(commit.fields() if commit else [])]
+        keys = [
+            s.record_key(record.id),
+            s.index_key(record.phone, channel),
+            s.index_key(record.phone, record.channel),
+            s.journal_key(record.id[:TAG_LENGTH]),
+        ]
+        args = [
+            nonce,
+            "sent" if commit else "failed",
+            now_ms,
+            ttl_ms,
+            _quota_prefix(s, "phone", record.id),
+            taken_at,
+            grace_ms,
+            *_items(quota),
+            *(commit.fields() if commit else []),
+        ]
         return self._script(_outcome(quota), s.scripts.end_send, keys, args)
 
-    def complete(self, verification_id: str, via: str, max_attempts: int, now_ms: int, keep_ms: int,
-                 failures: Limit | None, candidates: list[str], event_id: str = "",
-                 grace_ms: int = 0, caller: str = "") -> Op[Outcome[CompleteOutcome]]:
+    def complete(
+        self,
+        verification_id: str,
+        via: str,
+        max_attempts: int,
+        now_ms: int,
+        keep_ms: int,
+        failures: Limit | None,
+        candidates: list[str],
+        event_id: str = "",
+        grace_ms: int = 0,
+        caller: str = "",
+    ) -> Op[Outcome[CompleteOutcome]]:
         """Approve once (journaling the approval as ``event_id``, when given), count a wrong code, or refuse while
         the phone's wrong codes are used up; see ``lua/complete.lua``."""
         s = self._store
-        return self._script(_outcome(failures), s.scripts.complete,
-                            [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
-                            [via, max_attempts, now_ms, keep_ms, _quota_prefix(s, "fail", verification_id),
-                             _ttl(failures), event_id, grace_ms, caller, *_items(failures), *candidates])
+        return self._script(
+            _outcome(failures),
+            s.scripts.complete,
+            [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
+            [
+                via,
+                max_attempts,
+                now_ms,
+                keep_ms,
+                _quota_prefix(s, "fail", verification_id),
+                _ttl(failures),
+                event_id,
+                grace_ms,
+                caller,
+                *_items(failures),
+                *candidates,
+            ],
+        )
 
     def cancel(self, verification_id: str, grace_ms: int = 0) -> Op[Outcome[CancelOutcome]]:
         """Cancel unless approved; see ``lua/cancel.lua``."""
         s = self._store
         return self._script(_outcome(None), s.scripts.cancel, [s.record_key(verification_id)], [grace_ms])
 
-    def set_delivery(self, verification_id: str, provider: str, message_id: str, status: str, raw_status: str,
-                     event_id: str = "", grace_ms: int = 0, now_ms: int = 0) -> Op[Outcome[DeliveryOutcome]]:
+    def set_delivery(
+        self,
+        verification_id: str,
+        provider: str,
+        message_id: str,
+        status: str,
+        raw_status: str,
+        event_id: str = "",
+        grace_ms: int = 0,
+        now_ms: int = 0,
+    ) -> Op[Outcome[DeliveryOutcome]]:
         """Record a delivery status (journaling a failure as ``event_id``, when given); see
         ``lua/set_delivery.lua``."""
         s = self._store
-        return self._script(_outcome(None), s.scripts.set_delivery,
-                            [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
-                            [provider, message_id, status, raw_status, event_id, grace_ms, now_ms])
+        return self._script(
+            _outcome(None),
+            s.scripts.set_delivery,
+            [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
+            [provider, message_id, status, raw_status, event_id, grace_ms, now_ms],
+        )
 
     def get(self, verification_id: str) -> Op[Record | None]:
         """The verification with this id, or ``None`` if unknown or expired (a malformed id is never sent)."""
@@ -653,14 +813,14 @@ class Batch:
             op: Op[Record | None] = Op(_ignore)
             op._set(None)
             return op
-        return self._command(lambda h: Record.from_hash(h) if h else None, "HGETALL",
-                             self._store.record_key(verification_id))
+        return self._command(
+            lambda h: Record.from_hash(h) if h else None, "HGETALL", self._store.record_key(verification_id)
+        )
 
     def find(self, phone: str, channel: str) -> Op[Record | None]:
         """The newest verification of ``phone`` on ``channel``, whatever its status."""
         s = self._store
-        return self._script(Record.from_flat, s.scripts.find, [s.index_key(phone, channel)],
-                            [s.record_prefix(phone)])
+        return self._script(Record.from_flat, s.scripts.find, [s.index_key(phone, channel)], [s.record_prefix(phone)])
 
     # quotas, captchas and statistics
 
@@ -673,14 +833,19 @@ class Batch:
                 return Taken(quota, None, over=bool(counter and reply[1]))
             return Taken(quota, _refusal(limit, reply[1], reply[2]))
 
-        return self._script(decode, self._store.scripts.take, [self._store.quota_key(quota)],
-                            [now_ms, _ttl(limit, counter), *_items(limit), *_items(counter, counter=True)])
+        return self._script(
+            decode,
+            self._store.scripts.take,
+            [self._store.quota_key(quota)],
+            [now_ms, _ttl(limit, counter), *_items(limit), *_items(counter, counter=True)],
+        )
 
     def give(self, quota: Quota, taken_at: int) -> Op[None]:
         """Give back what :meth:`take` took at ``taken_at``; see ``lua/give.lua``."""
         items = _items(quota.limit)[1:] + _items(quota.counter, counter=True)[1:]
-        return self._script(_ignore, self._store.scripts.give, [self._store.quota_key(quota)],
-                            [taken_at, len(items) // 3, *items])
+        return self._script(
+            _ignore, self._store.scripts.give, [self._store.quota_key(quota)], [taken_at, len(items) // 3, *items]
+        )
 
     def pump_count(self, country: str, verification_id: str, what: PumpCount, now_ms: int) -> Op[None]:
         """Count an SMS verification started or approved in ``country``, in its shard; see ``lua/pump.lua``."""
@@ -691,8 +856,12 @@ class Batch:
         """Whether SMS pumping is suspected in ``country``: more than ``threshold`` of at least ``min_starts`` SMS
         verifications started in the last hour were not approved. ``warn`` unless it was logged lately."""
         store = self._store
-        shards = [self._script(lambda r: (int(r[0]), int(r[1])), store.scripts.pump,
-                               [store.pump_key(country, shard)], ["read", now_ms]) for shard in range(SHARDS)]
+        shards = [
+            self._script(
+                lambda r: (int(r[0]), int(r[1])), store.scripts.pump, [store.pump_key(country, shard)], ["read", now_ms]
+            )
+            for shard in range(SHARDS)
+        ]
         warned = self._command(bool, "EXISTS", store.pump_warned_key(country))
 
         def join(parts: list[Any]) -> Pumping:
@@ -728,13 +897,22 @@ class Batch:
 
     def breaker(self, provider: str) -> Op[Breaker]:
         """The gateway's circuit breaker."""
-        return self._command(lambda r: Breaker(int(r[0] or 0), int(r[1] or 0)), "HMGET",
-                             self._store.breaker_key(provider), "failures", "open_until")
+        return self._command(
+            lambda r: Breaker(int(r[0] or 0), int(r[1] or 0)),
+            "HMGET",
+            self._store.breaker_key(provider),
+            "failures",
+            "open_until",
+        )
 
     def breaker_failure(self, provider: str, now_ms: int, threshold: int, cooldown_ms: int) -> Op[int]:
         """Count a failure; until when the breaker is now open (0: still closed). See ``lua/breaker_failure.lua``."""
-        return self._script(int, self._store.scripts.breaker_failure, [self._store.breaker_key(provider)],
-                            [now_ms, threshold, cooldown_ms])
+        return self._script(
+            int,
+            self._store.scripts.breaker_failure,
+            [self._store.breaker_key(provider)],
+            [now_ms, threshold, cooldown_ms],
+        )
 
     def breaker_reset(self, provider: str) -> Op[None]:
         """A success after failures closes the breaker and clears the streak."""
@@ -742,8 +920,9 @@ class Batch:
 
     def remember_message(self, provider: str, message_id: str, verification_id: str, ttl_ms: int) -> Op[None]:
         """Map a gateway's message id to our verification, for as long as reports may come."""
-        return self._command(_ignore, "SET", self._store.message_key(provider, message_id), verification_id,
-                             "PX", ttl_ms)
+        return self._command(
+            _ignore, "SET", self._store.message_key(provider, message_id), verification_id, "PX", ttl_ms
+        )
 
     def message_verification(self, provider: str, message_id: str) -> Op[str | None]:
         """Our verification id for a gateway's message id."""
@@ -758,8 +937,9 @@ class Batch:
 
     def outbox(self, phone: str) -> Op[list[dict[str, str]]]:
         """Sandbox messages to ``phone``, newest first."""
-        return self._command(lambda raw: [json.loads(item) for item in raw], "LRANGE",
-                             self._store.outbox_key(phone), 0, -1)
+        return self._command(
+            lambda raw: [json.loads(item) for item in raw], "LRANGE", self._store.outbox_key(phone), 0, -1
+        )
 
     # webhook nonces
 
@@ -782,8 +962,12 @@ class Batch:
     def claim_due(self, name: str, now_ms: int, lease_ms: int, limit: int) -> Op[list[tuple[str, str]]]:
         """Due entries of schedule ``name`` as ``(member, data)``, leased to this caller; see ``claim_due.lua``."""
         due, payload = self._store.schedule_keys(name)
-        return self._script(lambda flat: list(zip(flat[::2], flat[1::2], strict=True)),
-                            self._store.scripts.claim_due, [due, payload], [now_ms, lease_ms, limit])
+        return self._script(
+            lambda flat: list(zip(flat[::2], flat[1::2], strict=True)),
+            self._store.scripts.claim_due,
+            [due, payload],
+            [now_ms, lease_ms, limit],
+        )
 
     def unschedule(self, name: str, member: str) -> Op[None]:
         """Take ``member`` off schedule ``name``."""
@@ -800,8 +984,14 @@ class Batch:
 
     def journal_hints(self, shard: int, limit: int) -> Op[list[tuple[str, int]]]:
         """Up to ``limit`` hinted slots of one shard, as (hash tag, hint count)."""
-        return self._command(lambda pairs: [(tag, int(count)) for tag, count in pairs],  # redis-py pairs them
-                             "ZRANGE", self._store.journal_hints_key(shard), 0, limit - 1, "WITHSCORES")
+        return self._command(
+            lambda pairs: [(tag, int(count)) for tag, count in pairs],  # redis-py pairs them
+            "ZRANGE",
+            self._store.journal_hints_key(shard),
+            0,
+            limit - 1,
+            "WITHSCORES",
+        )
 
     def journal(self, tag: str) -> Op[dict[str, str]]:
         """The entries of one slot's journal: entry id -> JSON."""
@@ -821,14 +1011,19 @@ class Batch:
     def enqueue_event(self, event_id: str, due_ms: int, envelope: str) -> Op[bool]:
         """Queue an event unless it was queued or delivered before; see ``lua/enqueue.lua``."""
         due, data = self._store.schedule_keys("events")
-        return self._script(bool, self._store.scripts.enqueue, [due, data, self._store.delivered_key()],
-                            [event_id, due_ms, envelope])
+        return self._script(
+            bool, self._store.scripts.enqueue, [due, data, self._store.delivered_key()], [event_id, due_ms, envelope]
+        )
 
     def delivered_event(self, event_id: str, now_ms: int, remember_ms: int) -> Op[None]:
         """An event is done with: off the outbox, remembered; see ``lua/delivered.lua``."""
         due, data = self._store.schedule_keys("events")
-        return self._script(_ignore, self._store.scripts.delivered, [due, data, self._store.delivered_key()],
-                            [event_id, now_ms, remember_ms])
+        return self._script(
+            _ignore,
+            self._store.scripts.delivered,
+            [due, data, self._store.delivered_key()],
+            [event_id, now_ms, remember_ms],
+        )
 
     def final_copy(self, verification_id: str) -> Op[dict[str, str]]:
         """What the transitions kept of the verification as it finally was, after Redis dropped it: every field
@@ -843,8 +1038,12 @@ class Batch:
 
     def claim_idempotency(self, key: str, claim: dict[str, Any], lease_ms: int) -> Op[dict[str, Any] | None]:
         """Claim ``key`` (``None``) or return what is stored under it: a claim or a finished response."""
-        return self._script(lambda stored: json.loads(stored) if stored else None, self._store.scripts.idempotency,
-                            [self._store.idempotency_key(key)], [json.dumps(claim), lease_ms])
+        return self._script(
+            lambda stored: json.loads(stored) if stored else None,
+            self._store.scripts.idempotency,
+            [self._store.idempotency_key(key)],
+            [json.dumps(claim), lease_ms],
+        )
 
     def finish_idempotency(self, key: str, result: dict[str, Any], ttl_ms: int) -> Op[None]:
         """Store the response for ``key``; later requests with it replay this."""
@@ -901,4 +1100,3 @@ def _lua(name: str) -> str:
     include = INCLUDE.match(source)
     libraries = [_lua(lib) for lib in include.group(1).split()] if include else []
     return "\n".join([*libraries, source])
-

@@ -61,8 +61,13 @@ class Secrets:
 
     def sign(self, proof: Proof) -> str:
         """Sign ``proof`` with the newest key, timestamped at its approval."""
-        payload = {"vid": proof.verification_id, "phone": proof.phone, "channel": proof.channel,
-                   "via": proof.completed_via, "at": proof.verified_at}
+        payload = {
+            "vid": proof.verification_id,
+            "phone": proof.phone,
+            "channel": proof.channel,
+            "via": proof.completed_via,
+            "at": proof.verified_at,
+        }
         return self._signer(proof.verified_at).sign(self._serializer.dump_payload(payload)).decode("ascii")
 
     def verify(self, token: str) -> Proof:
@@ -77,8 +82,13 @@ class Secrets:
         except BadData as err:
             raise InvalidToken("token signature does not verify") from err
         try:
-            return Proof(str(payload["vid"]), str(payload["phone"]), str(payload["channel"]),
-                         str(payload["via"]), int(payload["at"]))
+            return Proof(
+                str(payload["vid"]),
+                str(payload["phone"]),
+                str(payload["channel"]),
+                str(payload["via"]),
+                int(payload["at"]),
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise InvalidToken("token payload is not a verify proof") from err
 

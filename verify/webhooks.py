@@ -62,8 +62,13 @@ def _verified(gateway: str, route: str, args: dict[str, str]) -> Webhook:
     settings = hooks.settings(svc.settings)
     if settings is None:
         raise NotFound(f"{gateway} is not a configured gateway")
-    inbound = Inbound(request.method, request.query_string, request.get_data(cache=True), request.mimetype,
-                      dict(request.headers.items()))
+    inbound = Inbound(
+        request.method,
+        request.query_string,
+        request.get_data(cache=True),
+        request.mimetype,
+        dict(request.headers.items()),
+    )
     try:
         hook: Webhook = hooks.parse(route, inbound, args, settings, svc.clock(), svc.settings.webhook_max_age)
     except Rejected as err:
@@ -77,5 +82,10 @@ def _verified(gateway: str, route: str, args: dict[str, str]) -> Webhook:
 
 for _gateway in WEBHOOK_GATEWAYS:
     for _route in _gateway.routes:
-        bp.add_url_rule(_route.rule, endpoint=f"{_gateway.name}_{_route.name}", view_func=callback,
-                        methods=list(_route.methods), defaults={"gateway": _gateway.name, "route": _route.name})
+        bp.add_url_rule(
+            _route.rule,
+            endpoint=f"{_gateway.name}_{_route.name}",
+            view_func=callback,
+            methods=list(_route.methods),
+            defaults={"gateway": _gateway.name, "route": _route.name},
+        )

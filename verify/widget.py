@@ -72,10 +72,16 @@ def demo() -> str:
     """A signup page with the widget, on the first site key; in sandbox mode, with the sandbox phone beside it."""
     settings = service().settings
     if not settings.site_keys:
-        raise NotFound("the demo needs a site key: set VERIFY_SITE_KEYS (e.g. pk_demo=http://127.0.0.1:8000, the "
-                       "origin this page is served from); `verify dev` adds one in sandbox mode")
+        raise NotFound(
+            "the demo needs a site key: set VERIFY_SITE_KEYS (e.g. pk_demo=http://127.0.0.1:8000, the "
+            "origin this page is served from); `verify dev` adds one in sandbox mode"
+        )
     locale = request.args.get("lang")
     return render_template_string(
-        assets().demo, site_key=settings.site_keys[0][0], sandbox=settings.sandbox,
-        country=settings.default_country or "", locale=locale if locale in DEMO_LOCALES else "",
-        script=url_for("widget.script"))
+        assets().demo,
+        site_key=settings.site_keys[0][0],
+        sandbox=settings.sandbox,
+        country=settings.default_country or "",
+        locale=locale if locale in DEMO_LOCALES else "",
+        script=url_for("widget.script"),
+    )

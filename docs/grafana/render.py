@@ -132,20 +132,27 @@ class Binary:
 
 Node = Number | Selector | Call | Aggregate | Binary
 
-TOKEN = re.compile(r"""\s*(?:
+TOKEN = re.compile(
+    r"""\s*(?:
     (?P<duration>\d+(?:ms|[smhdwy]))(?![\w.])
   | (?P<number>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)
   | (?P<string>"(?:[^"\\]|\\.)*")
   | (?P<ident>[A-Za-z_:][\w:]*)
   | (?P<op>=~|!~|!=|==|>=|<=|[-+*/(){}\[\],=<>])
-)""", re.VERBOSE)
+)""",
+    re.VERBOSE,
+)
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 AGGREGATIONS = frozenset({"sum", "max", "min", "avg", "count"})
 COMPARISONS = frozenset({"==", "!=", ">", "<", ">=", "<="})
 FUNCTIONS = frozenset({"rate", "increase", "histogram_quantile", "vector", "clamp_min"})
 REDUCERS: dict[str, Callable[[list[float]], float]] = {
-    "sum": math.fsum, "max": max, "min": min, "count": lambda values: float(len(values)),
-    "avg": lambda values: math.fsum(values) / len(values)}
+    "sum": math.fsum,
+    "max": max,
+    "min": min,
+    "count": lambda values: float(len(values)),
+    "avg": lambda values: math.fsum(values) / len(values),
+}
 
 
 def tokenize(text: str) -> list[tuple[str, str]]:
@@ -155,7 +162,7 @@ def tokenize(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         match = TOKEN.match(text, pos)
         if match is None or match.lastgroup is None:
-            raise ValueError(f"cannot read {text[pos:pos + 20]!r} in {text!r}")
+            raise ValueError(f"cannot read {text[pos : pos + 20]!r} in {text!r}")
         tokens.append((match.lastgroup, match.group(match.lastgroup)))
         pos = match.end()
     return tokens
@@ -308,11 +315,13 @@ def selectors(node: Node) -> Iterator[Selector]:
 
 def expand(expr: str, variables: Mapping[str, str]) -> str:
     """``expr`` with Grafana's ``$name`` and ``${name}`` replaced from ``variables``."""
+
     def value(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
         if name not in variables:
             raise ValueError(f"no value for ${name} in {expr!r}")
         return variables[name]
+
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
 
 
@@ -354,7 +363,7 @@ def _quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     upper, count = buckets[index]
     if upper == math.inf:
         return buckets[-2][0]
-    lower, below = (buckets[index - 1] if index > 0 else (0.0, 0.0))
+    lower, below = buckets[index - 1] if index > 0 else (0.0, 0.0)
     if count == below:
         return upper
     return lower + (upper - lower) * (rank - below) / (count - below)
@@ -462,8 +471,9 @@ class Evaluator:
                 raise ValueError("a filter compares a vector with something")
             if isinstance(rhs, float):
                 return {labels: value for labels, value in lhs.items() if _compare(op, value, rhs)}
-            return {labels: value for labels, value in lhs.items()
-                    if labels in rhs and _compare(op, value, rhs[labels])}
+            return {
+                labels: value for labels, value in lhs.items() if labels in rhs and _compare(op, value, rhs[labels])
+            }
         if isinstance(lhs, float):
             assert not isinstance(rhs, float)
             return {labels: _arith(op, lhs, value) for labels, value in rhs.items()}
@@ -497,8 +507,15 @@ def variables_for(scrapes: Sequence[Scrape], rate_interval_s: int) -> dict[str, 
     """What Grafana would put in for the dashboard's variables: every country, channel and gateway ("All"), the
     time range of the scrapes, and the default conversion window."""
     span = max(1, round(scrapes[-1].at - scrapes[0].at))
-    return {"datasource": "prometheus", "country": ".*", "channel": ".*", "provider": ".*", "window": "1h",
-            "__range": f"{span}s", "__rate_interval": f"{rate_interval_s}s"}
+    return {
+        "datasource": "prometheus",
+        "country": ".*",
+        "channel": ".*",
+        "provider": ".*",
+        "window": "1h",
+        "__range": f"{span}s",
+        "__rate_interval": f"{rate_interval_s}s",
+    }
 
 
 def panel_frames(panel: Mapping[str, Any], evaluator: Evaluator, variables: Mapping[str, str]) -> list[Frame]:
@@ -508,8 +525,11 @@ def panel_frames(panel: Mapping[str, Any], evaluator: Evaluator, variables: Mapp
     for target in panel.get("targets", []):
         node = parse(expand(target["expr"], variables))
         if target.get("instant"):
-            points = {labels: [(times[-1], value)] for labels, value in evaluator.instant(node, times[-1]).items()
-                      if math.isfinite(value)}
+            points = {
+                labels: [(times[-1], value)]
+                for labels, value in evaluator.instant(node, times[-1]).items()
+                if math.isfinite(value)
+            }
         else:
             points = evaluator.range(node, times)
         for labels in sorted(points):
@@ -532,13 +552,39 @@ TEXT = "#ccccdc"
 MUTED = "rgba(204, 204, 220, 0.65)"
 GRID = "rgba(204, 204, 220, 0.09)"
 FONT = "Inter, Helvetica, Arial, 'Liberation Sans', sans-serif"
-NAMED = {"green": "#73BF69", "dark-green": "#37872D", "red": "#F2495C", "orange": "#FF9830", "yellow": "#FADE2A",
-         "blue": "#5794F2", "purple": "#B877D9", "text": "#CCCCDC"}
-CLASSIC = ("#7EB26D", "#EAB839", "#6ED0E0", "#EF843C", "#E24D42", "#1F78C1", "#BA43A9", "#705DA0", "#508642",
-           "#CCA300", "#447EBC", "#C15C17", "#890F02", "#0A437C", "#6D1F62", "#584477")
+NAMED = {
+    "green": "#73BF69",
+    "dark-green": "#37872D",
+    "red": "#F2495C",
+    "orange": "#FF9830",
+    "yellow": "#FADE2A",
+    "blue": "#5794F2",
+    "purple": "#B877D9",
+    "text": "#CCCCDC",
+}
+CLASSIC = (
+    "#7EB26D",
+    "#EAB839",
+    "#6ED0E0",
+    "#EF843C",
+    "#E24D42",
+    "#1F78C1",
+    "#BA43A9",
+    "#705DA0",
+    "#508642",
+    "#CCA300",
+    "#447EBC",
+    "#C15C17",
+    "#890F02",
+    "#0A437C",
+    "#6D1F62",
+    "#584477",
+)
 GRADIENTS = {"continuous-BlPu": ("#5794F2", "#B877D9")}
-CLOCK_ICON = ('<svg width="12" height="12" viewBox="0 0 12 12" style="vertical-align:-2px"><circle cx="6" cy="6" '
-              f'r="5" fill="none" stroke="{TEXT}"/><path d="M6 3v3l2 1.5" fill="none" stroke="{TEXT}"/></svg>')
+CLOCK_ICON = (
+    '<svg width="12" height="12" viewBox="0 0 12 12" style="vertical-align:-2px"><circle cx="6" cy="6" '
+    f'r="5" fill="none" stroke="{TEXT}"/><path d="M6 3v3l2 1.5" fill="none" stroke="{TEXT}"/></svg>'
+)
 CHAR = 6.6  # px per character of 12px text, for layout estimates
 
 
@@ -612,8 +658,9 @@ def series_colours(panel: Mapping[str, Any], frames: Sequence[Frame]) -> list[st
         chosen = CLASSIC[index % len(CLASSIC)]
         for override in overrides:
             matcher = override["matcher"]
-            hit = (matcher["id"] == "byName" and matcher["options"] == frame.name) or \
-                  (matcher["id"] == "byRegexp" and re.fullmatch(matcher["options"], frame.name) is not None)
+            hit = (matcher["id"] == "byName" and matcher["options"] == frame.name) or (
+                matcher["id"] == "byRegexp" and re.fullmatch(matcher["options"], frame.name) is not None
+            )
             if hit:
                 for prop in override["properties"]:
                     if prop["id"] == "color":
@@ -641,8 +688,9 @@ def _clock(t: float) -> str:
 
 def legend_html(names: Sequence[str], colours: Sequence[str]) -> str:
     """Grafana's list legend: a colour bar and the name of each series."""
-    items = "".join(f'<span class="li"><i style="background:{c}"></i>{esc(n)}</span>' for n, c in zip(names, colours,
-                                                                                                       strict=True))
+    items = "".join(
+        f'<span class="li"><i style="background:{c}"></i>{esc(n)}</span>' for n, c in zip(names, colours, strict=True)
+    )
     return f'<div class="legend">{items}</div>'
 
 
@@ -657,8 +705,9 @@ def legend_rows(names: Sequence[str], width: float) -> int:
     return rows
 
 
-def timeseries(panel: Mapping[str, Any], frames: Sequence[Frame], width: float, height: float,
-               span: tuple[float, float]) -> str:
+def timeseries(
+    panel: Mapping[str, Any], frames: Sequence[Frame], width: float, height: float, span: tuple[float, float]
+) -> str:
     """A time series panel's body: axes, grid, lines or bars (stacked when configured), and its legend."""
     defaults = panel["fieldConfig"]["defaults"]
     custom = defaults.get("custom", {})
@@ -692,21 +741,29 @@ def timeseries(panel: Mapping[str, Any], frames: Sequence[Frame], width: float, 
     def y(v: float) -> float:
         return top_pad + plot_h - (v / y_max) * plot_h
 
-    parts = [f'<svg width="{width:.0f}" height="{height - legend_h:.0f}">',
-             "".join(f'<linearGradient id="g{panel["id"]}_{i}" x1="0" y1="0" x2="0" y2="1">'
-                     f'<stop offset="0" stop-color="{c}" stop-opacity="{custom.get("fillOpacity", 0) / 100:.2f}"/>'
-                     f'<stop offset="1" stop-color="{c}" stop-opacity="0.02"/></linearGradient>'
-                     for i, c in enumerate(colours)).join(("<defs>", "</defs>"))]
+    parts = [
+        f'<svg width="{width:.0f}" height="{height - legend_h:.0f}">',
+        "".join(
+            f'<linearGradient id="g{panel["id"]}_{i}" x1="0" y1="0" x2="0" y2="1">'
+            f'<stop offset="0" stop-color="{c}" stop-opacity="{custom.get("fillOpacity", 0) / 100:.2f}"/>'
+            f'<stop offset="1" stop-color="{c}" stop-opacity="0.02"/></linearGradient>'
+            for i, c in enumerate(colours)
+        ).join(("<defs>", "</defs>")),
+    ]
     for tick, label in zip(ticks, labels, strict=True):
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" '
-                     f'stroke="{GRID}"/><text x="{left - 6}" y="{y(tick) + 4:.1f}" class="ax" '
-                     f'text-anchor="end">{esc(label)}</text>')
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" '
+            f'stroke="{GRID}"/><text x="{left - 6}" y="{y(tick) + 4:.1f}" class="ax" '
+            f'text-anchor="end">{esc(label)}</text>'
+        )
     step = next(s for s in (5, 10, 15, 30, 60, 120, 300, 600) if plot_w / ((t1 - t0) / s) >= 70)
     tick_t = math.ceil(t0 / step) * step
     while tick_t <= t1 and x(tick_t) + 26 <= width:  # no label cut by the edge
-        parts.append(f'<line x1="{x(tick_t):.1f}" x2="{x(tick_t):.1f}" y1="{top_pad}" y2="{top_pad + plot_h}" '
-                     f'stroke="{GRID}"/><text x="{x(tick_t):.1f}" y="{top_pad + plot_h + 15}" class="ax" '
-                     f'text-anchor="middle">{_clock(tick_t)}</text>')
+        parts.append(
+            f'<line x1="{x(tick_t):.1f}" x2="{x(tick_t):.1f}" y1="{top_pad}" y2="{top_pad + plot_h}" '
+            f'stroke="{GRID}"/><text x="{x(tick_t):.1f}" y="{top_pad + plot_h + 15}" class="ax" '
+            f'text-anchor="middle">{_clock(tick_t)}</text>'
+        )
         tick_t += step
     base = dict.fromkeys(times, 0.0)
     slot = plot_w / max(len(times), 1)
@@ -720,15 +777,19 @@ def timeseries(panel: Mapping[str, Any], frames: Sequence[Frame], width: float, 
         if bars:
             for t, low, high in zip(mine, lows, highs, strict=True):
                 if high > low:
-                    parts.append(f'<rect x="{x(t) - bar_w / 2:.1f}" y="{y(high):.1f}" width="{bar_w:.1f}" '
-                                 f'height="{max(y(low) - y(high), 0.5):.1f}" fill="{c}" fill-opacity="0.8"/>')
+                    parts.append(
+                        f'<rect x="{x(t) - bar_w / 2:.1f}" y="{y(high):.1f}" width="{bar_w:.1f}" '
+                        f'height="{max(y(low) - y(high), 0.5):.1f}" fill="{c}" fill-opacity="0.8"/>'
+                    )
         else:
             line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(mine, highs, strict=True))
             if custom.get("fillOpacity", 0) > 0:
                 floor = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in reversed(list(zip(mine, lows, strict=True))))
                 parts.append(f'<polygon points="{line} {floor}" fill="url(#g{panel["id"]}_{index})"/>')
-            parts.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="'
-                         f'{custom.get("lineWidth", 1)}" stroke-linejoin="round"/>')
+            parts.append(
+                f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="'
+                f'{custom.get("lineWidth", 1)}" stroke-linejoin="round"/>'
+            )
         if stacked:
             for t, high in zip(mine, highs, strict=True):
                 base[t] = high
@@ -750,8 +811,13 @@ def stat(panel: Mapping[str, Any], frames: Sequence[Frame], width: float, height
     for frame in frames:
         value = _reduce(frame, calc)
         text, mapped_colour = mapped(value, defaults.get("mappings", []))
-        cells.append((frame, text or fmt(value, unit, decimals), mapped_colour or threshold_colour(
-            value, defaults["thresholds"])))
+        cells.append(
+            (
+                frame,
+                text or fmt(value, unit, decimals),
+                mapped_colour or threshold_colour(value, defaults["thresholds"]),
+            )
+        )
     if not cells:
         shown = defaults.get("noValue", "No data")
         cells.append((Frame("", (), ()), shown, threshold_colour(0, defaults["thresholds"])))
@@ -766,8 +832,10 @@ def stat(panel: Mapping[str, Any], frames: Sequence[Frame], width: float, height
         spark = ""
         if options.get("graphMode") == "area" and len(frame.points) > 1:
             spark = _sparkline(frame, cell_w, height * 0.42, c)
-        body.append(f'<div class="cell" style="width:{cell_w:.0f}px">{name}<div class="big" style="font-size:'
-                    f'{size:.0f}px;color:{value_colour}">{esc(text)}</div>{spark}</div>')
+        body.append(
+            f'<div class="cell" style="width:{cell_w:.0f}px">{name}<div class="big" style="font-size:'
+            f'{size:.0f}px;color:{value_colour}">{esc(text)}</div>{spark}</div>'
+        )
     return f'<div class="stat">{"".join(body)}</div>', cells[0][2] if background else None
 
 
@@ -777,9 +845,11 @@ def _sparkline(frame: Frame, width: float, height: float, c: str) -> str:
     t0, t1 = frame.points[0][0], frame.points[-1][0]
     points = [((t - t0) / (t1 - t0) * width, height - v / top * (height - 4)) for t, v in frame.points]
     line = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
-    return (f'<svg class="spark" width="{width:.0f}" height="{height:.0f}"><polygon points="0,{height:.0f} {line} '
-            f'{width:.0f},{height:.0f}" fill="{c}" fill-opacity="0.18"/><polyline points="{line}" fill="none" '
-            f'stroke="{c}" stroke-width="1.5"/></svg>')
+    return (
+        f'<svg class="spark" width="{width:.0f}" height="{height:.0f}"><polygon points="0,{height:.0f} {line} '
+        f'{width:.0f},{height:.0f}" fill="{c}" fill-opacity="0.18"/><polyline points="{line}" fill="none" '
+        f'stroke="{c}" stroke-width="1.5"/></svg>'
+    )
 
 
 def bargauge(panel: Mapping[str, Any], frames: Sequence[Frame], width: float, height: float) -> str:
@@ -805,17 +875,22 @@ def bargauge(panel: Mapping[str, Any], frames: Sequence[Frame], width: float, he
             f'{esc(frame.name)}</span><span class="bgt" style="width:{bar_w:.0f}px;height:{row_h * 0.62:.0f}px">'
             f'<span style="width:{share * 100:.1f}%;background:linear-gradient(90deg,{start}66,{c})"></span></span>'
             f'<span class="bgv" style="width:{value_w:.0f}px;color:{c};font-size:{min(row_h * 0.6, 20):.0f}px">'
-            f'{esc(fmt(value, unit, decimals))}</span></div>')
+            f"{esc(fmt(value, unit, decimals))}</span></div>"
+        )
     return f'<div class="bars">{"".join(out)}</div>'
 
 
-def state_timeline(panel: Mapping[str, Any], frames: Sequence[Frame], width: float, height: float,
-                   span: tuple[float, float]) -> str:
+def state_timeline(
+    panel: Mapping[str, Any], frames: Sequence[Frame], width: float, height: float, span: tuple[float, float]
+) -> str:
     """One row per series, coloured by its mapped state over time, and the states' legend."""
     defaults = panel["fieldConfig"]["defaults"]
     mappings = defaults.get("mappings", [])
-    states = [(text, c) for m in mappings for text, c in
-              ((o.get("text", k), colour(o.get("color", "text"))) for k, o in m.get("options", {}).items())]
+    states = [
+        (text, c)
+        for m in mappings
+        for text, c in ((o.get("text", k), colour(o.get("color", "text"))) for k, o in m.get("options", {}).items())
+    ]
     legend = legend_html([s for s, _ in states], [c for _, c in states])
     if not frames:
         return '<div class="nodata">No data</div>' + legend
@@ -826,8 +901,10 @@ def state_timeline(panel: Mapping[str, Any], frames: Sequence[Frame], width: flo
     svg = [f'<svg width="{width:.0f}" height="{row_h * len(frames) + 20:.0f}">']
     for row, frame in enumerate(frames):
         top = row * row_h
-        svg.append(f'<text x="{name_w - 8}" y="{top + row_h / 2 + 4:.1f}" class="ax" text-anchor="end">'
-                   f'{esc(frame.name)}</text>')
+        svg.append(
+            f'<text x="{name_w - 8}" y="{top + row_h / 2 + 4:.1f}" class="ax" text-anchor="end">'
+            f"{esc(frame.name)}</text>"
+        )
         runs: list[tuple[float, float]] = []  # (start, value): a run lasts until the next one starts
         for t, value in frame.points:
             if not runs or runs[-1][1] != value:  # mergeValues
@@ -838,14 +915,18 @@ def state_timeline(panel: Mapping[str, Any], frames: Sequence[Frame], width: flo
             fill = c or threshold_colour(value, defaults["thresholds"])
             x0 = name_w + (t - t0) / (t1 - t0) * plot_w
             x1 = name_w + (end - t0) / (t1 - t0) * plot_w
-            svg.append(f'<rect x="{x0:.1f}" y="{top + row_h * 0.1:.1f}" width="{max(x1 - x0, 1):.1f}" '
-                       f'height="{row_h * 0.8:.1f}" fill="{fill}" fill-opacity="0.85"/>')
+            svg.append(
+                f'<rect x="{x0:.1f}" y="{top + row_h * 0.1:.1f}" width="{max(x1 - x0, 1):.1f}" '
+                f'height="{row_h * 0.8:.1f}" fill="{fill}" fill-opacity="0.85"/>'
+            )
     axis_y = row_h * len(frames) + 14
     step = next(s for s in (5, 10, 15, 30, 60, 120, 300, 600) if plot_w / ((t1 - t0) / s) >= 70)
     tick = math.ceil(t0 / step) * step
     while tick <= t1 and name_w + (tick - t0) / (t1 - t0) * plot_w + 26 <= width:
-        svg.append(f'<text x="{name_w + (tick - t0) / (t1 - t0) * plot_w:.1f}" y="{axis_y:.0f}" class="ax" '
-                   f'text-anchor="middle">{_clock(tick)}</text>')
+        svg.append(
+            f'<text x="{name_w + (tick - t0) / (t1 - t0) * plot_w:.1f}" y="{axis_y:.0f}" class="ax" '
+            f'text-anchor="middle">{_clock(tick)}</text>'
+        )
         tick += step
     svg.append("</svg>")
     return "".join(svg) + legend
@@ -915,8 +996,10 @@ def render_page(dashboard: Mapping[str, Any], scrapes: Sequence[Scrape], rate_in
         height = grid["h"] * CELL + (grid["h"] - 1) * GAP
         bottom = max(bottom, top + height)
         if panel["type"] == "row":
-            boxes.append(f'<div class="row" style="left:{left:.0f}px;top:{top:.0f}px;width:{width:.0f}px;'
-                         f'height:{height:.0f}px">{esc(panel["title"])}</div>')
+            boxes.append(
+                f'<div class="row" style="left:{left:.0f}px;top:{top:.0f}px;width:{width:.0f}px;'
+                f'height:{height:.0f}px">{esc(panel["title"])}</div>'
+            )
             continue
         frames = panel_frames(panel, evaluator, variables)
         body_w, body_h = width - 18, height - HEADER - 10
@@ -931,25 +1014,36 @@ def render_page(dashboard: Mapping[str, Any], scrapes: Sequence[Scrape], rate_in
             body = state_timeline(panel, frames, body_w, body_h, span)
         else:
             raise ValueError(f"no drawing for panel type {panel['type']!r}")
-        fill = (f"background:linear-gradient(120deg,{background}d9,{background});border-color:transparent"
-                if background else "")
-        boxes.append(f'<section class="panel" style="left:{left:.0f}px;top:{top:.0f}px;width:{width:.0f}px;'
-                     f'height:{height:.0f}px;{fill}"><div class="ph">{esc(panel["title"])}</div>'
-                     f'<div class="pb">{body}</div></section>')
+        fill = (
+            f"background:linear-gradient(120deg,{background}d9,{background});border-color:transparent"
+            if background
+            else ""
+        )
+        boxes.append(
+            f'<section class="panel" style="left:{left:.0f}px;top:{top:.0f}px;width:{width:.0f}px;'
+            f'height:{height:.0f}px;{fill}"><div class="ph">{esc(panel["title"])}</div>'
+            f'<div class="pb">{body}</div></section>'
+        )
     labels = {v["name"]: v.get("label", v["name"]) for v in dashboard["templating"]["list"]}
     shown = {"datasource": "Prometheus", "country": "All", "channel": "All", "provider": "All", "window": "1h"}
-    chips = "".join(f'<div class="var"><span class="k">{esc(labels[name])}</span><span class="v">{esc(value)}'
-                    f"</span></div>" for name, value in shown.items() if name in labels)
+    chips = "".join(
+        f'<div class="var"><span class="k">{esc(labels[name])}</span><span class="v">{esc(value)}</span></div>'
+        for name, value in shown.items()
+        if name in labels
+    )
     when = f"{datetime.fromtimestamp(span[0]):%Y-%m-%d %H:%M:%S} to {datetime.fromtimestamp(span[1]):%H:%M:%S}"
-    note = (f"static render of docs/grafana/verify.json from {len(scrapes)} real /metrics scrapes "
-            "(docs/grafana/render.py)")
-    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{esc(dashboard["title"])}</title>'
-            f"<style>{STYLE}</style></head><body><header><div class=\"logo\"></div><div class=\"crumbs\">Home "
-            f"&rsaquo; Dashboards &rsaquo; <b>{esc(dashboard['title'])}</b></div><div class=\"spacer\"></div>"
-            f'<div class="note">{esc(note)}</div><div class="btn">{CLOCK_ICON} {esc(when)}</div>'
-            f'<div class="btn">&#8635; {esc(dashboard.get("refresh", ""))}</div></header>'
-            f'<div class="vars">{chips}</div><main style="height:{bottom:.0f}px">{"".join(boxes)}</main>'
-            "</body></html>")
+    note = (
+        f"static render of docs/grafana/verify.json from {len(scrapes)} real /metrics scrapes (docs/grafana/render.py)"
+    )
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{esc(dashboard["title"])}</title>'
+        f'<style>{STYLE}</style></head><body><header><div class="logo"></div><div class="crumbs">Home '
+        f'&rsaquo; Dashboards &rsaquo; <b>{esc(dashboard["title"])}</b></div><div class="spacer"></div>'
+        f'<div class="note">{esc(note)}</div><div class="btn">{CLOCK_ICON} {esc(when)}</div>'
+        f'<div class="btn">&#8635; {esc(dashboard.get("refresh", ""))}</div></header>'
+        f'<div class="vars">{chips}</div><main style="height:{bottom:.0f}px">{"".join(boxes)}</main>'
+        "</body></html>"
+    )
 
 
 def screenshot(page_html: str, out: Path, chromium: str = CHROMIUM) -> None:
@@ -982,11 +1076,26 @@ COUNTRIES = {"RU": 5, "GB": 3, "US": 3, "DE": 2, "IN": 3, "BR": 2, "NG": 3}
 PUMPED = "NG"
 # How verifications end, and how often (weights): the code checked (after a wrong one, sometimes), sent back by SMS,
 # a call made; or never called, canceled, undeliverable, abandoned (these expire).
-OUTCOMES = {"check": 40, "wrong_then_check": 14, "reply": 10, "call": 11, "call_unanswered": 3, "cancel": 7,
-            "undeliverable": 4, "abandon": 12}
+OUTCOMES = {
+    "check": 40,
+    "wrong_then_check": 14,
+    "reply": 10,
+    "call": 11,
+    "call_unanswered": 3,
+    "cancel": 7,
+    "undeliverable": 4,
+    "abandon": 12,
+}
 # Mobile number ranges: a prefix, then that many random digits (a number that is not valid there is drawn again).
-NUMBERS = {"RU": ("+7999", 7), "GB": ("+4477", 8), "US": ("+1201", 7), "DE": ("+49151", 8), "IN": ("+9198", 8),
-           "BR": ("+55119", 8), "NG": ("+234803", 7)}
+NUMBERS = {
+    "RU": ("+7999", 7),
+    "GB": ("+4477", 8),
+    "US": ("+1201", 7),
+    "DE": ("+49151", 8),
+    "IN": ("+9198", 8),
+    "BR": ("+55119", 8),
+    "NG": ("+234803", 7),
+}
 
 
 def server_settings(events_url: str, challenge_ttl: int) -> dict[str, str]:
@@ -1038,8 +1147,9 @@ class EventsReceiver:
 
 def scrape(server: Server, session: requests.Session | None = None) -> Scrape:
     """``GET /metrics`` with the bearer token, parsed."""
-    response = (session or requests).get(server.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
-                                          timeout=30)
+    response = (session or requests).get(
+        server.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30
+    )
     response.raise_for_status()
     return parse_scrape(response.text, time.time())
 
@@ -1070,8 +1180,11 @@ class Workload:
             for _ in range(10000):
                 number = prefix + "".join(self.rng.choice("0123456789") for _ in range(digits))
                 parsed = phonenumbers.parse(number)
-                if (number[:-4] not in self._used and phonenumbers.is_valid_number(parsed)
-                        and phonenumbers.region_code_for_number(parsed) == country):
+                if (
+                    number[:-4] not in self._used
+                    and phonenumbers.is_valid_number(parsed)
+                    and phonenumbers.region_code_for_number(parsed) == country
+                ):
                     self._used.add(number[:-4])
                     return number
         raise RuntimeError(f"no unused number prefix left in {prefix}")
@@ -1084,8 +1197,9 @@ class Workload:
 
     def post(self, session: requests.Session, path: str, body: Mapping[str, Any], ip: str) -> requests.Response:
         """An API request from client ``ip``."""
-        response = session.post(self.server.url(path), json=dict(body), headers={**AUTH, "X-Forwarded-For": ip},
-                                timeout=30)
+        response = session.post(
+            self.server.url(path), json=dict(body), headers={**AUTH, "X-Forwarded-For": ip}, timeout=30
+        )
         with self._lock:
             self.answers[f"{path.split('/')[-1] if 'check' in path else path} {response.status_code}"] += 1
         return response
@@ -1103,8 +1217,12 @@ class Workload:
     def callback(self, session: requests.Session, fields: dict[str, str], secret: str = WEBHOOK_SECRET) -> int:
         """An SMSC callback to ``/webhooks/smsc``, signed with ``secret``; returns the status."""
         query, body, content_type = smsc_callback(fields, secret=secret, hash="sha1")
-        response = session.post(self.server.url("/webhooks/smsc") + (f"?{query}" if query else ""), data=body,
-                                headers={"Content-Type": content_type}, timeout=30)
+        response = session.post(
+            self.server.url("/webhooks/smsc") + (f"?{query}" if query else ""),
+            data=body,
+            headers={"Content-Type": content_type},
+            timeout=30,
+        )
         with self._lock:
             self.answers[f"webhook {response.status_code}"] += 1
         return response.status_code
@@ -1138,8 +1256,9 @@ class Workload:
         if outcome == "undeliverable":
             return
         if outcome == "cancel":
-            session.delete(self.server.url(f"/v1/verifications/{vid}"), headers={**AUTH, "X-Forwarded-For": ip},
-                           timeout=30)
+            session.delete(
+                self.server.url(f"/v1/verifications/{vid}"), headers={**AUTH, "X-Forwarded-For": ip}, timeout=30
+            )
             return
         code = self.code(session, phone)
         if code is None:
@@ -1164,8 +1283,9 @@ class Workload:
                 solved = session.get(self.server.url(f"/sandbox/captcha/{challenge}"), timeout=30).json()["answer"]
                 guess = "wrong" if wrong_once else solved
                 wrong_once = False
-                answer = self.post(session, "/v1/verifications", {**body, "captcha": {"id": challenge,
-                                                                                      "answer": guess}}, ip)
+                answer = self.post(
+                    session, "/v1/verifications", {**body, "captcha": {"id": challenge, "answer": guess}}, ip
+                )
 
     def phone_over_limit(self, session: requests.Session) -> None:
         """One phone started and canceled until its phone limit (3 in 10 minutes) refuses the next start."""
@@ -1175,8 +1295,11 @@ class Workload:
             started = self.post(session, "/v1/verifications", {"phone": phone}, ip)
             if started.status_code != 201:
                 return
-            session.delete(self.server.url(f"/v1/verifications/{started.json()['id']}"),
-                           headers={**AUTH, "X-Forwarded-For": ip}, timeout=30)
+            session.delete(
+                self.server.url(f"/v1/verifications/{started.json()['id']}"),
+                headers={**AUTH, "X-Forwarded-For": ip},
+                timeout=30,
+            )
 
     def forgeries(self, session: requests.Session, count: int = 6) -> None:
         """Callbacks to SMSC's handler signed with the wrong secret."""
@@ -1204,8 +1327,9 @@ class Workload:
             client.close()
 
 
-def run(server: Server, receiver: EventsReceiver, duration: float, seed: int = 7, threads: int = 3,
-        every: float = 2.0) -> list[Scrape]:
+def run(
+    server: Server, receiver: EventsReceiver, duration: float, seed: int = 7, threads: int = 3, every: float = 2.0
+) -> list[Scrape]:
     """The workload of the module docstring for ``duration`` seconds; returns the scrapes taken meanwhile."""
     workload = Workload(server, seed)
     stop = threading.Event()
@@ -1260,8 +1384,10 @@ def run(server: Server, receiver: EventsReceiver, duration: float, seed: int = 7
     for worker in workers:
         worker.join(60)
     scrapes.append(scrape(server))
-    print(f"{len(scrapes)} scrapes over {scrapes[-1].at - scrapes[0].at:.0f} s; answers: {dict(workload.answers)}; "
-          f"client errors: {len(errors)}")
+    print(
+        f"{len(scrapes)} scrapes over {scrapes[-1].at - scrapes[0].at:.0f} s; answers: {dict(workload.answers)}; "
+        f"client errors: {len(errors)}"
+    )
     return scrapes
 
 
@@ -1283,9 +1409,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         smsc.start()
         receiver = EventsReceiver()
         try:
-            with serving(receiver) as events_base, \
-                    gunicorn_server(store.url, Path(tmp), server_settings(f"{events_base}/events", 20),
-                                    workers=args.workers, smsc=smsc, name="dashboard") as server:
+            with (
+                serving(receiver) as events_base,
+                gunicorn_server(
+                    store.url,
+                    Path(tmp),
+                    server_settings(f"{events_base}/events", 20),
+                    workers=args.workers,
+                    smsc=smsc,
+                    name="dashboard",
+                ) as server,
+            ):
                 scrapes = run(server, receiver, args.seconds, args.seed)
         finally:
             smsc.stop()

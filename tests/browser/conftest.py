@@ -35,8 +35,16 @@ from verify.embedded import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHROMIUM_PATHS = (Path("/usr/lib/chromium/chromium"), Path("/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 AXE_JS = ROOT / ".venv" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 SITE_KEY = "pk_test"
@@ -62,8 +70,10 @@ def chromium() -> Path | None:
 def driver() -> Iterator[Playwright]:
     """Playwright's driver, started once."""
     if chromium() is None:
-        pytest.skip(f"no Chromium at {' or '.join(map(str, CHROMIUM_PATHS))}: install Debian's with "
-                    "`apt-get install chromium` (.ci/run does, as root)")
+        pytest.skip(
+            f"no Chromium at {' or '.join(map(str, CHROMIUM_PATHS))}: install Debian's with "
+            "`apt-get install chromium` (.ci/run does, as root)"
+        )
     with sync_playwright() as driver:
         yield driver
 
@@ -159,8 +169,10 @@ def customer_site(environ: dict[str, Any], start_response: Any) -> Any:
     """
     request = Request(environ)
     if request.path == "/submitted":
-        fields = "".join(f'<dt>{html.escape(k)}</dt><dd id="field-{html.escape(k)}">{html.escape(v)}</dd>'
-                         for k, v in request.args.items())
+        fields = "".join(
+            f'<dt>{html.escape(k)}</dt><dd id="field-{html.escape(k)}">{html.escape(v)}</dd>'
+            for k, v in request.args.items()
+        )
         body = SUBMITTED.format(fields=fields)
     elif request.path == "/":
         args = dict(request.args.items())
@@ -206,8 +218,11 @@ def gunicorn(redis_server: EmbeddedRedis, site: Site, tmp_path_factory: pytest.T
     """The Procfile's gunicorn (2 workers) with the test site key for the customer's origin; SMS go to an SMSC
     emulator, calls to the sandbox call gateway. No captcha, the default rate limits, and a resend cooldown of
     ``RESEND_COOLDOWN_S`` so that a test can wait it out."""
-    settings = {"VERIFY_SITE_KEYS": f"{SITE_KEY}={site.origin}", "VERIFY_CAPTCHA_MODE": "off",
-                "VERIFY_RESEND_COOLDOWN": str(RESEND_COOLDOWN_S)}
+    settings = {
+        "VERIFY_SITE_KEYS": f"{SITE_KEY}={site.origin}",
+        "VERIFY_CAPTCHA_MODE": "off",
+        "VERIFY_RESEND_COOLDOWN": str(RESEND_COOLDOWN_S),
+    }
     with gunicorn_server(redis_server.url, tmp_path_factory.mktemp("gunicorn"), settings, workers=2) as server:
         yield server
 
@@ -237,11 +252,13 @@ def in_process(redis_server: EmbeddedRedis, site: Site) -> Iterator[Callable[...
     thread, on an empty Redis, with the given settings and the test site key for the customer's origin and its own
     (for /demo, whose page is the service's)."""
     with ExitStack() as stack:
+
         def serve(**overrides: Any) -> str:
             slot = Slot()
             base = stack.enter_context(serving(slot))
-            settings = make_settings(flushed(redis_server.url), site_keys=((SITE_KEY, (site.origin, base)),),
-                                     **overrides)
+            settings = make_settings(
+                flushed(redis_server.url), site_keys=((SITE_KEY, (site.origin, base)),), **overrides
+            )
             slot.app = create_app(settings, background=False)
             return base
 

@@ -13,8 +13,9 @@ from tests.browser.conftest import assert_accessible, save_screenshot
 SHOWN = "+7 999 123-45-67"
 
 
-def test_demo_signup_with_the_code_from_the_sandbox_inbox(page: Page, axe_source: str,
-                                                           in_process: Callable[..., str]) -> None:
+def test_demo_signup_with_the_code_from_the_sandbox_inbox(
+    page: Page, axe_source: str, in_process: Callable[..., str]
+) -> None:
     base = in_process()
     page.goto(f"{base}/demo")
     assert_accessible(page, axe_source, "demo")

@@ -103,8 +103,10 @@ def test_sms_code_typed_in(page: Page, axe_source: str, service: Server, site: S
     started, approved = events(page)
     assert started["type"] == "verify:started"
     assert started["detail"] == {"id": started["detail"]["id"], "phone": PHONE, "channel": "sms"}
-    assert approved == {"type": "verify:approved",
-                        "detail": {"token": token, "phone": PHONE, "id": started["detail"]["id"]}}
+    assert approved == {
+        "type": "verify:approved",
+        "detail": {"token": token, "phone": PHONE, "id": started["detail"]["id"]},
+    }
     assert_accessible(page, axe_source, "approved")
     save_screenshot(page, "sms-typed-in")
 
@@ -200,16 +202,23 @@ def test_a_foreign_origin_is_refused(page: Page, axe_source: str, service: Serve
     assert service.smsc.since(mark) == []
     assert events(page) == []
     # What the browser met: the preflight from this origin is refused without CORS headers.
-    preflight = requests.options(service.url("/v1/verifications"), timeout=10, headers={
-        "Origin": foreign_site.origin, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type,x-verify-site-key"})
+    preflight = requests.options(
+        service.url("/v1/verifications"),
+        timeout=10,
+        headers={
+            "Origin": foreign_site.origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-verify-site-key",
+        },
+    )
     assert preflight.status_code == 403 and "Access-Control-Allow-Origin" not in preflight.headers
     assert_accessible(page, axe_source, "refused")
     save_screenshot(page, "foreign-origin")
 
 
-def test_keyboard_only_from_the_phone_to_the_submitted_form(page: Page, axe_source: str, service: Server,
-                                                            site: Site) -> None:
+def test_keyboard_only_from_the_phone_to_the_submitted_form(
+    page: Page, axe_source: str, service: Server, site: Site
+) -> None:
     page.goto(site.page(service.base, channel="choice"))
 
     def focused() -> str:
@@ -284,8 +293,9 @@ def test_data_verify_locale_wins_over_the_page_language(page: Page, service: Ser
     expect(page.get_by_label("Phone number")).to_be_visible()
 
 
-def test_the_captcha_is_shown_and_solved(page: Page, axe_source: str, in_process: Callable[..., str],
-                                         site: Site) -> None:
+def test_the_captcha_is_shown_and_solved(
+    page: Page, axe_source: str, in_process: Callable[..., str], site: Site
+) -> None:
     base = in_process(captcha_mode="always")
     page.goto(site.page(base))
     page.get_by_label("Phone number").fill("+79991234567")
@@ -359,8 +369,9 @@ def test_a_rate_limit_counts_down(page: Page, axe_source: str, in_process: Calla
     expect(send).to_be_enabled()
 
 
-@pytest.mark.parametrize(("key", "url"), [("pk_unknown", None), (SITE_KEY, "http://127.0.0.1:9/")],
-                         ids=["unknown key", "data-verify-url"])
+@pytest.mark.parametrize(
+    ("key", "url"), [("pk_unknown", None), (SITE_KEY, "http://127.0.0.1:9/")], ids=["unknown key", "data-verify-url"]
+)
 def test_no_answer_is_put_in_words(page: Page, service: Server, site: Site, key: str, url: str | None) -> None:
     # An unknown key: the service answers 401 without CORS headers, so the page sees no answer at all.
     # data-verify-url wins over the script's origin: here it names a port nothing listens on.

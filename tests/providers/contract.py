@@ -18,8 +18,12 @@ from verify.providers.base import Http, InvalidRecipient, Provider, ProviderErro
 
 # Short timeouts, so the timeout case takes a fraction of a second (the emulator sleeps 1.5 s).
 HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT = 1.0, 0.3
-MESSAGE = SmsMessage(to="+79991234567", text="Your verification code: 123456", code="123456",
-                     verification_id="abcd0123456789abcdef01234567")
+MESSAGE = SmsMessage(
+    to="+79991234567",
+    text="Your verification code: 123456",
+    code="123456",
+    verification_id="abcd0123456789abcdef01234567",
+)
 
 
 def http() -> Http:

@@ -50,28 +50,66 @@ LEGACY_ERRORS: dict[str, tuple[int, str]] = {
     "send-failed": (500, "Cannot send submit_sm, check SMPPClientManagerPB log file for details"),
 }
 V1_ERRORS: dict[str, tuple[int, Any]] = {
-    "unauthorized": (401, {"detail": {"code": "ACCESS_TOKEN_SIGNATURE_VERIFICATION_FAILED",
-                                      "message": "Access token signature verification failed"}}),
+    "unauthorized": (
+        401,
+        {
+            "detail": {
+                "code": "ACCESS_TOKEN_SIGNATURE_VERIFICATION_FAILED",
+                "message": "Access token signature verification failed",
+            }
+        },
+    ),
     # unconfirmed body shapes (providers.md 3.2): the documented {"detail": {"code", "message"}} is assumed.
     "no-credit": (402, {"detail": {"code": "INSUFFICIENT_CREDIT", "message": "Insufficient credit"}}),
     "forbidden": (403, {"detail": "Not authenticated"}),  # FastAPI's HTTPBearer without a token
     "not-found": (404, {"detail": {"code": "NOT_FOUND", "message": "Not found"}}),
-    "invalid-recipient": (422, {"detail": [{"loc": ["body", "messages", 0, "recipients", 0],
-                                            "msg": "value is not a valid phone number", "type": "value_error"}]}),
-    "invalid-request": (422, {"detail": [{"loc": ["body", "message_globals", "originator"],
-                                          "msg": "ensure this value has at most 11 characters",
-                                          "type": "value_error.any_str.max_length"}]}),
+    "invalid-recipient": (
+        422,
+        {
+            "detail": [
+                {
+                    "loc": ["body", "messages", 0, "recipients", 0],
+                    "msg": "value is not a valid phone number",
+                    "type": "value_error",
+                }
+            ]
+        },
+    ),
+    "invalid-request": (
+        422,
+        {
+            "detail": [
+                {
+                    "loc": ["body", "message_globals", "originator"],
+                    "msg": "ensure this value has at most 11 characters",
+                    "type": "value_error.any_str.max_length",
+                }
+            ]
+        },
+    ),
     "rate-limited": (429, {"detail": {"code": "TOO_MANY_REQUESTS", "message": "Too many requests"}}),
     "server-error": (500, {"detail": {"code": "INTERNAL_SERVER_ERROR", "message": "Internal server error"}}),
 }
-FALCON_HELP = {"text": "Documentation related to this error", "href": "http://docs.jasminsms.com/en/latest/apis/rest/index.html",
-               "rel": "help"}
+FALCON_HELP = {
+    "text": "Documentation related to this error",
+    "href": "http://docs.jasminsms.com/en/latest/apis/rest/index.html",
+    "rel": "help",
+}
 
 # Jasmin's HTTP API arguments and their patterns (values compared as text, as Jasmin does).
 LEGACY_FIELDS: dict[str, str] = {
-    "to": r"\+?\d+", "from": r".{1,20}", "content": r"(?s).*", "hex-content": r"[0-9a-fA-F]*",
-    "coding": r"0|1|2|3|4|5|6|7|8|9|10|13|14", "dlr": r"yes|no", "dlr-url": r"https?://.+", "dlr-level": r"[1-3]",
-    "dlr-method": r"(?i)get|post", "priority": r"[0-3]", "validity-period": r"\d+", "sdt": r".+",
+    "to": r"\+?\d+",
+    "from": r".{1,20}",
+    "content": r"(?s).*",
+    "hex-content": r"[0-9a-fA-F]*",
+    "coding": r"0|1|2|3|4|5|6|7|8|9|10|13|14",
+    "dlr": r"yes|no",
+    "dlr-url": r"https?://.+",
+    "dlr-level": r"[1-3]",
+    "dlr-method": r"(?i)get|post",
+    "priority": r"[0-3]",
+    "validity-period": r"\d+",
+    "sdt": r".+",
     "tags": r"[-a-zA-Z0-9,]*",
 }
 E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -99,15 +137,19 @@ def _invalid(loc: list[str | int], msg: str, kind: str = "value_error") -> dict[
 class D7Emulator(Emulator):
     """D7 on 127.0.0.1, ``api`` ``"legacy"`` or ``"v1"``; ``issued`` lists the ids it handed out."""
 
-    def __init__(self, api: str = "v1", *, username: str = USERNAME, password: str = PASSWORD,
-                 token: str = TOKEN) -> None:
+    def __init__(
+        self, api: str = "v1", *, username: str = USERNAME, password: str = PASSWORD, token: str = TOKEN
+    ) -> None:
         super().__init__()
         self.api = api
         self.username, self.password, self.token = username, password, token
         self.issued: list[str] = []
         self.reply: tuple[int, Any] | None = None
-        self.balance_body: Any = ({"data": {"balance": "10.23", "sms_count": "ND"}} if api == "legacy"
-                                  else {"balance": 12.3, "currency": "USD"})
+        self.balance_body: Any = (
+            {"data": {"balance": "10.23", "sms_count": "ND"}}
+            if api == "legacy"
+            else {"balance": 12.3, "currency": "USD"}
+        )
 
     def answer(self, request: Request, seen: Seen) -> Response:
         """Answer in the wire format of ``api``."""
@@ -122,8 +164,12 @@ class D7Emulator(Emulator):
         if self.mode == "error:not-acceptable" or (accept and not request.accept_mimetypes.accept_json):
             return _falcon(415, "Unsupported media type", "This API supports JSON media type only.")
         expected = request.authorization
-        if (self.mode == "error:unauthorized" or expected is None or expected.type != "basic"
-                or (expected.username, expected.password) != (self.username, self.password)):
+        if (
+            self.mode == "error:unauthorized"
+            or expected is None
+            or expected.type != "basic"
+            or (expected.username, expected.password) != (self.username, self.password)
+        ):
             return _falcon(401, "Authentication required", "Please provide a valid Basic auth token")
         routes = {"/secure/send": "POST", "/secure/balance": "GET"}
         if seen.path not in routes:
@@ -137,8 +183,9 @@ class D7Emulator(Emulator):
         except ValueError:
             params = None
         if self.mode == "error:unparseable-json" or not isinstance(params, dict):
-            return _falcon(412, "Cannot parse JSON data",
-                           f"Got unparseable json data: {seen.body.decode(errors='replace')}")
+            return _falcon(
+                412, "Cannot parse JSON data", f"Got unparseable json data: {seen.body.decode(errors='replace')}"
+            )
         if self.mode == "malformed":
             return Response("<html><body>Success</body></html>", status=200, mimetype="text/html")
         return self._legacy_error() or self._legacy_send({re.sub("_", "-", k): v for k, v in params.items()})
@@ -161,8 +208,12 @@ class D7Emulator(Emulator):
         if "to" not in args:
             return _jasmin(400, "Mandatory argument [to] is not found.")
         if ("content" in args) == ("hex-content" in args):
-            return _jasmin(400, "content or hex-content not present." if "content" not in args
-                           else "content and hex-content cannot be used both in same request.")
+            return _jasmin(
+                400,
+                "content or hex-content not present."
+                if "content" not in args
+                else "content and hex-content cannot be used both in same request.",
+            )
         message_id = str(uuid.uuid4())
         self.issued.append(message_id)
         return _json(200, {"data": f'Success "{message_id}'})
@@ -209,10 +260,16 @@ class D7Emulator(Emulator):
             if not isinstance(recipients, list) or not recipients:
                 errors.append(_invalid([*where, "recipients"], "field required", "value_error.missing"))
             else:
-                errors += [_invalid([*where, "recipients", j], "value is not a valid phone number")
-                           for j, r in enumerate(recipients) if not (isinstance(r, str) and E164.fullmatch(r))]
-            for key, allowed in (("channel", {"sms"}), ("msg_type", {"text", "audio", "multimedia", "image"}),
-                                 ("data_coding", {"text", "unicode", "auto"})):
+                errors += [
+                    _invalid([*where, "recipients", j], "value is not a valid phone number")
+                    for j, r in enumerate(recipients)
+                    if not (isinstance(r, str) and E164.fullmatch(r))
+                ]
+            for key, allowed in (
+                ("channel", {"sms"}),
+                ("msg_type", {"text", "audio", "multimedia", "image"}),
+                ("data_coding", {"text", "unicode", "auto"}),
+            ):
                 if message.get(key) not in allowed:
                     errors.append(_invalid([*where, key], f"value is not one of {sorted(allowed)}"))
             if not isinstance(message.get("content"), str) or not message["content"]:
@@ -250,14 +307,28 @@ def dlr_fields(message_id: str, message_status: str, *, level: int | None = None
     fields = {"id": message_id, "level": str(level), "message_status": message_status}
     if level == 1:
         return {**fields, "connector": "smppc01"}
-    return {**fields, "connector": "2567", "id_smsc": "2567", "sub": "001", "dlvrd": "001",
-            "subdate": "2411211005", "donedate": "2411211006", "err": "000", "text": "Hello"}
+    return {
+        **fields,
+        "connector": "2567",
+        "id_smsc": "2567",
+        "sub": "001",
+        "dlvrd": "001",
+        "subdate": "2411211005",
+        "donedate": "2411211006",
+        "err": "000",
+        "text": "Hello",
+    }
 
 
 def report_fields(request_id: str, status: str, *, recipient: str = "+971501234567") -> dict[str, str]:
     """The fields of one v1 report (providers.md 3.2), with a fresh per-recipient ``msg_id``."""
-    return {"request_id": request_id, "msg_id": str(uuid.uuid4()), "recipient": recipient,
-            "originator": "SignOTP", "status": status}
+    return {
+        "request_id": request_id,
+        "msg_id": str(uuid.uuid4()),
+        "recipient": recipient,
+        "originator": "SignOTP",
+        "status": status,
+    }
 
 
 def dlr_callback(fields: Mapping[str, object], *, method: str = "POST") -> Callback:
@@ -282,12 +353,14 @@ def post_dlr(url: str, fields: Mapping[str, object], *, method: str = "POST") ->
     """Throw a DLR at ``url`` as Jasmin does (GET appends ``?<fields>`` to the URL); the caller checks the ACK."""
     verb, query, body, _ = dlr_callback(fields, method=method)
     target = f"{url}?{query.decode()}" if query else url
-    return requests.request(verb, target, data=body or None, headers=DLR_HEADERS, timeout=CALLBACK_TIMEOUT,
-                            allow_redirects=False)
+    return requests.request(
+        verb, target, data=body or None, headers=DLR_HEADERS, timeout=CALLBACK_TIMEOUT, allow_redirects=False
+    )
 
 
 def post_report(url: str, fields: Mapping[str, object], *, as_json: bool = False) -> requests.Response:
     """POST a v1 report to ``url``, as a form or as JSON."""
     verb, _, body, content_type = report_callback(fields, as_json=as_json)
-    return requests.request(verb, url, data=body, headers={"Content-Type": content_type},
-                            timeout=CALLBACK_TIMEOUT, allow_redirects=False)
+    return requests.request(
+        verb, url, data=body, headers={"Content-Type": content_type}, timeout=CALLBACK_TIMEOUT, allow_redirects=False
+    )

@@ -81,9 +81,14 @@ class Emulator:
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         body = request.get_data(cache=True)
-        seen = Seen(request.method, request.path, dict(request.args.items()),
-                    dict(request.form.items()) if request.mimetype == "application/x-www-form-urlencoded" else {},
-                    dict(request.headers.items()), body)
+        seen = Seen(
+            request.method,
+            request.path,
+            dict(request.args.items()),
+            dict(request.form.items()) if request.mimetype == "application/x-www-form-urlencoded" else {},
+            dict(request.headers.items()),
+            body,
+        )
         self.requests.append(seen)
         if self.mode == "timeout":
             time.sleep(self.slow_seconds)

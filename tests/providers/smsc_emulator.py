@@ -98,9 +98,12 @@ class SmscEmulator(Emulator):
     def _all_phones(self) -> dict[str, Any]:
         first, numbers = self.call_numbers[0], self.call_numbers
         shapes: dict[str, dict[str, Any]] = {
-            "list": {"all_phones": list(numbers)}, "comma": {"all_phones": ",".join(numbers)},
-            "semicolon": {"all_phones": "; ".join(numbers)}, "spaces": {"all_phones": " ".join(numbers)},
-            "single": {"all_phones": first}, "absent": {},
+            "list": {"all_phones": list(numbers)},
+            "comma": {"all_phones": ",".join(numbers)},
+            "semicolon": {"all_phones": "; ".join(numbers)},
+            "spaces": {"all_phones": " ".join(numbers)},
+            "single": {"all_phones": first},
+            "absent": {},
         }
         return shapes[self.all_phones]
 
@@ -146,9 +149,18 @@ HashName = Literal["md5", "sha1", "crc32"]
 SIGNED = {"sms": ("phone", "mes", "to"), "call": ("phone", "ts"), "status": ("id", "phone", "status")}
 
 
-def smsc_callback(fields: dict[str, str], *, secret: str | None, hash: HashName = "md5", crc32_hex: bool = False,
-                  charset: str = "windows-1251", fmt_json: bool = False, hash_encoding: str | None = None,
-                  json_numbers: bool = False, options_in_query: bool = False) -> tuple[str, bytes, str]:
+def smsc_callback(
+    fields: dict[str, str],
+    *,
+    secret: str | None,
+    hash: HashName = "md5",
+    crc32_hex: bool = False,
+    charset: str = "windows-1251",
+    fmt_json: bool = False,
+    hash_encoding: str | None = None,
+    json_numbers: bool = False,
+    options_in_query: bool = False,
+) -> tuple[str, bytes, str]:
     """One SMSC callback to our handler: (the query string SMSC calls our URL with, body, content type).
 
     The handler URL is taken to be configured as ``?<hash>=<secret>[&charset=<charset>][&fmt=3]``: ``charset`` is
@@ -170,14 +182,17 @@ def smsc_callback(fields: dict[str, str], *, secret: str | None, hash: HashName 
     if secret is not None:
         message = ":".join([*(fields.get(name, "") for name in SIGNED[kind]), secret])
         body_fields[hash] = callback_hash(hash, message.encode(hash_encoding or charset), crc32_hex=crc32_hex)
-    options = {**({"charset": charset} if charset.lower() != "windows-1251" else {}),
-               **({"fmt": "3"} if fmt_json else {})}
+    options = {
+        **({"charset": charset} if charset.lower() != "windows-1251" else {}),
+        **({"fmt": "3"} if fmt_json else {}),
+    }
     query = urlencode(options) if options_in_query else ""
     if not options_in_query:
         body_fields.update(options)
     if fmt_json:
-        values = {key: _number(value) if json_numbers and key not in options else value
-                  for key, value in body_fields.items()}
+        values = {
+            key: _number(value) if json_numbers and key not in options else value for key, value in body_fields.items()
+        }
         return query, json.dumps(values, ensure_ascii=False).encode(charset), "application/json"
     return query, urlencode(body_fields, encoding=charset).encode("ascii"), "application/x-www-form-urlencoded"
 
@@ -190,17 +205,36 @@ def callback_hash(hash: HashName, data: bytes, *, crc32_hex: bool = False) -> st
     return hashlib.new(hash, data, usedforsecurity=False).hexdigest()
 
 
-def post_callback(url: str, fields: dict[str, str], *, secret: str | None, hash: HashName = "md5",
-                  crc32_hex: bool = False, charset: str = "windows-1251", fmt_json: bool = False,
-                  hash_encoding: str | None = None, json_numbers: bool = False, options_in_query: bool = False,
-                  timeout: float = 5.0) -> requests.Response:
+def post_callback(
+    url: str,
+    fields: dict[str, str],
+    *,
+    secret: str | None,
+    hash: HashName = "md5",
+    crc32_hex: bool = False,
+    charset: str = "windows-1251",
+    fmt_json: bool = False,
+    hash_encoding: str | None = None,
+    json_numbers: bool = False,
+    options_in_query: bool = False,
+    timeout: float = 5.0,
+) -> requests.Response:
     """POST :func:`smsc_callback`'s callback to a local ``url`` (the handler URL without its query), as SMSC would."""
-    query, body, content_type = smsc_callback(fields, secret=secret, hash=hash, crc32_hex=crc32_hex, charset=charset,
-                                              fmt_json=fmt_json, hash_encoding=hash_encoding,
-                                              json_numbers=json_numbers, options_in_query=options_in_query)
+    query, body, content_type = smsc_callback(
+        fields,
+        secret=secret,
+        hash=hash,
+        crc32_hex=crc32_hex,
+        charset=charset,
+        fmt_json=fmt_json,
+        hash_encoding=hash_encoding,
+        json_numbers=json_numbers,
+        options_in_query=options_in_query,
+    )
     target = f"{url}{'&' if '?' in url else '?'}{query}" if query else url
-    return requests.post(target, data=body, headers={"Content-Type": content_type}, timeout=timeout,
-                         allow_redirects=False)
+    return requests.post(
+        target, data=body, headers={"Content-Type": content_type}, timeout=timeout, allow_redirects=False
+    )
 
 
 def _number(value: str) -> Any:

@@ -99,8 +99,15 @@ class TestD7LegacyContract(ProviderContract):
         assert (seen.method, seen.path, seen.query) == ("POST", "/secure/send", {})
         assert seen.headers["Authorization"] == "Basic Zm9vOmJhcg=="  # providers.md 5.3, foo:bar
         assert_json_request(seen)
-        assert seen.json() == {"to": "+79991234567", "from": SENDER, "content": MESSAGE.text, "dlr": "yes",
-                               "dlr-url": CALLBACK, "dlr-level": 3, "dlr-method": "POST"}
+        assert seen.json() == {
+            "to": "+79991234567",
+            "from": SENDER,
+            "content": MESSAGE.text,
+            "dlr": "yes",
+            "dlr-url": CALLBACK,
+            "dlr-level": 3,
+            "dlr-method": "POST",
+        }
 
 
 class TestD7V1Contract(ProviderContract):
@@ -130,17 +137,26 @@ class TestD7V1Contract(ProviderContract):
         assert seen.headers["Authorization"] == f"Bearer {TOKEN}"
         assert_json_request(seen)
         assert seen.json() == {
-            "messages": [{"channel": "sms", "recipients": ["+79991234567"], "content": MESSAGE.text,
-                          "msg_type": "text", "data_coding": "auto"}],
+            "messages": [
+                {
+                    "channel": "sms",
+                    "recipients": ["+79991234567"],
+                    "content": MESSAGE.text,
+                    "msg_type": "text",
+                    "data_coding": "auto",
+                }
+            ],
             "message_globals": {"originator": SENDER, "report_url": f"{CALLBACK}/report"},
         }
 
 
 # ---- request mapping ----
 
+
 @pytest.mark.parametrize(("public_url", "webhook_tokens"), [(None, (WEBHOOK_TOKEN,)), (PUBLIC_URL, ()), (None, ())])
 def test_no_callback_fields_without_public_url_and_webhook_token(
-        any_emulator: D7Emulator, public_url: str | None, webhook_tokens: tuple[str, ...]) -> None:
+    any_emulator: D7Emulator, public_url: str | None, webhook_tokens: tuple[str, ...]
+) -> None:
     make_provider(any_emulator, public_url, webhook_tokens=webhook_tokens).send_sms(MESSAGE)
     body = any_emulator.last.json()
     if any_emulator.api == "legacy":
@@ -172,19 +188,27 @@ def test_message_id_is_the_one_the_gateway_issued(any_emulator: D7Emulator) -> N
 
 # ---- the legacy success body ----
 
-@pytest.mark.parametrize("raw", [
-    b'{"data": "Success \\"c723d42a-c3ee-452c-940b-3d8e8b944868"}',  # the vendor example, byte for byte
-    b'{"data": "Success \\"c723d42a-c3ee-452c-940b-3d8e8b944868\\""}',  # if D7 ever closes the quote
-    b'{"data":"Success c723d42a-c3ee-452c-940b-3d8e8b944868"}',
-])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"data": "Success \\"c723d42a-c3ee-452c-940b-3d8e8b944868"}',  # the vendor example, byte for byte
+        b'{"data": "Success \\"c723d42a-c3ee-452c-940b-3d8e8b944868\\""}',  # if D7 ever closes the quote
+        b'{"data":"Success c723d42a-c3ee-452c-940b-3d8e8b944868"}',
+    ],
+)
 def test_uuid_extracted_from_the_quirky_success_body(legacy: D7Emulator, raw: bytes) -> None:
     legacy.reply = (200, raw)
     assert make_provider(legacy).send_sms(MESSAGE) == Sent("d7", VENDOR_UUID)
 
 
 def test_emulator_success_body_has_no_closing_quote(legacy: D7Emulator) -> None:
-    response = requests.post(legacy.url + "secure/send", auth=(USERNAME, PASSWORD), timeout=5,
-                             json={"to": 79991234567, "content": "Hello", "dlr_level": 3})  # number, "_" key
+    response = requests.post(
+        legacy.url + "secure/send",
+        auth=(USERNAME, PASSWORD),
+        timeout=5,
+        json={"to": 79991234567, "content": "Hello", "dlr_level": 3},
+    )  # number, "_" key
     assert response.status_code == 200
     assert response.content == b'{"data": "Success \\"' + legacy.issued[-1].encode() + b'"}'
 
@@ -206,10 +230,14 @@ def test_v1_success_that_is_not_json_is_transient(v1: D7Emulator) -> None:
 
 # ---- error mapping details ----
 
-@pytest.mark.parametrize("text", [
-    "Argument [to] has an invalid value: [+7999123456x].",  # Jasmin's source
-    "Argument to has an invalid value: +7999123456x.",  # providers.md's spelling
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Argument [to] has an invalid value: [+7999123456x].",  # Jasmin's source
+        "Argument to has an invalid value: +7999123456x.",  # providers.md's spelling
+    ],
+)
 def test_legacy_invalid_to_in_either_spelling(legacy: D7Emulator, text: str) -> None:
     legacy.reply = (400, {"message": f'Error "{text}'})
     with pytest.raises(InvalidRecipient):
@@ -230,19 +258,27 @@ def test_no_money_says_so(any_emulator: D7Emulator) -> None:
     assert "no money" in str(caught.value) and caught.value.payload
 
 
-@pytest.mark.parametrize(("status", "body", "raises", "transient"), [
-    (403, {"detail": {"code": "INSUFFICIENT_CREDIT", "message": "Not enough credit"}}, NoMoney, True),
-    (403, {"detail": "Cannot charge this account"}, NoMoney, True),
-    (403, {"detail": {"code": "FORBIDDEN", "message": "Access denied"}}, ProviderError, False),
-    (422, {"detail": "Invalid recipient number"}, InvalidRecipient, False),
-    (422, {"detail": {"loc": ["body", "messages", 0, "recipients"], "msg": "bad"}}, InvalidRecipient, False),
-    (422, {"detail": [{"loc": ["body", "messages", 0, "content"], "msg": "field required", "type": "missing"}]},
-     ProviderError, False),
-    (402, b"Payment Required", NoMoney, True),
-    (418, {"unexpected": True}, ProviderError, False),
-])
-def test_v1_error_bodies_parsed_leniently(v1: D7Emulator, status: int, body: Any,
-                                          raises: type[ProviderError], transient: bool) -> None:
+@pytest.mark.parametrize(
+    ("status", "body", "raises", "transient"),
+    [
+        (403, {"detail": {"code": "INSUFFICIENT_CREDIT", "message": "Not enough credit"}}, NoMoney, True),
+        (403, {"detail": "Cannot charge this account"}, NoMoney, True),
+        (403, {"detail": {"code": "FORBIDDEN", "message": "Access denied"}}, ProviderError, False),
+        (422, {"detail": "Invalid recipient number"}, InvalidRecipient, False),
+        (422, {"detail": {"loc": ["body", "messages", 0, "recipients"], "msg": "bad"}}, InvalidRecipient, False),
+        (
+            422,
+            {"detail": [{"loc": ["body", "messages", 0, "content"], "msg": "field required", "type": "missing"}]},
+            ProviderError,
+            False,
+        ),
+        (402, b"Payment Required", NoMoney, True),
+        (418, {"unexpected": True}, ProviderError, False),
+    ],
+)
+def test_v1_error_bodies_parsed_leniently(
+    v1: D7Emulator, status: int, body: Any, raises: type[ProviderError], transient: bool
+) -> None:
     v1.reply = (status, body)
     with pytest.raises(raises) as caught:
         make_provider(v1).send_sms(MESSAGE)
@@ -269,11 +305,15 @@ def test_wrong_credentials_are_final(any_emulator: D7Emulator) -> None:
 
 # ---- balance ----
 
-@pytest.mark.parametrize(("body", "expected"), [
-    ({"data": {"balance": "10.23", "sms_count": "ND"}}, "10.23, sms_count ND (not limited)"),
-    ({"data": {"balance": 10.23, "sms_count": "ND"}}, "10.23, sms_count ND (not limited)"),
-    ({"data": {"balance": 7, "sms_count": 120}}, "7, sms_count 120"),
-])
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"data": {"balance": "10.23", "sms_count": "ND"}}, "10.23, sms_count ND (not limited)"),
+        ({"data": {"balance": 10.23, "sms_count": "ND"}}, "10.23, sms_count ND (not limited)"),
+        ({"data": {"balance": 7, "sms_count": 120}}, "7, sms_count 120"),
+    ],
+)
 def test_legacy_balance_string_or_number(legacy: D7Emulator, body: Any, expected: str) -> None:
     legacy.balance_body = body
     assert make_provider(legacy).balance() == expected
@@ -281,11 +321,14 @@ def test_legacy_balance_string_or_number(legacy: D7Emulator, body: Any, expected
     assert (seen.method, seen.path, seen.headers["Authorization"]) == ("GET", "/secure/balance", "Basic Zm9vOmJhcg==")
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    ({"balance": 12.3, "currency": "USD"}, "12.3 USD"),
-    ({"data": {"balance": "7.50", "currency": "EUR"}}, "7.50 EUR"),
-    ({"balance": 0}, "0"),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"balance": 12.3, "currency": "USD"}, "12.3 USD"),
+        ({"data": {"balance": "7.50", "currency": "EUR"}}, "7.50 EUR"),
+        ({"balance": 0}, "0"),
+    ],
+)
 def test_v1_balance_shapes(v1: D7Emulator, body: Any, expected: str) -> None:
     v1.balance_body = body
     assert make_provider(v1).balance() == expected
@@ -313,6 +356,7 @@ def test_balance_errors_are_mapped_like_send(any_emulator: D7Emulator) -> None:
 
 # ---- the rest of the interface ----
 
+
 def test_call_channel_refused(any_emulator: D7Emulator) -> None:
     with pytest.raises(ProviderError) as caught:
         make_provider(any_emulator).start_call(MESSAGE.to, MESSAGE.verification_id)
@@ -332,15 +376,18 @@ LIVE_PHONE = os.environ.get("VERIFY_LIVE_PHONE", "")
 
 
 @pytest.mark.live
-@pytest.mark.skipif(not (LIVE_TOKEN and LIVE_PHONE),
-                    reason="set VERIFY_LIVE_D7_TOKEN and VERIFY_LIVE_PHONE to send through the real D7 v1 API")
+@pytest.mark.skipif(
+    not (LIVE_TOKEN and LIVE_PHONE),
+    reason="set VERIFY_LIVE_D7_TOKEN and VERIFY_LIVE_PHONE to send through the real D7 v1 API",
+)
 class TestD7Live:
     """Sends one real SMS through D7 v1 (costs money); ``VERIFY_LIVE_D7_SENDER`` optionally sets the sender."""
 
     @pytest.fixture
     def provider(self) -> D7Provider:
-        settings = D7Settings(api="v1", url=D7_DEFAULT_URLS["v1"], token=LIVE_TOKEN,
-                              sender=os.environ.get("VERIFY_LIVE_D7_SENDER", ""))
+        settings = D7Settings(
+            api="v1", url=D7_DEFAULT_URLS["v1"], token=LIVE_TOKEN, sender=os.environ.get("VERIFY_LIVE_D7_SENDER", "")
+        )
         return D7Provider(settings, Http(5.0, 20.0), None)
 
     def test_balance(self, provider: D7Provider) -> None:

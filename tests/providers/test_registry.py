@@ -50,12 +50,18 @@ def gateways() -> Iterator[Gateways]:
 def settings(redis_url: str, gateways: Gateways) -> Settings:
     """Production-like: no sandbox, the chain smsc -> zoomconnect -> d7, calls through smsc."""
     return replace(
-        make_settings(redis_url), sandbox=False, sms_providers=("smsc", "zoomconnect", "d7"), call_provider="smsc",
-        http_connect_timeout=HTTP_CONNECT_TIMEOUT, http_read_timeout=HTTP_READ_TIMEOUT, breaker_failures=2,
+        make_settings(redis_url),
+        sandbox=False,
+        sms_providers=("smsc", "zoomconnect", "d7"),
+        call_provider="smsc",
+        http_connect_timeout=HTTP_CONNECT_TIMEOUT,
+        http_read_timeout=HTTP_READ_TIMEOUT,
+        breaker_failures=2,
         public_url="https://verify.example",
         smsc=SmscSettings(url=gateways.smsc.url, apikey=SMSC_KEY),
         zoomconnect=ZoomConnectSettings(url=gateways.zoom.url, email=EMAIL, token=TOKEN),
-        d7=D7Settings(api="v1", url=gateways.d7.url, token=D7_TOKEN, webhook_tokens=("hook-token",)))
+        d7=D7Settings(api="v1", url=gateways.d7.url, token=D7_TOKEN, webhook_tokens=("hook-token",)),
+    )
 
 
 def _code(text: str) -> str:
@@ -87,8 +93,9 @@ def test_failover_follows_the_chain_order(client: FlaskClient, gateways: Gateway
     assert len(gateways.smsc.requests) == 2 and len(gateways.zoom.requests) == 2
 
 
-def test_no_money_fails_over_and_is_logged_as_an_error(client: FlaskClient, gateways: Gateways,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_no_money_fails_over_and_is_logged_as_an_error(
+    client: FlaskClient, gateways: Gateways, caplog: pytest.LogCaptureFixture
+) -> None:
     gateways.smsc.mode = "error:3"
     assert start(client).get_json()["delivery"]["provider"] == "zoomconnect"
     (record,) = [r for r in caplog.records if "smsc" in r.getMessage() and "gateway failed" in r.getMessage()]
@@ -112,8 +119,9 @@ def test_a_refused_number_is_400_without_failover(client: FlaskClient, gateways:
     assert gateways.zoom.requests == [] and gateways.d7.requests == []
 
 
-def test_the_breaker_skips_a_failing_gateway_for_its_cooldown(client: FlaskClient, gateways: Gateways,
-                                                              clock: MovableClock) -> None:
+def test_the_breaker_skips_a_failing_gateway_for_its_cooldown(
+    client: FlaskClient, gateways: Gateways, clock: MovableClock
+) -> None:
     gateways.smsc.mode = "5xx"
     for phone in ("+79991234561", "+79991234562"):
         assert start(client, phone).get_json()["delivery"]["provider"] == "zoomconnect"
@@ -148,15 +156,26 @@ def test_build_shares_one_instance_per_gateway(settings: Settings, redis_url: st
     assert built.call is built.sms[0] and [p.name for p in built.all] == ["smsc", "zoomconnect", "d7"]
 
 
-def test_check_config_live_prints_each_balance(gateways: Gateways, redis_url: str,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    env = {"VERIFY_API_KEYS": "api-key-0123456789", "VERIFY_SECRET_KEY": "secret-key-0123456789",
-           "VERIFY_REDIS_URL": redis_url, "VERIFY_SMS_PROVIDERS": "smsc,zoomconnect,d7",
-           "VERIFY_CALL_PROVIDER": "smsc", "VERIFY_SMSC_URL": gateways.smsc.url, "VERIFY_SMSC_APIKEY": SMSC_KEY,
-           "VERIFY_SMSC_SECRET": "smsc-hook-secret",
-           "VERIFY_ZOOMCONNECT_URL": gateways.zoom.url, "VERIFY_ZOOMCONNECT_EMAIL": EMAIL,
-           "VERIFY_ZOOMCONNECT_TOKEN": TOKEN, "VERIFY_D7_API": "legacy", "VERIFY_D7_URL": gateways.d7.url,
-           "VERIFY_D7_USERNAME": D7_USERNAME, "VERIFY_D7_PASSWORD": D7_PASSWORD}
+def test_check_config_live_prints_each_balance(
+    gateways: Gateways, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {
+        "VERIFY_API_KEYS": "api-key-0123456789",
+        "VERIFY_SECRET_KEY": "secret-key-0123456789",
+        "VERIFY_REDIS_URL": redis_url,
+        "VERIFY_SMS_PROVIDERS": "smsc,zoomconnect,d7",
+        "VERIFY_CALL_PROVIDER": "smsc",
+        "VERIFY_SMSC_URL": gateways.smsc.url,
+        "VERIFY_SMSC_APIKEY": SMSC_KEY,
+        "VERIFY_SMSC_SECRET": "smsc-hook-secret",
+        "VERIFY_ZOOMCONNECT_URL": gateways.zoom.url,
+        "VERIFY_ZOOMCONNECT_EMAIL": EMAIL,
+        "VERIFY_ZOOMCONNECT_TOKEN": TOKEN,
+        "VERIFY_D7_API": "legacy",
+        "VERIFY_D7_URL": gateways.d7.url,
+        "VERIFY_D7_USERNAME": D7_USERNAME,
+        "VERIFY_D7_PASSWORD": D7_PASSWORD,
+    }
     gateways.d7.api = "legacy"
     assert check_config(live=True, env=env) == 0
     out = capsys.readouterr().out
@@ -165,4 +184,3 @@ def test_check_config_live_prints_each_balance(gateways: Gateways, redis_url: st
     gateways.zoom.mode = "error:unauthorized"
     assert check_config(live=True, env=env) == 1
     assert "zoomconnect: FAILED" in capsys.readouterr().out
-

@@ -58,8 +58,15 @@ class TestSmscContract(ProviderContract):
     def assert_send_request(self, seen: Seen) -> None:
         assert (seen.method, seen.path, seen.query) == ("POST", "/send.php", {})
         assert seen.headers["Content-Type"] == "application/x-www-form-urlencoded"
-        assert seen.form == {"apikey": APIKEY, "phones": "+79991234567", "mes": MESSAGE.text,
-                             "id": MESSAGE.verification_id, "sender": SENDER, "charset": "utf-8", "fmt": "3"}
+        assert seen.form == {
+            "apikey": APIKEY,
+            "phones": "+79991234567",
+            "mes": MESSAGE.text,
+            "id": MESSAGE.verification_id,
+            "sender": SENDER,
+            "charset": "utf-8",
+            "fmt": "3",
+        }
 
 
 def test_send_returns_the_echoed_id(provider: SmscProvider) -> None:
@@ -143,8 +150,9 @@ def test_auto_assigned_numeric_id(provider: SmscProvider, emulator: SmscEmulator
     assert provider.send_sms(SmsMessage(MESSAGE.to, MESSAGE.text, "1", "")).message_id == "1563"
 
 
-@pytest.mark.parametrize("body", ["{}", "[]", '{"cnt": 1}', '{"id": "", "cnt": 1}', '{"id": null}',
-                                  "OK - 1 SMS, ID - 1563", ""])
+@pytest.mark.parametrize(
+    "body", ["{}", "[]", '{"cnt": 1}', '{"id": "", "cnt": 1}', '{"id": null}', "OK - 1 SMS, ID - 1563", ""]
+)
 def test_neither_success_nor_error_is_transient(provider: SmscProvider, emulator: SmscEmulator, body: str) -> None:
     emulator.mode, emulator.malformed_body = "malformed", body
     with pytest.raises(ProviderError) as caught:
@@ -152,15 +160,17 @@ def test_neither_success_nor_error_is_transient(provider: SmscProvider, emulator
     assert caught.value.transient and not isinstance(caught.value, InvalidRecipient | NoMoney)
 
 
-@pytest.mark.parametrize(("body", "transient"), [
-    ('{"error": "x", "error_code": "8"}', None),  # string code: InvalidRecipient
-    ('{"error": "x", "error_code": " 4 "}', True),
-    ('{"error": "x", "error_code": 8.0}', None),  # a float code: still 8
-    ('{"error": "something new"}', False),  # an error without a code: final
-    ('{"error": "x", "error_code": "n/a"}', False),
-])
-def test_error_code_parsing(provider: SmscProvider, emulator: SmscEmulator, body: str,
-                            transient: bool | None) -> None:
+@pytest.mark.parametrize(
+    ("body", "transient"),
+    [
+        ('{"error": "x", "error_code": "8"}', None),  # string code: InvalidRecipient
+        ('{"error": "x", "error_code": " 4 "}', True),
+        ('{"error": "x", "error_code": 8.0}', None),  # a float code: still 8
+        ('{"error": "something new"}', False),  # an error without a code: final
+        ('{"error": "x", "error_code": "n/a"}', False),
+    ],
+)
+def test_error_code_parsing(provider: SmscProvider, emulator: SmscEmulator, body: str, transient: bool | None) -> None:
     emulator.mode, emulator.malformed_body = "malformed", body
     with pytest.raises(ProviderError) as caught:
         provider.send_sms(MESSAGE)
@@ -171,8 +181,9 @@ def test_error_code_parsing(provider: SmscProvider, emulator: SmscEmulator, body
 
 
 @pytest.mark.parametrize("shape", ["list", "comma", "semicolon", "spaces", "single", "absent"])
-def test_call_numbers_in_every_all_phones_shape(provider: SmscProvider, emulator: SmscEmulator,
-                                               shape: AllPhones) -> None:
+def test_call_numbers_in_every_all_phones_shape(
+    provider: SmscProvider, emulator: SmscEmulator, shape: AllPhones
+) -> None:
     emulator.all_phones = shape
     call = provider.start_call(CALLER, "abcd0123456789abcdef01234567")
     expected = ("+79010000000",) if shape in ("single", "absent") else ("+79010000000", "+79010000001")
@@ -205,12 +216,20 @@ def test_call_without_a_number_is_transient(provider: SmscProvider, emulator: Sm
     assert caught.value.transient
 
 
-@pytest.mark.parametrize(("code", "raises", "transient"), [
-    ("1", ProviderError, False), ("2", ProviderError, False), ("4", ProviderError, True),
-    ("9", ProviderError, True), ("3", NoMoney, True), ("7", InvalidRecipient, False),
-])
-def test_call_errors(provider: SmscProvider, emulator: SmscEmulator, code: str, raises: type[ProviderError],
-                     transient: bool) -> None:
+@pytest.mark.parametrize(
+    ("code", "raises", "transient"),
+    [
+        ("1", ProviderError, False),
+        ("2", ProviderError, False),
+        ("4", ProviderError, True),
+        ("9", ProviderError, True),
+        ("3", NoMoney, True),
+        ("7", InvalidRecipient, False),
+    ],
+)
+def test_call_errors(
+    provider: SmscProvider, emulator: SmscEmulator, code: str, raises: type[ProviderError], transient: bool
+) -> None:
     emulator.mode = f"error:{code}"
     with pytest.raises(raises) as caught:
         provider.start_call(CALLER, "v")
@@ -233,12 +252,15 @@ def test_balance(provider: SmscProvider, emulator: SmscEmulator) -> None:
     assert seen.form == {"apikey": APIKEY, "cur": "1", "fmt": "3"}
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    ('{"balance": "250.80"}', "250.80"),  # the captured form, no currency
-    ('{"balance": 250.8, "currency": "RUR"}', "250.8 RUR"),
-    ('{"balance": 0, "currency": ""}', "0"),
-    ('{"balance": "-12.50", "currency": "KZT"}', "-12.50 KZT"),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('{"balance": "250.80"}', "250.80"),  # the captured form, no currency
+        ('{"balance": 250.8, "currency": "RUR"}', "250.8 RUR"),
+        ('{"balance": 0, "currency": ""}', "0"),
+        ('{"balance": "-12.50", "currency": "KZT"}', "-12.50 KZT"),
+    ],
+)
 def test_balance_parsing(provider: SmscProvider, emulator: SmscEmulator, body: str, expected: str) -> None:
     emulator.mode, emulator.malformed_body = "malformed", body
     assert provider.balance() == expected
@@ -272,8 +294,12 @@ def test_credentials_never_in_a_url(emulator: SmscEmulator, settings: dict[str, 
 def test_emulator_speaks_smsc_for_get_and_plain_formats(emulator: SmscEmulator) -> None:
     """The emulator itself: GET works like POST, and without fmt=3 SMSC answers in plain text."""
     http = contract.http()
-    got = http.request("smsc", "GET", emulator.url + "send.php",
-                       params={"login": LOGIN, "psw": PASSWORD, "phones": "+79991234567", "mes": "hi", "fmt": "3"})
+    got = http.request(
+        "smsc",
+        "GET",
+        emulator.url + "send.php",
+        params={"login": LOGIN, "psw": PASSWORD, "phones": "+79991234567", "mes": "hi", "fmt": "3"},
+    )
     assert got.json() == {"id": 1563, "cnt": 1}
     plain = http.request("smsc", "POST", emulator.url + "send.php", data={"apikey": APIKEY, "phones": "1"})
     assert plain.text == "ERROR = 1 (parameters error)"
@@ -291,16 +317,23 @@ LIVE_URL = os.environ.get("VERIFY_LIVE_SMSC_URL", "") or SmscSettings.url
 
 
 @pytest.mark.live
-@pytest.mark.skipif(not ((LIVE_APIKEY or (LIVE_LOGIN and LIVE_PASSWORD)) and LIVE_PHONE),
-                    reason="set VERIFY_LIVE_SMSC_APIKEY (or VERIFY_LIVE_SMSC_LOGIN and VERIFY_LIVE_SMSC_PASSWORD) "
-                           "and VERIFY_LIVE_PHONE to run against the real SMSC")
+@pytest.mark.skipif(
+    not ((LIVE_APIKEY or (LIVE_LOGIN and LIVE_PASSWORD)) and LIVE_PHONE),
+    reason="set VERIFY_LIVE_SMSC_APIKEY (or VERIFY_LIVE_SMSC_LOGIN and VERIFY_LIVE_SMSC_PASSWORD) "
+    "and VERIFY_LIVE_PHONE to run against the real SMSC",
+)
 class TestSmscLive:
     """Sends a real SMS to ``VERIFY_LIVE_PHONE`` and spends money on the account."""
 
     @pytest.fixture
     def live(self) -> SmscProvider:
-        settings = SmscSettings(url=LIVE_URL, apikey=LIVE_APIKEY, login=LIVE_LOGIN, password=LIVE_PASSWORD,
-                                sender=os.environ.get("VERIFY_LIVE_SMSC_SENDER", ""))
+        settings = SmscSettings(
+            url=LIVE_URL,
+            apikey=LIVE_APIKEY,
+            login=LIVE_LOGIN,
+            password=LIVE_PASSWORD,
+            sender=os.environ.get("VERIFY_LIVE_SMSC_SENDER", ""),
+        )
         return SmscProvider(settings, Http(5.0, 20.0))
 
     def test_balance(self, live: SmscProvider) -> None:

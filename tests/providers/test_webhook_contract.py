@@ -68,25 +68,47 @@ class TestSmscWebhooks(WebhookContract):
     # charset / body format / where the options come: posted in the body, or in the query string (after a "!").
     # windows-1251 is SMSC's default, so its handler URL names no charset (and a form body then has no options to
     # move); koi8-r "is not used with fmt" (providers.md 1.7).
-    CHARSET_VARIANTS = ("windows-1251/form/body", "windows-1251/json/body", "windows-1251/json/query",
-                        "koi8-r/form/body", "koi8-r/form/query", "utf-8/form/body", "utf-8/form/query",
-                        "utf-8/json/body", "utf-8/json/query")
+    CHARSET_VARIANTS = (
+        "windows-1251/form/body",
+        "windows-1251/json/body",
+        "windows-1251/json/query",
+        "koi8-r/form/body",
+        "koi8-r/form/query",
+        "utf-8/form/body",
+        "utf-8/form/query",
+        "utf-8/json/body",
+        "utf-8/json/query",
+    )
 
     def make_emulator(self) -> Emulator:
         return SmscEmulator(apikey=SMSC_KEY)
 
     def configure(self, settings: Settings, emulator_url: str, secrets: tuple[str, ...]) -> Settings:
-        return replace(settings, sandbox=False, sms_providers=("smsc",), call_provider="smsc",
-                       http_connect_timeout=HTTP_CONNECT_TIMEOUT, http_read_timeout=HTTP_READ_TIMEOUT,
-                       smsc=SmscSettings(url=emulator_url, apikey=SMSC_KEY, secrets=secrets))
+        return replace(
+            settings,
+            sandbox=False,
+            sms_providers=("smsc",),
+            call_provider="smsc",
+            http_connect_timeout=HTTP_CONNECT_TIMEOUT,
+            http_read_timeout=HTTP_READ_TIMEOUT,
+            smsc=SmscSettings(url=emulator_url, apikey=SMSC_KEY, secrets=secrets),
+        )
 
     def sent_text(self, seen: Seen) -> str:
         return seen.form["mes"]
 
-    def _post(self, fields: dict[str, str], *, secret: str | None, hash: HashName = "sha1", charset: str = "utf-8",
-              **options: Any) -> Callback:
-        query, body, content_type = smsc_emulator.smsc_callback(fields, secret=secret, hash=hash, charset=charset,
-                                                                **options)
+    def _post(
+        self,
+        fields: dict[str, str],
+        *,
+        secret: str | None,
+        hash: HashName = "sha1",
+        charset: str = "utf-8",
+        **options: Any,
+    ) -> Callback:
+        query, body, content_type = smsc_emulator.smsc_callback(
+            fields, secret=secret, hash=hash, charset=charset, **options
+        )
         return Callback("POST", with_query("/webhooks/smsc", query), body, content_type)
 
     @staticmethod
@@ -100,8 +122,12 @@ class TestSmscWebhooks(WebhookContract):
         return view["status"] == "approved" and view.get("completed_via") == "call"
 
     def report(self, pending: Pending, outcome: Outcome, *, secret: str) -> Callback:
-        status = {"id": pending.message_id, "phone": digits(pending.phone),
-                  "status": "1" if outcome == "delivered" else "20", "ts": str(int(pending.started_at))}
+        status = {
+            "id": pending.message_id,
+            "phone": digits(pending.phone),
+            "status": "1" if outcome == "delivered" else "20",
+            "ts": str(int(pending.started_at)),
+        }
         return self._post(status, secret=secret)
 
     def unsigned(self, pending: Pending) -> Callback:
@@ -128,8 +154,15 @@ class TestSmscWebhooks(WebhookContract):
 
     def _reply_fields(self, pending: Pending, phone: str, text: str) -> dict[str, str]:
         now = str(int(pending.started_at))
-        return {"id": "77", "sms_id": pending.id, "phone": digits(phone), "mes": text, "to": SMSC_TO, "sent": now,
-                "time": now}
+        return {
+            "id": "77",
+            "sms_id": pending.id,
+            "phone": digits(phone),
+            "mes": text,
+            "to": SMSC_TO,
+            "sent": now,
+            "time": now,
+        }
 
     def reply(self, pending: Pending, *, phone: str, secret: str) -> Callback:
         return self._post(self._reply_fields(pending, phone, f"Code {pending.code}"), secret=secret)
@@ -139,8 +172,14 @@ class TestSmscWebhooks(WebhookContract):
         fields = self._reply_fields(pending, pending.phone, f"Код {pending.code}: {CYRILLIC}")
         # The hash is over the UTF-8 text (SMSC's hash charset is unconfirmed, 5.1, and UTF-8 is one it may use), so
         # a body read in the wrong charset fails the signature instead of passing by a round trip through it.
-        return self._post(fields, secret=secret, charset=charset, fmt_json=fmt == "json", hash_encoding="utf-8",
-                          options_in_query=where == "query")
+        return self._post(
+            fields,
+            secret=secret,
+            charset=charset,
+            fmt_json=fmt == "json",
+            hash_encoding="utf-8",
+            options_in_query=where == "query",
+        )
 
     def batch(self, pendings: Sequence[Pending], *, secrets: Sequence[str]) -> Callback:
         """A JSON list of callbacks (whether SMSC batches is unconfirmed, 1.7; the parser takes lists)."""
@@ -166,10 +205,17 @@ class TestZoomConnectWebhooks(WebhookContract):
         return ZoomConnectEmulator()
 
     def configure(self, settings: Settings, emulator_url: str, secrets: tuple[str, ...]) -> Settings:
-        return replace(settings, sandbox=False, sms_providers=("zoomconnect",), call_provider=None,
-                       http_connect_timeout=HTTP_CONNECT_TIMEOUT, http_read_timeout=HTTP_READ_TIMEOUT,
-                       zoomconnect=ZoomConnectSettings(url=emulator_url, email=zoomconnect_emulator.EMAIL,
-                                                       token=zoomconnect_emulator.TOKEN, secrets=secrets))
+        return replace(
+            settings,
+            sandbox=False,
+            sms_providers=("zoomconnect",),
+            call_provider=None,
+            http_connect_timeout=HTTP_CONNECT_TIMEOUT,
+            http_read_timeout=HTTP_READ_TIMEOUT,
+            zoomconnect=ZoomConnectSettings(
+                url=emulator_url, email=zoomconnect_emulator.EMAIL, token=zoomconnect_emulator.TOKEN, secrets=secrets
+            ),
+        )
 
     def sent_text(self, seen: Seen) -> str:
         text: str = seen.json()["message"]
@@ -181,27 +227,39 @@ class TestZoomConnectWebhooks(WebhookContract):
 
     def _reply_params(self, pending: Pending, phone: str, text: str, *, age: float = 0) -> dict[str, str]:
         stamp = self._stamp(pending.started_at - age)
-        return {"from": phone, "repliedToMessageId": pending.message_id, "messageId": ZOOM_INBOUND_ID,
-                "message": text, "date": stamp[:12], "dataField": pending.id, "nonce": str(uuid.uuid4()),
-                "nonce-date": stamp}
+        return {
+            "from": phone,
+            "repliedToMessageId": pending.message_id,
+            "messageId": ZOOM_INBOUND_ID,
+            "message": text,
+            "date": stamp[:12],
+            "dataField": pending.id,
+            "nonce": str(uuid.uuid4()),
+            "nonce-date": stamp,
+        }
 
     @staticmethod
-    def _post(kind: Literal["reply", "delivery"], params: Mapping[str, str], *, secret: str,
-              in_query: bool = True) -> Callback:
-        query, body, content_type = zoomconnect_emulator.zoom_callback(kind, params, secret=secret,
-                                                                       in_query=in_query)
+    def _post(
+        kind: Literal["reply", "delivery"], params: Mapping[str, str], *, secret: str, in_query: bool = True
+    ) -> Callback:
+        query, body, content_type = zoomconnect_emulator.zoom_callback(kind, params, secret=secret, in_query=in_query)
         return Callback("POST", with_query(f"/webhooks/zoomconnect/{kind}", query), body, content_type)
 
     def callback(self, pending: Pending, *, secret: str) -> Callback:
-        return self._post("reply", self._reply_params(pending, pending.phone, f"my code is {pending.code}"),
-                          secret=secret)
+        return self._post(
+            "reply", self._reply_params(pending, pending.phone, f"my code is {pending.code}"), secret=secret
+        )
 
     def acted(self, view: Mapping[str, Any]) -> bool:
         return approved_by_reply(view)
 
     def report(self, pending: Pending, outcome: Outcome, *, secret: str) -> Callback:
-        params = {"messageId": pending.message_id, "status": "DELIVERED" if outcome == "delivered" else "FAILED",
-                  "nonce": str(uuid.uuid4()), "nonce-date": self._stamp(pending.started_at)}
+        params = {
+            "messageId": pending.message_id,
+            "status": "DELIVERED" if outcome == "delivered" else "FAILED",
+            "nonce": str(uuid.uuid4()),
+            "nonce-date": self._stamp(pending.started_at),
+        }
         return self._post("delivery", params, secret=secret)
 
     def unsigned(self, pending: Pending) -> Callback:
@@ -254,10 +312,23 @@ class D7Webhooks(WebhookContract):
         return D7Emulator(self.API)
 
     def configure(self, settings: Settings, emulator_url: str, secrets: tuple[str, ...]) -> Settings:
-        return replace(settings, sandbox=False, sms_providers=("d7",), call_provider=None, public_url=D7_PUBLIC_URL,
-                       http_connect_timeout=HTTP_CONNECT_TIMEOUT, http_read_timeout=HTTP_READ_TIMEOUT,
-                       d7=D7Settings(api=self.API, url=emulator_url, username=d7_emulator.USERNAME,
-                                     password=d7_emulator.PASSWORD, token=d7_emulator.TOKEN, webhook_tokens=secrets))
+        return replace(
+            settings,
+            sandbox=False,
+            sms_providers=("d7",),
+            call_provider=None,
+            public_url=D7_PUBLIC_URL,
+            http_connect_timeout=HTTP_CONNECT_TIMEOUT,
+            http_read_timeout=HTTP_READ_TIMEOUT,
+            d7=D7Settings(
+                api=self.API,
+                url=emulator_url,
+                username=d7_emulator.USERNAME,
+                password=d7_emulator.PASSWORD,
+                token=d7_emulator.TOKEN,
+                webhook_tokens=secrets,
+            ),
+        )
 
     def callback(self, pending: Pending, *, secret: str) -> Callback:
         return self.report(pending, "delivered", secret=secret)
@@ -296,8 +367,9 @@ class TestD7LegacyWebhooks(D7Webhooks):
         fields = d7_emulator.dlr_fields(pending.message_id, "DELIVRD" if outcome == "delivered" else "UNDELIV")
         method, query, body, content_type = d7_emulator.dlr_callback(fields)
         headers = {k: v for k, v in d7_emulator.DLR_HEADERS.items() if k != "Content-Type"}
-        return Callback(method, with_query(f"/webhooks/d7/{quote(secret, safe='')}", query), body, content_type,
-                        headers)
+        return Callback(
+            method, with_query(f"/webhooks/d7/{quote(secret, safe='')}", query), body, content_type, headers
+        )
 
     def unsigned(self, pending: Pending) -> Callback:
         report = self.report(pending, "delivered", secret="x")

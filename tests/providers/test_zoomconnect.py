@@ -81,8 +81,11 @@ class TestZoomConnectContract(ProviderContract):
         sent = headers(seen)
         assert sent["email"] == EMAIL and sent["token"] == TOKEN
         assert sent["content-type"] == "application/json" and sent["accept"] == "application/json"
-        assert seen.json() == {"recipientNumber": MESSAGE.to, "message": MESSAGE.text,
-                               "dataField": MESSAGE.verification_id}
+        assert seen.json() == {
+            "recipientNumber": MESSAGE.to,
+            "message": MESSAGE.text,
+            "dataField": MESSAGE.verification_id,
+        }
 
     def test_error_cases_cover_every_emulated_error(self) -> None:
         assert [case.name for case in self.ERROR_CASES] == list(ZoomConnectEmulator.ERRORS)
@@ -92,39 +95,61 @@ class TestSend:
     def test_keeps_the_gateway_message_id(self, provider: ZoomConnectProvider) -> None:
         assert provider.send_sms(MESSAGE).message_id == MESSAGE_ID
 
-    @pytest.mark.parametrize("body", [{"messageId": 40124213, "error": None}, {"messageId": 40124213}],
-                             ids=["number", "number-error-absent"])
-    def test_message_id_as_a_number(self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator,
-                                    body: dict[str, Any]) -> None:
+    @pytest.mark.parametrize(
+        "body", [{"messageId": 40124213, "error": None}, {"messageId": 40124213}], ids=["number", "number-error-absent"]
+    )
+    def test_message_id_as_a_number(
+        self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator, body: dict[str, Any]
+    ) -> None:
         emulator.reply = (200, body)
         assert provider.send_sms(MESSAGE).message_id == "40124213"
 
-    @pytest.mark.parametrize("body", [{"messageId": "77", "error": None}, {"messageId": "77"},
-                                      {"messageId": "77", "error": ""}], ids=["null", "absent", "empty"])
-    def test_error_null_or_absent_is_success(self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator,
-                                             body: dict[str, Any]) -> None:
+    @pytest.mark.parametrize(
+        "body",
+        [{"messageId": "77", "error": None}, {"messageId": "77"}, {"messageId": "77", "error": ""}],
+        ids=["null", "absent", "empty"],
+    )
+    def test_error_null_or_absent_is_success(
+        self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator, body: dict[str, Any]
+    ) -> None:
         emulator.reply = (200, body)
         assert provider.send_sms(MESSAGE).message_id == "77"
 
-    @pytest.mark.parametrize("body", [{"messageId": None, "error": SEND_ERROR}, {"error": SEND_ERROR},
-                                      {"messageId": "77", "error": SEND_ERROR}])
-    def test_a_200_with_an_error_is_final(self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator,
-                                          body: dict[str, Any]) -> None:
+    @pytest.mark.parametrize(
+        "body",
+        [{"messageId": None, "error": SEND_ERROR}, {"error": SEND_ERROR}, {"messageId": "77", "error": SEND_ERROR}],
+    )
+    def test_a_200_with_an_error_is_final(
+        self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator, body: dict[str, Any]
+    ) -> None:
         emulator.reply = (200, body)
         err = refusal(provider)
         assert not err.transient and not isinstance(err, InvalidRecipient)
         assert SEND_ERROR in str(err) and err.payload == body
 
-    @pytest.mark.parametrize("body", [{}, {"error": None}, {"messageId": None}, {"messageId": " "},
-                                      {"messageId": True}, {"messageId": {"id": 1}}, [MESSAGE_ID], MESSAGE_ID])
-    def test_a_success_without_a_message_id_is_transient(self, provider: ZoomConnectProvider,
-                                                         emulator: ZoomConnectEmulator, body: Any) -> None:
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"error": None},
+            {"messageId": None},
+            {"messageId": " "},
+            {"messageId": True},
+            {"messageId": {"id": 1}},
+            [MESSAGE_ID],
+            MESSAGE_ID,
+        ],
+    )
+    def test_a_success_without_a_message_id_is_transient(
+        self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator, body: Any
+    ) -> None:
         emulator.reply = (200, body)
         err = refusal(provider)
         assert err.transient and err.payload == body
 
-    def test_the_number_refused_by_validation(self, provider: ZoomConnectProvider,
-                                              emulator: ZoomConnectEmulator) -> None:
+    def test_the_number_refused_by_validation(
+        self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator
+    ) -> None:
         with pytest.raises(InvalidRecipient) as caught:
             provider.send_sms(SmsMessage("+12", "code 1", "1", "v1"))
         assert "code 2" in str(caught.value) and "Invalid mobile number" in str(caught.value)
@@ -136,25 +161,38 @@ class TestSend:
         assert "code 3" in str(err) and "Message cannot be empty" in str(err)
 
     @pytest.mark.parametrize("code", [2, "2", " 2 "])
-    def test_invalid_number_code_as_int_or_string(self, provider: ZoomConnectProvider,
-                                                  emulator: ZoomConnectEmulator, code: object) -> None:
+    def test_invalid_number_code_as_int_or_string(
+        self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator, code: object
+    ) -> None:
         emulator.reply = (400, {"code": code, "message": "Invalid mobile number"})
         with pytest.raises(InvalidRecipient):
             provider.send_sms(MESSAGE)
 
-    @pytest.mark.parametrize("body", [{"code": "3", "message": "Message cannot be empty"}, {"code": 99},
-                                      {"message": "Invalid mobile number"}, {"code": None}, {"code": True},
-                                      {"code": "two"}, ["Invalid mobile number"], "<html>Bad Request</html>"])
-    def test_other_400s_are_final(self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator,
-                                  body: Any) -> None:
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"code": "3", "message": "Message cannot be empty"},
+            {"code": 99},
+            {"message": "Invalid mobile number"},
+            {"code": None},
+            {"code": True},
+            {"code": "two"},
+            ["Invalid mobile number"],
+            "<html>Bad Request</html>",
+        ],
+    )
+    def test_other_400s_are_final(
+        self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator, body: Any
+    ) -> None:
         emulator.reply = (400, body)
         err = refusal(provider)
         assert not err.transient and not isinstance(err, InvalidRecipient)
         assert "HTTP 400" in str(err) and err.payload == body
 
     @pytest.mark.parametrize("status", [302, 402, 409, 415])
-    def test_an_unexpected_status_is_final(self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator,
-                                           status: int) -> None:
+    def test_an_unexpected_status_is_final(
+        self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator, status: int
+    ) -> None:
         emulator.reply = (status, {"message": "?"})
         err = refusal(provider)
         assert not err.transient and f"HTTP {status}" in str(err)
@@ -184,24 +222,34 @@ class TestBalance:
         assert sent["email"] == EMAIL and sent["token"] == TOKEN and sent["accept"] == "application/json"
 
     @pytest.mark.parametrize(("credits", "shown"), [(100, "100"), ("99.5", "99.5"), (0, "0"), (0.0, "0.0")])
-    def test_credit_balance_number_or_string(self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator,
-                                             credits: object, shown: str) -> None:
+    def test_credit_balance_number_or_string(
+        self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator, credits: object, shown: str
+    ) -> None:
         emulator.reply = (200, {"creditBalance": credits, "links": []})
         assert provider.balance() == shown
 
     @pytest.mark.parametrize("body", [{"links": []}, {"creditBalance": None}, {"creditBalance": False}, []])
-    def test_a_balance_without_credits_is_transient(self, provider: ZoomConnectProvider,
-                                                    emulator: ZoomConnectEmulator, body: Any) -> None:
+    def test_a_balance_without_credits_is_transient(
+        self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator, body: Any
+    ) -> None:
         emulator.reply = (200, body)
         with pytest.raises(ProviderError) as caught:
             provider.balance()
         assert caught.value.transient
 
-    @pytest.mark.parametrize(("mode", "transient"), [("malformed", True), ("error:unauthorized", False),
-                                                     ("error:forbidden", False), ("error:rate-limited", True),
-                                                     ("5xx", True)])
-    def test_balance_errors_map_like_send(self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator,
-                                          mode: str, transient: bool) -> None:
+    @pytest.mark.parametrize(
+        ("mode", "transient"),
+        [
+            ("malformed", True),
+            ("error:unauthorized", False),
+            ("error:forbidden", False),
+            ("error:rate-limited", True),
+            ("5xx", True),
+        ],
+    )
+    def test_balance_errors_map_like_send(
+        self, provider: ZoomConnectProvider, emulator: ZoomConnectEmulator, mode: str, transient: bool
+    ) -> None:
         emulator.mode = mode
         with pytest.raises(ProviderError) as caught:
             provider.balance()
@@ -224,14 +272,18 @@ class TestEmulator:
             assert answer.status_code == 200 and answer.json() == {"messageId": MESSAGE_ID, "error": None}
         assert "authorization" in headers(emulator.last) and "email" not in headers(emulator.last)
 
-    @pytest.mark.parametrize("auth", [
-        {},
-        {"headers": {"Authorization": "Basic " + base64.b64encode(b"user@example.com:abc123-tokeN").decode()}},
-        {"headers": {"Authorization": f"Bearer {TOKEN}"}},
-        {"headers": {"email": EMAIL}},
-        {"headers": {"email": "other@example.com", "token": TOKEN}},
-        {"params": {"email": EMAIL, "token": "nope"}},
-    ], ids=["none", "basic-wrong", "bearer", "no-token", "wrong-email", "query-wrong"])
+    @pytest.mark.parametrize(
+        "auth",
+        [
+            {},
+            {"headers": {"Authorization": "Basic " + base64.b64encode(b"user@example.com:abc123-tokeN").decode()}},
+            {"headers": {"Authorization": f"Bearer {TOKEN}"}},
+            {"headers": {"email": EMAIL}},
+            {"headers": {"email": "other@example.com", "token": TOKEN}},
+            {"params": {"email": EMAIL, "token": "nope"}},
+        ],
+        ids=["none", "basic-wrong", "bearer", "no-token", "wrong-email", "query-wrong"],
+    )
     def test_bad_or_missing_credentials_get_401(self, emulator: ZoomConnectEmulator, auth: dict[str, Any]) -> None:
         assert self.post(emulator, "api/rest/v1/sms/send", **auth).status_code == 401
 
@@ -246,36 +298,52 @@ class TestEmulator:
 
     def test_bulk_answers_per_item(self, emulator: ZoomConnectEmulator) -> None:
         items = [self.BODY, {"recipientNumber": "12", "message": "Hi"}, {"recipientNumber": "+27821234567"}]
-        answer = self.post(emulator, "api/rest/v1/sms/send-bulk", auth=(EMAIL, TOKEN),
-                           json={"sendSmsRequests": items, "defaultDateToSend": None, "messagesPerMinute": 0})
-        assert answer.json() == {"sendSmsResponses": [{"messageId": MESSAGE_ID, "error": None},
-                                                      {"messageId": None, "error": "Invalid mobile number"},
-                                                      {"messageId": None, "error": "Message cannot be empty"}]}
+        answer = self.post(
+            emulator,
+            "api/rest/v1/sms/send-bulk",
+            auth=(EMAIL, TOKEN),
+            json={"sendSmsRequests": items, "defaultDateToSend": None, "messagesPerMinute": 0},
+        )
+        assert answer.json() == {
+            "sendSmsResponses": [
+                {"messageId": MESSAGE_ID, "error": None},
+                {"messageId": None, "error": "Invalid mobile number"},
+                {"messageId": None, "error": "Message cannot be empty"},
+            ]
+        }
 
     def test_a_body_that_is_not_json_is_refused(self, emulator: ZoomConnectEmulator) -> None:
         with requests.Session() as session:
-            answer = session.post(emulator.url + "api/rest/v1/sms/send", auth=(EMAIL, TOKEN), timeout=5,
-                                  data={"recipientNumber": "+27821234567", "message": "Hi"})
+            answer = session.post(
+                emulator.url + "api/rest/v1/sms/send",
+                auth=(EMAIL, TOKEN),
+                timeout=5,
+                data={"recipientNumber": "+27821234567", "message": "Hi"},
+            )
         assert answer.status_code == 415
 
 
 @pytest.mark.live
-@pytest.mark.skipif(not all(os.environ.get(name) for name in LIVE_ENV),
-                    reason=f"set {', '.join(LIVE_ENV)} to test against the real Zoom Connect")
+@pytest.mark.skipif(
+    not all(os.environ.get(name) for name in LIVE_ENV),
+    reason=f"set {', '.join(LIVE_ENV)} to test against the real Zoom Connect",
+)
 class TestZoomConnectLive:
     """Sends one real SMS to ``VERIFY_LIVE_PHONE`` (E.164) and reads the real balance."""
 
     @pytest.fixture
     def live(self) -> Iterator[ZoomConnectProvider]:
         client = Http(3.0, 15.0)
-        yield ZoomConnectProvider(ZoomConnectSettings(email=os.environ[LIVE_ENV[0]], token=os.environ[LIVE_ENV[1]]),
-                                  client)
+        yield ZoomConnectProvider(
+            ZoomConnectSettings(email=os.environ[LIVE_ENV[0]], token=os.environ[LIVE_ENV[1]]), client
+        )
         client.session.close()
 
     def test_balance(self, live: ZoomConnectProvider) -> None:
         assert float(live.balance()) >= 0
 
     def test_send(self, live: ZoomConnectProvider) -> None:
-        sent = live.send_sms(SmsMessage(os.environ[LIVE_ENV[2]], "verify live test: 000000", "000000",
-                                        "live-test-zoomconnect"))
+        sent = live.send_sms(
+            SmsMessage(os.environ[LIVE_ENV[2]], "verify live test: 000000", "000000", "live-test-zoomconnect")
+        )
         assert sent.provider == "zoomconnect" and sent.message_id

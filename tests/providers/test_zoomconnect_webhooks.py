@@ -34,31 +34,53 @@ class Vector:
 
 
 VECTORS = [
-    Vector("reply", "campaign=campaign&dataField=data&date=201405161005&from=+27726661234&message=Test + Message"
-                    "&messageId=24567&nonce=e273f177-6275-974f-1a12-0d8b92c5b3cb&nonce-date=2014051610050102"
-                    "&to=+27725551234",
-           "a8feae2be10989b7a9a3d1f38b087a0b5d6d6d9e",
-           datetime.datetime(2014, 5, 16, 10, 5, 1, tzinfo=UTC).timestamp()),
-    Vector("reply", "campaign=shoe campaign&dataField=custom&date=201404282055&from=+27725551234&message=REPLY"
-                    "&messageId=124567&nonce=89430dc5-cac1-4795-9dd0-46c9b8233e52&nonce-date=20140428210027"
-                    "&repliedToMessageId=121212",
-           "9097eb6dd65a5758379dd8f6f3fe5c7573e5c547",
-           datetime.datetime(2014, 4, 28, 21, 0, 27, tzinfo=UTC).timestamp()),
-    Vector("delivery", "messageId=40124213&nonce=6110900b-a3e3-4ae7-9c80-c446086f8882&nonce-date=20160120103235"
-                       "&status=DELIVERED",
-           "dc1de3fa8f42f12fc99af57f76d222cb20393f92",
-           datetime.datetime(2016, 1, 20, 10, 32, 35, tzinfo=UTC).timestamp()),
+    Vector(
+        "reply",
+        "campaign=campaign&dataField=data&date=201405161005&from=+27726661234&message=Test + Message"
+        "&messageId=24567&nonce=e273f177-6275-974f-1a12-0d8b92c5b3cb&nonce-date=2014051610050102"
+        "&to=+27725551234",
+        "a8feae2be10989b7a9a3d1f38b087a0b5d6d6d9e",
+        datetime.datetime(2014, 5, 16, 10, 5, 1, tzinfo=UTC).timestamp(),
+    ),
+    Vector(
+        "reply",
+        "campaign=shoe campaign&dataField=custom&date=201404282055&from=+27725551234&message=REPLY"
+        "&messageId=124567&nonce=89430dc5-cac1-4795-9dd0-46c9b8233e52&nonce-date=20140428210027"
+        "&repliedToMessageId=121212",
+        "9097eb6dd65a5758379dd8f6f3fe5c7573e5c547",
+        datetime.datetime(2014, 4, 28, 21, 0, 27, tzinfo=UTC).timestamp(),
+    ),
+    Vector(
+        "delivery",
+        "messageId=40124213&nonce=6110900b-a3e3-4ae7-9c80-c446086f8882&nonce-date=20160120103235&status=DELIVERED",
+        "dc1de3fa8f42f12fc99af57f76d222cb20393f92",
+        datetime.datetime(2016, 1, 20, 10, 32, 35, tzinfo=UTC).timestamp(),
+    ),
 ]
 VENDOR_CLAIMED = "9d0e933a457eabf94a73d7e15dd8849e89834464"  # 2.6's worked example: does not verify
 # 2.5's delivery report URL exactly as the vendor shows it (its checksum is not made with "secret").
-VENDOR_DLR_QUERY = (b"nonce=6110900b-a3e3-4ae7-9c80-c446086f8882&status=DELIVERED&messageId=40124213"
-                    b"&checksum=195e39edfffed7e5ac87e85f3a6dd70ed8684b22&nonce-date=20160120103235")
+VENDOR_DLR_QUERY = (
+    b"nonce=6110900b-a3e3-4ae7-9c80-c446086f8882&status=DELIVERED&messageId=40124213"
+    b"&checksum=195e39edfffed7e5ac87e85f3a6dd70ed8684b22&nonce-date=20160120103235"
+)
 
-REPLY = {"from": "+27725551234", "to": "+27820000000", "repliedToMessageId": "40124213", "messageId": "124567",
-         "message": "My code is 123456", "date": "202401151159", "dataField": "abcd0123456789abcdef01234567",
-         "nonce": "89430dc5-cac1-4795-9dd0-46c9b8233e52", "nonce-date": "20240115120000"}
-DELIVERY = {"messageId": "40124213", "status": "DELIVERED", "nonce": "6110900b-a3e3-4ae7-9c80-c446086f8882",
-            "nonce-date": "20240115120000"}
+REPLY = {
+    "from": "+27725551234",
+    "to": "+27820000000",
+    "repliedToMessageId": "40124213",
+    "messageId": "124567",
+    "message": "My code is 123456",
+    "date": "202401151159",
+    "dataField": "abcd0123456789abcdef01234567",
+    "nonce": "89430dc5-cac1-4795-9dd0-46c9b8233e52",
+    "nonce-date": "20240115120000",
+}
+DELIVERY = {
+    "messageId": "40124213",
+    "status": "DELIVERED",
+    "nonce": "6110900b-a3e3-4ae7-9c80-c446086f8882",
+    "nonce-date": "20240115120000",
+}
 SIGNED_AT = datetime.datetime(2024, 1, 15, 12, 0, 0, tzinfo=UTC).timestamp()  # their nonce-date, read as UTC
 
 
@@ -76,20 +98,23 @@ def sent(kind: Kind, params: dict[str, str], *, secret: str = SECRET, in_query: 
     return inbound(*zoom_callback(kind, params, secret=secret, in_query=in_query))
 
 
-def parse(request: Inbound, kind: Kind = "reply", *, now: float = SIGNED_AT, tz: datetime.tzinfo = UTC,
-          secret: str = SECRET) -> Webhook:
+def parse(
+    request: Inbound, kind: Kind = "reply", *, now: float = SIGNED_AT, tz: datetime.tzinfo = UTC, secret: str = SECRET
+) -> Webhook:
     return parse_callback(request, kind, (secret,), now, tz, MAX_AGE)
 
 
-def rejected(request: Inbound, kind: Kind = "reply", *, now: float = SIGNED_AT, tz: datetime.tzinfo = UTC,
-             secret: str = SECRET) -> WebhookRejected:
+def rejected(
+    request: Inbound, kind: Kind = "reply", *, now: float = SIGNED_AT, tz: datetime.tzinfo = UTC, secret: str = SECRET
+) -> WebhookRejected:
     with pytest.raises(WebhookRejected) as caught:
         parse(request, kind, now=now, tz=tz, secret=secret)
     return caught.value
 
 
-def forbidden(request: Inbound, kind: Kind = "reply", *, now: float = SIGNED_AT, tz: datetime.tzinfo = UTC,
-              secret: str = SECRET) -> str:
+def forbidden(
+    request: Inbound, kind: Kind = "reply", *, now: float = SIGNED_AT, tz: datetime.tzinfo = UTC, secret: str = SECRET
+) -> str:
     error = rejected(request, kind, now=now, tz=tz, secret=secret)
     assert error.status == 403
     return error.reason
@@ -110,6 +135,7 @@ def report_of(webhook: Webhook) -> DeliveryReport:
 
 
 # --- the vectors of 5.2 ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("vector", VECTORS, ids=["vendor-example", "vendor-reply", "vendor-dlr"])
 def test_vector_verifies_with_its_published_checksum(vector: Vector) -> None:
@@ -167,6 +193,7 @@ def test_an_uppercase_checksum_is_accepted() -> None:
 
 # --- rejections -----------------------------------------------------------------------------------------------------
 
+
 def test_a_checksum_made_with_another_key_is_rejected() -> None:
     assert "checksum does not match" in forbidden(sent("reply", REPLY, secret="not-the-secret"))
     assert reply_of(parse(sent("reply", REPLY, secret="not-the-secret"), secret="not-the-secret"))
@@ -175,8 +202,7 @@ def test_a_checksum_made_with_another_key_is_rejected() -> None:
 @pytest.mark.parametrize("key", sorted(REPLY))
 def test_any_altered_value_is_rejected(key: str) -> None:
     query, _, _ = zoom_callback("reply", REPLY, secret=SECRET)
-    altered = urlencode([(name, value + "0" if name == key else value)
-                         for name, value in _pairs(query)]).encode()
+    altered = urlencode([(name, value + "0" if name == key else value) for name, value in _pairs(query)]).encode()
     assert altered != query
     assert "checksum does not match" in forbidden(inbound(altered))
 
@@ -196,8 +222,10 @@ def test_a_missing_checksum_is_rejected(checksum: str | None) -> None:
 
 def test_rejections_never_tell_the_secret_or_the_expected_checksum() -> None:
     secret = "a-rather-long-callback-secret"
-    reasons = [forbidden(sent("reply", REPLY), secret=secret),
-               forbidden(sent("reply", {**REPLY, "checksum": "0" * 40}), secret=secret)]
+    reasons = [
+        forbidden(sent("reply", REPLY), secret=secret),
+        forbidden(sent("reply", {**REPLY, "checksum": "0" * 40}), secret=secret),
+    ]
     expected = sign(REPLY, secret)
     for reason in reasons:
         assert secret not in reason and expected not in reason and expected.upper() not in reason
@@ -209,8 +237,20 @@ def test_a_missing_nonce_is_rejected() -> None:
     assert forbidden(sent("reply", {**REPLY, "nonce": ""})) == "zoomconnect callback without a nonce"
 
 
-@pytest.mark.parametrize("nonce_date", [None, "", "yesterday", "202401151200", "2024011512000", "20241315120000",
-                                        "20240115250000", "2024-01-15 12:00:00", "202401151200001234"])
+@pytest.mark.parametrize(
+    "nonce_date",
+    [
+        None,
+        "",
+        "yesterday",
+        "202401151200",
+        "2024011512000",
+        "20241315120000",
+        "20240115250000",
+        "2024-01-15 12:00:00",
+        "202401151200001234",
+    ],
+)
 def test_a_missing_or_unreadable_nonce_date_is_rejected(nonce_date: str | None) -> None:
     params = {key: value for key, value in REPLY.items() if key != "nonce-date"}
     if nonce_date is not None:
@@ -284,19 +324,23 @@ def test_any_listed_secret_verifies_during_a_rotation() -> None:
 
 # --- where the parameters arrive ------------------------------------------------------------------------------------
 
+
 def test_parameters_in_the_query_string() -> None:
     query, body, content_type = zoom_callback("reply", REPLY, secret=SECRET)
     assert (query != b"", body, content_type) == (True, b"", "")
     assert reply_of(parse(inbound(query))).raw == {**REPLY, "checksum": sign(REPLY, SECRET)}
 
 
-@pytest.mark.parametrize("content_type", [FORM, "application/x-www-form-urlencoded; charset=UTF-8",
-                                          "Application/X-WWW-Form-Urlencoded", ""])
+@pytest.mark.parametrize(
+    "content_type", [FORM, "application/x-www-form-urlencoded; charset=UTF-8", "Application/X-WWW-Form-Urlencoded", ""]
+)
 def test_parameters_in_a_form_body(content_type: str) -> None:
     query, body, form = zoom_callback("reply", REPLY, secret=SECRET, in_query=False)
     assert (query, body != b"", form) == (b"", True, FORM)
-    assert reply_of(parse(inbound(body=body, content_type=content_type))).raw == {**REPLY,
-                                                                                  "checksum": sign(REPLY, SECRET)}
+    assert reply_of(parse(inbound(body=body, content_type=content_type))).raw == {
+        **REPLY,
+        "checksum": sign(REPLY, SECRET),
+    }
 
 
 def test_a_body_that_is_not_a_form_is_not_read() -> None:
@@ -337,6 +381,7 @@ def test_a_blank_optional_parameter_may_be_left_out_of_the_checksum() -> None:
 
 # --- time zones -----------------------------------------------------------------------------------------------------
 
+
 def test_the_nonce_date_is_read_in_the_given_time_zone() -> None:
     local = {**REPLY, "nonce-date": "20240115140000"}  # 14:00 in Johannesburg is 12:00 UTC
     reply = reply_of(parse(sent("reply", local), now=SIGNED_AT, tz=JOHANNESBURG))
@@ -357,13 +402,21 @@ def test_the_freshness_window_moves_with_the_time_zone() -> None:
 
 # --- mapping --------------------------------------------------------------------------------------------------------
 
+
 def test_a_reply_maps_to_sms_received() -> None:
     webhook = parse(sent("reply", REPLY))
     assert webhook.nonce == REPLY["nonce"]
-    assert webhook.events == [SmsReceived(
-        phone="+27725551234", text="My code is 123456", received_at=SIGNED_AT, provider="zoomconnect",
-        verification_id="abcd0123456789abcdef01234567", reply_to="40124213",
-        raw={**REPLY, "checksum": sign(REPLY, SECRET)})]
+    assert webhook.events == [
+        SmsReceived(
+            phone="+27725551234",
+            text="My code is 123456",
+            received_at=SIGNED_AT,
+            provider="zoomconnect",
+            verification_id="abcd0123456789abcdef01234567",
+            reply_to="40124213",
+            raw={**REPLY, "checksum": sign(REPLY, SECRET)},
+        )
+    ]
 
 
 def test_a_reply_without_data_field_or_replied_to_id() -> None:
@@ -384,18 +437,38 @@ def test_a_verified_reply_without_what_it_needs_has_no_events(missing: str) -> N
     assert parse(sent("reply", {**params, missing: "+27725551234"})).events
 
 
-@pytest.mark.parametrize(("raw_status", "status"), [
-    ("DELIVERED", "delivered"), ("FAILED", "failed"), ("FAILED_REFUNDED", "failed"), ("FAILED_OPTOUT", "failed"),
-    ("SENT", "sent"), ("SCHEDULED", "sent"), ("UNKNOWN", "sent"), ("SOMETHING_NEW", "sent"),
-    ("delivered", "delivered"), ("Failed_OptOut", "failed"), ("failed", "failed"),
-])
+@pytest.mark.parametrize(
+    ("raw_status", "status"),
+    [
+        ("DELIVERED", "delivered"),
+        ("FAILED", "failed"),
+        ("FAILED_REFUNDED", "failed"),
+        ("FAILED_OPTOUT", "failed"),
+        ("SENT", "sent"),
+        ("SCHEDULED", "sent"),
+        ("UNKNOWN", "sent"),
+        ("SOMETHING_NEW", "sent"),
+        ("delivered", "delivered"),
+        ("Failed_OptOut", "failed"),
+        ("failed", "failed"),
+    ],
+)
 def test_a_delivery_report_maps_every_status(raw_status: str, status: str) -> None:
     params = {**DELIVERY, "status": raw_status}
     webhook = parse(sent("delivery", params), "delivery")
-    assert webhook == Webhook([DeliveryReport(provider="zoomconnect", message_id="40124213", status=status,
-                                              raw_status=raw_status, verification_id="",
-                                              raw={**params, "checksum": sign(params, SECRET)})],
-                              DELIVERY["nonce"])
+    assert webhook == Webhook(
+        [
+            DeliveryReport(
+                provider="zoomconnect",
+                message_id="40124213",
+                status=status,
+                raw_status=raw_status,
+                verification_id="",
+                raw={**params, "checksum": sign(params, SECRET)},
+            )
+        ],
+        DELIVERY["nonce"],
+    )
 
 
 def test_a_delivery_report_with_our_data_field() -> None:
@@ -417,6 +490,7 @@ def test_a_reply_sent_to_the_delivery_url_is_no_report() -> None:
 
 
 # --- over the wire --------------------------------------------------------------------------------------------------
+
 
 class Receiver(Emulator):
     """Our side of the callback: hands each request to :func:`parse_callback` and answers as the app would."""
@@ -449,8 +523,9 @@ def test_post_callback_reaches_the_parser(receiver: Receiver, in_query: bool) ->
     assert response.status_code == 200
     assert reply_of(receiver.webhooks[-1]).raw == {**REPLY, "checksum": sign(REPLY, SECRET)}
     assert bool(receiver.last.query) is in_query and bool(receiver.last.form) is not in_query
-    response = post_callback(receiver.url + "zoomconnect/delivery?x=1", "delivery", DELIVERY, secret=SECRET,
-                             in_query=in_query)
+    response = post_callback(
+        receiver.url + "zoomconnect/delivery?x=1", "delivery", DELIVERY, secret=SECRET, in_query=in_query
+    )
     assert response.status_code == 403  # "x" was not signed
     assert receiver.last.method == "POST"
 

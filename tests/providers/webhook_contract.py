@@ -238,8 +238,9 @@ class WebhookContract(ABC):
     def gateway(self, redis_url: str, clock: MovableClock, emulator: Emulator) -> Gateway:
         return self.serve(redis_url, clock, emulator)
 
-    def serve(self, redis_url: str, clock: MovableClock, emulator: Emulator,
-              settings: Settings | None = None) -> Gateway:
+    def serve(
+        self, redis_url: str, clock: MovableClock, emulator: Emulator, settings: Settings | None = None
+    ) -> Gateway:
         """An app on ``redis_url`` configured for this gateway with :data:`SECRETS` (or with ``settings``)."""
         settings = settings or self.configure(make_settings(redis_url), emulator.url, SECRETS)
         app = create_app(settings, clock=clock, background=False)
@@ -265,15 +266,20 @@ class WebhookContract(ABC):
         pending = self.begin(gateway)
         callback = self.callback(pending, secret=NEW)
         with serving(gateway.app) as base:
-            response = requests.request(callback.method, base + callback.path, data=callback.body or None,
-                                        headers=callback.all_headers, timeout=5, allow_redirects=False)
+            response = requests.request(
+                callback.method,
+                base + callback.path,
+                data=callback.body or None,
+                headers=callback.all_headers,
+                timeout=5,
+                allow_redirects=False,
+            )
         assert response.status_code == 200 and response.text == self.ACK
         assert self.acted(gateway.view(pending))
 
     def test_harmless_callback_is_acknowledged(self, gateway: Gateway) -> None:
         """About no verification we know (an unknown phone or message id): 200 and the ack, so no retries."""
-        unknown = Pending(token_hex(14), UNKNOWN_PHONE, "0" * gateway.code_length, token_hex(14),
-                          gateway.clock())
+        unknown = Pending(token_hex(14), UNKNOWN_PHONE, "0" * gateway.code_length, token_hex(14), gateway.clock())
         assert_acknowledged(gateway.post(self.callback(unknown, secret=NEW)), self.ACK)
 
     @pytest.mark.parametrize("outcome", ["delivered", "failed"])
@@ -382,17 +388,25 @@ class WebhookContract(ABC):
         pending = Pending(token_hex(14), PHONE, "0" * 6, token_hex(14), clock())
         assert_refused(post(client, self.callback(pending, secret=NEW)), 404, self.ACK)
 
-    def test_redis_failing_mid_callback_is_503_and_the_retry_succeeds(self, gateway: Gateway,
-                                                                       redis_client: redis.Redis) -> None:
+    def test_redis_failing_mid_callback_is_503_and_the_retry_succeeds(
+        self, gateway: Gateway, redis_client: redis.Redis
+    ) -> None:
         """Redis fails after the replay check (the nonce claimed) and before the event is applied: 503, and the
         gateway's retry is not taken for a replay. A Redis user that may only SET and DEL stands for that Redis."""
         pending = self.begin(gateway)
         callback = self.callback(pending, secret=NEW)
-        redis_client.acl_setuser(NONCE_ONLY_USER, enabled=True, passwords=[f"+{NONCE_ONLY_PASSWORD}"], keys=["*"],
-                                 commands=["-@all", "+set", "+del", "+ping"], reset=True)
+        redis_client.acl_setuser(
+            NONCE_ONLY_USER,
+            enabled=True,
+            passwords=[f"+{NONCE_ONLY_PASSWORD}"],
+            keys=["*"],
+            commands=["-@all", "+set", "+del", "+ping"],
+            reset=True,
+        )
         try:
             url = gateway.app.extensions["verify"].settings.redis_url.replace(
-                "redis://", f"redis://{NONCE_ONLY_USER}:{NONCE_ONLY_PASSWORD}@", 1)
+                "redis://", f"redis://{NONCE_ONLY_USER}:{NONCE_ONLY_PASSWORD}@", 1
+            )
             failing = self.serve(url, gateway.clock, gateway.emulator)
             assert_refused(failing.post(callback), 503, self.ACK)
         finally:
@@ -400,8 +414,9 @@ class WebhookContract(ABC):
         assert_acknowledged(gateway.post(callback), self.ACK)
         assert self.acted(gateway.view(pending))
 
-    def test_redis_down_is_503_and_the_retry_succeeds(self, tmp_path: Path, clock: MovableClock,
-                                                      emulator: Emulator) -> None:
+    def test_redis_down_is_503_and_the_retry_succeeds(
+        self, tmp_path: Path, clock: MovableClock, emulator: Emulator
+    ) -> None:
         server = EmbeddedRedis(tmp_path)
         server.start()
         try:
@@ -418,4 +433,3 @@ class WebhookContract(ABC):
             assert self.acted(gateway.view(pending))
         finally:
             server.stop()
-

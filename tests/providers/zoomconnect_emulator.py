@@ -45,12 +45,28 @@ API = "/api/rest/v1/"
 RECIPIENT = re.compile(r"\+?[1-9][0-9]{6,14}")  # "+27821234567" or "27821234567"
 REST_ERRORS = {2: "Invalid mobile number", 3: "Message cannot be empty"}
 SEND_ERROR = "Message could not be sent"
-EXAMPLE_REQUEST = {"recipientNumber": "+27821234567", "message": "Hello", "campaign": "campaign",
-                   "dataField": "data", "dateToSend": "201405161005"}
+EXAMPLE_REQUEST = {
+    "recipientNumber": "+27821234567",
+    "message": "Hello",
+    "campaign": "campaign",
+    "dataField": "data",
+    "dateToSend": "201405161005",
+}
 # The order the vendor's examples list the parameters in (2.5), which is not the signing order; others go last.
 CALLBACK_ORDER = {
-    "reply": ("from", "to", "repliedToMessageId", "messageId", "message", "date", "campaign", "dataField", "nonce",
-              "nonce-date", "checksum"),
+    "reply": (
+        "from",
+        "to",
+        "repliedToMessageId",
+        "messageId",
+        "message",
+        "date",
+        "campaign",
+        "dataField",
+        "nonce",
+        "nonce-date",
+        "checksum",
+    ),
     "delivery": ("nonce", "status", "messageId", "checksum", "nonce-date"),
 }
 FORM = "application/x-www-form-urlencoded"
@@ -60,8 +76,7 @@ POST_TIMEOUT = 5.0
 class ZoomConnectEmulator(Emulator):
     """Zoom Connect's REST API for one account (``email``, ``token``) holding ``CREDIT_BALANCE`` credits."""
 
-    ERRORS = ("invalid-number", "empty-message", "send-error", "unauthorized", "forbidden", "not-found",
-              "rate-limited")
+    ERRORS = ("invalid-number", "empty-message", "send-error", "unauthorized", "forbidden", "not-found", "rate-limited")
 
     def __init__(self, email: str = EMAIL, token: str = TOKEN) -> None:
         super().__init__()
@@ -81,8 +96,12 @@ class ZoomConnectEmulator(Emulator):
         if error == "rate-limited":
             return Response("Too Many Requests", 429)
         route = (request.method, request.path.removesuffix(".json"))
-        known = {("POST", API + "sms/send"), ("GET", API + "sms/send"), ("POST", API + "sms/send-bulk"),
-                 ("GET", API + "account/balance")}
+        known = {
+            ("POST", API + "sms/send"),
+            ("GET", API + "sms/send"),
+            ("POST", API + "sms/send-bulk"),
+            ("GET", API + "account/balance"),
+        }
         if error == "not-found" or route not in known:
             return Response("Not Found", 404)
         if self.reply is not None:
@@ -90,8 +109,7 @@ class ZoomConnectEmulator(Emulator):
         if self.mode == "malformed":
             return Response("<html><body>Maintenance</body></html>", 200, mimetype="text/html")
         if route == ("GET", API + "account/balance"):
-            return _json({"creditBalance": CREDIT_BALANCE,
-                          "links": [{"rel": "self", "href": request.base_url}]})
+            return _json({"creditBalance": CREDIT_BALANCE, "links": [{"rel": "self", "href": request.base_url}]})
         if request.method == "GET":
             return _json(EXAMPLE_REQUEST)
         if not request.is_json:
@@ -104,8 +122,16 @@ class ZoomConnectEmulator(Emulator):
             return _json({"messageId": None, "error": SEND_ERROR})
         code = 2 if error == "invalid-number" else 3 if error == "empty-message" else _invalid(body)
         if code:
-            return _json({"code": code, "message": REST_ERRORS[code], "developerMessage": REST_ERRORS[code],
-                          "moreInfoUrl": None, "status": "BAD_REQUEST"}, 400)
+            return _json(
+                {
+                    "code": code,
+                    "message": REST_ERRORS[code],
+                    "developerMessage": REST_ERRORS[code],
+                    "moreInfoUrl": None,
+                    "status": "BAD_REQUEST",
+                },
+                400,
+            )
         return _json({"messageId": MESSAGE_ID, "error": None})
 
     def _authorized(self, request: Request) -> bool:
@@ -115,8 +141,9 @@ class ZoomConnectEmulator(Emulator):
         else:
             email = request.headers.get("email") or request.args.get("email", "")
             token = request.headers.get("token") or request.args.get("token", "")
-        return (hmac.compare_digest(email.encode(), self.email.encode())
-                and hmac.compare_digest(token.encode(), self.token.encode()))
+        return hmac.compare_digest(email.encode(), self.email.encode()) and hmac.compare_digest(
+            token.encode(), self.token.encode()
+        )
 
 
 def _invalid(body: Any) -> int:
@@ -145,8 +172,9 @@ def sign(params: Mapping[str, str], secret: str) -> str:
     return hmac.new(secret.encode(), message.encode(), hashlib.sha1).hexdigest()
 
 
-def zoom_callback(kind: Literal["reply", "delivery"], params: Mapping[str, str], *, secret: str,
-                  in_query: bool = True) -> tuple[bytes, bytes, str]:
+def zoom_callback(
+    kind: Literal["reply", "delivery"], params: Mapping[str, str], *, secret: str, in_query: bool = True
+) -> tuple[bytes, bytes, str]:
     """A callback as Zoom Connect sends it: ``(query_string, body, content_type)``.
 
     ``params`` are the raw values; a ``checksum`` signed with ``secret`` is added unless ``params`` has one already
@@ -162,8 +190,9 @@ def zoom_callback(kind: Literal["reply", "delivery"], params: Mapping[str, str],
     return (encoded, b"", "") if in_query else (b"", encoded, FORM)
 
 
-def post_callback(url: str, kind: Literal["reply", "delivery"], params: Mapping[str, str], *, secret: str,
-                  in_query: bool = True) -> requests.Response:
+def post_callback(
+    url: str, kind: Literal["reply", "delivery"], params: Mapping[str, str], *, secret: str, in_query: bool = True
+) -> requests.Response:
     """POST :func:`zoom_callback`'s callback to ``url`` (the message forward or delivery report URL)."""
     query, body, content_type = zoom_callback(kind, params, secret=secret, in_query=in_query)
     target = url + ("&" if "?" in url else "?") + query.decode("ascii") if query else url

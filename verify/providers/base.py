@@ -57,8 +57,9 @@ class ProviderError(Exception):
     ``malformed`` (a body we cannot read), ``no_money``, ``invalid_recipient`` or ``rejected`` (the gateway said no).
     """
 
-    def __init__(self, provider: str, message: str, *, transient: bool,
-                 payload: Any = None, kind: str = "rejected") -> None:
+    def __init__(
+        self, provider: str, message: str, *, transient: bool, payload: Any = None, kind: str = "rejected"
+    ) -> None:
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.transient = transient
@@ -121,14 +122,19 @@ class Http:
         try:
             response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
         except requests.Timeout as err:
-            raise ProviderError(provider, f"timed out ({type(err).__name__})", transient=True,
-                                kind="timeout") from err
+            raise ProviderError(provider, f"timed out ({type(err).__name__})", transient=True, kind="timeout") from err
         except requests.RequestException as err:
-            raise ProviderError(provider, f"request failed ({type(err).__name__})", transient=True,
-                                kind="connection") from err
+            raise ProviderError(
+                provider, f"request failed ({type(err).__name__})", transient=True, kind="connection"
+            ) from err
         if response.status_code >= 500:
-            raise ProviderError(provider, f"HTTP {response.status_code}", transient=True,
-                                payload=response.text[:PAYLOAD_LIMIT], kind="http_5xx")
+            raise ProviderError(
+                provider,
+                f"HTTP {response.status_code}",
+                transient=True,
+                payload=response.text[:PAYLOAD_LIMIT],
+                kind="http_5xx",
+            )
         return response
 
 
@@ -137,8 +143,13 @@ def json_of(provider: str, response: requests.Response) -> Any:
     try:
         return response.json()
     except ValueError as err:
-        raise ProviderError(provider, f"HTTP {response.status_code} with a body that is not JSON", transient=True,
-                            payload=response.text[:PAYLOAD_LIMIT], kind="malformed") from err
+        raise ProviderError(
+            provider,
+            f"HTTP {response.status_code} with a body that is not JSON",
+            transient=True,
+            payload=response.text[:PAYLOAD_LIMIT],
+            kind="malformed",
+        ) from err
 
 
 def scalar(value: object, *, amount: bool = False) -> str:

@@ -57,14 +57,19 @@ _TEXT_LIMIT = 300
 
 # Request payloads (providers.md 3.1, 3.2). Responses and callbacks are read leniently, field by field.
 # Legacy keys are spelled with "-" (the REST layer rewrites "_" to "-" anyway).
-LegacySendRequest = TypedDict("LegacySendRequest", {
-    "to": Required[str], "from": str, "content": Required[str],
-    "dlr": str, "dlr-url": str, "dlr-level": int, "dlr-method": str,
-}, total=False)
-
-
-
-
+LegacySendRequest = TypedDict(
+    "LegacySendRequest",
+    {
+        "to": Required[str],
+        "from": str,
+        "content": Required[str],
+        "dlr": str,
+        "dlr-url": str,
+        "dlr-level": int,
+        "dlr-method": str,
+    },
+    total=False,
+)
 
 
 class V1Message(TypedDict):  # one entry of "messages" in POST /messages/v1/send
@@ -85,16 +90,6 @@ class V1SendRequest(TypedDict):
     message_globals: V1Globals
 
 
-
-
-
-
-
-
-
-
-
-
 DEFAULT_URLS = {"legacy": "https://rest-api.d7networks.com/", "v1": "https://api.d7networks.com/"}
 
 
@@ -104,8 +99,10 @@ def _api_url(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) ->
 
 def _for(api: str) -> env.Reader:
     """Required with the ``api`` generation, unused with the other."""
+
     def reader(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
         return env.required("d7 is a configured provider")(env_, name, default, seen) if seen["api"] == api else ""
+
     return reader
 
 
@@ -122,8 +119,9 @@ class D7Settings:
     token: str = field(default="", metadata=env.var("VERIFY_D7_TOKEN", _for("v1"), secret=True))
     sender: str = field(default="", metadata=env.var("VERIFY_D7_SENDER", env.text))
     # The first goes in the callback URLs; any is accepted.
-    webhook_tokens: tuple[str, ...] = field(default=(), metadata=env.var("VERIFY_D7_WEBHOOK_TOKEN", env.secrets(),
-                                                                         secret=True))
+    webhook_tokens: tuple[str, ...] = field(
+        default=(), metadata=env.var("VERIFY_D7_WEBHOOK_TOKEN", env.secrets(), secret=True)
+    )
 
 
 class D7Provider(Provider):
@@ -150,12 +148,18 @@ class D7Provider(Provider):
 
     def send_sms(self, message: SmsMessage) -> Sent:
         """Send one SMS; the id is the legacy message uuid or the v1 ``request_id``."""
-        payload = self._request("POST", self._api.send_path, self._api.send_body(message, self._settings.sender,
-                                                                                 self._callback))
+        payload = self._request(
+            "POST", self._api.send_path, self._api.send_body(message, self._settings.sender, self._callback)
+        )
         message_id = self._api.message_id(payload)
         if not message_id:
-            raise ProviderError(NAME, "accepted the request but returned no message id", transient=True,
-                                payload=payload, kind="malformed")
+            raise ProviderError(
+                NAME,
+                "accepted the request but returned no message id",
+                transient=True,
+                payload=payload,
+                kind="malformed",
+            )
         return Sent(NAME, message_id)
 
     def balance(self) -> str:
@@ -163,13 +167,15 @@ class D7Provider(Provider):
         payload = self._request("GET", self._api.balance_path, None)
         text = _balance_text(payload)
         if text is None:
-            raise ProviderError(NAME, "balance response without a balance", transient=True, payload=payload,
-                                kind="malformed")
+            raise ProviderError(
+                NAME, "balance response without a balance", transient=True, payload=payload, kind="malformed"
+            )
         return text
 
     def _request(self, method: str, path: str, body: object) -> Any:
-        response = self._http.request(NAME, method, self._settings.url + path, headers=self._headers,
-                                      auth=self._auth, json=body)
+        response = self._http.request(
+            NAME, method, self._settings.url + path, headers=self._headers, auth=self._auth, json=body
+        )
         if 200 <= response.status_code < 300:
             return json_of(NAME, response)
         # An error body that is not JSON (a proxy's page) still has a status worth mapping.
@@ -186,6 +192,7 @@ class D7Provider(Provider):
 
 
 # ---- legacy (providers.md 3.1) ----
+
 
 def _legacy_send_body(message: SmsMessage, sender: str, callback: str | None) -> LegacySendRequest:
     """``POST secure/send``: one recipient, text content, DLRs of both levels POSTed to our webhook."""
@@ -221,6 +228,7 @@ def _legacy_refusal(status: int, body: Any, text: str) -> ProviderError | None:
 
 # ---- v1 (providers.md 3.2) ----
 
+
 def _v1_send_body(message: SmsMessage, sender: str, callback: str | None) -> V1SendRequest:
     """``POST messages/v1/send``: one message to one recipient; D7 picks GSM-7 or UCS-2 (``auto``)."""
     globals_: V1Globals = {}
@@ -228,9 +236,18 @@ def _v1_send_body(message: SmsMessage, sender: str, callback: str | None) -> V1S
         globals_["originator"] = sender
     if callback:
         globals_["report_url"] = f"{callback}/report"
-    return {"messages": [{"channel": "sms", "recipients": [message.to], "content": message.text,
-                          "msg_type": "text", "data_coding": "auto"}],
-            "message_globals": globals_}
+    return {
+        "messages": [
+            {
+                "channel": "sms",
+                "recipients": [message.to],
+                "content": message.text,
+                "msg_type": "text",
+                "data_coding": "auto",
+            }
+        ],
+        "message_globals": globals_,
+    }
 
 
 def _v1_message_id(payload: Any) -> str | None:
@@ -260,6 +277,7 @@ def _mentions_recipients(body: Any) -> bool:
 
 
 # ---- shared ----
+
 
 @dataclass(frozen=True)
 class _Generation:
@@ -318,21 +336,47 @@ LEGACY_ACK = "ACK/Jasmin"
 """The body the legacy DLR handler must answer with (status < 400): any other body makes Jasmin retry the DLR."""
 
 # Jasmin's terminal receipt statuses (SMPP 3.4 table B-2). UNKNOWN and anything new are not known to be final.
-_RECEIPT_STATUS = {"DELIVRD": "delivered", "ACCEPTD": "sent", "UNKNOWN": "sent",
-                   "EXPIRED": "failed", "DELETED": "failed", "UNDELIV": "failed", "REJECTD": "failed"}
+_RECEIPT_STATUS = {
+    "DELIVRD": "delivered",
+    "ACCEPTD": "sent",
+    "UNKNOWN": "sent",
+    "EXPIRED": "failed",
+    "DELETED": "failed",
+    "UNDELIV": "failed",
+    "REJECTD": "failed",
+}
 # v1 report statuses, lower case with "-" and " " as "_"; providers.md 3.2 lists both failure spellings.
-_REPORT_STATUS = {"delivered": "delivered", "sent": "sent", "scheduled": "sent", "accepted": "sent",
-                  **dict.fromkeys(("un_delivered", "undelivered", "not_reachable", "spam_content",
-                                   "insufficient_credit", "failed", "rejected", "expired"), "failed")}
+_REPORT_STATUS = {
+    "delivered": "delivered",
+    "sent": "sent",
+    "scheduled": "sent",
+    "accepted": "sent",
+    **dict.fromkeys(
+        (
+            "un_delivered",
+            "undelivered",
+            "not_reachable",
+            "spam_content",
+            "insufficient_credit",
+            "failed",
+            "rejected",
+            "expired",
+        ),
+        "failed",
+    ),
+}
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]")  # RFC 2046 section 5.1.1
 
 
-WEBHOOKS = (WebhookRoute("/d7/<token>", ("GET", "POST"), "dlr", ack=LEGACY_ACK),
-            WebhookRoute("/d7/<token>/report", ("POST",), "report"))
+WEBHOOKS = (
+    WebhookRoute("/d7/<token>", ("GET", "POST"), "dlr", ack=LEGACY_ACK),
+    WebhookRoute("/d7/<token>/report", ("POST",), "report"),
+)
 
 
-def parse_webhook(route: str, inbound: Inbound, args: Mapping[str, str], settings: D7Settings, now: float,
-                  max_age: int) -> Webhook:
+def parse_webhook(
+    route: str, inbound: Inbound, args: Mapping[str, str], settings: D7Settings, now: float, max_age: int
+) -> Webhook:
     """The webhook pipeline's entry (``verify/webhooks.py``): the legacy API's Jasmin DLR (``dlr``, answered
     ``ACK/Jasmin``) or the v1 API's report (``report``), both behind the secret path token, which D7 does not
     sign anything else with: a wrong token is 404, like a URL that does not exist."""
@@ -415,8 +459,7 @@ def _payloads(inbound: Inbound) -> list[dict[str, Any]]:
 
 def _form(raw: bytes) -> dict[str, Any]:
     """URL-encoded fields (UTF-8, undecodable bytes replaced); a repeated field keeps its last value."""
-    return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True, encoding="utf-8",
-                          errors="replace"))
+    return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True, encoding="utf-8", errors="replace"))
 
 
 def _multipart(body: bytes) -> dict[str, Any]:
@@ -432,4 +475,3 @@ def _multipart(body: bytes) -> dict[str, Any]:
         if isinstance(name, str) and isinstance(value, bytes):
             fields[name] = value.decode("utf-8", "replace")
     return fields
-

@@ -43,8 +43,10 @@ def build(settings: Settings, store: Store, clock: Clock) -> Gateways:
             made[name] = ZoomConnectProvider(settings.zoomconnect, http)
         elif name == "d7" and settings.d7:
             made[name] = D7Provider(settings.d7, http, settings.public_url)
-    return Gateways([made[name] for name in settings.sms_providers],
-                    made[settings.call_provider] if settings.call_provider else None)
+    return Gateways(
+        [made[name] for name in settings.sms_providers],
+        made[settings.call_provider] if settings.call_provider else None,
+    )
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,13 @@ class SandboxProvider(Provider):
 
     def send_sms(self, message: SmsMessage) -> Sent:
         """Keep the message for ``GET /sandbox/messages``: written with the send's commit, in its round trip."""
-        copy = {"to": message.to, "text": message.text, "code": message.code, "sent_at": rfc3339(self._clock()),
-                "verification_id": message.verification_id}
+        copy = {
+            "to": message.to,
+            "text": message.text,
+            "code": message.code,
+            "sent_at": rfc3339(self._clock()),
+            "verification_id": message.verification_id,
+        }
         self._store.defer(lambda batch: batch.outbox_push(message.to, copy))
         return Sent(self.name, f"sandbox-{message.verification_id}")
 

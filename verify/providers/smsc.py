@@ -108,8 +108,10 @@ def _credentials(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]
     """The login, required (with its password) unless there is an API key."""
     login = env.raw(env_, name)
     if not login and not seen["apikey"]:
-        raise ConfigError("VERIFY_SMSC_APIKEY", "(or VERIFY_SMSC_LOGIN and VERIFY_SMSC_PASSWORD) is required because "
-                                                "smsc is a configured provider")
+        raise ConfigError(
+            "VERIFY_SMSC_APIKEY",
+            "(or VERIFY_SMSC_LOGIN and VERIFY_SMSC_PASSWORD) is required because smsc is a configured provider",
+        )
     return login
 
 
@@ -121,8 +123,11 @@ def _password(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -
 def _callback_secrets(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     secrets = env.secrets()(env_, name, default, seen)
     if not secrets and not seen.get("sandbox"):
-        raise ConfigError(name, "is required (the md5=/sha1=/crc32= secret of the SMSC handler URL): without it "
-                                "anyone could post a confirmation call")
+        raise ConfigError(
+            name,
+            "is required (the md5=/sha1=/crc32= secret of the SMSC handler URL): without it "
+            "anyone could post a confirmation call",
+        )
     if not all(SECRET_CHARS.fullmatch(secret) for secret in secrets):
         raise ConfigError(name, "may hold only Latin letters, digits, - and _ (SMSC's rule), comma-separated")
     return secrets
@@ -147,8 +152,7 @@ class SmscSettings:
     password: str = field(default="", metadata=env.var("VERIFY_SMSC_PASSWORD", _password, secret=True))
     sender: str = field(default="", metadata=env.var("VERIFY_SMSC_SENDER", env.text))
     # The secrets of the handler URL's md5=/sha1=/crc32=, newest first (any verifies); empty only in sandbox mode.
-    secrets: tuple[str, ...] = field(default=(), metadata=env.var("VERIFY_SMSC_SECRET", _callback_secrets,
-                                                                  secret=True))
+    secrets: tuple[str, ...] = field(default=(), metadata=env.var("VERIFY_SMSC_SECRET", _callback_secrets, secret=True))
     # The hash algorithms a callback may be signed with: not crc32 by default, which a forger can compute.
     hashes: tuple[str, ...] = field(default=("sha1", "md5"), metadata=env.var("VERIFY_SMSC_HASH", _hashes))
 
@@ -195,16 +199,22 @@ class SmscProvider(Provider):
 
     def _call(self, endpoint: str, params: dict[str, str], required: str) -> dict[str, Any]:
         """POST one endpoint; the reply object if it carries ``required``, else the error it states."""
-        auth = ({"apikey": self._settings.apikey} if self._settings.apikey
-                else {"login": self._settings.login, "psw": self._settings.password})
-        response = self._http.request(self.name, "POST", self._settings.url + endpoint,
-                                      data={**auth, **params, "fmt": "3"})
+        auth = (
+            {"apikey": self._settings.apikey}
+            if self._settings.apikey
+            else {"login": self._settings.login, "psw": self._settings.password}
+        )
+        response = self._http.request(
+            self.name, "POST", self._settings.url + endpoint, data={**auth, **params, "fmt": "3"}
+        )
         body = json_of(self.name, response)
         if isinstance(body, dict) and ("error_code" in body or "error" in body):
             raise self._error(cast(ErrorReply, body))
         if not isinstance(body, dict) or not scalar(body.get(required)):
-            raise self._malformed(f"{endpoint} answered HTTP {response.status_code} with neither {required!r} "
-                                  "nor an error", response.text[:PAYLOAD_LIMIT])
+            raise self._malformed(
+                f"{endpoint} answered HTTP {response.status_code} with neither {required!r} nor an error",
+                response.text[:PAYLOAD_LIMIT],
+            )
         return body
 
     def _malformed(self, message: str, payload: object) -> ProviderError:
@@ -222,10 +232,6 @@ class SmscProvider(Provider):
         return ProviderError(self.name, message, transient=kind == TRANSIENT, payload=body)
 
 
-
-
-
-
 def _listed(value: object) -> list[object]:
     """``all_phones`` as a list: a JSON list, or one string of numbers separated by ``,``, ``;`` or spaces."""
     if isinstance(value, list):
@@ -241,8 +247,14 @@ HASHES: tuple[HashName, ...] = ("md5", "sha1", "crc32")
 # md5/sha1/crc32 there is our secret itself, never a hash.
 OPTIONS = frozenset({"charset", "fmt", *HASHES})
 DEFAULT_CHARSET = "windows-1251"  # SMSC's default when the handler URL names no charset
-CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "koi8-r": "koi8-r", "koi8r": "koi8-r",
-            "windows-1251": "windows-1251", "cp1251": "windows-1251"}
+CHARSETS = {
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "koi8-r": "koi8-r",
+    "koi8r": "koi8-r",
+    "windows-1251": "windows-1251",
+    "cp1251": "windows-1251",
+}
 MAX_CALLBACK_FIELDS = 100  # a status callback has about twenty; more is not SMSC
 # charset and fmt as SMSC posts them: form fields, or members of a JSON body. ASCII in every charset.
 POSTED_OPTION = re.compile(rb"(?:^|&)(charset|fmt)=([A-Za-z0-9_.%+-]{0,32})(?=&|$)", re.IGNORECASE)
@@ -295,16 +307,18 @@ class Callback(TypedDict, total=False):
 WEBHOOKS = (WebhookRoute("/smsc", ("POST",), "callback"),)
 
 
-def parse_webhook(route: str, inbound: Inbound, args: Mapping[str, str], settings: SmscSettings, now: float,
-                  max_age: int) -> Webhook:
+def parse_webhook(
+    route: str, inbound: Inbound, args: Mapping[str, str], settings: SmscSettings, now: float, max_age: int
+) -> Webhook:
     """The webhook pipeline's entry (``verify/webhooks.py``): one handler URL for every kind of callback, signed
     with one of ``VERIFY_SMSC_SECRET`` in one of ``VERIFY_SMSC_HASH``; unsigned only in sandbox mode (no secret).
     SMSC sends no nonce: a call's replay protection is its signed ``ts``, which the service checks."""
     return Webhook(parse_callback(inbound, settings.secrets or None, algorithms=settings.hashes))
 
 
-def parse_callback(inbound: Inbound, secrets: tuple[str, ...] | None, *,
-                   algorithms: Collection[str] = ("sha1", "md5")) -> list[Event]:
+def parse_callback(
+    inbound: Inbound, secrets: tuple[str, ...] | None, *, algorithms: Collection[str] = ("sha1", "md5")
+) -> list[Event]:
     """Verify an SMSC callback (delivery status, incoming SMS or call verification) and map it to events.
 
     The handler URL configured at SMSC is ``.../webhooks/smsc?<md5|sha1|crc32>=<secret>[&charset=...][&fmt=3]``.
@@ -352,8 +366,12 @@ def parse_callback(inbound: Inbound, secrets: tuple[str, ...] | None, *,
     charset = CHARSETS.get(options.get("charset", "").strip().lower(), DEFAULT_CHARSET)
     extras = {key: value for key, value in _pairs(inbound.query_string, charset) if key.lower() not in OPTIONS}
     mimetype = inbound.content_type.split(";")[0].strip().lower()
-    if (options.get("fmt", "").strip() == "3" or mimetype == "application/json" or mimetype.endswith("+json")
-            or inbound.body.lstrip()[:1] in (b"{", b"[")):
+    if (
+        options.get("fmt", "").strip() == "3"
+        or mimetype == "application/json"
+        or mimetype.endswith("+json")
+        or inbound.body.lstrip()[:1] in (b"{", b"[")
+    ):
         payloads = _json_payloads(inbound.body, charset)
     else:
         payloads = [_unique(_pairs(inbound.body, charset))]
@@ -378,8 +396,13 @@ def _posted_options(body: bytes) -> dict[str, str]:
 def _pairs(raw: bytes, charset: str) -> list[tuple[str, str]]:
     # latin-1 maps each byte to one code point, so parse_qsl percent-decodes to the original bytes, then the charset.
     try:
-        return parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding=charset, errors="replace",
-                         max_num_fields=MAX_CALLBACK_FIELDS)
+        return parse_qsl(
+            raw.decode("latin-1"),
+            keep_blank_values=True,
+            encoding=charset,
+            errors="replace",
+            max_num_fields=MAX_CALLBACK_FIELDS,
+        )
     except ValueError as err:
         raise WebhookRejected(403, f"smsc callback has more than {MAX_CALLBACK_FIELDS} fields") from err
 
@@ -410,8 +433,9 @@ def _json_payloads(body: bytes, charset: str) -> list[dict[str, Any]]:
     return [{str(key): value for key, value in payload.items()} for payload in payloads]
 
 
-def _callback_event(fields: Callback, secrets: tuple[str, ...] | None, charset: str,
-                    algorithms: Collection[str]) -> Event | None:
+def _callback_event(
+    fields: Callback, secrets: tuple[str, ...] | None, charset: str, algorithms: Collection[str]
+) -> Event | None:
     kind = "sms" if "mes" in fields else "call" if "waitcall" in fields else "status"
     signed = [_exact(fields.get(name)) for name in SIGNED[kind]]
     if secrets is not None:
@@ -431,19 +455,33 @@ def _callback_event(fields: Callback, secrets: tuple[str, ...] | None, charset: 
         sms_id = scalar(fields.get("sms_id"))
         received_at = _timestamp(fields.get("time"))
         received_at = _timestamp(fields.get("sent")) if received_at is None else received_at
-        return SmsReceived(phone=phone, text=_exact(fields.get("mes")), received_at=received_at or 0.0,
-                           provider=SmscProvider.name, verification_id=sms_id, reply_to=sms_id, raw=raw)
+        return SmsReceived(
+            phone=phone,
+            text=_exact(fields.get("mes")),
+            received_at=received_at or 0.0,
+            provider=SmscProvider.name,
+            verification_id=sms_id,
+            reply_to=sms_id,
+            raw=raw,
+        )
     message_id, raw_status = scalar(fields.get("id")), scalar(fields.get("status"))
     if not message_id or not INTEGER.fullmatch(raw_status):
         return None
     code = int(raw_status)
     status = "delivered" if code in DELIVERED_CODES else "failed" if code in FAILED_CODES else "sent"
-    return DeliveryReport(provider=SmscProvider.name, message_id=message_id, status=status, raw_status=raw_status,
-                          verification_id=message_id, raw=raw)
+    return DeliveryReport(
+        provider=SmscProvider.name,
+        message_id=message_id,
+        status=status,
+        raw_status=raw_status,
+        verification_id=message_id,
+        raw=raw,
+    )
 
 
-def _check_signature(fields: Callback, signed: list[str], secrets: tuple[str, ...], charset: str,
-                     algorithms: Collection[str]) -> None:
+def _check_signature(
+    fields: Callback, signed: list[str], secrets: tuple[str, ...], charset: str, algorithms: Collection[str]
+) -> None:
     given = {name: scalar(fields.get(name)) for name in HASHES if name in fields}
     if not secrets or not all(secrets):
         raise WebhookRejected(403, "smsc callbacks cannot be verified: the configured secret is empty")

@@ -53,8 +53,12 @@ from verify.providers.base import (
 SEND_PATH = "api/rest/v1/sms/send"
 BALANCE_PATH = "api/rest/v1/account/balance"
 INVALID_NUMBER = 2  # RestErrorDTO code "Invalid mobile number"; 3 is "Message cannot be empty"
-STATUS_REASONS = {400: "request refused", 401: "credentials refused", 403: "forbidden",
-                  404: "unknown resource (check the URL)"}
+STATUS_REASONS = {
+    400: "request refused",
+    401: "credentials refused",
+    403: "forbidden",
+    404: "unknown resource (check the URL)",
+}
 
 # Callbacks (2.5, 2.6).
 FORM = "application/x-www-form-urlencoded"
@@ -62,8 +66,12 @@ MAX_CALLBACK_FIELDS = 100  # a callback has about ten; more is not Zoom Connect
 CONDITIONAL = ("campaign", "dataField")  # "included only when not null": how a null arrives is unknown
 # yyyyMMddHHmmss; the vendor text also shows 16 digits (2014051610050102), so up to 3 more digits are ignored.
 NONCE_DATE = re.compile(r"(\d{14})\d{0,3}")
-DELIVERY_STATUSES = {"DELIVERED": "delivered", "FAILED": "failed", "FAILED_REFUNDED": "failed",
-                     "FAILED_OPTOUT": "failed"}  # SENT, SCHEDULED, UNKNOWN and anything new: "sent"
+DELIVERY_STATUSES = {
+    "DELIVERED": "delivered",
+    "FAILED": "failed",
+    "FAILED_REFUNDED": "failed",
+    "FAILED_OPTOUT": "failed",
+}  # SENT, SCHEDULED, UNKNOWN and anything new: "sent"
 
 
 class SendRequest(TypedDict):
@@ -100,16 +108,36 @@ class BalanceResponse(TypedDict, total=False):
 
 # The parameters of the two callbacks (2.5) as they arrive, all strings; any other parameter (e.g. ``to``) is kept
 # and signed too. The functional form because ``from`` and ``nonce-date`` are not identifiers.
-ReplyCallback = TypedDict("ReplyCallback", {
-    "from": str, "to": str, "repliedToMessageId": str, "messageId": str, "message": str,
-    "date": str,  # yyyyMMddHHmm
-    "campaign": str, "dataField": str, "nonce": str, "nonce-date": str, "checksum": str,
-}, total=False)
-DeliveryCallback = TypedDict("DeliveryCallback", {
-    "messageId": str, "status": str,
-    "campaign": str, "dataField": str,  # unconfirmed for delivery reports
-    "nonce": str, "nonce-date": str, "checksum": str,
-}, total=False)
+ReplyCallback = TypedDict(
+    "ReplyCallback",
+    {
+        "from": str,
+        "to": str,
+        "repliedToMessageId": str,
+        "messageId": str,
+        "message": str,
+        "date": str,  # yyyyMMddHHmm
+        "campaign": str,
+        "dataField": str,
+        "nonce": str,
+        "nonce-date": str,
+        "checksum": str,
+    },
+    total=False,
+)
+DeliveryCallback = TypedDict(
+    "DeliveryCallback",
+    {
+        "messageId": str,
+        "status": str,
+        "campaign": str,
+        "dataField": str,  # unconfirmed for delivery reports
+        "nonce": str,
+        "nonce-date": str,
+        "checksum": str,
+    },
+    total=False,
+)
 
 
 def _zone(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
@@ -127,15 +155,19 @@ class ZoomConnectSettings:
 
     calls: ClassVar[bool] = False
 
-    url: str = field(default="https://www.zoomconnect.com/app/",
-                     metadata=env.var("VERIFY_ZOOMCONNECT_URL", env.url(base=True)))
-    email: str = field(default="", metadata=env.var("VERIFY_ZOOMCONNECT_EMAIL",
-                                                                  env.required("zoomconnect is a configured provider")))
-    token: str = field(default="", metadata=env.var("VERIFY_ZOOMCONNECT_TOKEN",
-                                                                  env.required("zoomconnect is a configured provider"),
-                                                                  secret=True))
-    secrets: tuple[str, ...] = field(default=(), metadata=env.var("VERIFY_ZOOMCONNECT_SECRET", env.secrets(),
-                                                                  secret=True))
+    url: str = field(
+        default="https://www.zoomconnect.com/app/", metadata=env.var("VERIFY_ZOOMCONNECT_URL", env.url(base=True))
+    )
+    email: str = field(
+        default="", metadata=env.var("VERIFY_ZOOMCONNECT_EMAIL", env.required("zoomconnect is a configured provider"))
+    )
+    token: str = field(
+        default="",
+        metadata=env.var("VERIFY_ZOOMCONNECT_TOKEN", env.required("zoomconnect is a configured provider"), secret=True),
+    )
+    secrets: tuple[str, ...] = field(
+        default=(), metadata=env.var("VERIFY_ZOOMCONNECT_SECRET", env.secrets(), secret=True)
+    )
     tz: str = field(default="UTC", metadata=env.var("VERIFY_ZOOMCONNECT_TZ", _zone))
 
 
@@ -150,16 +182,20 @@ class ZoomConnectProvider(Provider):
 
     def send_sms(self, message: SmsMessage) -> Sent:
         """``POST api/rest/v1/sms/send``; the gateway's ``messageId`` becomes :attr:`Sent.message_id`."""
-        body: SendRequest = {"recipientNumber": message.to, "message": message.text,
-                             "dataField": message.verification_id}
+        body: SendRequest = {
+            "recipientNumber": message.to,
+            "message": message.text,
+            "dataField": message.verification_id,
+        }
         reply: SendResponse = self._call("POST", SEND_PATH, body)
         if reply.get("error"):
             # The gateway understood the request and declined it; sending it again would not change that.
             raise ProviderError(self.name, f"not sent: {reply.get('error')}", transient=False, payload=reply)
         message_id = scalar(reply.get("messageId"))
         if not message_id:
-            raise ProviderError(self.name, "HTTP 200 without a messageId", transient=True, payload=reply,
-                                kind="malformed")
+            raise ProviderError(
+                self.name, "HTTP 200 without a messageId", transient=True, payload=reply, kind="malformed"
+            )
         return Sent(self.name, message_id)
 
     def balance(self) -> str:
@@ -167,8 +203,9 @@ class ZoomConnectProvider(Provider):
         reply: BalanceResponse = self._call("GET", BALANCE_PATH)
         credits = scalar(reply.get("creditBalance"), amount=True)
         if not credits:
-            raise ProviderError(self.name, "HTTP 200 without a creditBalance", transient=True, payload=reply,
-                                kind="malformed")
+            raise ProviderError(
+                self.name, "HTTP 200 without a creditBalance", transient=True, payload=reply, kind="malformed"
+            )
         return credits
 
     def _call(self, method: str, path: str, body: SendRequest | None = None) -> Any:
@@ -180,8 +217,13 @@ class ZoomConnectProvider(Provider):
             raise self._refusal(response)
         reply = json_of(self.name, response)
         if not isinstance(reply, dict):
-            raise ProviderError(self.name, f"HTTP {response.status_code} with JSON that is not an object",
-                                transient=True, payload=reply, kind="malformed")
+            raise ProviderError(
+                self.name,
+                f"HTTP {response.status_code} with JSON that is not an object",
+                transient=True,
+                payload=reply,
+                kind="malformed",
+            )
         return reply
 
     def _refusal(self, response: requests.Response) -> ProviderError:
@@ -204,15 +246,12 @@ class ZoomConnectProvider(Provider):
         return ProviderError(self.name, f"HTTP {status} ({reason})", transient=False, payload=payload)
 
 
-
-
-
-
 WEBHOOKS = (WebhookRoute("/zoomconnect/<kind>", ("POST",), "callback"),)
 
 
-def parse_webhook(route: str, inbound: Inbound, args: Mapping[str, str], settings: ZoomConnectSettings,
-                  now: float, max_age: int) -> Webhook:
+def parse_webhook(
+    route: str, inbound: Inbound, args: Mapping[str, str], settings: ZoomConnectSettings, now: float, max_age: int
+) -> Webhook:
     """The webhook pipeline's entry (``verify/webhooks.py``): ``/zoomconnect/reply`` (message forward URL) or
     ``/zoomconnect/delivery`` (delivery report URL), any other kind 404; refused (403) while no
     ``VERIFY_ZOOMCONNECT_SECRET`` is set, since no checksum can then be verified. The nonce it returns is the
@@ -221,14 +260,21 @@ def parse_webhook(route: str, inbound: Inbound, args: Mapping[str, str], setting
     if kind not in ("reply", "delivery"):
         raise WebhookRejected(404, f"no Zoom Connect callback named {kind!r}")
     if not settings.secrets:
-        raise WebhookRejected(403, "VERIFY_ZOOMCONNECT_SECRET is not set, so no Zoom Connect callback can be "
-                                   "verified")
-    return parse_callback(inbound, "reply" if kind == "reply" else "delivery", settings.secrets, now,
-                          ZoneInfo(settings.tz), max_age)
+        raise WebhookRejected(403, "VERIFY_ZOOMCONNECT_SECRET is not set, so no Zoom Connect callback can be verified")
+    return parse_callback(
+        inbound, "reply" if kind == "reply" else "delivery", settings.secrets, now, ZoneInfo(settings.tz), max_age
+    )
 
 
-def parse_callback(inbound: Inbound, kind: Literal["reply", "delivery"], secrets: tuple[str, ...], now: float,
-                   tz: datetime.tzinfo, max_age: int, skew: int = 60) -> Webhook:
+def parse_callback(
+    inbound: Inbound,
+    kind: Literal["reply", "delivery"],
+    secrets: tuple[str, ...],
+    now: float,
+    tz: datetime.tzinfo,
+    max_age: int,
+    skew: int = 60,
+) -> Webhook:
     """Verify a Zoom Connect callback and map it: a ``reply`` (message forward URL) or a ``delivery`` report.
 
     Parameters are read from the query string and from a form body alike (which one Zoom Connect uses is
@@ -283,8 +329,13 @@ def _callback_params(inbound: Inbound) -> dict[str, str]:
 
 def _form_pairs(raw: bytes) -> list[tuple[str, str]]:
     try:
-        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict",
-                         max_num_fields=MAX_CALLBACK_FIELDS)
+        return parse_qsl(
+            raw.decode("utf-8"),
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_CALLBACK_FIELDS,
+        )
     except UnicodeDecodeError as err:  # the values could not be what was signed
         raise WebhookRejected(403, "zoomconnect callback parameters are not UTF-8") from err
     except ValueError as err:
@@ -303,8 +354,11 @@ def _check_checksum(params: dict[str, str], secrets: tuple[str, ...]) -> None:
     if unsigned != signed:
         variants.append(unsigned)
     # Every candidate is compared (a list, not a short-circuiting generator), in constant time each.
-    matches = [hmac.compare_digest(_checksum(secret.encode(), variant).encode(), given)
-               for secret in secrets for variant in variants]
+    matches = [
+        hmac.compare_digest(_checksum(secret.encode(), variant).encode(), given)
+        for secret in secrets
+        for variant in variants
+    ]
     if not any(matches):
         raise WebhookRejected(403, "zoomconnect callback checksum does not match")
 
@@ -333,9 +387,15 @@ def _reply(params: dict[str, str], signed_at: float) -> SmsReceived | None:
         return None
     # ``date`` has minute precision and may be older than the verification it answers; the signed nonce-date
     # is to the second and always after the reply arrived.
-    return SmsReceived(phone=phone, text=text, received_at=signed_at, provider=ZoomConnectProvider.name,
-                       verification_id=fields.get("dataField", "").strip(),
-                       reply_to=fields.get("repliedToMessageId", "").strip(), raw=dict(params))
+    return SmsReceived(
+        phone=phone,
+        text=text,
+        received_at=signed_at,
+        provider=ZoomConnectProvider.name,
+        verification_id=fields.get("dataField", "").strip(),
+        reply_to=fields.get("repliedToMessageId", "").strip(),
+        raw=dict(params),
+    )
 
 
 def _delivery(params: dict[str, str]) -> DeliveryReport | None:
@@ -343,6 +403,11 @@ def _delivery(params: dict[str, str]) -> DeliveryReport | None:
     message_id, raw_status = fields.get("messageId", "").strip(), fields.get("status", "")
     if not message_id or not raw_status.strip():
         return None
-    return DeliveryReport(provider=ZoomConnectProvider.name, message_id=message_id,
-                          status=DELIVERY_STATUSES.get(raw_status.strip().upper(), "sent"), raw_status=raw_status,
-                          verification_id=fields.get("dataField", "").strip(), raw=dict(params))
+    return DeliveryReport(
+        provider=ZoomConnectProvider.name,
+        message_id=message_id,
+        status=DELIVERY_STATUSES.get(raw_status.strip().upper(), "sent"),
+        raw_status=raw_status,
+        verification_id=fields.get("dataField", "").strip(),
+        raw=dict(params),
+    )
