@@ -467,7 +467,7 @@ def test_round_trips_per_request(redis_url: str, clock: MovableClock, round_trip
 
 
 def test_round_trips_through_a_site_key(redis_url: str, clock: MovableClock, round_trips: Counted) -> None:
-    """A site key's ownership is judged inside the scripts: it costs no round trip."""
+    """A site key's ownership is judged inside the scripts, and its client secret before Redis: no round trip."""
     on_one_server(redis_url, PER_NODE)
     settings = replace(
         make_settings(redis_url), captcha_mode="adaptive", site_keys=(("pk_shop", ("https://shop.example",)),)
@@ -476,10 +476,14 @@ def test_round_trips_through_a_site_key(redis_url: str, clock: MovableClock, rou
     site = {"X-Verify-Site-Key": "pk_shop", "Origin": "https://shop.example"}
     start(client, "+79991230000")  # loads the scripts into Redis
     assert round_trips(lambda: client.post("/v1/verifications", json={"phone": PHONE}, headers=site)) == (2, 201)
-    vid = client.post("/v1/verifications", json={"phone": PHONE}, headers=site).get_json()["id"]
-    assert round_trips(lambda: client.get(f"/v1/verifications/{vid}", headers=site)) == (1, 200)
+    started = client.post("/v1/verifications", json={"phone": PHONE}, headers=site).get_json()
+    vid, own = started["id"], {**site, "X-Verify-Client-Secret": started["client_secret"]}
+    assert round_trips(lambda: client.get(f"/v1/verifications/{vid}", headers=own)) == (1, 200)
+    # Without its client secret, or with a malformed id, a request is refused before it reaches Redis.
+    assert round_trips(lambda: client.get(f"/v1/verifications/{vid}", headers=site)) == (0, 404)
+    assert round_trips(lambda: client.get(f"/v1/verifications/{vid}:final", headers=own)) == (0, 404)
     code = last_code(client)
-    assert round_trips(lambda: client.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=site)) == (
+    assert round_trips(lambda: client.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=own)) == (
         2,
         200,
     )

@@ -37,7 +37,7 @@ from verify.providers.base import (
     SmsReceived,
 )
 from verify.providers.sandbox import SandboxProvider
-from verify.service import Service
+from verify.service import MAX_REPLY_CODES, Service, Source
 from verify.store import Batch, Store
 
 IP = "203.0.113.7"
@@ -287,13 +287,40 @@ def test_a_reply_with_the_code_approves(service: Service, gateway: Recording, cl
     code = gateway.sent[0].code
     assert service.handle(SmsReceived(PHONE, "no digits here", clock())) is None
     assert service.handle(SmsReceived(PHONE, "12", clock())) is None
+    assert service.get(vid).attempts_left == 5  # a text with no code-like number is no attempt
     wrong = "000000" if code != "000000" else "111111"
     assert service.handle(SmsReceived(PHONE, f"code {wrong}", clock())) is None
-    assert service.get(vid).attempts_left == 5
+    assert service.get(vid).attempts_left == 4  # a wrong code replied is an attempt, as one typed
     approved = service.handle(SmsReceived(PHONE, f"My code is {code}, thanks", clock()))
     assert approved is not None and approved.completed_via == "sms_reply" and approved.token
     assert service.handle(SmsReceived(PHONE, code, clock())) is None  # replayed: nothing changes
     assert service.get(vid).verified_at == approved.verified_at
+
+
+def test_a_reply_s_wrong_codes_count_as_attempts_and_a_guess_list_is_ignored(
+    service: Service, gateway: Recording, clock: MovableClock
+) -> None:
+    vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
+    code = gateway.sent[0].code
+    wrong = [f"{n:06d}" for n in range(1, 12) if f"{n:06d}" != code]
+    # More candidates than MAX_REPLY_CODES, the right one among them: rejected whole, no attempt taken.
+    assert service.handle(SmsReceived(PHONE, " ".join([*wrong[:MAX_REPLY_CODES], code]), clock())) is None
+    assert service.get(vid).attempts_left == 5 and service.get(vid).status == "pending"
+    # Up to MAX_REPLY_CODES wrong ones: each is an attempt.
+    assert service.handle(SmsReceived(PHONE, " ".join(wrong[:MAX_REPLY_CODES]), clock())) is None
+    assert service.get(vid).attempts_left == 5 - MAX_REPLY_CODES
+    assert service.handle(SmsReceived(PHONE, " ".join(wrong[3:5]), clock())) is None
+    assert service.get(vid).status == "max_attempts_reached"
+
+
+def test_a_reply_never_approves_a_site_key_s_verification(
+    service: Service, gateway: Recording, clock: MovableClock
+) -> None:
+    # A stranger's start with the public key texts the phone a code: a reply to it must not hand them a proof.
+    vid = service.start(PHONE, "sms", None, client_ip=IP, source=Source("pk_shop")).verification.id
+    code = gateway.sent[0].code
+    assert service.handle(SmsReceived(PHONE, code, clock())) is None
+    assert service.get(vid).status == "pending"
 
 
 def test_a_call_approves_only_a_pending_call_verification(service: Service, clock: MovableClock) -> None:

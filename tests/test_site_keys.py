@@ -1,6 +1,7 @@
 """Site keys (``VERIFY_SITE_KEYS``): publishable keys a web page uses from its own origins, with CORS. A site key
-starts, reads, checks and resends only what it started, falls under every limit and the captcha, and its texts end
-with the page's WebOTP line."""
+is held by strangers: its start always makes a verification of its own, it reads, checks and resends only what it
+started and only with the client secret the start gave, it falls under every limit and the captcha, and its texts
+end with the page's WebOTP line."""
 
 from __future__ import annotations
 
@@ -41,9 +42,27 @@ def client_with(redis_url: str, clock: MovableClock, **overrides: Any) -> FlaskC
 
 
 def site_start(
-    client: FlaskClient, phone: str = PHONE, headers: dict[str, str] | None = None, **fields: Any
+    client: FlaskClient,
+    phone: str = PHONE,
+    headers: dict[str, str] | None = None,
+    ip: str = "127.0.0.1",
+    **fields: Any,
 ) -> TestResponse:
-    return client.post("/v1/verifications", json={"phone": phone, **fields}, headers=headers or PK)
+    return client.post(
+        "/v1/verifications", json={"phone": phone, **fields}, headers=headers or PK, environ_base={"REMOTE_ADDR": ip}
+    )
+
+
+def own(started: TestResponse, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers of the client that made the start ``started``: its site key and the client secret it got."""
+    assert started.status_code == 201, started.get_data(as_text=True)
+    return {**(headers or PK), "X-Verify-Client-Secret": started.get_json()["client_secret"]}
+
+
+def messages(client: FlaskClient, phone: str = PHONE) -> list[dict[str, str]]:
+    """The sandbox's texts to ``phone``, newest first."""
+    sent: list[dict[str, str]] = client.get("/sandbox/messages", query_string={"phone": phone}).get_json()["messages"]
+    return sent
 
 
 def problem(response: TestResponse, status: int, slug: str) -> dict[str, Any]:
@@ -162,40 +181,94 @@ def test_a_site_key_may_not_cancel_or_check_tokens(client: FlaskClient) -> None:
 
 def test_a_site_key_reaches_only_the_verifications_it_started(client: FlaskClient) -> None:
     by_api = start(client, "+79991234501").get_json()["id"]
-    by_other = site_start(client, "+79991234502", {"X-Verify-Site-Key": "pk_other", "Origin": OTHER}).get_json()["id"]
-    for vid in (by_api, by_other):
-        problem(client.get(f"/v1/verifications/{vid}", headers=PK), 404, "not-found")
-        problem(client.post(f"/v1/verifications/{vid}/check", json={"code": "123456"}, headers=PK), 404, "not-found")
-        problem(client.post(f"/v1/verifications/{vid}/resend", json={}, headers=PK), 404, "not-found")
+    other = site_start(client, "+79991234502", {"X-Verify-Site-Key": "pk_other", "Origin": OTHER})
+    by_other = other.get_json()["id"]
+    mine = site_start(client)
+    # Another key's client secret does not open a verification of this key's, nor this one's another's.
+    foreign = {**PK, "X-Verify-Client-Secret": other.get_json()["client_secret"]}
+    for vid, headers in ((by_api, own(mine)), (by_other, own(mine)), (by_other, foreign)):
+        problem(client.get(f"/v1/verifications/{vid}", headers=headers), 404, "not-found")
+        problem(
+            client.post(f"/v1/verifications/{vid}/check", json={"code": "123456"}, headers=headers), 404, "not-found"
+        )
+        problem(client.post(f"/v1/verifications/{vid}/resend", json={}, headers=headers), 404, "not-found")
     # nothing was counted or sent on them
     assert client.get(f"/v1/verifications/{by_api}", headers=AUTH).get_json()["attempts_left"] == 5
-    own = site_start(client).get_json()["id"]
-    assert client.get(f"/v1/verifications/{own}", headers=PK).status_code == 200
-    code = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"][0]["code"]
-    approved = client.post(f"/v1/verifications/{own}/check", json={"code": code}, headers=PK)
+    vid = mine.get_json()["id"]
+    assert "client_secret" not in client.get(f"/v1/verifications/{vid}", headers=own(mine)).get_json()
+    code = messages(client)[0]["code"]
+    approved = client.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=own(mine))
     assert approved.status_code == 200 and approved.get_json()["status"] == "approved"
-    assert client.get(f"/v1/verifications/{own}", headers=AUTH).status_code == 200  # the API key reaches all
+    assert client.get(f"/v1/verifications/{vid}", headers=AUTH).status_code == 200  # the API key reaches all
 
 
-def test_a_site_key_meets_a_pending_verification_it_did_not_start(client: FlaskClient, clock: MovableClock) -> None:
+@pytest.mark.parametrize("secret", [None, "", "x" * 43, "🙂", "a" * 10_000])
+def test_a_site_key_without_its_client_secret_reaches_nothing(client: FlaskClient, secret: str | None) -> None:
+    # Not even a verification its own key started: the key is public, the secret went only to the starting client.
+    started = site_start(client)
+    vid = started.get_json()["id"]
+    headers = PK if secret is None else {**PK, "X-Verify-Client-Secret": secret}
+    code = messages(client)[0]["code"]
+    problem(client.get(f"/v1/verifications/{vid}", headers=headers), 404, "not-found")
+    problem(client.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=headers), 404, "not-found")
+    problem(client.post(f"/v1/verifications/{vid}/resend", json={}, headers=headers), 404, "not-found")
+    assert client.get(f"/v1/verifications/{vid}", headers=AUTH).get_json()["status"] == "pending"
+
+
+def test_a_site_key_start_never_meets_another_s_verification(client: FlaskClient) -> None:
+    # The backend's verification: a stranger's start with the public key neither gets it nor learns it exists.
     by_api = start(client).get_json()
-    busy = site_start(client)
-    body = problem(busy, 409, "phone-busy")
-    assert body["retry_after"] == 900 and busy.headers["Retry-After"] == "900"
-    assert by_api["id"] not in busy.get_data(as_text=True)  # nothing about the other verification leaks
-    assert len(client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]) == 1
-    # The API key, the customer's backend, gets the phone's pending verification whoever started it.
-    mine = site_start(client, "+79991234503").get_json()
-    again = start(client, "+79991234503")
-    assert again.status_code == 200 and again.get_json()["id"] == mine["id"]
+    stranger = site_start(client, ip="10.66.0.1")
+    assert stranger.status_code == 201
+    assert stranger.get_json()["id"] != by_api["id"] and by_api["id"] not in stranger.get_data(as_text=True)
+    assert "Retry-After" not in stranger.headers
+    texts = messages(client)
+    assert len(texts) == 2  # the stranger's start sent a code of its own
+    # The code each verification sent approves only it.
+    backend_code, stranger_code = texts[1]["code"], texts[0]["code"]
+    if backend_code != stranger_code:
+        wrong = client.post(f"/v1/verifications/{by_api['id']}/check", json={"code": stranger_code}, headers=AUTH)
+        problem(wrong, 422, "invalid-code")
+    approved = client.post(f"/v1/verifications/{by_api['id']}/check", json={"code": backend_code}, headers=AUTH)
+    assert approved.get_json()["status"] == "approved"
+    sid = stranger.get_json()["id"]
+    assert client.get(f"/v1/verifications/{sid}", headers=own(stranger)).get_json()["status"] == "pending"
 
 
-def test_idempotency_keys_of_a_site_key_are_its_own(client: FlaskClient) -> None:
+def test_a_verification_planted_with_the_site_key_never_blocks_or_reaches_the_backend(client: FlaskClient) -> None:
+    planted = site_start(client, ip="10.66.0.1")
+    backend = start(client)
+    assert backend.status_code == 201  # a verification and a code of its own, not the planted one
+    assert backend.get_json()["id"] != planted.get_json()["id"]
+    assert "client_secret" not in backend.get_json()
+    again = start(client)  # the backend's reload: its own pending verification
+    assert again.status_code == 200 and again.get_json()["id"] == backend.get_json()["id"]
+    backend_code = messages(client)[0]["code"]
+    pid = planted.get_json()["id"]
+    if backend_code != messages(client)[1]["code"]:
+        # The backend's code, typed by the person, never approves the planted one.
+        wrong = client.post(f"/v1/verifications/{pid}/check", json={"code": backend_code}, headers=own(planted))
+        problem(wrong, 422, "invalid-code")
+    checked = client.post(
+        f"/v1/verifications/{backend.get_json()['id']}/check", json={"code": backend_code}, headers=AUTH
+    )
+    assert checked.get_json()["status"] == "approved"
+    assert client.get(f"/v1/verifications/{pid}", headers=own(planted)).get_json()["status"] == "pending"
+
+
+def test_idempotency_keys_of_a_site_key_are_its_own_and_its_client_s(client: FlaskClient) -> None:
     first = start(client, headers={"Idempotency-Key": "k-1"})
     assert first.status_code == 201
     replayed = site_start(client, headers={**PK, "Idempotency-Key": "k-1"})
     assert "Idempotent-Replayed" not in replayed.headers  # not the API key's stored response
-    problem(replayed, 409, "phone-busy")
+    assert replayed.status_code == 201 and replayed.get_json()["id"] != first.get_json()["id"]
+    # The same site key and key from the same client replays (the client secret with it: it is derived, not kept);
+    # from another address it is another request.
+    again = site_start(client, headers={**PK, "Idempotency-Key": "k-1"})
+    assert again.headers["Idempotent-Replayed"] == "true" and again.get_json() == replayed.get_json()
+    elsewhere = site_start(client, headers={**PK, "Idempotency-Key": "k-1"}, ip="10.66.0.1")
+    assert "Idempotent-Replayed" not in elsewhere.headers
+    assert elsewhere.get_json()["id"] != replayed.get_json()["id"]
 
 
 # limits and captcha
@@ -215,10 +288,11 @@ def test_site_key_starts_fall_under_the_ip_limit_and_the_captcha(redis_url: str,
 
 
 def test_a_site_key_start_ends_its_text_with_the_webotp_line(client: FlaskClient) -> None:
-    vid = site_start(client).get_json()["id"]
+    started = site_start(client)
+    vid = started.get_json()["id"]
     code = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"][0]["code"]
     assert last_text(client).splitlines()[-1] == f"@shop.example #{code}"
-    assert client.post(f"/v1/verifications/{vid}/resend", json={}, headers=PK).status_code in (200, 429)
+    assert client.post(f"/v1/verifications/{vid}/resend", json={}, headers=own(started)).status_code in (200, 429)
     start(client, "+79991234520")
     assert "@" not in last_text(client, "+79991234520")  # an API key's text is the template alone
 
@@ -245,15 +319,12 @@ def test_a_same_origin_page_of_the_service_is_its_own_origin(redis_url: str, clo
     """The demo page is served by verify itself, and a browser sends no Origin on its same-origin GETs: such a
     request counts as from the service's own origin (Sec-Fetch-Site, which no page script can set)."""
     client = client_with(redis_url, clock, site_keys=(("pk_demo", ("http://localhost",)),))
-    own = {"X-Verify-Site-Key": "pk_demo", "Origin": "http://localhost"}
-    vid = site_start(client, headers=own).get_json()["id"]
-    polled = client.get(
-        f"/v1/verifications/{vid}", headers={"X-Verify-Site-Key": "pk_demo", "Sec-Fetch-Site": "same-origin"}
-    )
+    started = site_start(client, headers={"X-Verify-Site-Key": "pk_demo", "Origin": "http://localhost"})
+    vid, secret = started.get_json()["id"], started.get_json()["client_secret"]
+    demo = {"X-Verify-Site-Key": "pk_demo", "X-Verify-Client-Secret": secret}
+    polled = client.get(f"/v1/verifications/{vid}", headers={**demo, "Sec-Fetch-Site": "same-origin"})
     assert polled.status_code == 200
-    cross = client.get(
-        f"/v1/verifications/{vid}", headers={"X-Verify-Site-Key": "pk_demo", "Sec-Fetch-Site": "cross-site"}
-    )
+    cross = client.get(f"/v1/verifications/{vid}", headers={**demo, "Sec-Fetch-Site": "cross-site"})
     problem(cross, 403, "forbidden")
 
 

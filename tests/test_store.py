@@ -199,7 +199,7 @@ def test_a_failed_first_send_leaves_nothing_but_the_given_back_quota(store: Stor
     opened = _start(store, quota=quota)
     assert opened.record is not None
     assert _end(store, opened.record, "n1", None, quota=quota).outcome == "deleted"
-    assert list(store.client.scan_iter()) == [store.phone_quota_key("phone", PHONE)]
+    assert list(store.client.scan_iter()) == []  # the quota went back to nothing, and so did its key
     assert _start(store, T0 + 1, "n2", quota=quota).outcome == "created"  # the quota came back
 
 
@@ -249,9 +249,29 @@ def test_wrong_codes_of_a_phone_lock_every_check_of_it(store: Store) -> None:
     locked = _complete(store, vid, "code", ["right"], failures=failures)
     assert locked.outcome == "locked" and locked.refusal is not None and locked.record is not None
     assert locked.refusal.limit.name == "phone_failures" and locked.record.attempts == 2  # not judged
-    # A reply carries no guess: it is not locked out, and costs nothing.
-    assert _complete(store, vid, "sms_reply", ["right"], failures=failures).outcome == "approved"
+    assert locked.refusal.retry_after == 86400  # a day after the last failure
+    # A reply is a guess like a check: locked out too.
+    assert _complete(store, vid, "sms_reply", ["right"], failures=failures).outcome == "locked"
     assert store.client.exists(store.phone_quota_key("fail", PHONE))
+
+
+def test_the_lock_counts_consecutive_failures_cleared_by_an_approval(store: Store) -> None:
+    failures = parse("phone_failures", "3/day")
+    day = 86_400_000
+    first = _sent(store, code_hash="right")
+    assert _complete(store, first, "code", ["wrong"], failures=failures).outcome == "wrong"
+    assert _complete(store, first, "code", ["wrong"], failures=failures, now=T0 + 1).outcome == "wrong"
+    assert _complete(store, first, "code", ["right"], failures=failures, now=T0 + 2).outcome == "approved"
+    assert not store.client.exists(store.phone_quota_key("fail", PHONE))  # the run of failures ended
+    # Failures are not forgotten as a window slides: three, a day less a second apart each, still lock...
+    second = _sent(store, code_hash="right", now=T0 + 10)
+    for n in range(3):
+        at = T0 + 10 + n * (day - 1000)
+        assert _complete(store, second, "code", ["wrong"], 9, at, failures).outcome == "wrong"
+    last = T0 + 10 + 2 * (day - 1000)
+    assert _complete(store, second, "code", ["right"], 9, last + day - 1, failures).outcome == "locked"
+    # ...until a whole quiet day has passed since the last one.
+    assert _complete(store, second, "code", ["right"], 9, last + day, failures).outcome == "approved"
 
 
 def test_approval_happens_once_and_burns_the_code(store: Store) -> None:
@@ -263,12 +283,12 @@ def test_approval_happens_once_and_burns_the_code(store: Store) -> None:
     assert "code_hash" not in store.client.hgetall(store.record_key(vid))
 
 
-def test_replies_do_not_count_attempts_and_calls_need_the_call_channel(store: Store) -> None:
+def test_replies_count_their_wrong_codes_and_calls_need_the_call_channel(store: Store) -> None:
     vid = _sent(store, code_hash="right")
-    assert _complete(store, vid, "sms_reply", ["nope"]).outcome == "no_match"
+    assert store.run(Batch.complete, vid, "sms_reply", 5, T0, TTL, None, ["a", "b"], submitted=2).outcome == "wrong"
     assert _complete(store, vid, "call", []).outcome == "wrong_channel"
     record = store.run(Batch.get, vid)
-    assert record is not None and record.attempts == 0
+    assert record is not None and record.attempts == 2
     assert _complete(store, vid, "sms_reply", ["right"]).outcome == "approved"
 
 

@@ -19,7 +19,7 @@ from verify.captcha import Answer
 from verify.clock import rfc3339
 from verify.errors import Forbidden, InvalidRequest, Unauthorized, problem
 from verify.ratelimit import client_ip
-from verify.service import CHANNELS, LOCALES, Service, Source, to_json
+from verify.service import API_CALLER, CHANNELS, LOCALES, Caller, Service, Source, to_json
 from verify.sms import APP_HASH_RE, webotp_host
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
@@ -28,6 +28,7 @@ public = Blueprint("public", __name__)
 MAX_FIELD_LENGTH = 256
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 SITE_KEY_HEADER = "X-Verify-Site-Key"
+CLIENT_SECRET_HEADER = "X-Verify-Client-Secret"  # noqa: S105 - a header name
 # What a site key may do: start, read, check and resend the verifications it started.
 SITE_KEY_ENDPOINTS = frozenset({"v1.start", "v1.get", "v1.check", "v1.resend"})
 
@@ -110,18 +111,19 @@ def captcha_field(body: dict[str, Any]) -> Answer | None:
 def authenticate() -> BaseResponse | None:
     """Require ``Authorization: Bearer <key>`` with one of VERIFY_API_KEYS, or a site key from one of its origins.
 
-    A site key (``X-Verify-Site-Key``, publishable: it is in every visitor's browser) may start, read, check and
-    resend the verifications it started, from the origins VERIFY_SITE_KEYS lists for it, and nothing else; its
-    requests get CORS headers for that origin. A request with both headers is an API key's: the key decides.
+    A site key (``X-Verify-Site-Key``, publishable: it is in every visitor's browser) may start verifications,
+    and read, check and resend the ones it started with the client secret each start's answer gave
+    (``X-Verify-Client-Secret``), from the origins VERIFY_SITE_KEYS lists for it, and nothing else; its requests
+    get CORS headers for that origin. A request with both headers is an API key's: the key decides.
     """
     settings = service().settings
     if request.method == "OPTIONS":
         return _preflight(settings.site_keys)
-    site_key = request.headers.get(SITE_KEY_HEADER)
-    if site_key is None or "Authorization" in request.headers:
+    key = request.headers.get(SITE_KEY_HEADER)
+    if key is None or "Authorization" in request.headers:
         require_bearer(settings.api_keys, "API key")
         return None
-    origins = settings.site_key_origins(site_key)
+    origins = settings.site_key_origins(key)
     if origins is None:
         raise Unauthorized(f"{SITE_KEY_HEADER} names no configured site key")
     origin = request.headers.get("Origin") or _same_origin()
@@ -130,7 +132,7 @@ def authenticate() -> BaseResponse | None:
     g.cors_origin = origin
     if request.endpoint not in SITE_KEY_ENDPOINTS:
         raise Forbidden("a site key may only start, read, check and resend the verifications it started")
-    g.site_key = site_key
+    g.site_key = key
     return None
 
 
@@ -152,7 +154,7 @@ def _preflight(site_keys: tuple[tuple[str, tuple[str, ...]], ...]) -> BaseRespon
         {
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Methods": "GET, POST",
-            "Access-Control-Allow-Headers": f"Content-Type, {SITE_KEY_HEADER}",
+            "Access-Control-Allow-Headers": f"Content-Type, Idempotency-Key, {SITE_KEY_HEADER}, {CLIENT_SECRET_HEADER}",
             "Access-Control-Max-Age": "600",
             "Vary": "Origin",
         }
@@ -171,10 +173,15 @@ def cors(response: BaseResponse) -> BaseResponse:
     return response
 
 
-def caller() -> str:
+def site_key() -> str:
     """The site key of this request ("" for an API key, which reaches every verification)."""
-    site_key: str = g.get("site_key", "")
-    return site_key
+    key: str = g.get("site_key", "")
+    return key
+
+
+def caller() -> Caller:
+    """Who asks for an existing verification: an API key, or a site key with the client secret it was given."""
+    return Caller(site_key(), request.headers.get(CLIENT_SECRET_HEADER, "")) if site_key() else API_CALLER
 
 
 def require_bearer(accepted: tuple[str, ...], what: str) -> None:
@@ -197,40 +204,46 @@ def start() -> Response:
     if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
         raise InvalidRequest("Idempotency-Key", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
     if key is None:
-        return _started(*_start(body))
+        status, payload, _ = _start(body)
+        return _started(status, payload)
     fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    key = f"{caller()}\n{key}" if caller() else key  # a site key's keys are its own: no replay of another's
+    if site_key():  # a site key's keys are its own and its client's address's: no replay of another's
+        key = f"{site_key()}\n{client_ip()}\n{key}"
     replay = service().claim_idempotency(key, fingerprint)
     if replay is not None:
         response = _started(replay.status, replay.body)
         response.headers["Idempotent-Replayed"] = "true"
         return response
     try:
-        status, payload = _start(body)
+        status, payload, sent = _start(body)
     except BaseException:
         service().release_idempotency(key)
         raise
-    service().finish_idempotency(key, fingerprint, status, payload)
+    if sent:
+        service().finish_idempotency(key, fingerprint, status, payload)
+    else:  # nothing sent, nothing to repeat: its replay is the same start again, and it keeps no record
+        service().release_idempotency(key)
     return _started(status, payload)
 
 
-def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any], bool]:
+    """The start's status and body, and whether it sent anything."""
     e164 = phone_field(body)
     channel = string_field(body, "channel", choices=CHANNELS) or "sms"
     locale = string_field(body, "locale", choices=LOCALES)
     app_hash = string_field(body, "app_hash") or ""
     if app_hash and not APP_HASH_RE.fullmatch(app_hash):
         raise InvalidRequest("app_hash", "app_hash must be the app's 11-character SMS Retriever hash")
-    otp_host = _webotp_host(g.cors_origin) if caller() else ""
+    otp_host = _webotp_host(g.cors_origin) if site_key() else ""
     started = service().start(
         e164,
         channel,
         locale,
         client_ip=client_ip(),
         captcha=captcha_field(body),
-        source=Source(caller(), app_hash, otp_host),
+        source=Source(site_key(), app_hash, otp_host),
     )
-    return (201 if started.created else 200), to_json(started.verification)
+    return (201 if started.created else 200), to_json(started.verification), started.sent
 
 
 def _webotp_host(origin: str) -> str:
@@ -244,6 +257,10 @@ def _webotp_host(origin: str) -> str:
 
 
 def _started(status: int, payload: dict[str, Any]) -> Response:
+    """A start's answer. A site key's carries the client secret, the proof that later requests for this
+    verification come from the client that started it (derived from its id, so a replay carries it too)."""
+    if site_key():
+        payload = {**payload, "client_secret": service().client_secret(payload["id"])}
     response = jsonify(payload)
     response.status_code = status
     if status == 201:

@@ -80,10 +80,6 @@ class Forbidden(VerifyError):
     status, slug, title = 403, "forbidden", "Not allowed with this key or from this origin"
 
 
-class PhoneBusy(VerifyError):
-    status, slug, title = 409, "phone-busy", "A verification started elsewhere is in progress for this phone"
-
-
 class NotPending(VerifyError):
     status, slug, title = 409, "not-pending", "Verification is not pending"
 

@@ -38,7 +38,6 @@ from verify.errors import (
     MaxSends,
     NotFound,
     NotPending,
-    PhoneBusy,
     PhoneNotAllowed,
     RateLimited,
     ResendCooldown,
@@ -70,6 +69,8 @@ LOCALES = ("en", "ru")
 # How long a send may take before its reservation lapses: the whole provider chain must fit in it.
 SEND_LEASE_S = 120
 DIGIT_RUN = re.compile(r"\d+")
+# A reply may carry the code among other digits; one with more candidates than this is a guess list: ignored.
+MAX_REPLY_CODES = 3
 API = Source()  # a start through an API key, with no autofill lines
 # How far a gateway's signed call time may stray from our clock.
 CLOCK_SKEW_S = 60
@@ -126,10 +127,23 @@ class Verification:
 @dataclass(frozen=True)
 class Started:
     """The result of a start: ``created`` is false when an existing pending verification was returned (with a new
-    code once its cooldown had passed, else as it was)."""
+    code once its cooldown had passed: ``sent``, else as it was)."""
 
     verification: Verification
     created: bool
+    sent: bool
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks for an existing verification: an API key (``site_key`` empty: any verification), or a site key with
+    the client secret that the start's answer gave the client that started it."""
+
+    site_key: str = ""
+    client_secret: str = ""
+
+
+API_CALLER = Caller()  # a request through an API key: any verification
 
 
 @dataclass(frozen=True)
@@ -213,13 +227,14 @@ class Service:
         captcha: Answer | None = None,
         source: Source = API,
     ) -> Started:
-        """Start verifying ``phone`` (E.164), or return its pending verification on ``channel``.
+        """Start verifying ``phone`` (E.164), or (an API key's start) return its pending verification on ``channel``.
 
-        An existing pending verification gets a new code only once the resend cooldown has passed and sends are
+        An API key's pending verification gets a new code only once the resend cooldown has passed and sends are
         left; otherwise it is returned as it is, taking no quota and asking no captcha, so a reloaded signup page
-        never fails. ``source`` says who starts it (a site key reaches only what it started: a phone whose pending
-        verification someone else started is :class:`PhoneBusy` to it) and what its texts carry for autofill (a
-        text that would not autofill is refused before anything is taken, naming ``app_hash``).
+        never fails. A site key (``source.owner``) is public: its start proves nothing about who asks, so it always
+        makes a verification of its own, taking every quota and the captcha like any new one, and never meets
+        another caller's (see lua/start.lua). ``source`` also says what its texts carry for autofill (a text that
+        would not autofill is refused before anything is taken, naming ``app_hash``).
         """
         self._require_channel(channel)
         self._require_allowed(phone)
@@ -242,31 +257,34 @@ class Service:
             nonce,
             self.quotas.phone,
             source,
+            self._lifetime_ms(),
         )
         admission = self._admit(batch, now, client_ip, phone, channel, captcha, start=True)
         batch.run()
         reserved = reserving.value
-        if reserved.outcome in ("limited", "existing", "in_progress", "busy"):
+        if reserved.outcome in ("limited", "existing", "in_progress"):
             self._give_back(admission.at, admission.taken())
         if reserved.outcome == "limited":
             raise self._limited(reserved.refusal)
-        if reserved.outcome == "busy":  # what the other verification is stays unsaid: only when it ends
-            raise PhoneBusy(
-                "this phone has a verification in progress that was started elsewhere",
-                retry_after=max(1, math.ceil(reserved.wait_ms / 1000)),
-            )
         record = _present(reserved)
         if reserved.outcome == "existing":
-            return Started(self.view(record), created=False)
+            return Started(self.view(record), created=False, sent=False)
         if reserved.outcome == "in_progress":
             raise StartInProgress("the first code for this phone is being sent; retry shortly", retry_after=1)
         created = reserved.outcome == "created"
         sent = self._send(_Reservation(record, channel, nonce, now), admission, client_ip, captcha, created=created)
-        return Started(sent, created=created)
+        return Started(sent, created=created, sent=True)
 
-    def resend(self, verification_id: str, channel: str | None, *, client_ip: str, caller: str = "") -> Verification:
+    def _lifetime_ms(self) -> int:
+        """The longest a verification can stay pending: each send restarts its challenge TTL."""
+        return self.settings.max_sends * self.settings.challenge_ttl * 1000 + SEND_LEASE_S * 1000
+
+    def resend(
+        self, verification_id: str, channel: str | None, *, client_ip: str, caller: Caller = API_CALLER
+    ) -> Verification:
         """Send a new code (or hand out a new number), optionally switching channel. A site key (``caller``)
-        reaches only the verifications it started."""
+        reaches only the verifications it started, with their client secret."""
+        self._reach(verification_id, caller)
         if channel:
             self._require_channel(channel)
         settings = self.settings
@@ -280,7 +298,7 @@ class Service:
             SEND_LEASE_S * 1000,
             nonce,
             self.quotas.phone,
-            caller,
+            caller.site_key,
         )
         if begun.outcome == "limited":
             raise self._limited(begun.refusal)
@@ -293,19 +311,20 @@ class Service:
         batch.run()
         return self._send(_Reservation(record, channel, nonce, now), admission, client_ip, None, created=False)
 
-    def check(self, verification_id: str, code: str, *, client_ip: str, caller: str = "") -> Verification:
+    def check(self, verification_id: str, code: str, *, client_ip: str, caller: Caller = API_CALLER) -> Verification:
         """Check a code. Exactly one correct check approves; wrong ones count against the attempts.
 
         Every check takes the client IP's ``VERIFY_LIMIT_CHECK_IP`` quota first (never given back: a check is work
         done whatever its outcome). A phone whose wrong codes used up ``VERIFY_LIMIT_PHONE_FAILURES`` gets no check
         at all until the window moves on, the right code included. A site key (``caller``) reaches only the
-        verifications it started.
+        verifications it started, with their client secret.
         """
+        self._reach(verification_id, caller)
         if self.quotas.check_ip:
             taken = self.store.run(Batch.take, Quota(self.quotas.check_ip, client_ip), self._now_ms())
             if taken.refusal:
                 raise self._limited(taken.refusal)
-        outcome = self._complete(verification_id, "code", [code], caller)
+        outcome = self._complete(verification_id, "code", [code], caller.site_key)
         record = _present(outcome)
         if outcome.outcome == "approved":
             return self._approved(record)
@@ -323,7 +342,8 @@ class Service:
         raise NotPending(f"the verification is {record.status}", verification_status=record.status)
 
     def cancel(self, verification_id: str) -> Verification:
-        """Cancel a verification that is not approved."""
+        """Cancel a verification that is not approved (an API key's request: any verification)."""
+        self._reach(verification_id, API_CALLER)
         outcome = self.store.run(Batch.cancel, verification_id, self.events.grace_ms)
         record = _present(outcome)
         if outcome.outcome == "not_pending":
@@ -339,8 +359,8 @@ class Service:
         if isinstance(event, DeliveryReport):
             return self._delivery_report(event)
         if isinstance(event, CallReceived):
-            record = self.store.run(Batch.find, event.phone, "call")
-            if record is None or record.status != "pending":
+            record = self._called_for(event.phone)
+            if record is None:
                 return None
             # SMSC signs the call time but no nonce: a captured callback replayed later carries an old time.
             started = record.created_at / 1000
@@ -352,15 +372,47 @@ class Service:
                 )
                 return None
             return self._approve(record, "call", [])
-        runs = [r for r in DIGIT_RUN.findall(event.text) if len(r) == self.settings.code_length][:10]
+        runs = [r for r in DIGIT_RUN.findall(event.text) if len(r) == self.settings.code_length]
+        if len(runs) > MAX_REPLY_CODES:
+            log.warning("an SMS reply carries %d candidate codes (at most %d): ignored", len(runs), MAX_REPLY_CODES)
+            return None
         record = self._replied_to(event) if runs else None
-        if record is None or record.status != "pending" or record.phone != event.phone:
+        if record is None or record.status != "pending" or record.phone != event.phone or record.owner:
             return None
         return self._approve(record, "sms_reply", runs)
 
+    def _called_for(self, phone: str) -> Record | None:
+        """The pending call verification that a call from ``phone`` confirms, if it can tell which.
+
+        A gateway reports that the phone called one of our numbers, not which verification it called for. An API
+        key's pending one is taken first: only that API key can read it, so it is no prize to a stranger. Else a
+        site key's one is taken only when it is the one call verification the phone has in Redis: were there
+        another, pending or recently over, the caller may have dialled for that one, and a verification that a
+        stranger started with the public site key must never be approved by a call meant for another (see the
+        README's site-key threat model). Such a call approves nothing and is logged."""
+        since = self._now_ms() - self._lifetime_ms()
+        api, site = self.store.run(Batch.phone_verifications, phone, "call", since)
+        if api is not None and api.channel == "call" and api.status == "pending" and not api.owner:
+            return api
+        calls = [r for r in site if r.channel == "call"]
+        if api is not None and api.channel == "call" and not api.owner:
+            calls.append(api)
+        pending = [r for r in calls if r.status == "pending"]
+        if len(calls) == 1 and pending:
+            return pending[0]
+        if pending:
+            log.warning(
+                "a call from %s cannot say which of %d call verifications it confirms: none approved",
+                mask(phone),
+                len(calls),
+            )
+        return None
+
     def _replied_to(self, event: SmsReceived) -> Record | None:
-        """The verification an inbound SMS answers: named by the gateway if it can, else the phone's pending one."""
-        if event.verification_id and ID_RE.match(event.verification_id):
+        """The verification an inbound SMS answers: named by the gateway if it can, else the phone's pending one
+        (an API key's: a site key's verification is confirmed on its page, never by a reply, since a person may
+        answer a text they never asked for, which a stranger's start sent them)."""
+        if event.verification_id and ID_RE.fullmatch(event.verification_id):
             return self.store.run(Batch.get, event.verification_id)
         if event.reply_to and event.provider:
             verification_id = self.store.run(Batch.message_verification, event.provider, event.reply_to)
@@ -383,6 +435,7 @@ class Service:
             self.events.new_id(),
             self.events.grace_ms,
             caller,
+            len(codes),
         )
         batch.run()
         return completing.value
@@ -406,7 +459,7 @@ class Service:
     def _delivery_report(self, event: DeliveryReport) -> Verification | None:
         verification_id = (
             event.verification_id
-            if ID_RE.match(event.verification_id)
+            if ID_RE.fullmatch(event.verification_id)
             else self.store.run(Batch.message_verification, event.provider, event.message_id)
         )
         if not verification_id:
@@ -436,13 +489,27 @@ class Service:
 
     # queries
 
-    def get(self, verification_id: str, caller: str = "") -> Verification:
+    def get(self, verification_id: str, caller: Caller = API_CALLER) -> Verification:
         """The verification with this id; :class:`NotFound` if unknown or expired, or (for a site key,
-        ``caller``) started by someone else."""
+        ``caller``) started by someone else or asked for without its client secret."""
+        self._reach(verification_id, caller)
         record = self._get(verification_id)
-        if caller and record.owner != caller:
+        if caller.site_key and record.owner != caller.site_key:
             raise NotFound("no such verification, or it has expired")
         return self.view(record)
+
+    def client_secret(self, verification_id: str) -> str:
+        """What the client that started ``verification_id`` with a site key proves itself with later."""
+        return self.secrets.client_secret(verification_id)
+
+    def _reach(self, verification_id: str, caller: Caller) -> None:
+        """:class:`NotFound`, the same as for an unknown id, unless ``verification_id`` is well formed (before it
+        reaches Redis: ``<id>:final`` would name another key) and, for a site key, comes with its client secret
+        (the site key's own check, that it started it, is the script's or :meth:`get`'s)."""
+        if not ID_RE.fullmatch(verification_id) or (
+            caller.site_key and not self.secrets.client_secret_matches(verification_id, caller.client_secret)
+        ):
+            raise NotFound("no such verification, or it has expired")
 
     def verify_token(self, token: str) -> Proof:
         """Check a proof token."""

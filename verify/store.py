@@ -41,7 +41,7 @@ from verify.config import REDIS_URL, parse_url
 from verify.errors import ConfigError, StoreUnavailable
 from verify.quotas import Limit, Quota, Refusal
 
-ID_RE = re.compile(r"^[0-9a-f]{28}$")
+ID_RE = re.compile(r"[0-9a-f]{28}")  # use fullmatch: "$" would let a trailing newline through
 TAG_LENGTH = 4
 OUTBOX_LENGTH = 20
 #: Keys that every request would otherwise write (the events journal hints, a country's pumping statistics) are split
@@ -63,11 +63,11 @@ T = TypeVar("T")
 OutcomeT = TypeVar("OutcomeT", bound=str)
 P = ParamSpec("P")
 
-StartOutcome = Literal["created", "resend", "existing", "in_progress", "limited", "busy"]
+StartOutcome = Literal["created", "resend", "existing", "in_progress", "limited"]
 BeginOutcome = Literal["ok", "missing", "not_pending", "max_sends", "cooldown", "in_flight", "limited"]
 EndOutcome = Literal["sent", "not_pending", "kept", "deleted", "stale"]
 CompleteOutcome = Literal[
-    "approved", "wrong", "no_match", "max_attempts", "not_pending", "wrong_channel", "no_code", "missing", "locked"
+    "approved", "wrong", "max_attempts", "not_pending", "wrong_channel", "no_code", "missing", "locked"
 ]
 CancelOutcome = Literal["canceled", "not_pending", "missing"]
 DeliveryOutcome = Literal["updated", "unchanged", "other_message", "missing"]
@@ -148,7 +148,6 @@ class Outcome(Generic[OutcomeT]):
     record: Record | None
     refusal: Refusal | None = None
     superseded: str = ""
-    wait_ms: int = 0  # busy: until the verification in the way ends
 
 
 @dataclass(frozen=True)
@@ -249,6 +248,7 @@ class Scripts:
         self.complete = load("complete")
         self.cancel = load("cancel")
         self.find = load("find")
+        self.phone_verifications = load("phone_verifications")
         self.set_delivery = load("set_delivery")
         self.take = load("take")
         self.give = load("give")
@@ -469,7 +469,10 @@ class Store:
         return f"{self.prefix}{{{tag}}}:"
 
     def record_key(self, verification_id: str) -> str:
-        """The hash of one verification."""
+        """The hash of one verification. A malformed id (``<id>:final``, ``*``) would name another key: every
+        caller checks ids first (``ID_RE``), and one that did not fails here rather than reach that key."""
+        if not ID_RE.fullmatch(verification_id):
+            raise ValueError("not a verification id")
         return f"{self._tagged(verification_id[:TAG_LENGTH])}vf:{verification_id}"
 
     def record_prefix(self, phone: str) -> str:
@@ -477,8 +480,12 @@ class Store:
         return f"{self._tagged(tag_for(phone))}vf:"
 
     def index_key(self, phone: str, channel: str) -> str:
-        """Points from a phone and channel to its newest verification."""
+        """Points from a phone and channel to the API keys' newest verification."""
         return f"{self._tagged(tag_for(phone))}ph:{phone}:{channel}"
+
+    def site_key_index(self, phone: str) -> str:
+        """The site keys' verifications of a phone, by creation time (``lua/start.lua``)."""
+        return f"{self._tagged(tag_for(phone))}sk:{phone}"
 
     def phone_quota_key(self, name: Literal["phone", "fail"], phone: str) -> str:
         """A phone's send quota (``phone``) or wrong-code quota (``fail``), in the phone's slot."""
@@ -652,16 +659,18 @@ class Batch:
         nonce: str,
         quota: Limit | None,
         source: Source = Source(),
+        remember_ms: int = 0,
     ) -> Op[Outcome[StartOutcome]]:
-        """Return ``phone``'s pending verification on ``channel``, or reserve a send and take the phone's quota;
-        see ``lua/start.lua``."""
+        """Return ``phone``'s pending verification on ``channel`` (an API key's start), or reserve a send and take
+        the phone's quota; a site key's start is remembered by the phone for ``remember_ms``; see
+        ``lua/start.lua``."""
         s = self._store
         fresh = new_id(phone)
         quota_key = s.phone_quota_key("phone", phone)
         return self._script(
             _outcome(quota),
             s.scripts.start,
-            [s.index_key(phone, channel), s.record_key(fresh), quota_key],
+            [s.index_key(phone, channel), s.record_key(fresh), quota_key, s.site_key_index(phone)],
             [
                 s.record_prefix(phone),
                 fresh,
@@ -678,6 +687,7 @@ class Batch:
                 source.owner,
                 source.app_hash,
                 source.otp_host,
+                remember_ms,
                 *_items(quota),
             ],
         )
@@ -758,9 +768,11 @@ class Batch:
         event_id: str = "",
         grace_ms: int = 0,
         caller: str = "",
+        submitted: int = 1,
     ) -> Op[Outcome[CompleteOutcome]]:
-        """Approve once (journaling the approval as ``event_id``, when given), count a wrong code, or refuse while
-        the phone's wrong codes are used up; see ``lua/complete.lua``."""
+        """Approve once (journaling the approval as ``event_id``, when given), count the ``submitted`` wrong codes
+        (``candidates`` are their hashes under every key), or refuse while the phone is locked by its consecutive
+        wrong codes; see ``lua/complete.lua``."""
         s = self._store
         return self._script(
             _outcome(failures),
@@ -776,6 +788,7 @@ class Batch:
                 event_id,
                 grace_ms,
                 caller,
+                submitted,
                 *_items(failures),
                 *candidates,
             ],
@@ -809,12 +822,28 @@ class Batch:
 
     def get(self, verification_id: str) -> Op[Record | None]:
         """The verification with this id, or ``None`` if unknown or expired (a malformed id is never sent)."""
-        if not ID_RE.match(verification_id):
+        if not ID_RE.fullmatch(verification_id):
             op: Op[Record | None] = Op(_ignore)
             op._set(None)
             return op
         return self._command(
             lambda h: Record.from_hash(h) if h else None, "HGETALL", self._store.record_key(verification_id)
+        )
+
+    def phone_verifications(self, phone: str, channel: str, since_ms: int) -> Op[tuple[Record | None, list[Record]]]:
+        """The API keys' newest verification of ``phone`` on ``channel``, and the site keys' verifications of
+        ``phone`` started since ``since_ms`` (any channel, oldest first); see ``lua/phone_verifications.lua``."""
+        s = self._store
+
+        def decode(reply: list[Any]) -> tuple[Record | None, list[Record]]:
+            site = [record for record in map(Record.from_flat, reply[1]) if record is not None]
+            return Record.from_flat(reply[0]), site
+
+        return self._script(
+            decode,
+            s.scripts.phone_verifications,
+            [s.index_key(phone, channel), s.site_key_index(phone)],
+            [s.record_prefix(phone), since_ms],
         )
 
     def find(self, phone: str, channel: str) -> Op[Record | None]:
@@ -1080,13 +1109,10 @@ def _refusal(limit: Limit | None, field: str, wait_ms: int) -> Refusal:
 
 
 def _outcome(limit: Limit | None) -> Callable[[list[Any]], Outcome[Any]]:
-    """How a transition script's ``{outcome, record[, refused field, ms to wait | superseded id | ms to wait]}``
-    decodes."""
+    """How a transition script's ``{outcome, record[, refused field, ms to wait | superseded id]}`` decodes."""
 
     def decode(reply: list[Any]) -> Outcome[Any]:
         outcome, flat = reply[0], reply[1]
-        if outcome == "busy":
-            return Outcome(outcome, None, wait_ms=int(reply[2]))
         refusal = _refusal(limit, reply[2], reply[3]) if len(reply) == 4 else None
         superseded = reply[2] if len(reply) == 3 else ""
         return Outcome(outcome, Record.from_flat(flat), refusal, superseded)

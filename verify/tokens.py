@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from verify.errors import InvalidToken, TokenExpired
 
 PROOF_SALT = "verify.proof"
 CODE_SALT = b"verify.code"
+CLIENT_SECRET_SALT = b"verify.client-secret"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Secrets:
         # itsdangerous signs with the *last* key of its list and verifies with all of them.
         self._serializer = URLSafeTimedSerializer(list(reversed(keys)), salt=PROOF_SALT, signer=_ProofSigner)
         self._code_keys = [hmac.new(k.encode(), CODE_SALT, hashlib.sha256).digest() for k in keys]
+        self._client_keys = [hmac.new(k.encode(), CLIENT_SECRET_SALT, hashlib.sha256).digest() for k in keys]
         self.token_ttl = token_ttl
         self._clock = clock
 
@@ -103,3 +106,23 @@ class Secrets:
     def _code_hashes(self, verification_id: str, code: str) -> list[str]:
         msg = f"{verification_id}:{code}".encode()
         return [hmac.new(key, msg, hashlib.sha256).hexdigest() for key in self._code_keys]
+
+    def client_secret(self, verification_id: str) -> str:
+        """The proof that a site-key caller is the client that started ``verification_id``: an HMAC of the id under
+        the newest key, handed out once, in the start's answer. Derived, not stored: Redis holds no copy of it,
+        and an idempotent replay of the start hands out the same one."""
+        return self._client_secrets(verification_id)[0]
+
+    def client_secret_matches(self, verification_id: str, given: str) -> bool:
+        """Whether ``given`` is ``verification_id``'s client secret under any key, compared in constant time."""
+        ok = False
+        for candidate in self._client_secrets(verification_id):
+            ok |= hmac.compare_digest(given.encode("utf-8", "replace"), candidate.encode())
+        return ok
+
+    def _client_secrets(self, verification_id: str) -> list[str]:
+        msg = verification_id.encode()
+        return [
+            base64.urlsafe_b64encode(hmac.new(key, msg, hashlib.sha256).digest()).rstrip(b"=").decode("ascii")
+            for key in self._client_keys
+        ]

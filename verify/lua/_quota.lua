@@ -69,7 +69,8 @@ local function q_add(key, now, items, ttl)
   return over
 end
 
--- Give back one taken at `taken_at`, from whichever window holds it now.
+-- Give back one taken at `taken_at`, from whichever window holds it now. A window back at nothing is dropped, and
+-- with the last one the key (Redis drops an empty hash): a refused request leaves no state behind.
 local function q_give(key, taken_at, items)
   for _, it in ipairs(items) do
     local raw = redis.call('HGET', key, it[1])
@@ -78,9 +79,14 @@ local function q_give(key, taken_at, items)
       w, c, p = tonumber(w), tonumber(c), tonumber(p)
       local idx = math.floor(taken_at / it[3])
       if w == idx and c > 0 then
-        redis.call('HSET', key, it[1], w .. ':' .. (c - 1) .. ':' .. p)
+        c = c - 1
       elseif w == idx + 1 and p > 0 then
-        redis.call('HSET', key, it[1], w .. ':' .. c .. ':' .. (p - 1))
+        p = p - 1
+      end
+      if c == 0 and p == 0 then
+        redis.call('HDEL', key, it[1])
+      else
+        redis.call('HSET', key, it[1], w .. ':' .. c .. ':' .. p)
       end
     end
   end

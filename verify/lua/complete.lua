@@ -4,18 +4,49 @@
 -- ARGV: 1 via ('code' | 'sms_reply' | 'call'), 2 max attempts, 3 now (ms), 4 how long an approved record stays
 --       readable (ms), 5 the wrong-code quota's key without the phone (same hash tag as the record), 6 its TTL
 --       (ms), 7 the approval event's id ('': events are off), 8 how long the final copy outlives the record
---       (ms), 9 the caller's site key ('' for an API key or a gateway: any verification), 10.. the quota's items
---       (_quota.lua), then the candidate code hashes (HMACs of the submitted code under every key)
+--       (ms), 9 the caller's site key ('' for an API key or a gateway: any verification), 10 how many codes were
+--       submitted (a reply may carry a few), 11.. the quota's items (_quota.lua), then the candidate code hashes
+--       (HMACs of each submitted code under every key)
 -- A change keeps the final copy up to date (when one is kept: ARGV[8] ~= 0), and with events on an approval
 -- journals its event.
--- Returns {outcome, record[, refused field, ms to wait]}: approved | wrong | no_match | max_attempts
+-- Returns {outcome, record[, refused field, ms to wait]}: approved | wrong | max_attempts
 -- | not_pending | wrong_channel | no_code | missing | locked.
--- Only a wrong *checked* code costs an attempt and counts against the phone's wrong-code quota: a reply without
--- the code is just an unrelated SMS. While that quota is used up every check of the phone is refused (locked),
--- the right code included. Testing the quota, counting the attempt, comparing and approving are one atomic step:
+-- Each wrong code, checked or replied, costs an attempt and counts against the phone's wrong-code quota (a reply
+-- without any code-like number never gets here: it is just an unrelated SMS). While that quota is used up every
+-- check and reply of the phone is refused (locked), the right code included. Testing the quota, counting the attempt, comparing and approving are one atomic step:
 -- of any number of concurrent checks exactly one approves and no more wrong codes are judged than the quota
 -- allows. Lua strings are interned, so == compares two pointers and its time says nothing about the stored hash.
+-- The wrong-code lock counts *consecutive* failures of a phone (NIST SP 800-63B 5.2.2): an approval clears them,
+-- and each item {field, amount, window} of the limit locks the phone once `amount` failures came with no quiet
+-- `window` between two of them, until `window` has passed since the last one. Its hash holds per item
+-- "f<field>" = "<failures>:<last failure, ms>" (fields of its own: an older sliding-window quota's expire alone).
+local function f_locked(key, now, items)
+  for _, it in ipairs(items) do
+    local raw = redis.call('HGET', key, 'f' .. it[1])
+    if raw then
+      local n, last = string.match(raw, '^(%d+):(%d+)$')
+      n, last = tonumber(n), tonumber(last)
+      if n >= it[2] and now - last < it[3] then return {it[1], last + it[3] - now} end
+    end
+  end
+  return nil
+end
+
+local function f_fail(key, now, items, count, ttl)
+  for _, it in ipairs(items) do
+    local raw = redis.call('HGET', key, 'f' .. it[1])
+    local n = 0
+    if raw then
+      local rn, last = string.match(raw, '^(%d+):(%d+)$')
+      if now - tonumber(last) < it[3] then n = tonumber(rn) end
+    end
+    redis.call('HSET', key, 'f' .. it[1], (n + count) .. ':' .. now)
+  end
+  if #items > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+
 local r = redis.call('HMGET', KEYS[1], 'status', 'channel', 'code_hash', 'phone', 'owner')
+local quota = ARGV[5] .. (r[4] or '')
 if not r[1] or (ARGV[9] ~= '' and (r[5] or '') ~= ARGV[9]) then return {'missing', {}} end
 if r[1] == 'max_attempts_reached' then return {'max_attempts', redis.call('HGETALL', KEYS[1])} end
 if r[1] ~= 'pending' then return {'not_pending', redis.call('HGETALL', KEYS[1])} end
@@ -27,20 +58,17 @@ if via == 'call' then
 else
   if r[2] ~= 'sms' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
   if not r[3] or r[3] == '' then return {'no_code', redis.call('HGETALL', KEYS[1])} end
-  local items, at = q_items(10)
-  local quota = ARGV[5] .. r[4]
-  if via == 'code' then
-    local refused = q_refusal(quota, now, items)
-    if refused then return {'locked', redis.call('HGETALL', KEYS[1]), refused[1], refused[2]} end
-  end
+  local items, at = q_items(11)
+  local refused = f_locked(quota, now, items)
+  if refused then return {'locked', redis.call('HGETALL', KEYS[1]), refused[1], refused[2]} end
   local matched = false
   for i = at, #ARGV do
     if ARGV[i] == r[3] then matched = true end
   end
   if not matched then
-    if via ~= 'code' then return {'no_match', redis.call('HGETALL', KEYS[1])} end
-    q_add(quota, now, items, tonumber(ARGV[6]))
-    local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+    local wrong = tonumber(ARGV[10])
+    f_fail(quota, now, items, wrong, tonumber(ARGV[6]))
+    local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', wrong)
     if attempts >= tonumber(ARGV[2]) then
       redis.call('HSET', KEYS[1], 'status', 'max_attempts_reached')
       redis.call('HDEL', KEYS[1], 'code_hash')
@@ -49,6 +77,7 @@ else
     return {'wrong', redis.call('HGETALL', KEYS[1])}
   end
 end
+redis.call('DEL', quota)  -- an approval ends the run of failures
 redis.call('HSET', KEYS[1], 'status', 'approved', 'completed_via', via, 'verified_at', ARGV[3])
 redis.call('HDEL', KEYS[1], 'code_hash')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])

@@ -11,8 +11,10 @@
 -- A failed send gives the phone's quota back. A failed first send deletes the verification, so no client ever
 -- holds an id for a code never sent; a failed resend keeps the previous code valid. A successful send replaces
 -- the code and restarts the TTL. A send that moved the verification to another channel cancels the pending
--- verification that channel had (superseded): a phone has at most one pending verification per channel.
-local r = redis.call('HMGET', KEYS[1], 'sending', 'sends', 'status', 'id', 'phone')
+-- verification that channel had (superseded): a phone has at most one pending verification per channel among the
+-- API keys'. A site key's verification (owner set) is in no phone index (start.lua): its sends touch none.
+local r = redis.call('HMGET', KEYS[1], 'sending', 'sends', 'status', 'id', 'phone', 'owner')
+local indexed = not r[6]
 if r[1] ~= ARGV[1] then return {'stale', redis.call('HGETALL', KEYS[1])} end
 redis.call('HDEL', KEYS[1], 'sending', 'sending_since')
 local sends = tonumber(r[2])
@@ -22,7 +24,7 @@ if ARGV[2] == 'failed' then
   q_give(ARGV[5] .. r[5], tonumber(ARGV[6]), items)
   if sends == 0 then
     redis.call('DEL', KEYS[1])
-    if redis.call('GET', KEYS[3]) == r[4] then redis.call('DEL', KEYS[3]) end
+    if indexed and redis.call('GET', KEYS[3]) == r[4] then redis.call('DEL', KEYS[3]) end
     return {'deleted', {}}
   end
   return {'kept', redis.call('HGETALL', KEYS[1])}
@@ -36,7 +38,7 @@ redis.call('HSET', KEYS[1], 'delivery_status', 'sent', 'sends', sends + 1, 'last
   'expires_at', now + ttl, unpack(fields))
 redis.call('PEXPIRE', KEYS[1], ttl)
 local superseded = ''
-if KEYS[3] ~= KEYS[2] then
+if indexed and KEYS[3] ~= KEYS[2] then
   if redis.call('GET', KEYS[3]) == r[4] then redis.call('DEL', KEYS[3]) end
   local other = redis.call('GET', KEYS[2])
   if other and other ~= r[4] then
@@ -49,7 +51,7 @@ if KEYS[3] ~= KEYS[2] then
     end
   end
 end
-redis.call('SET', KEYS[2], r[4], 'PX', ttl)
+if indexed then redis.call('SET', KEYS[2], r[4], 'PX', ttl) end
 if grace ~= 0 then
   if grace > 0 then j_mirror(KEYS[1], grace) end  -- a status kept alone (grace < 0) would be 'pending': the watch's
   j_watch(KEYS[4], r[4], now + ttl, KEYS[1], grace)

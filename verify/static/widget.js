@@ -30,7 +30,6 @@
         "rate-limited": "Too many attempts.",
         "max-sends": "No more codes can be sent now. Try again later.",
         "start-in-progress": "The message is on its way. Try again in a few seconds.",
-        "phone-busy": "This number is being confirmed elsewhere. Try again later.",
         "delivery-failed": "We could not reach this phone. Try again later.",
         forbidden: "This site may not confirm phones with this service.",
       },
@@ -56,7 +55,6 @@
         "rate-limited": "Слишком много попыток.",
         "max-sends": "Больше кодов сейчас отправить нельзя. Попробуйте позже.",
         "start-in-progress": "Сообщение уже в пути. Попробуйте через несколько секунд.",
-        "phone-busy": "Этот номер сейчас подтверждается в другом месте. Попробуйте позже.",
         "delivery-failed": "Не удалось связаться с этим номером. Попробуйте позже.",
         forbidden: "Этому сайту нельзя подтверждать номера через этот сервис.",
       },
@@ -116,8 +114,19 @@
     const $ = (r) => root.querySelector(`[data-r="${r}"]`);
     const phone = root.querySelector(`#${u}-p`), ans = root.querySelector(`#${u}-a`), code = root.querySelector(`#${u}-k`);
     const send = $("send"), resend = $("resend"), msg = $("msg"), wait = $("wait"), st = $("st");
-    // s: step, v: the verification, skew: local clock minus the server's, until: end of a rate-limit wait.
-    const s = { step: "phone", v: null, skew: 0, cap: null, until: 0, timer: 0, poll: 0, otp: null, busy: false };
+    // s: step, v: the verification, secret: its client secret (the start's answer gives it; every later request
+    // proves with it that this page started the verification), skew: local clock minus the server's, until: end of
+    // a rate-limit wait.
+    const s = { step: "phone", v: null, secret: "", skew: 0, cap: null, until: 0, timer: 0, poll: 0, otp: null, busy: false };
+    // The verification in progress survives a reload of this tab (sessionStorage: this tab and this origin only);
+    // another tab or browser starts its own.
+    const kept = `verify:${key}:${u}`;
+    const keep = (v) => {
+      try {
+        if (v) sessionStorage.setItem(kept, JSON.stringify({ id: v.id, secret: s.secret, skew: s.skew }));
+        else sessionStorage.removeItem(kept);
+      } catch (e) { /* storage off: a reload starts anew */ }
+    };
 
     const channel = () => (mode === "choice" ? root.querySelector(`input[name="${u}-c"]:checked`).value : mode);
     const label = () => { send.textContent = channel() === "call" ? t.callbtn : t.send; };
@@ -186,7 +195,8 @@
       try {
         r = await fetch(base + "/v1/verifications" + path, {
           method, mode: "cors", credentials: "omit", cache: "no-store", signal: ac.signal,
-          headers: Object.assign({ "X-Verify-Site-Key": key }, body ? { "Content-Type": "application/json" } : {}),
+          headers: Object.assign({ "X-Verify-Site-Key": key }, body ? { "Content-Type": "application/json" } : {},
+            path && s.secret ? { "X-Verify-Client-Secret": s.secret } : {}),
           body: body ? JSON.stringify(body) : undefined,
         });
       } catch (e) {
@@ -238,6 +248,7 @@
       if (slug === "unauthorized") text = t.p.forbidden;
       if (slug === "not-found" || slug === "not-pending" || slug === "max-attempts") {
         if (slug === "not-pending" && s.v) return api("GET", `/${s.v.id}`).then((r) => got(r[1]), expire);
+        keep(null);
         go("phone", phone);
         text = text || t.expired;
       }
@@ -290,6 +301,8 @@
       act(async () => {
         const [status, v] = await api("POST", "", body);
         if (status === 201) s.skew = Date.now() - Date.parse(v.created_at);
+        s.secret = v.client_secret || "";
+        keep(v);
         s.cap = null;
         $("cap").hidden = true;
         emit("verify:started", { id: v.id, phone: v.phone, channel: v.channel });
@@ -333,6 +346,7 @@
     }
 
     function expire() {
+      keep(null);
       go("phone", phone);
       error(t.expired, phone);
     }
@@ -364,6 +378,8 @@
     $("check").addEventListener("click", check);
     $("back").addEventListener("click", () => {
       error("");
+      keep(null);
+      s.secret = "";
       go("phone", phone);
     });
     resend.addEventListener("click", () =>
@@ -387,6 +403,15 @@
         error(t.first);
         (s.step === "code" ? code : s.step === "phone" ? phone : $("dial")).focus();
       }, true);
+    }
+    // After a reload: take up the verification this tab had started, if it is still there.
+    let resumed = null;
+    try { resumed = JSON.parse(sessionStorage.getItem(kept) || "null"); } catch (e) { /* none */ }
+    if (resumed && resumed.id && resumed.secret) {
+      s.secret = resumed.secret;
+      s.skew = resumed.skew || 0;
+      s.v = { id: resumed.id };
+      act(async () => got((await api("GET", `/${resumed.id}`))[1]));
     }
     return (root.verify = { root });
   }
