@@ -114,18 +114,16 @@
     const $ = (r) => root.querySelector(`[data-r="${r}"]`);
     const phone = root.querySelector(`#${u}-p`), ans = root.querySelector(`#${u}-a`), code = root.querySelector(`#${u}-k`);
     const send = $("send"), resend = $("resend"), msg = $("msg"), wait = $("wait"), st = $("st");
-    // s: step, v: the verification, secret: its client secret (the start's answer gives it; every later request
-    // proves with it that this page started the verification), skew: local clock minus the server's, until: end of
-    // a rate-limit wait.
+    // s: step, v: the verification, secret: its client secret (from the start; later requests prove with it that
+    // this page started it), skew: local clock minus the server's, until: end of a rate-limit wait.
     const s = { step: "phone", v: null, secret: "", skew: 0, cap: null, until: 0, timer: 0, poll: 0, otp: null, busy: false };
-    // The verification in progress survives a reload of this tab (sessionStorage: this tab and this origin only);
-    // another tab or browser starts its own.
+    // The verification survives a reload of this tab (sessionStorage); another tab or browser starts its own.
     const kept = `verify:${key}:${u}`;
     const keep = (v) => {
       try {
         if (v) sessionStorage.setItem(kept, JSON.stringify({ id: v.id, secret: s.secret, skew: s.skew }));
         else sessionStorage.removeItem(kept);
-      } catch (e) { /* storage off: a reload starts anew */ }
+      } catch (e) { /* storage off */ }
     };
 
     const channel = () => (mode === "choice" ? root.querySelector(`input[name="${u}-c"]:checked`).value : mode);
@@ -404,7 +402,7 @@
         (s.step === "code" ? code : s.step === "phone" ? phone : $("dial")).focus();
       }, true);
     }
-    // After a reload: take up the verification this tab had started, if it is still there.
+    // After a reload: take up the verification this tab had started.
     let resumed = null;
     try { resumed = JSON.parse(sessionStorage.getItem(kept) || "null"); } catch (e) { /* none */ }
     if (resumed && resumed.id && resumed.secret) {
