@@ -1620,6 +1620,25 @@ def test_deeply_nested_body_is_a_400(env: Env, path: str) -> None:
     assert response.get_json()["type"] == "/problems/invalid-request"
 
 
+@pytest.mark.parametrize("suffix", [":final", ":final:final", "*", "{}", "%0A", "x" * 10_000])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [("GET", "", None), ("POST", "/check", {"code": "123456"}), ("POST", "/resend", {}), ("DELETE", "", None)],
+)
+def test_a_crafted_id_is_a_404_on_every_route(
+    env: Env, suffix: str, method: str, path: str, body: dict[str, str] | None
+) -> None:
+    # After a wrong check, a record's final copy (<id>:final) exists when events are on: an id that names it, or
+    # any other key, must be refused before it reaches Redis.
+    events = env.configured(events_url="https://example.com/hook", events_secrets=("events-secret-0123",))
+    vid = events.start()["id"]
+    assert events.request("POST", f"{V}/{vid}/check", {"code": "000000"}).status_code in (200, 422)
+    response = events.request(method, f"{V}/{vid}{suffix}{path}", body)
+    assert response.status_code == 404, response.get_data(as_text=True)
+    assert response.get_json()["type"] == "/problems/not-found"
+    assert events.request("GET", f"{V}/{vid}").get_json()["status"] == "pending"
+
+
 def test_token_that_is_not_utf8_encodable_is_a_400(env: Env) -> None:
     response = env.request("POST", T, data=b'{"token": "\\ud800"}')
     assert response.status_code == 400, response.get_json()

@@ -334,6 +334,33 @@ def test_a_call_approves_only_a_pending_call_verification(service: Service, cloc
     assert service.get(sms).status == "pending"
 
 
+def test_a_call_approves_a_site_key_s_verification_only_when_it_is_the_phone_s_one(
+    service: Service, clock: MovableClock
+) -> None:
+    # A call says only that the phone called one of our numbers. Alone, a site key's call verification is it.
+    lone = service.start(PHONE, "call", None, client_ip=IP, source=Source("pk_shop")).verification.id
+    approved = service.handle(CallReceived(PHONE, clock()))
+    assert approved is not None and approved.id == lone
+    # Two site keys' (a person's, a stranger's planted one): the call may be for either, so it approves neither.
+    other = "+79991234500"
+    first = service.start(other, "call", None, client_ip=IP, source=Source("pk_shop")).verification.id
+    second = service.start(other, "call", None, client_ip="10.66.0.1", source=Source("pk_shop")).verification.id
+    assert service.handle(CallReceived(other, clock())) is None
+    assert {service.get(first).status, service.get(second).status} == {"pending"}
+
+
+def test_a_call_approves_the_api_key_s_verification_first_and_a_planted_one_never_after_it(
+    service: Service, clock: MovableClock
+) -> None:
+    planted = service.start(PHONE, "call", None, client_ip="10.66.0.1", source=Source("pk_shop")).verification.id
+    backend = service.start(PHONE, "call", None, client_ip=IP).verification.id
+    approved = service.handle(CallReceived(PHONE, clock()))  # the API key's: only the backend can read it
+    assert approved is not None and approved.id == backend
+    # The person calls again (a redial): the backend's is over, but recent, so the planted one is not taken for it.
+    assert service.handle(CallReceived(PHONE, clock())) is None
+    assert service.get(planted).status == "pending"
+
+
 def test_challenges_expire_by_redis_ttl(settings: Settings, clock: MovableClock) -> None:
     service = make_service(replace(settings, challenge_ttl=1), clock, Recording())
     vid = service.start(PHONE, "sms", None, client_ip=IP).verification.id
