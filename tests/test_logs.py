@@ -1,17 +1,18 @@
 """Log lines: one JSON object each, one per request, and never a secret (issues 9 and 11).
 
-The end-to-end part runs what ships: the Procfile's gunicorn with gunicorn.conf.py (:mod:`tests.servers`), two
-workers, with SMSC and D7 configured. It sends what the gateways and the clients really send: an SMS verification
-from start to proof token (a wrong code, then the right one), SMSC callbacks with the handler URL's
-``sha1=``/``md5=``/``crc32=`` secret in the query string (right and wrong secrets), D7 receipts and reports with the
-webhook token in the path (right and wrong tokens), API calls with the API key in the query string, a 404, requests
-with a well-formed and a malformed ``X-Request-Id``, requests gunicorn cannot parse, and a send that fails at both
-gateways so the app logs errors. Then it stops the server and reads everything it wrote (stdout and stderr: gunicorn's
-lines, the app's, the request lines): every line must be a JSON object; every secret value and every code sent is
-searched for in every line, and every phone number sent must appear only masked; and the lines that must be there
-instead (the request line of each request, with its route template, its verification and its request id; the
-redacted error lines) are looked for, so it cannot pass by logging nothing. A second, short run checks that
-``VERIFY_LOG_FORMAT=text`` gives gunicorn's readable lines.
+The end-to-end part runs what ships: the Procfile's gunicorn with gunicorn.conf.py (:mod:`tests.servers`), two workers,
+with SMSC and D7 configured. It sends what the gateways and the clients really send: an SMS verification from start to
+proof token (a wrong code, then the right one), SMSC callbacks with the handler URL's ``sha1=``/``md5=``/``crc32=``
+secret in the query string (right and wrong secrets), D7 receipts and reports with the webhook token in the path (right
+and wrong tokens), API calls with the API key in the query string, a 404, requests with an ``X-Request-Id`` that is kept
+(a UUID, a trace id) and ones that are not (malformed, or a secret a client put there: the API key, the code, the proof
+token, a token-like string), requests gunicorn cannot parse, and a send that fails at both gateways so the app logs
+errors. Then it stops the server and reads everything it wrote (stdout and stderr: gunicorn's lines, the app's, the
+request lines): every line must be a JSON object; every secret value and every code sent is searched for in every line,
+and every phone number sent must appear only masked; and the lines that must be there instead (the request line of each
+request, with its route template, its verification and its request id; the redacted error lines) are looked for, so it
+cannot pass by logging nothing. A second, short run checks that ``VERIFY_LOG_FORMAT=text`` gives gunicorn's readable
+lines.
 
 The unit part pins :func:`verify.logs.redact`, what :class:`verify.logs.RedactingLogger` does to each access log
 atom and to the error log's records, the JSON fields (:class:`verify.logs.JsonFormatter`), and where the format is
@@ -92,10 +93,15 @@ SETTINGS = {
 TIMEOUT = 10.0
 # The phones of the scenario (each a number the log may show only masked).
 PHONES = ("+79991230001", "+79991230002", "+79991230003", "+79991230004", "+79991230005")
-# X-Request-Id values: taken as they are, and refused (a blank, a character outside the set, too long).
-START_ID = "start.7f3a:9c_e2-0"
+# X-Request-Id values: taken as they are (a trace id, a UUID), and refused (a blank, a character outside the set, too
+# long, and shapes a secret has: each would once have been logged and echoed as it was).
+START_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 GOOD_ID = "0b7e2d1c-4a5f-4e3b-9c8d-7a6b5c4d3e2f"
 BAD_IDS = ("not a good id", "id<script>", "x" * 129)
+SIX_DIGIT_CODE = "604173"
+TOKEN_LIKE = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+# Secrets sent as X-Request-Id, by name (the code and the proof token of the scenario are added as it runs).
+SECRET_IDS = {"api key": API_KEY, "six-digit code": SIX_DIGIT_CODE, "token-like": TOKEN_LIKE}
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 TEXT_LINE = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [-+]\d{4}\] \[\d+\] \[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] ")
@@ -169,6 +175,8 @@ def logged(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
         ("wrong API key", WRONG_API_KEY),
         ("VERIFY_SECRET_KEY", SECRET_KEY),
         ("VERIFY_SMSC_APIKEY", SMSC_APIKEY),
+        ("six-digit code as X-Request-Id", SIX_DIGIT_CODE),
+        ("token-like X-Request-Id", TOKEN_LIKE),
     ):
         result.keep(name, value)
     d7 = D7Emulator("v1", token=D7_API_TOKEN)
@@ -220,13 +228,16 @@ def _api(server: Server, result: Logged) -> None:
     result.statuses["wrong code"] = requests.post(
         check, json={"code": wrong}, headers=auth, timeout=TIMEOUT
     ).status_code
-    approved = requests.post(check, json={"code": code}, headers=auth, timeout=TIMEOUT)
+    # A client that sends the code, then the proof token, as its request id too.
+    approved = requests.post(check, json={"code": code}, headers={**auth, "X-Request-Id": code}, timeout=TIMEOUT)
     assert approved.status_code == 200, approved.text
+    result.echoed["code"] = approved.headers.get("X-Request-Id", "")
     token = result.keep("proof token (sms)", approved.json()["token"])
-    assert (
-        requests.post(server.url("/v1/tokens/verify"), json={"token": token}, headers=auth, timeout=TIMEOUT).status_code
-        == 200
+    verified = requests.post(
+        server.url("/v1/tokens/verify"), json={"token": token}, headers={**auth, "X-Request-Id": token}, timeout=TIMEOUT
     )
+    assert verified.status_code == 200, verified.text
+    result.echoed["proof token"] = verified.headers.get("X-Request-Id", "")
     result.statuses["wrong key"] = requests.post(
         server.url("/v1/verifications"),
         json={"phone": PHONES[1]},
@@ -249,8 +260,12 @@ def _api(server: Server, result: Logged) -> None:
 
 
 def _request_ids(server: Server, result: Logged) -> None:
-    """A well-formed X-Request-Id, taken as it is, and malformed ones, each replaced by a new id."""
-    for name, given in (("good", GOOD_ID), *((f"bad {i}", bad) for i, bad in enumerate(BAD_IDS))):
+    """A UUID as X-Request-Id, taken as it is; malformed ones and secrets, each replaced by a new id."""
+    for name, given in (
+        ("good", GOOD_ID),
+        *((f"bad {i}", bad) for i, bad in enumerate(BAD_IDS)),
+        *SECRET_IDS.items(),
+    ):
         answer = requests.get(server.url("/healthz"), headers={"X-Request-Id": given}, timeout=TIMEOUT)
         result.statuses[f"{name} request id"] = answer.status_code
         result.echoed[name] = answer.headers.get("X-Request-Id", "")
@@ -471,6 +486,7 @@ def test_the_traffic_was_answered_as_expected(logged: Logged) -> None:
         "not found": 404,
         "good request id": 200,
         **{f"bad {i} request id": 200 for i in range(len(BAD_IDS))},
+        **{f"{name} request id": 200 for name in SECRET_IDS},
         "smsc call sha1": 200,
         "smsc sha1": 200,
         "smsc md5": 200,
@@ -601,6 +617,20 @@ def test_a_malformed_request_id_is_replaced(logged: Logged) -> None:
         r["request_id"] for r in logged.where(logger="verify.request") if r["request_id"] not in (GOOD_ID, START_ID)
     ]
     assert others and all(GENERATED_ID.fullmatch(request_id) for request_id in others)
+
+
+@pytest.mark.parametrize("name", [*SECRET_IDS, "code", "proof token"])
+def test_a_secret_sent_as_the_request_id_is_neither_logged_nor_echoed(logged: Logged, name: str) -> None:
+    given = (
+        SECRET_IDS.get(name) or logged.secrets[{"code": "code sent by SMSC", "proof token": "proof token (sms)"}[name]]
+    )
+    generated = logged.echoed[name]
+    assert GENERATED_ID.fullmatch(generated) and generated != given, generated
+    # Its request was logged, under the new id, and no line holds the value (test_no_secret_reaches_any_log_line
+    # searches the same lines for each piece of it, the proof token's parts included).
+    assert len(logged.where(logger="verify.request", request_id=generated)) == 1
+    pattern = re.compile(rf"(?<![0-9A-Za-z]){re.escape(given)}(?![0-9A-Za-z])")
+    assert [line for line in _searched(logged) if pattern.search(line)] == []
 
 
 def test_the_error_log_shows_unparseable_requests_redacted(logged: Logged) -> None:

@@ -11,7 +11,9 @@ that can hold a URL, a header or a payload goes through :func:`redact`:
   (:func:`secret_name`), and an inbound SMS's text counts as secret (it may be the code); a phone number
   (``phone=``, ``from=``, ``to=``, ...) is masked as the app masks it in its own lines (``+7999***4567``);
 - the token segment of ``/webhooks/d7/<token>`` and ``/webhooks/d7/<token>/report`` becomes ``[redacted]``;
-- ``Bearer``/``Basic`` credentials, and the values of secret names in JSON objects and Python reprs, too.
+- ``Bearer``/``Basic`` credentials, and the values of secret names in JSON objects and Python reprs, too;
+- a request id the client gave (``X-Request-Id``) only when it is a UUID or a trace id, shapes no key, code or token
+  of ours has (verify/observe.py ``GIVEN_ID``); any other is replaced, as redacting it by shape could not be done.
 
 :class:`RedactingLogger` is gunicorn's logger with that applied where gunicorn formats: every access log atom
 (``%(r)s``, ``%(U)s``, ``%(q)s``, the referer, headers, environ; credential headers are dropped whole), and every

@@ -1,11 +1,11 @@
 """What each request leaves behind: its request id, one log line, and the HTTP metrics; and ``GET /metrics``.
 
 The request line (logger ``verify.request``) names the route template, never the raw path: a token in a path (D7's
-webhook URL) or a secret in a query string (SMSC's handler URL) cannot reach it. Under gunicorn it replaces the
-access log (gunicorn.conf.py). The request id is the client's ``X-Request-Id`` when well formed, else a new one; it
-is returned as ``X-Request-Id`` and carried by every line the app logs while serving the request
-(:data:`verify.logs.REQUEST_ID`). The verification a request is about is its route's ``verification_id``, or
-``g.verification_id`` when a view sets it (a start, for the id it made).
+webhook URL) or a secret in a query string (SMSC's handler URL) cannot reach it. Under gunicorn it replaces the access
+log (gunicorn.conf.py). The request id is the client's ``X-Request-Id`` when it has a shape no secret of ours has
+(:data:`GIVEN_ID`), else a new one; it is returned as ``X-Request-Id`` and carried by every line the app logs while
+serving the request (:data:`verify.logs.REQUEST_ID`). The verification a request is about is its route's
+``verification_id``, or ``g.verification_id`` when a view sets it (a start, for the id it made).
 """
 
 from __future__ import annotations
@@ -27,8 +27,15 @@ from verify.store import ID_RE
 log = logging.getLogger("verify.request")
 
 REQUEST_ID_HEADER = "X-Request-Id"
-# What a client or a proxy may name its request with: letters, digits and a few separators (a UUID, a trace id).
-WELL_FORMED_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# The client's id is logged and echoed only when it cannot be a secret it pasted there by mistake (an API key, a
+# code, a proof token): a UUID (8-4-4-4-12 hex, any version or case; Envoy, Heroku and most clients make these) or a
+# W3C trace id (32 lowercase hex digits, not all zeros; nginx's $request_id has this shape, and so do the ids made
+# here). Codes are digits of another length, keys (``dev_`` + base64url from ``verify dev``) and proof tokens have
+# other characters. Anything else is dropped unseen, not even logged as a hash: a hash of a 6-digit code gives the
+# code back after a million guesses. An operator who makes an API key in one of these shapes loses that protection.
+GIVEN_ID = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|(?!0{32})[0-9a-f]{32}"
+)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 bp = Blueprint("observe", __name__)
@@ -45,7 +52,7 @@ def install(app: Flask, metrics: Metrics, exposition: Exposition, metrics_tokens
 
 def _begin() -> None:
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if WELL_FORMED_ID.fullmatch(given) else secrets.token_hex(16)
+    request_id = given if GIVEN_ID.fullmatch(given) else secrets.token_hex(16)
     g.request_id = request_id
     g.started = time.perf_counter()
     g.request_id_token = REQUEST_ID.set(request_id)
