@@ -41,6 +41,22 @@ def solve(client: FlaskClient, captcha: dict[str, Any]) -> str:
     return answer
 
 
+def test_captcha_challenges_from_one_ip_are_limited_before_one_is_drawn(redis_url: str, clock: MovableClock) -> None:
+    # A 428 draws an image and keeps its answer five minutes: a client that only collects challenges is refused.
+    client = client_with(redis_url, clock, captcha_mode="always", limit_captcha_challenges="3/minute")
+    store = client.application.extensions["verify"].store
+    for i in range(3):
+        needs_captcha(start(client, f"+7999123100{i}"))
+    with patch("verify.captcha.ImageCaptcha") as drawn:
+        refused = start(client, "+79991231009")
+        assert refused.status_code == 429 and refused.get_json()["limit"] == "captcha_challenges", refused.get_json()
+        assert drawn.call_count == 0
+    answers = [k for k in store.client.scan_iter(match="*captcha:*") if not k.endswith(":plain")]  # sandbox copies
+    assert len(answers) == 3  # the refused start kept no answer
+    clock.advance(120)  # a sliding window: the previous minute's weight is gone a whole window later
+    needs_captcha(start(client, "+79991231009"))
+
+
 def test_adaptive_asks_after_three_starts_an_hour_from_one_ip(redis_url: str, clock: MovableClock) -> None:
     client = client_with(redis_url, clock)
     for i in range(3):

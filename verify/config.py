@@ -323,6 +323,9 @@ class Settings:
     limit_global: str = field(default="", metadata=_var("VERIFY_LIMIT_GLOBAL", _limit))
     limit_check_ip: str = field(default="60/minute", metadata=_var("VERIFY_LIMIT_CHECK_IP", _limit))
     limit_phone_failures: str = field(default="100/day", metadata=_var("VERIFY_LIMIT_PHONE_FAILURES", _limit))
+    limit_captcha_challenges: str = field(
+        default="10/minute;60/day", metadata=_var("VERIFY_LIMIT_CAPTCHA_CHALLENGES", _limit)
+    )
     trusted_proxies: int = field(default=0, metadata=_var("VERIFY_TRUSTED_PROXIES", env.integer(0, 10)))
     allowed_countries: tuple[str, ...] = field(default=(), metadata=_var("VERIFY_ALLOWED_COUNTRIES", _countries))
     denied_number_types: tuple[str, ...] = field(

@@ -13,6 +13,9 @@ Where each limit lives, and why:
   send is reserved. A request refused by any of them, or that ends up sending nothing (a captcha still needed, a
   gateway failure), gives back what it took (``lua/give.lua``). The adaptive captcha's per-IP start counter is a
   field of the ``ip`` key, counted in the same script, so the two can never disagree.
+- ``captcha_challenges`` (builtin captcha images made for one client IP) is taken by ``lua/take.lua`` only when
+  a start needs a captcha, before the image is drawn: a 428 costs a few times a plain refusal (an image, and its
+  answer kept five minutes), so a client that only collects challenges is refused (429) without either.
 - ``check_ip`` is taken by ``lua/take.lua`` too, before the code is judged, and never given back: a check is
   work done whatever its outcome. Alone, it is a plain route limit that flask-limiter would fit, and earlier
   versions used flask-limiter for it. But flask-limiter runs a hook on every request and evaluates a limited
@@ -34,7 +37,9 @@ from limits import parse_many
 
 from verify.config import Settings
 
-LimitName = Literal["ip", "check_ip", "phone", "prefix", "country", "global", "phone_failures", "captcha_ip"]
+LimitName = Literal[
+    "ip", "check_ip", "phone", "prefix", "country", "global", "phone_failures", "captcha_ip", "captcha_challenges"
+]
 CAPTCHA_WINDOW_S = 3600
 
 
@@ -111,6 +116,7 @@ class Quotas:
     check_ip: Limit | None
     phone_failures: Limit | None
     captcha_ip: Limit | None
+    captcha_challenges: Limit | None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Quotas:
@@ -124,6 +130,7 @@ class Quotas:
             global_=parse("global", settings.limit_global),
             check_ip=parse("check_ip", settings.limit_check_ip),
             phone_failures=parse("phone_failures", settings.limit_phone_failures),
+            captcha_challenges=parse("captcha_challenges", settings.limit_captcha_challenges),
             captcha_ip=Limit(
                 "captcha_ip", (Window(settings.captcha_after, CAPTCHA_WINDOW_S, f"{settings.captcha_after}/hour"),)
             )

@@ -571,6 +571,17 @@ class Service:
             raise NotFound("no such verification, or it has expired")
         return record
 
+    def _challenge_allowed(self, reserved: _Reservation, admission: _Admission, client_ip: str) -> None:
+        """Take the client IP's ``captcha_challenges`` quota before a challenge is drawn; when it is used up, give
+        back what the send took and refuse (a round trip of its own, on this path only)."""
+        if self.quotas.captcha_challenges is None:
+            return
+        quota = Quota(self.quotas.captcha_challenges, client_ip)
+        taken = self.store.run(Batch.take, quota, self._now_ms())
+        if taken.refusal:
+            self._abandon(reserved, admission.taken())
+            raise self._limited(taken.refusal)
+
     def _require_allowed(self, phone: str) -> None:
         """SMS-pumping guard: only allowed countries, and no number types that toll fraud abuses."""
         allowed = self.settings.allowed_countries
@@ -618,6 +629,7 @@ class Service:
             if self.captcha.needed(busy_ip=any(t.over for t in taken), pumping=pumping) and not self.captcha.solved(
                 answer, client_ip, admission.answer
             ):
+                self._challenge_allowed(reserved, admission, client_ip)
                 challenge = self._abandon(reserved, admission.taken(), captcha_for=client_ip)
                 detail = (
                     "the captcha answer was wrong or expired; solve this new one"
