@@ -26,6 +26,9 @@ from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, make_set
 from verify import create_app
 from verify.config import Settings
 from verify.embedded import EmbeddedRedis
+from verify.providers.base import Sent, SmsMessage
+from verify.providers.sandbox import SandboxProvider
+from verify.service import COMMIT_PATIENCE_S, Service
 from verify.store import FAIL_FAST_S, SOCKET_TIMEOUT_S
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -487,6 +490,63 @@ def test_round_trips_through_a_site_key(redis_url: str, clock: MovableClock, rou
         2,
         200,
     )
+
+
+class FreezesRedis(SandboxProvider):
+    """The sandbox gateway, but Redis freezes while it sends (SIGSTOP) and comes back ``after`` seconds later."""
+
+    def __init__(self, service: Service, pid: int, after: float) -> None:
+        super().__init__(service.store, service.clock)
+        self.pid, self.after = pid, after
+
+    def send_sms(self, message: SmsMessage) -> Sent:
+        sent = super().send_sms(message)
+        os.kill(self.pid, signal.SIGSTOP)
+        threading.Timer(self.after, os.kill, (self.pid, signal.SIGCONT)).start()
+        return sent
+
+
+def test_a_send_the_gateway_took_is_committed_once_redis_is_back(tmp_path: Path, clock: MovableClock) -> None:
+    # The SMS is out when Redis freezes: the commit is tried again (within COMMIT_PATIENCE_S), so the code sent
+    # works, the answer is the verification, and a retry neither meets a reservation (409) nor sends again.
+    server = EmbeddedRedis(tmp_path)
+    server.start()
+    assert server.process is not None
+    try:
+        app = create_app(make_settings(server.url), clock=clock, background=False)
+        client = app.test_client()
+        service: Service = app.extensions["verify"]
+        service.sms_providers = [FreezesRedis(service, server.process.pid, after=SOCKET_TIMEOUT_S + 0.5)]
+        began = time.monotonic()
+        started = start(client)
+        assert started.status_code == 201, started.get_data(as_text=True)
+        assert time.monotonic() - began < COMMIT_PATIENCE_S + SOCKET_TIMEOUT_S
+        service.sms_providers = [SandboxProvider(service.store, service.clock)]
+        again = start(client)
+        assert again.status_code == 200 and again.get_json()["id"] == started.get_json()["id"]
+        messages = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]
+        assert len(messages) == 1
+        checked = check(client, started.get_json()["id"], messages[0]["code"])
+        assert checked.get_json()["status"] == "approved", checked.get_data(as_text=True)
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        server.stop()
+
+
+def test_a_503_of_a_write_says_it_may_have_been_applied(tmp_path: Path, clock: MovableClock) -> None:
+    server = EmbeddedRedis(tmp_path)
+    server.start()
+    try:
+        client = create_app(make_settings(server.url), clock=clock, background=False).test_client()
+        vid = start(client).get_json()["id"]
+        server.stop()
+        written = check(client, vid, "123456")
+        assert written.status_code == 503
+        assert "may have been applied" in written.get_json()["detail"]
+        read = client.get(f"/v1/verifications/{vid}", headers=AUTH)
+        assert read.status_code == 503 and "may have been applied" not in read.get_json()["detail"]
+    finally:
+        server.stop()
 
 
 def test_a_frozen_redis_fails_each_request_within_one_timeout(tmp_path: Path, clock: MovableClock) -> None:

@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import redis
+from flask import has_request_context, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -173,7 +174,18 @@ def render(err: VerifyError) -> Response:
         headers["WWW-Authenticate"] = 'Bearer realm="verify"'
     if isinstance(err, StoreUnavailable | DeliveryFailed):
         log.error("%s: %s", err.slug, err.detail)
-    return problem(err.status, err.slug, err.title, err.detail, extra, headers)
+    detail = err.detail
+    if isinstance(err, StoreUnavailable) and has_request_context() and request.method not in SAFE_METHODS:
+        # A timeout cannot tell whether Redis applied the write before it failed.
+        detail += f". {MAY_HAVE_BEEN_APPLIED}"
+    return problem(err.status, err.slug, err.title, detail, extra, headers)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAY_HAVE_BEEN_APPLIED = (
+    "The change may have been applied: read the verification before trying again, or retry a start with the same "
+    "Idempotency-Key"
+)
 
 
 def _render_store_error(err: Exception) -> Response:

@@ -19,6 +19,8 @@ import logging
 import math
 import re
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +44,7 @@ from verify.errors import (
     RateLimited,
     ResendCooldown,
     StartInProgress,
+    StoreUnavailable,
     WrongChannel,
 )
 from verify.events import Events
@@ -68,6 +71,9 @@ CHANNELS = ("sms", "call")
 LOCALES = ("en", "ru")
 # How long a send may take before its reservation lapses: the whole provider chain must fit in it.
 SEND_LEASE_S = 120
+# How long a request keeps trying to commit a send the gateway took, when Redis fails (see Service._committed).
+COMMIT_PATIENCE_S = 6.0
+COMMIT_RETRY_S = 0.2
 DIGIT_RUN = re.compile(r"\d+")
 # A reply may carry the code among other digits; one with more candidates than this is a guess list: ignored.
 MAX_REPLY_CODES = 3
@@ -645,26 +651,31 @@ class Service:
             raise
 
         now, settings = self._now_ms(), self.settings
-        batch = self.store.batch()
-        self.events.hint(batch, record.id)
-        ended_op = batch.end_send(
-            record,
-            reserved.nonce,
-            now,
-            settings.challenge_ttl * 1000,
-            self.quotas.phone,
-            reserved.at,
-            commit,
-            self.events.grace_ms,
-        )
-        if commit.message_id:
-            # Spare: the SMS is out, so a cluster node down under the index must not lose the code with it (a
-            # delivery report for that message is then ignored; a reply still finds it by its phone).
-            batch.spare(batch.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000))
-        if created and channel == "sms" and self.captcha.on:
-            batch.pump_count(country_of(record.phone), record.id, "started", now)
-        batch.run()
-        ended = ended_op.value
+
+        def committing() -> tuple[Batch, Op[Outcome[Any]]]:
+            batch = self.store.batch()
+            self.events.hint(batch, record.id)
+            ended_op = batch.end_send(
+                record,
+                reserved.nonce,
+                now,
+                settings.challenge_ttl * 1000,
+                self.quotas.phone,
+                reserved.at,
+                commit,
+                self.events.grace_ms,
+            )
+            if commit.message_id:
+                # Spare: the SMS is out, so a cluster node down under the index must not lose the code with it (a
+                # delivery report for that message is then ignored; a reply still finds it by its phone).
+                batch.spare(
+                    batch.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000)
+                )
+            if created and channel == "sms" and self.captcha.on:
+                batch.pump_count(country_of(record.phone), record.id, "started", now)
+            return batch, ended_op
+
+        ended = self._committed(committing)
         if ended.record is None:
             raise DeliveryFailed("the gateway answered after the verification had lapsed; start again")
         log.info("verification %s sent via %s to %s", record.id, commit.provider, mask(record.phone))
@@ -674,6 +685,25 @@ class Service:
             self.metrics.sms_messages.labels(commit.provider, commit.sms_encoding).inc()
             self.metrics.sms_parts.labels(commit.provider, commit.sms_encoding).inc(commit.sms_parts)
         return self.view(ended.record)  # end_send.lua journaled its expiry watch (events on)
+
+    def _committed(self, committing: Callable[[], tuple[Batch, Op[Outcome[Any]]]]) -> Outcome[Any]:
+        """Run the batch that commits a send the gateway took. The message is out, so a commit that Redis failed
+        (or whose answer was lost) is tried again for :data:`COMMIT_PATIENCE_S`, past the store's fail-fast pause:
+        otherwise the code sent would never work, and the client's retry would meet the send's reservation (409)
+        and then send a second code. end_send.lua is repeatable: a commit that had landed answers ``stale`` with
+        the committed record."""
+        deadline = time.monotonic() + COMMIT_PATIENCE_S
+        while True:
+            batch, ending = committing()
+            try:
+                batch.run()
+                return ending.value
+            except StoreUnavailable:
+                pause = max(COMMIT_RETRY_S, self.store.down_until - time.monotonic())
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("committing a send failed (Redis); trying again in %.1f s", pause)
+                time.sleep(pause)
 
     def _abandon(
         self, reserved: _Reservation, taken: list[Quota], *, captcha_for: str | None = None
