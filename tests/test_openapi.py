@@ -824,6 +824,13 @@ scenario("POST /v1/verifications", 429, "rate-limited", limit="global")(
     _start_over("global", "+79991230001", "+447400123456")
 )
 
+
+@scenario("POST /v1/verifications", 429, "rate-limited", limit="captcha_challenges")
+def _start_past_the_captcha_challenges(env: Env) -> TestResponse:
+    limited = env.configured(captcha_mode="always", limit_captcha_challenges="1/hour")
+    assert limited.request("POST", V, {"phone": PHONE}).status_code == 428
+    return limited.request("POST", V, {"phone": PHONE})
+
 # read, cancel
 
 scenario("GET /v1/verifications/{id}", 200)(lambda env: env.request("GET", f"{V}/{_vid(env)}"))
