@@ -831,6 +831,7 @@ def _start_past_the_captcha_challenges(env: Env) -> TestResponse:
     assert limited.request("POST", V, {"phone": PHONE}).status_code == 428
     return limited.request("POST", V, {"phone": PHONE})
 
+
 # read, cancel
 
 scenario("GET /v1/verifications/{id}", 200)(lambda env: env.request("GET", f"{V}/{_vid(env)}"))
