@@ -533,6 +533,35 @@ def test_a_send_the_gateway_took_is_committed_once_redis_is_back(tmp_path: Path,
         server.stop()
 
 
+def test_a_start_that_timed_out_is_undone_so_its_retry_is_not_locked_out(tmp_path: Path, clock: MovableClock) -> None:
+    # Redis freezes under a start: the reservation is queued in Redis and runs when it wakes, after the client
+    # got its 503. The retry must start at once (not 409 start-in-progress for the send lease), send one code, and
+    # the phone's quota must hold that one send only.
+    server = EmbeddedRedis(tmp_path)
+    server.start()
+    assert server.process is not None
+    try:
+        settings = replace(make_settings(server.url), limit_phone="2/hour")
+        client = create_app(settings, clock=clock, background=False).test_client()
+        start(client, "+79991230000")  # loads the scripts
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            timed_out = start(client)
+            assert timed_out.status_code == 503, timed_out.get_data(as_text=True)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        time.sleep(FAIL_FAST_S)
+        retried = start(client)
+        assert retried.status_code == 201, retried.get_data(as_text=True)
+        assert len(client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]) == 1
+        clock.advance(30)  # past the cooldown: a resend is the phone's second send of its 2 an hour, unless the
+        # reservation's quota had stayed taken
+        resent = client.post(f"/v1/verifications/{retried.get_json()['id']}/resend", json={}, headers=AUTH)
+        assert resent.status_code == 200, resent.get_json()
+    finally:
+        server.stop()
+
+
 def test_a_503_of_a_write_says_it_may_have_been_applied(tmp_path: Path, clock: MovableClock) -> None:
     server = EmbeddedRedis(tmp_path)
     server.start()

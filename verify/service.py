@@ -61,7 +61,7 @@ from verify.providers.base import (
 )
 from verify.quotas import Quota, Quotas, Refusal
 from verify.sms import SmsSize, UnfitForAutofill, compose, measure
-from verify.store import ID_RE, Batch, Breaker, Op, Outcome, Record, SendCommit, Store, Taken
+from verify.store import ID_RE, Batch, Breaker, Op, Outcome, Record, SendCommit, Store, Taken, new_id
 from verify.store import Source as Source  # re-exported for the API: who starts a verification
 from verify.tokens import Proof, Secrets
 
@@ -247,7 +247,7 @@ class Service:
         if channel == "sms":
             self._compose(locale or "", source.app_hash, source.otp_host, "0" * self.settings.code_length)
         settings = self.settings
-        now, nonce = self._now_ms(), secrets.token_hex(8)
+        now, nonce, fresh = self._now_ms(), secrets.token_hex(8), new_id(phone)
         # One round trip: the reservation, and everything admitting the send needs. A start that ends up sending
         # nothing gives back what the admission took.
         batch = self.store.batch()
@@ -264,9 +264,17 @@ class Service:
             self.quotas.phone,
             source,
             self._lifetime_ms(),
+            fresh,
         )
         admission = self._admit(batch, now, client_ip, phone, channel, captcha, start=True)
-        batch.run()
+        try:
+            batch.run()
+        except StoreUnavailable:
+            # Redis may have made the reservation before it failed: a timeout cannot tell. Left alone, it would
+            # answer the client's retry with 409 start-in-progress until the send lease ran out. This worker's next
+            # round trip undoes it (nothing, if there was none), giving the phone's quota back.
+            self.store.defer(lambda b: b.unreserve(fresh, phone, channel, nonce, self.quotas.phone, now))
+            raise
         reserved = reserving.value
         if reserved.outcome in ("limited", "existing", "in_progress"):
             self._give_back(admission.at, admission.taken())

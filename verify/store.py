@@ -660,12 +660,13 @@ class Batch:
         quota: Limit | None,
         source: Source = Source(),
         remember_ms: int = 0,
+        fresh: str = "",
     ) -> Op[Outcome[StartOutcome]]:
         """Return ``phone``'s pending verification on ``channel`` (an API key's start), or reserve a send and take
         the phone's quota; a site key's start is remembered by the phone for ``remember_ms``; see
-        ``lua/start.lua``."""
+        ``lua/start.lua``. A new verification gets the id ``fresh`` (a new one if not given)."""
         s = self._store
-        fresh = new_id(phone)
+        fresh = fresh or new_id(phone)
         quota_key = s.phone_quota_key("phone", phone)
         return self._script(
             _outcome(quota),
@@ -754,6 +755,22 @@ class Batch:
             *_items(quota),
             *(commit.fields() if commit else []),
         ]
+        return self._script(_outcome(quota), s.scripts.end_send, keys, args)
+
+    def unreserve(
+        self, verification_id: str, phone: str, channel: str, nonce: str, quota: Limit | None, taken_at: int
+    ) -> Op[Outcome[EndOutcome]]:
+        """Roll back the first send that a start may have reserved as ``verification_id`` with ``nonce``, when its
+        answer was lost: the reservation and the phone's quota go, and it changes nothing if there was none
+        (``stale``); see ``lua/end_send.lua``."""
+        s = self._store
+        keys = [
+            s.record_key(verification_id),
+            s.index_key(phone, channel),
+            s.index_key(phone, channel),
+            s.journal_key(verification_id[:TAG_LENGTH]),
+        ]
+        args = [nonce, "failed", taken_at, 0, _quota_prefix(s, "phone", verification_id), taken_at, 0, *_items(quota)]
         return self._script(_outcome(quota), s.scripts.end_send, keys, args)
 
     def complete(
