@@ -8,7 +8,11 @@ client's address in ``X-Forwarded-For``, as the attacker's curl did.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,3 +244,66 @@ def test_the_wrong_code_lock_holds_across_verifications_until_an_approval(
         )
         assert refused.status_code == 429 and refused.json()["limit"] == "phone_failures", refused.text
         assert int(refused.headers["Retry-After"]) > 86_000
+
+
+# Redis frozen mid-load
+
+
+def test_starts_answered_503_while_redis_froze_converge_on_retry(server: Server, redis_server: EmbeddedRedis) -> None:
+    # A stream of starts (each with its Idempotency-Key) while Redis freezes for 3 s. Each start answered 503 may
+    # have been applied; retried with the same key it must succeed within seconds (no 120 s lock-out), and in the
+    # end every phone got exactly one code, and that code approves.
+    assert redis_server.process is not None
+    phones = [f"+799{i:02d}555660" for i in range(48)]  # prefixes of their own: no prefix limit
+    answers: dict[str, int] = {}
+
+    bodies: dict[str, str] = {}
+
+    def start(i: int) -> int:
+        headers = {**AUTH, "Idempotency-Key": f"s-{i}"}
+        answer = call(server, "POST", "/v1/verifications", f"10.20.0.{i + 1}", {"phone": phones[i]}, headers)
+        bodies[phones[i]] = answer.text
+        return answer.status_code
+
+    def stream(part: int) -> None:
+        for i in range(part, len(phones), 4):
+            answers[phones[i]] = start(i)
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=stream, args=(part,)) for part in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        time.sleep(3)
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    for thread in threads:
+        thread.join(60)
+    assert set(answers.values()) <= {201, 503}, answers
+    assert 503 in answers.values(), "the freeze met no start: nothing was tried"
+    for i, number in enumerate(phones):
+        deadline = time.monotonic() + 10
+        while answers[number] != 201 and answers[number] != 200:
+            assert time.monotonic() < deadline, f"{number}: {bodies[number]} 10 s after Redis came back"
+            time.sleep(0.5)
+            answers[number] = start(i)
+    for number in phones:
+        sent = [d for d in server.smsc.delivered if d.kind == "sms" and d.phone == number]
+        assert len(sent) == 1, f"{number}: {len(sent)} codes sent"
+    # Each code approves its phone's verification.
+    for i, number in enumerate(phones[:8]):
+        replay = call(
+            server,
+            "POST",
+            "/v1/verifications",
+            f"10.20.0.{i + 1}",
+            {"phone": number},
+            {**AUTH, "Idempotency-Key": f"s-{i}"},
+        )
+        vid = replay.json()["id"]
+        checked = call(
+            server, "POST", f"/v1/verifications/{vid}/check", "10.21.0.1", {"code": newest_code(server, number)}
+        )
+        assert checked.json().get("status") == "approved", (number, checked.text)

@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from flask import Flask
+from flask import Flask, request
 from prometheus_client import CollectorRegistry
 
 from verify import api, errors, observe, sandbox, webhooks, widget
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
         app.extensions["verify.events.stop"] = stopper(
             stop, loop, settings.http_connect_timeout + settings.http_read_timeout + SOCKET_TIMEOUT_S
         )
-    errors.register(app)
+    errors.register(app, lambda: request.method not in ("GET", "HEAD", "OPTIONS"))
     return app
 
 

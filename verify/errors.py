@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import redis
-from flask import has_request_context, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -163,8 +163,9 @@ def problem(
     return response
 
 
-def render(err: VerifyError) -> Response:
-    """The response for a domain error: its problem, with ``Retry-After`` where it has one."""
+def render(err: VerifyError, *, write: bool = False) -> Response:
+    """The response for a domain error: its problem, with ``Retry-After`` where it has one. A store outage met by
+    a ``write`` (a request that changes state) says that the change may have been applied."""
     headers = {}
     extra = dict(err.extra)
     if err.retry_after is not None:
@@ -175,21 +176,19 @@ def render(err: VerifyError) -> Response:
     if isinstance(err, StoreUnavailable | DeliveryFailed):
         log.error("%s: %s", err.slug, err.detail)
     detail = err.detail
-    if isinstance(err, StoreUnavailable) and has_request_context() and request.method not in SAFE_METHODS:
-        # A timeout cannot tell whether Redis applied the write before it failed.
+    if isinstance(err, StoreUnavailable) and write:  # a timeout cannot tell whether Redis applied it
         detail += f". {MAY_HAVE_BEEN_APPLIED}"
     return problem(err.status, err.slug, err.title, detail, extra, headers)
 
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAY_HAVE_BEEN_APPLIED = (
     "The change may have been applied: read the verification before trying again, or retry a start with the same "
     "Idempotency-Key"
 )
 
 
-def _render_store_error(err: Exception) -> Response:
-    return render(StoreUnavailable(f"Redis failed: {type(err).__name__}"))
+def _render_store_error(err: Exception, *, write: bool = False) -> Response:
+    return render(StoreUnavailable(f"Redis failed: {type(err).__name__}"), write=write)
 
 
 def _render_http_exception(err: HTTPException) -> Response:
@@ -204,10 +203,11 @@ def _render_unexpected(err: Exception) -> Response:
     return problem(500, VerifyError.slug, VerifyError.title, "The server failed; the error was logged.")
 
 
-def register(app: Flask) -> None:
-    """Install the renderer for domain errors, werkzeug's HTTP errors, and anything unexpected."""
-    app.register_error_handler(VerifyError, render)
+def register(app: Flask, writing: Callable[[], bool]) -> None:
+    """Install the renderer for domain errors, werkzeug's HTTP errors, and anything unexpected; ``writing`` tells
+    whether the request being answered changes state (the web layer's to know)."""
+    app.register_error_handler(VerifyError, lambda err: render(err, write=writing()))
     # A Redis error the store did not turn into StoreUnavailable is an outage too, never a 500.
-    app.register_error_handler(redis.RedisError, _render_store_error)
+    app.register_error_handler(redis.RedisError, lambda err: _render_store_error(err, write=writing()))
     app.register_error_handler(HTTPException, _render_http_exception)
     app.register_error_handler(Exception, _render_unexpected)

@@ -273,7 +273,9 @@ class Service:
             # Redis may have made the reservation before it failed: a timeout cannot tell. Left alone, it would
             # answer the client's retry with 409 start-in-progress until the send lease ran out. This worker's next
             # round trip undoes it (nothing, if there was none), giving the phone's quota back.
-            self.store.defer(lambda b: b.unreserve(fresh, phone, channel, nonce, self.quotas.phone, now))
+            self.store.defer(
+                lambda b: b.unreserve(fresh, phone, channel, nonce, self.quotas.phone, now), until_done=True
+            )
             raise
         reserved = reserving.value
         if reserved.outcome in ("limited", "existing", "in_progress"):
@@ -555,7 +557,11 @@ class Service:
         The same key with another request body is refused, and so is a key whose first request is still
         running.
         """
-        stored = self.store.run(Batch.claim_idempotency, key, {"fingerprint": fingerprint}, SEND_LEASE_S * 1000)
+        try:
+            stored = self.store.run(Batch.claim_idempotency, key, {"fingerprint": fingerprint}, SEND_LEASE_S * 1000)
+        except StoreUnavailable:  # the claim may have been stored: undo it, or the retry waits for its lease
+            self.store.defer(lambda batch: batch.release_idempotency(key), until_done=True)
+            raise
         if stored is None:
             return None
         if stored.get("fingerprint") != fingerprint:
@@ -574,8 +580,12 @@ class Service:
         )
 
     def release_idempotency(self, key: str) -> None:
-        """Forget the claim of a failed request, so that retrying it runs it again."""
-        self.store.run(Batch.release_idempotency, key)
+        """Forget the claim of a failed request, so that retrying it runs it again. When Redis is what failed, the
+        worker's next round trip forgets it, so that the client's retry is not held off for the claim's lease."""
+        try:
+            self.store.run(Batch.release_idempotency, key)
+        except StoreUnavailable:
+            self.store.defer(lambda batch: batch.release_idempotency(key), until_done=True)
 
     # internals
 

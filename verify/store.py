@@ -51,6 +51,8 @@ OUTBOX_TTL_MS = 24 * 3600 * 1000
 SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 1.0
 FAIL_FAST_S = 1.0
+#: How many deferred writes a process keeps while Redis fails (Store.defer).
+MAX_DEFERRED = 10_000
 MAX_CONNECTIONS = 100
 CLUSTER_MAX_CONNECTIONS = 1000  # per node, or for the sentinel's master: a worker's gevent connections
 WAIT_REPLICAS_MS = 1000
@@ -331,7 +333,7 @@ class Store:
         self.down_until = 0.0
         # Told of every Redis failure a batch meets (the app counts them: verify_redis_errors_total).
         self.on_error: Callable[[BaseException], object] = lambda err: None
-        self._deferred: list[Callable[[Batch], object]] = []
+        self._deferred: list[tuple[Callable[[Batch], object], bool]] = []
         # Close the sockets when the store goes, rather than leave them to the garbage collector.
         weakref.finalize(self, client.close)
 
@@ -431,13 +433,26 @@ class Store:
         where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         return [f"server {where} (role {info.get('role')})"]
 
-    def defer(self, queue: Callable[[Batch], object]) -> None:
+    def defer(self, queue: Callable[[Batch], object], *, until_done: bool = False) -> None:
         """Have ``queue`` put its commands on the next batch this store runs (in this process), whoever runs it.
 
-        For writes that need no answer and may be lost with that batch: the pumping guard's counts, the sandbox
-        gateway's message copies. A request's next round trip carries them, so they cost none of their own.
+        For writes that need no answer: the pumping guard's counts and the sandbox gateway's message copies, which
+        may be lost with that batch; and (``until_done``) the undoing of what a failed request may have left, which
+        waits for the next round trip when that one fails too (it may then run twice: it must be repeatable), up to
+        :data:`MAX_DEFERRED` of them, past which the oldest are dropped. A request's next round trip carries them,
+        so they cost none of their own.
         """
-        self._deferred.append(queue)
+        self._deferred.append((queue, until_done))
+
+    def keep_deferred(self, deferred: list[tuple[Callable[[Batch], object], bool]], *, sent: bool) -> None:
+        """Put back what a failed batch carried of :meth:`defer`'s writes: all of them when nothing was sent, else
+        only those that must be done (the rest may have been applied, and must not be twice)."""
+        kept = [entry for entry in deferred if entry[1] or not sent]
+        self._deferred = [*kept, *self._deferred]
+        undoing = [entry for entry in self._deferred if entry[1]]
+        if len(undoing) > MAX_DEFERRED:
+            drop = {id(entry) for entry in undoing[: len(undoing) - MAX_DEFERRED]}
+            self._deferred = [entry for entry in self._deferred if id(entry) not in drop]
 
     def batch(self) -> Batch:
         """An empty batch: queue commands, then :meth:`Batch.run` sends them in one round trip."""
@@ -568,12 +583,13 @@ class Batch:
         store = self._store
         deferred, store._deferred = store._deferred, []
         queued = len(self._ops)
-        for queue in deferred:
+        for queue, _ in deferred:
             queue(self)
         for op, _, _ in self._ops[queued:]:
             self.spare(op)  # deferred commands may be lost
         self._ops = self._ops[queued:] + self._ops[:queued]  # what was deferred happened first: it goes first
         if time.monotonic() < store.down_until:
+            store.keep_deferred(deferred, sent=False)
             raise StoreUnavailable("Redis timed out a moment ago")
         commands = [command for _, _, command in self._ops]
         writes = store.wait_replicas and any(script or command[0] not in READS for _, script, command in self._ops)
@@ -601,6 +617,7 @@ class Batch:
             if writes and not (isinstance(replies[-1], int) and replies[-1] >= store.wait_replicas):
                 raise StoreUnavailable("Redis could not copy the change to a replica in time; retry")
         except redis.RedisError as err:
+            store.keep_deferred(deferred, sent=True)
             store.on_error(err)
             if isinstance(err, redis.TimeoutError) and not store.cluster:  # one cluster node is not all of Redis
                 store.down_until = time.monotonic() + FAIL_FAST_S
