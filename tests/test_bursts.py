@@ -58,8 +58,13 @@ def class_server(request: pytest.FixtureRequest, redis_server: EmbeddedRedis, lo
 
 @pytest.fixture(scope="class")
 def collector(request: pytest.FixtureRequest, class_server: Server, logs: Path) -> Iterator[Server]:
-    """The class's settings without the IP limit, on the class server's Redis and SMSC emulator, for the class."""
-    settings: Mapping[str, str] = {**request.cls.SETTINGS, "VERIFY_LIMIT_IP": "none"}
+    """The class's settings without the IP limit (nor the one on captcha challenges, which an attacker would meet
+    collecting them: here they come for free), on the class server's Redis and SMSC emulator, for the class."""
+    settings: Mapping[str, str] = {
+        **request.cls.SETTINGS,
+        "VERIFY_LIMIT_IP": "none",
+        "VERIFY_LIMIT_CAPTCHA_CHALLENGES": "none",
+    }
     with gunicorn_server(
         class_server.redis_url,
         logs,
