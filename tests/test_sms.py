@@ -1,4 +1,4 @@
-"""SMS texts: the size vectors of providers.md section 5.5, and the autofill formats of ``compose``.
+"""SMS texts: the size vectors of docs/texts.md §1, and the autofill formats of ``compose``.
 
 The WebOTP checks parse with ``parse_otp_message`` below, a transcription of the WICG spec's parsing algorithm
 (https://wicg.github.io/sms-one-time-codes/#parsing), and also with Chrome's pattern; the SMS Retriever checks
@@ -40,7 +40,7 @@ from verify.sms import APP_HASH_RE, SmsSize, UnfitForAutofill, compose, measure,
         ("Hello Ç", "GSM-7", 7, 1),
     ],
 )
-def test_providers_md_vectors(text: str, encoding: str, units: int, parts: int) -> None:
+def test_size_vectors(text: str, encoding: str, units: int, parts: int) -> None:
     assert measure(text) == SmsSize(encoding, units, parts)
 
 

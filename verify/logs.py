@@ -1,44 +1,14 @@
 """Log lines without secrets, one JSON object each: :func:`redact` for any text, :class:`RedactingLogger` for gunicorn.
 
-Policy (README "Production", STYLE habit 16): no log line holds a key, a token, a secret, a password or a code.
-Gateways put secrets in URLs: SMSC's handler URL carries ``?sha1=<VERIFY_SMSC_SECRET>`` (or ``md5=``/``crc32=``),
-with which ``sha1(phone:ts:secret)`` approves any pending call verification, and D7's webhook URL carries
-``VERIFY_D7_WEBHOOK_TOKEN`` in its path. Clients may put keys and proof tokens in a query string too. So every line
-that can hold a URL, a header or a payload goes through :func:`redact`:
+No log line may hold a key, a token, a secret, a password or a code, and a webhook is logged by its route template,
+never by its raw path or query string. Gateways put secrets in their callback URLs (the secret that signs SMSC's
+callbacks, D7's path token) and clients may put keys in a query string, so every line that can hold a URL, a header
+or a payload goes through :func:`redact`, gunicorn's access and error logs included: it removes secrets by their
+shape and masks phone numbers. :class:`JsonFormatter` writes each line as one JSON object;
+``VERIFY_LOG_FORMAT=text`` keeps gunicorn's readable lines.
 
-- a query parameter whose name says it is secret keeps its name and loses its value (``sha1=[redacted]``);
-  names are compared case-insensitively, percent-decoded, without ``-``, ``_``, ``.`` and ``[]``
-  (:func:`secret_name`), and an inbound SMS's text counts as secret (it may be the code); a phone number
-  (``phone=``, ``from=``, ``to=``, ...) is masked as the app masks it in its own lines (``+7999***4567``);
-- the token segment of ``/webhooks/d7/<token>`` and ``/webhooks/d7/<token>/report`` becomes ``[redacted]``;
-- ``Bearer``/``Basic`` credentials, and the values of secret names in JSON objects and Python reprs, too;
-- a request id the client gave (``X-Request-Id``) only when it is a UUID or a trace id, shapes no key, code or token
-  of ours has (verify/observe.py ``GIVEN_ID``); any other is replaced, as redacting it by shape could not be done.
-
-:class:`RedactingLogger` is gunicorn's logger with that applied where gunicorn formats: every access log atom
-(``%(r)s``, ``%(U)s``, ``%(q)s``, the referer, headers, environ; credential headers are dropped whole), and every
-record its error log handlers write: gunicorn's own (``Invalid request ... 'POST /webhooks/smsc?sha1=...'``, ``Error
-handling request <uri>``, tracebacks) and those of the loggers it routes there, the app's ``verify`` (Flask's
-``Exception on <path>`` included) and the root logger's libraries. The Procfile's gunicorn gets it from
-gunicorn.conf.py, any other from ``--logger-class verify.logs.RedactingLogger``.
-
-Format (README "Production"): by default every line, gunicorn's and the app's alike, is one JSON object
-(:class:`JsonFormatter`): ``time`` (RFC 3339, UTC, milliseconds), ``level``, ``logger``, ``message``, ``pid``, the
-record's extra fields (the request line's ``request_id``, ``method``, ``route``, ``status``, ``duration_ms``,
-``verification_id``), ``request_id`` on any line logged while a request is served (:data:`REQUEST_ID`), and
-``exception`` with the redacted traceback. ``VERIFY_LOG_FORMAT=text`` keeps gunicorn's readable lines instead.
-
-Where the format is chosen: gunicorn configures its logging in the master, before any worker has loaded the app and
-its :class:`~verify.config.Settings`, and this module may not read the environment (only verify/config.py does). So
-the format is a choice of logger class, :data:`LOGGER_CLASSES`: :class:`RedactingLogger` writes JSON,
-:class:`TextLogger` text. gunicorn.conf.py, gunicorn's side of the configuration, picks the class from
-``VERIFY_LOG_FORMAT`` with :func:`log_format`, and ``verify dev`` (verify/cli.py) passes the class of the format its
-settings hold; ``Settings.log_format`` reads the same variable with the same choices and default, so the app and
-gunicorn agree on it. A class named on the command line says the format explicitly.
-
-gunicorn's master loads this module, before gevent patches the workers, so it imports only the standard library and
-gunicorn (and verify/__init__.py imports the app only when it is first asked for). Redaction is by shape, so a
-code on its own (digits in free text) cannot be recognised: the app must never log one.
+gunicorn's master imports this module before gevent patches the workers, so it imports only the standard library
+and gunicorn. What is redacted and why, the JSON fields, and how the format is chosen: docs/logs.md.
 """
 
 from __future__ import annotations
@@ -146,7 +116,7 @@ _PAIR = re.compile(
 
 @functools.lru_cache(maxsize=1024)
 def secret_name(name: str) -> bool:
-    """Whether a parameter, header or field called ``name`` holds a secret (see the module's policy)."""
+    """Whether a parameter, header or field called ``name`` holds a secret (docs/logs.md §2)."""
     normalized = _NORMALIZE.sub("", name.lower())
     return normalized in SECRET_NAMES or any(part in normalized for part in SECRET_PARTS)
 

@@ -1,43 +1,14 @@
-"""SMS texts: their size (encoding and parts), and the formats phones autofill a code from.
+"""SMS texts: their size (encoding and parts), and the lines that let a phone autofill the code.
 
-**Size.** The rules are those of ../shared/providers.md section 4, shared with the gateways: a text is GSM-7 when
-every character is in the GSM 03.38 basic or extension table (extension characters cost two septets),
-otherwise the whole text is UCS-2 (UTF-16 units; astral characters cost two). One SMS holds 160 septets or
-70 units; longer texts go in parts of 153 septets or 67 units, never splitting an escape pair or a
-surrogate pair. Either way one SMS carries 140 bytes of user data: 160 septets packed 7 bits each, or 70
-two-byte units.
+:func:`measure` says how a text travels: GSM-7 when every character is in the GSM 03.38 tables (an extension
+character costs two septets), else UCS-2 for the whole text, and how many parts that takes (160/153 septets or
+70/67 UTF-16 units, never splitting an escape or surrogate pair), as the gateways count them; Android's 140-byte
+limit is checked against the same count.
 
-**One-tap autofill.** :func:`compose` appends to the rendered template the lines two autofill mechanisms look for:
-
-- *WebOTP / origin-bound one-time codes* (WICG, "Origin-bound one-time codes delivered via SMS",
-  https://wicg.github.io/sms-one-time-codes/, sections "Authoring" and "Parsing"). The parser reads only the
-  *last line* (after turning CRLF and CR into LF): ``@`` and the top-level host, exactly one U+0020 SPACE, ``#``
-  and the code, each token running to the next ASCII whitespace. A space and ``@`` with an embedded host, and
-  then any trailing text, may follow; we write neither. Everything above the last line is free "explanatory text";
-  the spec's examples put a blank line before the last line, but nothing requires one. The origin the code is
-  bound to is ``("https", host, null, null)``: the scheme is always https and there is **no port**, so a page
-  served from another port (or over http) cannot be named. Chrome's parser agrees and is stricter: its pattern
-  is ``(?:^|\\s)@([a-zA-Z0-9.-]+) #([^#\\s]+)`` (content/browser/sms/sms_parser.cc), so the host must be ASCII
-  (an internationalized name as its punycode A-label, which is what a browser's origin holds anyway), a colon
-  never matches, and a code must not contain ``#``.
-- *Android SMS Retriever* (Google, "Perform SMS Verification on a Server",
-  https://developers.google.com/identity/sms-retriever/verify, section 1 "Construct a verification message"):
-  the message must be no longer than 140 bytes, contain the one-time code, and include the app's 11-character
-  hash string (base64 of a SHA-256, so ``[A-Za-z0-9+/]``; the page's example is ``FA+9qCX9VSu`` on its own line).
-  Earlier versions of that page also required the message to begin with ``<#>`` (or two U+200B) and to *end*
-  with the hash; both rules are gone from the current page, and we do not write ``<#>``.
-
-The layout that satisfies both is one line per piece, separated by single LFs::
-
-    <template rendered with the code>
-    <app hash>                 (only with app_hash)
-    @<host> #<code>            (only with a WebOTP host)
-
-The hash stays on its own line directly above the WebOTP line, which must be last; without WebOTP the hash is
-the last line, so even the old "ends with the hash" rule holds. No blank lines: both formats allow them, but
-each one costs a septet (2 bytes in UCS-2) of the 140-byte budget and helps no parser. Every character these
-lines add (``A-Z a-z 0-9 . - @ # + /``, space, LF) is in the GSM-7 basic table, so they never change the text's
-encoding: a UCS-2 text is UCS-2 because of its template.
+:func:`compose` appends to the rendered template the app hash of Android's SMS Retriever and the WebOTP line
+``@<host> #<code>``, one per line with the WebOTP line last: a layout both formats read. It refuses an
+``app_hash`` text that does not fit one SMS rather than send a message the phone will not autofill. The rules,
+the specifications they come from and the size vectors: docs/texts.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A local D7 Networks gateway speaking either API generation's wire format (providers.md 3.1 and 3.2).
+"""A local D7 Networks gateway speaking either API generation's wire format (docs/gateways/d7.md).
 
 ``api = "legacy"``: the hosted Jasmin REST API. Falcon checks the ``Accept`` header (415), then Basic auth on
 ``/secure/*`` (401), then parses the JSON body (412); body keys have ``_`` rewritten to ``-``; Jasmin's HTTP API
@@ -10,7 +10,7 @@ then validates the arguments (400) and answers ``{"data": "Success \\"<uuid>"}``
 
 ``mode = "error:<name>"`` answers one documented error (:data:`LEGACY_ERRORS`, :data:`V1_ERRORS`, plus the
 legacy REST layer's ``unauthorized``, ``unparseable-json`` and ``not-acceptable``). ``reply`` overrides
-everything with a canned ``(status, body)``, for the shapes providers.md marks unconfirmed.
+everything with a canned ``(status, body)``, for the shapes docs/gateways/d7.md marks unconfirmed.
 
 The callbacks D7 makes to us are built by :func:`dlr_callback` (legacy: Jasmin's DLRThrower) and
 :func:`report_callback` (v1 report webhook), and sent over HTTP by :func:`post_dlr` and :func:`post_report`.
@@ -31,12 +31,12 @@ from werkzeug.wrappers import Request, Response
 
 from tests.providers.emulator import Emulator, Seen
 
-# providers.md 5.3: "foo:bar" is "Zm9vOmJhcg==" in the Basic auth header.
+# docs/gateways/d7.md §9: "foo:bar" is "Zm9vOmJhcg==" in the Basic auth header.
 USERNAME, PASSWORD = "foo", "bar"
 TOKEN = "d7-test-token"
 
-# Jasmin's own texts (jasmin/protocols/http/validation.py and endpoints/send.py); providers.md 3.1 writes
-# the argument placeholders as "_".
+# Jasmin's own texts (jasmin/protocols/http/validation.py and endpoints/send.py), as docs/gateways/d7.md §3
+# lists them.
 LEGACY_ERRORS: dict[str, tuple[int, str]] = {
     "missing-args": (400, "Mandatory arguments not found, please refer to the HTTPAPI specifications."),
     "unknown-arg": (400, "Argument [foo] is unknown."),
@@ -59,7 +59,7 @@ V1_ERRORS: dict[str, tuple[int, Any]] = {
             }
         },
     ),
-    # unconfirmed body shapes (providers.md 3.2): the documented {"detail": {"code", "message"}} is assumed.
+    # unconfirmed body shapes (docs/gateways/d7.md §6): the documented {"detail": {"code", "message"}} is assumed.
     "no-credit": (402, {"detail": {"code": "INSUFFICIENT_CREDIT", "message": "Insufficient credit"}}),
     "forbidden": (403, {"detail": "Not authenticated"}),  # FastAPI's HTTPBearer without a token
     "not-found": (404, {"detail": {"code": "NOT_FOUND", "message": "Not found"}}),
@@ -300,8 +300,8 @@ Callback = tuple[str, bytes, bytes, str]
 def dlr_fields(message_id: str, message_status: str, *, level: int | None = None) -> dict[str, str]:
     """The fields Jasmin throws for one DLR: level 1 for ``ESME_*`` statuses, else a level-2 receipt.
 
-    The receipt values are those of providers.md 3.1's example; ``connector`` carries the receipt's own id (the
-    source quirk providers.md notes).
+    The receipt values are those of the DLR example in docs/gateways/d7.md §9; ``connector`` carries the receipt's
+    own id (the source quirk of §4).
     """
     level = level if level is not None else 1 if message_status.startswith("ESME_") else 2
     fields = {"id": message_id, "level": str(level), "message_status": message_status}
@@ -321,7 +321,7 @@ def dlr_fields(message_id: str, message_status: str, *, level: int | None = None
 
 
 def report_fields(request_id: str, status: str, *, recipient: str = "+971501234567") -> dict[str, str]:
-    """The fields of one v1 report (providers.md 3.2), with a fresh per-recipient ``msg_id``."""
+    """The fields of one v1 report (docs/gateways/d7.md §7), with a fresh per-recipient ``msg_id``."""
     return {
         "request_id": request_id,
         "msg_id": str(uuid.uuid4()),

@@ -1,7 +1,7 @@
 """A base for local gateway emulators: a werkzeug app on 127.0.0.1 in a thread, recording every request.
 
 Each gateway's emulator subclasses :class:`Emulator` and answers in that gateway's exact wire format
-(../shared/providers.md). Tests steer it with ``mode``:
+(docs/gateways/). Tests steer it with ``mode``:
 
 - ``"ok"``: success;
 - ``"error:<name>"``: one of the gateway's documented errors, named by the emulator;

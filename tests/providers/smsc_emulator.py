@@ -1,4 +1,4 @@
-"""A local SMSC: ``send.php``, ``wait_call.php`` and ``balance.php`` in SMSC's wire format (providers.md 1.1-1.5).
+"""A local SMSC: ``send.php``, ``wait_call.php`` and ``balance.php`` as docs/gateways/smsc.md §1-§6 describe them.
 
 Like SMSC it takes the same parameters by GET query or POST form, checks ``apikey`` or ``login`` + ``psw`` (the
 password or its lowercase MD5 hex) before anything else, and reports every error with HTTP 200. It answers
@@ -7,15 +7,15 @@ for a client that forgets to ask for JSON.
 
 Knobs besides ``mode`` (``"ok"``, ``"error:<N>"`` for SMSC error N, ``"5xx"``, ``"timeout"``, ``"malformed"``):
 
-- ``all_phones``: the shape of ``wait_call``'s ``all_phones`` (providers.md leaves list vs string open);
+- ``all_phones``: the shape of ``wait_call``'s ``all_phones`` (docs/gateways/smsc.md §4 leaves list vs string open);
 - ``json_types``: ``"documented"`` (ids and counts as numbers, amounts and phones as strings, as captured),
   ``"strings"`` (every value a string, as one client's tests had it) or ``"numbers"`` (every numeric string
   a JSON number);
 - ``send_extra``: fields added to a send success (``cost``/``balance`` as with ``cost=3``, ``phones`` with ``op=1``);
 - ``malformed_body``: the body of ``mode = "malformed"``.
 
-:func:`smsc_callback` builds a callback to our handler as SMSC sends it (providers.md 1.7-1.9, vectors in 5.1), and
-:func:`post_callback` POSTs one to a local URL.
+:func:`smsc_callback` builds a callback to our handler as SMSC sends it (docs/gateways/smsc.md §7-§9, vectors in
+§10), and :func:`post_callback` POSTs one to a local URL.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from werkzeug.wrappers import Request, Response
 
 from tests.providers.emulator import Emulator, Seen
 
-# Descriptions as captured (providers.md 1.2); the texts of 1, 4 and 5 were never captured, so these
-# follow the vendor's meaning table (1.3).
+# Descriptions as captured (docs/gateways/smsc.md §6); the texts of 1, 4 and 5 were never captured, so these
+# follow the vendor's meaning table (the same section).
 DESCRIPTIONS = {
     1: "parameters error",
     2: "authorise error",
@@ -145,7 +145,7 @@ def _plain(body: dict[str, Any]) -> str:
 
 
 HashName = Literal["md5", "sha1", "crc32"]
-# The fields each kind of callback signs, in order (1.9).
+# The fields each kind of callback signs, in order (docs/gateways/smsc.md §9).
 SIGNED = {"sms": ("phone", "mes", "to"), "call": ("phone", "ts"), "status": ("id", "phone", "status")}
 
 
@@ -171,7 +171,8 @@ def smsc_callback(
     after a ``!`` in the URL (``https://host/!charset=utf-8?sha1=<secret>``). The kind follows ``fields``
     (``mes``: incoming SMS, ``waitcall``: call, else status); the hash field is added after them, over the kind's
     colon-joined fields and the secret encoded in ``hash_encoding`` (default the charset). The posted options come
-    last in the body (1.7's example); with ``fmt_json``, as members of the JSON object.
+    last in the body (the status example of docs/gateways/smsc.md §10); with ``fmt_json``, as members of the JSON
+    object.
 
     The body is a form in ``charset`` (``application/x-www-form-urlencoded``, a space as ``+``) or, with
     ``fmt_json``, a JSON object in ``charset`` (``application/json``; SMSC's JSON content type is unconfirmed), its

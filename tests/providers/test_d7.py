@@ -97,7 +97,7 @@ class TestD7LegacyContract(ProviderContract):
 
     def assert_send_request(self, seen: Seen) -> None:
         assert (seen.method, seen.path, seen.query) == ("POST", "/secure/send", {})
-        assert seen.headers["Authorization"] == "Basic Zm9vOmJhcg=="  # providers.md 5.3, foo:bar
+        assert seen.headers["Authorization"] == "Basic Zm9vOmJhcg=="  # docs/gateways/d7.md §9, foo:bar
         assert_json_request(seen)
         assert seen.json() == {
             "to": "+79991234567",
@@ -235,7 +235,7 @@ def test_v1_success_that_is_not_json_is_transient(v1: D7Emulator) -> None:
     "text",
     [
         "Argument [to] has an invalid value: [+7999123456x].",  # Jasmin's source
-        "Argument to has an invalid value: +7999123456x.",  # providers.md's spelling
+        "Argument to has an invalid value: +7999123456x.",  # without brackets (docs/gateways/d7.md §3)
     ],
 )
 def test_legacy_invalid_to_in_either_spelling(legacy: D7Emulator, text: str) -> None:

@@ -1,4 +1,7 @@
-"""D7 Networks callbacks: the legacy Jasmin DLR, the v1 report webhook and the path token (providers.md 3.1-3.3)."""
+"""D7 Networks callbacks: the legacy Jasmin DLR, the v1 report webhook and the path token.
+
+Their wire format: docs/gateways/d7.md §4, §7 and §8.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +25,11 @@ from tests.providers.emulator import Emulator, Seen
 from verify.providers.base import DeliveryReport, Event, Inbound, WebhookRejected
 from verify.providers.d7 import LEGACY_ACK, check_token, parse_dlr, parse_report
 
-MESSAGE_ID = "c723d42a-c3ee-452c-940b-3d8e8b944868"  # providers.md 3.1
-REQUEST_ID = "d9835609-a4e0-10ea-a26a-eeafbe700fef"  # providers.md 3.2
+MESSAGE_ID = "c723d42a-c3ee-452c-940b-3d8e8b944868"  # docs/gateways/d7.md §9
+REQUEST_ID = "d9835609-a4e0-10ea-a26a-eeafbe700fef"  # docs/gateways/d7.md §9
 TOKEN = "hook-token-123"
 
-# The examples of providers.md, byte for byte.
+# The examples of docs/gateways/d7.md §9, byte for byte.
 EXAMPLE_DLR = (
     b"id=c723d42a-c3ee-452c-940b-3d8e8b944868&level=2&message_status=DELIVRD&connector=smppc01"
     b"&id_smsc=2567&sub=001&dlvrd=001&subdate=2411211005&donedate=2411211006&err=000&text=Hello"
@@ -64,7 +67,7 @@ def only(events: list[Event]) -> DeliveryReport:
     return event
 
 
-# ---- legacy DLR (providers.md 3.1) ----
+# ---- legacy DLR (docs/gateways/d7.md §4) ----
 
 
 def test_the_documented_dlr_is_a_delivered_report_keeping_every_field() -> None:
@@ -174,7 +177,7 @@ def test_a_dlr_without_id_or_status_gives_nothing(body: bytes) -> None:
     assert parse_dlr(inbound("POST", b"", body, FORM)) == []
 
 
-# ---- v1 report webhook (providers.md 3.2) ----
+# ---- v1 report webhook (docs/gateways/d7.md §7) ----
 
 
 def test_the_documented_report_is_a_delivered_report_named_by_request_id() -> None:
@@ -336,7 +339,7 @@ def test_no_truncation_of_a_valid_body_raises(parse: Parser) -> None:
     assert not all(results)  # and the cut ones mostly do not
 
 
-# ---- the path token (providers.md 3.3) ----
+# ---- the path token (docs/gateways/d7.md §8) ----
 
 
 def test_the_right_token_passes() -> None:

@@ -40,7 +40,7 @@ def smsc(emulator: SmscEmulator, **settings: Any) -> SmscProvider:
 
 
 class TestSmscContract(ProviderContract):
-    """Every send error SMSC documents (providers.md 1.3), with the policy of ``verify.providers.smsc``."""
+    """Every send error SMSC documents (docs/gateways/smsc.md §6), with the policy of ``verify.providers.smsc``."""
 
     ERROR_CASES: ClassVar[list[ErrorCase]] = [
         ErrorCase("1", ProviderError, transient=False),  # error in parameters

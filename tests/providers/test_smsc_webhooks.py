@@ -1,4 +1,5 @@
-"""SMSC callbacks to our handler (providers.md 1.7-1.9): 5.1's hash vectors, refusals, charsets, kinds, codes."""
+"""SMSC callbacks to our handler (docs/gateways/smsc.md §7-§9): the hash vectors of §10, refusals, charsets, kinds,
+codes."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ TEXT = "Код 4821: ЁЖИК, ответьте"
 
 
 class Vector(NamedTuple):
-    """A row of 5.1: the callback's kind and fields, the hash input's encoding, and its hashes."""
+    """A row of docs/gateways/smsc.md §10: the callback's kind and fields, the hash input's encoding, its hashes."""
 
     kind: str
     fields: dict[str, str]
@@ -45,7 +46,7 @@ class Vector(NamedTuple):
     crc32_hex: str
 
 
-# 5.1, copied from providers.md.
+# docs/gateways/smsc.md §10, copied exactly.
 VECTORS = [
     Vector(
         "status",
@@ -131,7 +132,7 @@ def form(fields: dict[str, str], charset: str = "windows-1251") -> bytes:
 def parse_callback(
     request: Inbound, secret: str | None, *, algorithms: tuple[HashName, ...] = ("md5", "sha1", "crc32")
 ) -> list[Event]:
-    """The parser with one secret and, unless told otherwise, every algorithm: 5.1's vectors include crc32. The
+    """The parser with one secret and, unless told otherwise, every algorithm: the §10 vectors include crc32. The
     default of ``smsc.parse_callback`` (and of ``VERIFY_SMSC_HASH``), sha1 and md5, is tested on its own below."""
     return smsc.parse_callback(request, (secret,) if secret is not None else None, algorithms=algorithms)
 
@@ -156,7 +157,7 @@ def bare(event: Event) -> Event:
     return dataclasses.replace(event, raw={})
 
 
-# --- 5.1 vectors ---------------------------------------------------------------------------------------------------
+# --- the vectors of docs/gateways/smsc.md §10 --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("row", "name", "value", "charset"), VECTOR_CASES)

@@ -1,7 +1,8 @@
 """The shared webhook contract (``webhook_contract.py``) for each gateway: SMSC, Zoom Connect, D7 legacy, D7 v1.
 
-Each class says how its gateway is configured and how it calls us (built by its emulator's callback builders,
-providers.md 1.7-1.9, 2.5-2.6, 3.1-3.3), and skips, with the reason, the cases its wire format has no room for.
+Each class says how its gateway is configured and how it calls us (built by its emulator's callback builders, as
+docs/gateways/smsc.md §7-§9, zoomconnect.md §6-§7 and d7.md §4, §7-§8 describe the calls), and skips, with the
+reason, the cases its wire format has no room for.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def with_query(path: str, query: str | bytes) -> str:
     return f"{path}?{text}" if text else path
 
 
-# SMSC (providers.md 1.7-1.9): one handler URL, configured as ?sha1=<secret>&charset=utf-8 (the README's advice).
+# SMSC (docs/gateways/smsc.md §7-§9): one handler URL, configured as ?sha1=<secret>&charset=utf-8 (the README's
+# advice).
 
 SMSC_KEY = "smsc-key-0123"
 SMSC_TO = "79990000000"  # our receiving number
@@ -67,7 +69,7 @@ class TestSmscWebhooks(WebhookContract):
     REPLAYED = 200  # nor does it send one for replays: a repeat is harmless, and idempotent
     # charset / body format / where the options come: posted in the body, or in the query string (after a "!").
     # windows-1251 is SMSC's default, so its handler URL names no charset (and a form body then has no options to
-    # move); koi8-r "is not used with fmt" (providers.md 1.7).
+    # move); koi8-r "is not used with fmt" (docs/gateways/smsc.md §7).
     CHARSET_VARIANTS = (
         "windows-1251/form/body",
         "windows-1251/json/body",
@@ -170,8 +172,9 @@ class TestSmscWebhooks(WebhookContract):
     def charset_reply(self, pending: Pending, variant: str, *, secret: str) -> Callback:
         charset, fmt, where = variant.split("/")
         fields = self._reply_fields(pending, pending.phone, f"Код {pending.code}: {CYRILLIC}")
-        # The hash is over the UTF-8 text (SMSC's hash charset is unconfirmed, 5.1, and UTF-8 is one it may use), so
-        # a body read in the wrong charset fails the signature instead of passing by a round trip through it.
+        # The hash is over the UTF-8 text (SMSC's hash charset is unconfirmed, docs/gateways/smsc.md §9, and UTF-8 is
+        # one it may use), so a body read in the wrong charset fails the signature instead of passing by a round trip
+        # through it.
         return self._post(
             fields,
             secret=secret,
@@ -182,7 +185,8 @@ class TestSmscWebhooks(WebhookContract):
         )
 
     def batch(self, pendings: Sequence[Pending], *, secrets: Sequence[str]) -> Callback:
-        """A JSON list of callbacks (whether SMSC batches is unconfirmed, 1.7; the parser takes lists)."""
+        """A JSON list of callbacks (whether SMSC batches is unconfirmed, docs/gateways/smsc.md §7; the parser takes
+        lists)."""
         items = []
         for pending, secret in zip(pendings, secrets, strict=True):
             one = self._post(self._call(pending.phone, pending.started_at), secret=secret, fmt_json=True)
@@ -190,7 +194,8 @@ class TestSmscWebhooks(WebhookContract):
         return Callback("POST", "/webhooks/smsc", json.dumps(items, ensure_ascii=False).encode(), "application/json")
 
 
-# Zoom Connect (providers.md 2.5, 2.6): a message forward URL and a delivery report URL, HMAC-SHA1 checksums.
+# Zoom Connect (docs/gateways/zoomconnect.md §6, §7): a message forward URL and a delivery report URL, HMAC-SHA1
+# checksums.
 
 ZOOM_INBOUND_ID = "124567"
 
@@ -295,7 +300,7 @@ class TestZoomConnectWebhooks(WebhookContract):
         pytest.skip("Zoom Connect posts one reply or report per request, each with its own nonce and checksum.")
 
 
-# D7 (providers.md 3.1-3.3): delivery reports only, unsigned, behind a secret path token.
+# D7 (docs/gateways/d7.md §4, §7, §8): delivery reports only, unsigned, behind a secret path token.
 
 D7_PUBLIC_URL = "https://verify.example"
 
@@ -357,7 +362,7 @@ class D7Webhooks(WebhookContract):
 
 class TestD7LegacyWebhooks(D7Webhooks):
     API = "legacy"
-    ACK = "ACK/Jasmin"  # providers.md 3.1: anything else makes Jasmin re-queue the DLR
+    ACK = "ACK/Jasmin"  # docs/gateways/d7.md §4: anything else makes Jasmin re-queue the DLR
 
     def sent_text(self, seen: Seen) -> str:
         text: str = seen.json()["content"]
@@ -376,7 +381,7 @@ class TestD7LegacyWebhooks(D7Webhooks):
         return Callback(report.method, "/webhooks/d7", report.body, report.content_type, report.headers)
 
     def batch(self, pendings: Sequence[Pending], *, secrets: Sequence[str]) -> Callback:
-        pytest.skip("Jasmin throws one DLR per request, as form fields (providers.md 3.1).")
+        pytest.skip("Jasmin throws one DLR per request, as form fields (docs/gateways/d7.md §4).")
 
 
 class TestD7V1Webhooks(D7Webhooks):
@@ -400,7 +405,8 @@ class TestD7V1Webhooks(D7Webhooks):
         return Callback(report.method, "/webhooks/d7/report", report.body, report.content_type)
 
     def batch(self, pendings: Sequence[Pending], *, secrets: Sequence[str]) -> Callback:
-        """A JSON list of reports (the report's encoding is unconfirmed, 3.2; the parser takes lists)."""
+        """A JSON list of reports (the report's encoding is unconfirmed, docs/gateways/d7.md §7; the parser takes
+        lists)."""
         if len(set(secrets)) > 1:
             pytest.skip("D7 signs no item: one path token covers the whole batch, so no single item can be forged.")
         items = [d7_emulator.report_fields(pending.message_id, "delivered") for pending in pendings]

@@ -26,7 +26,8 @@ from verify.providers.zoomconnect import ZoomConnectProvider, ZoomConnectSetting
 
 SEND_PATH = "/api/rest/v1/sms/send"
 BALANCE_PATH = "/api/rest/v1/account/balance"
-BASIC_VECTOR = "dXNlckBleGFtcGxlLmNvbTphYmMxMjMtdG9rZW4="  # providers.md 5.3: user@example.com:abc123-token
+# docs/gateways/zoomconnect.md §8: user@example.com:abc123-token
+BASIC_VECTOR = "dXNlckBleGFtcGxlLmNvbTphYmMxMjMtdG9rZW4="
 LIVE_ENV = ("VERIFY_LIVE_ZOOMCONNECT_EMAIL", "VERIFY_LIVE_ZOOMCONNECT_TOKEN", "VERIFY_LIVE_PHONE")
 
 

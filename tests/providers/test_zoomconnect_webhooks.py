@@ -1,5 +1,5 @@
-"""Zoom Connect callbacks: the checksum vectors of providers.md 5.2, every rejection, where parameters arrive, the
-freshness window across time zones, and the mapping of replies and delivery reports."""
+"""Zoom Connect callbacks: the checksum vectors of docs/gateways/zoomconnect.md §8, every rejection, where parameters
+arrive, the freshness window across time zones, and the mapping of replies and delivery reports."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from verify.providers.base import DeliveryReport, Inbound, SmsReceived, Webhook,
 from verify.providers.zoomconnect import parse_callback
 
 Kind = Literal["reply", "delivery"]
-SECRET = "secret"  # the key of the vectors in providers.md 5.2
+SECRET = "secret"  # the key of the vectors in docs/gateways/zoomconnect.md §8
 UTC = datetime.UTC
 JOHANNESBURG = ZoneInfo("Africa/Johannesburg")  # UTC+2 all year
 MAX_AGE = 300
@@ -28,7 +28,7 @@ MAX_AGE = 300
 @dataclass(frozen=True)
 class Vector:
     kind: Kind
-    signed: str  # the input string of 5.2, which is also the parameter set
+    signed: str  # an input string of docs/gateways/zoomconnect.md §8, which is also the parameter set
     checksum: str
     signed_at: float  # the nonce-date, read as UTC
 
@@ -57,8 +57,10 @@ VECTORS = [
         datetime.datetime(2016, 1, 20, 10, 32, 35, tzinfo=UTC).timestamp(),
     ),
 ]
-VENDOR_CLAIMED = "9d0e933a457eabf94a73d7e15dd8849e89834464"  # 2.6's worked example: does not verify
-# 2.5's delivery report URL exactly as the vendor shows it (its checksum is not made with "secret").
+# The vendor's worked example (docs/gateways/zoomconnect.md §7): does not verify.
+VENDOR_CLAIMED = "9d0e933a457eabf94a73d7e15dd8849e89834464"
+# The vendor's delivery report URL as it shows it (docs/gateways/zoomconnect.md §6; its checksum is not made with
+# "secret").
 VENDOR_DLR_QUERY = (
     b"nonce=6110900b-a3e3-4ae7-9c80-c446086f8882&status=DELIVERED&messageId=40124213"
     b"&checksum=195e39edfffed7e5ac87e85f3a6dd70ed8684b22&nonce-date=20160120103235"
@@ -85,7 +87,7 @@ SIGNED_AT = datetime.datetime(2024, 1, 15, 12, 0, 0, tzinfo=UTC).timestamp()  # 
 
 
 def params_of(signed: str) -> dict[str, str]:
-    """The parameters of a 5.2 input string (no value there holds ``&`` or ``=``)."""
+    """The parameters of an input string of docs/gateways/zoomconnect.md §8 (no value there holds ``&`` or ``=``)."""
     pairs = [pair.partition("=") for pair in signed.split("&")]
     return {key: value for key, _, value in pairs}
 
@@ -134,7 +136,7 @@ def report_of(webhook: Webhook) -> DeliveryReport:
     return event
 
 
-# --- the vectors of 5.2 ---------------------------------------------------------------------------------------------
+# --- the vectors of docs/gateways/zoomconnect.md §8 -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=["vendor-example", "vendor-reply", "vendor-dlr"])

@@ -1,4 +1,4 @@
-"""A local Zoom Connect: the REST API of ../shared/providers.md 2.1-2.4, served under :attr:`Emulator.url`.
+"""A local Zoom Connect: the REST API of docs/gateways/zoomconnect.md §1-§5, served under :attr:`Emulator.url`.
 
 ``Emulator.url`` stands for the base URL ``https://www.zoomconnect.com/app/``. Served:
 
@@ -10,16 +10,16 @@
 - anything else: 404.
 
 Every request needs the ``email``/``token`` headers, ``Authorization: Basic base64(email:token)`` or the
-``email``/``token`` query parameters (2.1); anything else gets 401.
+``email``/``token`` query parameters (docs/gateways/zoomconnect.md §2); anything else gets 401.
 
-Modes ``error:<name>``, one per documented error (2.7): ``invalid-number`` and ``empty-message`` (400, send only),
-``send-error`` (200 with an ``error`` string, send only), ``unauthorized`` (401), ``forbidden`` (403),
-``not-found`` (404), ``rate-limited`` (429, which the docs only mention for polling). ``malformed`` answers 200 with
-HTML. For the shapes the docs leave open (``error`` absent, ``messageId`` a number, ``code`` a string, ...),
-a test sets :attr:`ZoomConnectEmulator.reply`.
+Modes ``error:<name>``, one per documented error (docs/gateways/zoomconnect.md §5): ``invalid-number`` and
+``empty-message`` (400, send only), ``send-error`` (200 with an ``error`` string, send only), ``unauthorized`` (401),
+``forbidden`` (403), ``not-found`` (404), ``rate-limited`` (429, which the docs only mention for polling).
+``malformed`` answers 200 with HTML. For the shapes the docs leave open (``error`` absent, ``messageId`` a number,
+``code`` a string, ...), a test sets :attr:`ZoomConnectEmulator.reply`.
 
-Callbacks to us (2.5, 2.6): :func:`zoom_callback` builds a reply or delivery report as Zoom Connect sends it, signed
-with the HMAC-SHA1 ``checksum``; :func:`post_callback` POSTs one to a URL.
+Callbacks to us (docs/gateways/zoomconnect.md §6, §7): :func:`zoom_callback` builds a reply or delivery report as
+Zoom Connect sends it, signed with the HMAC-SHA1 ``checksum``; :func:`post_callback` POSTs one to a URL.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from werkzeug.wrappers import Request, Response
 
 from tests.providers.emulator import Emulator, Seen
 
-EMAIL = "user@example.com"  # the credentials of the Basic-auth vector in providers.md 5.3
+EMAIL = "user@example.com"  # the credentials of the Basic-auth vector in docs/gateways/zoomconnect.md §8
 TOKEN = "abc123-token"
 MESSAGE_ID = "40124213"
 CREDIT_BALANCE = 123.45
@@ -52,7 +52,8 @@ EXAMPLE_REQUEST = {
     "dataField": "data",
     "dateToSend": "201405161005",
 }
-# The order the vendor's examples list the parameters in (2.5), which is not the signing order; others go last.
+# The order the vendor's examples list the parameters in (docs/gateways/zoomconnect.md §6), which is not the signing
+# order; others go last.
 CALLBACK_ORDER = {
     "reply": (
         "from",
@@ -167,7 +168,8 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def sign(params: Mapping[str, str], secret: str) -> str:
-    """The ``checksum`` of 2.6: HMAC-SHA1 over every other parameter as ``key=value``, sorted, joined by ``&``."""
+    """The ``checksum`` of docs/gateways/zoomconnect.md §7: HMAC-SHA1 over every other parameter as ``key=value``,
+    sorted, joined by ``&``."""
     message = "&".join(f"{key}={value}" for key, value in sorted(params.items()) if key != "checksum")
     return hmac.new(secret.encode(), message.encode(), hashlib.sha1).hexdigest()
 

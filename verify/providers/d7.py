@@ -1,15 +1,15 @@
-"""D7 Networks (providers.md section 3): the legacy REST API and the current v1 API.
+"""D7 Networks (wire format: docs/gateways/d7.md): the legacy REST API and the current v1 API.
 
 The legacy API (``rest-api.d7networks.com``) is a hosted Jasmin REST API with Basic auth; the current one
 (``api.d7networks.com``) takes a Bearer token. One class serves both: ``settings.api`` picks a
 :class:`_Generation`, the small table of paths and mapping functions below, and everything else (auth
 header, callback URL, HTTP, error normalization) is shared. D7 is used for SMS only, not call verification.
 
-Where providers.md marks a shape "unconfirmed" (D7's own error texts, v1 error bodies, balance bodies),
+Where docs/gateways/d7.md marks a shape "unconfirmed" (D7's own error texts, v1 error bodies, balance bodies),
 parsing is lenient: any JSON shape is accepted and matched on keywords, never on exact texts.
 
-Callbacks (providers.md 3.1-3.3): the legacy API throws Jasmin DLRs to ``<public>/webhooks/d7/<token>`` and the
-v1 API posts reports to ``<public>/webhooks/d7/<token>/report``. Neither is signed, so the secret path token
+Callbacks (docs/gateways/d7.md §4, §7, §8): the legacy API throws Jasmin DLRs to ``<public>/webhooks/d7/<token>``
+and the v1 API posts reports to ``<public>/webhooks/d7/<token>/report``. Neither is signed, so the secret path token
 (:func:`check_token`) plus the message id matching one of our records is all the authentication there is.
 :func:`parse_dlr` and :func:`parse_report` map them to :class:`DeliveryReport` events and never raise: a
 callback they cannot read yields no event, because answering an error would only make the gateway retry it.
@@ -50,12 +50,13 @@ from verify.providers.base import (
 )
 
 NAME = "d7"
-_UUID = re.compile(r"[0-9a-f-]{36}")  # providers.md 3.1: the legacy id, from 'Success "<uuid>' (no closing quote)
-# Jasmin says 'Argument [to] has an invalid value: [x].'; providers.md writes 'Argument _ has ...': accept both.
+# docs/gateways/d7.md §2: the legacy id, from 'Success "<uuid>' (no closing quote).
+_UUID = re.compile(r"[0-9a-f-]{36}")
+# Jasmin says 'Argument [to] has an invalid value: [x].'; accept it without brackets too (docs/gateways/d7.md §3).
 _INVALID_ARGUMENT = re.compile(r"argument\s+\[?['\"]?(?P<name>[\w-]+)", re.IGNORECASE)
 _TEXT_LIMIT = 300
 
-# Request payloads (providers.md 3.1, 3.2). Responses and callbacks are read leniently, field by field.
+# Request payloads (docs/gateways/d7.md §2, §5). Responses and callbacks are read leniently, field by field.
 # Legacy keys are spelled with "-" (the REST layer rewrites "_" to "-" anyway).
 LegacySendRequest = TypedDict(
     "LegacySendRequest",
@@ -191,7 +192,7 @@ class D7Provider(Provider):
         raise error or ProviderError(NAME, f"HTTP {status}: {text}", transient=status in (408, 429), payload=refusal)
 
 
-# ---- legacy (providers.md 3.1) ----
+# ---- legacy (docs/gateways/d7.md §2, §3) ----
 
 
 def _legacy_send_body(message: SmsMessage, sender: str, callback: str | None) -> LegacySendRequest:
@@ -226,7 +227,7 @@ def _legacy_refusal(status: int, body: Any, text: str) -> ProviderError | None:
     return None
 
 
-# ---- v1 (providers.md 3.2) ----
+# ---- v1 (docs/gateways/d7.md §5, §6) ----
 
 
 def _v1_send_body(message: SmsMessage, sender: str, callback: str | None) -> V1SendRequest:
@@ -330,7 +331,7 @@ def _balance_text(payload: Any) -> str | None:
     return None
 
 
-# ---- callbacks (providers.md 3.1 DLR, 3.2 report webhook, 3.3 no signatures) ----
+# ---- callbacks (docs/gateways/d7.md: §4 legacy DLR, §7 v1 report webhook, §8 no signatures) ----
 
 LEGACY_ACK = "ACK/Jasmin"
 """The body the legacy DLR handler must answer with (status < 400): any other body makes Jasmin retry the DLR."""
@@ -345,7 +346,7 @@ _RECEIPT_STATUS = {
     "UNDELIV": "failed",
     "REJECTD": "failed",
 }
-# v1 report statuses, lower case with "-" and " " as "_"; providers.md 3.2 lists both failure spellings.
+# v1 report statuses, lower case with "-" and " " as "_"; both failure spellings of docs/gateways/d7.md §7.
 _REPORT_STATUS = {
     "delivered": "delivered",
     "sent": "sent",

@@ -1,15 +1,16 @@
 """SMSC (smsc.ru / smscentre.com): SMS through ``send.php``, call-in numbers through ``wait_call.php``.
 
-Wire format: ``../shared/providers.md`` section 1. Every request is a form POST (SMSC takes GET or POST with
-the same names), so the credentials travel in the body and never in a URL or an access log. Every answer is
-asked for as JSON (``fmt=3``). SMSC reports its errors with HTTP 200 and a body
-``{"error": "<text>", "error_code": <N>[, "id": <id>]}``, the same on every endpoint.
+Wire format: docs/gateways/smsc.md. Every request is a form POST (SMSC takes GET or POST with the same names),
+so the credentials travel in the body and never in a URL or an access log. Every answer is asked for as JSON
+(``fmt=3``). SMSC reports its errors with HTTP 200 and a body ``{"error": "<text>", "error_code": <N>[, "id": <id>]}``,
+the same on every endpoint.
 
 The JSON value types are unconfirmed (ids, counts and amounts were seen both as numbers and as strings), so
 every value is read leniently.
 
-Callbacks to our handler (1.7-1.9): :func:`parse_callback` verifies the md5/sha1/crc32 field of a delivery status,
-incoming SMS or call verification and maps it to events, reading the charset and format the handler URL chose.
+Callbacks to our handler (docs/gateways/smsc.md §7-§9): :func:`parse_callback` verifies the md5/sha1/crc32 field
+of a delivery status, incoming SMS or call verification and maps it to events, reading the charset and format the
+handler URL chose.
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ def _listed(value: object) -> list[object]:
     return list(re.split(r"[,;\s]+", scalar(value)))
 
 
-# --- Callbacks to our handler (providers.md 1.7-1.9) ---------------------------------------------------------------
+# --- Callbacks to our handler (docs/gateways/smsc.md §7-§9) --------------------------------------------------------
 
 HashName = Literal["md5", "sha1", "crc32"]
 HASHES: tuple[HashName, ...] = ("md5", "sha1", "crc32")
@@ -260,9 +261,9 @@ MAX_CALLBACK_FIELDS = 100  # a status callback has about twenty; more is not SMS
 POSTED_OPTION = re.compile(rb"(?:^|&)(charset|fmt)=([A-Za-z0-9_.%+-]{0,32})(?=&|$)", re.IGNORECASE)
 POSTED_JSON_OPTION = re.compile(rb'"(charset|fmt)"\s*:\s*"?([A-Za-z0-9_.-]{0,32})', re.IGNORECASE)
 MAX_OPTION_SCAN = 64 * 1024
-# The fields each kind's hash covers, in order (1.9). Every other field is unsigned.
+# The fields each kind's hash covers, in order (docs/gateways/smsc.md §9). Every other field is unsigned.
 SIGNED = {"sms": ("phone", "mes", "to"), "call": ("phone", "ts"), "status": ("id", "phone", "status")}
-# 1.8: -1 and 0 are on their way; anything not listed is taken as not final either.
+# docs/gateways/smsc.md §8: -1 and 0 are on their way; anything not listed is taken as not final either.
 DELIVERED_CODES = frozenset({1, 2, 4})  # delivered, read, link clicked
 FAILED_CODES = frozenset({-3, -2, 3, 20, 22, 23, 24, 25})
 TIMESTAMP = re.compile(r"\d{1,12}(\.\d{1,6})?")  # unix seconds; "nan", "1e9", "1_000" and signs are refused
@@ -272,7 +273,8 @@ Scalar = str | int | float
 
 
 class Callback(TypedDict, total=False):
-    """One callback's fields as they arrive (1.7): strings in a form body, strings or numbers in JSON (unconfirmed).
+    """One callback's fields as they arrive (docs/gateways/smsc.md §7): strings in a form body, strings or numbers
+    in JSON (unconfirmed).
 
     Any other field (HLR and voice extras, the handler URL's own ``?a=b`` parameters) is kept as well.
     """
@@ -334,13 +336,14 @@ def parse_callback(
     than those options are added under the body's fields (SMSC echoes them in the body anyway); the options
     themselves never are, so the secret never reaches ``raw``.
 
-    Kinds (vendor advice, 1.7): ``mes`` present is an incoming SMS, ``waitcall`` a call, anything else a status.
+    Kinds (vendor advice, docs/gateways/smsc.md §7): ``mes`` present is an incoming SMS, ``waitcall`` a call,
+    anything else a status.
 
     With ``secrets`` set (the current one first, then those being rotated out), the body must carry a hash field
-    (``md5``, ``sha1`` or ``crc32``) named in ``algorithms``, and every hash field it carries must match (1.9),
-    under any one of the secrets, the colon-joined signed fields and the secret: ``id:phone:status``,
-    ``phone:mes:to`` or ``phone:ts``, values as decoded (a JSON ``1700000000.0`` as ``1700000000``, an absent
-    field as empty). md5/sha1 are hex in either case; crc32 is decimal (PHP's
+    (``md5``, ``sha1`` or ``crc32``) named in ``algorithms``, and every hash field it carries must match
+    (docs/gateways/smsc.md §9), under any one of the secrets, the colon-joined signed fields and the secret:
+    ``id:phone:status``, ``phone:mes:to`` or ``phone:ts``, values as decoded (a JSON ``1700000000.0`` as
+    ``1700000000``, an absent field as empty). md5/sha1 are hex in either case; crc32 is decimal (PHP's
     ``crc32``, also signed as on 32-bit PHP) or hex (unconfirmed). A non-ASCII input is tried in the callback's
     charset, UTF-8 and windows-1251 (which one SMSC hashes is unconfirmed). ``secrets`` None skips the check
     (sandbox mode only); no secret, or an empty one, verifies nothing, so every callback is refused.
@@ -354,11 +357,11 @@ def parse_callback(
     :returns: per callback, :class:`SmsReceived` (``phone`` E.164, ``received_at`` the ``time`` or ``sent``
         unix seconds, else 0.0 (both unsigned); ``verification_id`` and ``reply_to`` the unsigned ``sms_id``,
         since our verification id is SMSC's message id), :class:`CallReceived` (``received_at`` the signed
-        ``ts``) or :class:`DeliveryReport` (``message_id`` and ``verification_id`` the ``id``; ``status`` 1.8's
-        code mapped to ``sent``/``delivered``/``failed``, ``raw_status`` the code as text). A verified callback
-        that lacks what its kind needs (phone, id, an integer status), or whose signed fields other than ``mes``
-        hold a ``:`` (a signature moved between kinds: ``phone:mes:to`` re-read as ``phone:ts``), gives no
-        event: answering 200 stops SMSC retrying it 50 times.
+        ``ts``) or :class:`DeliveryReport` (``message_id`` and ``verification_id`` the ``id``; ``status`` the code
+        mapped to ``sent``/``delivered``/``failed`` (docs/gateways/smsc.md §8), ``raw_status`` the code as text).
+        A verified callback that lacks what its kind needs (phone, id, an integer status), or whose signed fields
+        other than ``mes`` hold a ``:`` (a signature moved between kinds: ``phone:mes:to`` re-read as
+        ``phone:ts``), gives no event: answering 200 stops SMSC retrying it 50 times.
     """
     options = {key.lower(): value for key, value in _pairs(inbound.query_string, "latin-1")}
     for key, value in _posted_options(inbound.body).items():

@@ -1,16 +1,17 @@
-"""Zoom Connect (zoomconnect.com): SMS through its REST API (../shared/providers.md, section 2).
+"""Zoom Connect (zoomconnect.com): SMS through its REST API (wire format: docs/gateways/zoomconnect.md).
 
-Requests and responses are JSON, authenticated by the ``email`` and ``token`` headers (2.1). Our verification id
-travels in ``dataField``, which Zoom Connect echoes in replies and delivery reports, so they map back to the
-verification; the ``messageId`` it returns is what the service keeps. Zoom Connect has no call verification, so
-:meth:`Provider.start_call` keeps the base refusal.
+Requests and responses are JSON, authenticated by the ``email`` and ``token`` headers
+(docs/gateways/zoomconnect.md §2). Our verification id travels in ``dataField``, which Zoom Connect echoes in
+replies and delivery reports, so they map back to the verification; the ``messageId`` it returns is what the
+service keeps. Zoom Connect has no call verification, so :meth:`Provider.start_call` keeps the base refusal.
 
 Error policy: a 400 ``RestErrorDTO`` with code 2 is a number the gateway refuses (:class:`InvalidRecipient`);
 any other refusal (other 400s, 401/403 credentials, 404, a 200 carrying an ``error``) is final for this request;
 429 throttling is transient. A 200 we cannot read is transient: the gateway misbehaved, another one may not.
 
-Callbacks (2.5, 2.6): :func:`parse_callback` verifies a reply or delivery report (HMAC-SHA1 ``checksum``, ``nonce``,
-``nonce-date`` freshness) and maps it to events; storing the nonce against replays is the caller's job.
+Callbacks (docs/gateways/zoomconnect.md §6, §7): :func:`parse_callback` verifies a reply or delivery report
+(HMAC-SHA1 ``checksum``, ``nonce``, ``nonce-date`` freshness) and maps it to events; storing the nonce against
+replays is the caller's job.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ STATUS_REASONS = {
     404: "unknown resource (check the URL)",
 }
 
-# Callbacks (2.5, 2.6).
+# Callbacks (docs/gateways/zoomconnect.md §6, §7).
 FORM = "application/x-www-form-urlencoded"
 MAX_CALLBACK_FIELDS = 100  # a callback has about ten; more is not Zoom Connect
 CONDITIONAL = ("campaign", "dataField")  # "included only when not null": how a null arrives is unknown
@@ -106,8 +107,9 @@ class BalanceResponse(TypedDict, total=False):
     links: list[Any]
 
 
-# The parameters of the two callbacks (2.5) as they arrive, all strings; any other parameter (e.g. ``to``) is kept
-# and signed too. The functional form because ``from`` and ``nonce-date`` are not identifiers.
+# The parameters of the two callbacks (docs/gateways/zoomconnect.md §6) as they arrive, all strings; any other
+# parameter (e.g. ``to``) is kept and signed too. The functional form because ``from`` and ``nonce-date`` are not
+# identifiers.
 ReplyCallback = TypedDict(
     "ReplyCallback",
     {
@@ -282,10 +284,10 @@ def parse_callback(
     sent twice must carry the same value both times.
 
     :raises WebhookRejected: 403 when the ``checksum`` is missing or wrong (HMAC-SHA1 keyed by any of ``secrets``,
-        the current one and those being rotated out, over
-        every other parameter, 2.6), when ``nonce`` is missing, or when ``nonce-date`` (``yyyyMMddHHmmss`` in
-        ``tz``) is missing, unreadable, more than ``max_age`` seconds before ``now`` or more than ``skew`` seconds
-        after it; 404 for an unknown ``kind``. Nothing about the expected checksum is ever told.
+        the current one and those being rotated out, over every other parameter, docs/gateways/zoomconnect.md §7),
+        when ``nonce`` is missing, or when ``nonce-date`` (``yyyyMMddHHmmss`` in ``tz``) is missing, unreadable,
+        more than ``max_age`` seconds before ``now`` or more than ``skew`` seconds after it; 404 for an unknown
+        ``kind``. Nothing about the expected checksum is ever told.
     :raises ValueError: ``secrets`` is empty or holds an empty one (a configuration error: anyone can compute that
         HMAC).
     :returns: one :class:`SmsReceived` (``received_at`` is the signed ``nonce-date``) or one
@@ -364,7 +366,8 @@ def _check_checksum(params: dict[str, str], secrets: tuple[str, ...]) -> None:
 
 
 def _checksum(key: bytes, params: dict[str, str]) -> str:
-    """2.6: ``key=value`` sorted by key (code point order is UTF-8 byte order), joined by ``&``, raw values."""
+    """``key=value`` sorted by key (code point order is UTF-8 byte order), joined by ``&``, raw values
+    (docs/gateways/zoomconnect.md §7)."""
     message = "&".join(f"{name}={value}" for name, value in sorted(params.items()))
     return hmac.new(key, message.encode(), hashlib.sha1).hexdigest()
 
