@@ -11,8 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MovableClock, Receiver, check, last_code, make_settings, serving, start
@@ -20,6 +22,7 @@ from tests.providers.smsc_emulator import smsc_callback
 from tests.servers import AUTH, Server, gunicorn_server
 from verify import create_app
 from verify.embedded import EmbeddedRedis
+from verify.errors import ReplicasUnconfirmed
 from verify.metrics import Metrics
 from verify.store import Batch
 
@@ -260,3 +263,11 @@ def test_expiries_and_event_deliveries_are_counted(redis_url: str, clock: Movabl
     assert counted(client, "verify_verifications_expired_total", channel="sms", provider="sandbox", country="RU") == 1
     assert counted(client, "verify_events_total", type="verification.approved", result="delivered") == 1
     assert counted(client, "verify_events_total", type="verification.expired", result="delivered") == 1
+
+
+def test_a_write_no_replica_confirmed_is_a_redis_error_of_its_own_kind() -> None:
+    metrics = Metrics(CollectorRegistry())
+    metrics.redis_error(ReplicasUnconfirmed(1, 0))  # the store tells of every WAIT that came back short
+    metrics.redis_error(redis.TimeoutError("Timeout reading from socket"))
+    assert metrics.registry.get_sample_value("verify_redis_errors_total", {"kind": "wait_timeout"}) == 1
+    assert metrics.registry.get_sample_value("verify_redis_errors_total", {"kind": "timeout"}) == 1

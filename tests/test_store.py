@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from redis.crc import key_slot
 from tests.redis_servers import EmbeddedCluster, free_cluster_port
 from verify.config import parse_url
 from verify.embedded import EmbeddedRedis, free_port
-from verify.errors import ConfigError, StoreUnavailable
+from verify.errors import ConfigError, ReplicasUnconfirmed, StoreUnavailable
 from verify.quotas import Limit, Quota, Window, parse
 from verify.store import (
     ID_RE,
@@ -587,3 +588,38 @@ def test_every_form_of_the_redis_url() -> None:
         [("h1", 26379), ("h2", 26380)],
         "mymaster",
     )
+
+
+# Behind Sentinel a write waits for a replica (WAIT, in its round trip)
+
+
+def _wait_online(master: EmbeddedRedis, replicas: int) -> None:
+    """Wait until the master's ROLE lists ``replicas`` replicas online (synced)."""
+    with redis.Redis(port=master.port) as client:
+        for _ in range(200):
+            if len(client.execute_command("ROLE")[2]) == replicas:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the master never had {replicas} replica(s) online")
+
+
+def test_a_write_no_replica_confirms_is_a_503_that_says_it_may_have_landed(tmp_path: Path) -> None:
+    master = EmbeddedRedis(tmp_path / "master")
+    master.start()
+    replica = EmbeddedRedis(tmp_path / "replica", args=("--replicaof", "127.0.0.1", str(master.port)))
+    replica.start()
+    try:
+        _wait_online(master, 1)
+        store = Store(redis.Redis(port=master.port, decode_responses=True), "test:", wait_replicas=1)
+        errors: list[BaseException] = []
+        store.on_error = errors.append
+        assert store.run(Batch.claim_nonce, "p", "a", 60_000)
+        replica.stop()
+        with pytest.raises(ReplicasUnconfirmed, match="\\(0 confirmed it\\): it may have been applied; retry"):
+            store.run(Batch.claim_nonce, "p", "b", 60_000)
+        assert store.client.exists(store.nonce_key("p", "b"))  # it was applied, unconfirmed
+        assert [type(err) for err in errors] == [ReplicasUnconfirmed]  # counted: verify_redis_errors_total
+        store.close()
+    finally:
+        replica.stop()
+        master.stop()

@@ -146,6 +146,20 @@ class StoreUnavailable(VerifyError):
     status, slug, title = 503, "store-unavailable", "Storage is unavailable"
 
 
+class ReplicasUnconfirmed(StoreUnavailable):
+    """The Redis master ran a write, but fewer replicas than required confirmed it in time (``WAIT``): the change may
+    have been applied, and a failover now could lose it. The client retries, and its retry meets either the change
+    or the state before it."""
+
+    def __init__(self, required: int, confirmed: int) -> None:
+        super().__init__(
+            f"Redis could not copy the change to {required} replica(s) in time ({confirmed} confirmed it): "
+            "it may have been applied; retry"
+        )
+        self.required = required
+        self.confirmed = confirmed
+
+
 class DeliveryFailed(VerifyError):
     status, slug, title = 503, "delivery-failed", "No gateway could deliver the message"
 

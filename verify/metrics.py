@@ -20,7 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from verify import version
-from verify.errors import StoreUnavailable
+from verify.errors import ReplicasUnconfirmed, StoreUnavailable
 from verify.store import Breaker, Op, Store
 
 # A verification's labels: how it travels, through which gateway, to which country.
@@ -113,9 +113,13 @@ class Metrics:
         )
 
     def redis_error(self, err: BaseException) -> None:
-        """Count a Redis failure by its kind (the store calls this)."""
+        """Count a Redis failure by its kind (the store calls this): ``wait_timeout`` is a write that fewer replicas
+        confirmed than it waited for (Sentinel's WAIT)."""
         name = type(err).__name__
-        kind = "timeout" if "Timeout" in name else "connection" if "Connection" in name else "other"
+        if isinstance(err, ReplicasUnconfirmed):
+            kind = "wait_timeout"
+        else:
+            kind = "timeout" if "Timeout" in name else "connection" if "Connection" in name else "other"
         self.redis_errors.labels(kind).inc()
 
 

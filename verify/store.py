@@ -38,7 +38,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from verify.config import REDIS_URL, parse_url
-from verify.errors import ConfigError, StoreUnavailable
+from verify.errors import ConfigError, ReplicasUnconfirmed, StoreUnavailable
 from verify.quotas import Limit, Quota, Refusal
 
 ID_RE = re.compile(r"^[0-9a-f]{28}$")
@@ -591,13 +591,23 @@ class Batch:
                 if isinstance(reply, Exception):
                     raise reply
                 op._set(reply)
-            if writes and not (isinstance(replies[-1], int) and replies[-1] >= store.wait_replicas):
-                raise StoreUnavailable("Redis could not copy the change to a replica in time; retry")
+            if writes:
+                self._confirmed(replies[-1], store.wait_replicas)
         except redis.RedisError as err:
             store.on_error(err)
             if isinstance(err, redis.TimeoutError) and not store.cluster:  # one cluster node is not all of Redis
                 store.down_until = time.monotonic() + FAIL_FAST_S
             raise StoreUnavailable(f"Redis failed: {type(err).__name__}") from err
+
+    def _confirmed(self, reply: Any, waited: int) -> None:
+        """Judge a WAIT's reply: fewer replicas than it asked for fail the request (503: the write may have been
+        applied), and count as a Redis failure."""
+        if isinstance(reply, Exception):
+            raise reply
+        if reply < waited:
+            unconfirmed = ReplicasUnconfirmed(waited, reply)
+            self._store.on_error(unconfirmed)
+            raise unconfirmed
 
     def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """The replies, errors included; a single command skips the pipeline's bookkeeping (one server).
