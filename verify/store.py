@@ -18,7 +18,8 @@ Behind Sentinel a batch that writes ends with ``WAIT``, in the same round trip: 
 replica has it, so a promotion loses nothing acknowledged. When the master has fewer replicas online than a write
 waits for (its ``ROLE``, re-read along with a write batch at most every :data:`REPLICAS_EVERY_S`), as after a failover
 that left the new master without a replica, a write goes on unconfirmed (degraded: logged once per change of
-state) instead of failing until one is back, as with Redis's own ``min-replicas-to-write 0``, but only
+state, said on ``/readyz`` and in the metrics) instead of failing until one is back, as with Redis's own
+``min-replicas-to-write 0``, but only
 if the sentinels confirm that no replica of this master can take over from it: a majority of them name it, none is
 failing it over, and every replica they know of it is down (or, when every sentinel answers, an old master waiting
 to be made a replica). A master whose replica is being promoted (``SENTINEL FAILOVER``, a partition) also sees none
