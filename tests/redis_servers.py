@@ -116,47 +116,111 @@ class EmbeddedCluster:
 
 
 class EmbeddedSentinel:
-    """A master, a replica and a sentinel watching them as ``service`` on 127.0.0.1."""
+    """A master, ``replicas`` replicas and ``sentinels`` sentinels watching them as ``service`` on 127.0.0.1.
 
-    def __init__(self, data_dir: Path, *, service: str = "mymaster", binary: str | None = None) -> None:
+    The sentinels agree that the master is down with a majority (the quorum), ``down_after_ms`` after it stopped
+    answering, and then one of them promotes a replica. :meth:`kill` crashes a server (SIGKILL), :meth:`revive`
+    starts it again (empty: no persistence); the sentinels make a revived old master a replica of the new one.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        service: str = "mymaster",
+        binary: str | None = None,
+        replicas: int = 1,
+        sentinels: int = 1,
+        down_after_ms: int = 1000,
+    ) -> None:
         self.service = service
+        self.down_after_ms = down_after_ms
         self.master = EmbeddedRedis(data_dir / "master", binary=binary)
-        self.replica = EmbeddedRedis(
-            data_dir / "replica", binary=binary, args=("--replicaof", "127.0.0.1", str(self.master.port))
-        )
-        conf = data_dir / "sentinel" / "sentinel.conf"
-        self.sentinel = EmbeddedRedis(conf.parent, binary=binary, config=conf, args=("--sentinel",))
+        self.replicas = [
+            EmbeddedRedis(
+                data_dir / f"replica{i}", binary=binary, args=("--replicaof", "127.0.0.1", str(self.master.port))
+            )
+            for i in range(replicas)
+        ]
+        self.sentinels = [
+            EmbeddedRedis(
+                data_dir / f"sentinel{i}",
+                binary=binary,
+                config=data_dir / f"sentinel{i}" / "sentinel.conf",
+                args=("--sentinel",),
+            )
+            for i in range(sentinels)
+        ]
+
+    @property
+    def replica(self) -> EmbeddedRedis:
+        """The first replica."""
+        return self.replicas[0]
+
+    @property
+    def sentinel(self) -> EmbeddedRedis:
+        """The first sentinel."""
+        return self.sentinels[0]
+
+    @property
+    def servers(self) -> list[EmbeddedRedis]:
+        """The master and the replicas, as they were started (a failover swaps their roles, not this list)."""
+        return [self.master, *self.replicas]
 
     @property
     def url(self) -> str:
-        """``redis+sentinel://127.0.0.1:<sentinel port>/<service>``."""
-        return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{self.service}"
+        """``redis+sentinel://127.0.0.1:<port>[,127.0.0.1:<port>...]/<service>``: every sentinel."""
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels) + f"/{self.service}"
 
     def start(self, timeout: float = 60.0) -> str:
-        """Start all three and wait until the sentinel knows the replica (it can fail over only then)."""
-        self.master.start()
-        self.replica.start()
-        conf = self.sentinel.config
-        assert conf is not None
-        conf.parent.mkdir(parents=True, exist_ok=True)
-        conf.write_text(
-            f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 1\n"
-            f"sentinel down-after-milliseconds {self.service} 1000\n"
-            f"sentinel failover-timeout {self.service} 5000\n"
-        )
-        self.sentinel.start()
-        client = redis.Redis(port=self.sentinel.port, decode_responses=True)
+        """Start them all and wait until every sentinel knows every replica and every other sentinel (a failover
+        needs both: a replica to promote, and a majority of the sentinels to elect the one that does it)."""
+        for server in self.servers:
+            server.start()
+        for sentinel in self.sentinels:
+            conf = sentinel.config
+            assert conf is not None
+            conf.parent.mkdir(parents=True, exist_ok=True)
+            conf.write_text(
+                f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} {len(self.sentinels) // 2 + 1}\n"
+                f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.service} 5000\n"
+            )
+            sentinel.start()
         deadline = time.monotonic() + timeout
-        try:
-            while not client.execute_command("SENTINEL", "REPLICAS", self.service):  # type: ignore[no-untyped-call]
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the sentinel never saw the replica")
-                time.sleep(0.2)
-        finally:
-            client.close()
+        for sentinel in self.sentinels:
+            client = redis.Redis(port=sentinel.port, decode_responses=True)
+            try:
+                while not (
+                    len(client.execute_command("SENTINEL", "REPLICAS", self.service)) == len(self.replicas)  # type: ignore[no-untyped-call]
+                    and len(client.execute_command("SENTINEL", "SENTINELS", self.service)) == len(self.sentinels) - 1  # type: ignore[no-untyped-call]
+                ):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"sentinel {sentinel.port} never saw every replica and sentinel")
+                    time.sleep(0.2)
+            finally:
+                client.close()
         return self.url
 
+    def master_port(self) -> int:
+        """The port of the master the first sentinel names now."""
+        client = redis.Redis(port=self.sentinel.port, decode_responses=True)
+        try:
+            return int(client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)[1])  # type: ignore[no-untyped-call]
+        finally:
+            client.close()
+
+    def kill(self, server: EmbeddedRedis) -> None:
+        """Crash ``server`` at once (SIGKILL of the process we started), as ``kill -9`` would."""
+        if server.process is not None:
+            server.process.kill()
+            server.process.wait()
+
+    def revive(self, server: EmbeddedRedis) -> None:
+        """Start a killed server again, on its port (empty)."""
+        server.start()
+
     def stop(self) -> None:
-        """Stop all three."""
-        for server in (self.sentinel, self.replica, self.master):
+        """Stop them all."""
+        for server in (*self.sentinels, *reversed(self.servers)):
             server.stop()

@@ -149,6 +149,7 @@ def test_check_config_prints_settings_with_secrets_masked(capsys: pytest.Capture
     assert re.search(r"VERIFY_SMSC_PASSWORD\s+set \(masked\)", out)
     assert re.search(r"VERIFY_SMSC_LOGIN\s+acme", out) and re.search(r"VERIFY_ZOOMCONNECT_EMAIL\s+ops@example.com", out)
     assert "SMS failover chain: smsc -> zoomconnect -> d7" in out and "call: smsc" in out
+    assert re.search(r"VERIFY_REDIS_MIN_REPLICAS\s+0\n", out)
 
 
 def test_check_config_flags_crc32_for_smsc_callbacks(capsys: pytest.CaptureFixture[str]) -> None:

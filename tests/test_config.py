@@ -73,6 +73,8 @@ def test_values_are_read() -> None:
         ("VERIFY_HTTP_READ_TIMEOUT", "0"),
         ("VERIFY_HTTP_CONNECT_TIMEOUT", "soon"),
         ("VERIFY_BREAKER_FAILURES", "0"),
+        ("VERIFY_REDIS_MIN_REPLICAS", "-1"),
+        ("VERIFY_REDIS_MIN_REPLICAS", "1"),  # the default redis:// URL: no replica confirms anything there
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
@@ -80,6 +82,14 @@ def test_bad_values_name_the_variable(variable: str, value: str) -> None:
         Settings.from_env({**BASE, variable: value})
     assert caught.value.variable == variable
     assert str(caught.value).startswith(variable)
+
+
+def test_replicas_required_of_a_sentinel_master() -> None:
+    assert Settings.from_env(BASE).redis_min_replicas == 0  # writes go on without a replica (degraded)
+    sentinel = {**BASE, "VERIFY_REDIS_URL": "redis+sentinel://h:26379/mymaster"}
+    assert Settings.from_env({**sentinel, "VERIFY_REDIS_MIN_REPLICAS": "1"}).redis_min_replicas == 1
+    with pytest.raises(ConfigError, match="redis\\+sentinel:// only"):
+        Settings.from_env({**BASE, "VERIFY_REDIS_URL": "redis+cluster://h:7000", "VERIFY_REDIS_MIN_REPLICAS": "1"})
 
 
 def test_outside_sandbox_a_provider_chain_is_required() -> None:

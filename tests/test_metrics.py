@@ -11,15 +11,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MovableClock, Receiver, check, last_code, make_settings, serving, start
 from tests.providers.smsc_emulator import smsc_callback
+from tests.redis_servers import EmbeddedSentinel
 from tests.servers import AUTH, Server, gunicorn_server
 from verify import create_app
 from verify.embedded import EmbeddedRedis
+from verify.errors import ReplicasUnconfirmed
 from verify.metrics import Metrics
 from verify.store import Batch
 
@@ -260,3 +264,55 @@ def test_expiries_and_event_deliveries_are_counted(redis_url: str, clock: Movabl
     assert counted(client, "verify_verifications_expired_total", channel="sms", provider="sandbox", country="RU") == 1
     assert counted(client, "verify_events_total", type="verification.approved", result="delivered") == 1
     assert counted(client, "verify_events_total", type="verification.expired", result="delivered") == 1
+
+
+def test_a_write_no_replica_confirmed_is_a_redis_error_of_its_own_kind() -> None:
+    metrics = Metrics(CollectorRegistry())
+    metrics.redis_error(ReplicasUnconfirmed(1, 0))  # the store tells of every WAIT that came back short
+    metrics.redis_error(redis.TimeoutError("Timeout reading from socket"))
+    assert metrics.registry.get_sample_value("verify_redis_errors_total", {"kind": "wait_timeout"}) == 1
+    assert metrics.registry.get_sample_value("verify_redis_errors_total", {"kind": "timeout"}) == 1
+
+
+def test_a_sentinel_master_without_a_replica_is_said_on_readyz_and_in_the_metrics(
+    tmp_path: Path, clock: MovableClock
+) -> None:
+    sentinel = EmbeddedSentinel(tmp_path / "sentinel")
+    sentinel.start()
+    try:
+        settings = make_settings(sentinel.url)
+        degraded = create_app(settings, clock=clock, background=False).test_client()
+        strict = create_app(replace(settings, redis_min_replicas=1), clock=clock, background=False).test_client()
+        deadline = time.monotonic() + 10
+        while degraded.get("/readyz").get_json() != {"status": "ok"}:  # until the replica has synced
+            assert time.monotonic() < deadline, "the replica never synced"
+            time.sleep(0.05)
+        assert start(degraded).status_code == 201  # confirmed by the replica
+        assert parse(degraded.get("/metrics").text)[("verify_redis_replicas", frozenset())] == 1
+        sentinel.kill(sentinel.replica)
+        while degraded.get("/readyz").get_json() == {"status": "ok"}:
+            assert time.monotonic() < deadline, "the replica's crash unseen"
+            time.sleep(0.05)
+        ready = degraded.get("/readyz")
+        assert (ready.status_code, ready.get_json()) == (
+            200,
+            {"status": "degraded", "redis": "no replica confirms writes"},
+        )
+        assert start(degraded, "+79990060001").status_code == 201  # unconfirmed
+        scraped = parse(degraded.get("/metrics").text)
+        assert (
+            scraped[("verify_redis_degraded", frozenset())] == 1
+            and scraped[("verify_redis_replicas", frozenset())] == 0
+        )
+        refused = strict.get("/readyz")
+        assert refused.status_code == 503 and "VERIFY_REDIS_MIN_REPLICAS" in refused.get_json()["detail"]
+        failed = start(strict, "+79990060002")
+        assert failed.status_code == 503 and "it may have been applied" in failed.get_json()["detail"]
+        sentinel.revive(sentinel.replica)
+        while degraded.get("/readyz").get_json() != {"status": "ok"}:
+            assert time.monotonic() < deadline + 30, "the replica's return unseen"
+            time.sleep(0.1)
+        assert strict.get("/readyz").status_code == 200
+        assert parse(degraded.get("/metrics").text)[("verify_redis_degraded", frozenset())] == 0
+    finally:
+        sentinel.stop()

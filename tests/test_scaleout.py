@@ -6,6 +6,10 @@
   working, and after it comes back everything works again by itself.
 - Sentinel: under a steady stream of starts and checks, ``SENTINEL FAILOVER`` moves the master; the same gunicorn
   follows it, the switch costs 503 problems and never a 500, nothing approved is lost, and no code works twice.
+- Sentinel, a crash: the master of a master, ONE replica and three sentinels is killed (SIGKILL) under that stream.
+  The replica is promoted and has no replica of its own: writes go on unconfirmed within seconds (degraded, said on
+  /readyz, in the metrics and in the log) and become confirmed again when the old master is back as its replica.
+  With ``VERIFY_REDIS_MIN_REPLICAS=1`` they are refused (503) until then instead.
 
 The servers, the SMSC emulator and the burst helper are :mod:`tests.servers`; what was sent is what the emulator
 accepted on the wire.
@@ -18,11 +22,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
+import requests
 from redis.cluster import RedisCluster
 
 from tests.conftest import Receiver, make_settings, serving
@@ -349,6 +355,75 @@ class Stream:
     def approved_since(self, moment: float) -> int:
         return sum(1 for at, reply in self.replies if at > moment and reply.status == 200)
 
+    def failed_since(self, moment: float) -> list[tuple[float, Reply]]:
+        """The answers after ``moment`` that were server errors (503: the writes that failed)."""
+        return [(at, reply) for at, reply in list(self.replies) if at > moment and reply.status >= 500]
+
+    def steady_since(self, moment: float, seconds: float = 2.0) -> bool:
+        """Whether, after ``moment``, the last failure is ``seconds`` old and 10 starts or checks succeeded since."""
+        last = max((at for at, _ in self.failed_since(moment)), default=moment)
+        succeeded = sum(1 for at, reply in list(self.replies) if at > last and reply.status in (200, 201))
+        return time.monotonic() - last >= seconds and succeeded >= 10
+
+    def finish(self, threads: list[threading.Thread]) -> None:
+        self.stop.set()
+        for thread in threads:
+            thread.join(60)
+        assert self.errors == []
+
+    def loses_nothing(self, server: Server) -> None:
+        """Every approval answered 200 is still approved, each code worked once, and works no more."""
+        assert all(count == 1 for count in self.approvals.values()), self.approvals
+
+        def still_approved(vid: str) -> None:
+            got = send(server, Call("GET", f"/v1/verifications/{vid}"))
+            assert got.status == 200 and got.body["status"] == "approved", got
+            again = send(server, check(vid, self.codes[vid], "10.8.0.1"))
+            assert again.status != 200, again
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(still_approved, list(self.approvals)))
+
+
+def streaming(server: Server, threads: int = 4) -> tuple[Stream, list[threading.Thread]]:
+    """A :class:`Stream` on ``server`` from ``threads`` threads, running."""
+    stream = Stream(server)
+    running = [threading.Thread(target=stream.run, daemon=True) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    return stream, running
+
+
+def scraped(server: Server, name: str, **labels: str) -> float | None:
+    """The value of one sample on ``/metrics`` (``None`` when absent)."""
+    text = requests.get(server.url("/metrics"), timeout=10).text
+    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    found = re.search(rf"^{name}{{{selector}}} (\S+)$" if labels else rf"^{name} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def crash_the_master(sentinel: EmbeddedSentinel, stream: Stream) -> tuple[float, float]:
+    """Once the stream has 20 approvals, SIGKILL the master and wait for the sentinels to promote its replica;
+    returns the moments of the kill and of the promotion."""
+    wait_for(lambda: len(stream.approvals) >= 20, "20 approvals before the crash")
+    old = sentinel.master_port()
+    assert old == sentinel.master.port
+    killed_at = time.monotonic()
+    sentinel.kill(sentinel.master)
+    wait_for(lambda: sentinel.master_port() != old, "the sentinels promote the replica", timeout=30)
+    return killed_at, time.monotonic()
+
+
+# A check answered 503 is tried again every 0.1 s: no IP limit may end a flow instead.
+CONFIG_PREFIX = "verify:"  # the servers' VERIFY_REDIS_PREFIX (the default)
+CRASH_SETTINGS = {
+    "VERIFY_CAPTCHA_MODE": "off",
+    "VERIFY_LIMIT_IP": "none",
+    "VERIFY_LIMIT_PREFIX": "none",
+    "VERIFY_LIMIT_CHECK_IP": "none",
+}
+OUTAGE_BOUND_S = 20.0
+
 
 def test_a_sentinel_failover_under_load_loses_nothing(tmp_path: Path, logs: Path) -> None:
     sentinel = EmbeddedSentinel(tmp_path / "sentinel")
@@ -399,7 +474,112 @@ def test_a_sentinel_failover_under_load_loses_nothing(tmp_path: Path, logs: Path
                 again = send(server, check(vid, stream.codes[vid], "10.8.0.1"))
                 assert again.status != 200, again
             assert stream.approved_since(switched_at) >= 10
-            assert store.topology() == [f"sentinel master 127.0.0.1:{sentinel.replica.port} (1 replicas)"]
+            # The old master comes back as the new one's replica (writes went on meanwhile: no replica could take
+            # over from the new master).
+            promoted = [f"sentinel master 127.0.0.1:{sentinel.replica.port} (1 replicas)"]
+            wait_for(lambda: store.topology() == promoted, "the old master a replica of the new one")
         store.close()
+    finally:
+        sentinel.stop()
+
+
+def test_a_master_crash_that_leaves_no_replica_costs_seconds_not_a_minute(tmp_path: Path, logs: Path) -> None:
+    sentinel = EmbeddedSentinel(tmp_path / "sentinel", replicas=1, sentinels=3, down_after_ms=2000)
+    sentinel.start()
+    try:
+        with gunicorn_server(sentinel.url, logs, CRASH_SETTINGS, workers=2, name="crash") as server:
+            stream, threads = streaming(server)
+            killed_at, promoted_at = crash_the_master(sentinel, stream)
+            # The promoted replica has no replica: writes go on, unconfirmed, within seconds of the promotion.
+            wait_for(lambda: stream.steady_since(killed_at), "writes succeed steadily again", timeout=OUTAGE_BOUND_S)
+            failed = stream.failed_since(killed_at)
+            outage = max((at for at, _ in failed), default=killed_at) - killed_at
+            acknowledged = min(
+                at for at, r in list(stream.replies) if at > killed_at + outage and r.status in (200, 201)
+            )
+            ready = requests.get(server.url("/readyz"), timeout=10)
+            assert (ready.status_code, ready.json()) == (
+                200,
+                {"status": "degraded", "redis": "no replica confirms writes"},
+            )
+            assert scraped(server, "verify_redis_degraded") == 1 and scraped(server, "verify_redis_replicas") == 0
+            # Each worker's first write on the new master waited for the replica it knew of, in vain: counted.
+            assert (scraped(server, "verify_redis_errors_total", kind="wait_timeout") or 0) >= 1
+            stream.finish(threads)
+            print(
+                f"kill -9 of the master: promoted after {promoted_at - killed_at:.1f} s, writes failed for "
+                f"{outage:.1f} s ({len(failed)} answers 503), the next one was acknowledged after "
+                f"{acknowledged - killed_at:.1f} s"
+            )
+            assert outage < OUTAGE_BOUND_S
+            assert set(Counter(reply.status for _, reply in stream.replies)) <= {200, 201, 409, 503}  # never a 500
+            for _, reply in failed:
+                assert is_problem(reply, 503, STORE_UNAVAILABLE), reply
+            stream.loses_nothing(server)
+            # The old master comes back, empty; the sentinels make it the new master's replica (after 8 s), and
+            # writes wait for it again: what is acknowledged now is on the replica.
+            sentinel.revive(sentinel.master)
+            wait_for(lambda: scraped(server, "verify_redis_degraded") == 0, "the old master back as a replica", 40)
+            assert requests.get(server.url("/readyz"), timeout=10).json() == {"status": "ok"}
+            on_replica = redis.Redis(port=sentinel.master.port)
+            keys = Store(on_replica, CONFIG_PREFIX)
+            for i in range(3):
+                number = phone(900_000 + i)
+                started = send(server, start(number, "10.7.0.1"))
+                assert started.status == 201, started
+                checked = send(server, check(str(started.body["id"]), code_for(server.smsc, number), "10.7.0.1"))
+                assert checked.status == 200, checked
+                assert on_replica.hget(keys.record_key(str(started.body["id"])), "status") == b"approved"
+            keys.close()
+            log = server.log.read_text(errors="replace")
+            # Once per worker and change (a worker may see the sentinels hesitate once while the old master comes
+            # back), not once per request.
+            assert 1 <= log.count("writes go on unconfirmed (degraded)") <= 4
+            assert 1 <= log.count("replica(s) online again") <= 2
+            assert "Traceback" not in log
+    finally:
+        sentinel.stop()
+
+
+def test_with_a_replica_required_a_master_crash_refuses_writes_until_one_is_back(tmp_path: Path, logs: Path) -> None:
+    sentinel = EmbeddedSentinel(tmp_path / "sentinel", replicas=1, sentinels=3, down_after_ms=2000)
+    sentinel.start()
+    try:
+        settings = {**CRASH_SETTINGS, "VERIFY_REDIS_MIN_REPLICAS": "1"}
+        with gunicorn_server(sentinel.url, logs, settings, workers=2, name="strict") as server:
+            stream, threads = streaming(server)
+            killed_at, promoted_at = crash_the_master(sentinel, stream)
+            # Every write on the new master waits for a replica it does not have: 503, "it may have been applied".
+            wait_for(
+                lambda: any(
+                    "may have been applied" in str(r.body.get("detail")) for _, r in stream.failed_since(promoted_at)
+                ),
+                "a write refused on the new master",
+            )
+            refusing_from = time.monotonic()
+            ready = requests.get(server.url("/readyz"), timeout=10)
+            assert ready.status_code == 503 and "VERIFY_REDIS_MIN_REPLICAS" in ready.json()["detail"], ready.text
+            assert scraped(server, "verify_redis_degraded") == 1
+            time.sleep(3)
+            held = [(at, r) for at, r in list(stream.replies) if at > refusing_from]
+            assert held and all(is_problem(r, 503, STORE_UNAVAILABLE) for _, r in held), Counter(
+                r.status for _, r in held
+            )
+            # The old master comes back as the new master's replica: writes are confirmed again.
+            revived_at = time.monotonic()
+            sentinel.revive(sentinel.master)
+            wait_for(lambda: stream.steady_since(revived_at), "writes confirmed by the revived replica", timeout=40)
+            recovered_at = max(at for at, _ in stream.failed_since(killed_at))
+            stream.finish(threads)
+            print(
+                f"kill -9 of the master, a replica required: promoted after {promoted_at - killed_at:.1f} s, writes "
+                f"refused for {recovered_at - killed_at:.1f} s, {recovered_at - revived_at:.1f} s of it after the old "
+                "master was started again"
+            )
+            assert requests.get(server.url("/readyz"), timeout=10).json() == {"status": "ok"}
+            stream.loses_nothing(server)
+            log = server.log.read_text(errors="replace")
+            assert 1 <= log.count("writes are refused (503)") <= 2
+            assert "writes go on unconfirmed" not in log and "Traceback" not in log
     finally:
         sentinel.stop()

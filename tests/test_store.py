@@ -5,18 +5,21 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from redis.connection import AbstractConnection
 from redis.crc import key_slot
 
-from tests.redis_servers import EmbeddedCluster, free_cluster_port
+from tests.redis_servers import EmbeddedCluster, EmbeddedSentinel, free_cluster_port
+from verify import store as store_module
 from verify.config import parse_url
 from verify.embedded import EmbeddedRedis, free_port
-from verify.errors import ConfigError, StoreUnavailable
+from verify.errors import ConfigError, ReplicasUnconfirmed, StoreUnavailable
 from verify.quotas import Limit, Quota, Window, parse
 from verify.store import (
     ID_RE,
@@ -607,3 +610,223 @@ def test_every_form_of_the_redis_url() -> None:
         [("h1", 26379), ("h2", 26380)],
         "mymaster",
     )
+
+
+# Behind Sentinel a write waits for a replica (WAIT, in its round trip)
+
+
+def _wait_online(master: EmbeddedRedis, replicas: int) -> None:
+    """Wait until the master's ROLE lists ``replicas`` replicas online (synced)."""
+    with redis.Redis(port=master.port) as client:
+        for _ in range(200):
+            if len(client.execute_command("ROLE")[2]) == replicas:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the master never had {replicas} replica(s) online")
+
+
+def test_a_write_no_replica_confirms_is_a_503_that_says_it_may_have_landed(tmp_path: Path) -> None:
+    master = EmbeddedRedis(tmp_path / "master")
+    master.start()
+    replica = EmbeddedRedis(tmp_path / "replica", args=("--replicaof", "127.0.0.1", str(master.port)))
+    replica.start()
+    try:
+        _wait_online(master, 1)
+        store = Store(redis.Redis(port=master.port, decode_responses=True), "test:", wait_replicas=1)
+        errors: list[BaseException] = []
+        store.on_error = errors.append
+        assert store.run(Batch.claim_nonce, "p", "a", 60_000)
+        replica.stop()
+        with pytest.raises(ReplicasUnconfirmed, match="\\(0 confirmed it\\): it may have been applied; retry"):
+            store.run(Batch.claim_nonce, "p", "b", 60_000)
+        assert store.client.exists(store.nonce_key("p", "b"))  # it was applied, unconfirmed
+        assert [type(err) for err in errors] == [ReplicasUnconfirmed]  # counted: verify_redis_errors_total
+        store.close()
+    finally:
+        replica.stop()
+        master.stop()
+
+
+# Sentinel: writes wait for the master's replicas (WAIT), as many as it has online
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Iterator[EmbeddedSentinel]:
+    """A master, its replica (in sync) and a sentinel."""
+    watched = EmbeddedSentinel(tmp_path / "sentinel")
+    watched.start()
+    _wait_online(watched.master, 1)
+    yield watched
+    watched.stop()
+
+
+def _sentinel_store(sentinel: EmbeddedSentinel, min_replicas: int = 0) -> tuple[Store, list[BaseException]]:
+    store = Store.from_url(sentinel.url, "test:", min_replicas=min_replicas)
+    errors: list[BaseException] = []
+    store.on_error = errors.append
+    return store, errors
+
+
+def _timed_write(store: Store, nonce: str) -> float:
+    """Write once (a webhook nonce); how long it took."""
+    began = time.monotonic()
+    assert store.run(Batch.claim_nonce, "p", nonce, 60_000)
+    return time.monotonic() - began
+
+
+def test_a_write_waits_for_the_replica_then_goes_on_unconfirmed_without_one(
+    sentinel: EmbeddedSentinel, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, errors = _sentinel_store(sentinel)
+    on_replica = redis.Redis(port=sentinel.replica.port, decode_responses=True)
+    _timed_write(store, "a")
+    assert on_replica.exists(store.nonce_key("p", "a"))  # acknowledged once the replica had it
+    assert store.replicas == 1 and store.health() == "confirmed"
+    sentinel.kill(sentinel.replica)
+    _wait_online(sentinel.master, 0)
+    # The store still counts the replica: the next write waits for it in vain, and its 503 says it may have landed.
+    with pytest.raises(ReplicasUnconfirmed, match="0 confirmed it\\): it may have been applied; retry"):
+        store.run(Batch.claim_nonce, "p", "b", 60_000)
+    assert store.client.exists(store.nonce_key("p", "b"))
+    # The next write reads the master's replicas (ROLE, in its own round trip): none; the sentinel finds the replica
+    # down (none could take over), so the write goes on unconfirmed, and the writes after it wait for nobody.
+    assert _timed_write(store, "c") >= 0.9  # its WAIT was sent before the answer to ROLE came
+    assert store.replicas == 0 and store.mode == "degraded" and store.health() == "degraded"
+    assert max(_timed_write(store, f"d{i}") for i in range(5)) < 0.5
+    assert [type(err) for err in errors] == [ReplicasUnconfirmed, ReplicasUnconfirmed]  # both WAITs that came short
+    degraded = [r for r in caplog.records if "writes go on unconfirmed (degraded)" in r.getMessage()]
+    assert len(degraded) == 1 and degraded[0].levelname == "WARNING"
+    assert not [r for r in caplog.records if "refused" in r.getMessage()]
+    # The replica comes back: once the store has looked again, writes wait for it again.
+    store.replicas_every = 0.1
+    sentinel.revive(sentinel.replica)
+    _wait_online(sentinel.master, 1)
+    time.sleep(0.2)
+    _timed_write(store, "e")  # sent without WAIT, with ROLE: learns of the replica
+    _timed_write(store, "f")
+    assert on_replica.exists(store.nonce_key("p", "f")) and store.replicas == 1 and store.health() == "confirmed"
+    assert len([r for r in caplog.records if "online again" in r.getMessage()]) == 1
+    on_replica.close()
+    store.close()
+
+
+def test_with_a_replica_required_writes_without_one_keep_failing(
+    sentinel: EmbeddedSentinel, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, errors = _sentinel_store(sentinel, min_replicas=1)
+    _timed_write(store, "a")
+    sentinel.kill(sentinel.replica)
+    _wait_online(sentinel.master, 0)
+    for nonce in ("b", "c", "d"):  # a write that read ROLE as well (the second) fails all the same
+        with pytest.raises(ReplicasUnconfirmed, match="may have been applied"):
+            store.run(Batch.claim_nonce, "p", nonce, 60_000)
+    assert store.replicas == 0 and store.health() == "refusing"
+    assert len(errors) == 3
+    refused = [r for r in caplog.records if "writes are refused (503)" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].levelname == "ERROR" and "VERIFY_REDIS_MIN_REPLICAS=1" in refused[0].message
+    store.close()
+
+
+def test_a_master_the_sentinels_do_not_vouch_for_refuses_unconfirmed_writes(
+    sentinel: EmbeddedSentinel, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The master loses its replica while the sentinel is gone: nobody confirms that the replica is not being
+    # promoted elsewhere (what a master sees while a failover takes it over), so its writes must not go on.
+    store, _ = _sentinel_store(sentinel)
+    _timed_write(store, "a")
+    sentinel.kill(sentinel.sentinel)
+    sentinel.kill(sentinel.replica)
+    _wait_online(sentinel.master, 0)
+    for nonce in ("b", "c"):
+        with pytest.raises(ReplicasUnconfirmed):
+            store.run(Batch.claim_nonce, "p", nonce, 60_000)
+    assert store.replicas == 0 and store.health() == "refusing"
+    assert len([r for r in caplog.records if "the sentinels do not confirm" in r.getMessage()]) == 1
+    store.close()
+
+
+def test_a_planned_failover_loses_no_acknowledged_write(
+    sentinel: EmbeddedSentinel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While SENTINEL FAILOVER promotes the replica, the old master sees no replica online either; a write it
+    # acknowledged unconfirmed would be lost when it is made the new master's replica. The sentinel's failover flags
+    # keep its writes waiting (503) until the store follows the new master. (A WAIT of 0.1 s: the store notices the
+    # lost replica well within the second or two the promotion takes.)
+    monkeypatch.setattr(store_module, "WAIT_REPLICAS_MS", 100)
+    store, _ = _sentinel_store(sentinel)
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        for i in range(100_000):
+            if stop.is_set():
+                return
+            try:
+                store.run(Batch.claim_nonce, "p", str(i), 600_000)
+                acknowledged.append(str(i))
+            except StoreUnavailable:
+                time.sleep(0.01)
+
+    writers = [threading.Thread(target=write) for _ in range(2)]
+    for thread in writers:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        with redis.Redis(port=sentinel.sentinel.port) as watcher:
+            watcher.execute_command("SENTINEL", "FAILOVER", sentinel.service)
+        deadline = time.monotonic() + 30
+        while sentinel.master_port() != sentinel.replica.port or len(acknowledged) < 50:
+            assert time.monotonic() < deadline, "no failover, or no write on the new master"
+            time.sleep(0.1)
+        during = len(acknowledged)
+        while len(acknowledged) < during + 20:
+            assert time.monotonic() < deadline, "no write on the new master"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in writers:
+            thread.join()
+    with redis.Redis(port=sentinel.replica.port) as new_master:  # what every later read meets
+        pipe = new_master.pipeline(transaction=False)
+        for nonce in acknowledged:
+            pipe.exists(store.nonce_key("p", nonce))
+        assert all(pipe.execute()), "an acknowledged write is gone from the new master"
+    store.close()
+
+
+def test_reading_the_replicas_costs_no_round_trip(sentinel: EmbeddedSentinel, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _ = _sentinel_store(sentinel)
+    store.client.ping()  # the connection is made (its handshake, and asking the sentinel, is not a request's)
+    sent: list[bytes] = []
+    real = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        sent.append(b"".join(command) if isinstance(command, list) else command)
+        real(self, command, check_health)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    _timed_write(store, "a")  # the first write learns the replicas: ROLE and WAIT ride along
+    _timed_write(store, "b")  # the next one only waits
+    assert len(sent) == 2
+    assert b"ROLE" in sent[0] and b"WAIT" in sent[0] and b"ROLE" not in sent[1] and b"WAIT" in sent[1]
+    store.run(Batch.get, "ffff" + "0" * 24)  # a read waits for nobody
+    assert b"WAIT" not in sent[2]
+    store.close()
+
+
+def test_a_user_that_may_not_run_role_keeps_waiting_for_a_replica(
+    sentinel: EmbeddedSentinel, caplog: pytest.LogCaptureFixture
+) -> None:
+    with redis.Redis(port=sentinel.master.port) as admin:
+        admin.execute_command("ACL", "SETUSER", "app", "on", ">app-password", "~*", "+@all", "-@dangerous")
+    client = redis.Redis(port=sentinel.master.port, username="app", password="app-password", decode_responses=True)
+    store = Store(client, "test:", wait_replicas=1)
+    _timed_write(store, "a")
+    _timed_write(store, "b")
+    assert store.replicas is None and store.health() == "confirmed"
+    assert len([r for r in caplog.records if "refuses ROLE" in r.getMessage()]) == 1
+    sentinel.kill(sentinel.replica)
+    _wait_online(sentinel.master, 0)
+    with pytest.raises(ReplicasUnconfirmed):  # it cannot tell the replica is gone: as before, writes need one
+        store.run(Batch.claim_nonce, "p", "c", 60_000)
+    store.close()

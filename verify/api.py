@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from verify import phone, version
 from verify.captcha import Answer
 from verify.clock import rfc3339
+from verify.config import REDIS_MIN_REPLICAS
 from verify.errors import Forbidden, InvalidRequest, Unauthorized, problem
 from verify.ratelimit import client_ip
 from verify.service import API_CALLER, CHANNELS, LOCALES, Caller, Service, Source, to_json
@@ -328,12 +329,24 @@ def healthz() -> Response:
 
 @public.get("/readyz")
 def readyz() -> BaseResponse:
-    """Redis answers: 200, else 503 ``/store-unavailable``."""
-    if service().ready():
+    """Redis answers: 200, else 503 ``/store-unavailable``.
+
+    Behind Sentinel, a master without a replica online still serves (writes go on unconfirmed): 200, so that load
+    balancers keep routing, with a body that says so. With ``VERIFY_REDIS_MIN_REPLICAS`` set, writes are refused then,
+    and so is readiness (503), as while the sentinels do not confirm that no replica could take over (a failover).
+    """
+    health = service().ready()
+    if health == "confirmed":
         return jsonify({"status": "ok"})
-    return problem(
-        503, "store-unavailable", "Storage is unavailable", "Redis does not answer", headers={"Retry-After": "1"}
+    if health == "degraded":
+        return jsonify({"status": "degraded", "redis": "no replica confirms writes"})
+    detail = (
+        "Redis does not answer"
+        if health == "down"
+        else "the Redis master has fewer replicas online than a write needs: writes are refused (see "
+        f"{REDIS_MIN_REPLICAS})"
     )
+    return problem(503, "store-unavailable", "Storage is unavailable", detail, headers={"Retry-After": "1"})
 
 
 @public.get("/openapi.yaml")

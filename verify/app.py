@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
         )
 
     metrics = Metrics(CollectorRegistry(auto_describe=True))
-    store = Store.from_url(settings.redis_url, settings.redis_prefix)
+    store = Store.from_url(settings.redis_url, settings.redis_prefix, min_replicas=settings.redis_min_replicas)
     store.on_error = metrics.redis_error
     gateways = registry.build(settings, store, clock)
     service = build_service(settings, store, clock, metrics, gateways.sms, gateways.call)

@@ -72,7 +72,7 @@ def check_config(*, live: bool, env: dict[str, str] | None = None) -> int:
     if not live:
         return 0
     try:
-        store = Store.from_url(settings.redis_url, settings.redis_prefix)
+        store = Store.from_url(settings.redis_url, settings.redis_prefix, min_replicas=settings.redis_min_replicas)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 API_KEYS = "VERIFY_API_KEYS"
 SECRET_KEY = "VERIFY_SECRET_KEY"  # noqa: S105 - a variable name
 REDIS_URL = "VERIFY_REDIS_URL"
+REDIS_MIN_REPLICAS = "VERIFY_REDIS_MIN_REPLICAS"
 SANDBOX = "VERIFY_SANDBOX"
 SMS_PROVIDERS = "VERIFY_SMS_PROVIDERS"
 CALL_PROVIDER = "VERIFY_CALL_PROVIDER"
@@ -117,6 +118,15 @@ def _redis_url(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     url = env.raw(e, name) or default
     parse_url(url)
     return url
+
+
+def _min_replicas(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    count = env.integer(0, 16)(e, name, default, seen)
+    if count and not seen["redis_url"].startswith("redis+sentinel://"):
+        raise ConfigError(
+            name, "applies to redis+sentinel:// only: the replicas of the sentinels' master confirm writes"
+        )
+    return count
 
 
 def _keys(min_length: int) -> env.Reader:
@@ -284,6 +294,10 @@ class Settings:
     # One server (redis://, rediss://), a cluster (redis+cluster://) or a sentinel's master (redis+sentinel://).
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata=_var(REDIS_URL, _redis_url))
     redis_prefix: str = field(default="verify:", metadata=_var("VERIFY_REDIS_PREFIX", env.text))
+    # Sentinel: how many replicas must confirm a write (WAIT) before it is acknowledged. 0: each write waits for one
+    # replica while the master has one online, and goes on unconfirmed (degraded) while it has none, as Redis's own
+    # min-replicas-to-write 0 does; 1 or more: fewer confirming replicas give 503 (the write may have been applied).
+    redis_min_replicas: int = field(default=0, metadata=_var(REDIS_MIN_REPLICAS, _min_replicas))
     challenge_ttl: int = field(default=900, metadata=_var("VERIFY_CHALLENGE_TTL", env.integer(1, 86400)))
     code_length: int = field(default=6, metadata=_var("VERIFY_CODE_LENGTH", env.integer(4, 10)))
     max_attempts: int = field(default=5, metadata=_var("VERIFY_MAX_ATTEMPTS", env.integer(1, 100)))

@@ -143,6 +143,20 @@ class StoreUnavailable(VerifyError):
     status, slug, title = 503, "store-unavailable", "Storage is unavailable"
 
 
+class ReplicasUnconfirmed(StoreUnavailable):
+    """The Redis master ran a write, but fewer replicas than required confirmed it in time (``WAIT``): the change may
+    have been applied, and a failover now could lose it. The client retries, and its retry meets either the change
+    or the state before it."""
+
+    def __init__(self, required: int, confirmed: int) -> None:
+        super().__init__(
+            f"Redis could not copy the change to {required} replica(s) in time ({confirmed} confirmed it): "
+            "it may have been applied; retry"
+        )
+        self.required = required
+        self.confirmed = confirmed
+
+
 class DeliveryFailed(VerifyError):
     status, slug, title = 503, "delivery-failed", "No gateway could deliver the message"
 
@@ -176,7 +190,8 @@ def render(err: VerifyError, *, write: bool = False) -> Response:
     if isinstance(err, StoreUnavailable | DeliveryFailed):
         log.error("%s: %s", err.slug, err.detail)
     detail = err.detail
-    if isinstance(err, StoreUnavailable) and write:  # a timeout cannot tell whether Redis applied it
+    # A timeout cannot tell whether Redis applied a write (ReplicasUnconfirmed says so itself).
+    if isinstance(err, StoreUnavailable) and write and not isinstance(err, ReplicasUnconfirmed):
         detail += f". {MAY_HAVE_BEEN_APPLIED}"
     return problem(err.status, err.slug, err.title, detail, extra, headers)
 

@@ -20,7 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from verify import version
-from verify.errors import StoreUnavailable
+from verify.errors import ReplicasUnconfirmed, StoreUnavailable
 from verify.store import Breaker, Op, Store
 
 # A verification's labels: how it travels, through which gateway, to which country.
@@ -113,15 +113,20 @@ class Metrics:
         )
 
     def redis_error(self, err: BaseException) -> None:
-        """Count a Redis failure by its kind (the store calls this)."""
+        """Count a Redis failure by its kind (the store calls this): ``wait_timeout`` is a write that fewer replicas
+        confirmed than it waited for (Sentinel's WAIT)."""
         name = type(err).__name__
-        kind = "timeout" if "Timeout" in name else "connection" if "Connection" in name else "other"
+        if isinstance(err, ReplicasUnconfirmed):
+            kind = "wait_timeout"
+        else:
+            kind = "timeout" if "Timeout" in name else "connection" if "Connection" in name else "other"
         self.redis_errors.labels(kind).inc()
 
 
 class State(Collector):
     """What lives in Redis, read at each scrape: the circuit breaker of every configured gateway (one round trip),
-    and the build. A scrape while Redis is down reports no breaker rather than failing."""
+    behind Sentinel the master's replicas (its ROLE, one more), and the build. A scrape while Redis is down reports
+    neither rather than failing."""
 
     def __init__(self, store: Store, providers: Sequence[str], clock: Callable[[], float]) -> None:
         self._store = store
@@ -147,6 +152,30 @@ class State(Collector):
         for name, op in breakers.items():
             family.add_metric((name,), 1 if op.value.open_until > now_ms else 0)
         yield family
+        yield from self._replication()
+
+    def _replication(self) -> Iterator[Metric]:
+        store = self._store
+        if not store.wait_replicas:
+            return
+        try:
+            replicas = store.replicas_now()
+        except StoreUnavailable:
+            return
+        if replicas is None:
+            return
+        online = GaugeMetricFamily(
+            "verify_redis_replicas", "Replicas the Sentinel master has online: those that can confirm a write."
+        )
+        online.add_metric((), replicas)
+        yield online
+        degraded = GaugeMetricFamily(
+            "verify_redis_degraded",
+            "1 while the Sentinel master has fewer replicas online than a write waits for: writes go on unconfirmed "
+            "(or get 503 with VERIFY_REDIS_MIN_REPLICAS).",
+        )
+        degraded.add_metric((), 1 if replicas < store.wait_replicas else 0)
+        yield degraded
 
 
 class Exposition:

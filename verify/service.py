@@ -61,7 +61,7 @@ from verify.providers.base import (
 )
 from verify.quotas import Quota, Quotas, Refusal
 from verify.sms import SmsSize, UnfitForAutofill, compose, measure
-from verify.store import ID_RE, Batch, Breaker, Op, Outcome, Record, SendCommit, Store, Taken, new_id
+from verify.store import ID_RE, Batch, Breaker, Health, Op, Outcome, Record, SendCommit, Store, Taken, new_id
 from verify.store import Source as Source  # re-exported for the API: who starts a verification
 from verify.tokens import Proof, Secrets
 
@@ -535,9 +535,9 @@ class Service:
         """Sandbox messages to ``phone``, newest first."""
         return self.store.run(Batch.outbox, phone)
 
-    def ready(self) -> bool:
-        """Whether the store answers."""
-        return self.store.ping()
+    def ready(self) -> Health:
+        """Whether the store answers and, behind Sentinel, whether a replica confirms writes (see ``Store.health``)."""
+        return self.store.health()
 
     # webhook nonces
 

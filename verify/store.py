@@ -13,12 +13,25 @@ deferred (:meth:`Store.defer`): they ride along with the next batch and cost no 
 Driver errors become :class:`~verify.errors.StoreUnavailable` (503); redis-py reconnects by itself. A Redis
 that timed out is not asked again for :data:`FAIL_FAST_S`, so a request (and the requests behind it) fails within
 about one timeout rather than one per round trip.
+
+Behind Sentinel a batch that writes ends with ``WAIT``, in the same round trip: the write is acknowledged once a
+replica has it, so a promotion loses nothing acknowledged. When the master has fewer replicas online than a write
+waits for (its ``ROLE``, re-read along with a write batch at most every :data:`REPLICAS_EVERY_S`), as after a failover
+that left the new master without a replica, a write goes on unconfirmed (degraded: logged once per change of
+state, said on ``/readyz`` and in the metrics) instead of failing until one is back, as with Redis's own
+``min-replicas-to-write 0``, but only
+if the sentinels confirm that no replica of this master can take over from it: a majority of them name it, none is
+failing it over, and every replica they know of it is down (or, when every sentinel answers, an old master waiting
+to be made a replica). A master whose replica is being promoted (``SENTINEL FAILOVER``, a partition) also sees none
+online, and what it acknowledged would be lost. ``VERIFY_REDIS_MIN_REPLICAS`` refuses unconfirmed writes instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import re
 import secrets
 import time
@@ -37,8 +50,8 @@ from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from verify.config import REDIS_URL, parse_url
-from verify.errors import ConfigError, StoreUnavailable
+from verify.config import REDIS_MIN_REPLICAS, REDIS_URL, parse_url
+from verify.errors import ConfigError, ReplicasUnconfirmed, StoreUnavailable
 from verify.quotas import Limit, Quota, Refusal
 
 ID_RE = re.compile(r"[0-9a-f]{28}")  # use fullmatch: "$" would let a trailing newline through
@@ -56,6 +69,8 @@ MAX_DEFERRED = 10_000
 MAX_CONNECTIONS = 100
 CLUSTER_MAX_CONNECTIONS = 1000  # per node, or for the sentinel's master: a worker's gevent connections
 WAIT_REPLICAS_MS = 1000
+#: How old the store's count of the master's online replicas may get: a write batch re-reads it (``ROLE``) when older.
+REPLICAS_EVERY_S = 2.0
 Client = redis.Redis | RedisCluster
 READS = frozenset({"GET", "HGETALL", "HMGET", "LRANGE", "ZRANGE", "EXISTS"})  # commands that change nothing
 PUMP_WARN_EVERY_MS = 300_000
@@ -74,6 +89,14 @@ CompleteOutcome = Literal[
 CancelOutcome = Literal["canceled", "not_pending", "missing"]
 DeliveryOutcome = Literal["updated", "unchanged", "other_message", "missing"]
 PumpCount = Literal["started", "approved"]
+#: How the store's writes are confirmed behind Sentinel: by as many replicas as they wait for; ``degraded``, they go on
+#: without (the master has fewer replicas online, and the sentinels find none that could take over); ``refusing``,
+#: they get 503 (fewer than ``VERIFY_REDIS_MIN_REPLICAS``, or the sentinels do not confirm that none could).
+Mode = Literal["confirmed", "degraded", "refusing"]
+#: What ``/readyz`` says of the store: a :data:`Mode`, or ``down`` when Redis does not answer.
+Health = Literal["confirmed", "degraded", "refusing", "down"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -314,6 +337,12 @@ def _ignore(_: Any) -> None:
     return None
 
 
+def _flags(state: dict[str, Any]) -> set[str]:
+    """A sentinel's flags of an instance (``master,disconnected``): a string, or a set under RESP3."""
+    flags = state.get("flags", "")
+    return set(flags.split(",")) if isinstance(flags, str) else set(flags)
+
+
 def shard_of(tag: str) -> int:
     """The shard (of :data:`SHARDS`) of a hash tag, a verification id or anything beginning with either."""
     return int(tag[0], 16) % SHARDS
@@ -322,13 +351,38 @@ def shard_of(tag: str) -> int:
 class Store:
     """All reads and writes of verification state."""
 
-    def __init__(self, client: Client, prefix: str, *, wait_replicas: int = 0) -> None:
+    def __init__(
+        self,
+        client: Client,
+        prefix: str,
+        *,
+        wait_replicas: int = 0,
+        min_replicas: int = 0,
+        sentinel: Sentinel | None = None,
+        service: str = "",
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.cluster = isinstance(client, RedisCluster)
         # Sentinel: a batch that writes waits until this many replicas have it, so a failover loses nothing that
-        # was acknowledged (WAIT, in the same round trip).
+        # was acknowledged (WAIT, in the same round trip); with fewer online and the sentinels' consent, it goes on
+        # unconfirmed, unless min_replicas (VERIFY_REDIS_MIN_REPLICAS) must confirm it.
         self.wait_replicas = wait_replicas
+        self.min_replicas = min_replicas
+        self._sentinel, self._service = sentinel, service
+        # The master's online replicas at the last look (ROLE); None: not known.
+        self.replicas: int | None = None
+        self.replicas_every = REPLICAS_EVERY_S
+        # When (monotonic) the ROLE of that count was asked: answers to earlier questions are older news, ignored.
+        # Stale: a failure since; the next write asks again.
+        self._replicas_at = -math.inf
+        self._replicas_stale = True
+        self._role_refused = False  # the Redis user may not run ROLE (an ACL without @dangerous)
+        # What the sentinels said, and when it was asked: the master a majority of them name, and whether a write to
+        # it may go on unconfirmed (see _ask_sentinels).
+        self._view: tuple[Any, bool] = (None, False)
+        self._view_at = -math.inf
+        self.mode: Mode = "confirmed"
         self.scripts = Scripts(client)
         self.down_until = 0.0
         # Told of every Redis failure a batch meets (the app counts them: verify_redis_errors_total).
@@ -338,12 +392,13 @@ class Store:
         weakref.finalize(self, client.close)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str) -> Store:
+    def from_url(cls, url: str, prefix: str, *, min_replicas: int = 0) -> Store:
         """Connect to ``url`` (``VERIFY_REDIS_URL``): ``redis://`` or ``rediss://`` (one server, connected lazily),
         ``redis+cluster://[:password@]host:port[,host:port...]`` or
         ``redis+sentinel://[:password@]host:port[,host:port...]/<service>`` (the master only: a limit read from a
         lagging replica would be a limit bypassed). A cluster or a sentinel that does not answer, or has no master,
-        is a :class:`~verify.errors.ConfigError` naming the variable: the app does not start.
+        is a :class:`~verify.errors.ConfigError` naming the variable: the app does not start. ``min_replicas``
+        (``VERIFY_REDIS_MIN_REPLICAS``, Sentinel only): how many replicas must confirm a write.
 
         Short timeouts and no retry of a timeout: a dead Redis must give a quick 503, not a hang. A refused or
         reset connection is retried once at once, on a fresh connection (a Redis that restarted). A request holds
@@ -399,7 +454,14 @@ class Store:
             client = sentinel.master_for(
                 service, max_connections=CLUSTER_MAX_CONNECTIONS, health_check_interval=15, **options
             )
-            return cls(client, prefix, wait_replicas=1)
+            return cls(
+                client,
+                prefix,
+                wait_replicas=max(1, min_replicas),
+                min_replicas=min_replicas,
+                sentinel=sentinel,
+                service=service,
+            )
         pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, health_check_interval=15, **options
         )
@@ -477,6 +539,159 @@ class Store:
             return bool(self.client.ping())
         except redis.RedisError:
             return False
+
+    def health(self) -> Health:
+        """What ``/readyz`` says: whether Redis answers and, behind Sentinel, how writes are confirmed now (the
+        master's ``ROLE`` and, when it has fewer replicas than a write waits for, the sentinels: off the requests'
+        path)."""
+        if not self.wait_replicas:
+            return "confirmed" if self.ping() else "down"
+        try:
+            replicas = self.replicas_now()
+        except StoreUnavailable:
+            return "down"
+        if replicas is not None and replicas < self.wait_replicas:
+            self._unconfirmed_allowed(self._master(), time.monotonic())
+        return self._note()
+
+    def replicas_now(self) -> int | None:
+        """How many replicas the master has online now (``ROLE``, a round trip); ``None`` when the Redis user may not
+        run ROLE or the server is not a master (being demoted). Redis down is :class:`StoreUnavailable`."""
+        asked_at = time.monotonic()
+        try:
+            reply = self.client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+        except redis.ResponseError as err:
+            reply = err
+        except redis.RedisError as err:
+            raise StoreUnavailable(f"Redis failed: {type(err).__name__}") from err
+        return self._learn(reply, asked_at)
+
+    def _master(self) -> Any:
+        """The address of the master this store's connections go to, as redis-py last found it (Sentinel)."""
+        return getattr(getattr(self.client, "connection_pool", None), "master_address", None)
+
+    def _ask_replicas(self) -> bool:
+        """Whether the next write should ask the master's ROLE."""
+        if self._role_refused:
+            return False
+        return self._replicas_stale or time.monotonic() - self._replicas_at >= self.replicas_every
+
+    def _forget_replicas(self) -> None:
+        """Re-read the replicas with the next write: the master may have changed, or lost its replica. (An answer
+        on its way, to a question asked since the count's, is news all the same: under load there is always one.)"""
+        self._replicas_stale = True
+
+    def _learn(self, reply: Any, asked_at: float) -> int | None:
+        """Take in a ``ROLE`` reply (``["master", offset, [[host, port, offset], ...]]``, online replicas only) to a
+        question asked at ``asked_at``, unless a later question was answered first (a reply waits for the WAIT of its
+        batch, up to a second)."""
+        if isinstance(reply, redis.ResponseError):  # NOPERM: keep waiting for wait_replicas, as before
+            if not self._role_refused:
+                log.warning(
+                    "Redis refuses ROLE to this user (%s): the store cannot see the master's replicas, so every write "
+                    "needs %d replica(s) to confirm it, even after a failover that left none; allow ROLE to the user",
+                    reply,
+                    self.wait_replicas,
+                )
+            self._role_refused = True
+            return None
+        if not (isinstance(reply, list) and reply and reply[0] == "master"):
+            return None
+        replicas = len(reply[2])
+        if asked_at >= self._replicas_at:
+            self.replicas = replicas
+            self._replicas_at, self._replicas_stale = asked_at, False
+        return replicas
+
+    def _unconfirmed_allowed(self, master: Any, since: float) -> bool:
+        """Whether a write to ``master`` (an address) may go on with fewer replicas confirming it than it waits for:
+        never with ``VERIFY_REDIS_MIN_REPLICAS``; otherwise as the sentinels say (:meth:`_ask_sentinels`), asked again
+        unless their answer was asked at ``since`` or later."""
+        if self._sentinel is None or self.min_replicas or master is None:
+            return False
+        if self._view_at < since:
+            asked_at = time.monotonic()
+            self._view = self._ask_sentinels()
+            self._view_at = max(self._view_at, asked_at)
+        named, allowed = self._view
+        return allowed and named == master
+
+    def _ask_sentinels(self) -> tuple[Any, bool]:
+        """The master a majority of the sentinels name, and whether no replica of it can take over from it: none of
+        them is failing it over or finds it down, and every replica they know of it is down in every answering
+        sentinel's eyes (then it cannot be promoted), or, when every sentinel answered, reports itself a master that
+        no sentinel promoted (an old master back, that they will make a replica). A master whose replica is being
+        promoted sees it drop too, and its writes would be lost: the failover leader's flags tell, when it answers.
+
+        Each answering sentinel costs a round trip (``SENTINEL MASTER`` and ``REPLICAS``), off the requests' usual
+        path: only while the master has fewer replicas online than a write waits for, at most every
+        :data:`REPLICAS_EVERY_S` and once for each write that its replica did not confirm.
+        """
+        assert self._sentinel is not None  # noqa: S101 - only a Sentinel store asks
+        sentinels = list(self._sentinel.sentinels)
+        views: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        for client in sentinels:
+            try:
+                pipe = client.pipeline(transaction=False)
+                pipe.sentinel_master(self._service)
+                pipe.sentinel_slaves(self._service)
+                master, replicas = pipe.execute()
+            except redis.RedisError:
+                continue
+            views.append((master, replicas))
+        named = {(master["ip"], master["port"]) for master, _ in views}
+        if len(views) <= len(sentinels) // 2 or len(named) != 1:
+            return None, False
+        address = named.pop()
+        if self._master() not in (None, address):
+            try:  # the sentinels moved on: so do redis-py's connections (it asks them only when it opens one)
+                self.client.connection_pool.get_master_address()  # type: ignore[union-attr]
+            except redis.RedisError:
+                pass
+        every = len(views) == len(sentinels)
+        allowed = True
+        for master, replicas in views:
+            if master["is_sdown"] or master["is_odown"] or "failover_in_progress" in _flags(master):
+                allowed = False
+            for replica in replicas:
+                flags = _flags(replica)
+                down = bool({"s_down", "o_down", "disconnected"} & flags)
+                old_master = every and replica.get("role-reported") == "master" and "promoted" not in flags
+                if "promoted" in flags or not (down or old_master):
+                    allowed = False
+        return address, allowed
+
+    def _note(self) -> Mode:
+        """The store's :data:`Mode` now; logged when it changes (once per process and change, not per request)."""
+        mode: Mode = "confirmed"
+        replicas = self.replicas
+        if replicas is not None and replicas < self.wait_replicas:
+            named, allowed = self._view
+            unconfirmed = not self.min_replicas and allowed and named == self._master()
+            mode = "degraded" if unconfirmed else "refusing"
+        before, self.mode = self.mode, mode
+        if mode == before:
+            return mode
+        if mode == "degraded":
+            log.warning(
+                "Redis: the master has %d replica(s) online, fewer than a write waits for (%d), and the sentinels find "
+                "none that could take over: writes go on unconfirmed (degraded), and a crash of the master now would "
+                "lose them; %s=1 refuses them instead",
+                replicas,
+                self.wait_replicas,
+                REDIS_MIN_REPLICAS,
+            )
+        elif mode == "refusing":
+            why = (
+                f"fewer than {REDIS_MIN_REPLICAS}={self.min_replicas}"
+                if self.min_replicas
+                else f"fewer than a write waits for ({self.wait_replicas}), and the sentinels do not confirm that none "
+                "could take over (a failover may be under way)"
+            )
+            log.error("Redis: the master has %d replica(s) online, %s: writes are refused (503)", replicas, why)
+        else:
+            log.warning("Redis: the master has %d replica(s) online again: writes are confirmed by a replica", replicas)
+        return mode
 
     # keys
 
@@ -593,8 +808,24 @@ class Batch:
             raise StoreUnavailable("Redis timed out a moment ago")
         commands = [command for _, _, command in self._ops]
         writes = store.wait_replicas and any(script or command[0] not in READS for _, script, command in self._ops)
-        if writes:  # nothing acknowledged may be lost when the sentinel promotes the replica
-            commands.append(("WAIT", store.wait_replicas, WAIT_REPLICAS_MS))
+        role: int | None = None  # where ROLE's reply is
+        waited = 0  # how many replicas the WAIT asks for
+        asked_at, master = time.monotonic(), store._master()
+        if writes:  # nothing acknowledged may be lost when the sentinels promote a replica (see the module's doc)
+            if store._ask_replicas():
+                commands.append(("ROLE",))
+                role = len(commands) - 1
+            waited = store.wait_replicas
+            known = store.replicas
+            if (
+                known is not None
+                and known < waited
+                and not store._replicas_stale
+                and store._unconfirmed_allowed(master, asked_at - store.replicas_every)
+            ):
+                waited = known  # degraded: as many as the master has (none: no WAIT)
+            if waited:
+                commands.append(("WAIT", waited, WAIT_REPLICAS_MS))
         try:
             try:
                 replies = self._send(commands)
@@ -614,14 +845,36 @@ class Batch:
                 if isinstance(reply, Exception):
                     raise reply
                 op._set(reply)
-            if writes and not (isinstance(replies[-1], int) and replies[-1] >= store.wait_replicas):
-                raise StoreUnavailable("Redis could not copy the change to a replica in time; retry")
+            if role is not None:
+                store._learn(replies[role], asked_at)
+            if waited:
+                self._confirmed(replies[-1], waited, master)
+            if writes:
+                store._note()
         except redis.RedisError as err:
             store.keep_deferred(deferred, sent=True)
             store.on_error(err)
+            store._forget_replicas()
             if isinstance(err, redis.TimeoutError) and not store.cluster:  # one cluster node is not all of Redis
                 store.down_until = time.monotonic() + FAIL_FAST_S
             raise StoreUnavailable(f"Redis failed: {type(err).__name__}") from err
+
+    def _confirmed(self, reply: Any, waited: int, master: Any) -> None:
+        """Judge a WAIT's reply. Fewer replicas than it asked for fail the request (503: the write may have been
+        applied), unless the master does not have them online any more (its ROLE, in this batch or since) and the
+        sentinels, asked now, confirm that no replica of it can take over (:meth:`Store._ask_sentinels`): then the
+        write goes on unconfirmed, as every write does while that lasts (degraded)."""
+        store = self._store
+        if isinstance(reply, Exception):
+            raise reply
+        if reply >= waited:
+            return
+        store.on_error(ReplicasUnconfirmed(waited, reply))  # counted whether it fails the request or not
+        online = store.replicas
+        if online is None or reply < min(waited, online) or not store._unconfirmed_allowed(master, time.monotonic()):
+            store._forget_replicas()
+            store._note()
+            raise ReplicasUnconfirmed(waited, reply)
 
     def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """The replies, errors included; a single command skips the pipeline's bookkeeping (one server).
