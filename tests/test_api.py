@@ -570,6 +570,26 @@ def test_a_start_that_timed_out_is_undone_so_its_retry_is_not_locked_out(
     assert resent.status_code == 200, resent.get_json()
 
 
+def test_an_idempotency_key_whose_claim_timed_out_is_free_for_the_retry(
+    own_redis: EmbeddedRedis, clock: MovableClock
+) -> None:
+    # The claim is queued in the frozen Redis and lands when it wakes, after the client got its 503: left there, it
+    # would answer the retry with 409 idempotency-in-progress for the claim's lease.
+    client = create_app(make_settings(own_redis.url), clock=clock, background=False).test_client()
+    start(client, "+79991230000")  # loads the scripts
+    key = {"Idempotency-Key": "k-frozen"}
+    os.kill(pid_of(own_redis), signal.SIGSTOP)
+    try:
+        assert start(client, headers=key).status_code == 503
+    finally:
+        os.kill(pid_of(own_redis), signal.SIGCONT)
+    time.sleep(FAIL_FAST_S)
+    retried = start(client, headers=key)
+    assert retried.status_code == 201, retried.get_data(as_text=True)
+    replayed = start(client, headers=key)
+    assert replayed.headers["Idempotent-Replayed"] == "true" and replayed.get_json() == retried.get_json()
+
+
 def test_a_503_of_a_write_says_it_may_have_been_applied(own_redis: EmbeddedRedis, clock: MovableClock) -> None:
     client = create_app(make_settings(own_redis.url), clock=clock, background=False).test_client()
     vid = start(client).get_json()["id"]

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -830,3 +830,25 @@ def test_a_user_that_may_not_run_role_keeps_waiting_for_a_replica(
     with pytest.raises(ReplicasUnconfirmed):  # it cannot tell the replica is gone: as before, writes need one
         store.run(Batch.claim_nonce, "p", "c", 60_000)
     store.close()
+
+
+def test_a_malformed_id_never_names_a_key(store: Store) -> None:
+    for crafted in ("a" * 28 + ":final", "*", "{}", "a" * 28 + "\n", "A" * 28):
+        with pytest.raises(ValueError, match="not a verification id"):
+            store.record_key(crafted)
+        assert store.run(Batch.get, crafted) is None  # refused before Redis
+
+
+def test_undoing_writes_kept_across_failures_are_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("verify.store.MAX_DEFERRED", 3)
+
+    def releasing(key: str) -> Callable[[Batch], object]:
+        return lambda batch: batch.release_idempotency(key)
+
+    undo = [(releasing(f"k{n}"), True) for n in range(5)]
+    counts: list[tuple[Callable[[Batch], object], bool]] = [(lambda batch: None, False)]
+    store.keep_deferred([*undo, *counts], sent=True)  # a batch that was sent: only what must be done stays
+    assert [entry for entry in store._deferred if not entry[1]] == []
+    assert [entry[0] for entry in store._deferred] == [entry[0] for entry in undo[-3:]]  # the newest three
+    store.keep_deferred(counts, sent=False)  # nothing was sent: everything stays
+    assert store._deferred[0] == counts[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
@@ -89,3 +91,24 @@ def test_code_hashes_survive_rotation() -> None:
     assert stored not in rotated.code_candidates("vid", ["123457"])
     assert stored not in rotated.code_candidates("other-vid", ["123456"])
     assert "123456" not in stored
+
+
+def test_a_signed_payload_that_is_no_proof_is_invalid() -> None:
+    # Signed with our key and salt (a leaked key's forgery, or another release's token), but not our payload.
+    signed = URLSafeTimedSerializer([NEW], salt=PROOF_SALT).dumps({"vid": PROOF.verification_id})  # signed now
+    with pytest.raises(InvalidToken, match="not a verify proof"):
+        Secrets((NEW,), 3600, MovableClock(time.time() + 10)).verify(signed)
+
+
+def test_client_secrets_are_per_verification_and_survive_rotation() -> None:
+    clock = MovableClock(0)
+    old = Secrets((OLD,), 3600, clock)
+    rotated = Secrets((NEW, OLD), 3600, clock)
+    vid, other = "a" * 28, "b" * 28
+    given = old.client_secret(vid)
+    assert rotated.client_secret_matches(vid, given)  # handed out before the rotation: still good
+    assert rotated.client_secret(vid) != given  # the newest key makes new ones
+    assert not rotated.client_secret_matches(other, given)
+    assert not Secrets((NEW,), 3600, clock).client_secret_matches(vid, given)  # the old key retired
+    assert not rotated.client_secret_matches(vid, "")
+    assert not rotated.client_secret_matches(vid, "\udc80" + given)  # not text: refused, never an error
