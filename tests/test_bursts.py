@@ -28,12 +28,14 @@ IP_PER_HOUR = 10  # VERIFY_LIMIT_IP 10/hour;50/day
 PREFIX_PER_HOUR = 20  # VERIFY_LIMIT_PREFIX 20/hour
 PHONE_PER_10_MINUTES = 3  # VERIFY_LIMIT_PHONE 3/10 minutes;10/day
 CAPTCHA_AFTER = 3  # VERIFY_CAPTCHA_AFTER
+CHALLENGES_PER_MINUTE = 10  # VERIFY_LIMIT_CAPTCHA_CHALLENGES 10/minute;60/day
 
 OK = "201"
 IP_LIMITED = "429 /problems/rate-limited ip"
 PREFIX_LIMITED = "429 /problems/rate-limited prefix"
 PHONE_LIMITED = "429 /problems/rate-limited phone"
 FAILURES_LIMITED = "429 /problems/rate-limited phone_failures"
+CHALLENGES_LIMITED = "429 /problems/rate-limited captcha_challenges"
 CAPTCHA_REQUIRED = "428 /problems/captcha-required"
 DELIVERY_FAILED = "503 /problems/delivery-failed"
 WRONG_CODE = "422 /problems/invalid-code"
@@ -297,7 +299,10 @@ class TestCaptcha:
         counts = tally(replies)
         assert len(sent) == CAPTCHA_AFTER, f"{len(sent)} SMS sent for 50 starts with others' captchas: {counts}"
         assert counts[OK] == CAPTCHA_AFTER
-        assert counts[CAPTCHA_REQUIRED] + counts[IP_LIMITED] == 50 - CAPTCHA_AFTER, counts
+        # The rest are refused: a new challenge each, until the IP's challenges for the minute are used up (then
+        # 429 without one), or the IP limit first, whichever a start meets.
+        assert counts[CAPTCHA_REQUIRED] + counts[IP_LIMITED] + counts[CHALLENGES_LIMITED] == 50 - CAPTCHA_AFTER, counts
+        assert counts[CAPTCHA_REQUIRED] <= CHALLENGES_PER_MINUTE, counts
         assert_problems(replies)
 
     def test_own_solved_captchas_still_meet_the_ip_limit(self, server: Server, collector: Server) -> None:
