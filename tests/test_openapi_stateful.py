@@ -2,36 +2,38 @@
 
 openapi.yaml links a start (``POST /v1/verifications``, 201 and 200) to the read, check, resend and cancel of the
 verification it returned (``$response.body#/id``). Schemathesis builds a state machine from those links and runs
-chains of calls against the app in process (loaded through ``GET /openapi.yaml``, so the links tested are those the
-app serves) over a real Redis: every response must conform to the document (status, content type, headers, body),
-no answer may be a 5xx, and schema-invalid input must be refused.
+chains of calls against the Procfile's gunicorn (the document loaded from its ``GET /openapi.yaml``, so the links
+tested are those the server serves) over a real Redis: every response must conform to the document (status, content
+type, headers, body), no answer may be a 5xx, and schema-invalid input must be refused.
 
 Left alone, the fuzzer would never reach a right code: a random phone is rarely a valid number, and a random code is
 never the one sent. So the machine plays a client that knows them: a positive start goes to one of a few real
-numbers, and about half the positive checks of a verification it started carry the code the sandbox gateway sent
-(``GET /sandbox/messages``). The test then asserts that the chains really went through: at least one check answered
+numbers, and about half the positive checks of a verification it started carry the code the SMSC emulator was
+given. The test then asserts that the chains really went through: at least one check answered
 200 ``approved``, and the links to read, resend and cancel reached a live verification (200).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import zlib
 from collections import Counter
-from dataclasses import replace
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
+import pytest
 import redis
 import schemathesis
 import yaml
-from flask import Flask
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.config import SchemathesisConfig
 
-from tests.conftest import AUTH, make_settings
-from verify import create_app
+from tests.conftest import AUTH
+from tests.servers import Server, gunicorn_server
+from verify.embedded import EmbeddedRedis
 from verify.quotas import LimitName
 
 START = "POST /v1/verifications"
@@ -91,12 +93,18 @@ def test_a_start_links_to_everything_done_with_its_verification() -> None:
         }
 
 
-def _app(redis_url: str) -> Flask:
-    """A sandbox app with no abuse limit, no captcha and no resend cooldown, so that chains reach their handlers."""
-    unlimited: dict[str, Any] = {f"limit_{name}": "" for name in get_args(LimitName) if name != "captcha_ip"}
-    return create_app(
-        replace(make_settings(redis_url), captcha_mode="off", resend_cooldown=0, **unlimited), background=False
-    )
+# No abuse limit, no captcha and no resend cooldown, so that chains reach their handlers.
+UNLIMITED = {
+    "VERIFY_CAPTCHA_MODE": "off",
+    "VERIFY_RESEND_COOLDOWN": "0",
+    **{f"VERIFY_LIMIT_{name.upper()}": "none" for name in get_args(LimitName) if name != "captcha_ip"},
+}
+
+
+@pytest.fixture(scope="module")
+def served(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with gunicorn_server(redis_server.url, tmp_path_factory.mktemp("stateful"), UNLIMITED, workers=2) as server:
+        yield server
 
 
 def _positive_body(case: Case) -> dict[str, Any] | None:
@@ -110,11 +118,9 @@ def _pick(value: object, n: int) -> int:
     return zlib.crc32(json.dumps(value, sort_keys=True, default=str).encode()) % n
 
 
-def test_chains_of_calls_conform_and_reach_an_approval(redis_url: str) -> None:
-    app = _app(redis_url)
-    sandbox = app.test_client()
-    store = redis.Redis.from_url(redis_url)
-    schema = schemathesis.openapi.from_wsgi("/openapi.yaml", app, config=ONLY_DECLARED_LINKS).include(
+def test_chains_of_calls_conform_and_reach_an_approval(served: Server) -> None:
+    store = redis.Redis.from_url(served.redis_url)
+    schema = schemathesis.openapi.from_url(served.url("/openapi.yaml"), config=ONLY_DECLARED_LINKS).include(
         tag="verifications"
     )
     answered: Counter[tuple[str, int]] = Counter()
@@ -122,8 +128,10 @@ def test_chains_of_calls_conform_and_reach_an_approval(redis_url: str) -> None:
     right_codes_sent = 0
 
     def sent_code(phone: str) -> str | None:
-        messages = sandbox.get("/sandbox/messages", query_string={"phone": phone}).get_json()["messages"]
-        return str(messages[0]["code"]) if messages else None
+        """The code of the newest SMS the emulator took for ``phone`` (a scenario's start sent it)."""
+        sent = [d.text for d in served.smsc.delivered if d.kind == "sms" and d.phone == phone]
+        found = re.search(r"\d{6}", sent[-1]) if sent else None
+        return found.group() if found else None
 
     class Client(schema.as_state_machine()):  # type: ignore[misc]  # schemathesis builds the class at run time
         """Schemathesis's chains, with the API key, real numbers, and the right code about half the time."""
