@@ -61,7 +61,7 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra embedded $(LOCK_FLAGS) -o requirements/dev.txt
 
 # The newest releases the ranges allow, in a venv of their own, through the same gates; the lock is not touched.
-test-latest: $(STAMP)
+test-latest: $(STAMP) $(AXE)
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade -e '.[dev,embedded]'
