@@ -52,21 +52,25 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            pytest.fail(f"verify dev did not come up:\n{log.read_text()}")
-        time.sleep(0.1)
-    yield DevServer(process, base, cwd)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    try:
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):  # a worker still booting on a busy machine
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"verify dev did not come up:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield DevServer(process, base, cwd)
+    finally:  # whatever failed: never leave verify dev (and its redis-server) running
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def test_dev_prints_a_working_key_and_keeps_it(dev_server: DevServer) -> None:
