@@ -242,8 +242,14 @@ def test_redis_errors_are_counted(tmp_path: Path, clock: MovableClock) -> None:
 def test_expiries_and_event_deliveries_are_counted(redis_url: str, clock: MovableClock) -> None:
     receiver = Receiver(fail_first=1)
     with serving(receiver) as url:
+        # A key prefix of its own: this module's gunicorn, on the same Redis, sweeps expiries in the background
+        # too, and would take this test's watch (and, without a receiver, count it but queue no event).
         settings = replace(
-            make_settings(redis_url), challenge_ttl=1, events_url=url, events_secrets=("events-secret-0123",)
+            make_settings(redis_url),
+            redis_prefix="expiries:",
+            challenge_ttl=1,
+            events_url=url,
+            events_secrets=("events-secret-0123",),
         )
         client = create_app(settings, clock=clock, background=False).test_client()
         approved = start(client).get_json()["id"]
