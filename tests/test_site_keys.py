@@ -5,6 +5,7 @@ end with the page's WebOTP line."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +17,8 @@ from tests.conftest import AUTH, PHONE, MovableClock, make_settings, single_and_
 from verify import create_app
 from verify.config import Settings
 from verify.errors import ConfigError
+from verify.store import Store
+from verify.tokens import client_secret_hash
 
 SHOP = "https://shop.example"
 OTHER = "https://other.example"
@@ -262,13 +265,61 @@ def test_idempotency_keys_of_a_site_key_are_its_own_and_its_client_s(client: Fla
     replayed = site_start(client, headers={**PK, "Idempotency-Key": "k-1"})
     assert "Idempotent-Replayed" not in replayed.headers  # not the API key's stored response
     assert replayed.status_code == 201 and replayed.get_json()["id"] != first.get_json()["id"]
-    # The same site key and key from the same client replays (the client secret with it: it is derived, not kept);
-    # from another address it is another request.
+    # The same site key and key from the same client replays, the client secret with it (kept sealed: see the next
+    # test); from another address it is another request.
     again = site_start(client, headers={**PK, "Idempotency-Key": "k-1"})
     assert again.headers["Idempotent-Replayed"] == "true" and again.get_json() == replayed.get_json()
     elsewhere = site_start(client, headers={**PK, "Idempotency-Key": "k-1"}, ip="10.66.0.1")
     assert "Idempotent-Replayed" not in elsewhere.headers
     assert elsewhere.get_json()["id"] != replayed.get_json()["id"]
+
+
+def test_redis_keeps_no_usable_copy_of_a_client_secret(redis_url: str, clock: MovableClock) -> None:
+    # Events on: records are mirrored whole (their final copies, the journal), the widest Redis ever holds of one.
+    client = client_with(redis_url, clock, events_url="http://127.0.0.1:9/hooks", events_secrets=("e" * 16,))
+    started = site_start(client, headers={**PK, "Idempotency-Key": "k-1"})
+    replayed = site_start(client, headers={**PK, "Idempotency-Key": "k-1"})
+    secret = started.get_json()["client_secret"]
+    assert replayed.headers["Idempotent-Replayed"] == "true" and replayed.get_json()["client_secret"] == secret
+    vid = started.get_json()["id"]
+    code = messages(client)[0]["code"]
+    approved = client.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=own(started))
+    assert approved.get_json()["status"] == "approved"
+    store = Store.from_url(redis_url, "")
+    try:
+        held = "\n".join(_everything(store.client))
+    finally:
+        store.close()
+    assert vid in held and client_secret_hash(secret) in held  # the record (and its copies) keep the hash
+    assert secret not in held
+    assert _b64_in(secret) not in held  # nor its bytes in another encoding
+
+
+def _everything(redis: Any) -> list[str]:
+    """Every key and every value Redis holds, as text."""
+    out: list[str] = []
+    for key in redis.scan_iter(count=1000):
+        out.append(key)
+        kind = redis.type(key)
+        if kind == "string":
+            out.append(redis.get(key))
+        elif kind == "hash":
+            out.extend(f"{k}={v}" for k, v in redis.hgetall(key).items())
+        elif kind == "zset":
+            out.extend(redis.zrange(key, 0, -1))
+        elif kind == "list":
+            out.extend(redis.lrange(key, 0, -1))
+        elif kind == "set":
+            out.extend(redis.smembers(key))
+        else:
+            raise AssertionError(f"{key}: a {kind} this test does not read")
+    return out
+
+
+def _b64_in(secret: str) -> str:
+    """The secret's bytes in standard base64, unpadded (another way a copy could hide)."""
+    raw = base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4))
+    return base64.b64encode(raw).decode().rstrip("=")
 
 
 # limits and captcha

@@ -9,7 +9,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from tests.conftest import MovableClock
 from verify.errors import InvalidToken, TokenExpired
-from verify.tokens import PROOF_SALT, Proof, Secrets
+from verify.tokens import PROOF_SALT, Proof, Secrets, client_secret_hash, new_client_secret
 
 NEW, OLD = "new-secret-key-0123456789", "old-secret-key-0123456789"
 PROOF = Proof("abcd" + "0" * 24, "+79991234567", "sms", "code", 1_700_000_000)
@@ -100,15 +100,24 @@ def test_a_signed_payload_that_is_no_proof_is_invalid() -> None:
         Secrets((NEW,), 3600, MovableClock(time.time() + 10)).verify(signed)
 
 
-def test_client_secrets_are_per_verification_and_survive_rotation() -> None:
+def test_client_secrets_are_random_and_kept_only_as_a_hash() -> None:
+    made = [new_client_secret() for _ in range(50)]
+    assert len({secret for secret, _ in made}) == 50
+    for secret, digest in made:
+        assert len(secret) == 43 and secret not in digest and digest == client_secret_hash(secret)
+        assert len(digest) == 22  # 128 bits: what a record keeps
+    assert client_secret_hash("\udc80") != client_secret_hash("")  # not text: hashed all the same, never an error
+
+
+def test_a_sealed_client_secret_opens_only_with_its_context_and_a_live_key() -> None:
     clock = MovableClock(0)
     old = Secrets((OLD,), 3600, clock)
     rotated = Secrets((NEW, OLD), 3600, clock)
-    vid, other = "a" * 28, "b" * 28
-    given = old.client_secret(vid)
-    assert rotated.client_secret_matches(vid, given)  # handed out before the rotation: still good
-    assert rotated.client_secret(vid) != given  # the newest key makes new ones
-    assert not rotated.client_secret_matches(other, given)
-    assert not Secrets((NEW,), 3600, clock).client_secret_matches(vid, given)  # the old key retired
-    assert not rotated.client_secret_matches(vid, "")
-    assert not rotated.client_secret_matches(vid, "\udc80" + given)  # not text: refused, never an error
+    secret, _ = new_client_secret()
+    sealed = old.seal(secret, "pk_shop\n10.0.0.1\nk-1")
+    assert secret not in sealed and sealed != old.seal(secret, "pk_shop\n10.0.0.1\nk-2")
+    assert old.unseal(sealed, "pk_shop\n10.0.0.1\nk-1") == secret
+    assert rotated.unseal(sealed, "pk_shop\n10.0.0.1\nk-1") == secret  # sealed before the rotation: still opens
+    assert rotated.unseal(sealed, "pk_shop\n10.0.0.2\nk-1") != secret  # another scope: noise, not the secret
+    assert rotated.seal(secret, "c").split(".")[0] != sealed.split(".")[0]  # the newest key seals
+    assert Secrets((NEW,), 3600, clock).unseal(sealed, "pk_shop\n10.0.0.1\nk-1") is None  # its key retired

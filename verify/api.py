@@ -244,7 +244,10 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any], bool]:
         captcha=captcha_field(body),
         source=Source(site_key(), app_hash, otp_host),
     )
-    return (201 if started.created else 200), to_json(started.verification), started.sent
+    payload = to_json(started.verification)
+    if started.client_secret:
+        payload["client_secret"] = started.client_secret
+    return (201 if started.created else 200), payload, started.sent
 
 
 def _webotp_host(origin: str) -> str:
@@ -259,9 +262,7 @@ def _webotp_host(origin: str) -> str:
 
 def _started(status: int, payload: dict[str, Any]) -> Response:
     """A start's answer. A site key's carries the client secret, the proof that later requests for this
-    verification come from the client that started it (derived from its id, so a replay carries it too)."""
-    if site_key():
-        payload = {**payload, "client_secret": service().client_secret(payload["id"])}
+    verification come from the client that started it (an idempotent replay carries it too)."""
     response = jsonify(payload)
     response.status_code = status
     if status == 201:

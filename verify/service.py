@@ -15,13 +15,14 @@ Flask. Every transition is one Lua script in the store, and each step of a reque
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prometheus_client import Counter
@@ -63,7 +64,7 @@ from verify.quotas import Quota, Quotas, Refusal
 from verify.sms import SmsSize, UnfitForAutofill, compose, measure
 from verify.store import ID_RE, Batch, Breaker, Health, Op, Outcome, Record, SendCommit, Store, Taken, new_id
 from verify.store import Source as Source  # re-exported for the API: who starts a verification
-from verify.tokens import Proof, Secrets
+from verify.tokens import Proof, Secrets, client_secret_hash, new_client_secret
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +134,13 @@ class Verification:
 @dataclass(frozen=True)
 class Started:
     """The result of a start: ``created`` is false when an existing pending verification was returned (with a new
-    code once its cooldown had passed: ``sent``, else as it was)."""
+    code once its cooldown had passed: ``sent``, else as it was). A site key's start carries the new
+    verification's ``client_secret``, handed out this once: Redis keeps only its hash."""
 
     verification: Verification
     created: bool
     sent: bool
+    client_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,19 @@ class Caller:
 
     site_key: str = ""
     client_secret: str = ""
+
+    @property
+    def proof(self) -> str:
+        """What the scripts match against a record's ``owner`` and ``cs``: "" for an API key (any verification)."""
+        return f"{self.site_key}\n{client_secret_hash(self.client_secret)}" if self.site_key else ""
+
+    def owns(self, record: Record) -> bool:
+        """Whether this caller may reach ``record``: an API key any, a site key only the one it started, with
+        that start's client secret."""
+        return not self.site_key or (
+            record.owner == self.site_key
+            and hmac.compare_digest(record.client_secret_hash, client_secret_hash(self.client_secret))
+        )
 
 
 API_CALLER = Caller()  # a request through an API key: any verification
@@ -248,6 +264,10 @@ class Service:
             self._compose(locale or "", source.app_hash, source.otp_host, "0" * self.settings.code_length)
         settings = self.settings
         now, nonce, fresh = self._now_ms(), secrets.token_hex(8), new_id(phone)
+        client_secret = ""
+        if source.owner:
+            client_secret, digest = new_client_secret()
+            source = replace(source, client_secret_hash=digest)
         # One round trip: the reservation, and everything admitting the send needs. A start that ends up sending
         # nothing gives back what the admission took.
         batch = self.store.batch()
@@ -289,7 +309,7 @@ class Service:
             raise StartInProgress("the first code for this phone is being sent; retry shortly", retry_after=1)
         created = reserved.outcome == "created"
         sent = self._send(_Reservation(record, channel, nonce, now), admission, client_ip, captcha, created=created)
-        return Started(sent, created=created, sent=True)
+        return Started(sent, created=created, sent=True, client_secret=client_secret)
 
     def _lifetime_ms(self) -> int:
         """The longest a verification can stay pending: each send restarts its challenge TTL."""
@@ -314,7 +334,7 @@ class Service:
             SEND_LEASE_S * 1000,
             nonce,
             self.quotas.phone,
-            caller.site_key,
+            caller.proof,
         )
         if begun.outcome == "limited":
             raise self._limited(begun.refusal)
@@ -340,7 +360,7 @@ class Service:
             taken = self.store.run(Batch.take, Quota(self.quotas.check_ip, client_ip), self._now_ms())
             if taken.refusal:
                 raise self._limited(taken.refusal)
-        outcome = self._complete(verification_id, "code", [code], caller.site_key)
+        outcome = self._complete(verification_id, "code", [code], caller.proof)
         record = _present(outcome)
         if outcome.outcome == "approved":
             return self._approved(record)
@@ -510,21 +530,16 @@ class Service:
         ``caller``) started by someone else or asked for without its client secret."""
         self._reach(verification_id, caller)
         record = self._get(verification_id)
-        if caller.site_key and record.owner != caller.site_key:
+        if not caller.owns(record):
             raise NotFound("no such verification, or it has expired")
         return self.view(record)
 
-    def client_secret(self, verification_id: str) -> str:
-        """What the client that started ``verification_id`` with a site key proves itself with later."""
-        return self.secrets.client_secret(verification_id)
-
     def _reach(self, verification_id: str, caller: Caller) -> None:
         """:class:`NotFound`, the same as for an unknown id, unless ``verification_id`` is well formed (before it
-        reaches Redis: ``<id>:final`` would name another key) and, for a site key, comes with its client secret
-        (the site key's own check, that it started it, is the script's or :meth:`get`'s)."""
-        if not ID_RE.fullmatch(verification_id) or (
-            caller.site_key and not self.secrets.client_secret_matches(verification_id, caller.client_secret)
-        ):
+        reaches Redis: ``<id>:final`` would name another key) and, for a site key, comes with a client secret
+        (whether it is the one its start handed out, and the site key the one that started it, is the script's or
+        :meth:`get`'s check: :attr:`Caller.proof`, :meth:`Caller.owns`)."""
+        if not ID_RE.fullmatch(verification_id) or (caller.site_key and not caller.client_secret):
             raise NotFound("no such verification, or it has expired")
 
     def verify_token(self, token: str) -> Proof:
@@ -568,10 +583,18 @@ class Service:
             raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
         if "status" not in stored:
             raise IdempotencyInProgress("the first request with this Idempotency-Key is still running", retry_after=1)
-        return Replay(int(stored["status"]), stored["body"])
+        body = stored["body"]
+        if "client_secret" in body:
+            body = {**body, "client_secret": self.secrets.unseal(body["client_secret"], key)}
+            if body["client_secret"] is None:  # sealed under a key retired since: the replay cannot carry it
+                del body["client_secret"]
+        return Replay(int(stored["status"]), body)
 
     def finish_idempotency(self, key: str, fingerprint: str, status: int, body: dict[str, Any]) -> None:
-        """Keep the response of a successful request for replay."""
+        """Keep the response of a successful request for replay; a client secret in it only sealed
+        (:meth:`Secrets.seal`, under ``key``, which Redis keeps hashed)."""
+        if "client_secret" in body:
+            body = {**body, "client_secret": self.secrets.seal(body["client_secret"], key)}
         self.store.run(
             Batch.finish_idempotency,
             key,

@@ -127,6 +127,7 @@ class Record:
     owner: str = ""  # the site key it was started through ("" for an API key)
     app_hash: str = ""  # the Android app's SMS Retriever hash its texts carry
     otp_host: str = ""  # the host of the WebOTP line its texts end with
+    client_secret_hash: str = ""  # a site key's: the hash of the client secret its start handed out
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Record:
@@ -156,6 +157,7 @@ class Record:
             owner=h.get("owner", ""),
             app_hash=h.get("app_hash", ""),
             otp_host=h.get("otp_host", ""),
+            client_secret_hash=h.get("cs", ""),
         )
 
     @classmethod
@@ -233,11 +235,13 @@ class Pumping:
 @dataclass(frozen=True)
 class Source:
     """Who starts a verification, and what its texts carry for autofill: the site key (``owner``; "" for an API
-    key), the Android app's SMS Retriever hash, and the host of the WebOTP line."""
+    key) and the hash of the client secret its start hands out, the Android app's SMS Retriever hash, and the host
+    of the WebOTP line."""
 
     owner: str = ""
     app_hash: str = ""
     otp_host: str = ""
+    client_secret_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -958,6 +962,7 @@ class Batch:
                 source.owner,
                 source.app_hash,
                 source.otp_host,
+                source.client_secret_hash,
                 remember_ms,
                 *_items(quota),
             ],

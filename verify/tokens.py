@@ -1,4 +1,5 @@
-"""Signed secrets: proof tokens and code HMACs, each with its own salt, all keyed by a rotating key list.
+"""Signed secrets: proof tokens, code HMACs and sealed client secrets, each with its own salt, all keyed by a
+rotating key list; and the client secrets themselves.
 
 ``VERIFY_SECRET_KEY`` lists keys newest first: the first key signs, every key verifies.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,20 @@ from verify.errors import InvalidToken, TokenExpired
 
 PROOF_SALT = "verify.proof"
 CODE_SALT = b"verify.code"
-CLIENT_SECRET_SALT = b"verify.client-secret"
+SEAL_SALT = b"verify.client-secret-seal"
+CLIENT_SECRET_BYTES = 32
+
+
+def new_client_secret() -> tuple[str, str]:
+    """A fresh client secret and its hash (:func:`client_secret_hash`), the only form of it Redis keeps."""
+    secret = _b64(secrets.token_bytes(CLIENT_SECRET_BYTES))
+    return secret, client_secret_hash(secret)
+
+
+def client_secret_hash(given: str) -> str:
+    """What a verification's record keeps of its client secret: SHA-256, cut to 128 bits. The secret is 256
+    random bits, so a fast hash is enough; a record read out of Redis does not give it."""
+    return _b64(hashlib.sha256(given.encode("utf-8", "replace")).digest()[:16])
 
 
 @dataclass(frozen=True)
@@ -52,7 +67,7 @@ class Secrets:
         # itsdangerous signs with the *last* key of its list and verifies with all of them.
         self._serializer = URLSafeTimedSerializer(list(reversed(keys)), salt=PROOF_SALT, signer=_ProofSigner)
         self._code_keys = [hmac.new(k.encode(), CODE_SALT, hashlib.sha256).digest() for k in keys]
-        self._client_keys = [hmac.new(k.encode(), CLIENT_SECRET_SALT, hashlib.sha256).digest() for k in keys]
+        self._seal_keys = [hmac.new(k.encode(), SEAL_SALT, hashlib.sha256).digest() for k in keys]
         self.token_ttl = token_ttl
         self._clock = clock
 
@@ -107,22 +122,33 @@ class Secrets:
         msg = f"{verification_id}:{code}".encode()
         return [hmac.new(key, msg, hashlib.sha256).hexdigest() for key in self._code_keys]
 
-    def client_secret(self, verification_id: str) -> str:
-        """The proof that a site-key caller is the client that started ``verification_id``: an HMAC of the id under
-        the newest key, handed out once, in the start's answer. Derived, not stored: Redis holds no copy of it,
-        and an idempotent replay of the start hands out the same one."""
-        return self._client_secrets(verification_id)[0]
+    def seal(self, secret: str, context: str) -> str:
+        """``secret`` (a client secret) encrypted for a stored idempotent response, so that a replay can hand it
+        back while Redis holds no usable copy: XORed with an HMAC of ``context`` (the raw Idempotency-Key and its
+        scope, which Redis keeps only hashed) under the newest key, and tagged with that key's fingerprint."""
+        key = self._seal_keys[0]
+        raw = _unb64(secret)
+        pad = hmac.new(key, context.encode(), hashlib.sha256).digest()
+        sealed = bytes(a ^ b for a, b in zip(raw, pad, strict=True))
+        return f"{_fingerprint(key)}.{_b64(sealed)}"
 
-    def client_secret_matches(self, verification_id: str, given: str) -> bool:
-        """Whether ``given`` is ``verification_id``'s client secret under any key, compared in constant time."""
-        ok = False
-        for candidate in self._client_secrets(verification_id):
-            ok |= hmac.compare_digest(given.encode("utf-8", "replace"), candidate.encode())
-        return ok
+    def unseal(self, sealed: str, context: str) -> str | None:
+        """The client secret :meth:`seal` sealed, or ``None`` when the key that sealed it has been retired."""
+        tag, _, body = sealed.partition(".")
+        for key in self._seal_keys:
+            if _fingerprint(key) == tag:
+                pad = hmac.new(key, context.encode(), hashlib.sha256).digest()
+                return _b64(bytes(a ^ b for a, b in zip(_unb64(body), pad, strict=True)))
+        return None
 
-    def _client_secrets(self, verification_id: str) -> list[str]:
-        msg = verification_id.encode()
-        return [
-            base64.urlsafe_b64encode(hmac.new(key, msg, hashlib.sha256).digest()).rstrip(b"=").decode("ascii")
-            for key in self._client_keys
-        ]
+
+def _fingerprint(key: bytes) -> str:
+    return hmac.new(key, b"fingerprint", hashlib.sha256).hexdigest()[:8]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

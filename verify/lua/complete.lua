@@ -4,8 +4,8 @@
 -- ARGV: 1 via ('code' | 'sms_reply' | 'call'), 2 max attempts, 3 now (ms), 4 how long an approved record stays
 --       readable (ms), 5 the wrong-code quota's key without the phone (same hash tag as the record), 6 its TTL
 --       (ms), 7 the approval event's id ('': events are off), 8 how long the final copy outlives the record
---       (ms), 9 the caller's site key ('' for an API key or a gateway: any verification), 10 how many codes were
---       submitted (a reply may carry a few), 11.. the quota's items (_quota.lua), then the candidate code hashes
+--       (ms), 9 the caller ('' for an API key or a gateway: any verification; for a site key, '<site key>\n<client
+--       secret hash>', which must match the record's owner and cs), 10 how many codes were submitted (a reply may carry a few), 11.. the quota's items (_quota.lua), then the candidate code hashes
 --       (HMACs of each submitted code under every key)
 -- A change keeps the final copy up to date (when one is kept: ARGV[8] ~= 0), and with events on an approval
 -- journals its event.
@@ -45,9 +45,9 @@ local function f_fail(key, now, items, count, ttl)
   if #items > 0 then redis.call('PEXPIRE', key, ttl) end
 end
 
-local r = redis.call('HMGET', KEYS[1], 'status', 'channel', 'code_hash', 'phone', 'owner')
+local r = redis.call('HMGET', KEYS[1], 'status', 'channel', 'code_hash', 'phone', 'owner', 'cs')
 local quota = ARGV[5] .. (r[4] or '')
-if not r[1] or (ARGV[9] ~= '' and (r[5] or '') ~= ARGV[9]) then return {'missing', {}} end
+if not r[1] or (ARGV[9] ~= '' and (r[5] or '') .. '\n' .. (r[6] or '') ~= ARGV[9]) then return {'missing', {}} end
 if r[1] == 'max_attempts_reached' then return {'max_attempts', redis.call('HGETALL', KEYS[1])} end
 if r[1] ~= 'pending' then return {'not_pending', redis.call('HGETALL', KEYS[1])} end
 local via = ARGV[1]

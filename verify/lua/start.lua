@@ -8,8 +8,8 @@
 -- ARGV: 1 record key prefix of this hash tag, 2 new id, 3 now (ms), 4 send lease (ms), 5 phone, 6 channel,
 --       7 locale, 8 resend cooldown (ms), 9 max sends, 10 nonce, 11 quota TTL (ms), 12 the phone's country (ISO),
 --       13 owner (the site key starting it; '' for an API key), 14 the Android app hash ('' for none), 15 the host
---       of the WebOTP line ('' for none), 16 how long the site keys' set remembers a start (ms), 17.. quota items
---       (_quota.lua)
+--       of the WebOTP line ('' for none), 16 the hash of the client secret ('' for an API key), 17 how long the
+--       site keys' set remembers a start (ms), 18.. quota items (_quota.lua)
 -- Returns {outcome, record[, refused field, ms to wait]}:
 --   created (a new verification, its first send reserved) | resend (the pending one, a send reserved)
 --   | existing (the pending one, nothing reserved or taken: inside its cooldown, in flight, or out of sends)
@@ -24,7 +24,7 @@
 local now = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
 local site_key = ARGV[13]
-local items = q_items(17)
+local items = q_items(18)
 local existing = site_key == '' and redis.call('GET', KEYS[1])
 if existing then
   local key = ARGV[1] .. existing
@@ -47,7 +47,7 @@ q_add(KEYS[3], now, items, tonumber(ARGV[11]))
 redis.call('HSET', KEYS[2], 'id', ARGV[2], 'phone', ARGV[5], 'country', ARGV[12], 'channel', ARGV[6],
   'locale', ARGV[7], 'status', 'pending', 'attempts', 0, 'sends', 0, 'created_at', ARGV[3], 'last_sent_at', 0,
   'expires_at', now + lease)
-for i, field in ipairs({'owner', 'app_hash', 'otp_host'}) do  -- only when set: most verifications have none
+for i, field in ipairs({'owner', 'app_hash', 'otp_host', 'cs'}) do  -- only when set: most verifications have none
   if ARGV[12 + i] ~= '' then redis.call('HSET', KEYS[2], field, ARGV[12 + i]) end
 end
 s_reserve(KEYS[2], now, ARGV[10])
@@ -56,7 +56,7 @@ if site_key == '' then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', lease)
 else
   -- Bounded by the phone's quota, which every start here took; what is older than a challenge's life goes.
-  local memory = tonumber(ARGV[16])
+  local memory = tonumber(ARGV[17])
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - memory)
   redis.call('ZADD', KEYS[4], now, ARGV[2])
   redis.call('PEXPIRE', KEYS[4], memory)

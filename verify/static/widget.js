@@ -117,14 +117,8 @@
     // s: step, v: the verification, secret: its client secret (from the start; later requests prove with it that
     // this page started it), skew: local clock minus the server's, until: end of a rate-limit wait.
     const s = { step: "phone", v: null, secret: "", skew: 0, cap: null, until: 0, timer: 0, poll: 0, otp: null, busy: false };
-    // The verification survives a reload of this tab (sessionStorage); another tab or browser starts its own.
-    const kept = `verify:${key}:${u}`;
-    const keep = (v) => {
-      try {
-        if (v) sessionStorage.setItem(kept, JSON.stringify({ id: v.id, secret: s.secret, skew: s.skew }));
-        else sessionStorage.removeItem(kept);
-      } catch (e) { /* storage off */ }
-    };
+    // The client secret lives only here, in memory: a reload, another tab or another browser starts a verification
+    // of its own (a site key's start always does; see the README's site-key section).
 
     const channel = () => (mode === "choice" ? root.querySelector(`input[name="${u}-c"]:checked`).value : mode);
     const label = () => { send.textContent = channel() === "call" ? t.callbtn : t.send; };
@@ -246,7 +240,6 @@
       if (slug === "unauthorized") text = t.p.forbidden;
       if (slug === "not-found" || slug === "not-pending" || slug === "max-attempts") {
         if (slug === "not-pending" && s.v) return api("GET", `/${s.v.id}`).then((r) => got(r[1]), expire);
-        keep(null);
         go("phone", phone);
         text = text || t.expired;
       }
@@ -300,7 +293,6 @@
         const [status, v] = await api("POST", "", body);
         if (status === 201) s.skew = Date.now() - Date.parse(v.created_at);
         s.secret = v.client_secret || "";
-        keep(v);
         s.cap = null;
         $("cap").hidden = true;
         emit("verify:started", { id: v.id, phone: v.phone, channel: v.channel });
@@ -344,7 +336,6 @@
     }
 
     function expire() {
-      keep(null);
       go("phone", phone);
       error(t.expired, phone);
     }
@@ -376,7 +367,6 @@
     $("check").addEventListener("click", check);
     $("back").addEventListener("click", () => {
       error("");
-      keep(null);
       s.secret = "";
       go("phone", phone);
     });
@@ -401,15 +391,6 @@
         error(t.first);
         (s.step === "code" ? code : s.step === "phone" ? phone : $("dial")).focus();
       }, true);
-    }
-    // After a reload: take up the verification this tab had started.
-    let resumed = null;
-    try { resumed = JSON.parse(sessionStorage.getItem(kept) || "null"); } catch (e) { /* none */ }
-    if (resumed && resumed.id && resumed.secret) {
-      s.secret = resumed.secret;
-      s.skew = resumed.skew || 0;
-      s.v = { id: resumed.id };
-      act(async () => got((await api("GET", `/${resumed.id}`))[1]));
     }
     return (root.verify = { root });
   }
