@@ -29,7 +29,7 @@ worker_connections = 1000
 timeout = 60
 graceful_timeout = 20
 control_socket_disable = True
-# No access log: the app's request line (verify/observe.py) replaces it.
+# No access log: the app's request line (verify/web/observe.py) replaces it.
 accesslog = None
 # Importing verify.logs imports nothing of the app (verify/__init__.py is lazy), so the master stays free of ssl
 # and requests until gevent has patched each worker. A VERIFY_LOG_FORMAT that is neither json nor text stops the

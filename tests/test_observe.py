@@ -1,4 +1,4 @@
-"""The request line (verify/observe.py), in process: one record per request, with the route template, the request
+"""The request line (verify/web/observe.py), in process: one record per request, with the route template, the request
 id (the client's only when it cannot be a secret) and only a well-formed verification id; tests/test_logs.py checks
 the same lines as gunicorn writes them."""
 

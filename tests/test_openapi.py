@@ -50,6 +50,7 @@ from verify.providers.zoomconnect import ZoomConnectSettings
 from verify.quotas import LimitName
 from verify.service import Service
 from verify.store import Batch
+from verify.web import problems
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
@@ -143,7 +144,7 @@ def problem_types(node: Any) -> set[str]:
     for key in ("oneOf", "allOf", "anyOf"):
         for sub in node.get(key, []):
             found |= problem_types(sub)
-    return {t for t in found if t.startswith(errors.TYPE_BASE)}
+    return {t for t in found if t.startswith(problems.TYPE_BASE)}
 
 
 def documented_responses() -> set[tuple[str, int, str | None]]:
@@ -153,7 +154,7 @@ def documented_responses() -> set[tuple[str, int, str | None]]:
         for status, response in SPEC["paths"][path][method.lower()]["responses"].items():
             content = resolve(response).get("content", {})
             problem = content.get("application/problem+json", {}).get("schema")
-            slugs: set[str | None] = {t.removeprefix(errors.TYPE_BASE) for t in problem_types(problem)}
+            slugs: set[str | None] = {t.removeprefix(problems.TYPE_BASE) for t in problem_types(problem)}
             documented |= {(f"{method} {path}", int(status), slug) for slug in slugs or {None}}
     return documented
 
@@ -206,7 +207,7 @@ def response_schema(method: str, path: str, status: int, media_type: str | None)
 def problem_schema(node: Any, slug: str) -> Any:
     """The schema of problem type ``slug`` in a response schema: itself, or its ``oneOf`` branch."""
     node = resolve(node)
-    branches = [sub for sub in node.get("oneOf", [node]) if problem_types(sub) == {errors.TYPE_BASE + slug}]
+    branches = [sub for sub in node.get("oneOf", [node]) if problem_types(sub) == {problems.TYPE_BASE + slug}]
     assert len(branches) == 1, (slug, node)
     return branches[0]
 
@@ -229,7 +230,7 @@ def documented_limits() -> dict[str, set[Any] | None]:
     for operation, status, slug in documented_responses():
         if slug == RATE_LIMITED:
             method, path = operation.split(" ", 1)
-            schema = response_schema(method, path, status, errors.PROBLEM_JSON)
+            schema = response_schema(method, path, status, problems.PROBLEM_JSON)
             limits[operation] = member_enum(problem_schema(schema, slug), "limit")
     return limits
 
@@ -308,7 +309,7 @@ def test_webhook_operations_are_exactly_the_webhooks_paths() -> None:
     assert {path for _, path in webhooks} == {path for _, path in spec_operations() if path.startswith("/webhooks/")}
 
 
-# What a site key may do (verify/api.py SITE_KEY_ENDPOINTS); tests/test_site_keys.py checks the app keeps to it.
+# What a site key may do (verify/web/api.py SITE_KEY_ENDPOINTS); tests/test_site_keys.py checks the app keeps to it.
 SITE_KEY_OPERATIONS = {"startVerification", "getVerification", "checkVerification", "resendVerification"}
 
 
@@ -346,8 +347,10 @@ def test_bearer_auth_is_documented_exactly_where_the_app_requires_it(env: Env, g
 
 
 def error_classes(cls: type[errors.VerifyError] = errors.VerifyError) -> Iterator[type[errors.VerifyError]]:
+    """Every error a client can get: the subclasses of ``cls``, less the private bases that share context."""
     for sub in cls.__subclasses__():
-        yield sub
+        if not sub.__name__.startswith("_"):
+            yield sub
         yield from error_classes(sub)
 
 
@@ -358,7 +361,7 @@ def test_problem_schemas_are_exactly_the_domain_errors() -> None:
     for cls in error_classes():
         base, specific = schemas[cls.__name__ + "Problem"]["allOf"]
         assert base == {"$ref": "#/components/schemas/Problem"}
-        assert specific["properties"]["type"]["enum"] == [errors.TYPE_BASE + cls.slug], cls
+        assert specific["properties"]["type"]["enum"] == [problems.TYPE_BASE + cls.slug], cls
         assert specific["properties"]["status"]["enum"] == [cls.status], cls
 
 
@@ -1495,7 +1498,7 @@ def test_documented_response_happens_and_conforms(case: Scenario, env: Env) -> N
     if case.status >= 400:
         assert body is not None and case.problem is not None
         assert response.mimetype == "application/problem+json"
-        assert body["type"] == errors.TYPE_BASE + case.problem
+        assert body["type"] == problems.TYPE_BASE + case.problem
     else:
         assert case.problem is None
     if case.members:

@@ -43,7 +43,7 @@ def test_region_codes() -> None:
     assert phone.region(" ru ") == "RU"
     with pytest.raises(InvalidRequest) as caught:
         phone.region("Russia")
-    assert caught.value.extra == {"field": "country"}
+    assert caught.value.context() == {"field": "country"}
 
 
 def test_mask_hides_the_middle() -> None:

@@ -7,25 +7,14 @@ gevent patches each worker, and the app (requests and ssl among its imports) mus
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
+
+from verify._version import version
 
 if TYPE_CHECKING:
     from verify.app import MAX_BODY_BYTES, create_app
 
 __all__ = ["MAX_BODY_BYTES", "create_app", "version"]
-
-
-@cache
-def version() -> str:
-    """The installed distribution's version (``pip show verify``), as ``verify --version``, ``/healthz`` and
-    ``verify_build_info`` report it; ``0+unknown`` when run from a tree that was never installed, since a health
-    check should not fail over it."""
-    try:
-        return metadata.version("verify")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def __getattr__(name: str) -> Any:

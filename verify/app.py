@@ -11,7 +11,6 @@ from collections.abc import Callable
 from flask import Flask, request
 from prometheus_client import CollectorRegistry
 
-from verify import api, errors, observe, sandbox, webhooks, widget
 from verify.captcha import Captcha
 from verify.clock import Clock, system_clock
 from verify.config import Settings
@@ -19,10 +18,12 @@ from verify.events import Events
 from verify.metrics import Exposition, Metrics, State
 from verify.providers import registry
 from verify.providers.base import Provider
-from verify.ratelimit import trust_proxies
-from verify.service import Service, to_json, view
+from verify.service import Service, view
 from verify.store import SOCKET_TIMEOUT_S, Store
 from verify.tokens import Secrets
+from verify.web import api, observe, problems, sandbox, webhooks, widget
+from verify.web.client_ip import trust_proxies
+from verify.web.views import to_json
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
         app.extensions["verify.events.stop"] = stopper(
             stop, loop, settings.http_connect_timeout + settings.http_read_timeout + SOCKET_TIMEOUT_S
         )
-    errors.register(app, lambda: request.method not in ("GET", "HEAD", "OPTIONS"))
+    problems.register(app, lambda: request.method not in ("GET", "HEAD", "OPTIONS"))
     return app
 
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from verify import version
+from verify._version import version
 from verify.clock import system_clock
 from verify.config import API_KEYS, METRICS_DIR, REDIS_URL, SANDBOX, SECRET_KEY, SITE_KEYS, Settings
 from verify.embedded import EmbeddedRedis

@@ -1,28 +1,15 @@
-"""One exception tree, and the one renderer that turns errors into ``application/problem+json``.
+"""The exception tree: one class per meaning, each with its typed context. Pure: nothing here renders a response
+(that is ``verify/web/problems.py``), so every layer may raise these without pulling in the web stack.
 
-Domain errors carry their HTTP status, problem type and extra fields as class data, so the mapping to HTTP
-lives here and nowhere else. :class:`ConfigError` is deliberately *not* a :class:`VerifyError`: a broken
-configuration must stop the start, and no handler may turn it into a response.
+Each client-visible error names its problem as class data (``status``, ``slug``, ``title``: the problem type it
+is); :meth:`VerifyError.context` gives the fields its problem carries beyond the standard ones.
+:class:`ConfigError` is deliberately *not* a :class:`VerifyError`: a broken configuration must stop the start,
+and no handler may turn it into a response.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
-
-import redis
-from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Response
-
-if TYPE_CHECKING:
-    from flask import Flask
-
-log = logging.getLogger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
-TYPE_BASE = "/problems/"
+from typing import Any, ClassVar
 
 
 class ConfigError(Exception):
@@ -40,25 +27,39 @@ class VerifyError(Exception):
     slug: ClassVar[str] = "internal-error"
     title: ClassVar[str] = "Internal error"
 
-    def __init__(self, detail: str | None = None, *, retry_after: int | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.retry_after = retry_after
-        self.extra = extra
+
+    def context(self) -> dict[str, Any]:
+        """What the problem carries beyond type, title, status, detail and ``retry_after``."""
+        return {}
 
 
-class InvalidRequest(VerifyError):
+class _FieldError(VerifyError):
+    """An error about one input field, which the problem names (``field``)."""
+
+    def __init__(self, detail: str, field: str) -> None:
+        super().__init__(detail)
+        self.field = field
+
+    def context(self) -> dict[str, Any]:
+        return {"field": self.field}
+
+
+class InvalidRequest(_FieldError):
     status, slug, title = 400, "invalid-request", "Invalid request"
 
     def __init__(self, field: str, detail: str) -> None:
-        super().__init__(detail, field=field)
+        super().__init__(detail, field)
 
 
-class InvalidPhone(VerifyError):
+class InvalidPhone(_FieldError):
     status, slug, title = 400, "invalid-phone", "Invalid phone number"
 
     def __init__(self, detail: str, field: str = "phone") -> None:
-        super().__init__(detail, field=field)
+        super().__init__(detail, field)
 
 
 class InvalidToken(VerifyError):
@@ -70,6 +71,8 @@ class Unauthorized(VerifyError):
 
 
 class WebhookRejected(VerifyError):
+    """A gateway's callback that is forged, altered, unsigned, stale or replayed: it changes nothing."""
+
     status, slug, title = 403, "webhook-rejected", "Webhook signature, age or nonce rejected"
 
 
@@ -84,6 +87,13 @@ class Forbidden(VerifyError):
 class NotPending(VerifyError):
     status, slug, title = 409, "not-pending", "Verification is not pending"
 
+    def __init__(self, detail: str, *, verification_status: str) -> None:
+        super().__init__(detail)
+        self.verification_status = verification_status
+
+    def context(self) -> dict[str, Any]:
+        return {"verification_status": self.verification_status}
+
 
 class WrongChannel(VerifyError):
     status, slug, title = 409, "wrong-channel", "Verification is not confirmed by a code"
@@ -97,11 +107,25 @@ class IdempotencyInProgress(VerifyError):
     status, slug, title = 409, "idempotency-in-progress", "A request with this Idempotency-Key is in progress"
 
 
-class TokenExpired(VerifyError):
+class TokenExpired(InvalidToken):
+    """A proof token whose signature holds but whose age is past ``VERIFY_TOKEN_TTL`` (as itsdangerous's
+    ``SignatureExpired`` is a ``BadSignature``): whoever refuses invalid tokens refuses it too."""
+
     status, slug, title = 410, "token-expired", "Token expired"
 
 
-class InvalidCode(VerifyError):
+class _AttemptsError(VerifyError):
+    """A check that did not approve, with the attempts the verification has left (``attempts_left``)."""
+
+    def __init__(self, detail: str, *, attempts_left: int) -> None:
+        super().__init__(detail)
+        self.attempts_left = attempts_left
+
+    def context(self) -> dict[str, Any]:
+        return {"attempts_left": self.attempts_left}
+
+
+class InvalidCode(_AttemptsError):
     status, slug, title = 422, "invalid-code", "Wrong code"
 
 
@@ -109,7 +133,7 @@ class IdempotencyMismatch(VerifyError):
     status, slug, title = 422, "idempotency-mismatch", "Idempotency-Key reused with a different request"
 
 
-class MaxAttempts(VerifyError):
+class MaxAttempts(_AttemptsError):
     status, slug, title = 429, "max-attempts", "Too many wrong codes"
 
 
@@ -124,19 +148,30 @@ class MaxSends(VerifyError):
 class CaptchaRequired(VerifyError):
     status, slug, title = 428, "captcha-required", "Captcha required"
 
+    def __init__(self, detail: str, *, captcha: dict[str, Any] | None) -> None:
+        super().__init__(detail)
+        self.captcha = captcha  # the challenge to solve (its id and image, or the widget's site key)
+
+    def context(self) -> dict[str, Any]:
+        return {"captcha": self.captcha}
+
 
 class RateLimited(VerifyError):
     status, slug, title = 429, "rate-limited", "Too many requests"
 
     def __init__(self, limit: str, value: str, retry_after: int) -> None:
-        super().__init__(f"the {limit} limit ({value}) is used up; retry later", retry_after=retry_after, limit=limit)
+        super().__init__(f"the {limit} limit ({value}) is used up; retry later", retry_after=retry_after)
+        self.limit = limit
+
+    def context(self) -> dict[str, Any]:
+        return {"limit": self.limit}
 
 
-class PhoneNotAllowed(VerifyError):
+class PhoneNotAllowed(_FieldError):
     status, slug, title = 400, "phone-not-allowed", "This phone number is not accepted"
 
     def __init__(self, detail: str) -> None:
-        super().__init__(detail, field="phone")
+        super().__init__(detail, "phone")
 
 
 class StoreUnavailable(VerifyError):
@@ -159,70 +194,3 @@ class ReplicasUnconfirmed(StoreUnavailable):
 
 class DeliveryFailed(VerifyError):
     status, slug, title = 503, "delivery-failed", "No gateway could deliver the message"
-
-
-def problem(
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    extra: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """Render one ``application/problem+json`` response (RFC 9457)."""
-    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **(extra or {})}
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
-def render(err: VerifyError, *, write: bool = False) -> Response:
-    """The response for a domain error: its problem, with ``Retry-After`` where it has one. A store outage met by
-    a ``write`` (a request that changes state) says that the change may have been applied."""
-    headers = {}
-    extra = dict(err.extra)
-    if err.retry_after is not None:
-        headers["Retry-After"] = str(err.retry_after)
-        extra["retry_after"] = err.retry_after
-    if isinstance(err, Unauthorized):
-        headers["WWW-Authenticate"] = 'Bearer realm="verify"'
-    if isinstance(err, StoreUnavailable | DeliveryFailed):
-        log.error("%s: %s", err.slug, err.detail)
-    detail = err.detail
-    # A timeout cannot tell whether Redis applied a write (ReplicasUnconfirmed says so itself).
-    if isinstance(err, StoreUnavailable) and write and not isinstance(err, ReplicasUnconfirmed):
-        detail += f". {MAY_HAVE_BEEN_APPLIED}"
-    return problem(err.status, err.slug, err.title, detail, extra, headers)
-
-
-MAY_HAVE_BEEN_APPLIED = (
-    "The change may have been applied: read the verification before trying again, or retry a start with the same "
-    "Idempotency-Key"
-)
-
-
-def _render_store_error(err: Exception, *, write: bool = False) -> Response:
-    return render(StoreUnavailable(f"Redis failed: {type(err).__name__}"), write=write)
-
-
-def _render_http_exception(err: HTTPException) -> Response:
-    status = err.code or 500
-    slug = (err.name or "error").lower().replace(" ", "-").replace("'", "")
-    headers = {k: v for k, v in err.get_headers() if k.lower() in ("allow", "retry-after")}
-    return problem(status, slug, err.name or "Error", err.description or err.name or "Error", headers=headers)
-
-
-def _render_unexpected(err: Exception) -> Response:
-    log.exception("unhandled error", exc_info=err)
-    return problem(500, VerifyError.slug, VerifyError.title, "The server failed; the error was logged.")
-
-
-def register(app: Flask, writing: Callable[[], bool]) -> None:
-    """Install the renderer for domain errors, werkzeug's HTTP errors, and anything unexpected; ``writing`` tells
-    whether the request being answered changes state (the web layer's to know)."""
-    app.register_error_handler(VerifyError, lambda err: render(err, write=writing()))
-    # A Redis error the store did not turn into StoreUnavailable is an outage too, never a 500.
-    app.register_error_handler(redis.RedisError, lambda err: _render_store_error(err, write=writing()))
-    app.register_error_handler(HTTPException, _render_http_exception)
-    app.register_error_handler(Exception, _render_unexpected)

@@ -31,7 +31,7 @@ from gunicorn.glogging import Logger  # type: ignore[import-untyped]  # gunicorn
 REDACTED = "[redacted]"
 APP_LOGGER = "verify"
 
-# The id of the request being served (verify/observe.py sets it for the request's duration): every line logged
+# The id of the request being served (verify/web/observe.py sets it for the request's duration): every line logged
 # meanwhile carries it. A context variable, so each gevent greenlet (each request) sees its own.
 REQUEST_ID: ContextVar[str] = ContextVar("verify_request_id", default="")
 

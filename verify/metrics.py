@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from verify import version
+from verify._version import version
 from verify.errors import ReplicasUnconfirmed, StoreUnavailable
 from verify.store import Breaker, Op, Store
 

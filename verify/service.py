@@ -854,33 +854,6 @@ def view(record: Record, settings: Settings, secrets_: Secrets) -> Verification:
     )
 
 
-def to_json(v: Verification) -> dict[str, Any]:
-    """The wire form of a verification (API responses and event payloads)."""
-    body: dict[str, Any] = {
-        "id": v.id,
-        "status": v.status,
-        "channel": v.channel,
-        "phone": v.phone,
-        "locale": v.locale,
-        "created_at": rfc3339(v.created_at),
-        "expires_at": rfc3339(v.expires_at),
-        "resend_after": rfc3339(v.resend_after, round_up=True),
-        "attempts_left": v.attempts_left,
-        "sends_left": v.sends_left,
-    }
-    if v.call is not None:
-        body["call"] = {"number": v.call.number, "numbers": list(v.call.numbers)}
-    if v.delivery is not None:
-        body["delivery"] = {"provider": v.delivery.provider, "status": v.delivery.status}
-    if v.sms is not None:
-        body["sms"] = {"encoding": v.sms.encoding, "parts": v.sms.parts}
-    if v.completed_via is not None and v.verified_at is not None:
-        body["completed_via"] = v.completed_via
-        body["verified_at"] = rfc3339(v.verified_at)
-        body["token"] = v.token
-    return body
-
-
 def _present(outcome: Outcome[Any]) -> Record:
     if outcome.record is None:
         raise NotFound("no such verification, or it has expired")

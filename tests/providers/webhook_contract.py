@@ -8,7 +8,7 @@ live here, once: each posts a callback to an app on the test Redis (``create_app
 /v1/verifications/{id}``): approved or not, delivery status moved or not. A refused callback must leave the
 verification exactly as it was.
 
-Policy under test (``verify/webhooks.py``): 200 and the gateway's acknowledgement for anything handled or harmless;
+Policy under test (``verify/web/webhooks.py``): 200 and the gateway's acknowledgement for anything handled or harmless;
 403 for forged, altered, unsigned, stale or replayed requests (404 for D7, whose only credential is the path token);
 404 for a gateway that is not configured; 503 while Redis is down, so the gateway retries, and the retry succeeds.
 

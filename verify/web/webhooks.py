@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from verify.api import service
 from verify.errors import NotFound, WebhookRejected
 from verify.providers.base import CallReceived, DeliveryReport, Inbound, SmsReceived, Webhook
 from verify.providers.base import WebhookRejected as Rejected
 from verify.providers.registry import WEBHOOK_GATEWAYS
+from verify.web.context import service
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 

@@ -1,4 +1,4 @@
-"""The HTTP side of the abuse limits: who the client is.
+"""Who the client is: its address, as the abuse limits count it.
 
 The client IP is ``remote_addr``; ``X-Forwarded-For`` counts only for ``VERIFY_TRUSTED_PROXIES`` hops (werkzeug's
 ProxyFix), so a client cannot pick its own address. Which quotas a request takes, and where, is in

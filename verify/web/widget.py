@@ -14,8 +14,8 @@ from flask import Blueprint, Response, current_app, render_template_string, requ
 from flask.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response as BaseResponse
 
-from verify.api import service
 from verify.errors import NotFound
+from verify.web.context import settings
 
 bp = Blueprint("widget", __name__)
 
@@ -70,8 +70,8 @@ def script() -> BaseResponse:
 @bp.get("/demo")
 def demo() -> str:
     """A signup page with the widget, on the first site key; in sandbox mode, with the sandbox phone beside it."""
-    settings = service().settings
-    if not settings.site_keys:
+    config = settings()
+    if not config.site_keys:
         raise NotFound(
             "the demo needs a site key: set VERIFY_SITE_KEYS (e.g. pk_demo=http://127.0.0.1:8000, the "
             "origin this page is served from); `verify dev` adds one in sandbox mode"
@@ -79,9 +79,9 @@ def demo() -> str:
     locale = request.args.get("lang")
     return render_template_string(
         assets().demo,
-        site_key=settings.site_keys[0][0],
-        sandbox=settings.sandbox,
-        country=settings.default_country or "",
+        site_key=config.site_keys[0][0],
+        sandbox=config.sandbox,
+        country=config.default_country or "",
         locale=locale if locale in DEMO_LOCALES else "",
         script=url_for("widget.script"),
     )

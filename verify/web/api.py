@@ -1,108 +1,37 @@
 """HTTP API: blueprint ``/v1`` (authenticated) and the public health and spec endpoints.
 
-Parses and validates input, calls the service, serializes. No Redis and no providers here.
+Parses and validates input (``verify/web/context.py``), calls the service, answers with its JSON views
+(``verify/web/views.py``). No Redis and no providers here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from importlib import resources
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from verify import phone, version
-from verify.captcha import Answer
-from verify.clock import rfc3339
+from verify._version import version
 from verify.config import REDIS_MIN_REPLICAS
-from verify.errors import Forbidden, InvalidRequest, Unauthorized, problem
-from verify.ratelimit import client_ip
-from verify.service import API_CALLER, CHANNELS, LOCALES, Caller, Service, Source, to_json
+from verify.errors import Forbidden, InvalidRequest, Unauthorized
+from verify.service import API_CALLER, CHANNELS, LOCALES, Caller, Source
 from verify.sms import APP_HASH_RE, webotp_host
+from verify.web.client_ip import client_ip
+from verify.web.context import captcha_field, json_body, phone_field, require_bearer, service, settings, string_field
+from verify.web.problems import problem
+from verify.web.views import proof_json, to_json
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 public = Blueprint("public", __name__)
 
-MAX_FIELD_LENGTH = 256
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 SITE_KEY_HEADER = "X-Verify-Site-Key"
 CLIENT_SECRET_HEADER = "X-Verify-Client-Secret"  # noqa: S105 - a header name
 # What a site key may do: start, read, check and resend the verifications it started.
 SITE_KEY_ENDPOINTS = frozenset({"v1.start", "v1.get", "v1.check", "v1.resend"})
-
-
-def service() -> Service:
-    """The app's service (``app.extensions["verify"]``)."""
-    svc: Service = current_app.extensions["verify"]
-    return svc
-
-
-# input
-
-
-def json_body(*, optional: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object; :class:`InvalidRequest` naming ``body`` otherwise."""
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        if optional:
-            return {}
-        raise InvalidRequest("body", "the body must be a JSON object")
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise InvalidRequest("body", "the body is not valid JSON (or nests too deeply)") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("body", "the body must be a JSON object")
-    return body
-
-
-def string_field(
-    body: dict[str, Any], name: str, *, required: bool = False, choices: tuple[str, ...] = ()
-) -> str | None:
-    """``body[name]`` as a string, checked against ``choices``; absent or null gives ``None``."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise InvalidRequest(name, f"{name} is required")
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(name, f"{name} must be a string")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: valid JSON, but not text
-            raise InvalidRequest(name, f"{name} is not valid Unicode text") from None
-    if len(value) > MAX_FIELD_LENGTH:
-        raise InvalidRequest(name, f"{name} must be at most {MAX_FIELD_LENGTH} characters")
-    if choices and value not in choices:
-        raise InvalidRequest(name, f"{name} must be one of: {', '.join(choices)}")
-    return value
-
-
-def phone_field(body: dict[str, Any], country_field: str | None = "country") -> str:
-    """The body's ``phone`` as E.164, reading national formats in ``country`` or the default country."""
-    raw = string_field(body, "phone", required=True)
-    assert raw is not None  # noqa: S101 - required
-    country = string_field(body, country_field) if country_field else None
-    region = phone.region(country) if country else service().settings.default_country
-    return phone.normalize(raw, region)
-
-
-def captcha_field(body: dict[str, Any]) -> Answer | None:
-    """The body's ``captcha``: ``{"id", "answer"}`` (builtin) or ``{"token"}`` (Turnstile, hCaptcha, reCAPTCHA)."""
-    value = body.get("captcha")
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidRequest("captcha", 'captcha must be an object: {"id", "answer"} or {"token"}')
-    try:
-        fields = {name: string_field(value, name) or "" for name in ("id", "answer", "token")}
-    except InvalidRequest as err:
-        raise InvalidRequest("captcha", f"captcha.{err.detail}") from None
-    return Answer(fields["id"], fields["answer"], fields["token"])
 
 
 # /v1
@@ -117,14 +46,14 @@ def authenticate() -> BaseResponse | None:
     (``X-Verify-Client-Secret``), from the origins VERIFY_SITE_KEYS lists for it, and nothing else; its requests
     get CORS headers for that origin. A request with both headers is an API key's: the key decides.
     """
-    settings = service().settings
+    config = settings()
     if request.method == "OPTIONS":
-        return _preflight(settings.site_keys)
+        return _preflight(config.site_keys)
     key = request.headers.get(SITE_KEY_HEADER)
     if key is None or "Authorization" in request.headers:
-        require_bearer(settings.api_keys, "API key")
+        require_bearer(config.api_keys, "API key")
         return None
-    origins = settings.site_key_origins(key)
+    origins = config.site_key_origins(key)
     if origins is None:
         raise Unauthorized(f"{SITE_KEY_HEADER} names no configured site key")
     origin = request.headers.get("Origin") or _same_origin()
@@ -183,18 +112,6 @@ def site_key() -> str:
 def caller() -> Caller:
     """Who asks for an existing verification: an API key, or a site key with the client secret it was given."""
     return Caller(site_key(), request.headers.get(CLIENT_SECRET_HEADER, "")) if site_key() else API_CALLER
-
-
-def require_bearer(accepted: tuple[str, ...], what: str) -> None:
-    """Require ``Authorization: Bearer <one of accepted>``, compared in constant time with every one of them;
-    :class:`Unauthorized` naming ``what`` to send otherwise."""
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    given = key.strip().encode()
-    ok = False
-    for candidate in accepted:
-        ok |= hmac.compare_digest(given, candidate.encode())
-    if scheme.lower() != "bearer" or not ok:
-        raise Unauthorized(f"send Authorization: Bearer <{what}>")
 
 
 @v1.post("/verifications")
@@ -267,7 +184,7 @@ def _started(status: int, payload: dict[str, Any]) -> Response:
     response.status_code = status
     if status == 201:
         response.headers["Location"] = f"/v1/verifications/{payload['id']}"
-    g.verification_id = payload["id"]  # for the request's log line (verify/observe.py)
+    g.verification_id = payload["id"]  # for the request's log line (verify/web/observe.py)
     return response
 
 
@@ -306,17 +223,7 @@ def verify_token() -> Response:
     """Check a proof token and return what it proves."""
     token = string_field(json_body(), "token", required=True)
     assert token is not None  # noqa: S101 - required
-    proof = service().verify_token(token)
-    return jsonify(
-        {
-            "valid": True,
-            "phone": proof.phone,
-            "channel": proof.channel,
-            "verification_id": proof.verification_id,
-            "completed_via": proof.completed_via,
-            "verified_at": rfc3339(proof.verified_at),
-        }
-    )
+    return jsonify(proof_json(service().verify_token(token)))
 
 
 # public

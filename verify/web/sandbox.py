@@ -8,10 +8,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from verify import phone
-from verify.api import json_body, phone_field, service, string_field
 from verify.errors import InvalidRequest, NotFound
 from verify.providers.base import CallReceived, SmsReceived
-from verify.service import to_json
+from verify.web.context import json_body, now, phone_field, service, settings, string_field
+from verify.web.views import to_json
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
@@ -22,7 +22,7 @@ def messages() -> Response:
     raw = request.args.get("phone")
     if not raw:
         raise InvalidRequest("phone", "phone is required, e.g. ?phone=%2B79991234567")
-    e164 = phone.normalize(raw, service().settings.default_country)
+    e164 = phone.normalize(raw, settings().default_country)
     return jsonify({"messages": [{k: m[k] for k in ("to", "text", "code", "sent_at")} for m in service().outbox(e164)]})
 
 
@@ -30,7 +30,7 @@ def messages() -> Response:
 def calls() -> Response:
     """Act as the person calling the number of their pending ``call`` verification: approves it."""
     e164 = phone_field(json_body(), country_field=None)
-    approved = service().handle(CallReceived(e164, service().clock()))
+    approved = service().handle(CallReceived(e164, now()))
     if approved is None:
         raise NotFound("this phone has no pending call verification")
     return jsonify(to_json(approved))
@@ -43,7 +43,7 @@ def replies() -> Response:
     e164 = phone_field(body, country_field=None)
     text = string_field(body, "text", required=True)
     assert text is not None  # noqa: S101 - required
-    approved = service().handle(SmsReceived(e164, text, service().clock()))
+    approved = service().handle(SmsReceived(e164, text, now()))
     return jsonify({"approved": approved is not None, "verification": to_json(approved) if approved else None})
 
 

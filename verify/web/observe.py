@@ -19,10 +19,10 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.wrappers import Response as BaseResponse
 
-from verify.api import require_bearer
 from verify.logs import REQUEST_ID
 from verify.metrics import UNMATCHED_ROUTE, Exposition, Metrics
 from verify.store import ID_RE
+from verify.web.context import require_bearer
 
 log = logging.getLogger("verify.request")
 
