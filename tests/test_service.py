@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import PHONE, MovableClock, single_and_cluster
-from verify.app import build_service
+from verify.app import StoreOutbox, build_service
 from verify.config import Settings
 from verify.errors import (
     DeliveryFailed,
@@ -94,7 +94,7 @@ class Failing(Named):
 
 def make_service(settings: Settings, clock: MovableClock, *sms: Provider) -> Service:
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
-    sandbox = SandboxProvider(store, clock)
+    sandbox = SandboxProvider(StoreOutbox(store), clock)
     return build_service(settings, store, clock, Metrics(CollectorRegistry()), list(sms) or [sandbox], sandbox)
 
 

@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 from verify import version
+from verify.app import build_gateways
 from verify.clock import system_clock
 from verify.config import API_KEYS, METRICS_DIR, REDIS_URL, SANDBOX, SECRET_KEY, SITE_KEYS, Settings
 from verify.embedded import EmbeddedRedis
 from verify.errors import ConfigError, StoreUnavailable
 from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOGGER_CLASSES
-from verify.providers import registry
 from verify.providers.base import ProviderError
 from verify.store import Store
 
@@ -85,7 +85,7 @@ def check_config(*, live: bool, env: dict[str, str] | None = None) -> int:
         failed = True
         print(f"  FAILED: {err}")
     print("Balances")
-    for provider in registry.build(settings, store, system_clock).all:
+    for provider in build_gateways(settings, store, system_clock).all:
         try:
             print(f"  {provider.name}: {provider.balance()}")
         except (ProviderError, StoreUnavailable) as err:
