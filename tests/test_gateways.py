@@ -210,3 +210,10 @@ def test_the_toy_sends_sms_and_serves_its_webhook(toy: ToyEmulator, redis_url: s
 def test_an_app_built_without_the_toy_has_no_toy_route(redis_url: str, clock: MovableClock) -> None:
     client = create_app(make_settings(redis_url), clock=clock, background=False).test_client()
     assert client.post("/webhooks/toy/report", data="{}").status_code == 404
+
+
+def test_a_gateway_declared_without_webhooks_refuses_any_callback_as_not_found() -> None:
+    (sandbox,) = [gateway for gateway in GATEWAYS if gateway.name == "sandbox"]
+    with pytest.raises(WebhookRejected) as caught:
+        sandbox.parse("report", Inbound("POST", b"", b"{}", "application/json"), {}, None, 0.0, 900)
+    assert caught.value.status == 404
