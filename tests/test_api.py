@@ -24,6 +24,7 @@ from werkzeug.test import TestResponse
 import verify
 from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, make_settings, single_and_cluster, start
 from verify import create_app
+from verify.app import StoreOutbox
 from verify.config import Settings
 from verify.embedded import EmbeddedRedis
 from verify.providers.base import Sent, SmsMessage
@@ -515,7 +516,7 @@ class FreezesRedis(SandboxProvider):
     """The sandbox gateway, but Redis freezes while it sends (SIGSTOP) and comes back ``after`` seconds later."""
 
     def __init__(self, service: Service, pid: int, after: float) -> None:
-        super().__init__(service.store, service.clock)
+        super().__init__(StoreOutbox(service.store), service.clock)
         self.pid, self.after = pid, after
 
     def send_sms(self, message: SmsMessage) -> Sent:
@@ -536,7 +537,7 @@ def test_a_send_the_gateway_took_is_committed_once_redis_is_back(own_redis: Embe
     started = start(client)
     assert started.status_code == 201, started.get_data(as_text=True)
     assert time.monotonic() - began < COMMIT_PATIENCE_S + SOCKET_TIMEOUT_S
-    service.sms_providers = [SandboxProvider(service.store, service.clock)]
+    service.sms_providers = [SandboxProvider(StoreOutbox(service.store), service.clock)]
     again = start(client)
     assert again.status_code == 200 and again.get_json()["id"] == started.get_json()["id"]
     messages = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from verify.config import GATEWAY_SETTINGS, Settings
+from verify.config import Settings
 from verify.errors import ConfigError
+from verify.gateways import GATEWAYS
 from verify.providers.d7 import D7Settings
 from verify.providers.smsc import SmscSettings
 
@@ -112,7 +113,7 @@ def test_a_template_over_one_sms_is_warned_about_at_start(caplog: pytest.LogCapt
 def test_d7_without_callbacks_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
     env = {**BASE, "VERIFY_SMS_PROVIDERS": "d7", "VERIFY_D7_TOKEN": "t"}
     settings = Settings.from_env(env)
-    assert settings.d7 is not None and settings.d7.url == "https://api.d7networks.com/"
+    assert settings.gateway_settings["d7"].url == "https://api.d7networks.com/"
     assert "VERIFY_D7_WEBHOOK_TOKEN" in caplog.text
     caplog.clear()
     Settings.from_env({**env, "VERIFY_PUBLIC_URL": "https://verify.example", "VERIFY_D7_WEBHOOK_TOKEN": "hook"})
@@ -131,9 +132,10 @@ def test_gateway_settings_are_read_only_for_named_gateways() -> None:
             "VERIFY_D7_PASSWORD": "p",
         }
     )
-    assert s.smsc is not None and s.smsc.url == "http://127.0.0.1:9/sys/" and s.smsc.apikey == "k"
-    assert s.d7 is not None and (s.d7.api, s.d7.url) == ("legacy", "https://rest-api.d7networks.com/")
-    assert s.zoomconnect is None and s.providers == ("smsc", "d7", "sandbox")
+    smsc, d7 = s.gateway_settings["smsc"], s.gateway_settings["d7"]
+    assert smsc.url == "http://127.0.0.1:9/sys/" and smsc.apikey == "k"
+    assert (d7.api, d7.url) == ("legacy", "https://rest-api.d7networks.com/")
+    assert list(s.gateway_settings) == ["smsc", "d7"] and s.providers == ("smsc", "d7", "sandbox")
 
 
 def test_webhook_and_event_secrets_are_lists_for_rotation() -> None:
@@ -152,21 +154,21 @@ def test_webhook_and_event_secrets_are_lists_for_rotation() -> None:
             "VERIFY_EVENTS_SECRET": "ev-new,ev-old",
         }
     )
-    assert s.smsc is not None and s.smsc.secrets == ("new_secret", "old-secret")
-    assert s.zoomconnect is not None and s.zoomconnect.secrets == ("zoom-new", "zoom-old")
-    assert s.d7 is not None and s.d7.webhook_tokens == ("hook-new", "hook-old")
+    assert s.gateway_settings["smsc"].secrets == ("new_secret", "old-secret")
+    assert s.gateway_settings["zoomconnect"].secrets == ("zoom-new", "zoom-old")
+    assert s.gateway_settings["d7"].webhook_tokens == ("hook-new", "hook-old")
     assert s.events_secrets == ("ev-new", "ev-old")
 
 
 def test_smsc_hash_algorithms(caplog: pytest.LogCaptureFixture) -> None:
     smsc = {**BASE, "VERIFY_SMS_PROVIDERS": "smsc", "VERIFY_SMSC_APIKEY": "k", "VERIFY_SMSC_SECRET": "s"}
     default = Settings.from_env(smsc)
-    assert default.smsc is not None and default.smsc.hashes == ("sha1", "md5") and default.warnings() == []
+    assert default.gateway_settings["smsc"].hashes == ("sha1", "md5") and default.warnings() == []
     assert "crc32" not in caplog.text
     only_sha1 = Settings.from_env({**smsc, "VERIFY_SMSC_HASH": " SHA1 "})
-    assert only_sha1.smsc is not None and only_sha1.smsc.hashes == ("sha1",)
+    assert only_sha1.gateway_settings["smsc"].hashes == ("sha1",)
     with_crc32 = Settings.from_env({**smsc, "VERIFY_SMSC_HASH": "sha1,crc32"})
-    assert with_crc32.smsc is not None and with_crc32.smsc.hashes == ("sha1", "crc32")
+    assert with_crc32.gateway_settings["smsc"].hashes == ("sha1", "crc32")
     (warning,) = with_crc32.warnings()
     assert "crc32" in warning and "not a MAC" in warning and warning in caplog.text  # logged at start
     with pytest.raises(ConfigError) as caught:
@@ -186,8 +188,9 @@ def _declared(cls: type[Any]) -> set[str]:
 
 
 def test_every_setting_is_declared_once_and_documented() -> None:
-    declared = _declared(Settings) | {name for cls in GATEWAY_SETTINGS.values() for name in _declared(cls)}
-    fields = [f for cls in (Settings, *GATEWAY_SETTINGS.values()) for f in dataclasses.fields(cls)]
+    classes: list[type[Any]] = [Settings, *(gateway.settings for gateway in GATEWAYS if gateway.settings)]
+    declared = {name for cls in classes for name in _declared(cls)}
+    fields = [f for cls in classes for f in dataclasses.fields(cls)]
     assert all("read" in f.metadata for f in fields)  # no field without its reader
     assert len(declared) == sum(1 for f in fields if f.metadata.get("env"))  # no variable twice
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")

@@ -39,6 +39,7 @@ from werkzeug.wrappers import Request, Response
 from tests.conftest import AUTH, PHONE, MovableClock, make_settings, serving
 from tests.providers import d7_emulator, smsc_emulator, zoomconnect_emulator
 from verify import MAX_BODY_BYTES, create_app, errors
+from verify.app import StoreOutbox
 from verify.captcha import PUMP_REFRESH_MS
 from verify.config import Settings
 from verify.embedded import EmbeddedRedis, free_port
@@ -403,7 +404,7 @@ class Failing(SandboxProvider):
     name = "failing"
 
     def __init__(self, service: Service, error: ProviderError) -> None:
-        super().__init__(service.store, service.clock)
+        super().__init__(StoreOutbox(service.store), service.clock)
         self.error = error
 
     def send_sms(self, message: SmsMessage) -> Sent:
@@ -417,7 +418,7 @@ class Meanwhile(SandboxProvider):
     """The sandbox gateway, but while it sends the first SMS another client makes the request ``meanwhile``."""
 
     def __init__(self, service: Service, meanwhile: Callable[[], TestResponse]) -> None:
-        super().__init__(service.store, service.clock)
+        super().__init__(StoreOutbox(service.store), service.clock)
         self.meanwhile = meanwhile
         self.response: TestResponse | None = None
 
@@ -498,7 +499,7 @@ class Env:
 
         SMS and calls still go through the sandbox gateway, so ``code`` works; the real gateways are never called.
         """
-        return self.configured(**{"smsc": SMSC, "zoomconnect": ZOOMCONNECT, "d7": D7, **overrides})
+        return self.configured(gateway_settings={"smsc": SMSC, "zoomconnect": ZOOMCONNECT, "d7": D7, **overrides})
 
     def callback(
         self, method: str, path: str, query: str | bytes = "", body: bytes = b"", content_type: str = ""
@@ -1599,7 +1600,8 @@ def gateways_fuzz_app(request: pytest.FixtureRequest, redis_server: EmbeddedRedi
     client.close()
     smsc = SMSC if request.param == "signed" else replace(SMSC, secrets=())
     GATEWAYS_FUZZ_APP.target = create_app(
-        replace(make_settings(redis_server.url), smsc=smsc, zoomconnect=ZOOMCONNECT, d7=D7), background=False
+        replace(make_settings(redis_server.url), gateway_settings={"smsc": smsc, "zoomconnect": ZOOMCONNECT, "d7": D7}),
+        background=False,
     )
     yield GATEWAYS_FUZZ_APP.target
     GATEWAYS_FUZZ_APP.target = None

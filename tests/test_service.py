@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import PHONE, MovableClock, single_and_cluster
-from verify.app import build_service
+from verify.app import StoreOutbox, build_service
 from verify.config import Settings
 from verify.errors import (
     DeliveryFailed,
@@ -94,7 +94,7 @@ class Failing(Named):
 
 def make_service(settings: Settings, clock: MovableClock, *sms: Provider) -> Service:
     store = Store.from_url(settings.redis_url, settings.redis_prefix)
-    sandbox = SandboxProvider(store, clock)
+    sandbox = SandboxProvider(StoreOutbox(store), clock)
     return build_service(settings, store, clock, Metrics(CollectorRegistry()), list(sms) or [sandbox], sandbox)
 
 
@@ -424,8 +424,11 @@ def test_all_breakers_open_is_a_delivery_failure(settings: Settings, clock: Mova
 
 
 def _imports(module: str) -> set[str]:
-    """The modules ``verify.<module>`` imports at run time (absolute names), read from its source."""
-    path = Path(__file__).resolve().parent.parent / "verify" / (module.replace(".", "/") + ".py")
+    """The modules ``verify.<module>`` imports at run time (absolute names), read from its source; a package is read
+    from its ``__init__.py``, and ``from <package> import <module>`` counts as importing that module too."""
+    root = Path(__file__).resolve().parent.parent
+    base = root / "verify" / module.replace(".", "/")
+    path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for block in ast.walk(tree):  # what only the type checker imports does not count
         if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING":
@@ -436,6 +439,8 @@ def _imports(module: str) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
+            package = root.joinpath(*node.module.split("."))
+            found |= {f"{node.module}.{a.name}" for a in node.names if package.joinpath(f"{a.name}.py").is_file()}
     return found
 
 

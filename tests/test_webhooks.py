@@ -50,15 +50,17 @@ def gateway_settings(redis_url: str, smsc: SmscEmulator, zoom: ZoomConnectEmulat
         http_connect_timeout=HTTP_CONNECT_TIMEOUT,
         http_read_timeout=HTTP_READ_TIMEOUT,
         public_url="https://verify.example",
-        smsc=SmscSettings(url=smsc.url, apikey=SMSC_KEY, secrets=(SMSC_SECRET,)),
-        zoomconnect=ZoomConnectSettings(url=zoom.url, email=EMAIL, token=TOKEN, secrets=(ZOOM_SECRET,)),
-        d7=D7Settings(
-            api="legacy",
-            url=d7.url,
-            username=d7_emulator.USERNAME,
-            password=d7_emulator.PASSWORD,
-            webhook_tokens=(D7_HOOK,),
-        ),
+        gateway_settings={
+            "smsc": SmscSettings(url=smsc.url, apikey=SMSC_KEY, secrets=(SMSC_SECRET,)),
+            "zoomconnect": ZoomConnectSettings(url=zoom.url, email=EMAIL, token=TOKEN, secrets=(ZOOM_SECRET,)),
+            "d7": D7Settings(
+                api="legacy",
+                url=d7.url,
+                username=d7_emulator.USERNAME,
+                password=d7_emulator.PASSWORD,
+                webhook_tokens=(D7_HOOK,),
+            ),
+        },
     )
 
 
@@ -271,9 +273,12 @@ def test_d7_delivery_reports(
     smsc, zoom, d7 = gateways
     d7.api = api
     configured = gateway_settings(redis_url, smsc, zoom, d7)
-    assert configured.d7 is not None
-    d7_settings = replace(configured.d7, api=api, token=d7_emulator.TOKEN)
-    app = create_app(replace(configured, sms_providers=("d7",), d7=d7_settings), clock=clock, background=False)
+    d7_settings = replace(configured.gateway_settings["d7"], api=api, token=d7_emulator.TOKEN)
+    app = create_app(
+        replace(configured, sms_providers=("d7",), gateway_settings={**configured.gateway_settings, "d7": d7_settings}),
+        clock=clock,
+        background=False,
+    )
     client = app.test_client()
     with serving(app) as base:
         vid = start(client).get_json()["id"]

@@ -1,4 +1,4 @@
-"""The app factory. :func:`create_app` builds the WSGI app: settings -> store, secrets, providers, service ->
+"""The app factory. :func:`create_app` builds the WSGI app: settings -> store, secrets, gateways, service ->
 blueprints -> error handlers. Per-app objects live in ``app.extensions["verify"]``; there is no module-level state.
 """
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from flask import Flask, request
 from prometheus_client import CollectorRegistry
@@ -16,8 +17,7 @@ from verify.clock import Clock, system_clock
 from verify.config import Settings
 from verify.events import Events
 from verify.metrics import Exposition, Metrics, State
-from verify.providers import registry
-from verify.providers.base import Provider
+from verify.providers.base import Http, Provider, Shared
 from verify.service import Service, view
 from verify.store import SOCKET_TIMEOUT_S, Store
 from verify.tokens import Secrets
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
 
     app.register_blueprint(api.public)
     app.register_blueprint(api.v1)
-    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(webhooks.bp, gateways=settings.gateways)
     app.register_blueprint(widget.bp)
     if settings.sandbox:
         app.register_blueprint(sandbox.bp)
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     metrics = Metrics(CollectorRegistry(auto_describe=True))
     store = Store.from_url(settings.redis_url, settings.redis_prefix, min_replicas=settings.redis_min_replicas)
     store.on_error = metrics.redis_error
-    gateways = registry.build(settings, store, clock)
+    gateways = build_gateways(settings, store, clock)
     service = build_service(settings, store, clock, metrics, gateways.sms, gateways.call)
     events = service.events
     trust_proxies(app, settings)
@@ -74,6 +74,46 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
         )
     problems.register(app, lambda: request.method not in ("GET", "HEAD", "OPTIONS"))
     return app
+
+
+@dataclass(frozen=True)
+class Gateways:
+    """The SMS failover chain and the call provider, built once per app."""
+
+    sms: list[Provider]
+    call: Provider | None
+
+    @property
+    def all(self) -> list[Provider]:
+        """Every gateway in use, each once."""
+        return list({id(p): p for p in [*self.sms, *([self.call] if self.call else [])]}.values())
+
+
+def build_gateways(settings: Settings, store: Store, clock: Clock) -> Gateways:
+    """The gateways the settings name, each built once by its declaration, sharing one HTTP session."""
+    http = Http(settings.http_connect_timeout, settings.http_read_timeout)
+    shared = Shared(settings, http, clock, StoreOutbox(store))
+    declared = {gateway.name: gateway for gateway in settings.gateways}
+    made: dict[str, Provider] = {}
+    for name in settings.providers:
+        gateway = declared[name]
+        made[name] = gateway.make(settings.gateway_settings[name] if gateway.settings else None, shared)
+    return Gateways(
+        [made[name] for name in settings.sms_providers],
+        made[settings.call_provider] if settings.call_provider else None,
+    )
+
+
+class StoreOutbox:
+    """The sandbox gateway's outbox in the store: each message is written with the send's commit, in its round trip
+    (``Store.defer``)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def keep(self, phone: str, message: dict[str, str]) -> None:
+        """Queue ``message`` to ``phone`` on the store's next batch."""
+        self._store.defer(lambda batch: batch.outbox_push(phone, message))
 
 
 def stopper(stop: threading.Event, loop: threading.Thread, timeout: float) -> Callable[[], None]:

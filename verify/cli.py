@@ -10,15 +10,18 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from verify._version import version
+from verify.app import build_gateways
 from verify.clock import system_clock
 from verify.config import API_KEYS, METRICS_DIR, REDIS_URL, SANDBOX, SECRET_KEY, SITE_KEYS, Settings
 from verify.embedded import EmbeddedRedis
 from verify.errors import ConfigError, StoreUnavailable
+from verify.gateways import GATEWAYS, Gateway
 from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOGGER_CLASSES
-from verify.providers import registry
 from verify.providers.base import ProviderError
 from verify.store import Store
 
@@ -48,15 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     return run_dev(args.host, args.port, args.workers, args.data_dir)
 
 
-def check_config(*, live: bool, env: dict[str, str] | None = None) -> int:
-    """Validate the environment's settings and print them; with ``live``, the Redis topology found and each
-    gateway's balance.
+def check_config(*, live: bool, env: dict[str, str] | None = None, gateways: Sequence[Gateway[Any]] = GATEWAYS) -> int:
+    """Validate the environment's settings (those of ``gateways`` included) and print them; with ``live``, the Redis
+    topology found and each gateway's balance.
 
     Exit status: 0 fine, 1 Redis or a gateway did not answer, 2 a bad configuration (an unreachable cluster or
     sentinel included: the service would not start either).
     """
     try:
-        settings = Settings.from_env(env)
+        settings = Settings.from_env(env, gateways)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
@@ -85,7 +88,7 @@ def check_config(*, live: bool, env: dict[str, str] | None = None) -> int:
         failed = True
         print(f"  FAILED: {err}")
     print("Balances")
-    for provider in registry.build(settings, store, system_clock).all:
+    for provider in build_gateways(settings, store, system_clock).all:
         try:
             print(f"  {provider.name}: {provider.balance()}")
         except (ProviderError, StoreUnavailable) as err:

@@ -3,8 +3,9 @@
 Every setting is read once, validated at start, and kept in a frozen :class:`Settings`. Each is declared once, on
 its field: the variable, its reader and whether it is secret (``verify/env.py``), which serves both
 :meth:`Settings.from_env` and :meth:`Settings.describe` (``verify check-config``). A gateway declares its own
-settings in its module (``SmscSettings`` in ``verify/providers/smsc.py``, ...) and is listed once, in
-:data:`GATEWAY_SETTINGS`. A bad value raises :class:`~verify.errors.ConfigError`, whose message names the variable.
+settings in its module (``SmscSettings`` in ``verify/providers/smsc.py``, ...); they are read by walking the gateway
+list (``verify/gateways.py``), never written here. A bad value raises :class:`~verify.errors.ConfigError`, whose
+message names the variable.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +23,8 @@ from limits import parse_many
 from verify import env
 from verify.env import Env
 from verify.errors import ConfigError
+from verify.gateways import GATEWAYS, Gateway
 from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOG_FORMATS
-from verify.providers.d7 import D7Settings
-from verify.providers.smsc import SmscSettings
-from verify.providers.zoomconnect import ZoomConnectSettings
 from verify.sms import measure
 
 log = logging.getLogger(__name__)
@@ -44,14 +43,6 @@ SITE_KEYS = "VERIFY_SITE_KEYS"
 METRICS_TOKEN = "VERIFY_METRICS_TOKEN"  # noqa: S105 - a variable name
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
-# Every gateway besides the sandbox, with its settings (declared in its module).
-GATEWAY_SETTINGS: dict[str, type[SmscSettings] | type[ZoomConnectSettings] | type[D7Settings]] = {
-    "smsc": SmscSettings,
-    "zoomconnect": ZoomConnectSettings,
-    "d7": D7Settings,
-}
-KNOWN_SMS_PROVIDERS = ("sandbox", *GATEWAY_SETTINGS)
-KNOWN_CALL_PROVIDERS = ("sandbox", *(name for name, cls in GATEWAY_SETTINGS.items() if cls.calls))
 DEFAULT_SMS_TEMPLATE = "Your verification code: {code}"
 DEFAULT_SMS_TEMPLATE_RU = "Ваш код подтверждения: {code}"
 # phonenumbers' number types, by the names VERIFY_DENIED_NUMBER_TYPES uses.
@@ -198,8 +189,9 @@ def _sms_providers(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> 
             return ("sandbox",)
         raise ConfigError(name, "is required outside sandbox mode (or set VERIFY_SANDBOX=1)")
     names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
-    if any(n not in KNOWN_SMS_PROVIDERS for n in names) or len(set(names)) != len(names):
-        raise ConfigError(name, f"must list distinct providers from {', '.join(KNOWN_SMS_PROVIDERS)}")
+    known = [gateway.name for gateway in seen["gateways"]]
+    if any(n not in known for n in names) or len(set(names)) != len(names):
+        raise ConfigError(name, f"must list distinct providers from {', '.join(known)}")
     return names
 
 
@@ -207,19 +199,26 @@ def _call_provider(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> 
     value = env.raw(e, name).lower()
     if not value:
         return "sandbox" if seen["sandbox"] else None
-    if value not in KNOWN_CALL_PROVIDERS:
-        raise ConfigError(name, f"must be one of {', '.join(KNOWN_CALL_PROVIDERS)}")
+    known = [gateway.name for gateway in seen["gateways"] if gateway.calls]
+    if value not in known:
+        raise ConfigError(name, f"must be one of {', '.join(known)}")
     return value
 
 
-def _gateway(provider: str) -> env.Reader:
-    """The gateway's own settings, read only when it is named in the SMS chain or as the call provider."""
+def _gateways(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    """The gateway list :meth:`Settings.from_env` was given (its readers look at it in ``seen``)."""
+    return tuple(seen.get("gateways", default))
 
-    def reader(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
-        named = {*seen["sms_providers"], seen["call_provider"]}
-        return env.read(GATEWAY_SETTINGS[provider], e, seen) if provider in named else None
 
-    return reader
+def _gateway_settings(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    """Each gateway's own settings, by walking the list, read only when it is named in the SMS chain or as the call
+    provider."""
+    named = {*seen["sms_providers"], seen["call_provider"]}
+    return {
+        gateway.name: env.read(gateway.settings, e, seen)
+        for gateway in seen["gateways"]
+        if gateway.settings is not None and gateway.name in named
+    }
 
 
 def _captcha_secret(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
@@ -309,6 +308,8 @@ class Settings:
     sandbox: bool = field(default=False, metadata=_var(SANDBOX, env.flag))
     sms_template: str = field(default=DEFAULT_SMS_TEMPLATE, metadata=_var("VERIFY_SMS_TEMPLATE", _template))
     sms_template_ru: str = field(default=DEFAULT_SMS_TEMPLATE_RU, metadata=_var("VERIFY_SMS_TEMPLATE_RU", _template))
+    # The gateways this service can use (verify/gateways.py): what the two variables below may name.
+    gateways: tuple[Gateway[Any], ...] = field(default=GATEWAYS, repr=False, metadata=_var("", _gateways))
     sms_providers: tuple[str, ...] = field(default=("sandbox",), metadata=_var(SMS_PROVIDERS, _sms_providers))
     call_provider: str | None = field(default="sandbox", metadata=_var(CALL_PROVIDER, _call_provider))
     public_url: str | None = field(default=None, metadata=_var(PUBLIC_URL, env.url()))
@@ -320,9 +321,8 @@ class Settings:
     )
     breaker_failures: int = field(default=5, metadata=_var("VERIFY_BREAKER_FAILURES", env.integer(1, 1000)))
     breaker_cooldown: int = field(default=60, metadata=_var("VERIFY_BREAKER_COOLDOWN", env.integer(1, 86400)))
-    smsc: SmscSettings | None = field(default=None, metadata=_var("", _gateway("smsc")))
-    zoomconnect: ZoomConnectSettings | None = field(default=None, metadata=_var("", _gateway("zoomconnect")))
-    d7: D7Settings | None = field(default=None, metadata=_var("", _gateway("d7")))
+    # The settings of each gateway in use that has settings, by name, in the list's order ({"smsc": SmscSettings}).
+    gateway_settings: Mapping[str, Any] = field(default_factory=dict, metadata=_var("", _gateway_settings))
     webhook_max_age: int = field(default=900, metadata=_var("VERIFY_WEBHOOK_MAX_AGE", env.integer(60, 86400)))
     events_url: str | None = field(default=None, metadata=_var(EVENTS_URL, env.url()))
     # The first signs.
@@ -367,9 +367,12 @@ class Settings:
     metrics_dir: str | None = field(default=None, metadata=_var(METRICS_DIR, _directory))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate every ``VERIFY_*`` variable (``os.environ`` by default)."""
-        settings = env.read(cls, os.environ if environ is None else environ)
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, gateways: Sequence[Gateway[Any]] = GATEWAYS
+    ) -> Settings:
+        """Read and validate every ``VERIFY_*`` variable (``os.environ`` by default), those of ``gateways``
+        (the list in ``verify/gateways.py`` by default) included."""
+        settings = env.read(cls, os.environ if environ is None else environ, {"gateways": tuple(gateways)})
         _warn(settings)
         return settings
 
@@ -379,15 +382,13 @@ class Settings:
 
     def warnings(self) -> list[str]:
         """What this configuration allows that weakens the service: logged at start and shown by check-config."""
-        found = []
-        if self.smsc and "crc32" in self.smsc.hashes:
-            found.append(
-                f"{env.name_of(SmscSettings, 'hashes')} lists crc32: SMSC callbacks signed with crc32 are "
-                "accepted, and crc32 is not a MAC. From one captured callback anyone can compute a valid "
-                "crc32 for another phone without the secret, and so approve its call verification. List "
-                "only sha1 (and md5)."
-            )
-        return found
+        return [risk for gateway, own in self.configured_gateways() for risk in gateway.risks(own)]
+
+    def configured_gateways(self) -> Iterator[tuple[Gateway[Any], Any]]:
+        """Each gateway that has its settings here, with them, in the list's order."""
+        for gateway in self.gateways:
+            if gateway.name in self.gateway_settings:
+                yield gateway, self.gateway_settings[gateway.name]
 
     def site_key_origins(self, key: str) -> tuple[str, ...] | None:
         """The origins a site key may be used from; ``None`` for a key that is not configured."""
@@ -421,17 +422,6 @@ def _warn(settings: Settings) -> None:
             )
     for warning in settings.warnings():
         log.warning("%s", warning)
-    if settings.d7 and not (settings.public_url and settings.d7.webhook_tokens):
-        log.warning("d7 gets no delivery reports: set %s and %s", PUBLIC_URL, env.name_of(D7Settings, "webhook_tokens"))
-    if settings.smsc and not settings.smsc.secrets:
-        log.warning(
-            "!!! %s is unset: /webhooks/smsc accepts UNSIGNED callbacks, so anyone can confirm a call "
-            "verification. Allowed only because %s=1.",
-            env.name_of(SmscSettings, "secrets"),
-            SANDBOX,
-        )
-    if settings.zoomconnect and not settings.zoomconnect.secrets:
-        log.warning(
-            "%s is unset: Zoom Connect replies and delivery reports are refused (403)",
-            env.name_of(ZoomConnectSettings, "secrets"),
-        )
+    for gateway, own in settings.configured_gateways():
+        for warning in gateway.warnings(own, settings):
+            log.warning("%s", warning)

@@ -41,7 +41,8 @@ def read(cls: type[T], env: Env, context: Mapping[str, Any] | None = None) -> T:
 
 
 def describe(settings: object) -> list[tuple[str, str]]:
-    """Every variable of a settings dataclass (and of those nested in it) as ``(name, value)``, secrets masked."""
+    """Every variable of a settings dataclass (and of those nested in it, directly or in a mapping by name) as
+    ``(name, value)``, secrets masked."""
     rows: list[tuple[str, str]] = []
     for f in dataclasses.fields(settings):  # type: ignore[arg-type]
         value = getattr(settings, f.name)
@@ -49,6 +50,8 @@ def describe(settings: object) -> list[tuple[str, str]]:
             rows.append((f.metadata["env"], _show(value, secret=f.metadata["secret"])))
         if dataclasses.is_dataclass(value):
             rows += describe(value)
+        elif isinstance(value, Mapping):  # nested settings by name (the gateways')
+            rows += [row for nested in value.values() if dataclasses.is_dataclass(nested) for row in describe(nested)]
     return rows
 
 

@@ -18,10 +18,10 @@ from tests.providers.d7_emulator import USERNAME as D7_USERNAME
 from tests.providers.d7_emulator import D7Emulator
 from tests.providers.smsc_emulator import SmscEmulator
 from tests.providers.zoomconnect_emulator import EMAIL, TOKEN, ZoomConnectEmulator
+from verify.app import build_gateways
 from verify.cli import check_config
 from verify.config import Settings
 from verify.providers.d7 import D7Settings
-from verify.providers.registry import build
 from verify.providers.smsc import SmscSettings
 from verify.providers.zoomconnect import ZoomConnectSettings
 from verify.store import Store
@@ -58,9 +58,11 @@ def settings(redis_url: str, gateways: Gateways) -> Settings:
         http_read_timeout=HTTP_READ_TIMEOUT,
         breaker_failures=2,
         public_url="https://verify.example",
-        smsc=SmscSettings(url=gateways.smsc.url, apikey=SMSC_KEY),
-        zoomconnect=ZoomConnectSettings(url=gateways.zoom.url, email=EMAIL, token=TOKEN),
-        d7=D7Settings(api="v1", url=gateways.d7.url, token=D7_TOKEN, webhook_tokens=("hook-token",)),
+        gateway_settings={
+            "smsc": SmscSettings(url=gateways.smsc.url, apikey=SMSC_KEY),
+            "zoomconnect": ZoomConnectSettings(url=gateways.zoom.url, email=EMAIL, token=TOKEN),
+            "d7": D7Settings(api="v1", url=gateways.d7.url, token=D7_TOKEN, webhook_tokens=("hook-token",)),
+        },
     )
 
 
@@ -151,7 +153,7 @@ def test_a_failed_wait_call_is_a_delivery_failure(client: FlaskClient, gateways:
 
 
 def test_build_shares_one_instance_per_gateway(settings: Settings, redis_url: str, clock: MovableClock) -> None:
-    built = build(settings, Store.from_url(redis_url, "x:"), clock)
+    built = build_gateways(settings, Store.from_url(redis_url, "x:"), clock)
     assert [p.name for p in built.sms] == ["smsc", "zoomconnect", "d7"]
     assert built.call is built.sms[0] and [p.name for p in built.all] == ["smsc", "zoomconnect", "d7"]
 

@@ -93,7 +93,7 @@ class TestSmscWebhooks(WebhookContract):
             call_provider="smsc",
             http_connect_timeout=HTTP_CONNECT_TIMEOUT,
             http_read_timeout=HTTP_READ_TIMEOUT,
-            smsc=SmscSettings(url=emulator_url, apikey=SMSC_KEY, secrets=secrets),
+            gateway_settings={"smsc": SmscSettings(url=emulator_url, apikey=SMSC_KEY, secrets=secrets)},
         )
 
     def sent_text(self, seen: Seen) -> str:
@@ -147,8 +147,8 @@ class TestSmscWebhooks(WebhookContract):
         return self._post(self._call(pending.phone, pending.started_at), secret=secret, hash="crc32")
 
     def allow_weak_algorithm(self, settings: Settings) -> Settings:
-        assert settings.smsc is not None
-        return replace(settings, smsc=replace(settings.smsc, hashes=("sha1", "md5", "crc32")))
+        smsc = replace(settings.gateway_settings["smsc"], hashes=("sha1", "md5", "crc32"))
+        return replace(settings, gateway_settings={**settings.gateway_settings, "smsc": smsc})
 
     def stale(self, pending: Pending, *, secret: str, max_age: int) -> Callback:
         # A call signed ten minutes before the verification started (beyond the 60 s of skew): a captured one.
@@ -217,9 +217,14 @@ class TestZoomConnectWebhooks(WebhookContract):
             call_provider=None,
             http_connect_timeout=HTTP_CONNECT_TIMEOUT,
             http_read_timeout=HTTP_READ_TIMEOUT,
-            zoomconnect=ZoomConnectSettings(
-                url=emulator_url, email=zoomconnect_emulator.EMAIL, token=zoomconnect_emulator.TOKEN, secrets=secrets
-            ),
+            gateway_settings={
+                "zoomconnect": ZoomConnectSettings(
+                    url=emulator_url,
+                    email=zoomconnect_emulator.EMAIL,
+                    token=zoomconnect_emulator.TOKEN,
+                    secrets=secrets,
+                )
+            },
         )
 
     def sent_text(self, seen: Seen) -> str:
@@ -325,14 +330,16 @@ class D7Webhooks(WebhookContract):
             public_url=D7_PUBLIC_URL,
             http_connect_timeout=HTTP_CONNECT_TIMEOUT,
             http_read_timeout=HTTP_READ_TIMEOUT,
-            d7=D7Settings(
-                api=self.API,
-                url=emulator_url,
-                username=d7_emulator.USERNAME,
-                password=d7_emulator.PASSWORD,
-                token=d7_emulator.TOKEN,
-                webhook_tokens=secrets,
-            ),
+            gateway_settings={
+                "d7": D7Settings(
+                    api=self.API,
+                    url=emulator_url,
+                    username=d7_emulator.USERNAME,
+                    password=d7_emulator.PASSWORD,
+                    token=d7_emulator.TOKEN,
+                    webhook_tokens=secrets,
+                )
+            },
         )
 
     def callback(self, pending: Pending, *, secret: str) -> Callback:

@@ -1,8 +1,12 @@
-"""The provider interface, the shared HTTP client, and the events gateways report.
+"""The provider interface, the shared HTTP client, the events gateways report, and a gateway's declaration.
 
 A provider only maps data: our :class:`SmsMessage` to its request, its response to :class:`Sent` or a
 :class:`ProviderError`. :class:`Http` owns the session, timeouts, retries and the normalization of transport
 errors. Failover across providers and the circuit breaker are the service's job.
+
+Each gateway module exports one :class:`Gateway`: everything the app needs to know about it (its name, settings,
+constructor, webhook routes and parser, start-time warnings). ``verify/gateways.py`` lists them; nothing in this
+package imports anything above it.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ from __future__ import annotations
 import re
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from verify.clock import Clock
 
 USER_AGENT = "verify/0.1"
 PAYLOAD_LIMIT = 2000
@@ -272,3 +279,70 @@ class WebhookRejected(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+# ---- a gateway's declaration ----
+
+S = TypeVar("S")
+
+
+class AppSettings(Protocol):
+    """What a gateway may read of the app's own settings (``verify.config.Settings`` has it, among the rest)."""
+
+    @property
+    def public_url(self) -> str | None:
+        """The service's public base URL (``VERIFY_PUBLIC_URL``), for the callback URLs a gateway is given."""
+
+
+class Outbox(Protocol):
+    """Where the sandbox gateway keeps the messages it pretends to send, for ``GET /sandbox/messages``."""
+
+    def keep(self, phone: str, message: dict[str, str]) -> None:
+        """Keep ``message`` to ``phone``; it may be written with the send's commit, in that round trip."""
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What the app builds each gateway with, besides the gateway's own settings."""
+
+    app: AppSettings
+    http: Http  # one session for every gateway
+    clock: Clock
+    outbox: Outbox
+
+
+def _no_webhooks(
+    route: str, inbound: Inbound, args: Mapping[str, str], settings: Any, now: float, max_age: int
+) -> Webhook:
+    raise WebhookRejected(404, "no such webhook")
+
+
+def _no_warnings(*_: object) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Gateway(Generic[S]):
+    """One gateway, declared once in its module: adding a gateway is its module, one line in ``verify/gateways.py``
+    and its tests.
+
+    - ``name``: what ``VERIFY_SMS_PROVIDERS`` and ``VERIFY_CALL_PROVIDER`` call it, and its webhooks' prefix;
+    - ``settings``: its frozen settings dataclass (fields declared with ``verify.env.var``), read from the
+      environment only when the gateway is named; ``None`` for a gateway without settings;
+    - ``make(its settings, shared)``: the :class:`Provider` the app uses;
+    - ``calls``: whether it can hand out numbers to call (a valid ``VERIFY_CALL_PROVIDER``);
+    - ``webhooks`` and ``parse(route name, inbound, path args, its settings, now, max age)``: the URLs it calls
+      under ``/webhooks`` and the step that verifies and parses them (``verify/webhooks.py`` serves them);
+    - ``risks(its settings)``: what its configuration allows that weakens the service, logged at start and shown by
+      ``verify check-config``;
+    - ``warnings(its settings, app settings)``: what is allowed but probably not meant, logged at start.
+    """
+
+    name: str
+    settings: type[S] | None
+    make: Callable[[S, Shared], Provider]
+    calls: bool = False
+    webhooks: tuple[WebhookRoute, ...] = ()
+    parse: Callable[[str, Inbound, Mapping[str, str], S, float, int], Webhook] = _no_webhooks
+    risks: Callable[[S], list[str]] = _no_warnings
+    warnings: Callable[[S, AppSettings], list[str]] = _no_warnings

@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Required, TypedDict
+from typing import Any, Required, TypedDict
 from urllib.parse import parse_qsl, quote
 
 from requests.auth import HTTPBasicAuth
@@ -32,8 +32,10 @@ from requests.auth import HTTPBasicAuth
 from verify import env
 from verify.providers.base import (
     PAYLOAD_LIMIT,
+    AppSettings,
     DeliveryReport,
     Event,
+    Gateway,
     Http,
     Inbound,
     InvalidRecipient,
@@ -41,6 +43,7 @@ from verify.providers.base import (
     Provider,
     ProviderError,
     Sent,
+    Shared,
     SmsMessage,
     Webhook,
     WebhookRejected,
@@ -110,8 +113,6 @@ def _for(api: str) -> env.Reader:
 @dataclass(frozen=True)
 class D7Settings:
     """D7 Networks: ``legacy`` (Basic auth) or ``v1`` (Bearer token) API; the reports' path tokens."""
-
-    calls: ClassVar[bool] = False
 
     api: str = field(default="v1", metadata=env.var("VERIFY_D7_API", env.choice(*DEFAULT_URLS)))
     url: str = field(default=DEFAULT_URLS["v1"], metadata=env.var("VERIFY_D7_URL", _api_url))
@@ -476,3 +477,19 @@ def _multipart(body: bytes) -> dict[str, Any]:
         if isinstance(name, str) and isinstance(value, bytes):
             fields[name] = value.decode("utf-8", "replace")
     return fields
+
+
+# ---- the declaration (verify/gateways.py lists it) ----
+
+
+def _warnings(settings: D7Settings, app: AppSettings) -> list[str]:
+    if app.public_url and settings.webhook_tokens:
+        return []
+    return [f"d7 gets no delivery reports: set VERIFY_PUBLIC_URL and {env.name_of(D7Settings, 'webhook_tokens')}"]
+
+
+def _make(settings: D7Settings, shared: Shared) -> D7Provider:
+    return D7Provider(settings, shared.http, shared.app.public_url)
+
+
+GATEWAY = Gateway(NAME, D7Settings, _make, webhooks=WEBHOOKS, parse=parse_webhook, warnings=_warnings)

@@ -1,26 +1,25 @@
-"""The sandbox gateway: sends nothing, keeps recent messages per phone in Redis for developers and tests."""
+"""The sandbox gateway: sends nothing, keeps recent messages per phone in an outbox for developers and tests."""
 
 from __future__ import annotations
 
 from verify.clock import Clock, rfc3339
-from verify.providers.base import CallNumber, Provider, Sent, SmsMessage
-from verify.store import Store
+from verify.providers.base import CallNumber, Gateway, Outbox, Provider, Sent, Shared, SmsMessage
 
 # Fictional numbers (Ofcom's range for drama): nothing real is ever dialled.
 CALL_NUMBERS = ("+447700900001", "+447700900002")
 
 
 class SandboxProvider(Provider):
-    """Records each SMS in the store's outbox instead of sending it."""
+    """Keeps each SMS in its outbox instead of sending it."""
 
     name = "sandbox"
 
-    def __init__(self, store: Store, clock: Clock) -> None:
-        self._store = store
+    def __init__(self, outbox: Outbox, clock: Clock) -> None:
+        self._outbox = outbox
         self._clock = clock
 
     def send_sms(self, message: SmsMessage) -> Sent:
-        """Keep the message for ``GET /sandbox/messages``: written with the send's commit, in its round trip."""
+        """Keep the message for ``GET /sandbox/messages`` (the app's outbox writes it with the send's commit)."""
         copy = {
             "to": message.to,
             "text": message.text,
@@ -28,7 +27,7 @@ class SandboxProvider(Provider):
             "sent_at": rfc3339(self._clock()),
             "verification_id": message.verification_id,
         }
-        self._store.defer(lambda batch: batch.outbox_push(message.to, copy))
+        self._outbox.keep(message.to, copy)
         return Sent(self.name, f"sandbox-{message.verification_id}")
 
     def balance(self) -> str:
@@ -38,3 +37,10 @@ class SandboxProvider(Provider):
     def start_call(self, phone: str, verification_id: str) -> CallNumber:
         """Hand out a fictional number; ``POST /sandbox/calls`` plays the person calling it."""
         return CallNumber(self.name, CALL_NUMBERS[0], CALL_NUMBERS, f"sandbox-{verification_id}")
+
+
+def _make(settings: None, shared: Shared) -> SandboxProvider:
+    return SandboxProvider(shared.outbox, shared.clock)
+
+
+GATEWAY: Gateway[None] = Gateway("sandbox", None, _make, calls=True)

@@ -22,17 +22,19 @@ import re
 import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast
 from urllib.parse import parse_qsl, unquote_plus
 
 from verify import env
 from verify.errors import ConfigError
 from verify.providers.base import (
     PAYLOAD_LIMIT,
+    AppSettings,
     CallNumber,
     CallReceived,
     DeliveryReport,
     Event,
+    Gateway,
     Http,
     Inbound,
     InvalidRecipient,
@@ -40,6 +42,7 @@ from verify.providers.base import (
     Provider,
     ProviderError,
     Sent,
+    Shared,
     SmsMessage,
     SmsReceived,
     Webhook,
@@ -144,8 +147,6 @@ def _hashes(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> 
 @dataclass(frozen=True)
 class SmscSettings:
     """SMSC (smsc.ru / smscentre.com): ``login`` + ``password``, or ``apikey``; the handler URL's secrets."""
-
-    calls: ClassVar[bool] = True  # it can hand out numbers to call (wait_call.php)
 
     url: str = field(default="https://smsc.ru/sys/", metadata=env.var("VERIFY_SMSC_URL", env.url(base=True)))
     apikey: str = field(default="", metadata=env.var("VERIFY_SMSC_APIKEY", env.text, secret=True))
@@ -529,3 +530,43 @@ def _exact(value: object) -> str:
 def _timestamp(value: object) -> float | None:
     text = scalar(value)
     return float(text) if TIMESTAMP.fullmatch(text) else None
+
+
+# --- The declaration (verify/gateways.py lists it) ------------------------------------------------------------------
+
+
+def _risks(settings: SmscSettings) -> list[str]:
+    if "crc32" not in settings.hashes:
+        return []
+    return [
+        f"{env.name_of(SmscSettings, 'hashes')} lists crc32: SMSC callbacks signed with crc32 are "
+        "accepted, and crc32 is not a MAC. From one captured callback anyone can compute a valid "
+        "crc32 for another phone without the secret, and so approve its call verification. List "
+        "only sha1 (and md5)."
+    ]
+
+
+def _warnings(settings: SmscSettings, app: AppSettings) -> list[str]:
+    # No secret passes the settings' reader only in sandbox mode.
+    if settings.secrets:
+        return []
+    return [
+        f"!!! {env.name_of(SmscSettings, 'secrets')} is unset: /webhooks/smsc accepts UNSIGNED callbacks, so anyone "
+        "can confirm a call verification. Allowed only because VERIFY_SANDBOX=1."
+    ]
+
+
+def _make(settings: SmscSettings, shared: Shared) -> SmscProvider:
+    return SmscProvider(settings, shared.http)
+
+
+GATEWAY = Gateway(
+    "smsc",
+    SmscSettings,
+    _make,
+    calls=True,  # wait_call.php hands out numbers to call
+    webhooks=WEBHOOKS,
+    parse=parse_webhook,
+    risks=_risks,
+    warnings=_warnings,
+)

@@ -22,7 +22,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,14 +32,17 @@ from verify import env
 from verify.errors import ConfigError
 from verify.providers.base import (
     PAYLOAD_LIMIT,
+    AppSettings,
     DeliveryReport,
     Event,
+    Gateway,
     Http,
     Inbound,
     InvalidRecipient,
     Provider,
     ProviderError,
     Sent,
+    Shared,
     SmsMessage,
     SmsReceived,
     Webhook,
@@ -154,8 +157,6 @@ def _zone(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> An
 @dataclass(frozen=True)
 class ZoomConnectSettings:
     """Zoom Connect: account e-mail and REST API token; the webhook checksum secrets (any verifies) and time zone."""
-
-    calls: ClassVar[bool] = False
 
     url: str = field(
         default="https://www.zoomconnect.com/app/", metadata=env.var("VERIFY_ZOOMCONNECT_URL", env.url(base=True))
@@ -414,3 +415,22 @@ def _delivery(params: dict[str, str]) -> DeliveryReport | None:
         verification_id=fields.get("dataField", "").strip(),
         raw=dict(params),
     )
+
+
+# ---- the declaration (verify/gateways.py lists it) ----
+
+
+def _warnings(settings: ZoomConnectSettings, app: AppSettings) -> list[str]:
+    if settings.secrets:
+        return []
+    return [
+        f"{env.name_of(ZoomConnectSettings, 'secrets')} is unset: Zoom Connect replies and delivery reports are "
+        "refused (403)"
+    ]
+
+
+def _make(settings: ZoomConnectSettings, shared: Shared) -> ZoomConnectProvider:
+    return ZoomConnectProvider(settings, shared.http)
+
+
+GATEWAY = Gateway("zoomconnect", ZoomConnectSettings, _make, webhooks=WEBHOOKS, parse=parse_webhook, warnings=_warnings)

@@ -1,9 +1,10 @@
 """Gateway callbacks: blueprint ``/webhooks``, one pipeline for every gateway (after anymail's webhook views).
 
-Each gateway module declares the URLs it is called on (``WEBHOOKS``) and owns the verification and parsing of its
-callbacks (``parse_webhook``: signature, token or checksum against its secret list, age, body formats); the
-registry lists them (``verify.providers.registry.WEBHOOK_GATEWAYS``). One view serves them all: verify and parse
--> refuse a nonce seen before -> ``service.handle`` each event -> the acknowledgement that gateway expects.
+Each gateway's declaration names the URLs it is called on (``webhooks``) and its module owns the verification and
+parsing of its callbacks (``parse``: signature, token or checksum against its secret list, age, body formats); the
+routes come from the app's gateway list (``verify/gateways.py``), given when the blueprint is registered. One view
+serves them all: verify and parse -> refuse a nonce seen before -> ``service.handle`` each event -> the
+acknowledgement that gateway expects.
 Policy on status codes, since gateways retry on anything but success:
 
 - 200 for anything handled or harmless (an unknown phone, an already approved verification, a repeat), so
@@ -16,20 +17,20 @@ Policy on status codes, since gateways retry on anything but success:
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, request
+from flask.sansio.blueprints import BlueprintSetupState
 
 from verify.errors import NotFound, WebhookRejected
-from verify.providers.base import CallReceived, DeliveryReport, Inbound, SmsReceived, Webhook
+from verify.providers.base import CallReceived, DeliveryReport, Gateway, Inbound, SmsReceived, Webhook
 from verify.providers.base import WebhookRejected as Rejected
-from verify.providers.registry import WEBHOOK_GATEWAYS
 from verify.web.context import service
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
-_GATEWAYS = {gateway.name: gateway for gateway in WEBHOOK_GATEWAYS}
 # The kind of each event in the metrics (verify_webhooks_total).
 KINDS = {CallReceived: "call", SmsReceived: "inbound_sms", DeliveryReport: "delivery_report"}
-_ACKS = {(gateway.name, route.name): route.ack for gateway in WEBHOOK_GATEWAYS for route in gateway.routes}
 
 
 def callback(gateway: str, route: str, **args: str) -> Response:
@@ -51,15 +52,16 @@ def callback(gateway: str, route: str, **args: str) -> Response:
         raise
     for kind, result in results or [("none", "ignored")]:  # counted once applied: a retried failure counts once
         counted.labels(gateway, kind, result).inc()
-    return Response(_ACKS[(gateway, route)], mimetype="text/plain")
+    ack = next(r.ack for r in _declared(gateway).webhooks if r.name == route)
+    return Response(ack, mimetype="text/plain")
 
 
 def _verified(gateway: str, route: str, args: dict[str, str]) -> Webhook:
     """The callback, verified and parsed by its gateway's module, its nonce claimed; :class:`NotFound` for a gateway
     that is not configured or a wrong URL, :class:`WebhookRejected` for a forged, stale or replayed one."""
     svc = service()
-    hooks = _GATEWAYS[gateway]
-    settings = hooks.settings(svc.settings)
+    hooks = _declared(gateway)
+    settings = svc.settings.gateway_settings.get(gateway)
     if settings is None:
         raise NotFound(f"{gateway} is not a configured gateway")
     inbound = Inbound(
@@ -80,12 +82,19 @@ def _verified(gateway: str, route: str, args: dict[str, str]) -> Webhook:
     return hook
 
 
-for _gateway in WEBHOOK_GATEWAYS:
-    for _route in _gateway.routes:
-        bp.add_url_rule(
-            _route.rule,
-            endpoint=f"{_gateway.name}_{_route.name}",
-            view_func=callback,
-            methods=list(_route.methods),
-            defaults={"gateway": _gateway.name, "route": _route.name},
-        )
+def _declared(gateway: str) -> Gateway[Any]:
+    return next(g for g in service().settings.gateways if g.name == gateway)
+
+
+@bp.record
+def _routes(state: BlueprintSetupState) -> None:
+    """Each route of each gateway in the list given to ``register_blueprint(bp, gateways=...)``."""
+    for gateway in state.options["gateways"]:
+        for route in gateway.webhooks:
+            state.add_url_rule(
+                route.rule,
+                endpoint=f"{gateway.name}_{route.name}",
+                view_func=callback,
+                methods=list(route.methods),
+                defaults={"gateway": gateway.name, "route": route.name},
+            )
