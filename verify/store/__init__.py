@@ -28,12 +28,10 @@ online, and what it acknowledged would be lost. ``VERIFY_REDIS_MIN_REPLICAS`` re
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import re
-import secrets
 import time
 import weakref
 from collections.abc import Callable
@@ -53,13 +51,11 @@ from redis.sentinel import Sentinel, SentinelConnectionPool
 from verify.config import REDIS_MIN_REPLICAS, REDIS_URL, parse_url
 from verify.errors import ConfigError, ReplicasUnconfirmed, StoreUnavailable
 from verify.quotas import Limit, Quota, Refusal
+from verify.store.keys import ID_RE, SHARDS, TAG_LENGTH, Keys, new_id, shard_of, tag_for
 
-ID_RE = re.compile(r"[0-9a-f]{28}")  # use fullmatch: "$" would let a trailing newline through
-TAG_LENGTH = 4
+__all__ = ["ID_RE", "SHARDS", "TAG_LENGTH", "new_id", "shard_of", "tag_for"]
+
 OUTBOX_LENGTH = 20
-#: Keys that every request would otherwise write (the events journal hints, a country's pumping statistics) are split
-#: in this many shards, by the first hex digit of the phone's hash tag, so that they spread over a Cluster's nodes.
-SHARDS = 8
 OUTBOX_TTL_MS = 24 * 3600 * 1000
 SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 1.0
@@ -252,16 +248,6 @@ class Breaker:
     open_until: int = 0
 
 
-def tag_for(phone: str) -> str:
-    """The hash tag of a phone's keys; spreads phones over Cluster slots."""
-    return hashlib.sha256(phone.encode()).hexdigest()[:TAG_LENGTH]
-
-
-def new_id(phone: str) -> str:
-    """A fresh verification id: the phone's hash tag followed by 96 random bits."""
-    return tag_for(phone) + secrets.token_hex(12)
-
-
 class Scripts:
     """The Lua scripts, loaded once per store (``lua/<name>.lua``, with the libraries they include)."""
 
@@ -347,12 +333,7 @@ def _flags(state: dict[str, Any]) -> set[str]:
     return set(flags.split(",")) if isinstance(flags, str) else set(flags)
 
 
-def shard_of(tag: str) -> int:
-    """The shard (of :data:`SHARDS`) of a hash tag, a verification id or anything beginning with either."""
-    return int(tag[0], 16) % SHARDS
-
-
-class Store:
+class Store(Keys):
     """All reads and writes of verification state."""
 
     def __init__(
@@ -697,88 +678,6 @@ class Store:
             log.warning("Redis: the master has %d replica(s) online again: writes are confirmed by a replica", replicas)
         return mode
 
-    # keys
-
-    def _tagged(self, tag: str) -> str:
-        return f"{self.prefix}{{{tag}}}:"
-
-    def record_key(self, verification_id: str) -> str:
-        """The hash of one verification. A malformed id (``<id>:final``, ``*``) would name another key: every
-        caller checks ids first (``ID_RE``), and one that did not fails here rather than reach that key."""
-        if not ID_RE.fullmatch(verification_id):
-            raise ValueError("not a verification id")
-        return f"{self._tagged(verification_id[:TAG_LENGTH])}vf:{verification_id}"
-
-    def record_prefix(self, phone: str) -> str:
-        """What the record keys of ``phone``'s verifications begin with (their ids carry its tag)."""
-        return f"{self._tagged(tag_for(phone))}vf:"
-
-    def index_key(self, phone: str, channel: str) -> str:
-        """Points from a phone and channel to the API keys' newest verification."""
-        return f"{self._tagged(tag_for(phone))}ph:{phone}:{channel}"
-
-    def site_key_index(self, phone: str) -> str:
-        """The site keys' verifications of a phone, by creation time (``lua/start.lua``)."""
-        return f"{self._tagged(tag_for(phone))}sk:{phone}"
-
-    def phone_quota_key(self, name: Literal["phone", "fail"], phone: str) -> str:
-        """A phone's send quota (``phone``) or wrong-code quota (``fail``), in the phone's slot."""
-        return f"{self._tagged(tag_for(phone))}q:{name}:{phone}"
-
-    def quota_key(self, quota: Quota) -> str:
-        """The key of a quota that is not a phone's: a client IP's, a number range's, a country's, everyone's."""
-        return f"{self.prefix}q:{{{quota.limit.name}:{quota.identity}}}"
-
-    def pump_key(self, country: str, shard: int) -> str:
-        """One shard of a country's SMS-pumping statistics."""
-        return f"{self.prefix}pump:{{country:{country}:{shard}}}"
-
-    def pump_warned_key(self, country: str) -> str:
-        """Present for 5 minutes after SMS pumping in a country was logged."""
-        return f"{self.prefix}pump:{{country:{country}}}:warned"
-
-    def outbox_key(self, phone: str) -> str:
-        """The sandbox provider's recent messages to one phone."""
-        return f"{self._tagged(tag_for(phone))}outbox:{phone}"
-
-    def breaker_key(self, provider: str) -> str:
-        """The circuit breaker of one gateway, shared by every worker."""
-        return f"{self.prefix}breaker:{{{provider}}}"
-
-    def message_key(self, provider: str, message_id: str) -> str:
-        """Points from a gateway's message id to our verification id (for delivery reports and replies)."""
-        return f"{self.prefix}msg:{{{provider}:{message_id}}}"
-
-    def nonce_key(self, provider: str, nonce: str) -> str:
-        """A webhook nonce already seen."""
-        return f"{self.prefix}nonce:{{{provider}}}:{nonce}"
-
-    def captcha_key(self, challenge_id: str) -> str:
-        """The HMAC of one builtin captcha's answer (and, in sandbox mode, ``<key>:plain``)."""
-        return f"{self.prefix}captcha:{{{challenge_id}}}"
-
-    def journal_key(self, tag: str) -> str:
-        """The events journal of one hash tag's slot (``lua/_journal.lua``)."""
-        return f"{self._tagged(tag)}journal"
-
-    def journal_hints_key(self, shard: int) -> str:
-        """Which slots' journals may hold entries, for the hash tags of one shard (:func:`shard_of`): hash tag ->
-        how many hints were given."""
-        return f"{self.prefix}{{journals:{shard}}}"
-
-    def delivered_key(self) -> str:
-        """The ids of events delivered (or given up on) lately, in the outbox's slot."""
-        return f"{self.prefix}{{events}}:delivered"
-
-    def schedule_keys(self, name: str) -> tuple[str, str]:
-        """A schedule (sorted set of due times) and its data hash, in one slot: ``events`` or ``expiry``."""
-        return f"{self.prefix}{{{name}}}:due", f"{self.prefix}{{{name}}}:data"
-
-    def idempotency_key(self, key: str) -> str:
-        """Where the response to one Idempotency-Key is kept."""
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        return f"{self.prefix}idem:{{{digest[:TAG_LENGTH]}}}:{digest}"
-
 
 class Batch:
     """Commands of one step, sent in one round trip. Each method queues one command and returns its :class:`Op`."""
@@ -991,7 +890,7 @@ class Batch:
                 max_sends,
                 lease_ms,
                 nonce,
-                _quota_prefix(s, "phone", verification_id),
+                s.phone_quota_prefix("phone", verification_id),
                 _ttl(quota),
                 caller,
                 *_items(quota),
@@ -1024,7 +923,7 @@ class Batch:
             "sent" if commit else "failed",
             now_ms,
             ttl_ms,
-            _quota_prefix(s, "phone", record.id),
+            s.phone_quota_prefix("phone", record.id),
             taken_at,
             grace_ms,
             *_items(quota),
@@ -1045,7 +944,16 @@ class Batch:
             s.index_key(phone, channel),
             s.journal_key(verification_id[:TAG_LENGTH]),
         ]
-        args = [nonce, "failed", taken_at, 0, _quota_prefix(s, "phone", verification_id), taken_at, 0, *_items(quota)]
+        args = [
+            nonce,
+            "failed",
+            taken_at,
+            0,
+            s.phone_quota_prefix("phone", verification_id),
+            taken_at,
+            0,
+            *_items(quota),
+        ]
         return self._script(_outcome(quota), s.scripts.end_send, keys, args)
 
     def complete(
@@ -1075,7 +983,7 @@ class Batch:
                 max_attempts,
                 now_ms,
                 keep_ms,
-                _quota_prefix(s, "fail", verification_id),
+                s.phone_quota_prefix("fail", verification_id),
                 _ttl(failures),
                 event_id,
                 grace_ms,
@@ -1387,11 +1295,6 @@ def _items(limit: Limit | None, *, counter: bool = False) -> list[str | int]:
 def _ttl(*limits: Limit | None) -> int:
     """A quota key lives twice its longest window past its last write: the previous window still counts."""
     return 2000 * max((w.seconds for limit in limits if limit for w in limit.windows), default=1)
-
-
-def _quota_prefix(store: Store, name: Literal["phone", "fail"], verification_id: str) -> str:
-    """A phone quota's key without the phone, in the slot of the verification (the script appends its phone)."""
-    return f"{store._tagged(verification_id[:TAG_LENGTH])}q:{name}:"
 
 
 def _refusal(limit: Limit | None, field: str, wait_ms: int) -> Refusal:
