@@ -31,12 +31,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar
 
 import redis
@@ -52,6 +50,7 @@ from verify.config import REDIS_MIN_REPLICAS, REDIS_URL, parse_url
 from verify.errors import ConfigError, ReplicasUnconfirmed, StoreUnavailable
 from verify.quotas import Limit, Quota, Refusal
 from verify.store.keys import ID_RE, SHARDS, TAG_LENGTH, Keys, new_id, shard_of, tag_for
+from verify.store.scripts import Scripts
 
 __all__ = ["ID_RE", "SHARDS", "TAG_LENGTH", "new_id", "shard_of", "tag_for"]
 
@@ -70,7 +69,6 @@ REPLICAS_EVERY_S = 2.0
 Client = redis.Redis | RedisCluster
 READS = frozenset({"GET", "HGETALL", "HMGET", "LRANGE", "ZRANGE", "EXISTS"})  # commands that change nothing
 PUMP_WARN_EVERY_MS = 300_000
-INCLUDE = re.compile(r"^-- include: (.+)$", re.MULTILINE)
 
 T = TypeVar("T")
 OutcomeT = TypeVar("OutcomeT", bound=str)
@@ -246,46 +244,6 @@ class Breaker:
 
     failures: int = 0
     open_until: int = 0
-
-
-class Scripts:
-    """The Lua scripts, loaded once per store (``lua/<name>.lua``, with the libraries they include)."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-        def load(name: str) -> Script:
-            return client.register_script(_lua(name))
-
-        self.start = load("start")
-        self.begin_send = load("begin_send")
-        self.end_send = load("end_send")
-        self.complete = load("complete")
-        self.cancel = load("cancel")
-        self.find = load("find")
-        self.phone_verifications = load("phone_verifications")
-        self.set_delivery = load("set_delivery")
-        self.take = load("take")
-        self.give = load("give")
-        self.pump = load("pump")
-        self.breaker_failure = load("breaker_failure")
-        self.idempotency = load("idempotency")
-        self.claim_due = load("claim_due")
-        self.enqueue = load("enqueue")
-        self.delivered = load("delivered")
-        self.unhint = load("unhint")
-
-    def load(self) -> None:
-        """Load every script into Redis: in one round trip, or into every primary of a cluster."""
-        scripts = [script for script in vars(self).values() if isinstance(script, Script)]
-        if isinstance(self._client, RedisCluster):
-            for script in scripts:
-                self._client.script_load(script.script)  # SCRIPT LOAD goes to every primary
-            return
-        pipe = self._client.pipeline(transaction=False)
-        for script in scripts:
-            pipe.script_load(script.script)
-        pipe.execute()
 
 
 class Op(Generic[T]):
@@ -1313,11 +1271,3 @@ def _outcome(limit: Limit | None) -> Callable[[list[Any]], Outcome[Any]]:
         return Outcome(outcome, Record.from_flat(flat), refusal, superseded)
 
     return decode
-
-
-def _lua(name: str) -> str:
-    """A script's source, with the libraries (``_<name>.lua``) its first line includes put in front."""
-    source = resources.files("verify").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
-    include = INCLUDE.match(source)
-    libraries = [_lua(lib) for lib in include.group(1).split()] if include else []
-    return "\n".join([*libraries, source])
