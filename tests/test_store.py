@@ -17,7 +17,6 @@ from redis.crc import key_slot
 
 from tests.redis_servers import EmbeddedCluster, EmbeddedSentinel, free_cluster_port
 from verify import store as store_module
-from verify.config import parse_url
 from verify.embedded import EmbeddedRedis, free_port
 from verify.errors import ConfigError, ReplicasUnconfirmed, StoreUnavailable
 from verify.quotas import Limit, Quota, Window, parse
@@ -34,6 +33,7 @@ from verify.store import (
     shard_of,
     tag_for,
 )
+from verify.store.connection import parse_url
 
 PHONE = "+79991234567"
 LEASE, TTL, COOLDOWN = 120_000, 900_000, 30_000
@@ -840,7 +840,7 @@ def test_a_malformed_id_never_names_a_key(store: Store) -> None:
 
 
 def test_undoing_writes_kept_across_failures_are_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("verify.store.MAX_DEFERRED", 3)
+    monkeypatch.setattr("verify.store.connection.MAX_DEFERRED", 3)
 
     def releasing(key: str) -> Callable[[Batch], object]:
         return lambda batch: batch.release_idempotency(key)

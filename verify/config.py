@@ -81,40 +81,12 @@ MIN_SECRET_LENGTH = 16
 MIN_API_KEY_LENGTH = 16
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
-
-
-def parse_url(url: str) -> tuple[str, str | None, list[tuple[str, int]], str]:
-    """``VERIFY_REDIS_URL`` as (scheme, password, [(host, port)], sentinel service); a ConfigError naming it when it
-    is none of the accepted forms. For ``redis://``, ``rediss://`` and ``unix://`` only the scheme is read here."""
-    scheme, _, rest = url.partition("://")
-    if scheme not in REDIS_SCHEMES or not rest:
-        raise ConfigError(
-            REDIS_URL,
-            f"must be redis://, rediss://, redis+cluster://host:port[,host:port...] "
-            f"or redis+sentinel://host:port[,...]/<service>, not {url!r}",
-        )
-    if scheme not in ("redis+cluster", "redis+sentinel"):
-        return scheme, None, [], ""
-    hosts, _, path = rest.partition("/")
-    credentials, _, hosts = hosts.rpartition("@")
-    password = credentials.partition(":")[2] or None
-    service = path.strip("/")
-    nodes = []
-    for item in hosts.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(REDIS_URL, f"must list host:port pairs separated by commas, not {item!r}")
-        nodes.append((host, int(port)))
-    if scheme == "redis+sentinel" and not service:
-        raise ConfigError(REDIS_URL, "must name the sentinel service: redis+sentinel://host:port/<service>")
-    return scheme, password, nodes, service
-
-
 # readers of this module's settings (the generic ones are in verify/env.py)
 
 
 def _redis_url(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    from verify.store.connection import parse_url  # the store's: it imports this module (the variables' names)
+
     url = env.raw(e, name) or default
     parse_url(url)
     return url

@@ -13,60 +13,47 @@ deferred (:meth:`Store.defer`): they ride along with the next batch and cost no 
 Driver errors become :class:`~verify.errors.StoreUnavailable` (503); redis-py reconnects by itself. A Redis
 that timed out is not asked again for :data:`FAIL_FAST_S`, so a request (and the requests behind it) fails within
 about one timeout rather than one per round trip.
-
-Behind Sentinel a batch that writes ends with ``WAIT``, in the same round trip: the write is acknowledged once a
-replica has it, so a promotion loses nothing acknowledged. When the master has fewer replicas online than a write
-waits for (its ``ROLE``, re-read along with a write batch at most every :data:`REPLICAS_EVERY_S`), as after a failover
-that left the new master without a replica, a write goes on unconfirmed (degraded: logged once per change of
-state, said on ``/readyz`` and in the metrics) instead of failing until one is back, as with Redis's own
-``min-replicas-to-write 0``, but only
-if the sentinels confirm that no replica of this master can take over from it: a majority of them name it, none is
-failing it over, and every replica they know of it is down (or, when every sentinel answers, an old master waiting
-to be made a replica). A master whose replica is being promoted (``SENTINEL FAILOVER``, a partition) also sees none
-online, and what it acknowledged would be lost. ``VERIFY_REDIS_MIN_REPLICAS`` refuses unconfirmed writes instead.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
 from redis.client import Pipeline
-from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.cluster import ClusterPipeline, RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError, RedisClusterException
-from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import NoScriptError
 
-from verify.config import REDIS_MIN_REPLICAS, REDIS_URL, parse_url
-from verify.errors import ConfigError, ReplicasUnconfirmed, StoreUnavailable
+from verify.errors import ReplicasUnconfirmed, StoreUnavailable
 from verify.quotas import Limit, Quota, Refusal
+from verify.store.connection import MAX_CONNECTIONS, SOCKET_TIMEOUT_S, Client, Connection, Health
 from verify.store.keys import ID_RE, SHARDS, TAG_LENGTH, Keys, new_id, shard_of, tag_for
-from verify.store.scripts import Scripts
+from verify.store.replicas import Mode
 
-__all__ = ["ID_RE", "SHARDS", "TAG_LENGTH", "new_id", "shard_of", "tag_for"]
+__all__ = [
+    "ID_RE",
+    "MAX_CONNECTIONS",
+    "SHARDS",
+    "SOCKET_TIMEOUT_S",
+    "TAG_LENGTH",
+    "Client",
+    "Health",
+    "Mode",
+    "new_id",
+    "shard_of",
+    "tag_for",
+]
 
 OUTBOX_LENGTH = 20
 OUTBOX_TTL_MS = 24 * 3600 * 1000
-SOCKET_TIMEOUT_S = 2.0
-CONNECT_TIMEOUT_S = 1.0
 FAIL_FAST_S = 1.0
-#: How many deferred writes a process keeps while Redis fails (Store.defer).
-MAX_DEFERRED = 10_000
-MAX_CONNECTIONS = 100
-CLUSTER_MAX_CONNECTIONS = 1000  # per node, or for the sentinel's master: a worker's gevent connections
 WAIT_REPLICAS_MS = 1000
-#: How old the store's count of the master's online replicas may get: a write batch re-reads it (``ROLE``) when older.
-REPLICAS_EVERY_S = 2.0
-Client = redis.Redis | RedisCluster
 READS = frozenset({"GET", "HGETALL", "HMGET", "LRANGE", "ZRANGE", "EXISTS"})  # commands that change nothing
 PUMP_WARN_EVERY_MS = 300_000
 
@@ -83,12 +70,6 @@ CompleteOutcome = Literal[
 CancelOutcome = Literal["canceled", "not_pending", "missing"]
 DeliveryOutcome = Literal["updated", "unchanged", "other_message", "missing"]
 PumpCount = Literal["started", "approved"]
-#: How the store's writes are confirmed behind Sentinel: by as many replicas as they wait for; ``degraded``, they go on
-#: without (the master has fewer replicas online, and the sentinels find none that could take over); ``refusing``,
-#: they get 503 (fewer than ``VERIFY_REDIS_MIN_REPLICAS``, or the sentinels do not confirm that none could).
-Mode = Literal["confirmed", "degraded", "refusing"]
-#: What ``/readyz`` says of the store: a :data:`Mode`, or ``down`` when Redis does not answer.
-Health = Literal["confirmed", "degraded", "refusing", "down"]
 
 log = logging.getLogger(__name__)
 
@@ -285,179 +266,8 @@ def _ignore(_: Any) -> None:
     return None
 
 
-def _flags(state: dict[str, Any]) -> set[str]:
-    """A sentinel's flags of an instance (``master,disconnected``): a string, or a set under RESP3."""
-    flags = state.get("flags", "")
-    return set(flags.split(",")) if isinstance(flags, str) else set(flags)
-
-
-class Store(Keys):
+class Store(Connection, Keys):
     """All reads and writes of verification state."""
-
-    def __init__(
-        self,
-        client: Client,
-        prefix: str,
-        *,
-        wait_replicas: int = 0,
-        min_replicas: int = 0,
-        sentinel: Sentinel | None = None,
-        service: str = "",
-    ) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.cluster = isinstance(client, RedisCluster)
-        # Sentinel: a batch that writes waits until this many replicas have it, so a failover loses nothing that
-        # was acknowledged (WAIT, in the same round trip); with fewer online and the sentinels' consent, it goes on
-        # unconfirmed, unless min_replicas (VERIFY_REDIS_MIN_REPLICAS) must confirm it.
-        self.wait_replicas = wait_replicas
-        self.min_replicas = min_replicas
-        self._sentinel, self._service = sentinel, service
-        # The master's online replicas at the last look (ROLE); None: not known.
-        self.replicas: int | None = None
-        self.replicas_every = REPLICAS_EVERY_S
-        # When (monotonic) the ROLE of that count was asked: answers to earlier questions are older news, ignored.
-        # Stale: a failure since; the next write asks again.
-        self._replicas_at = -math.inf
-        self._replicas_stale = True
-        self._role_refused = False  # the Redis user may not run ROLE (an ACL without @dangerous)
-        # What the sentinels said, and when it was asked: the master a majority of them name, and whether a write to
-        # it may go on unconfirmed (see _ask_sentinels).
-        self._view: tuple[Any, bool] = (None, False)
-        self._view_at = -math.inf
-        self.mode: Mode = "confirmed"
-        self.scripts = Scripts(client)
-        self.down_until = 0.0
-        # Told of every Redis failure a batch meets (the app counts them: verify_redis_errors_total).
-        self.on_error: Callable[[BaseException], object] = lambda err: None
-        self._deferred: list[tuple[Callable[[Batch], object], bool]] = []
-        # Close the sockets when the store goes, rather than leave them to the garbage collector.
-        weakref.finalize(self, client.close)
-
-    @classmethod
-    def from_url(cls, url: str, prefix: str, *, min_replicas: int = 0) -> Store:
-        """Connect to ``url`` (``VERIFY_REDIS_URL``): ``redis://`` or ``rediss://`` (one server, connected lazily),
-        ``redis+cluster://[:password@]host:port[,host:port...]`` or
-        ``redis+sentinel://[:password@]host:port[,host:port...]/<service>`` (the master only: a limit read from a
-        lagging replica would be a limit bypassed). A cluster or a sentinel that does not answer, or has no master,
-        is a :class:`~verify.errors.ConfigError` naming the variable: the app does not start. ``min_replicas``
-        (``VERIFY_REDIS_MIN_REPLICAS``, Sentinel only): how many replicas must confirm a write.
-
-        Short timeouts and no retry of a timeout: a dead Redis must give a quick 503, not a hang. A refused or
-        reset connection is retried once at once, on a fresh connection (a Redis that restarted). A request holds
-        a connection only for a round trip; :data:`MAX_CONNECTIONS` per worker (per node) are enough, and past them
-        a request waits for one (single server) rather than failing, as redis-py's default pool would.
-        """
-        options: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": SOCKET_TIMEOUT_S,
-            "socket_connect_timeout": CONNECT_TIMEOUT_S,
-            "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-        }
-        scheme, password, nodes, service = parse_url(url)
-        if scheme == "redis+cluster":
-            try:
-                cluster = RedisCluster(
-                    startup_nodes=[ClusterNode(host, port) for host, port in nodes],  # type: ignore[no-untyped-call]
-                    password=password,
-                    max_connections=CLUSTER_MAX_CONNECTIONS,
-                    require_full_coverage=False,
-                    **options,
-                )
-                state = cluster.cluster_info().get("cluster_state")
-            except IndexError as err:  # redis-py's, when the nodes answer but none owns a slot
-                raise ConfigError(
-                    REDIS_URL, "names a cluster that is not ready (no node owns a slot: was the cluster created?)"
-                ) from err
-            except (redis.RedisError, RedisClusterException) as err:
-                raise ConfigError(
-                    REDIS_URL, f"names a cluster that does not answer or is not ready ({type(err).__name__}: {err})"
-                ) from err
-            if state != "ok":
-                cluster.close()
-                raise ConfigError(REDIS_URL, f"names a cluster that is not ready (cluster_state: {state})")
-            return cls(cluster, prefix)
-        if scheme == "redis+sentinel":
-            sentinel = Sentinel(
-                nodes,
-                sentinel_kwargs={
-                    "password": password,
-                    "socket_timeout": SOCKET_TIMEOUT_S,
-                    "socket_connect_timeout": CONNECT_TIMEOUT_S,
-                },
-                password=password,
-                **options,
-            )
-            try:
-                sentinel.discover_master(service)
-            except redis.RedisError as err:
-                raise ConfigError(
-                    REDIS_URL, f"names sentinels that know no master {service!r} ({type(err).__name__}: {err})"
-                ) from err
-            client = sentinel.master_for(
-                service, max_connections=CLUSTER_MAX_CONNECTIONS, health_check_interval=15, **options
-            )
-            return cls(
-                client,
-                prefix,
-                wait_replicas=max(1, min_replicas),
-                min_replicas=min_replicas,
-                sentinel=sentinel,
-                service=service,
-            )
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, health_check_interval=15, **options
-        )
-        return cls(redis.Redis(connection_pool=pool), prefix)
-
-    def topology(self) -> list[str]:
-        """What this store is connected to, for ``verify check-config --live``: the nodes and their roles."""
-        try:
-            return self._topology()
-        except redis.RedisError as err:
-            raise StoreUnavailable(f"{type(err).__name__}: {err}") from err
-
-    def _topology(self) -> list[str]:
-        if isinstance(self.client, RedisCluster):
-            slots: dict[str, int] = {}
-            ranges: dict[tuple[int, int], dict[str, Any]] = self.client.cluster_slots()  # type: ignore[assignment]
-            for (start, end), owners in ranges.items():
-                primary = f"{owners['primary'][0]}:{owners['primary'][1]}"
-                slots[primary] = slots.get(primary, 0) + end - start + 1
-            return [
-                f"cluster node {node.host}:{node.port} ({node.server_type}, "
-                f"{slots.get(f'{node.host}:{node.port}', 0)} slots)"
-                for node in self.client.get_nodes()  # type: ignore[no-untyped-call]
-            ]
-        info = self.client.info("replication")
-        pool = self.client.connection_pool
-        if isinstance(pool, SentinelConnectionPool):
-            host, port = pool.get_master_address()  # type: ignore[no-untyped-call]
-            return [f"sentinel master {host}:{port} ({info.get('connected_slaves', 0)} replicas)"]
-        kwargs = pool.connection_kwargs
-        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-        return [f"server {where} (role {info.get('role')})"]
-
-    def defer(self, queue: Callable[[Batch], object], *, until_done: bool = False) -> None:
-        """Have ``queue`` put its commands on the next batch this store runs (in this process), whoever runs it.
-
-        For writes that need no answer: the pumping guard's counts and the sandbox gateway's message copies, which
-        may be lost with that batch; and (``until_done``) the undoing of what a failed request may have left, which
-        waits for the next round trip when that one fails too (it may then run twice: it must be repeatable), up to
-        :data:`MAX_DEFERRED` of them, past which the oldest are dropped. A request's next round trip carries them,
-        so they cost none of their own.
-        """
-        self._deferred.append((queue, until_done))
-
-    def keep_deferred(self, deferred: list[tuple[Callable[[Batch], object], bool]], *, sent: bool) -> None:
-        """Put back what a failed batch carried of :meth:`defer`'s writes: all of them when nothing was sent, else
-        only those that must be done (the rest may have been applied, and must not be twice)."""
-        kept = [entry for entry in deferred if entry[1] or not sent]
-        self._deferred = [*kept, *self._deferred]
-        undoing = [entry for entry in self._deferred if entry[1]]
-        if len(undoing) > MAX_DEFERRED:
-            drop = {id(entry) for entry in undoing[: len(undoing) - MAX_DEFERRED]}
-            self._deferred = [entry for entry in self._deferred if id(entry) not in drop]
 
     def batch(self) -> Batch:
         """An empty batch: queue commands, then :meth:`Batch.run` sends them in one round trip."""
@@ -469,172 +279,6 @@ class Store(Keys):
         op = command(batch, *args, **kwargs)
         batch.run()
         return op.value
-
-    def close(self) -> None:
-        """Close every connection now (a store made for a while: the CLI's, the tests')."""
-        self.client.close()
-        if isinstance(self.client, redis.Redis):
-            self.client.connection_pool.disconnect()  # a pool handed to the client is not closed with it
-
-    def ping(self) -> bool:
-        """Whether Redis answers."""
-        try:
-            return bool(self.client.ping())
-        except redis.RedisError:
-            return False
-
-    def health(self) -> Health:
-        """What ``/readyz`` says: whether Redis answers and, behind Sentinel, how writes are confirmed now (the
-        master's ``ROLE`` and, when it has fewer replicas than a write waits for, the sentinels: off the requests'
-        path)."""
-        if not self.wait_replicas:
-            return "confirmed" if self.ping() else "down"
-        try:
-            replicas = self.replicas_now()
-        except StoreUnavailable:
-            return "down"
-        if replicas is not None and replicas < self.wait_replicas:
-            self._unconfirmed_allowed(self._master(), time.monotonic())
-        return self._note()
-
-    def replicas_now(self) -> int | None:
-        """How many replicas the master has online now (``ROLE``, a round trip); ``None`` when the Redis user may not
-        run ROLE or the server is not a master (being demoted). Redis down is :class:`StoreUnavailable`."""
-        asked_at = time.monotonic()
-        try:
-            reply = self.client.execute_command("ROLE")  # type: ignore[no-untyped-call]
-        except redis.ResponseError as err:
-            reply = err
-        except redis.RedisError as err:
-            raise StoreUnavailable(f"Redis failed: {type(err).__name__}") from err
-        return self._learn(reply, asked_at)
-
-    def _master(self) -> Any:
-        """The address of the master this store's connections go to, as redis-py last found it (Sentinel)."""
-        return getattr(getattr(self.client, "connection_pool", None), "master_address", None)
-
-    def _ask_replicas(self) -> bool:
-        """Whether the next write should ask the master's ROLE."""
-        if self._role_refused:
-            return False
-        return self._replicas_stale or time.monotonic() - self._replicas_at >= self.replicas_every
-
-    def _forget_replicas(self) -> None:
-        """Re-read the replicas with the next write: the master may have changed, or lost its replica. (An answer
-        on its way, to a question asked since the count's, is news all the same: under load there is always one.)"""
-        self._replicas_stale = True
-
-    def _learn(self, reply: Any, asked_at: float) -> int | None:
-        """Take in a ``ROLE`` reply (``["master", offset, [[host, port, offset], ...]]``, online replicas only) to a
-        question asked at ``asked_at``, unless a later question was answered first (a reply waits for the WAIT of its
-        batch, up to a second)."""
-        if isinstance(reply, redis.ResponseError):  # NOPERM: keep waiting for wait_replicas, as before
-            if not self._role_refused:
-                log.warning(
-                    "Redis refuses ROLE to this user (%s): the store cannot see the master's replicas, so every write "
-                    "needs %d replica(s) to confirm it, even after a failover that left none; allow ROLE to the user",
-                    reply,
-                    self.wait_replicas,
-                )
-            self._role_refused = True
-            return None
-        if not (isinstance(reply, list) and reply and reply[0] == "master"):
-            return None
-        replicas = len(reply[2])
-        if asked_at >= self._replicas_at:
-            self.replicas = replicas
-            self._replicas_at, self._replicas_stale = asked_at, False
-        return replicas
-
-    def _unconfirmed_allowed(self, master: Any, since: float) -> bool:
-        """Whether a write to ``master`` (an address) may go on with fewer replicas confirming it than it waits for:
-        never with ``VERIFY_REDIS_MIN_REPLICAS``; otherwise as the sentinels say (:meth:`_ask_sentinels`), asked again
-        unless their answer was asked at ``since`` or later."""
-        if self._sentinel is None or self.min_replicas or master is None:
-            return False
-        if self._view_at < since:
-            asked_at = time.monotonic()
-            self._view = self._ask_sentinels()
-            self._view_at = max(self._view_at, asked_at)
-        named, allowed = self._view
-        return allowed and named == master
-
-    def _ask_sentinels(self) -> tuple[Any, bool]:
-        """The master a majority of the sentinels name, and whether no replica of it can take over from it: none of
-        them is failing it over or finds it down, and every replica they know of it is down in every answering
-        sentinel's eyes (then it cannot be promoted), or, when every sentinel answered, reports itself a master that
-        no sentinel promoted (an old master back, that they will make a replica). A master whose replica is being
-        promoted sees it drop too, and its writes would be lost: the failover leader's flags tell, when it answers.
-
-        Each answering sentinel costs a round trip (``SENTINEL MASTER`` and ``REPLICAS``), off the requests' usual
-        path: only while the master has fewer replicas online than a write waits for, at most every
-        :data:`REPLICAS_EVERY_S` and once for each write that its replica did not confirm.
-        """
-        assert self._sentinel is not None  # noqa: S101 - only a Sentinel store asks
-        sentinels = list(self._sentinel.sentinels)
-        views: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-        for client in sentinels:
-            try:
-                pipe = client.pipeline(transaction=False)
-                pipe.sentinel_master(self._service)
-                pipe.sentinel_slaves(self._service)
-                master, replicas = pipe.execute()
-            except redis.RedisError:
-                continue
-            views.append((master, replicas))
-        named = {(master["ip"], master["port"]) for master, _ in views}
-        if len(views) <= len(sentinels) // 2 or len(named) != 1:
-            return None, False
-        address = named.pop()
-        if self._master() not in (None, address):
-            try:  # the sentinels moved on: so do redis-py's connections (it asks them only when it opens one)
-                self.client.connection_pool.get_master_address()  # type: ignore[union-attr]
-            except redis.RedisError:
-                pass
-        every = len(views) == len(sentinels)
-        allowed = True
-        for master, replicas in views:
-            if master["is_sdown"] or master["is_odown"] or "failover_in_progress" in _flags(master):
-                allowed = False
-            for replica in replicas:
-                flags = _flags(replica)
-                down = bool({"s_down", "o_down", "disconnected"} & flags)
-                old_master = every and replica.get("role-reported") == "master" and "promoted" not in flags
-                if "promoted" in flags or not (down or old_master):
-                    allowed = False
-        return address, allowed
-
-    def _note(self) -> Mode:
-        """The store's :data:`Mode` now; logged when it changes (once per process and change, not per request)."""
-        mode: Mode = "confirmed"
-        replicas = self.replicas
-        if replicas is not None and replicas < self.wait_replicas:
-            named, allowed = self._view
-            unconfirmed = not self.min_replicas and allowed and named == self._master()
-            mode = "degraded" if unconfirmed else "refusing"
-        before, self.mode = self.mode, mode
-        if mode == before:
-            return mode
-        if mode == "degraded":
-            log.warning(
-                "Redis: the master has %d replica(s) online, fewer than a write waits for (%d), and the sentinels find "
-                "none that could take over: writes go on unconfirmed (degraded), and a crash of the master now would "
-                "lose them; %s=1 refuses them instead",
-                replicas,
-                self.wait_replicas,
-                REDIS_MIN_REPLICAS,
-            )
-        elif mode == "refusing":
-            why = (
-                f"fewer than {REDIS_MIN_REPLICAS}={self.min_replicas}"
-                if self.min_replicas
-                else f"fewer than a write waits for ({self.wait_replicas}), and the sentinels do not confirm that none "
-                "could take over (a failover may be under way)"
-            )
-            log.error("Redis: the master has %d replica(s) online, %s: writes are refused (503)", replicas, why)
-        else:
-            log.warning("Redis: the master has %d replica(s) online again: writes are confirmed by a replica", replicas)
-        return mode
 
 
 class Batch:
