@@ -16,7 +16,6 @@ from redis.connection import AbstractConnection
 from redis.crc import key_slot
 
 from tests.redis_servers import EmbeddedCluster, EmbeddedSentinel, free_cluster_port
-from verify import store as store_module
 from verify.embedded import EmbeddedRedis, free_port
 from verify.errors import ConfigError, ReplicasUnconfirmed, StoreUnavailable
 from verify.quotas import Limit, Quota, Window, parse
@@ -752,7 +751,7 @@ def test_a_planned_failover_loses_no_acknowledged_write(
     # acknowledged unconfirmed would be lost when it is made the new master's replica. The sentinel's failover flags
     # keep its writes waiting (503) until the store follows the new master. (A WAIT of 0.1 s: the store notices the
     # lost replica well within the second or two the promotion takes.)
-    monkeypatch.setattr(store_module, "WAIT_REPLICAS_MS", 100)
+    monkeypatch.setattr("verify.store.batch.WAIT_REPLICAS_MS", 100)
     store, _ = _sentinel_store(sentinel)
     acknowledged: list[str] = []
     stop = threading.Event()
