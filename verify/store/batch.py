@@ -25,6 +25,7 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from verify.errors import ReplicasUnconfirmed, StoreUnavailable
+from verify.store.scripts import A, Lua
 
 if TYPE_CHECKING:
     from verify.store import Batch, Store
@@ -210,7 +211,9 @@ class BatchEngine:
         self._ops.append((op, None, command))
         return op
 
-    def _script(self, decode: Callable[[Any], T], script: Script, keys: list[str], args: list[Any]) -> Op[T]:
+    def _script(self, decode: Callable[[Any], T], lua: Lua[A], keys: list[str], args: A, *rest: Any) -> Op[T]:
+        """Queue ``lua`` with its KEYS, its record of arguments, and what follows the record (quota items, ...)."""
         op = Op(decode)
-        self._ops.append((op, script, ("EVALSHA", script.sha, len(keys), *keys, *args)))
+        script = lua.script
+        self._ops.append((op, script, ("EVALSHA", script.sha, len(keys), *keys, *args, *rest)))
         return op

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from verify.store.batch import BatchEngine, Op, ignore
+from verify.store.scripts import BreakerFailureArgs
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class BreakerCommands(BatchEngine):
             int,
             self._store.scripts.breaker_failure,
             [self._store.breaker_key(provider)],
-            [now_ms, threshold, cooldown_ms],
+            BreakerFailureArgs(now_ms, threshold, cooldown_ms),
         )
 
     def breaker_reset(self, provider: str) -> Op[None]:

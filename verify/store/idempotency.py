@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from verify.store.batch import BatchEngine, Op, ignore
+from verify.store.scripts import IdempotencyArgs
 
 
 class IdempotencyCommands(BatchEngine):
@@ -17,7 +18,7 @@ class IdempotencyCommands(BatchEngine):
             lambda stored: json.loads(stored) if stored else None,
             self._store.scripts.idempotency,
             [self._store.idempotency_key(key)],
-            [json.dumps(claim), lease_ms],
+            IdempotencyArgs(json.dumps(claim), lease_ms),
         )
 
     def finish_idempotency(self, key: str, result: dict[str, Any], ttl_ms: int) -> Op[None]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from verify.store.batch import BatchEngine, Op, ignore
 from verify.store.keys import TAG_LENGTH, shard_of
+from verify.store.scripts import ClaimDueArgs, DeliveredArgs, EnqueueArgs, UnhintArgs
 
 
 class JournalCommands(BatchEngine):
@@ -25,7 +26,7 @@ class JournalCommands(BatchEngine):
             lambda flat: list(zip(flat[::2], flat[1::2], strict=True)),
             self._store.scripts.claim_due,
             [due, payload],
-            [now_ms, lease_ms, limit],
+            ClaimDueArgs(now_ms, lease_ms, limit),
         )
 
     def unschedule(self, name: str, member: str) -> Op[None]:
@@ -63,13 +64,16 @@ class JournalCommands(BatchEngine):
     def unhint_journal(self, tag: str, count: int) -> Op[bool]:
         """Forget a slot's hint unless another came since it was read; see ``lua/unhint.lua``."""
         hints = self._store.journal_hints_key(shard_of(tag))
-        return self._script(bool, self._store.scripts.unhint, [hints], [tag, count])
+        return self._script(bool, self._store.scripts.unhint, [hints], UnhintArgs(tag, count))
 
     def enqueue_event(self, event_id: str, due_ms: int, envelope: str) -> Op[bool]:
         """Queue an event unless it was queued or delivered before; see ``lua/enqueue.lua``."""
         due, data = self._store.schedule_keys("events")
         return self._script(
-            bool, self._store.scripts.enqueue, [due, data, self._store.delivered_key()], [event_id, due_ms, envelope]
+            bool,
+            self._store.scripts.enqueue,
+            [due, data, self._store.delivered_key()],
+            EnqueueArgs(event_id, due_ms, envelope),
         )
 
     def delivered_event(self, event_id: str, now_ms: int, remember_ms: int) -> Op[None]:
@@ -79,7 +83,7 @@ class JournalCommands(BatchEngine):
             ignore,
             self._store.scripts.delivered,
             [due, data, self._store.delivered_key()],
-            [event_id, now_ms, remember_ms],
+            DeliveredArgs(event_id, now_ms, remember_ms),
         )
 
     def final_copy(self, verification_id: str) -> Op[dict[str, str]]:

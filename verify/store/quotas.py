@@ -11,6 +11,7 @@ from typing import Any, Literal
 from verify.quotas import Limit, Quota, Refusal
 from verify.store.batch import BatchEngine, Joined, Op, ignore
 from verify.store.keys import SHARDS, shard_of
+from verify.store.scripts import GiveArgs, PumpArgs, TakeArgs
 
 PUMP_WARN_EVERY_MS = 300_000
 
@@ -73,20 +74,27 @@ class QuotaCommands(BatchEngine):
             decode,
             self._store.scripts.take,
             [self._store.quota_key(quota)],
-            [now_ms, quota_ttl(limit, counter), *quota_items(limit), *quota_items(counter, counter=True)],
+            TakeArgs(now_ms, quota_ttl(limit, counter)),
+            *quota_items(limit),
+            *quota_items(counter, counter=True),
         )
 
     def give(self, quota: Quota, taken_at: int) -> Op[None]:
         """Give back what :meth:`take` took at ``taken_at``; see ``lua/give.lua``."""
         items = quota_items(quota.limit)[1:] + quota_items(quota.counter, counter=True)[1:]
         return self._script(
-            ignore, self._store.scripts.give, [self._store.quota_key(quota)], [taken_at, len(items) // 3, *items]
+            ignore,
+            self._store.scripts.give,
+            [self._store.quota_key(quota)],
+            GiveArgs(taken_at),
+            len(items) // 3,
+            *items,
         )
 
     def pump_count(self, country: str, verification_id: str, what: PumpCount, now_ms: int) -> Op[None]:
         """Count an SMS verification started or approved in ``country``, in its shard; see ``lua/pump.lua``."""
         key = self._store.pump_key(country, shard_of(verification_id))
-        return self._script(ignore, self._store.scripts.pump, [key], [what, now_ms])
+        return self._script(ignore, self._store.scripts.pump, [key], PumpArgs(what, now_ms))
 
     def pump_read(self, country: str, now_ms: int, threshold: float, min_starts: int) -> Op[Pumping]:
         """Whether SMS pumping is suspected in ``country``: more than ``threshold`` of at least ``min_starts`` SMS
@@ -94,7 +102,10 @@ class QuotaCommands(BatchEngine):
         store = self._store
         shards = [
             self._script(
-                lambda r: (int(r[0]), int(r[1])), store.scripts.pump, [store.pump_key(country, shard)], ["read", now_ms]
+                lambda r: (int(r[0]), int(r[1])),
+                store.scripts.pump,
+                [store.pump_key(country, shard)],
+                PumpArgs("read", now_ms),
             )
             for shard in range(SHARDS)
         ]

@@ -13,6 +13,16 @@ from verify.quotas import Limit, Refusal
 from verify.store.batch import BatchEngine, Op, ignore
 from verify.store.keys import ID_RE, TAG_LENGTH, new_id
 from verify.store.quotas import as_refusal, quota_items, quota_ttl
+from verify.store.scripts import (
+    BeginSendArgs,
+    CancelArgs,
+    CompleteArgs,
+    EndSendArgs,
+    FindArgs,
+    PhoneVerificationsArgs,
+    SetDeliveryArgs,
+    StartArgs,
+)
 
 OutcomeT = TypeVar("OutcomeT", bound=str)
 
@@ -192,26 +202,26 @@ class VerificationCommands(BatchEngine):
             _outcome(quota),
             s.scripts.start,
             [s.index_key(phone, channel), s.record_key(fresh), quota_key, s.site_key_index(phone)],
-            [
-                s.record_prefix(phone),
-                fresh,
-                now_ms,
-                lease_ms,
-                phone,
-                channel,
-                locale,
-                cooldown_ms,
-                max_sends,
-                nonce,
-                quota_ttl(quota),
-                country,
-                source.owner,
-                source.app_hash,
-                source.otp_host,
-                source.client_secret_hash,
-                remember_ms,
-                *quota_items(quota),
-            ],
+            StartArgs(
+                prefix=s.record_prefix(phone),
+                id=fresh,
+                now=now_ms,
+                lease=lease_ms,
+                phone=phone,
+                channel=channel,
+                locale=locale,
+                cooldown=cooldown_ms,
+                max_sends=max_sends,
+                nonce=nonce,
+                quota_ttl=quota_ttl(quota),
+                country=country,
+                owner=source.owner,
+                app_hash=source.app_hash,
+                otp_host=source.otp_host,
+                cs=source.client_secret_hash,
+                remember=remember_ms,
+            ),
+            *quota_items(quota),
         )
 
     def begin_send(
@@ -231,17 +241,17 @@ class VerificationCommands(BatchEngine):
             _outcome(quota),
             s.scripts.begin_send,
             [s.record_key(verification_id)],
-            [
-                now_ms,
-                cooldown_ms,
-                max_sends,
-                lease_ms,
-                nonce,
-                s.phone_quota_prefix("phone", verification_id),
-                quota_ttl(quota),
-                caller,
-                *quota_items(quota),
-            ],
+            BeginSendArgs(
+                now=now_ms,
+                cooldown=cooldown_ms,
+                max_sends=max_sends,
+                lease=lease_ms,
+                nonce=nonce,
+                quota_prefix=s.phone_quota_prefix("phone", verification_id),
+                quota_ttl=quota_ttl(quota),
+                caller=caller,
+            ),
+            *quota_items(quota),
         )
 
     def end_send(
@@ -265,18 +275,17 @@ class VerificationCommands(BatchEngine):
             s.index_key(record.phone, record.channel),
             s.journal_key(record.id[:TAG_LENGTH]),
         ]
-        args = [
-            nonce,
-            "sent" if commit else "failed",
-            now_ms,
-            ttl_ms,
-            s.phone_quota_prefix("phone", record.id),
-            taken_at,
-            grace_ms,
-            *quota_items(quota),
-            *(commit.fields() if commit else []),
-        ]
-        return self._script(_outcome(quota), s.scripts.end_send, keys, args)
+        args = EndSendArgs(
+            nonce=nonce,
+            result="sent" if commit else "failed",
+            now=now_ms,
+            ttl=ttl_ms,
+            quota_prefix=s.phone_quota_prefix("phone", record.id),
+            taken_at=taken_at,
+            grace=grace_ms,
+        )
+        fields = commit.fields() if commit else []
+        return self._script(_outcome(quota), s.scripts.end_send, keys, args, *quota_items(quota), *fields)
 
     def unreserve(
         self, verification_id: str, phone: str, channel: str, nonce: str, quota: Limit | None, taken_at: int
@@ -291,17 +300,16 @@ class VerificationCommands(BatchEngine):
             s.index_key(phone, channel),
             s.journal_key(verification_id[:TAG_LENGTH]),
         ]
-        args = [
-            nonce,
-            "failed",
-            taken_at,
-            0,
-            s.phone_quota_prefix("phone", verification_id),
-            taken_at,
-            0,
-            *quota_items(quota),
-        ]
-        return self._script(_outcome(quota), s.scripts.end_send, keys, args)
+        args = EndSendArgs(
+            nonce=nonce,
+            result="failed",
+            now=taken_at,
+            ttl=0,
+            quota_prefix=s.phone_quota_prefix("phone", verification_id),
+            taken_at=taken_at,
+            grace=0,
+        )
+        return self._script(_outcome(quota), s.scripts.end_send, keys, args, *quota_items(quota))
 
     def complete(
         self,
@@ -325,26 +333,26 @@ class VerificationCommands(BatchEngine):
             _outcome(failures),
             s.scripts.complete,
             [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
-            [
-                via,
-                max_attempts,
-                now_ms,
-                keep_ms,
-                s.phone_quota_prefix("fail", verification_id),
-                quota_ttl(failures),
-                event_id,
-                grace_ms,
-                caller,
-                submitted,
-                *quota_items(failures),
-                *candidates,
-            ],
+            CompleteArgs(
+                via=via,
+                max_attempts=max_attempts,
+                now=now_ms,
+                keep=keep_ms,
+                quota_prefix=s.phone_quota_prefix("fail", verification_id),
+                quota_ttl=quota_ttl(failures),
+                event_id=event_id,
+                grace=grace_ms,
+                caller=caller,
+                submitted=submitted,
+            ),
+            *quota_items(failures),
+            *candidates,
         )
 
     def cancel(self, verification_id: str, grace_ms: int = 0) -> Op[Outcome[CancelOutcome]]:
         """Cancel unless approved; see ``lua/cancel.lua``."""
         s = self._store
-        return self._script(_outcome(None), s.scripts.cancel, [s.record_key(verification_id)], [grace_ms])
+        return self._script(_outcome(None), s.scripts.cancel, [s.record_key(verification_id)], CancelArgs(grace_ms))
 
     def set_delivery(
         self,
@@ -364,7 +372,7 @@ class VerificationCommands(BatchEngine):
             _outcome(None),
             s.scripts.set_delivery,
             [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
-            [provider, message_id, status, raw_status, event_id, grace_ms, now_ms],
+            SetDeliveryArgs(provider, message_id, status, raw_status, event_id, grace_ms, now_ms),
         )
 
     def get(self, verification_id: str) -> Op[Record | None]:
@@ -390,10 +398,12 @@ class VerificationCommands(BatchEngine):
             decode,
             s.scripts.phone_verifications,
             [s.index_key(phone, channel), s.site_key_index(phone)],
-            [s.record_prefix(phone), since_ms],
+            PhoneVerificationsArgs(s.record_prefix(phone), since_ms),
         )
 
     def find(self, phone: str, channel: str) -> Op[Record | None]:
         """The newest verification of ``phone`` on ``channel``, whatever its status."""
         s = self._store
-        return self._script(Record.from_flat, s.scripts.find, [s.index_key(phone, channel)], [s.record_prefix(phone)])
+        return self._script(
+            Record.from_flat, s.scripts.find, [s.index_key(phone, channel)], FindArgs(s.record_prefix(phone))
+        )
