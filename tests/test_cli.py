@@ -17,8 +17,11 @@ import pytest
 import requests
 
 from tests.redis_servers import EmbeddedCluster
+from verify import create_app
 from verify.cli import check_config, main
+from verify.config import Settings
 from verify.embedded import EmbeddedRedis, free_port
+from verify.errors import ConfigError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -179,6 +182,17 @@ def test_check_config_names_the_missing_variable(capsys: pytest.CaptureFixture[s
     env = {k: v for k, v in CONFIG_ENV.items() if k != drop}
     assert check_config(live=False, env=env) == 2
     assert capsys.readouterr().err.startswith(f"configuration error: {variable} ")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis+sentinel://h:26379", "redis+cluster://h"])
+def test_a_redis_url_of_no_known_form_fails_the_check_and_the_start(
+    capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    env = {**CONFIG_ENV, "VERIFY_REDIS_URL": url}
+    assert check_config(live=False, env=env) == 2
+    assert capsys.readouterr().err.startswith("configuration error: VERIFY_REDIS_URL ")
+    with pytest.raises(ConfigError, match=r"^VERIFY_REDIS_URL "):
+        create_app(Settings.from_env(env), background=False)
 
 
 def test_the_console_script_exits_non_zero_on_a_bad_configuration() -> None:

@@ -254,7 +254,7 @@ def test_the_wheel_carries_every_file_of_the_package(wheel: Path) -> None:
     assert package - shipped == set(), "in verify/ but not in the wheel (pyproject.toml's package-data?)"
     # What the package reads at run time, named, in case the listing above ever narrows: the spec, every script.
     assert "verify/openapi.yaml" in shipped
-    assert {f"verify/lua/{p.name}" for p in (ROOT / "verify" / "lua").glob("*.lua")} <= shipped
+    assert {f"verify/store/lua/{p.name}" for p in (ROOT / "verify" / "store" / "lua").glob("*.lua")} <= shipped
     with zipfile.ZipFile(wheel) as archive:
         # verify/openapi.yaml is a symlink to the top-level file in the clone: the wheel must hold its text.
         assert archive.read("verify/openapi.yaml") == (ROOT / "openapi.yaml").read_bytes()

@@ -16,8 +16,6 @@ from redis.connection import AbstractConnection
 from redis.crc import key_slot
 
 from tests.redis_servers import EmbeddedCluster, EmbeddedSentinel, free_cluster_port
-from verify import store as store_module
-from verify.config import parse_url
 from verify.embedded import EmbeddedRedis, free_port
 from verify.errors import ConfigError, ReplicasUnconfirmed, StoreUnavailable
 from verify.quotas import Limit, Quota, Window, parse
@@ -34,6 +32,7 @@ from verify.store import (
     shard_of,
     tag_for,
 )
+from verify.store.connection import parse_url
 
 PHONE = "+79991234567"
 LEASE, TTL, COOLDOWN = 120_000, 900_000, 30_000
@@ -752,7 +751,7 @@ def test_a_planned_failover_loses_no_acknowledged_write(
     # acknowledged unconfirmed would be lost when it is made the new master's replica. The sentinel's failover flags
     # keep its writes waiting (503) until the store follows the new master. (A WAIT of 0.1 s: the store notices the
     # lost replica well within the second or two the promotion takes.)
-    monkeypatch.setattr(store_module, "WAIT_REPLICAS_MS", 100)
+    monkeypatch.setattr("verify.store.batch.WAIT_REPLICAS_MS", 100)
     store, _ = _sentinel_store(sentinel)
     acknowledged: list[str] = []
     stop = threading.Event()
@@ -840,7 +839,7 @@ def test_a_malformed_id_never_names_a_key(store: Store) -> None:
 
 
 def test_undoing_writes_kept_across_failures_are_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("verify.store.MAX_DEFERRED", 3)
+    monkeypatch.setattr("verify.store.connection.MAX_DEFERRED", 3)
 
     def releasing(key: str) -> Callable[[Batch], object]:
         return lambda batch: batch.release_idempotency(key)

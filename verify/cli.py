@@ -24,6 +24,7 @@ from verify.gateways import GATEWAYS, Gateway
 from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOGGER_CLASSES
 from verify.providers.base import ProviderError
 from verify.store import Store
+from verify.store.connection import parse_url
 
 DEV_DIR = Path(".dev")
 
@@ -60,6 +61,7 @@ def check_config(*, live: bool, env: dict[str, str] | None = None, gateways: Seq
     """
     try:
         settings = Settings.from_env(env, gateways)
+        parse_url(settings.redis_url)  # what the store will make of it
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2

@@ -72,43 +72,7 @@ MIN_SECRET_LENGTH = 16
 MIN_API_KEY_LENGTH = 16
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
-
-
-def parse_url(url: str) -> tuple[str, str | None, list[tuple[str, int]], str]:
-    """``VERIFY_REDIS_URL`` as (scheme, password, [(host, port)], sentinel service); a ConfigError naming it when it
-    is none of the accepted forms. For ``redis://``, ``rediss://`` and ``unix://`` only the scheme is read here."""
-    scheme, _, rest = url.partition("://")
-    if scheme not in REDIS_SCHEMES or not rest:
-        raise ConfigError(
-            REDIS_URL,
-            f"must be redis://, rediss://, redis+cluster://host:port[,host:port...] "
-            f"or redis+sentinel://host:port[,...]/<service>, not {url!r}",
-        )
-    if scheme not in ("redis+cluster", "redis+sentinel"):
-        return scheme, None, [], ""
-    hosts, _, path = rest.partition("/")
-    credentials, _, hosts = hosts.rpartition("@")
-    password = credentials.partition(":")[2] or None
-    service = path.strip("/")
-    nodes = []
-    for item in hosts.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(REDIS_URL, f"must list host:port pairs separated by commas, not {item!r}")
-        nodes.append((host, int(port)))
-    if scheme == "redis+sentinel" and not service:
-        raise ConfigError(REDIS_URL, "must name the sentinel service: redis+sentinel://host:port/<service>")
-    return scheme, password, nodes, service
-
-
 # readers of this module's settings (the generic ones are in verify/env.py)
-
-
-def _redis_url(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
-    url = env.raw(e, name) or default
-    parse_url(url)
-    return url
 
 
 def _min_replicas(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
@@ -290,8 +254,9 @@ class Settings:
 
     api_keys: tuple[str, ...] = field(metadata=_var(API_KEYS, _keys(MIN_API_KEY_LENGTH), secret=True))
     secret_keys: tuple[str, ...] = field(metadata=_var(SECRET_KEY, _keys(MIN_SECRET_LENGTH), secret=True))
-    # One server (redis://, rediss://), a cluster (redis+cluster://) or a sentinel's master (redis+sentinel://).
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata=_var(REDIS_URL, _redis_url))
+    # One server (redis://, rediss://), a cluster (redis+cluster://) or a sentinel's master (redis+sentinel://): the
+    # store reads its forms (verify.store.connection.parse_url), and refuses a wrong one when the app starts.
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata=_var(REDIS_URL, env.text))
     redis_prefix: str = field(default="verify:", metadata=_var("VERIFY_REDIS_PREFIX", env.text))
     # Sentinel: how many replicas must confirm a write (WAIT) before it is acknowledged. 0: each write waits for one
     # replica while the master has one online, and goes on unconfirmed (degraded) while it has none, as Redis's own

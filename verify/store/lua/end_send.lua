@@ -1,11 +1,17 @@
--- include: _quota _journal
+-- include: _args _quota _journal
 -- Commit or roll back a send reserved by start.lua or begin_send.lua.
 -- KEYS[1] record, KEYS[2] phone index of the channel sent on, KEYS[3] phone index of the record's channel,
 -- KEYS[4] the slot's events journal (_journal.lua)
--- ARGV: 1 nonce, 2 'sent' | 'failed', 3 now (ms), 4 challenge TTL (ms), 5 the phone quota's key without the phone,
---       6 when the quota was taken (ms), 7 how long the final copy outlives the record (ms; _journal.lua),
---       8.. the quota items taken (_quota.lua), then for 'sent' the fields to store as field, value pairs
---       (channel, code_hash, provider, ...)
+-- ARGV, by name (_args.lua):
+--   nonce         nonce
+--   result        'sent' | 'failed'
+--   now           now (ms)
+--   ttl           challenge TTL (ms)
+--   quota_prefix  the phone quota's key without the phone
+--   taken_at      when the quota was taken (ms)
+--   grace         how long the final copy outlives the record (ms; _journal.lua)
+-- then the quota items taken (_quota.lua), then for 'sent' the fields to store as field, value pairs (channel,
+-- code_hash, provider, ...)
 -- A send watches the verification's expiry (and what a superseded one finally was is kept).
 -- Returns {outcome, record[, superseded id]}: sent | not_pending | kept | deleted | stale.
 -- A failed send gives the phone's quota back. A failed first send deletes the verification, so no client ever
@@ -13,15 +19,16 @@
 -- the code and restarts the TTL. A send that moved the verification to another channel cancels the pending
 -- verification that channel had (superseded): a phone has at most one pending verification per channel among the
 -- API keys'. A site key's verification (owner set) is in no phone index (start.lua): its sends touch none.
+local A, rest = args({'nonce', 'result', 'now', 'ttl', 'quota_prefix', 'taken_at', 'grace'})
 local r = redis.call('HMGET', KEYS[1], 'sending', 'sends', 'status', 'id', 'phone', 'owner')
 local indexed = not r[6]
-if r[1] ~= ARGV[1] then return {'stale', redis.call('HGETALL', KEYS[1])} end
+if r[1] ~= A.nonce then return {'stale', redis.call('HGETALL', KEYS[1])} end
 redis.call('HDEL', KEYS[1], 'sending', 'sending_since')
 local sends = tonumber(r[2])
-local grace = tonumber(ARGV[7])
-local items, at = q_items(8)
-if ARGV[2] == 'failed' then
-  q_give(ARGV[5] .. r[5], tonumber(ARGV[6]), items)
+local grace = tonumber(A.grace)
+local items, at = q_items(rest)
+if A.result == 'failed' then
+  q_give(A.quota_prefix .. r[5], tonumber(A.taken_at), items)
   if sends == 0 then
     redis.call('DEL', KEYS[1])
     if indexed and redis.call('GET', KEYS[3]) == r[4] then redis.call('DEL', KEYS[3]) end
@@ -30,11 +37,11 @@ if ARGV[2] == 'failed' then
   return {'kept', redis.call('HGETALL', KEYS[1])}
 end
 if r[3] ~= 'pending' then return {'not_pending', redis.call('HGETALL', KEYS[1])} end
-local now = tonumber(ARGV[3])
-local ttl = tonumber(ARGV[4])
+local now = tonumber(A.now)
+local ttl = tonumber(A.ttl)
 local fields = {}
 for i = at, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], 'delivery_status', 'sent', 'sends', sends + 1, 'last_sent_at', ARGV[3],
+redis.call('HSET', KEYS[1], 'delivery_status', 'sent', 'sends', sends + 1, 'last_sent_at', A.now,
   'expires_at', now + ttl, unpack(fields))
 redis.call('PEXPIRE', KEYS[1], ttl)
 local superseded = ''

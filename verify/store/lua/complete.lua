@@ -1,13 +1,20 @@
--- include: _quota _journal
+-- include: _args _quota _journal
 -- Approve a pending verification, exactly once: by a code check, an SMS reply or a call.
 -- KEYS[1] record, KEYS[2] the slot's events journal (_journal.lua)
--- ARGV: 1 via ('code' | 'sms_reply' | 'call'), 2 max attempts, 3 now (ms), 4 how long an approved record stays
---       readable (ms), 5 the wrong-code quota's key without the phone (same hash tag as the record), 6 its TTL
---       (ms), 7 the approval event's id ('': events are off), 8 how long the final copy outlives the record
---       (ms), 9 the caller ('' for an API key or a gateway: any verification; for a site key, '<site key>\n<client
---       secret hash>', which must match the record's owner and cs), 10 how many codes were submitted (a reply may carry a few), 11.. the quota's items (_quota.lua), then the candidate code hashes
---       (HMACs of each submitted code under every key)
--- A change keeps the final copy up to date (when one is kept: ARGV[8] ~= 0), and with events on an approval
+-- ARGV, by name (_args.lua):
+--   via           'code' | 'sms_reply' | 'call'
+--   max_attempts  max attempts
+--   now           now (ms)
+--   keep          how long an approved record stays readable (ms)
+--   quota_prefix  the wrong-code quota's key without the phone (same hash tag as the record)
+--   quota_ttl     its TTL (ms)
+--   event_id      the approval event's id ('': events are off)
+--   grace         how long the final copy outlives the record (ms)
+--   caller        the caller ('' for an API key or a gateway: any verification; for a site key, '<site key>\n<client
+--                 secret hash>', which must match the record's owner and cs)
+--   submitted     how many codes were submitted (a reply may carry a few)
+-- then the quota's items (_quota.lua), then the candidate code hashes (HMACs of each submitted code under every key)
+-- A change keeps the final copy up to date (when one is kept: `grace` ~= 0), and with events on an approval
 -- journals its event.
 -- Returns {outcome, record[, refused field, ms to wait]}: approved | wrong | max_attempts
 -- | not_pending | wrong_channel | no_code | missing | locked.
@@ -20,6 +27,9 @@
 -- and each item {field, amount, window} of the limit locks the phone once `amount` failures came with no quiet
 -- `window` between two of them, until `window` has passed since the last one. Its hash holds per item
 -- "f<field>" = "<failures>:<last failure, ms>" (fields of its own: an older sliding-window quota's expire alone).
+local A, rest = args({
+  'via', 'max_attempts', 'now', 'keep', 'quota_prefix', 'quota_ttl', 'event_id', 'grace', 'caller', 'submitted'
+})
 local function f_locked(key, now, items)
   for _, it in ipairs(items) do
     local raw = redis.call('HGET', key, 'f' .. it[1])
@@ -46,19 +56,19 @@ local function f_fail(key, now, items, count, ttl)
 end
 
 local r = redis.call('HMGET', KEYS[1], 'status', 'channel', 'code_hash', 'phone', 'owner', 'cs')
-local quota = ARGV[5] .. (r[4] or '')
-if not r[1] or (ARGV[9] ~= '' and (r[5] or '') .. '\n' .. (r[6] or '') ~= ARGV[9]) then return {'missing', {}} end
+local quota = A.quota_prefix .. (r[4] or '')
+if not r[1] or (A.caller ~= '' and (r[5] or '') .. '\n' .. (r[6] or '') ~= A.caller) then return {'missing', {}} end
 if r[1] == 'max_attempts_reached' then return {'max_attempts', redis.call('HGETALL', KEYS[1])} end
 if r[1] ~= 'pending' then return {'not_pending', redis.call('HGETALL', KEYS[1])} end
-local via = ARGV[1]
-local now = tonumber(ARGV[3])
-local grace = tonumber(ARGV[8])
+local via = A.via
+local now = tonumber(A.now)
+local grace = tonumber(A.grace)
 if via == 'call' then
   if r[2] ~= 'call' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
 else
   if r[2] ~= 'sms' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
   if not r[3] or r[3] == '' then return {'no_code', redis.call('HGETALL', KEYS[1])} end
-  local items, at = q_items(11)
+  local items, at = q_items(rest)
   local refused = f_locked(quota, now, items)
   if refused then return {'locked', redis.call('HGETALL', KEYS[1]), refused[1], refused[2]} end
   local matched = false
@@ -66,10 +76,10 @@ else
     if ARGV[i] == r[3] then matched = true end
   end
   if not matched then
-    local wrong = tonumber(ARGV[10])
-    f_fail(quota, now, items, wrong, tonumber(ARGV[6]))
+    local wrong = tonumber(A.submitted)
+    f_fail(quota, now, items, wrong, tonumber(A.quota_ttl))
     local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', wrong)
-    if attempts >= tonumber(ARGV[2]) then
+    if attempts >= tonumber(A.max_attempts) then
       redis.call('HSET', KEYS[1], 'status', 'max_attempts_reached')
       redis.call('HDEL', KEYS[1], 'code_hash')
     end
@@ -78,9 +88,9 @@ else
   end
 end
 redis.call('DEL', quota)  -- an approval ends the run of failures
-redis.call('HSET', KEYS[1], 'status', 'approved', 'completed_via', via, 'verified_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'status', 'approved', 'completed_via', via, 'verified_at', A.now)
 redis.call('HDEL', KEYS[1], 'code_hash')
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], A.keep)
 if grace ~= 0 then j_mirror(KEYS[1], grace) end
-if ARGV[7] ~= '' then j_event(KEYS[2], ARGV[7], 'verification.approved', now, KEYS[1]) end
+if A.event_id ~= '' then j_event(KEYS[2], A.event_id, 'verification.approved', now, KEYS[1]) end
 return {'approved', redis.call('HGETALL', KEYS[1])}

@@ -1,0 +1,127 @@
+"""Every Redis key of the store, built in one place.
+
+Keys carry ``VERIFY_REDIS_PREFIX`` and a hash tag. A verification's tag is derived from its phone and is the first
+four characters of its id, so a verification, its phone index, its phone's quotas and its sandbox outbox share one
+Redis Cluster slot, and every script touches a single slot. Keys of other things (a client IP's quota, a country's
+statistics, a gateway's breaker) are tagged by that thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from typing import Literal
+
+from verify.quotas import Quota
+
+ID_RE = re.compile(r"[0-9a-f]{28}")  # use fullmatch: "$" would let a trailing newline through
+TAG_LENGTH = 4
+#: Keys that every request would otherwise write (the events journal hints, a country's pumping statistics) are split
+#: in this many shards, by the first hex digit of the phone's hash tag, so that they spread over a Cluster's nodes.
+SHARDS = 8
+
+
+def tag_for(phone: str) -> str:
+    """The hash tag of a phone's keys; spreads phones over Cluster slots."""
+    return hashlib.sha256(phone.encode()).hexdigest()[:TAG_LENGTH]
+
+
+def new_id(phone: str) -> str:
+    """A fresh verification id: the phone's hash tag followed by 96 random bits."""
+    return tag_for(phone) + secrets.token_hex(12)
+
+
+def shard_of(tag: str) -> int:
+    """The shard (of :data:`SHARDS`) of a hash tag, a verification id or anything beginning with either."""
+    return int(tag[0], 16) % SHARDS
+
+
+class Keys:
+    """The key builders of a store (a part of :class:`~verify.store.Store`), under its ``prefix``."""
+
+    prefix: str
+
+    def _tagged(self, tag: str) -> str:
+        return f"{self.prefix}{{{tag}}}:"
+
+    def record_key(self, verification_id: str) -> str:
+        """The hash of one verification. A malformed id (``<id>:final``, ``*``) would name another key: every
+        caller checks ids first (``ID_RE``), and one that did not fails here rather than reach that key."""
+        if not ID_RE.fullmatch(verification_id):
+            raise ValueError("not a verification id")
+        return f"{self._tagged(verification_id[:TAG_LENGTH])}vf:{verification_id}"
+
+    def record_prefix(self, phone: str) -> str:
+        """What the record keys of ``phone``'s verifications begin with (their ids carry its tag)."""
+        return f"{self._tagged(tag_for(phone))}vf:"
+
+    def index_key(self, phone: str, channel: str) -> str:
+        """Points from a phone and channel to the API keys' newest verification."""
+        return f"{self._tagged(tag_for(phone))}ph:{phone}:{channel}"
+
+    def site_key_index(self, phone: str) -> str:
+        """The site keys' verifications of a phone, by creation time (``lua/start.lua``)."""
+        return f"{self._tagged(tag_for(phone))}sk:{phone}"
+
+    def phone_quota_key(self, name: Literal["phone", "fail"], phone: str) -> str:
+        """A phone's send quota (``phone``) or wrong-code quota (``fail``), in the phone's slot."""
+        return f"{self._tagged(tag_for(phone))}q:{name}:{phone}"
+
+    def phone_quota_prefix(self, name: Literal["phone", "fail"], verification_id: str) -> str:
+        """A phone quota's key without the phone, in the slot of the verification (a script appends its phone)."""
+        return f"{self._tagged(verification_id[:TAG_LENGTH])}q:{name}:"
+
+    def quota_key(self, quota: Quota) -> str:
+        """The key of a quota that is not a phone's: a client IP's, a number range's, a country's, everyone's."""
+        return f"{self.prefix}q:{{{quota.limit.name}:{quota.identity}}}"
+
+    def pump_key(self, country: str, shard: int) -> str:
+        """One shard of a country's SMS-pumping statistics."""
+        return f"{self.prefix}pump:{{country:{country}:{shard}}}"
+
+    def pump_warned_key(self, country: str) -> str:
+        """Present for 5 minutes after SMS pumping in a country was logged."""
+        return f"{self.prefix}pump:{{country:{country}}}:warned"
+
+    def outbox_key(self, phone: str) -> str:
+        """The sandbox provider's recent messages to one phone."""
+        return f"{self._tagged(tag_for(phone))}outbox:{phone}"
+
+    def breaker_key(self, provider: str) -> str:
+        """The circuit breaker of one gateway, shared by every worker."""
+        return f"{self.prefix}breaker:{{{provider}}}"
+
+    def message_key(self, provider: str, message_id: str) -> str:
+        """Points from a gateway's message id to our verification id (for delivery reports and replies)."""
+        return f"{self.prefix}msg:{{{provider}:{message_id}}}"
+
+    def nonce_key(self, provider: str, nonce: str) -> str:
+        """A webhook nonce already seen."""
+        return f"{self.prefix}nonce:{{{provider}}}:{nonce}"
+
+    def captcha_key(self, challenge_id: str) -> str:
+        """The HMAC of one builtin captcha's answer (and, in sandbox mode, ``<key>:plain``)."""
+        return f"{self.prefix}captcha:{{{challenge_id}}}"
+
+    def journal_key(self, tag: str) -> str:
+        """The events journal of one hash tag's slot (``lua/_journal.lua``)."""
+        return f"{self._tagged(tag)}journal"
+
+    def journal_hints_key(self, shard: int) -> str:
+        """Which slots' journals may hold entries, for the hash tags of one shard (:func:`shard_of`): hash tag ->
+        how many hints were given."""
+        return f"{self.prefix}{{journals:{shard}}}"
+
+    def delivered_key(self) -> str:
+        """The ids of events delivered (or given up on) lately, in the outbox's slot."""
+        return f"{self.prefix}{{events}}:delivered"
+
+    def schedule_keys(self, name: str) -> tuple[str, str]:
+        """A schedule (sorted set of due times) and its data hash, in one slot: ``events`` or ``expiry``."""
+        return f"{self.prefix}{{{name}}}:due", f"{self.prefix}{{{name}}}:data"
+
+    def idempotency_key(self, key: str) -> str:
+        """Where the response to one Idempotency-Key is kept."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return f"{self.prefix}idem:{{{digest[:TAG_LENGTH]}}}:{digest}"

@@ -1,0 +1,409 @@
+"""The verifications: their records as stored, and the commands that read them or move them through their states
+(one Lua script per transition: ``lua/start.lua``, ``begin_send``, ``end_send``, ``complete``, ``cancel``,
+``set_delivery``, and the lookups ``find`` and ``phone_verifications``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from verify.quotas import Limit, Refusal
+from verify.store.batch import BatchEngine, Op, ignore
+from verify.store.keys import ID_RE, TAG_LENGTH, new_id
+from verify.store.quotas import as_refusal, quota_items, quota_ttl
+from verify.store.scripts import (
+    BeginSendArgs,
+    CancelArgs,
+    CompleteArgs,
+    EndSendArgs,
+    FindArgs,
+    PhoneVerificationsArgs,
+    SetDeliveryArgs,
+    StartArgs,
+)
+
+OutcomeT = TypeVar("OutcomeT", bound=str)
+
+StartOutcome = Literal["created", "resend", "existing", "in_progress", "limited"]
+BeginOutcome = Literal["ok", "missing", "not_pending", "max_sends", "cooldown", "in_flight", "limited"]
+EndOutcome = Literal["sent", "not_pending", "kept", "deleted", "stale"]
+CompleteOutcome = Literal[
+    "approved", "wrong", "max_attempts", "not_pending", "wrong_channel", "no_code", "missing", "locked"
+]
+CancelOutcome = Literal["canceled", "not_pending", "missing"]
+DeliveryOutcome = Literal["updated", "unchanged", "other_message", "missing"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One verification as stored. Times are unix milliseconds; 0 means "not yet"."""
+
+    id: str
+    phone: str
+    channel: str
+    locale: str
+    status: str
+    attempts: int
+    sends: int
+    created_at: int
+    last_sent_at: int
+    expires_at: int
+    call_number: str = ""
+    call_numbers: tuple[str, ...] = ()
+    provider: str = ""
+    message_id: str = ""
+    delivery_status: str = ""
+    delivery_raw: str = ""
+    sms_encoding: str = ""
+    sms_parts: int = 0
+    completed_via: str = ""
+    verified_at: int = 0
+    country: str = ""  # ISO region of the phone, as the start found it
+    owner: str = ""  # the site key it was started through ("" for an API key)
+    app_hash: str = ""  # the Android app's SMS Retriever hash its texts carry
+    otp_host: str = ""  # the host of the WebOTP line its texts end with
+    client_secret_hash: str = ""  # a site key's: the hash of the client secret its start handed out
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> Record:
+        """Build from the record's hash."""
+        return cls(
+            id=h["id"],
+            phone=h["phone"],
+            channel=h["channel"],
+            locale=h.get("locale", ""),
+            status=h["status"],
+            attempts=int(h["attempts"]),
+            sends=int(h["sends"]),
+            created_at=int(h["created_at"]),
+            last_sent_at=int(h["last_sent_at"]),
+            expires_at=int(h["expires_at"]),
+            call_number=h.get("call_number", ""),
+            call_numbers=tuple(n for n in h.get("call_numbers", "").split(",") if n),
+            provider=h.get("provider", ""),
+            message_id=h.get("message_id", ""),
+            delivery_status=h.get("delivery_status", ""),
+            delivery_raw=h.get("delivery_raw", ""),
+            sms_encoding=h.get("sms_encoding", ""),
+            sms_parts=int(h.get("sms_parts") or 0),
+            completed_via=h.get("completed_via", ""),
+            verified_at=int(h.get("verified_at") or 0),
+            country=h.get("country", ""),
+            owner=h.get("owner", ""),
+            app_hash=h.get("app_hash", ""),
+            otp_host=h.get("otp_host", ""),
+            client_secret_hash=h.get("cs", ""),
+        )
+
+    @classmethod
+    def from_flat(cls, flat: list[str]) -> Record | None:
+        """Build from an HGETALL reply as Lua returns it (``[field, value, ...]``); ``None`` for an empty one."""
+        return cls.from_hash(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[OutcomeT]):
+    """What a transition script did (``outcome``), the record as it left it (``None`` if gone), and the limit that
+    refused it, if one did."""
+
+    outcome: OutcomeT
+    record: Record | None
+    refusal: Refusal | None = None
+    superseded: str = ""
+
+
+@dataclass(frozen=True)
+class SendCommit:
+    """What a successful send stores on the verification."""
+
+    channel: str
+    code_hash: str
+    provider: str
+    message_id: str
+    call_number: str = ""
+    call_numbers: tuple[str, ...] = ()
+    sms_encoding: str = ""
+    sms_parts: int = 0
+
+    def fields(self) -> list[str | int]:
+        """As HSET field, value pairs."""
+        return [
+            "channel",
+            self.channel,
+            "code_hash",
+            self.code_hash,
+            "call_number",
+            self.call_number,
+            "call_numbers",
+            ",".join(self.call_numbers),
+            "provider",
+            self.provider,
+            "message_id",
+            self.message_id,
+            "sms_encoding",
+            self.sms_encoding,
+            "sms_parts",
+            self.sms_parts,
+        ]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who starts a verification, and what its texts carry for autofill: the site key (``owner``; "" for an API
+    key) and the hash of the client secret its start hands out, the Android app's SMS Retriever hash, and the host
+    of the WebOTP line."""
+
+    owner: str = ""
+    app_hash: str = ""
+    otp_host: str = ""
+    client_secret_hash: str = ""
+
+
+def _outcome(limit: Limit | None) -> Callable[[list[Any]], Outcome[Any]]:
+    """How a transition script's ``{outcome, record[, refused field, ms to wait | superseded id]}`` decodes."""
+
+    def decode(reply: list[Any]) -> Outcome[Any]:
+        outcome, flat = reply[0], reply[1]
+        refusal = as_refusal(limit, reply[2], reply[3]) if len(reply) == 4 else None
+        superseded = reply[2] if len(reply) == 3 else ""
+        return Outcome(outcome, Record.from_flat(flat), refusal, superseded)
+
+    return decode
+
+
+class VerificationCommands(BatchEngine):
+    """The verifications' commands, a part of :class:`~verify.store.Batch`."""
+
+    def start(
+        self,
+        phone: str,
+        country: str,
+        channel: str,
+        locale: str,
+        now_ms: int,
+        lease_ms: int,
+        cooldown_ms: int,
+        max_sends: int,
+        nonce: str,
+        quota: Limit | None,
+        source: Source = Source(),
+        remember_ms: int = 0,
+        fresh: str = "",
+    ) -> Op[Outcome[StartOutcome]]:
+        """Return ``phone``'s pending verification on ``channel`` (an API key's start), or reserve a send and take
+        the phone's quota; a site key's start is remembered by the phone for ``remember_ms``; see
+        ``lua/start.lua``. A new verification gets the id ``fresh`` (a new one if not given)."""
+        s = self._store
+        fresh = fresh or new_id(phone)
+        quota_key = s.phone_quota_key("phone", phone)
+        return self._script(
+            _outcome(quota),
+            s.scripts.start,
+            [s.index_key(phone, channel), s.record_key(fresh), quota_key, s.site_key_index(phone)],
+            StartArgs(
+                prefix=s.record_prefix(phone),
+                id=fresh,
+                now=now_ms,
+                lease=lease_ms,
+                phone=phone,
+                channel=channel,
+                locale=locale,
+                cooldown=cooldown_ms,
+                max_sends=max_sends,
+                nonce=nonce,
+                quota_ttl=quota_ttl(quota),
+                country=country,
+                owner=source.owner,
+                app_hash=source.app_hash,
+                otp_host=source.otp_host,
+                cs=source.client_secret_hash,
+                remember=remember_ms,
+            ),
+            *quota_items(quota),
+        )
+
+    def begin_send(
+        self,
+        verification_id: str,
+        now_ms: int,
+        cooldown_ms: int,
+        max_sends: int,
+        lease_ms: int,
+        nonce: str,
+        quota: Limit | None,
+        caller: str = "",
+    ) -> Op[Outcome[BeginOutcome]]:
+        """Reserve a resend and take the phone's quota; see ``lua/begin_send.lua``."""
+        s = self._store
+        return self._script(
+            _outcome(quota),
+            s.scripts.begin_send,
+            [s.record_key(verification_id)],
+            BeginSendArgs(
+                now=now_ms,
+                cooldown=cooldown_ms,
+                max_sends=max_sends,
+                lease=lease_ms,
+                nonce=nonce,
+                quota_prefix=s.phone_quota_prefix("phone", verification_id),
+                quota_ttl=quota_ttl(quota),
+                caller=caller,
+            ),
+            *quota_items(quota),
+        )
+
+    def end_send(
+        self,
+        record: Record,
+        nonce: str,
+        now_ms: int,
+        ttl_ms: int,
+        quota: Limit | None,
+        taken_at: int,
+        commit: SendCommit | None,
+        grace_ms: int = 0,
+    ) -> Op[Outcome[EndOutcome]]:
+        """Commit a reserved send (``commit``) or roll it back (``None``, giving the phone's quota back); with
+        a ``grace_ms`` (``Events.grace_ms``), journal its expiry watch; see ``lua/end_send.lua``."""
+        s = self._store
+        channel = commit.channel if commit else record.channel
+        keys = [
+            s.record_key(record.id),
+            s.index_key(record.phone, channel),
+            s.index_key(record.phone, record.channel),
+            s.journal_key(record.id[:TAG_LENGTH]),
+        ]
+        args = EndSendArgs(
+            nonce=nonce,
+            result="sent" if commit else "failed",
+            now=now_ms,
+            ttl=ttl_ms,
+            quota_prefix=s.phone_quota_prefix("phone", record.id),
+            taken_at=taken_at,
+            grace=grace_ms,
+        )
+        fields = commit.fields() if commit else []
+        return self._script(_outcome(quota), s.scripts.end_send, keys, args, *quota_items(quota), *fields)
+
+    def unreserve(
+        self, verification_id: str, phone: str, channel: str, nonce: str, quota: Limit | None, taken_at: int
+    ) -> Op[Outcome[EndOutcome]]:
+        """Roll back the first send that a start may have reserved as ``verification_id`` with ``nonce``, when its
+        answer was lost: the reservation and the phone's quota go, and it changes nothing if there was none
+        (``stale``); see ``lua/end_send.lua``."""
+        s = self._store
+        keys = [
+            s.record_key(verification_id),
+            s.index_key(phone, channel),
+            s.index_key(phone, channel),
+            s.journal_key(verification_id[:TAG_LENGTH]),
+        ]
+        args = EndSendArgs(
+            nonce=nonce,
+            result="failed",
+            now=taken_at,
+            ttl=0,
+            quota_prefix=s.phone_quota_prefix("phone", verification_id),
+            taken_at=taken_at,
+            grace=0,
+        )
+        return self._script(_outcome(quota), s.scripts.end_send, keys, args, *quota_items(quota))
+
+    def complete(
+        self,
+        verification_id: str,
+        via: str,
+        max_attempts: int,
+        now_ms: int,
+        keep_ms: int,
+        failures: Limit | None,
+        candidates: list[str],
+        event_id: str = "",
+        grace_ms: int = 0,
+        caller: str = "",
+        submitted: int = 1,
+    ) -> Op[Outcome[CompleteOutcome]]:
+        """Approve once (journaling the approval as ``event_id``, when given), count the ``submitted`` wrong codes
+        (``candidates`` are their hashes under every key), or refuse while the phone is locked by its consecutive
+        wrong codes; see ``lua/complete.lua``."""
+        s = self._store
+        return self._script(
+            _outcome(failures),
+            s.scripts.complete,
+            [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
+            CompleteArgs(
+                via=via,
+                max_attempts=max_attempts,
+                now=now_ms,
+                keep=keep_ms,
+                quota_prefix=s.phone_quota_prefix("fail", verification_id),
+                quota_ttl=quota_ttl(failures),
+                event_id=event_id,
+                grace=grace_ms,
+                caller=caller,
+                submitted=submitted,
+            ),
+            *quota_items(failures),
+            *candidates,
+        )
+
+    def cancel(self, verification_id: str, grace_ms: int = 0) -> Op[Outcome[CancelOutcome]]:
+        """Cancel unless approved; see ``lua/cancel.lua``."""
+        s = self._store
+        return self._script(_outcome(None), s.scripts.cancel, [s.record_key(verification_id)], CancelArgs(grace_ms))
+
+    def set_delivery(
+        self,
+        verification_id: str,
+        provider: str,
+        message_id: str,
+        status: str,
+        raw_status: str,
+        event_id: str = "",
+        grace_ms: int = 0,
+        now_ms: int = 0,
+    ) -> Op[Outcome[DeliveryOutcome]]:
+        """Record a delivery status (journaling a failure as ``event_id``, when given); see
+        ``lua/set_delivery.lua``."""
+        s = self._store
+        return self._script(
+            _outcome(None),
+            s.scripts.set_delivery,
+            [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
+            SetDeliveryArgs(provider, message_id, status, raw_status, event_id, grace_ms, now_ms),
+        )
+
+    def get(self, verification_id: str) -> Op[Record | None]:
+        """The verification with this id, or ``None`` if unknown or expired (a malformed id is never sent)."""
+        if not ID_RE.fullmatch(verification_id):
+            op: Op[Record | None] = Op(ignore)
+            op._set(None)
+            return op
+        return self._command(
+            lambda h: Record.from_hash(h) if h else None, "HGETALL", self._store.record_key(verification_id)
+        )
+
+    def phone_verifications(self, phone: str, channel: str, since_ms: int) -> Op[tuple[Record | None, list[Record]]]:
+        """The API keys' newest verification of ``phone`` on ``channel``, and the site keys' verifications of
+        ``phone`` started since ``since_ms`` (any channel, oldest first); see ``lua/phone_verifications.lua``."""
+        s = self._store
+
+        def decode(reply: list[Any]) -> tuple[Record | None, list[Record]]:
+            site = [record for record in map(Record.from_flat, reply[1]) if record is not None]
+            return Record.from_flat(reply[0]), site
+
+        return self._script(
+            decode,
+            s.scripts.phone_verifications,
+            [s.index_key(phone, channel), s.site_key_index(phone)],
+            PhoneVerificationsArgs(s.record_prefix(phone), since_ms),
+        )
+
+    def find(self, phone: str, channel: str) -> Op[Record | None]:
+        """The newest verification of ``phone`` on ``channel``, whatever its status."""
+        s = self._store
+        return self._script(
+            Record.from_flat, s.scripts.find, [s.index_key(phone, channel)], FindArgs(s.record_prefix(phone))
+        )
