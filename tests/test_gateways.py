@@ -23,7 +23,7 @@ from tests.providers.emulator import Emulator, Seen
 from verify import create_app, env
 from verify.cli import check_config
 from verify.config import Settings
-from verify.errors import ConfigError
+from verify.errors import ConfigError, NotFound, WebhookRejected
 from verify.gateways import GATEWAYS
 from verify.providers.base import (
     AppSettings,
@@ -37,7 +37,6 @@ from verify.providers.base import (
     Shared,
     SmsMessage,
     Webhook,
-    WebhookRejected,
     WebhookRoute,
     json_of,
     scalar,
@@ -88,7 +87,7 @@ def parse_toy_webhook(
     """A delivery report ``{"id": ..., "status": "delivered"|"failed"}``, its secret in ``X-Toy-Secret``."""
     given = inbound.headers.get("X-Toy-Secret", "").encode()
     if not any([hmac.compare_digest(given, secret.encode()) for secret in settings.secrets]):
-        raise WebhookRejected(403, "toy report without a valid secret")
+        raise WebhookRejected("toy report without a valid secret")
     report = json.loads(inbound.body)
     return Webhook([DeliveryReport("toy", str(report["id"]), str(report["status"]), str(report["status"]), raw=report)])
 
@@ -214,6 +213,6 @@ def test_an_app_built_without_the_toy_has_no_toy_route(redis_url: str, clock: Mo
 
 def test_a_gateway_declared_without_webhooks_refuses_any_callback_as_not_found() -> None:
     (sandbox,) = [gateway for gateway in GATEWAYS if gateway.name == "sandbox"]
-    with pytest.raises(WebhookRejected) as caught:
+    with pytest.raises(NotFound) as caught:
         sandbox.parse("report", Inbound("POST", b"", b"{}", "application/json"), {}, None, 0.0, 900)
     assert caught.value.status == 404

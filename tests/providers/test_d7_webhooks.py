@@ -22,7 +22,8 @@ from tests.providers.d7_emulator import (
     report_fields,
 )
 from tests.providers.emulator import Emulator, Seen
-from verify.providers.base import DeliveryReport, Event, Inbound, WebhookRejected
+from verify.errors import NotFound
+from verify.providers.base import DeliveryReport, Event, Inbound
 from verify.providers.d7 import LEGACY_ACK, check_token, parse_dlr, parse_report
 
 MESSAGE_ID = "c723d42a-c3ee-452c-940b-3d8e8b944868"  # docs/gateways/d7.md §9
@@ -349,7 +350,7 @@ def test_the_right_token_passes() -> None:
 def test_any_listed_token_passes_during_a_rotation() -> None:
     check_token(TOKEN, ("the-new-token", TOKEN))
     check_token("the-new-token", ("the-new-token", TOKEN))
-    with pytest.raises(WebhookRejected):
+    with pytest.raises(NotFound):
         check_token(TOKEN, ("the-new-token",))
 
 
@@ -369,17 +370,17 @@ def test_any_listed_token_passes_during_a_rotation() -> None:
     ],
 )
 def test_any_other_token_is_an_unknown_webhook(given: str) -> None:
-    with pytest.raises(WebhookRejected) as caught:
+    with pytest.raises(NotFound) as caught:
         check_token(given, (TOKEN,))
-    assert (caught.value.status, caught.value.reason) == (404, "unknown webhook")
+    assert (caught.value.status, caught.value.detail) == (404, "unknown webhook")
 
 
 @pytest.mark.parametrize("given", ["", "anything"])
 def test_without_a_configured_token_every_callback_is_unknown(given: str) -> None:
-    with pytest.raises(WebhookRejected) as caught:
+    with pytest.raises(NotFound) as caught:
         check_token(given, ())
     assert caught.value.status == 404
-    with pytest.raises(WebhookRejected):
+    with pytest.raises(NotFound):
         check_token(given, ("",))
 
 

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Request, Response
 
 from tests.providers.emulator import Emulator, Seen
 from tests.providers.smsc_emulator import HashName, callback_hash, post_callback, smsc_callback
+from verify.errors import WebhookRejected
 from verify.providers import smsc
 from verify.providers.base import (
     CallReceived,
@@ -21,7 +22,6 @@ from verify.providers.base import (
     Event,
     Inbound,
     SmsReceived,
-    WebhookRejected,
 )
 
 SECRET = "mysecret"
@@ -149,7 +149,7 @@ def rejected(request: Inbound, secret: str | None = SECRET, **kwargs: tuple[Hash
     with pytest.raises(WebhookRejected) as caught:
         parse_callback(request, secret, **kwargs)
     assert caught.value.status == 403
-    assert SECRET not in caught.value.reason and SECRET not in str(caught.value)
+    assert SECRET not in caught.value.detail and SECRET not in str(caught.value)
     return caught.value
 
 
@@ -299,7 +299,7 @@ def test_a_field_sent_twice_with_different_values_is_refused() -> None:
 def test_missing_hash_with_a_secret_is_refused(fields: dict[str, str], name: str) -> None:
     _, body, _ = smsc_callback(fields, secret=None)
     request = inbound(f"{name}={SECRET}", body)  # the handler URL names the hash, the body lacks it
-    assert rejected(request).reason.startswith("smsc callback without a signature")
+    assert rejected(request).detail.startswith("smsc callback without a signature")
     assert parse_callback(request, None)  # nothing else is wrong with it
 
 
@@ -327,7 +327,7 @@ def test_every_hash_field_present_must_match() -> None:
 def test_algorithms_restrict_the_accepted_hashes() -> None:
     request = inbound("crc32=mysecret", form({**STATUS, "crc32": "903588142"}))
     assert parse_callback(request, SECRET)
-    reason = rejected(request, algorithms=("md5", "sha1")).reason
+    reason = rejected(request, algorithms=("md5", "sha1")).detail
     assert reason == "smsc callback without a signature (md5 or sha1 field)"
     md5 = inbound("md5=mysecret", form({**STATUS, "md5": "c4e3de83ec973176aab5c9d82cedd6d2"}))
     only_md5: tuple[HashName, ...] = ("md5",)
@@ -540,7 +540,7 @@ def test_a_verified_callback_lacking_what_its_kind_needs_gives_no_event(fields: 
 def test_a_call_without_a_numeric_ts_is_refused(ts: str) -> None:
     fields = {**CALL, "ts": ts}
     query, body, _ = smsc_callback(fields, secret=SECRET)
-    assert rejected(inbound(query, body)).reason == "smsc call callback without a numeric ts"
+    assert rejected(inbound(query, body)).detail == "smsc call callback without a numeric ts"
     rejected(inbound("", form(fields)), None)
     assert parse({**CALL, "ts": "1700000000.25"})[0] == CallReceived(
         "+79991234567",

@@ -15,7 +15,8 @@ from werkzeug.wrappers import Request, Response
 
 from tests.providers.emulator import Emulator, Seen
 from tests.providers.zoomconnect_emulator import FORM, post_callback, sign, zoom_callback
-from verify.providers.base import DeliveryReport, Inbound, SmsReceived, Webhook, WebhookRejected
+from verify.errors import NotFound, WebhookRejected
+from verify.providers.base import DeliveryReport, Inbound, SmsReceived, Webhook
 from verify.providers.zoomconnect import parse_callback
 
 Kind = Literal["reply", "delivery"]
@@ -119,7 +120,7 @@ def forbidden(
 ) -> str:
     error = rejected(request, kind, now=now, tz=tz, secret=secret)
     assert error.status == 403
-    return error.reason
+    return error.detail
 
 
 def reply_of(webhook: Webhook) -> SmsReceived:
@@ -308,8 +309,8 @@ def test_too_many_parameters_are_rejected() -> None:
 
 
 def test_an_unknown_kind_is_404() -> None:
-    error = rejected(sent("reply", REPLY), "sms")  # type: ignore[arg-type]
-    assert error.status == 404
+    with pytest.raises(NotFound):
+        parse(sent("reply", REPLY), "sms")  # type: ignore[arg-type]
 
 
 def test_an_empty_secret_is_a_configuration_error() -> None:
@@ -507,7 +508,7 @@ class Receiver(Emulator):
         try:
             self.webhooks.append(parse_callback(arrived, kind, (SECRET,), SIGNED_AT, UTC, MAX_AGE))
         except WebhookRejected as err:
-            return Response(err.reason, err.status)
+            return Response(err.detail, err.status)
         return Response("OK", 200)
 
 

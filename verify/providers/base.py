@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from verify.clock import Clock
+from verify.errors import NotFound
 
 USER_AGENT = "verify/0.1"
 PAYLOAD_LIMIT = 2000
@@ -269,18 +270,6 @@ class WebhookRoute:
     ack: str = "OK"
 
 
-class WebhookRejected(Exception):
-    """A callback that must change nothing: forged, altered or stale (403), or addressed wrong (404).
-
-    The gateway retries on 403, so a mis-set secret loses nothing once it is fixed.
-    """
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 # ---- a gateway's declaration ----
 
 S = TypeVar("S")
@@ -314,7 +303,7 @@ class Shared:
 def _no_webhooks(
     route: str, inbound: Inbound, args: Mapping[str, str], settings: Any, now: float, max_age: int
 ) -> Webhook:
-    raise WebhookRejected(404, "no such webhook")
+    raise NotFound("no such webhook")
 
 
 def _no_warnings(*_: object) -> list[str]:
@@ -332,7 +321,7 @@ class Gateway(Generic[S]):
     - ``make(its settings, shared)``: the :class:`Provider` the app uses;
     - ``calls``: whether it can hand out numbers to call (a valid ``VERIFY_CALL_PROVIDER``);
     - ``webhooks`` and ``parse(route name, inbound, path args, its settings, now, max age)``: the URLs it calls
-      under ``/webhooks`` and the step that verifies and parses them (``verify/webhooks.py`` serves them);
+      under ``/webhooks`` and the step that verifies and parses them (``verify/web/webhooks.py`` serves them);
     - ``risks(its settings)``: what its configuration allows that weakens the service, logged at start and shown by
       ``verify check-config``;
     - ``warnings(its settings, app settings)``: what is allowed but probably not meant, logged at start.

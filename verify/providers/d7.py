@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, quote
 from requests.auth import HTTPBasicAuth
 
 from verify import env
+from verify.errors import NotFound
 from verify.providers.base import (
     PAYLOAD_LIMIT,
     AppSettings,
@@ -46,7 +47,6 @@ from verify.providers.base import (
     Shared,
     SmsMessage,
     Webhook,
-    WebhookRejected,
     WebhookRoute,
     json_of,
     scalar,
@@ -379,7 +379,7 @@ WEBHOOKS = (
 def parse_webhook(
     route: str, inbound: Inbound, args: Mapping[str, str], settings: D7Settings, now: float, max_age: int
 ) -> Webhook:
-    """The webhook pipeline's entry (``verify/webhooks.py``): the legacy API's Jasmin DLR (``dlr``, answered
+    """The webhook pipeline's entry (``verify/web/webhooks.py``): the legacy API's Jasmin DLR (``dlr``, answered
     ``ACK/Jasmin``) or the v1 API's report (``report``), both behind the secret path token, which D7 does not
     sign anything else with: a wrong token is 404, like a URL that does not exist."""
     check_token(args.get("token", ""), settings.webhook_tokens)
@@ -397,7 +397,7 @@ def check_token(given: str, expected: tuple[str, ...]) -> None:
     raw = given.encode("utf-8", "surrogatepass")
     matches = [hmac.compare_digest(raw, token.encode("utf-8", "surrogatepass")) for token in expected if token]
     if not any(matches):
-        raise WebhookRejected(404, "unknown webhook")
+        raise NotFound("unknown webhook")
 
 
 def parse_dlr(inbound: Inbound) -> list[Event]:

@@ -26,7 +26,7 @@ from typing import Any, Literal, TypedDict, cast
 from urllib.parse import parse_qsl, unquote_plus
 
 from verify import env
-from verify.errors import ConfigError
+from verify.errors import ConfigError, WebhookRejected
 from verify.providers.base import (
     PAYLOAD_LIMIT,
     AppSettings,
@@ -46,7 +46,6 @@ from verify.providers.base import (
     SmsMessage,
     SmsReceived,
     Webhook,
-    WebhookRejected,
     WebhookRoute,
     e164,
     integer,
@@ -313,7 +312,7 @@ WEBHOOKS = (WebhookRoute("/smsc", ("POST",), "callback"),)
 def parse_webhook(
     route: str, inbound: Inbound, args: Mapping[str, str], settings: SmscSettings, now: float, max_age: int
 ) -> Webhook:
-    """The webhook pipeline's entry (``verify/webhooks.py``): one handler URL for every kind of callback, signed
+    """The webhook pipeline's entry (``verify/web/webhooks.py``): one handler URL for every kind of callback, signed
     with one of ``VERIFY_SMSC_SECRET`` in one of ``VERIFY_SMSC_HASH``; unsigned only in sandbox mode (no secret).
     SMSC sends no nonce: a call's replay protection is its signed ``ts``, which the service checks."""
     return Webhook(parse_callback(inbound, settings.secrets or None, algorithms=settings.hashes))
@@ -408,14 +407,14 @@ def _pairs(raw: bytes, charset: str) -> list[tuple[str, str]]:
             max_num_fields=MAX_CALLBACK_FIELDS,
         )
     except ValueError as err:
-        raise WebhookRejected(403, f"smsc callback has more than {MAX_CALLBACK_FIELDS} fields") from err
+        raise WebhookRejected(f"smsc callback has more than {MAX_CALLBACK_FIELDS} fields") from err
 
 
 def _unique(pairs: list[tuple[str, str]]) -> dict[str, str]:
     fields: dict[str, str] = {}
     for key, value in pairs:
         if fields.setdefault(key, value) != value:
-            raise WebhookRejected(403, f"smsc callback carries {key!r} twice with different values")
+            raise WebhookRejected(f"smsc callback carries {key!r} twice with different values")
     return fields
 
 
@@ -430,10 +429,10 @@ def _json_payloads(body: bytes, charset: str) -> list[dict[str, Any]]:
         parsed = {}  # nothing to verify: refused when a secret is set, no event otherwise
     items = parsed if isinstance(parsed, list) else [parsed]
     if len(items) > MAX_CALLBACK_FIELDS:
-        raise WebhookRejected(403, f"smsc callback has more than {MAX_CALLBACK_FIELDS} objects")
+        raise WebhookRejected(f"smsc callback has more than {MAX_CALLBACK_FIELDS} objects")
     payloads = [item if isinstance(item, dict) else {} for item in items]
     if any(len(payload) > MAX_CALLBACK_FIELDS for payload in payloads):
-        raise WebhookRejected(403, f"smsc callback has more than {MAX_CALLBACK_FIELDS} fields")
+        raise WebhookRejected(f"smsc callback has more than {MAX_CALLBACK_FIELDS} fields")
     return [{str(key): value for key, value in payload.items()} for payload in payloads]
 
 
@@ -451,7 +450,7 @@ def _callback_event(
     if kind == "call":
         received_at = _timestamp(fields.get("ts"))
         if received_at is None:
-            raise WebhookRejected(403, "smsc call callback without a numeric ts")
+            raise WebhookRejected("smsc call callback without a numeric ts")
         return CallReceived(phone=phone, received_at=received_at, raw=raw) if phone else None
     if kind == "sms":
         if not phone:
@@ -488,16 +487,16 @@ def _check_signature(
 ) -> None:
     given = {name: scalar(fields.get(name)) for name in HASHES if name in fields}
     if not secrets or not all(secrets):
-        raise WebhookRejected(403, "smsc callbacks cannot be verified: the configured secret is empty")
+        raise WebhookRejected("smsc callbacks cannot be verified: the configured secret is empty")
     if not any(given.get(name) for name in HASHES if name in algorithms):
-        raise WebhookRejected(403, f"smsc callback without a signature ({' or '.join(algorithms)} field)")
+        raise WebhookRejected(f"smsc callback without a signature ({' or '.join(algorithms)} field)")
     inputs = [data for secret in secrets for data in _hash_inputs(":".join([*signed, secret]), charset)]
     for name, value in given.items():
         received = value.lower().encode()  # bytes: compare_digest refuses non-ASCII str
         expected = [digest.encode() for data in inputs for digest in _digests(name, data)]
         # Every candidate is compared (a list, not a short-circuiting generator), in constant time each.
         if not any([hmac.compare_digest(received, digest) for digest in expected]):
-            raise WebhookRejected(403, f"smsc callback {name} does not match")
+            raise WebhookRejected(f"smsc callback {name} does not match")
 
 
 def _hash_inputs(message: str, charset: str) -> list[bytes]:

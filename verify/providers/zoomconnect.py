@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import requests
 
 from verify import env
-from verify.errors import ConfigError
+from verify.errors import ConfigError, NotFound, WebhookRejected
 from verify.providers.base import (
     PAYLOAD_LIMIT,
     AppSettings,
@@ -46,7 +46,6 @@ from verify.providers.base import (
     SmsMessage,
     SmsReceived,
     Webhook,
-    WebhookRejected,
     WebhookRoute,
     e164,
     integer,
@@ -255,15 +254,15 @@ WEBHOOKS = (WebhookRoute("/zoomconnect/<kind>", ("POST",), "callback"),)
 def parse_webhook(
     route: str, inbound: Inbound, args: Mapping[str, str], settings: ZoomConnectSettings, now: float, max_age: int
 ) -> Webhook:
-    """The webhook pipeline's entry (``verify/webhooks.py``): ``/zoomconnect/reply`` (message forward URL) or
+    """The webhook pipeline's entry (``verify/web/webhooks.py``): ``/zoomconnect/reply`` (message forward URL) or
     ``/zoomconnect/delivery`` (delivery report URL), any other kind 404; refused (403) while no
     ``VERIFY_ZOOMCONNECT_SECRET`` is set, since no checksum can then be verified. The nonce it returns is the
     pipeline's to refuse twice."""
     kind = args.get("kind", "")
     if kind not in ("reply", "delivery"):
-        raise WebhookRejected(404, f"no Zoom Connect callback named {kind!r}")
+        raise NotFound(f"no Zoom Connect callback named {kind!r}")
     if not settings.secrets:
-        raise WebhookRejected(403, "VERIFY_ZOOMCONNECT_SECRET is not set, so no Zoom Connect callback can be verified")
+        raise WebhookRejected("VERIFY_ZOOMCONNECT_SECRET is not set, so no Zoom Connect callback can be verified")
     return parse_callback(
         inbound, "reply" if kind == "reply" else "delivery", settings.secrets, now, ZoneInfo(settings.tz), max_age
     )
@@ -297,21 +296,21 @@ def parse_callback(
         no events: answering 200 stops the gateway retrying something that can never succeed.
     """
     if kind not in ("reply", "delivery"):
-        raise WebhookRejected(404, f"no Zoom Connect callback named {kind!r}")
+        raise NotFound(f"no Zoom Connect callback named {kind!r}")
     if not secrets or not all(secrets):
         raise ValueError("the Zoom Connect callback secret is empty")
     params = _callback_params(inbound)
     _check_checksum(params, secrets)
     nonce = params.get("nonce", "")
     if not nonce:
-        raise WebhookRejected(403, "zoomconnect callback without a nonce")
+        raise WebhookRejected("zoomconnect callback without a nonce")
     signed_at = _nonce_time(params.get("nonce-date", ""), tz)
     if signed_at is None:
-        raise WebhookRejected(403, "zoomconnect callback without a readable nonce-date")
+        raise WebhookRejected("zoomconnect callback without a readable nonce-date")
     if now - signed_at > max_age:
-        raise WebhookRejected(403, f"zoomconnect callback is stale ({now - signed_at:.0f} s old)")
+        raise WebhookRejected(f"zoomconnect callback is stale ({now - signed_at:.0f} s old)")
     if signed_at - now > skew:
-        raise WebhookRejected(403, f"zoomconnect callback is from the future ({signed_at - now:.0f} s ahead)")
+        raise WebhookRejected(f"zoomconnect callback is from the future ({signed_at - now:.0f} s ahead)")
     event = _reply(params, signed_at) if kind == "reply" else _delivery(params)
     events: list[Event] = [event] if event is not None else []
     return Webhook(events, nonce)
@@ -326,7 +325,7 @@ def _callback_params(inbound: Inbound) -> dict[str, str]:
     for key, value in pairs:
         # Which of two different values was signed is unknowable, so neither is trusted.
         if params.setdefault(key, value) != value:
-            raise WebhookRejected(403, f"zoomconnect callback carries {key!r} twice with different values")
+            raise WebhookRejected(f"zoomconnect callback carries {key!r} twice with different values")
     return params
 
 
@@ -340,15 +339,15 @@ def _form_pairs(raw: bytes) -> list[tuple[str, str]]:
             max_num_fields=MAX_CALLBACK_FIELDS,
         )
     except UnicodeDecodeError as err:  # the values could not be what was signed
-        raise WebhookRejected(403, "zoomconnect callback parameters are not UTF-8") from err
+        raise WebhookRejected("zoomconnect callback parameters are not UTF-8") from err
     except ValueError as err:
-        raise WebhookRejected(403, f"zoomconnect callback has more than {MAX_CALLBACK_FIELDS} parameters") from err
+        raise WebhookRejected(f"zoomconnect callback has more than {MAX_CALLBACK_FIELDS} parameters") from err
 
 
 def _check_checksum(params: dict[str, str], secrets: tuple[str, ...]) -> None:
     given = params.get("checksum", "").strip().lower().encode()
     if not given:
-        raise WebhookRejected(403, "zoomconnect callback without a checksum")
+        raise WebhookRejected("zoomconnect callback without a checksum")
     signed = {key: value for key, value in params.items() if key != "checksum"}
     variants = [signed]
     # If a null campaign/dataField arrives as an empty parameter, the sender may have left it out of the checksum.
@@ -363,7 +362,7 @@ def _check_checksum(params: dict[str, str], secrets: tuple[str, ...]) -> None:
         for variant in variants
     ]
     if not any(matches):
-        raise WebhookRejected(403, "zoomconnect callback checksum does not match")
+        raise WebhookRejected("zoomconnect callback checksum does not match")
 
 
 def _checksum(key: bytes, params: dict[str, str]) -> str:

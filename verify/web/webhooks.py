@@ -24,8 +24,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 
 from verify.errors import NotFound, WebhookRejected
 from verify.providers.base import CallReceived, DeliveryReport, Gateway, Inbound, SmsReceived, Webhook
-from verify.providers.base import WebhookRejected as Rejected
-from verify.web.context import service
+from verify.web.context import metrics, now, service, settings
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -36,7 +35,7 @@ KINDS = {CallReceived: "call", SmsReceived: "inbound_sms", DeliveryReport: "deli
 def callback(gateway: str, route: str, **args: str) -> Response:
     """Any gateway's callback: verify, parse, refuse a replay, apply its events, acknowledge."""
     svc = service()
-    counted = svc.metrics.webhooks
+    counted = metrics().webhooks
     try:
         hook = _verified(gateway, route, args)
     except (NotFound, WebhookRejected):
@@ -59,10 +58,9 @@ def callback(gateway: str, route: str, **args: str) -> Response:
 def _verified(gateway: str, route: str, args: dict[str, str]) -> Webhook:
     """The callback, verified and parsed by its gateway's module, its nonce claimed; :class:`NotFound` for a gateway
     that is not configured or a wrong URL, :class:`WebhookRejected` for a forged, stale or replayed one."""
-    svc = service()
-    hooks = _declared(gateway)
-    settings = svc.settings.gateway_settings.get(gateway)
-    if settings is None:
+    config = settings()
+    own = config.gateway_settings.get(gateway)
+    if own is None:
         raise NotFound(f"{gateway} is not a configured gateway")
     inbound = Inbound(
         request.method,
@@ -72,18 +70,16 @@ def _verified(gateway: str, route: str, args: dict[str, str]) -> Webhook:
         dict(request.headers.items()),
     )
     try:
-        hook: Webhook = hooks.parse(route, inbound, args, settings, svc.clock(), svc.settings.webhook_max_age)
-    except Rejected as err:
-        if err.status == 404:
-            raise NotFound("no such webhook") from err
-        raise WebhookRejected(err.reason) from err
-    if hook.nonce and not svc.claim_nonce(gateway, hook.nonce):
+        hook: Webhook = _declared(gateway).parse(route, inbound, args, own, now(), config.webhook_max_age)
+    except NotFound as err:  # a URL that must look like no URL at all: not even which part of it was wrong
+        raise NotFound("no such webhook") from err
+    if hook.nonce and not service().claim_nonce(gateway, hook.nonce):
         raise WebhookRejected("this nonce was seen before: a replayed request")
     return hook
 
 
 def _declared(gateway: str) -> Gateway[Any]:
-    return next(g for g in service().settings.gateways if g.name == gateway)
+    return next(g for g in settings().gateways if g.name == gateway)
 
 
 @bp.record
