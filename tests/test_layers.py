@@ -30,6 +30,7 @@ UNITS = (
     "captcha",
     "failover",
     "events",
+    "model",  # what the service answers: a verification's view, a start's result, who asks
     "service",  # the state machine
     "web",  # blueprints, request helpers, the problem renderer, JSON views
     "app",  # the factory: builds everything above

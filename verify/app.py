@@ -17,8 +17,9 @@ from verify.clock import Clock, system_clock
 from verify.config import Settings
 from verify.events import Events
 from verify.metrics import Exposition, Metrics, State
+from verify.model import view
 from verify.providers.base import Http, Provider, Shared
-from verify.service import Service, view
+from verify.service import Service
 from verify.store import SOCKET_TIMEOUT_S, Store
 from verify.tokens import Secrets
 from verify.web import api, observe, problems, sandbox, webhooks, widget

@@ -11,11 +11,15 @@ Flask. Every transition is one Lua script in the store, and each step of a reque
    missing captcha gives back everything taken and rolls back the reservation;
 3. deliver: the gateway chain (``verify/failover.py``); a failure gives everything back;
 4. commit: ``end_send.lua`` stores the new code, with the message-id index and the statistics in the same batch.
+
+What it answers is plain data, in ``verify/model.py``. This module is longer than the others (about 750 lines) on
+purpose: it is the whole state machine, and its transitions share the reservation, admission, rollback and commit
+steps above, whose order is what keeps the limits exact and nothing sent or approved twice. Split across modules,
+those steps would have to be read side by side anyway.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import re
@@ -51,6 +55,7 @@ from verify.errors import (
 from verify.events import Events
 from verify.failover import Failover
 from verify.metrics import Metrics
+from verify.model import API_CALLER, Caller, Replay, Started, Verification, view
 from verify.phone import country_of, mask, type_of
 from verify.providers.base import (
     CallReceived,
@@ -64,7 +69,7 @@ from verify.quotas import Quota, Quotas, Refusal
 from verify.sms import SmsSize, UnfitForAutofill, compose, measure
 from verify.store import ID_RE, Batch, Breaker, Health, Op, Outcome, Record, SendCommit, Store, Taken, new_id
 from verify.store import Source as Source  # re-exported for the API: who starts a verification
-from verify.tokens import Proof, Secrets, client_secret_hash, new_client_secret
+from verify.tokens import Proof, Secrets, new_client_secret
 
 log = logging.getLogger(__name__)
 
@@ -83,97 +88,6 @@ API = Source()  # a start through an API key, with no autofill lines
 CLOCK_SKEW_S = 60
 # How long a gateway's message id still maps to its verification, for late delivery reports.
 MESSAGE_MEMORY_S = 2 * 86400
-
-
-@dataclass(frozen=True)
-class CallInfo:
-    """The number a ``call`` verification's person must dial, and all numbers the gateway might use."""
-
-    number: str
-    numbers: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """Which gateway took the message, and what it last reported (``sent``, ``delivered``, ``failed``)."""
-
-    provider: str
-    status: str
-
-
-@dataclass(frozen=True)
-class SmsInfo:
-    """How the SMS travels: ``GSM-7`` or ``UCS-2``, in how many parts."""
-
-    encoding: str
-    parts: int
-
-
-@dataclass(frozen=True)
-class Verification:
-    """A verification as clients see it. Times are unix seconds."""
-
-    id: str
-    status: str
-    channel: str
-    phone: str
-    locale: str | None
-    created_at: float
-    expires_at: float
-    resend_after: float
-    attempts_left: int
-    sends_left: int
-    call: CallInfo | None = None
-    delivery: Delivery | None = None
-    sms: SmsInfo | None = None
-    completed_via: str | None = None
-    verified_at: float | None = None
-    token: str | None = None
-
-
-@dataclass(frozen=True)
-class Started:
-    """The result of a start: ``created`` is false when an existing pending verification was returned (with a new
-    code once its cooldown had passed: ``sent``, else as it was). A site key's start carries the new
-    verification's ``client_secret``, handed out this once: Redis keeps only its hash."""
-
-    verification: Verification
-    created: bool
-    sent: bool
-    client_secret: str = ""
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who asks for an existing verification: an API key (``site_key`` empty: any verification), or a site key with
-    the client secret that the start's answer gave the client that started it."""
-
-    site_key: str = ""
-    client_secret: str = ""
-
-    @property
-    def proof(self) -> str:
-        """What the scripts match against a record's ``owner`` and ``cs``: "" for an API key (any verification)."""
-        return f"{self.site_key}\n{client_secret_hash(self.client_secret)}" if self.site_key else ""
-
-    def owns(self, record: Record) -> bool:
-        """Whether this caller may reach ``record``: an API key any, a site key only the one it started, with
-        that start's client secret."""
-        return not self.site_key or (
-            record.owner == self.site_key
-            and hmac.compare_digest(record.client_secret_hash, client_secret_hash(self.client_secret))
-        )
-
-
-API_CALLER = Caller()  # a request through an API key: any verification
-
-
-@dataclass(frozen=True)
-class Replay:
-    """A stored response to replay for a repeated Idempotency-Key."""
-
-    status: int
-    body: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -825,33 +739,6 @@ class Service:
     def view(self, record: Record) -> Verification:
         """The client's view of a stored record; approved ones carry their proof token."""
         return view(record, self.settings, self.secrets)
-
-
-def view(record: Record, settings: Settings, secrets_: Secrets) -> Verification:
-    """The client's view of a stored record; approved ones carry their proof token."""
-    token = None
-    if record.status == "approved":
-        token = secrets_.sign(
-            Proof(record.id, record.phone, record.channel, record.completed_via, record.verified_at // 1000)
-        )
-    return Verification(
-        id=record.id,
-        status=record.status,
-        channel=record.channel,
-        phone=record.phone,
-        locale=record.locale or None,
-        created_at=record.created_at / 1000,
-        expires_at=record.expires_at / 1000,
-        resend_after=(record.last_sent_at / 1000) + settings.resend_cooldown,
-        attempts_left=max(0, settings.max_attempts - record.attempts),
-        sends_left=max(0, settings.max_sends - record.sends),
-        call=CallInfo(record.call_number, record.call_numbers) if record.call_number else None,
-        delivery=Delivery(record.provider, record.delivery_status) if record.provider else None,
-        sms=SmsInfo(record.sms_encoding, record.sms_parts) if record.sms_parts else None,
-        completed_via=record.completed_via or None,
-        verified_at=record.verified_at / 1000 if record.verified_at else None,
-        token=token,
-    )
 
 
 def _present(outcome: Outcome[Any]) -> Record:

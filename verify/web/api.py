@@ -17,7 +17,8 @@ from werkzeug.wrappers import Response as BaseResponse
 from verify._version import version
 from verify.config import REDIS_MIN_REPLICAS
 from verify.errors import Forbidden, InvalidRequest, Unauthorized
-from verify.service import API_CALLER, CHANNELS, LOCALES, Caller, Source
+from verify.model import API_CALLER, Caller
+from verify.service import CHANNELS, LOCALES, Source
 from verify.sms import APP_HASH_RE, webotp_host
 from verify.web.client_ip import client_ip
 from verify.web.context import captcha_field, json_body, phone_field, require_bearer, service, settings, string_field

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from verify.clock import rfc3339
-from verify.service import Verification
+from verify.model import Verification
 from verify.tokens import Proof
 
 
