@@ -3,7 +3,7 @@
 Each test fires N requests together (one thread and one connection each, released by a barrier; see
 tests/servers.py) at the Procfile's command, and counts what was actually sent: the SMS and call-in requests the
 SMSC emulator accepted on the wire. Every number asserted is exact. A limit that tests before the work and
-counts after it passes every sequential test in test_ratelimit.py and lets a burst through; these catch that.
+counts after it passes every sequential test in test_quotas.py and lets a burst through; these catch that.
 
 One gunicorn per settings group (a class), reused by its tests; Redis is flushed before each test. Client IPs
 are told apart by ``X-Forwarded-For`` (``VERIFY_TRUSTED_PROXIES=1``). Numbers come from :func:`phone`: different

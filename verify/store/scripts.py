@@ -7,7 +7,7 @@ Cluster slot (its keys share a hash tag).
 
 A script's ARGV is one record per call, declared three times in the same order: the fields of its record here
 (``StartArgs`` for ``start.lua``), its header's ``ARGV, by name`` list, and its ``args({...})`` call, which reads them
-by name (``lua/_args.lua``); tests/test_store_scripts.py holds the three together. Adding an argument shifts no
+by name (``lua/_args.lua``); tests/store/test_scripts.py holds the three together. Adding an argument shifts no
 index. Arguments of variable length (quota items, candidate hashes, fields to store) follow the record, read from
 ``rest``. Its KEYS stay positional, each documented in its header as ``KEYS[n]``.
 """

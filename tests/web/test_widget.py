@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from tests.conftest import make_settings
 from verify import create_app, errors
 
-SCRIPT = Path(__file__).resolve().parent.parent / "verify" / "static" / "widget.js"
+SCRIPT = Path(__file__).resolve().parents[2] / "verify" / "static" / "widget.js"
 MAX_BYTES = 20 * 1024
 
 
