@@ -7,7 +7,7 @@
 --   cooldown   cooldown (ms)
 -- Returns the time (ms) until which the breaker is open, or 0 while it is closed.
 -- After the cooldown one send is tried again ("half open"): its failure re-opens the breaker at once, because
--- the count is still at the threshold; a success deletes the key (store.breaker_success).
+-- the count is still at the threshold; a success deletes the key (Batch.breaker_reset, verify/store/breaker.py).
 local A = args({'now', 'threshold', 'cooldown'})
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 local now = tonumber(A.now)
