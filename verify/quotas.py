@@ -17,11 +17,10 @@ Where each limit lives, and why:
   a start needs a captcha, before the image is drawn: a 428 costs a few times a plain refusal (an image, and its
   answer kept five minutes), so a client that only collects challenges is refused (429) without either.
 - ``check_ip`` is taken by ``lua/take.lua`` too, before the code is judged, and never given back: a check is
-  work done whatever its outcome. Alone, it is a plain route limit that flask-limiter would fit, and earlier
-  versions used flask-limiter for it. But flask-limiter runs a hook on every request and evaluates a limited
-  route twice; measured side by side (docs/performance.md), it cost about 15% of check throughput and 6% of
-  start's, the difference between meeting the performance bar and missing it. So one mechanism serves every
-  limit, with the app's clock (tests move time rather than sleep) and one renderer for its 429.
+  work done whatever its outcome.
+
+One mechanism serves every limit, with the app's clock (tests move time rather than sleep) and one renderer for its
+429; docs/performance.md says why not flask-limiter.
 
 Every quota is a sliding-window counter (the count in the current fixed window plus the previous window's count
 weighted by how much of it still overlaps): two numbers per window, whatever the limit's size. Starts that only
