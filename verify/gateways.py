@@ -1,9 +1,9 @@
-"""THE list of gateways: one line each. Adding a gateway is its module in ``verify/providers/``, one line here, and
-its tests (docs/adding-a-provider.md).
+"""THE list of gateways: one line each. Adding a gateway is its module in ``verify/providers/`` (and its callbacks'
+module, ``<name>_webhooks.py``), one line here, and its tests (docs/adding-a-provider.md).
 
-Each module exports its :class:`~verify.providers.base.Gateway` declaration; everything else (the settings read for
-it, the names ``VERIFY_SMS_PROVIDERS`` accepts, its webhook routes, its warnings, building it) walks this list.
-The order is the order of the settings' messages and of ``verify check-config``.
+Each gateway's ``<name>.py`` exports its :class:`~verify.providers.base.Gateway` declaration; everything else (the
+settings read for it, the names ``VERIFY_SMS_PROVIDERS`` accepts, its webhook routes, its warnings, building it)
+walks this list. The order is the order of the settings' messages and of ``verify check-config``.
 """
 
 from __future__ import annotations

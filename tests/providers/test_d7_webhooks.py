@@ -24,7 +24,7 @@ from tests.providers.d7_emulator import (
 from tests.providers.emulator import Emulator, Seen
 from verify.errors import NotFound
 from verify.providers.base import DeliveryReport, Event, Inbound
-from verify.providers.d7 import LEGACY_ACK, check_token, parse_dlr, parse_report
+from verify.providers.d7_webhooks import LEGACY_ACK, check_token, parse_dlr, parse_report
 
 MESSAGE_ID = "c723d42a-c3ee-452c-940b-3d8e8b944868"  # docs/gateways/d7.md §9
 REQUEST_ID = "d9835609-a4e0-10ea-a26a-eeafbe700fef"  # docs/gateways/d7.md §9

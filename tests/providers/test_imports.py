@@ -54,3 +54,11 @@ def test_config_reaches_the_gateways_only_through_the_list() -> None:
     assert {m for m in modules if m.startswith("verify.providers")} == set()
     listed = imported(PACKAGE / "gateways.py")
     assert listed and all(m.startswith("verify.providers") for m in listed)  # config -> gateways -> providers
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.joinpath("providers").glob("*_webhooks.py")), ids=lambda p: p.name)
+def test_a_webhooks_module_never_imports_its_gateway_module(path: Path) -> None:
+    """``<name>.py`` imports ``<name>_webhooks.py`` for its declaration, never the other way round (no cycle)."""
+    gateway = "verify.providers." + path.stem.removesuffix("_webhooks")
+    assert gateway not in imported(path), f"{path.name} imports {gateway}"
+    assert f"verify.providers.{path.stem}" in imported(module_path(gateway))

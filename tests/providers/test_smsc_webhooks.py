@@ -15,7 +15,7 @@ from werkzeug.wrappers import Request, Response
 from tests.providers.emulator import Emulator, Seen
 from tests.providers.smsc_emulator import HashName, callback_hash, post_callback, smsc_callback
 from verify.errors import WebhookRejected
-from verify.providers import smsc
+from verify.providers import smsc_webhooks
 from verify.providers.base import (
     CallReceived,
     DeliveryReport,
@@ -133,8 +133,9 @@ def parse_callback(
     request: Inbound, secret: str | None, *, algorithms: tuple[HashName, ...] = ("md5", "sha1", "crc32")
 ) -> list[Event]:
     """The parser with one secret and, unless told otherwise, every algorithm: the §10 vectors include crc32. The
-    default of ``smsc.parse_callback`` (and of ``VERIFY_SMSC_HASH``), sha1 and md5, is tested on its own below."""
-    return smsc.parse_callback(request, (secret,) if secret is not None else None, algorithms=algorithms)
+    default of ``smsc_webhooks.parse_callback`` (and of ``VERIFY_SMSC_HASH``), sha1 and md5, is tested on its own
+    below."""
+    return smsc_webhooks.parse_callback(request, (secret,) if secret is not None else None, algorithms=algorithms)
 
 
 def parse(
@@ -338,20 +339,20 @@ def test_crc32_is_refused_unless_listed() -> None:
     # A correct crc32, as a forger can compute it from a captured callback without the secret.
     crc32 = inbound("", form({**STATUS, "crc32": "903588142"}))
     with pytest.raises(WebhookRejected) as caught:
-        smsc.parse_callback(crc32, (SECRET,))  # the default: sha1 and md5
+        smsc_webhooks.parse_callback(crc32, (SECRET,))  # the default: sha1 and md5
     assert caught.value.status == 403
-    assert smsc.parse_callback(crc32, (SECRET,), algorithms=("sha1", "md5", "crc32"))
+    assert smsc_webhooks.parse_callback(crc32, (SECRET,), algorithms=("sha1", "md5", "crc32"))
     sha1 = inbound("", form({**STATUS, "sha1": "016c00bb71513312f1e8cb87254ac2848a9432e9"}))
-    assert smsc.parse_callback(sha1, (SECRET,))
+    assert smsc_webhooks.parse_callback(sha1, (SECRET,))
 
 
 def test_any_listed_secret_verifies_during_a_rotation() -> None:
     signed_with_old = inbound("", form({**STATUS, "md5": "c4e3de83ec973176aab5c9d82cedd6d2"}))  # mysecret
-    assert smsc.parse_callback(signed_with_old, ("new-secret", SECRET))
+    assert smsc_webhooks.parse_callback(signed_with_old, ("new-secret", SECRET))
     with pytest.raises(WebhookRejected):
-        smsc.parse_callback(signed_with_old, ("new-secret",))
+        smsc_webhooks.parse_callback(signed_with_old, ("new-secret",))
     with pytest.raises(WebhookRejected):
-        smsc.parse_callback(signed_with_old, ("new-secret", ""))  # an empty secret verifies nothing
+        smsc_webhooks.parse_callback(signed_with_old, ("new-secret", ""))  # an empty secret verifies nothing
 
 
 def test_a_non_ascii_hash_is_refused_not_crashed_on() -> None:

@@ -17,7 +17,7 @@ from tests.providers.emulator import Emulator, Seen
 from tests.providers.zoomconnect_emulator import FORM, post_callback, sign, zoom_callback
 from verify.errors import NotFound, WebhookRejected
 from verify.providers.base import DeliveryReport, Inbound, SmsReceived, Webhook
-from verify.providers.zoomconnect import parse_callback
+from verify.providers.zoomconnect_webhooks import parse_callback
 
 Kind = Literal["reply", "delivery"]
 SECRET = "secret"  # the key of the vectors in docs/gateways/zoomconnect.md §8

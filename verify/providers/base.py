@@ -4,8 +4,9 @@ A provider only maps data: our :class:`SmsMessage` to its request, its response 
 :class:`ProviderError`. :class:`Http` owns the session, timeouts, retries and the normalization of transport
 errors. Failover across providers and the circuit breaker are the service's job.
 
-Each gateway module exports one :class:`Gateway`: everything the app needs to know about it (its name, settings,
-constructor, webhook routes and parser, start-time warnings). ``verify/gateways.py`` lists them; nothing in this
+Each gateway's module exports one :class:`Gateway`: everything the app needs to know about it (its name, settings,
+constructor, webhook routes and parser, start-time warnings); a gateway with callbacks keeps their routes and
+parser in ``<name>_webhooks.py``, which the declaration imports. ``verify/gateways.py`` lists them; nothing in this
 package imports anything above it.
 """
 
@@ -312,8 +313,8 @@ def _no_warnings(*_: object) -> list[str]:
 
 @dataclass(frozen=True)
 class Gateway(Generic[S]):
-    """One gateway, declared once in its module: adding a gateway is its module, one line in ``verify/gateways.py``
-    and its tests.
+    """One gateway, declared once in its module: adding a gateway is its module (and ``<name>_webhooks.py`` for its
+    callbacks), one line in ``verify/gateways.py`` and its tests.
 
     - ``name``: what ``VERIFY_SMS_PROVIDERS`` and ``VERIFY_CALL_PROVIDER`` call it, and its webhooks' prefix;
     - ``settings``: its frozen settings dataclass (fields declared with ``verify.env.var``), read from the

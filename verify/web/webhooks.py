@@ -1,10 +1,10 @@
 """Gateway callbacks: blueprint ``/webhooks``, one pipeline for every gateway (after anymail's webhook views).
 
-Each gateway's declaration names the URLs it is called on (``webhooks``) and its module owns the verification and
-parsing of its callbacks (``parse``: signature, token or checksum against its secret list, age, body formats); the
-routes come from the app's gateway list (``verify/gateways.py``), given when the blueprint is registered. One view
-serves them all: verify and parse -> refuse a nonce seen before -> ``service.handle`` each event -> the
-acknowledgement that gateway expects.
+Each gateway's declaration names the URLs it is called on (``webhooks``) and its webhooks module
+(``verify/providers/<name>_webhooks.py``) owns the verification and parsing of its callbacks (``parse``: signature,
+token or checksum against its secret list, age, body formats); the routes come from the app's gateway list
+(``verify/gateways.py``), given when the blueprint is registered. One view serves them all: verify and parse ->
+refuse a nonce seen before -> ``service.handle`` each event -> the acknowledgement that gateway expects.
 Policy on status codes, since gateways retry on anything but success:
 
 - 200 for anything handled or harmless (an unknown phone, an already approved verification, a repeat), so
