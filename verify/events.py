@@ -3,9 +3,10 @@
 No event is lost between two Redis calls. The transition an event follows writes it in the same script: an
 approval (``lua/complete.lua``) or a failure report (``lua/set_delivery.lua``) puts the event, with the
 verification as it then is, in its slot's **journal**, and a send (``lua/end_send.lua``) puts a **watch** for its
-expiry there. In the same round trip, before the script, the request gives a **hint** (a counter per hash tag in
-one sorted set) that the slot's journal may hold entries. The sweep, in every worker, moves journal entries to the
-**outbox** (events) and the **expiry** schedule, then forgets the hint unless another came meanwhile. Moving is
+expiry there. In the same round trip, before and after the script, the request gives a **hint** (a counter per
+hash tag in one sorted set) that the slot's journal may hold entries (:meth:`Events.hinted` says why twice). The
+sweep, in every worker, moves journal entries to the **outbox** (events) and the **expiry** schedule, then forgets
+the hint unless another came meanwhile. Moving is
 safe to repeat: an event already queued or delivered (delivered ids are remembered for a day) is not queued
 again, so each event goes out once per its stable id. The transitions also keep a copy of the verification as it
 finally was (``<record>:final``, an hour longer than the record), so an expiry event carries that, not the
@@ -31,6 +32,7 @@ import secrets
 import threading
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import requests
@@ -104,10 +106,18 @@ class Events:
         """A stable id for an event a transition may journal ("" when events are off: nothing is journaled)."""
         return "evt_" + secrets.token_hex(12) if self.enabled else ""
 
-    def hint(self, batch: Batch, verification_id: str) -> None:
-        """Queue, ahead of a transition that may journal something, the hint that leads the sweep to it (none for an
-        id that is not one of ours: nothing can be journaled for it)."""
-        if ID_RE.fullmatch(verification_id):
+    @contextmanager
+    def hinted(self, batch: Batch, verification_id: str) -> Iterator[None]:
+        """Bracket, on ``batch``, a transition that may journal something with the hints that lead the sweep to it
+        (none for an id that is not one of ours: nothing can be journaled for it). The hint before survives a crash
+        between the two commands. The hint after counts when a sweep reads the hint, then the journal, between the
+        first hint and the transition (a pipeline can reach Redis in pieces): the sweep then forgets that first
+        hint, but not the second, which comes after the entry."""
+        ours = ID_RE.fullmatch(verification_id) is not None
+        if ours:
+            batch.hint_journal(verification_id)
+        yield
+        if ours:
             batch.hint_journal(verification_id)
 
     def sweep(self) -> int:

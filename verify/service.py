@@ -373,20 +373,20 @@ class Service:
     def _complete(self, verification_id: str, via: str, codes: list[str], caller: str = "") -> Outcome[Any]:
         """Run complete.lua; an approval journals its event in the same script (events on)."""
         batch = self.store.batch()
-        self.events.hint(batch, verification_id)
-        completing = batch.complete(
-            verification_id,
-            via,
-            self.settings.max_attempts,
-            self._now_ms(),
-            self.settings.challenge_ttl * 1000,
-            self.quotas.phone_failures,
-            self.secrets.code_candidates(verification_id, codes),
-            self.events.new_id(),
-            self.events.grace_ms,
-            caller,
-            len(codes),
-        )
+        with self.events.hinted(batch, verification_id):
+            completing = batch.complete(
+                verification_id,
+                via,
+                self.settings.max_attempts,
+                self._now_ms(),
+                self.settings.challenge_ttl * 1000,
+                self.quotas.phone_failures,
+                self.secrets.code_candidates(verification_id, codes),
+                self.events.new_id(),
+                self.events.grace_ms,
+                caller,
+                len(codes),
+            )
         batch.run()
         return completing.value
 
@@ -415,17 +415,17 @@ class Service:
         if not verification_id:
             return None
         batch = self.store.batch()
-        self.events.hint(batch, verification_id)
-        setting = batch.set_delivery(
-            verification_id,
-            event.provider,
-            event.message_id,
-            event.status,
-            event.raw_status,
-            self.events.new_id(),
-            self.events.grace_ms,
-            self._now_ms(),
-        )
+        with self.events.hinted(batch, verification_id):
+            setting = batch.set_delivery(
+                verification_id,
+                event.provider,
+                event.message_id,
+                event.status,
+                event.raw_status,
+                self.events.new_id(),
+                self.events.grace_ms,
+                self._now_ms(),
+            )
         batch.run()
         outcome = setting.value
         if outcome.outcome != "updated" or outcome.record is None:
@@ -609,17 +609,17 @@ class Service:
 
         def committing() -> tuple[Batch, Op[Outcome[Any]]]:
             batch = self.store.batch()
-            self.events.hint(batch, record.id)
-            ended_op = batch.end_send(
-                record,
-                reserved.nonce,
-                now,
-                settings.challenge_ttl * 1000,
-                self.quotas.phone,
-                reserved.at,
-                commit,
-                self.events.grace_ms,
-            )
+            with self.events.hinted(batch, record.id):
+                ended_op = batch.end_send(
+                    record,
+                    reserved.nonce,
+                    now,
+                    settings.challenge_ttl * 1000,
+                    self.quotas.phone,
+                    reserved.at,
+                    commit,
+                    self.events.grace_ms,
+                )
             if commit.message_id:
                 # Spare: the SMS is out, so a cluster node down under the index must not lose the code with it (a
                 # delivery report for that message is then ignored; a reply still finds it by its phone).
