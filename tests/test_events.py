@@ -287,8 +287,8 @@ def test_a_sweep_between_a_transition_s_hint_and_its_script_loses_no_event(
     # writes): here the approval's batch is sent up to the script, then a worker sweeps, then the rest is sent.
     if redis_url.startswith("redis+cluster://"):
         pytest.skip(
-            "one server's order: on a cluster the hint and the journal live on two nodes, and redis-py's cluster "
-            "pipeline may write either first (see the closing note of this change)"
+            "one server's order: on a cluster the hint and the journal live on two nodes, which redis-py's cluster "
+            "pipeline writes in either order; that race is open (README, 'Known gap on Redis Cluster')"
         )
     vid = start(client).get_json()["id"]
     events = events_of(client)
