@@ -39,7 +39,7 @@ from verify.providers.base import (
     json_of,
     scalar,
 )
-from verify.providers.smsc_webhooks import NAME, WEBHOOKS, parse_webhook
+from verify.providers.smsc_webhooks import HASHES, NAME, WEBHOOKS, parse_webhook
 
 
 class SendReply(TypedDict, total=False):
@@ -91,7 +91,6 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
-HASH_ALGORITHMS = ("sha1", "md5", "crc32")
 SECRET_CHARS = re.compile(r"[A-Za-z0-9_-]+")  # SMSC's rule for the handler URL's secret
 
 
@@ -126,7 +125,7 @@ def _callback_secrets(env_: env.Env, name: str, default: Any, seen: Mapping[str,
 
 def _hashes(env_: env.Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     hashes = env.listed(lower=True)(env_, name, default, seen)
-    if any(h not in HASH_ALGORITHMS for h in hashes):
+    if any(h not in HASHES for h in hashes):
         raise ConfigError(name, f"must list hash algorithms from sha1, md5, crc32, not {','.join(hashes)!r}")
     return tuple(dict.fromkeys(hashes))
 

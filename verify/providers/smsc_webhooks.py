@@ -325,7 +325,7 @@ def _digests(name: str, data: bytes) -> list[str]:
 
 
 def _exact(value: object) -> str:
-    """A callback value as SMSC signed it: a string untouched (spaces count), a number as :func:`_text` reads it."""
+    """A callback value as SMSC signed it: a string untouched (spaces count), a number as ``scalar`` reads it."""
     return value if isinstance(value, str) else scalar(value)
 
 
