@@ -24,8 +24,10 @@ blocks of ``BLOCK`` requests per endpoint:
 
 Within a block an endpoint's requests follow one another, so each request finds the worker as the one before of
 its kind left it, the ceiling's included: interleaving single requests would favour whichever endpoint follows
-another request to the same app (a GET after the code's read came out faster than the ceiling that way). The
-blocks alternate, so that a burst of other work on a shared machine falls on every endpoint alike: the ratios
+another request to the same app (a GET after the code's read came out faster than the ceiling that way). Each
+block first opens both connections afresh with a ``GET /healthz`` that is not measured: gunicorn closes a
+keep-alive connection idle for 2 s, as the ceiling's would be while the service has its turn. The blocks
+alternate, so that a burst of other work on a shared machine falls on every endpoint alike: the ratios
 are what this run reports, and they hold up better than the milliseconds do. ``--warmup`` requests per endpoint
 go first, not counted; then ``--requests`` per endpoint are measured. Each endpoint's p50 is divided by the
 ceiling's p50 of the same run and compared with
@@ -113,7 +115,8 @@ class OneClient:
         """``call()``, one request over ``client``; ``None`` after an error, which the client counts.
 
         Counts in ``reopened`` a request that did not find its connection as the request before left it (closed
-        by either side, after an error or not): it paid for a TCP handshake too.
+        by either side, after an error or not): it paid for a TCP handshake too. :meth:`reconnect`'s are not
+        counted (the connection is closed before it).
         """
         held = client.conn
         try:
@@ -129,7 +132,10 @@ class OneClient:
 
         Each endpoint's requests go back to back, so each follows one of its own kind on a worker it keeps busy,
         as the ceiling's do. The codes are read between the starts and the GETs, outside the measured requests.
+        Each connection is opened afresh first (see :meth:`reconnect`).
         """
+        self.reconnect(self.ceiling)
+        self.reconnect(self.service)
         for _ in range(size):
             self.send(self.ceiling, lambda: self.ceiling.ceiling(self.phones.next()))
         started: list[tuple[str, str]] = []
@@ -147,6 +153,16 @@ class OneClient:
             self.send(self.service, lambda: read(self.service, verification_id))  # noqa: B023
         for verification_id, code in pending:
             self.send(self.service, lambda: self.service.check(verification_id, code))  # noqa: B023
+
+    def reconnect(self, client: Client) -> None:
+        """Open ``client``'s connection afresh with one request that is not measured (``GET /healthz``).
+
+        A connection idles while the other app has its turn, and gunicorn closes a keep-alive connection idle
+        for 2 s (its ``--keep-alive``), which the ceiling's would be on a busy machine: the block's first
+        request would meet a broken pipe, or pay for a TCP handshake. Both apps' connections are reopened alike.
+        """
+        client.close()
+        self.send(client, lambda: client.request("reconnect", "GET", "/healthz", None, 200))
 
     def blocks(self, requests: int) -> None:
         """``requests`` per endpoint, in blocks of ``BLOCK``."""
