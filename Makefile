@@ -52,8 +52,10 @@ unit: $(STAMP) $(AXE)
 
 test: lint typecheck unit
 
+# Throughput (many connections), then latency at one client (issue 19); docs/performance.md has both.
 bench: $(STAMP)
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.latency
 
 # Refresh the locks from pyproject.toml's ranges (run `make test-latest` first). Commit the result.
 lock: $(STAMP)

@@ -186,7 +186,8 @@ class Client:
         self.shared = shared
         self.stats = ClientStats()
         self.conn: http.client.HTTPConnection | None = None
-        self.json_headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
+        self.auth_headers = {"Authorization": f"Bearer {api_key}"}
+        self.json_headers = {"Content-Type": "application/json", **self.auth_headers}
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.conn is None:
@@ -199,10 +200,16 @@ class Client:
             self.conn.close()
             self.conn = None
 
-    def request(self, op: str, method: str, path: str, body: dict[str, str] | None, expected: int) -> dict[str, Any]:
-        """Send one request and return its JSON body; :class:`FlowError` unless the status is ``expected``."""
+    def request(
+        self, op: str, method: str, path: str, body: dict[str, str] | None, expected: int, *, authorized: bool = False
+    ) -> dict[str, Any]:
+        """Send one request and return its JSON body; :class:`FlowError` unless the status is ``expected``.
+
+        A request with a body carries the API key; one without only when ``authorized`` (the sandbox's outbox
+        needs none, ``GET /v1/verifications/{id}`` does).
+        """
         payload = None if body is None else json.dumps(body).encode()
-        headers = self.json_headers if body is not None else {}
+        headers = self.json_headers if body is not None else self.auth_headers if authorized else {}
         started = time.perf_counter()
         try:
             conn = self._connection()
@@ -414,6 +421,19 @@ def service_env(redis_url: str, api_key: str, secret_key: str, extra: dict[str, 
 def base_env() -> dict[str, str]:
     """The calling environment without VERIFY_* and GUNICORN_CMD_ARGS, so only the bench's settings apply."""
     return {k: v for k, v in os.environ.items() if not k.startswith("VERIFY_") and k != "GUNICORN_CMD_ARGS"}
+
+
+def ceiling_env() -> dict[str, str]:
+    """The ceiling app's environment: the calling one (see :func:`base_env`), with bench/ on ``PYTHONPATH``."""
+    return {
+        **base_env(),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_DIR), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def ceiling_app(redis_url: str) -> str:
+    """The gunicorn app spec of the ceiling (``bench/ceiling.py``) on ``redis_url``."""
+    return f"ceiling:create_app({redis_url!r})"
 
 
 @contextmanager
@@ -1211,15 +1231,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         )
 
     if "ceiling" in args.phases:
-        ceiling_env = {
-            **base_env(),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_DIR), os.environ.get("PYTHONPATH")])),
-        }
+        env = ceiling_env()
         # The ceiling is the reference "bare Flask + one Redis pipeline" app: always on one Redis, with
         # --redis cluster too (its plain redis.Redis client would not follow a cluster's slots).
-        with serving(
-            "ceiling", lambda url: f"ceiling:create_app({url!r})", lambda _: ceiling_env, workdir, args, "single"
-        ) as server:
+        with serving("ceiling", ceiling_app, lambda _: env, workdir, args, "single") as server:
             commands["ceiling"] = [instance.command for instance in server.instances]
             phases["ceiling"] = run_phase("ceiling", ("ceiling",), ceiling_unit, server, api_key, window(), args)
             round_trips.update(probe(server, api_key, phones, ("ceiling",)))

@@ -1,0 +1,1 @@
+"""Benchmarks: throughput (``bench.load``) and latency at one client (``bench.latency``); see docs/performance.md."""
