@@ -61,6 +61,7 @@ from bench.load import (
     Phones,
     Server,
     Shared,
+    add_procfile_conf,
     busy_machine,
     ceiling_app,
     ceiling_env,
@@ -260,7 +261,8 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         f"verify latency at one client, at {env['verify']}: per endpoint {cfg['warmup']} warm-up + {cfg['requests']} "
         f"measured requests, in blocks of {cfg['block']}; one keep-alive connection per app; 1 gunicorn instance x "
-        f"{cfg['workers']} gevent workers per app",
+        f"{cfg['workers']} gevent workers per app"
+        f"{', the Procfile gunicorn.conf.py' if cfg['procfile_conf'] else ', no gunicorn.conf.py'}",
         "app settings: defaults, sandbox" + "".join(f", {k}={v}" for k, v in cfg["env"].items()),
         f"machine: {env['cpus']} CPUs ({env['cpus_usable']} usable), Python {env['python']}, "
         f"Redis {env['redis']} (embedded), gunicorn {env['gunicorn']}, gevent {env['gevent']}, "
@@ -316,6 +318,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--warmup", type=int, default=200, help="requests per endpoint before measuring, not counted (default 200)"
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn gevent workers per app (default 2)")
+    add_procfile_conf(parser)
     parser.add_argument(
         "--enforce-targets",
         action="store_true",
@@ -363,6 +366,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "warmup": args.warmup,
         "block": BLOCK,
         "workers": args.workers,
+        "procfile_conf": args.procfile_conf,
         "host": HOST,
         "env": args.env,
     }

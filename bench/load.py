@@ -68,6 +68,8 @@ from verify.cli import gunicorn_command
 from verify.embedded import EmbeddedRedis, free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
+# What the Procfile runs gunicorn with: JSON logs, and metrics in prometheus_client's multiprocess files.
+PROCFILE_CONF = BENCH_DIR.parent / "gunicorn.conf.py"
 HOST = "127.0.0.1"
 PHASES = ("ceiling", "start", "check", "flow")
 DEFAULT_PHASES = "ceiling,start,check"
@@ -448,9 +450,10 @@ def serving(
     """Start an embedded Redis (``topology`` "single") or a 3-primary embedded Redis Cluster ("cluster"), then
     ``--instances`` gunicorn instances of ``app(redis_url)``; stop them all, by their PIDs, on the way out.
 
-    gunicorn runs in an empty directory so that it does not pick up the repository's ``gunicorn.conf.py``; only
-    ``gunicorn_command``'s settings apply. The app writes its JSON request line for every request, as in
-    production.
+    gunicorn runs in a directory of its own with ``gunicorn_command``'s argv and, unless ``--no-procfile-conf``,
+    the Procfile's ``gunicorn.conf.py`` (``--config``): its metrics directory and hooks, as in production; the
+    command line's settings (bind, workers, logger) win over the file's. The app writes its JSON request line for
+    every request, as in production.
     """
     home = workdir / name
     backend = EmbeddedCluster(home / "cluster") if topology == "cluster" else EmbeddedRedis(home / "redis")
@@ -466,6 +469,8 @@ def serving(
             port = free_port()
             log_path = home / f"gunicorn-{i + 1}.log"
             command = gunicorn_command(app(redis_url), HOST, port, args.workers, access_log=args.access_log)
+            if args.procfile_conf:
+                command += ["--config", str(PROCFILE_CONF)]
             with log_path.open("ab") as log:
                 # gunicorn is a plain child, so that the PID held is the master's
                 process = subprocess.Popen(command, cwd=home, env=env(redis_url), stdout=log, stderr=subprocess.STDOUT)
@@ -995,7 +1000,8 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         f"verify load benchmark at {env['verify']}: per phase {cfg['warmup']:g} s warm-up + {cfg['duration']:g} s; "
         f"{cfg['concurrency']} client threads; {cfg['instances']} gunicorn instance(s) x {cfg['workers']} gevent "
-        f"workers{', access log on' if cfg['access_log'] else ''}",
+        f"workers{', access log on' if cfg['access_log'] else ''}"
+        f"{', the Procfile gunicorn.conf.py' if cfg.get('procfile_conf', True) else ', no gunicorn.conf.py'}",
         "service's Redis: "
         + ("an embedded Redis Cluster of 3 primaries" if cfg["redis"] == "cluster" else "one embedded redis-server")
         + "; the ceiling's: one embedded redis-server",
@@ -1125,6 +1131,17 @@ def phase_notes(name: str, phase: dict[str, Any]) -> list[str]:
 # main
 
 
+def add_procfile_conf(parser: argparse.ArgumentParser) -> None:
+    """``--no-procfile-conf``: serve without the Procfile's ``gunicorn.conf.py`` (metrics then count in memory)."""
+    parser.add_argument(
+        "--no-procfile-conf",
+        dest="procfile_conf",
+        action="store_false",
+        help="serve without the Procfile's gunicorn.conf.py (its multiprocess metrics directory and hooks); by "
+        "default both apps run under it, as in production",
+    )
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None, epilog=FLOOR_NOTE)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds measured per phase (default 20)")
@@ -1164,6 +1181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=200_000,
         help="stop a phase after this many requests, warm-up included (default 200000)",
     )
+    add_procfile_conf(parser)
     parser.add_argument(
         "--access-log",
         action="store_true",
@@ -1298,6 +1316,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "redis": args.redis,
         "max_requests": args.max_requests,
         "access_log": args.access_log,
+        "procfile_conf": args.procfile_conf,
         "env": args.env,
     }
     result["markdown"] = markdown_row(result)
