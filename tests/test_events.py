@@ -20,7 +20,7 @@ from verify.config import Settings
 from verify.events import FIRST_RETRY_S, Events, retry_delay, signature
 from verify.providers.base import DeliveryReport
 from verify.service import Service
-from verify.store import Batch
+from verify.store import Batch, shard_of
 from verify.store.batch import BatchEngine
 
 EVENTS_SECRET = "events-secret-0123456789"
@@ -221,6 +221,7 @@ def test_without_a_url_nothing_is_queued(redis_url: str, clock: MovableClock) ->
     assert not any(
         b'"kind": "event"' in value or b'"kind":"event"' in value
         for key in store.client.keys("*journal*")
+        if store.client.type(key) == "hash"  # the journals (not the shards' hints and hint sequences)
         for value in store.client.hvals(key)
     )
     expired = service.metrics.registry.get_sample_value(
@@ -314,3 +315,24 @@ def test_a_sweep_between_a_transition_s_hint_and_its_script_loses_no_event(
     run_once(events)
     approved = [event["data"]["id"] for event in receiver.events() if event["type"] == "verification.approved"]
     assert approved == [vid]
+
+
+def test_a_slow_sweep_never_forgets_a_hint_given_after_it_read(client: FlaskClient, receiver: Receiver) -> None:
+    # Two workers sweep one slot. A reads its hint and journal; B sweeps it all and forgets the hint; an approval
+    # hints the slot again; then A forgets the hint it read. Each hint is a number never given before, so A's cannot
+    # match the new one. (With a count that began again from 1 it did: the event stayed in the journal for good.)
+    service: Service = client.application.extensions["verify"]
+    store, events = service.store, service.events
+    vid = start(client).get_json()["id"]
+    tag = vid[:4]
+    (seen,) = [n for t, n in store.run(Batch.journal_hints, shard_of(tag), 50) if t == tag]  # A reads ...
+    entries = store.run(Batch.journal, tag)
+    assert events.collect() == 0  # ... B moves the start's expiry watch and forgets the hint ...
+    assert check(client, vid, last_code(client)).get_json()["status"] == "approved"  # ... a new hint, a new entry ...
+    late = store.batch()  # ... and A, late, forgets what it read
+    late.forget_journal(tag, list(entries))
+    forgot = late.unhint_journal(tag, seen)
+    late.run()
+    assert forgot.value is False
+    run_once(events)
+    assert [event["data"]["id"] for event in receiver.events() if event["type"] == "verification.approved"] == [vid]

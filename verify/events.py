@@ -3,10 +3,11 @@
 No event is lost between two Redis calls. The transition an event follows writes it in the same script: an
 approval (``lua/complete.lua``) or a failure report (``lua/set_delivery.lua``) puts the event, with the
 verification as it then is, in its slot's **journal**, and a send (``lua/end_send.lua``) puts a **watch** for its
-expiry there. In the same round trip, before and after the script, the request gives a **hint** (a counter per
-hash tag in one sorted set) that the slot's journal may hold entries (:meth:`Events.hinted` says why twice). The
-sweep, in every worker, moves journal entries to the **outbox** (events) and the **expiry** schedule, then forgets
-the hint unless another came meanwhile. Moving is
+expiry there. In the same round trip, before and after the script, the request gives a **hint** (a number never
+given before, per hash tag in one sorted set) that the slot's journal may hold entries (:meth:`Events.hinted` says
+why twice). The sweep, in every worker, moves journal entries to the **outbox** (events) and the **expiry**
+schedule, then forgets the hint unless another came meanwhile (its number changed: a count could come back to the
+value a slow sweep read, once another worker forgot the hint and a new one began from 1). Moving is
 safe to repeat: an event already queued or delivered (delivered ids are remembered for a day) is not queued
 again, so each event goes out once per its stable id. The transitions also keep a copy of the verification as it
 finally was (``<record>:final``, an hour longer than the record), so an expiry event carries that, not the
@@ -158,7 +159,7 @@ class Events:
         return queued
 
     def _move(self, hinted: list[tuple[str, int]]) -> int:
-        """Move the entries of journals (hash tag, hint count) to the outbox and the expiry schedule, then forget
+        """Move the entries of journals (hash tag, hint number) to the outbox and the expiry schedule, then forget
         them, in a round trip of their own: no entry is forgotten unless it was queued. Repeatable: what was
         queued or delivered before is not queued again."""
         reading = self._store.batch()

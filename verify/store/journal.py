@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from verify.store.batch import BatchEngine, Op, ignore
 from verify.store.keys import TAG_LENGTH, shard_of
-from verify.store.scripts import ClaimDueArgs, DeliveredArgs, EnqueueArgs, UnhintArgs
+from verify.store.scripts import ClaimDueArgs, DeliveredArgs, EnqueueArgs, HintArgs, UnhintArgs
 
 
 class JournalCommands(BatchEngine):
@@ -36,12 +36,15 @@ class JournalCommands(BatchEngine):
         return self._command(ignore, "HDEL", payload, member)
 
     def hint_journal(self, verification_id: str) -> Op[None]:
-        """Say that the journal of ``verification_id``'s slot may get an entry (queued ahead of the transition)."""
+        """Say that the journal of ``verification_id``'s slot may get an entry (queued around the transition); see
+        ``lua/hint.lua``."""
         tag = verification_id[:TAG_LENGTH]
-        return self._command(ignore, "ZINCRBY", self._store.journal_hints_key(shard_of(tag)), 1, tag)
+        shard = shard_of(tag)
+        keys = [self._store.journal_hints_key(shard), self._store.journal_hint_sequence_key(shard)]
+        return self._script(ignore, self._store.scripts.hint, keys, HintArgs(tag))
 
     def journal_hints(self, shard: int, limit: int) -> Op[list[tuple[str, int]]]:
-        """Up to ``limit`` hinted slots of one shard, as (hash tag, hint count)."""
+        """Up to ``limit`` hinted slots of one shard, as (hash tag, the number of its last hint)."""
         return self._command(
             lambda pairs: [(tag, int(count)) for tag, count in pairs],  # redis-py pairs them
             "ZRANGE",
@@ -62,7 +65,8 @@ class JournalCommands(BatchEngine):
         return self._command(ignore, "HDEL", self._store.journal_key(tag), *entry_ids)
 
     def unhint_journal(self, tag: str, count: int) -> Op[bool]:
-        """Forget a slot's hint unless another came since it was read; see ``lua/unhint.lua``."""
+        """Forget a slot's hint unless another came since it was read (its number changed); see
+        ``lua/unhint.lua``."""
         hints = self._store.journal_hints_key(shard_of(tag))
         return self._script(bool, self._store.scripts.unhint, [hints], UnhintArgs(tag, count))
 

@@ -110,8 +110,12 @@ class Keys:
 
     def journal_hints_key(self, shard: int) -> str:
         """Which slots' journals may hold entries, for the hash tags of one shard (:func:`shard_of`): hash tag ->
-        how many hints were given."""
+        the number of its last hint (``lua/hint.lua``)."""
         return f"{self.prefix}{{journals:{shard}}}"
+
+    def journal_hint_sequence_key(self, shard: int) -> str:
+        """The counter that numbers one shard's hints, in the hints' slot."""
+        return f"{self.prefix}{{journals:{shard}}}:seq"
 
     def delivered_key(self) -> str:
         """The ids of events delivered (or given up on) lately, in the outbox's slot."""

@@ -180,6 +180,12 @@ class DeliveredArgs(NamedTuple):
     remember: int
 
 
+class HintArgs(NamedTuple):
+    """``lua/hint.lua``'s ARGV."""
+
+    tag: str
+
+
 class UnhintArgs(NamedTuple):
     """``lua/unhint.lua``'s ARGV."""
 
@@ -219,6 +225,7 @@ class Scripts:
         self.claim_due = Lua(client, "claim_due", ClaimDueArgs)
         self.enqueue = Lua(client, "enqueue", EnqueueArgs)
         self.delivered = Lua(client, "delivered", DeliveredArgs)
+        self.hint = Lua(client, "hint", HintArgs)
         self.unhint = Lua(client, "unhint", UnhintArgs)
 
     def all(self) -> list[Lua[Any]]:
