@@ -24,7 +24,7 @@ from verify.store import SOCKET_TIMEOUT_S, Store
 from verify.tokens import Secrets
 from verify.web import api, observe, problems, sandbox, webhooks, widget
 from verify.web.client_ip import trust_proxies
-from verify.web.views import to_json
+from verify.web.views import Json, to_json
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = Json(app)
 
     app.register_blueprint(api.public)
     app.register_blueprint(api.v1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
 from flask import current_app, request
@@ -14,6 +13,7 @@ from verify.config import Settings
 from verify.errors import InvalidRequest, Unauthorized
 from verify.metrics import Metrics
 from verify.service import Service
+from verify.web.views import loads
 
 MAX_FIELD_LENGTH = 256
 
@@ -50,7 +50,7 @@ def json_body(*, optional: bool = False) -> dict[str, Any]:
             return {}
         raise InvalidRequest("body", "the body must be a JSON object")
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except (ValueError, RecursionError):
         raise InvalidRequest("body", "the body is not valid JSON (or nests too deeply)") from None
     if not isinstance(body, dict):

@@ -7,7 +7,6 @@ anything else is a logged 500 that says nothing of its cause.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from verify.errors import DeliveryFailed, ReplicasUnconfirmed, StoreUnavailable, Unauthorized, VerifyError
+from verify.web.views import dumps
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def problem(
 ) -> Response:
     """Render one ``application/problem+json`` response."""
     body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **(extra or {})}
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    response = Response(dumps(body), status=status, mimetype=PROBLEM_JSON)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
