@@ -63,6 +63,7 @@ from urllib.parse import quote
 import psutil
 import redis
 
+from bench import profile
 from tests.redis_servers import EmbeddedCluster
 from verify.cli import gunicorn_command
 from verify.embedded import EmbeddedRedis, free_port
@@ -742,11 +743,17 @@ def run_phase(
     )
     counters = RedisCounters(server.redis_nodes)
     before: dict[str, Any] = {}
+    spies: list[tuple[Path, subprocess.Popen[bytes]]] = []
 
     def at_measure() -> None:  # the counters first: requests from measure_from on are the ones counted
         before["redis"] = counters.read()
         before["cpu"] = cpu_snapshot(server)
         before["spread"] = connections_per_worker(server)
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for worker in server.workers:
+                out = args.profile / f"{name}-{worker.pid}.txt"
+                spies.append((out, profile.record(worker.pid, args.duration, out)))
 
     try:
         clients = drive(server, api_key, shared, unit, args.concurrency, args.ramp, at_measure)
@@ -755,7 +762,10 @@ def run_phase(
         redis_after = counters.read()
     finally:
         counters.close()
+        for _, spy in spies:
+            spy.wait()
     window = max(0.0, end - shared.measure_from)
+    profiled = [out.read_text() for out, _ in spies if out.exists()]
 
     errors: Counter[tuple[str, str]] = Counter()
     samples: list[str] = []
@@ -802,6 +812,7 @@ def run_phase(
         "redis_commands_per_request": {k: round(n / requests, 2) for k, n in commands.most_common() if requests},
         "errors": [{"operation": op, "kind": kind, "count": n} for (op, kind), n in errors.most_common()],
         "error_samples": samples[: ERROR_SAMPLES * 2],
+        "profile": profile.shares("\n".join(profiled)) if profiled else {},
     }
 
 
@@ -1035,6 +1046,8 @@ def report(result: dict[str, Any]) -> str:
     lines.append("")
     for name, phase in result["phases"].items():
         lines.extend(phase_notes(name, phase))
+        if phase.get("profile"):
+            lines.append("profile (py-spy, share of the workers' samples) " + profile.line(name, phase["profile"]))
     if result["round_trips"]:
         trips = result["round_trips"]
         if "error" in trips:
@@ -1207,6 +1220,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="exit with status 2 when a target is missed (and no request failed)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record every worker with py-spy over each measured phase, into DIR/<phase>-<pid>.txt, and report where "
+        "their time went (bench/profile.py's buckets); py-spy's sampling takes some of the workers' time",
+    )
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0 or args.concurrency < 1 or args.workers < 1 or args.instances < 1:
         parser.error("--duration must be > 0, --warmup >= 0, --concurrency, --workers and --instances >= 1")

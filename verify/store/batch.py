@@ -179,14 +179,18 @@ class BatchEngine:
             raise ReplicasUnconfirmed(waited, reply)
 
     def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """The replies, errors included; a single command skips the pipeline's bookkeeping (one server).
+        """The replies, errors included: on one server through the store's lean road (:mod:`verify.store.wire`),
+        or, behind Sentinel, redis-py's pipeline (a single command skips its bookkeeping).
 
         On a cluster each command names its node, found from its first key in the client's slot table: left to
         itself, redis-py 8's cluster pipeline asks the default node for the keys of every ``EVALSHA`` (``COMMAND
         GETKEYS``), a round trip per script and a dependency on a node the batch may not touch. A ``MOVED`` reply
         is still followed (redis-py sends that command again by its key).
         """
-        client = self._store.client
+        store = self._store
+        if store.wire is not None:
+            return store.wire.send(commands)
+        client = store.client
         if isinstance(client, RedisCluster):
             pipe: Pipeline | ClusterPipeline = client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
             for command in commands:

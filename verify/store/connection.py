@@ -22,6 +22,7 @@ from verify.config import REDIS_URL
 from verify.errors import ConfigError, StoreUnavailable
 from verify.store.replicas import REPLICAS_EVERY_S, Mode, Replicas
 from verify.store.scripts import Scripts
+from verify.store.wire import Wire
 
 if TYPE_CHECKING:
     from verify.store import Batch
@@ -101,6 +102,12 @@ class Connection(Replicas):
         self._view_at = -math.inf
         self.mode: Mode = "confirmed"
         self.scripts = Scripts(client)
+        # One server through the store's own pool: batches take the lean road (store/wire.py).
+        self.wire = (
+            Wire(client)
+            if isinstance(client, redis.Redis) and isinstance(client.connection_pool, redis.BlockingConnectionPool)
+            else None
+        )
         self.down_until = 0.0
         # Told of every Redis failure a batch meets (the app counts them: verify_redis_errors_total).
         self.on_error: Callable[[BaseException], object] = lambda err: None
