@@ -6,7 +6,7 @@ stacks to ``DIR/<phase>-<pid>.txt`` and prints each phase's shares, computed her
 bench.profile FILE...`` prints the shares of files recorded before.
 
 A stack counts for the first bucket, from the outermost frame in, whose library it enters: a log line's JSON
-counts for ``logging``, not ``json``; a Redis reply parsed inside redis-py counts for ``redis-py``. C extensions
+counts for ``logging``, not ``json``; a Redis reply parsed inside redis-py counts for ``redis client``. C extensions
 (hiredis, orjson) have no frames of their own: their time counts for the Python frame that called them. Stacks in no
 bucket count for the framework (``flask/werkzeug``), the server (``gunicorn/gevent``: accepting, reading and
 writing sockets, the hub waiting), the app's own code (``verify``) or ``other``.
@@ -23,7 +23,7 @@ from pathlib import Path
 #: (bucket, how a frame's file path begins, after py-spy's "(": relative to its site-packages), tried in this order on every frame from the outermost in.
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("logging", ("(logging/", "(verify/logs.py")),
-    ("redis-py", ("(redis/", "(hiredis/")),
+    ("redis client", ("(redis/", "(hiredis/", "(verify/store/wire.py")),  # redis-py, and the store's lean road
     ("prometheus_client", ("(prometheus_client/", "(verify/metrics.py")),
     ("json", ("(json/",)),
     ("phonenumbers", ("(phonenumbers/",)),

@@ -121,6 +121,17 @@ def phones_of(replies: list[Reply], status: int) -> list[str]:
     return sorted(str(reply.call.json["phone"]) for reply in replies if reply.status == status and reply.call.json)
 
 
+def started(server: Server, number: str, ip: str) -> tuple[str, str]:
+    """Start an SMS verification of ``number`` from ``ip``: its id, and a code that is not the one sent."""
+    mark = server.smsc.mark()
+    created = send(server, start(number, ip))
+    assert created.status == 201, created
+    [sms] = server.smsc.since(mark, "sms")
+    found = re.search(r"\d{6}", sms.text)
+    assert found is not None, sms.text
+    return str(created.body["id"]), f"{(int(found.group()) + 1) % 10**6:06d}"
+
+
 def assert_problems(replies: list[Reply]) -> None:
     """Every refusal is an ``application/problem+json``."""
     for reply in replies:
@@ -235,31 +246,42 @@ class TestWrongCodes:
     }
     IP = "203.0.113.50"
 
-    def started(self, server: Server, number: str) -> tuple[str, str]:
-        """Start an SMS verification of ``number``: its id, and a code that is not the one sent."""
-        mark = server.smsc.mark()
-        created = send(server, start(number, self.IP))
-        assert created.status == 201, created
-        [sms] = server.smsc.since(mark, "sms")
-        found = re.search(r"\d{6}", sms.text)
-        assert found is not None, sms.text
-        return str(created.body["id"]), f"{(int(found.group()) + 1) % 10**6:06d}"
-
     def test_eighty_wrong_codes_at_once_are_judged_thirty_times(self, server: Server) -> None:
-        verification_id, wrong = self.started(server, phone(700))
+        verification_id, wrong = started(server, phone(700), self.IP)
         replies = burst(server, [check(verification_id, wrong, self.IP)] * 80)
         assert tally(replies) == {WRONG_CODE: 30, FAILURES_LIMITED: 50}
         assert_problems(replies)
 
     def test_the_budget_spans_the_phones_verifications(self, server: Server) -> None:
         number = phone(701)
-        first, wrong = self.started(server, number)
+        first, wrong = started(server, number, self.IP)
         assert tally(burst(server, [check(first, wrong, self.IP)] * 10)) == {WRONG_CODE: 10}
         assert send(server, cancel(first, self.IP)).status == 200
-        second, wrong = self.started(server, number)
+        second, wrong = started(server, number, self.IP)
         replies = burst(server, [check(second, wrong, self.IP)] * 70)
         assert tally(replies) == {WRONG_CODE: 20, FAILURES_LIMITED: 50}
         assert_problems(replies)
+
+
+class TestCheckIp:
+    """The client IP's check quota, taken in the judging script on one server: a burst of checks from one IP is
+    judged exactly as often as the quota allows, and a refused check changes nothing of the verification."""
+
+    SETTINGS: ClassVar[dict[str, str]] = {
+        "VERIFY_CAPTCHA_MODE": "off",
+        "VERIFY_LIMIT_CHECK_IP": "20/minute",
+        "VERIFY_LIMIT_PHONE_FAILURES": "1000/day",
+        "VERIFY_MAX_ATTEMPTS": "100",
+    }
+    IP = "203.0.113.60"
+
+    def test_sixty_checks_at_once_from_one_ip_are_judged_twenty_times(self, server: Server) -> None:
+        verification_id, wrong = started(server, phone(720), self.IP)
+        replies = burst(server, [check(verification_id, wrong, self.IP)] * 60)
+        assert tally(replies) == {WRONG_CODE: 20, "429 /problems/rate-limited check_ip": 40}
+        assert_problems(replies)
+        read = send(server, Call("GET", f"/v1/verifications/{verification_id}"))
+        assert (read.body["status"], read.body["attempts_left"]) == ("pending", 80), "40 refused: none judged"
 
 
 class TestCaptcha:

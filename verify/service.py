@@ -265,21 +265,25 @@ class Service:
         """Check a code. Exactly one correct check approves; wrong ones count against the attempts.
 
         Every check takes the client IP's ``VERIFY_LIMIT_CHECK_IP`` quota first (never given back: a check is work
-        done whatever its outcome). A phone whose wrong codes used up ``VERIFY_LIMIT_PHONE_FAILURES`` gets no check
-        at all until the window moves on, the right code included. A site key (``caller``) reaches only the
+        done whatever its outcome): on one server inside the judging script, in one round trip (complete.lua's gate);
+        on a cluster, whose IP quota and record live in different slots, in a round trip of its own before. A phone
+        whose wrong codes used up ``VERIFY_LIMIT_PHONE_FAILURES`` gets no check at all until the window moves on,
+        the right code included. A site key (``caller``) reaches only the
         verifications it started, with their client secret.
         """
         self._reach(verification_id, caller)
-        if self.quotas.check_ip:
-            taken = self.store.run(Batch.take, Quota(self.quotas.check_ip, client_ip), self._now_ms())
+        gate = Quota(self.quotas.check_ip, client_ip) if self.quotas.check_ip else None
+        if gate is not None and self.store.cluster:  # its key is in another slot: a round trip of its own, first
+            taken = self.store.run(Batch.take, gate, self._now_ms())
             if taken.refusal:
                 raise self._limited(taken.refusal)
-        outcome = self._complete(verification_id, "code", [code], caller.proof)
+            gate = None
+        outcome = self._complete(verification_id, "code", [code], caller.proof, gate)
+        if outcome.outcome in ("locked", "limited"):
+            raise self._limited(outcome.refusal)
         record = _present(outcome)
         if outcome.outcome == "approved":
             return self._approved(record)
-        if outcome.outcome == "locked":
-            raise self._limited(outcome.refusal)
         view = self.view(record)
         if outcome.outcome == "wrong":
             if record.status == "max_attempts_reached":
@@ -370,8 +374,11 @@ class Service:
                 return self.store.run(Batch.get, verification_id)
         return self.store.run(Batch.find, event.phone, "sms")
 
-    def _complete(self, verification_id: str, via: str, codes: list[str], caller: str = "") -> Outcome[Any]:
-        """Run complete.lua; an approval journals its event in the same script (events on)."""
+    def _complete(
+        self, verification_id: str, via: str, codes: list[str], caller: str = "", gate: Quota | None = None
+    ) -> Outcome[Any]:
+        """Run complete.lua, taking ``gate`` first (one server); an approval journals its event in the same script
+        (events on)."""
         batch = self.store.batch()
         with self.events.hinted(batch, verification_id):
             completing = batch.complete(
@@ -386,6 +393,7 @@ class Service:
                 self.events.grace_ms,
                 caller,
                 len(codes),
+                gate,
             )
         batch.run()
         return completing.value

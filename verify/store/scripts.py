@@ -76,7 +76,7 @@ class EndSendArgs(NamedTuple):
 
 
 class CompleteArgs(NamedTuple):
-    """``lua/complete.lua``'s ARGV; then the quota's items."""
+    """``lua/complete.lua``'s ARGV; then the gate's items, the wrong-code quota's items, the candidates."""
 
     via: str
     max_attempts: int
@@ -88,6 +88,7 @@ class CompleteArgs(NamedTuple):
     grace: int
     caller: str
     submitted: int
+    gate_ttl: int
 
 
 class CancelArgs(NamedTuple):

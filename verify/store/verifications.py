@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from verify.quotas import Limit, Refusal
+from verify.quotas import Limit, Quota, Refusal
 from verify.store.batch import BatchEngine, Op, ignore
 from verify.store.keys import ID_RE, TAG_LENGTH, new_id
 from verify.store.quotas import as_refusal, quota_items, quota_ttl
@@ -30,7 +30,7 @@ StartOutcome = Literal["created", "resend", "existing", "in_progress", "limited"
 BeginOutcome = Literal["ok", "missing", "not_pending", "max_sends", "cooldown", "in_flight", "limited"]
 EndOutcome = Literal["sent", "not_pending", "kept", "deleted", "stale"]
 CompleteOutcome = Literal[
-    "approved", "wrong", "max_attempts", "not_pending", "wrong_channel", "no_code", "missing", "locked"
+    "approved", "wrong", "max_attempts", "not_pending", "wrong_channel", "no_code", "missing", "locked", "limited"
 ]
 CancelOutcome = Literal["canceled", "not_pending", "missing"]
 DeliveryOutcome = Literal["updated", "unchanged", "other_message", "missing"]
@@ -324,15 +324,23 @@ class VerificationCommands(BatchEngine):
         grace_ms: int = 0,
         caller: str = "",
         submitted: int = 1,
+        gate: Quota | None = None,
     ) -> Op[Outcome[CompleteOutcome]]:
         """Approve once (journaling the approval as ``event_id``, when given), count the ``submitted`` wrong codes
         (``candidates`` are their hashes under every key), or refuse while the phone is locked by its consecutive
-        wrong codes; see ``lua/complete.lua``."""
+        wrong codes; see ``lua/complete.lua``. ``gate``: a quota taken first, in the same script, whatever the
+        outcome (outcome ``limited`` when it refuses): one server only, since its key is in another slot."""
         s = self._store
+        if gate is not None and s.cluster:
+            raise ValueError("on a cluster a gate's key is in another slot than the record's: take it before")
+        keys = [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])]
+        judged, gated = _outcome(failures), _outcome(gate.limit if gate else None)
+        if gate is not None:
+            keys.append(s.quota_key(gate))
         return self._script(
-            _outcome(failures),
+            lambda reply: gated(reply) if reply[0] == "limited" else judged(reply),
             s.scripts.complete,
-            [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
+            keys,
             CompleteArgs(
                 via=via,
                 max_attempts=max_attempts,
@@ -344,7 +352,9 @@ class VerificationCommands(BatchEngine):
                 grace=grace_ms,
                 caller=caller,
                 submitted=submitted,
+                gate_ttl=quota_ttl(gate.limit) if gate else 0,
             ),
+            *quota_items(gate.limit if gate else None),
             *quota_items(failures),
             *candidates,
         )

@@ -1,6 +1,6 @@
 -- include: _args _quota _journal
 -- Approve a pending verification, exactly once: by a code check, an SMS reply or a call.
--- KEYS[1] record, KEYS[2] the slot's events journal (_journal.lua)
+-- KEYS[1] record, KEYS[2] the slot's events journal (_journal.lua), KEYS[3] (with a gate, below) the gate's quota
 -- ARGV, by name (_args.lua):
 --   via           'code' | 'sms_reply' | 'call'
 --   max_attempts  max attempts
@@ -13,7 +13,12 @@
 --   caller        the caller ('' for an API key or a gateway: any verification; for a site key, '<site key>\n<client
 --                 secret hash>', which must match the record's owner and cs)
 --   submitted     how many codes were submitted (a reply may carry a few)
--- then the quota's items (_quota.lua), then the candidate code hashes (HMACs of each submitted code under every key)
+--   gate_ttl      the gate quota's TTL (ms)
+-- then the gate's items (_quota.lua; none: no gate), then the wrong-code quota's items, then the candidate code hashes
+-- (HMACs of each submitted code under every key)
+-- The gate is a quota taken first, whatever comes after, and never given back: the client IP's check quota, on one
+-- server, where a script may reach a key of another slot (on a cluster it is taken in a round trip of its own before).
+-- It refuses with {'limited', {}, refused field, ms to wait}, having changed nothing.
 -- A change keeps the final copy up to date (when one is kept: `grace` ~= 0), and with events on an approval
 -- journals its event.
 -- Returns {outcome, record[, refused field, ms to wait]}: approved | wrong | max_attempts
@@ -28,7 +33,8 @@
 -- `window` between two of them, until `window` has passed since the last one. Its hash holds per item
 -- "f<field>" = "<failures>:<last failure, ms>" (fields of its own: an older sliding-window quota's expire alone).
 local A, rest = args({
-  'via', 'max_attempts', 'now', 'keep', 'quota_prefix', 'quota_ttl', 'event_id', 'grace', 'caller', 'submitted'
+  'via', 'max_attempts', 'now', 'keep', 'quota_prefix', 'quota_ttl', 'event_id', 'grace', 'caller', 'submitted',
+  'gate_ttl'
 })
 local function f_locked(key, now, items)
   for _, it in ipairs(items) do
@@ -55,6 +61,13 @@ local function f_fail(key, now, items, count, ttl)
   if #items > 0 then redis.call('PEXPIRE', key, ttl) end
 end
 
+local gate, after_gate = q_items(rest)
+if #gate > 0 then
+  local refused = q_refusal(KEYS[3], tonumber(A.now), gate)
+  if refused then return {'limited', {}, refused[1], refused[2]} end
+  q_add(KEYS[3], tonumber(A.now), gate, tonumber(A.gate_ttl))
+end
+
 local r = redis.call('HMGET', KEYS[1], 'status', 'channel', 'code_hash', 'phone', 'owner', 'cs')
 local quota = A.quota_prefix .. (r[4] or '')
 if not r[1] or (A.caller ~= '' and (r[5] or '') .. '\n' .. (r[6] or '') ~= A.caller) then return {'missing', {}} end
@@ -68,7 +81,7 @@ if via == 'call' then
 else
   if r[2] ~= 'sms' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
   if not r[3] or r[3] == '' then return {'no_code', redis.call('HGETALL', KEYS[1])} end
-  local items, at = q_items(rest)
+  local items, at = q_items(after_gate)
   local refused = f_locked(quota, now, items)
   if refused then return {'locked', redis.call('HGETALL', KEYS[1]), refused[1], refused[2]} end
   local matched = false
