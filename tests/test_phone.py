@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import phonenumbers
 import pytest
 
 from verify import phone
@@ -48,3 +51,27 @@ def test_region_codes() -> None:
 
 def test_mask_hides_the_middle() -> None:
     assert phone.mask("+79991234567") == "+7999***4567"
+
+
+def test_a_number_is_parsed_once_for_its_form_country_and_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    real = phonenumbers.parse
+
+    def counting(raw: str, region: str | None = None, *args: Any, **kwargs: Any) -> phonenumbers.PhoneNumber:
+        parsed.append(raw)
+        return real(raw, region, *args, **kwargs)
+
+    monkeypatch.setattr(phonenumbers, "parse", counting)
+    phone._read.cache_clear()  # what earlier tests read
+    e164 = phone.normalize("+7 999 555-01-23", None)
+    assert e164 == "+79995550123" and parsed == ["+7 999 555-01-23"]
+    assert phone.normalize("+79995550123", None) == e164  # as clients mostly send it: parsed once more, then kept
+    assert (phone.country_of(e164), phone.type_of(e164)) == ("RU", phonenumbers.PhoneNumberType.MOBILE)
+    assert phone.normalize("+79995550123", None) == e164
+    assert parsed == ["+7 999 555-01-23", "+79995550123"]
+
+
+def test_facts_of_a_number_that_is_not_valid_are_still_told() -> None:
+    # A gateway may report a number that normalize would refuse: its country and type, unvalidated.
+    assert (phone.country_of("+7999123"), phone.type_of("+7999123")) == ("RU", phonenumbers.PhoneNumberType.UNKNOWN)
+    assert phone.country_of("+4412") == "ZZ"

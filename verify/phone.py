@@ -19,14 +19,7 @@ def normalize(raw: str, country: str | None) -> str:
     """
     if len(raw) > MAX_RAW_LENGTH:
         raise InvalidPhone(f"phone must be at most {MAX_RAW_LENGTH} characters")
-    try:
-        number = phonenumbers.parse(raw, country)
-    except phonenumbers.NumberParseException as err:
-        hint = "" if country or raw.strip().startswith("+") else " (give it in +E.164 form or pass country)"
-        raise InvalidPhone(f"phone is not a phone number{hint}") from err
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone("phone is not a valid number for its country")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return _read(raw, country)[0]
 
 
 def region(raw: str) -> str:
@@ -52,10 +45,32 @@ def type_of(e164: str) -> int:
     return _facts(e164)[1]
 
 
-# A request asks for a number's country and type several times (limits, statistics, the allowlist), and parsing is
-# the costly part of a start: one parse answers both, and recent answers are kept. They are facts of the number, so
-# they never go stale.
-@functools.lru_cache(maxsize=1024)
+# Parsing is the costly part of a start (issue 19: phonenumbers took 3-4% of a worker), and a request asks for a
+# number's country and type several times (limits, statistics, the allowlist): one parse answers all three, and
+# recent answers are kept, keyed by the raw input and country. Clients mostly send E.164, which is also how the
+# country and type are asked for, so one entry serves a request. They are facts of the number: never stale.
+@functools.lru_cache(maxsize=4096)
+def _read(raw: str, country: str | None) -> tuple[str, str, int]:
+    """``raw`` read in ``country``: its E.164 form, its ISO region (``ZZ`` when unknown) and phonenumbers' type; a
+    :class:`InvalidPhone` (not kept) when it is not a valid number."""
+    try:
+        number = phonenumbers.parse(raw, country)
+    except phonenumbers.NumberParseException as err:
+        hint = "" if country or raw.strip().startswith("+") else " (give it in +E.164 form or pass country)"
+        raise InvalidPhone(f"phone is not a phone number{hint}") from err
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhone("phone is not a valid number for its country")
+    return (
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        phonenumbers.region_code_for_number(number) or "ZZ",
+        phonenumbers.number_type(number),
+    )
+
+
 def _facts(e164: str) -> tuple[str, int]:
-    number = phonenumbers.parse(e164)
-    return phonenumbers.region_code_for_number(number) or "ZZ", phonenumbers.number_type(number)
+    try:
+        _, region, kind = _read(e164, None)
+    except InvalidPhone:  # not from normalize (a number a gateway reported): its facts all the same
+        number = phonenumbers.parse(e164)
+        return phonenumbers.region_code_for_number(number) or "ZZ", phonenumbers.number_type(number)
+    return region, kind
