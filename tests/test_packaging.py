@@ -298,8 +298,6 @@ def test_each_runtime_dependency_is_imported_by_the_package() -> None:
     served_by = {"gunicorn", "gevent"}
     assert 'worker_class = "gevent"' in (ROOT / "gunicorn.conf.py").read_text(encoding="utf-8")
     assert set(_declared()) - served_by == distributions - served_by
-    # hiredis is redis[hiredis]'s extra: declared through redis, read by redis-py.
-    assert "hiredis" not in _declared()
 
 
 def test_the_venv_imports_the_installed_package_not_the_clone(shipped: Shipped, redis_server: EmbeddedRedis) -> None:
