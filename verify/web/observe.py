@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.wrappers import Response as BaseResponse
 
-from verify.logs import REQUEST_ID
+from verify.logs import REQUEST_ID, log_request
 from verify.metrics import UNMATCHED_ROUTE, Exposition, Metrics
 from verify.store import ID_RE
 from verify.web.context import require_bearer
@@ -73,21 +73,7 @@ def _end(response: BaseResponse) -> BaseResponse:
     if not ID_RE.fullmatch(verification_id):
         verification_id = ""
     response.headers[REQUEST_ID_HEADER] = g.request_id
-    log.info(
-        "%s %s %s %.1fms",
-        method,
-        route,
-        response.status_code,
-        duration * 1000,
-        extra={
-            "request_id": g.request_id,
-            "method": method,
-            "route": route,
-            "status": response.status_code,
-            "duration_ms": round(duration * 1000, 3),
-            "verification_id": verification_id,
-        },
-    )
+    log_request(log, method, route, response.status_code, duration, g.request_id, verification_id)
     return response
 
 
