@@ -66,8 +66,7 @@ def _end(response: BaseResponse) -> BaseResponse:
     metrics: Metrics = current_app.extensions["verify.metrics"][0]
     method = request.method if request.method in METHODS else "OTHER"
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    metrics.http_requests.labels(method, route, str(response.status_code)).inc()
-    metrics.http_latency.labels(method, route).observe(duration)
+    metrics.request(method, route, response.status_code, duration)
     # Only a well-formed id: the path segment is whatever the client sent (a proof token pasted there, say).
     verification_id = g.get("verification_id") or (request.view_args or {}).get("verification_id", "")
     if not ID_RE.fullmatch(verification_id):
