@@ -2,10 +2,11 @@
 
 The request line (logger ``verify.request``) names the route template, never the raw path: a token in a path (D7's
 webhook URL) or a secret in a query string (SMSC's handler URL) cannot reach it. Under gunicorn it replaces the access
-log (gunicorn.conf.py). The request id is the client's ``X-Request-Id`` when it has a shape no secret of ours has
-(:data:`GIVEN_ID`), else a new one; it is returned as ``X-Request-Id`` and carried by every line the app logs while
-serving the request (:data:`verify.logs.REQUEST_ID`). The verification a request is about is its route's
-``verification_id``, or ``g.verification_id`` when a view sets it (a start, for the id it made).
+log (gunicorn.conf.py); :func:`verify.logs.log_request` writes it, without a log record under gunicorn's JSON logger
+(it is the one line every request writes). The request id is the client's ``X-Request-Id`` when it has a shape no
+secret of ours has (:data:`GIVEN_ID`), else a new one; it is returned as ``X-Request-Id`` and carried by every line the
+app logs while serving the request (:data:`verify.logs.REQUEST_ID`). The verification a request is about is its
+route's ``verification_id``, or ``g.verification_id`` when a view sets it (a start, for the id it made).
 """
 
 from __future__ import annotations
