@@ -22,6 +22,7 @@ chosen (gunicorn.conf.py, ``Settings.log_format``, ``verify dev``).
 from __future__ import annotations
 
 import contextvars
+import io
 import json
 import logging
 import os
@@ -34,17 +35,22 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 from urllib.parse import urlencode
 
+import hypothesis
 import pytest
 import redis
 import requests
+from flask.testing import FlaskClient
 from gunicorn.config import Config  # type: ignore[import-untyped]
+from hypothesis import strategies as st
 
 from tests.conftest import API_KEY, SECRET_KEY
 from tests.providers import d7_emulator
@@ -62,9 +68,11 @@ from verify.logs import (
     REQUEST_ID,
     JsonFormatter,
     RedactingLogger,
+    Redaction,
     TextLogger,
     _log_thread_exception,
     log_format,
+    log_request,
     redact,
 )
 
@@ -1279,3 +1287,237 @@ def test_verify_dev_logs_text_unless_told(
     assert env["VERIFY_SITE_KEYS"] == "pk_demo=http://127.0.0.1:8000|http://localhost:8000"
     # and its workers' metrics add up, from an empty directory
     assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "metrics") and not any((tmp_path / "metrics").iterdir())
+
+
+# The request line, written without a log record (issue 19)
+
+# The request line as verify/web/observe.py logged it before it was written directly (at 6e8e849): what the direct
+# line must equal, byte for byte.
+
+
+def _logged_as_before(
+    log: logging.Logger, method: str, route: str, status: int, seconds: float, request_id: str, verification_id: str
+) -> None:
+    log.info(
+        "%s %s %s %.1fms",
+        method,
+        route,
+        status,
+        seconds * 1000,
+        extra={
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "verification_id": verification_id,
+        },
+    )
+
+
+class _Writes(io.StringIO):
+    """A stream that counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+@contextmanager
+def _json_logger(name: str) -> Iterator[tuple[logging.Logger, _Writes]]:
+    """A logger whose one handler is set up as RedactingLogger sets up gunicorn's: a stream, its JsonFormatter and
+    a Redaction filter; restored after."""
+    log = logging.getLogger(name)
+    saved = log.handlers[:], log.level, log.propagate
+    stream = _Writes()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(Redaction())
+    log.handlers, log.propagate = [handler], False
+    log.setLevel(logging.INFO)
+    try:
+        yield log, stream
+    finally:
+        log.handlers, log.level, log.propagate = saved
+
+
+def _handled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the loggers whose records go through ``logging.Logger.handle`` from now on."""
+    handled: list[str] = []
+    handle = logging.Logger.handle
+
+    def spy(self: logging.Logger, record: logging.LogRecord) -> None:
+        handled.append(record.name)
+        handle(self, record)
+
+    monkeypatch.setattr(logging.Logger, "handle", spy)
+    return handled
+
+
+SAMPLE_REQUEST = ("POST", "/v1/verifications/<verification_id>/check", 200, 0.004213, START_ID, "1a2b0c3d4e5f")
+
+
+def test_the_request_line_is_written_without_a_record(
+    gunicorn_logger: tuple[RedactingLogger, Path, Path], client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger, errors, _ = gunicorn_logger
+    # As in a worker: the app's lines reach gunicorn's error log only (pytest hangs its capture handlers on every
+    # logger that does not propagate, and a handler of another kind gets the line through logging).
+    logging.getLogger("verify").handlers = [h for h in logger.error_log.handlers if getattr(h, "_gunicorn", False)]
+    handled = _handled(monkeypatch)
+    assert client.get("/healthz", headers={"X-Request-Id": START_ID}).status_code == 200
+    assert client.post("/webhooks/d7/s3cret-token/report?sha1=s3cret").status_code == 404
+    assert "verify.request" not in handled
+    assert "s3cret" not in errors.read_text()
+    healthz, d7 = [line for line in _records(errors) if line["logger"] == "verify.request"]
+    assert TIME.fullmatch(healthz.pop("time")) and healthz.pop("pid") == os.getpid()
+    assert healthz.pop("duration_ms") >= 0
+    assert healthz == {
+        "level": "INFO",
+        "logger": "verify.request",
+        "message": healthz["message"],
+        "request_id": START_ID,
+        "method": "GET",
+        "route": "/healthz",
+        "status": 200,
+        "verification_id": "",
+    }
+    assert re.fullmatch(r"GET /healthz 200 \d+\.\dms", healthz["message"])
+    assert (d7["method"], d7["route"], d7["status"]) == ("POST", "/webhooks/d7/<token>/report", 404)
+    assert re.fullmatch(r"POST /webhooks/d7/<token>/report 404 \d+\.\dms", d7["message"])
+
+
+def test_its_bytes_are_those_of_its_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("time.time", lambda: 1795338902.042917)
+    with _json_logger("verify.request") as (log, stream):
+        log_request(log, *SAMPLE_REQUEST)
+        _logged_as_before(log, *SAMPLE_REQUEST)
+    direct, before = stream.getvalue().splitlines(keepends=True)
+    assert (
+        direct
+        == before
+        == (
+            '{"time": "2026-11-22T09:15:02.042Z", "level": "INFO", "logger": "verify.request", "message": '
+            '"POST /v1/verifications/<verification_id>/check 200 4.2ms", "pid": ' + str(os.getpid()) + ", "
+            '"request_id": "4bf92f3577b34da6a3ce929d0e0e4736", "method": "POST", '
+            '"route": "/v1/verifications/<verification_id>/check", "status": 200, "duration_ms": 4.213, '
+            '"verification_id": "1a2b0c3d4e5f"}\n'
+        )
+    )
+    assert stream.writes == [direct, before]  # one write each: the whole line with its newline
+
+
+# Texts that redact() changes, and texts JSON escapes.
+SECRET_TEXTS = (
+    "/webhooks/d7/s3cret-token/report",
+    "/webhooks/smsc?sha1=s3cret-sha&phone=%2B79991230001",
+    "Bearer s3cret-bearer-0123",
+    '{"token": "s3cret-json"}',
+    'quote " backslash \\ newline \n Привет \U0001f600 \x00',
+)
+
+
+@hypothesis.settings(deadline=None, max_examples=300)
+@hypothesis.given(
+    method=st.sampled_from(("GET", "POST", "OTHER")) | st.sampled_from(SECRET_TEXTS) | st.text(max_size=20),
+    route=st.sampled_from(("/healthz", "/webhooks/d7/<token>", *SECRET_TEXTS)) | st.text(max_size=40),
+    status=st.integers(min_value=100, max_value=599),
+    seconds=st.floats(min_value=0, max_value=1e4),
+    request_id=st.sampled_from((START_ID, *SECRET_TEXTS)) | st.text(max_size=40),
+    verification_id=st.sampled_from(("", "1a2b0c3d4e5f", *SECRET_TEXTS)) | st.text(max_size=40),
+    created=st.floats(min_value=1e9, max_value=4e9),
+)
+def test_any_request_line_is_redacted_and_written_as_its_record_was(
+    method: str, route: str, status: int, seconds: float, request_id: str, verification_id: str, created: float
+) -> None:
+    fields = (method, route, status, seconds, request_id, verification_id)
+    with mock.patch("time.time", return_value=created), _json_logger("verify.request") as (log, stream):
+        log_request(log, *fields)
+        _logged_as_before(log, *fields)
+    direct, before = stream.getvalue().splitlines(keepends=True)
+    assert direct == before
+    assert "s3cret" not in direct and direct.isascii() and direct.endswith("}\n")
+
+
+def test_a_secret_in_a_field_is_redacted_on_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    handled = _handled(monkeypatch)
+    with _json_logger("verify.request") as (log, stream):
+        log_request(log, "POST", "/webhooks/d7/s3cret-token", 200, 0.001, "sha1=s3cret-sha", "Bearer s3cret-bearer")
+    assert handled == []
+    [line] = _records_of(stream)
+    assert "s3cret" not in stream.getvalue()
+    assert (line["route"], line["request_id"], line["verification_id"]) == (
+        f"/webhooks/d7/{REDACTED}",
+        f"sha1={REDACTED}",
+        f"Bearer {REDACTED}",
+    )
+    assert line["message"] == f"POST /webhooks/d7/{REDACTED} 200 1.0ms"
+
+
+def test_a_line_that_cannot_be_redacted_is_withheld_through_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    with _json_logger("verify.request") as (log, stream):
+        handled = _handled(monkeypatch)
+        monkeypatch.setattr("verify.logs.redact", lambda text: 1 / 0)
+        log_request(log, "POST", "/webhooks/d7/<token>", 200, 0.001, START_ID, "")
+    assert handled == ["verify.request"]
+    [line] = _records_of(stream)
+    assert line["message"] == "a log line was withheld: redacting it failed (ZeroDivisionError)"
+    assert "route" not in line
+
+
+@pytest.mark.parametrize("gunicorn_logger", [TextLogger], indirect=True)
+def test_the_text_format_gets_the_request_line_through_logging(
+    gunicorn_logger: tuple[RedactingLogger, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, errors, _ = gunicorn_logger
+    handled = _handled(monkeypatch)
+    log_request(logging.getLogger("verify.request"), *SAMPLE_REQUEST)
+    assert handled == ["verify.request"]
+    assert re.search(
+        r"\] \[INFO\] POST /v1/verifications/<verification_id>/check 200 4\.2ms$", errors.read_text(), re.MULTILINE
+    )
+
+
+def test_any_other_handler_or_a_record_factory_gets_the_record(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest's capture handler (a StreamHandler subclass) beside the JSON one: both get the record.
+    with _json_logger("verify.request") as (log, stream):
+        log.addHandler(caplog.handler)
+        log_request(log, *SAMPLE_REQUEST)
+        [record] = caplog.records
+        assert record.route == "/v1/verifications/<verification_id>/check"  # type: ignore[attr-defined]
+        log.removeHandler(caplog.handler)
+        factory = logging.getLogRecordFactory()
+
+        def traced(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = factory(*args, **kwargs)
+            record.trace_id = "t-1"
+            return record
+
+        monkeypatch.setattr(logging, "_logRecordFactory", traced)
+        log_request(log, *SAMPLE_REQUEST)
+    first, traced_line = _records_of(stream)
+    assert "trace_id" not in first and traced_line["trace_id"] == "t-1"
+
+
+def test_the_levels_count_on_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    handled = _handled(monkeypatch)
+    with _json_logger("verify.request") as (log, stream):
+        log.setLevel(logging.WARNING)
+        log_request(log, *SAMPLE_REQUEST)
+        log.setLevel(logging.INFO)
+        log.handlers[0].setLevel(logging.WARNING)
+        log_request(log, *SAMPLE_REQUEST)
+    assert stream.getvalue() == ""
+    assert handled == ["verify.request"]  # the handler's level is logging's to apply, as it was
+
+
+def _records_of(stream: io.StringIO) -> list[Record]:
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert all(isinstance(record, dict) for record in records)
+    return records

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -322,3 +323,40 @@ def test_a_sentinel_master_without_a_replica_is_said_on_readyz_and_in_the_metric
         assert parse(degraded.get("/metrics").text)[("verify_redis_degraded", frozenset())] == 0
     finally:
         sentinel.stop()
+
+
+def test_label_children_are_bound_once_and_every_count_lands(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 19: a request's metrics take their children from the Metrics' own table after the first time, so
+    # prometheus_client's labels() (its checks, conversions and lock) runs once per label set, not per request.
+    metrics: Metrics = client.application.extensions["verify.metrics"][0]
+    bound: list[tuple[str, ...]] = []
+    names = {"requests": metrics.http_requests, "latency": metrics.http_latency, "started": metrics.started}
+    for name, metric in names.items():
+
+        def spy(*values: str, _name: str = name, _labels: Any = metric.labels) -> Any:
+            bound.append((_name, *values))
+            return _labels(*values)
+
+        monkeypatch.setattr(metric, "labels", spy)
+    for _ in range(3):
+        assert client.get("/healthz").status_code == 200
+    assert client.get("/nowhere").status_code == 404
+    assert start(client, "+79990070001").status_code == start(client, "+79990070002").status_code == 201
+    assert bound == [
+        ("requests", "GET", "/healthz", "200"),
+        ("latency", "GET", "/healthz"),
+        ("requests", "GET", "<unmatched>", "404"),
+        ("latency", "GET", "<unmatched>"),
+        ("started", "sms", "sandbox", "RU"),
+        ("requests", "POST", "/v1/verifications", "201"),
+        ("latency", "POST", "/v1/verifications"),
+    ]
+    assert counted(client, "verify_http_requests_total", method="GET", route="/healthz", status="200") == 3
+    assert counted(client, "verify_http_request_duration_seconds_count", method="GET", route="/healthz") == 3
+    assert counted(client, "verify_http_requests_total", method="POST", route="/v1/verifications", status="201") == 2
+    assert counted(client, "verify_verifications_started_total", channel="sms", provider="sandbox", country="RU") == 2
+    monkeypatch.undo()
+    # The child kept is the one labels() gives: every count goes where it would have gone.
+    assert metrics.child(metrics.started, "sms", "sandbox", "RU") is metrics.started.labels("sms", "sandbox", "RU")

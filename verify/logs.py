@@ -18,11 +18,13 @@ import json
 import logging
 import logging.handlers
 import math
+import os
 import re
 import threading
 import time
 from contextvars import ContextVar
 from datetime import timedelta
+from json.encoder import encode_basestring_ascii
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
@@ -252,7 +254,17 @@ class Redaction(logging.Filter):
 
 def _timestamp(record: logging.LogRecord) -> str:
     """RFC 3339 in UTC with milliseconds: ``2026-11-22T09:15:02.042Z``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+    return _rfc3339(record.created, record.msecs)
+
+
+def _rfc3339(created: float, msecs: float) -> str:
+    return f"{_second(int(created))}.{int(msecs):03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(seconds: int) -> str:
+    # The lines of one second share it: strftime once per second rather than once per line.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 class JsonFormatter(logging.Formatter):
@@ -283,6 +295,132 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = record.stack_info
         return json.dumps(entry)
+
+
+# The request line's message; its fields follow it in this order (README "Production", docs/logs.md §4).
+REQUEST_MESSAGE = "%s %s %s %.1fms"
+# The handlers a request line may be written to directly: they write a formatted record to their stream and do
+# nothing else (a subclass may, so it gets the record through logging).
+_PLAIN_HANDLERS = (logging.StreamHandler, logging.FileHandler)
+
+
+def log_request(
+    log: logging.Logger,
+    method: str,
+    route: str,
+    status: int,
+    seconds: float,
+    request_id: str,
+    verification_id: str,
+) -> None:
+    """Log the request line of a request (``verify.request``, at INFO): ``method route status 4.2ms`` with the fields
+    ``request_id``, ``method``, ``route``, ``status``, ``duration_ms`` and ``verification_id``.
+
+    Where the line would reach only handlers that :class:`RedactingLogger` set up for JSON (a stream, a
+    :class:`Redaction` filter, :class:`JsonFormatter`), which is the case under gunicorn with the JSON format, it is
+    written to their streams directly, without a log record: the same bytes the record would have given (the same
+    fields, in the same order, redacted by the same :func:`redact`), in one ``write`` of the whole line under the
+    handler's lock, as the handler writes a line. Anywhere else (the text format, a handler of another kind, a test's
+    capture), and if building the line fails, it goes through ``logging`` like any line. The logger's level and
+    the handlers' levels count either way. In process a line took 41-48 µs through logging and 11-12 µs this way
+    (docs/performance.md, issue 19).
+    """
+    if not log.isEnabledFor(logging.INFO):
+        return
+    milliseconds = seconds * 1000
+    handlers = _json_handlers(log)
+    if handlers:
+        try:
+            line = _request_line(log.name, method, route, status, milliseconds, request_id, verification_id)
+        except Exception:  # the logging path below redacts the line or withholds it, as it does any line
+            line = None
+        if line is not None:
+            for handler in handlers:
+                _write(handler, line, log.name)
+            return
+    log.info(
+        REQUEST_MESSAGE,
+        method,
+        route,
+        status,
+        milliseconds,
+        extra={
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(milliseconds, 3),
+            "verification_id": verification_id,
+        },
+    )
+
+
+def _json_handlers(log: logging.Logger) -> list[logging.StreamHandler[Any]]:
+    """The handlers an INFO record of ``log`` would reach, if each writes a JSON line made as :func:`_request_line`
+    makes it (else none: the line then goes through logging). A logger filter, or a record factory other than
+    logging's (one that adds fields, as tracing libraries do), sends the line through logging too."""
+    if log.filters or logging.getLogRecordFactory() is not logging.LogRecord:
+        return []
+    found: list[logging.StreamHandler[Any]] = []
+    logger: logging.Logger | None = log
+    while logger is not None:  # as Logger.callHandlers walks them
+        for handler in logger.handlers:
+            if handler.level > logging.INFO:
+                continue
+            if not (
+                isinstance(handler, logging.StreamHandler)
+                and type(handler) in _PLAIN_HANDLERS
+                and type(handler.formatter) is JsonFormatter
+                and handler.filters
+                and all(type(each) is Redaction for each in handler.filters)
+                and handler.stream is not None
+            ):
+                return []
+            found.append(handler)
+        logger = logger.parent if logger.propagate else None
+    return found
+
+
+# redact() is a function of its text alone, so the method and the route template (a few values each) are redacted once.
+_redact_label = functools.lru_cache(maxsize=256)(redact)
+
+
+def _request_line(
+    name: str, method: str, route: str, status: int, milliseconds: float, request_id: str, verification_id: str
+) -> str:
+    """The request line as :class:`JsonFormatter` writes its record once :class:`Redaction` has filtered it: the
+    same fields in the same order, each text through :func:`redact` and written as ``json.dumps`` writes it (with
+    its own escaping function: ASCII only), the numbers as they are."""
+    created = time.time()  # as a LogRecord takes its time
+    duration_ms = round(milliseconds, 3)
+    if not math.isfinite(duration_ms):  # the filter would write it as text ("inf"): let it
+        raise ValueError(duration_ms)
+    escape = encode_basestring_ascii
+    message = redact(REQUEST_MESSAGE % (method, route, status, milliseconds))
+    pid = os.getpid() if logging.logProcesses else None
+    return (
+        f'{{"time": "{_rfc3339(created, (created - int(created)) * 1000)}", '
+        f'"level": {escape(logging.getLevelName(logging.INFO))}, "logger": {escape(name)}, '
+        f'"message": {escape(message)}, "pid": {"null" if pid is None else int.__repr__(pid)}, '
+        f'"request_id": {escape(redact(request_id))}, "method": {escape(_redact_label(method))}, '
+        f'"route": {escape(_redact_label(route))}, "status": {int.__repr__(status)}, '
+        f'"duration_ms": {float.__repr__(duration_ms)}, "verification_id": {escape(redact(verification_id))}}}'
+    )
+
+
+def _write(handler: logging.StreamHandler[Any], line: str, name: str) -> None:
+    """What ``StreamHandler.emit`` does with a formatted line: one write of it and the terminator, then a flush,
+    under the handler's lock (so lines never interleave, whichever thread or greenlet writes)."""
+    handler.acquire()
+    try:
+        handler.stream.write(line + handler.terminator)
+        handler.flush()
+    except RecursionError:
+        raise
+    except Exception:
+        handler.handleError(logging.makeLogRecord({"name": name, "msg": line, "levelno": logging.INFO}))
+    finally:
+        handler.release()
 
 
 def log_format(value: str | None) -> str:

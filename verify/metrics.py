@@ -13,6 +13,7 @@ from bounded sets only (a country is its ISO code, a route its template): never 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -29,12 +30,19 @@ PROVIDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED_ROUTE = "<unmatched>"
 
+_Labelled = TypeVar("_Labelled", Counter, Gauge, Histogram)
+
 
 class Metrics:
-    """Every metric the app records. Attributes are prometheus_client metrics; label them and count."""
+    """Every metric the app records. Attributes are prometheus_client metrics; label them (on a hot path with
+    :meth:`child`, which binds each label set once) and count; :meth:`request` counts a request served."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # Children bound once per label values (see child()). Label values come from bounded sets (the module's
+        # docstring), and prometheus_client keeps every child it made anyway: these hold no more than it does.
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        self._requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
         def lifecycle(name: str, what: str) -> Counter:
             return Counter(f"verify_verifications_{name}", what, LIFECYCLE, registry=registry)
@@ -111,6 +119,29 @@ class Metrics:
             buckets=HTTP_BUCKETS,
             registry=registry,
         )
+
+    def child(self, metric: _Labelled, *values: str) -> _Labelled:
+        """``metric.labels(*values)``, looked up once per label values and then kept: the same child, so every
+        ``inc`` still goes where ``labels`` would send it (in multiprocess mode, straight to this worker's file), but
+        without ``labels``' checks, conversions and lock on every request."""
+        try:
+            child: _Labelled = self._children[metric, values]
+        except KeyError:
+            child = self._children[metric, values] = metric.labels(*values)
+        return child
+
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a request served (``verify_http_requests_total``) and its duration
+        (``verify_http_request_duration_seconds``); the two children of a (method, route, status) are bound once."""
+        try:
+            counted, timed = self._requests[method, route, status]
+        except KeyError:
+            counted, timed = self._requests[method, route, status] = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_latency.labels(method, route),
+            )
+        counted.inc()
+        timed.observe(seconds)
 
     def redis_error(self, err: BaseException) -> None:
         """Count a Redis failure by its kind (the store calls this): ``wait_timeout`` is a write that fewer replicas

@@ -645,8 +645,8 @@ class Service:
         if created:
             self._count(self.metrics.started, ended.record)
         if commit.sms_parts:
-            self.metrics.sms_messages.labels(commit.provider, commit.sms_encoding).inc()
-            self.metrics.sms_parts.labels(commit.provider, commit.sms_encoding).inc(commit.sms_parts)
+            self.metrics.child(self.metrics.sms_messages, commit.provider, commit.sms_encoding).inc()
+            self.metrics.child(self.metrics.sms_parts, commit.provider, commit.sms_encoding).inc(commit.sms_parts)
         return self.view(ended.record)  # end_send.lua journaled its expiry watch (events on)
 
     def _committed(self, committing: Callable[[], tuple[Batch, Op[Outcome[Any]]]]) -> Outcome[Any]:
@@ -704,7 +704,8 @@ class Service:
 
     def _count(self, counter: Counter, record: Record) -> None:
         """Count ``record`` on one of the lifecycle counters (started, approved, ...)."""
-        counter.labels(record.channel, record.provider or "none", record.country or country_of(record.phone)).inc()
+        country = record.country or country_of(record.phone)
+        self.metrics.child(counter, record.channel, record.provider or "none", country).inc()
 
     def _refuse_send(self, outcome: str, record: Record) -> None:
         if outcome == "max_sends":

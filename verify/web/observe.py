@@ -2,10 +2,11 @@
 
 The request line (logger ``verify.request``) names the route template, never the raw path: a token in a path (D7's
 webhook URL) or a secret in a query string (SMSC's handler URL) cannot reach it. Under gunicorn it replaces the access
-log (gunicorn.conf.py). The request id is the client's ``X-Request-Id`` when it has a shape no secret of ours has
-(:data:`GIVEN_ID`), else a new one; it is returned as ``X-Request-Id`` and carried by every line the app logs while
-serving the request (:data:`verify.logs.REQUEST_ID`). The verification a request is about is its route's
-``verification_id``, or ``g.verification_id`` when a view sets it (a start, for the id it made).
+log (gunicorn.conf.py); :func:`verify.logs.log_request` writes it, without a log record under gunicorn's JSON logger
+(it is the one line every request writes). The request id is the client's ``X-Request-Id`` when it has a shape no
+secret of ours has (:data:`GIVEN_ID`), else a new one; it is returned as ``X-Request-Id`` and carried by every line the
+app logs while serving the request (:data:`verify.logs.REQUEST_ID`). The verification a request is about is its
+route's ``verification_id``, or ``g.verification_id`` when a view sets it (a start, for the id it made).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.wrappers import Response as BaseResponse
 
-from verify.logs import REQUEST_ID
+from verify.logs import REQUEST_ID, log_request
 from verify.metrics import UNMATCHED_ROUTE, Exposition, Metrics
 from verify.store import ID_RE
 from verify.web.context import require_bearer
@@ -66,28 +67,13 @@ def _end(response: BaseResponse) -> BaseResponse:
     metrics: Metrics = current_app.extensions["verify.metrics"][0]
     method = request.method if request.method in METHODS else "OTHER"
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    metrics.http_requests.labels(method, route, str(response.status_code)).inc()
-    metrics.http_latency.labels(method, route).observe(duration)
+    metrics.request(method, route, response.status_code, duration)
     # Only a well-formed id: the path segment is whatever the client sent (a proof token pasted there, say).
     verification_id = g.get("verification_id") or (request.view_args or {}).get("verification_id", "")
     if not ID_RE.fullmatch(verification_id):
         verification_id = ""
     response.headers[REQUEST_ID_HEADER] = g.request_id
-    log.info(
-        "%s %s %s %.1fms",
-        method,
-        route,
-        response.status_code,
-        duration * 1000,
-        extra={
-            "request_id": g.request_id,
-            "method": method,
-            "route": route,
-            "status": response.status_code,
-            "duration_ms": round(duration * 1000, 3),
-            "verification_id": verification_id,
-        },
-    )
+    log_request(log, method, route, response.status_code, duration, g.request_id, verification_id)
     return response
 
 
