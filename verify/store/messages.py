@@ -25,16 +25,21 @@ class MessageCommands(BatchEngine):
         return self._command(lambda v: v, "GET", self._store.message_key(provider, message_id))
 
     def outbox_push(self, phone: str, message: dict[str, str]) -> Op[None]:
-        """Keep a sandbox message, newest first, trimmed to the last few per phone."""
+        """Keep a sandbox message (compact JSON: the phone is the key's), newest first, trimmed to the last few per
+        phone."""
         key = self._store.outbox_key(phone)
-        self._command(ignore, "LPUSH", key, json.dumps(message))
+        self._command(ignore, "LPUSH", key, json.dumps(message, separators=(",", ":")))
         self._command(ignore, "LTRIM", key, 0, OUTBOX_LENGTH - 1)
         return self._command(ignore, "PEXPIRE", key, OUTBOX_TTL_MS)
 
     def outbox(self, phone: str) -> Op[list[dict[str, str]]]:
-        """Sandbox messages to ``phone``, newest first."""
+        """Sandbox messages to ``phone`` (``to`` is ``phone``), newest first."""
         return self._command(
-            lambda raw: [json.loads(item) for item in raw], "LRANGE", self._store.outbox_key(phone), 0, -1
+            lambda raw: [{"to": phone, **json.loads(item)} for item in raw],
+            "LRANGE",
+            self._store.outbox_key(phone),
+            0,
+            -1,
         )
 
     def claim_nonce(self, provider: str, nonce: str, ttl_ms: int) -> Op[bool]:
