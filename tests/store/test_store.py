@@ -34,6 +34,7 @@ from verify.store import (
     tag_for,
 )
 from verify.store.connection import parse_url
+from verify.store.keys import MESSAGE_BUCKETS
 
 PHONE = "+79991234567"
 LEASE, TTL, COOLDOWN = 120_000, 900_000, 30_000
@@ -378,7 +379,7 @@ def _legacy_record(store: Store, code_hash: str) -> str:
         "sms_encoding": "GSM-7",
         "sms_parts": "1",
     }
-    store.client.hset(store.record_key(vid), mapping=old)
+    store.client.hset(store.record_key(vid), items=[item for pair in old.items() for item in pair])
     store.client.pexpire(store.record_key(vid), TTL)
     store.client.set(store.index_key(PHONE, "sms"), vid, px=TTL)
     return vid
@@ -454,6 +455,25 @@ def test_a_record_stays_a_compact_hash(store: Store) -> None:
         == "sent"
     )
     assert encoding(call.record.id) in ("ziplist", "listpack")
+
+
+def test_message_ids_are_remembered_in_shared_buckets_for_their_memory(store: Store) -> None:
+    day = 86_400_000
+    memory = 2 * day
+    for n in range(200):
+        store.run(Batch.remember_message, "d7", f"msg-{n}", f"vid-{n}", memory, T0 + n)
+    buckets = list(store.client.scan_iter(match="test:msgs:*"))
+    assert len(buckets) <= MESSAGE_BUCKETS  # not a key per message
+    assert all(0 < store.client.pttl(key) <= (T0 // day + 3) * day - T0 for key in buckets)
+    found = [store.run(Batch.message_verification, "d7", f"msg-{n}", memory, T0 + memory) for n in range(200)]
+    assert found == [f"vid-{n}" for n in range(200)]  # remembered for `memory` at least
+    assert store.run(Batch.message_verification, "zoomconnect", "msg-1", memory, T0) is None  # another gateway's
+    assert (
+        store.run(Batch.message_verification, "d7", "msg-1", memory, (T0 // day + 3) * day) is None
+    )  # at most a day more
+    # What the previous version wrote, a key per message, is still read.
+    store.client.set(store.legacy_message_key("d7", "old"), "vid-old", px=memory)
+    assert store.run(Batch.message_verification, "d7", "old", memory, T0) == "vid-old"
 
 
 def test_malformed_ids_are_unknown(store: Store) -> None:

@@ -63,8 +63,9 @@ end
 local refused = q_refusal(KEYS[3], now, items)
 if refused then return {'limited', {}, refused[1], refused[2]} end
 q_add(KEYS[3], now, items, tonumber(A.quota_ttl))
-redis.call('HSET', KEYS[2], 'p', A.phone, 'cc', A.country, 'ch', A.channel, 's', 'pending',
-  'a', 0, 'n', 0, 'c', A.now, 'ls', 0, 'e', now + lease)
+-- Attempts ('a') are counted from none when a wrong code first comes (complete.lua).
+redis.call('HSET', KEYS[2], 'p', A.phone, 'cc', A.country, 'ch', A.channel, 's', 'pending', 'n', 0, 'c', A.now,
+  'ls', 0, 'e', now + lease)
 -- Only when set (_record.lua): most verifications have none.
 for argument, field in pairs({locale = 'l', owner = 'o', app_hash = 'ah', otp_host = 'oh', cs = 'cs'}) do
   if A[argument] ~= '' then redis.call('HSET', KEYS[2], field, A[argument]) end
