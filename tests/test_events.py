@@ -278,7 +278,7 @@ def test_an_approval_journals_its_event_in_the_same_script(client: FlaskClient) 
     (event_id,) = [key for key in entries if key.startswith("evt_")]
     entry = json.loads(entries[event_id])
     assert entry["kind"] == "event" and entry["type"] == "verification.approved"
-    assert dict(zip(entry["record"][::2], entry["record"][1::2], strict=True))["status"] == "approved"
+    assert dict(zip(entry["record"][::2], entry["record"][1::2], strict=True))["s"] == "approved"  # the record's status
 
 
 def test_a_sweep_between_a_transition_s_hint_and_its_script_loses_no_event(

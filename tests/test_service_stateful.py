@@ -143,7 +143,7 @@ class Verifications(RuleBasedStateMachine):
         record: dict[str, str] = self.store.client.hgetall(self.store.record_key(vid))  # type: ignore[assignment]
         self.store.client.delete(self.store.record_key(vid))
         for channel in ("sms", "call"):
-            index = self.store.index_key(record.get("phone", PHONES[0]), channel)
+            index = self.store.index_key(record.get("p", PHONES[0]), channel)
             if self.store.client.get(index) == vid:
                 self.store.client.delete(index)
 
@@ -168,8 +168,8 @@ class Verifications(RuleBasedStateMachine):
             if key.endswith(":final"):  # the copy events keep of a verification as it finally was
                 continue
             record: dict[str, str] = self.store.client.hgetall(key)  # type: ignore[assignment]
-            if record.get("status") == "pending" and int(record.get("sends", 0)) > 0:
-                pending[(record["phone"], record["channel"])] += 1
+            if record.get("s") == "pending" and int(record.get("n", 0)) > 0:  # FIELDS in verify/store/verifications.py
+                pending[(record["p"], record["ch"])] += 1
         assert all(n <= 1 for n in pending.values()), pending
 
     @invariant()

@@ -369,7 +369,9 @@ class Service:
         if event.verification_id and ID_RE.fullmatch(event.verification_id):
             return self.store.run(Batch.get, event.verification_id)
         if event.reply_to and event.provider:
-            verification_id = self.store.run(Batch.message_verification, event.provider, event.reply_to)
+            verification_id = self.store.run(
+                Batch.message_verification, event.provider, event.reply_to, MESSAGE_MEMORY_S * 1000, self._now_ms()
+            )
             if verification_id:
                 return self.store.run(Batch.get, verification_id)
         return self.store.run(Batch.find, event.phone, "sms")
@@ -418,7 +420,9 @@ class Service:
         verification_id = (
             event.verification_id
             if ID_RE.fullmatch(event.verification_id)
-            else self.store.run(Batch.message_verification, event.provider, event.message_id)
+            else self.store.run(
+                Batch.message_verification, event.provider, event.message_id, MESSAGE_MEMORY_S * 1000, self._now_ms()
+            )
         )
         if not verification_id:
             return None
@@ -632,7 +636,7 @@ class Service:
                 # Spare: the SMS is out, so a cluster node down under the index must not lose the code with it (a
                 # delivery report for that message is then ignored; a reply still finds it by its phone).
                 batch.spare(
-                    batch.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000)
+                    batch.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000, now)
                 )
             if created and channel == "sms" and self.captcha.on:
                 batch.pump_count(country_of(record.phone), record.id, "started", now)

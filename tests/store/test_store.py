@@ -27,12 +27,14 @@ from verify.store import (
     Outcome,
     Record,
     SendCommit,
+    Source,
     Store,
     new_id,
     shard_of,
     tag_for,
 )
 from verify.store.connection import parse_url
+from verify.store.keys import MESSAGE_BUCKETS
 
 PHONE = "+79991234567"
 LEASE, TTL, COOLDOWN = 120_000, 900_000, 30_000
@@ -145,7 +147,7 @@ def test_start_creates_and_reserves_for_the_send_lease(store: Store) -> None:
     assert (record.status, record.sends, record.attempts, record.expires_at) == ("pending", 0, 0, T0 + LEASE)
     assert record.country == "RU"  # kept, so that an approval need not parse the phone again
     assert 0 < store.client.pttl(store.record_key(record.id)) <= LEASE
-    assert store.client.hget(store.record_key(record.id), "sending") == "n1"
+    assert store.client.hget(store.record_key(record.id), "x") == "n1"  # the reservation (FIELDS: "sending")
     # Its first send is in flight: a second start is told so, and reserves nothing.
     assert _start(store, T0 + 1, "n2").outcome == "in_progress"
     other_channel = _start(store, channel="call")
@@ -157,7 +159,7 @@ def test_start_returns_the_pending_one_until_a_resend_is_due(store: Store) -> No
     vid = _sent(store)
     inside = _start(store, T0 + COOLDOWN - 1, "n2")
     assert inside.outcome == "existing" and inside.record is not None and inside.record.id == vid
-    assert "sending" not in store.client.hgetall(store.record_key(vid))
+    assert "x" not in store.client.hgetall(store.record_key(vid))
     due = _start(store, T0 + COOLDOWN, "n2")
     assert due.outcome == "resend" and due.record is not None and due.record.id == vid
     assert _start(store, T0 + COOLDOWN + 1, "n3").outcome == "existing"  # in flight: nothing more reserved
@@ -190,10 +192,10 @@ def test_start_takes_the_phone_quota_with_the_reservation(store: Store) -> None:
 def test_commit_stores_only_the_hash_and_restarts_the_ttl(store: Store) -> None:
     vid = _sent(store, code_hash="hmac-of-code")
     raw = store.client.hgetall(store.record_key(vid))
-    assert raw["code_hash"] == "hmac-of-code" and raw["sends"] == "1" and raw["last_sent_at"] == str(T0)
+    assert raw["h"] == "hmac-of-code" and raw["n"] == "1" and raw["ls"] == str(T0)
     assert LEASE < store.client.pttl(store.record_key(vid)) <= TTL
     assert LEASE < store.client.pttl(store.index_key(PHONE, "sms")) <= TTL
-    assert "sending" not in raw
+    assert "x" not in raw
 
 
 def test_a_failed_first_send_leaves_nothing_but_the_given_back_quota(store: Store) -> None:
@@ -212,7 +214,7 @@ def test_a_failed_resend_keeps_the_old_code(store: Store) -> None:
     assert _begin(store, vid, T0 + 30_000, "n2").outcome == "ok"
     assert _end(store, record, "n2", None, T0 + 30_000).outcome == "kept"
     raw = store.client.hgetall(store.record_key(vid))
-    assert (raw["code_hash"], raw["sends"], raw["last_sent_at"]) == ("old", "1", str(T0))
+    assert (raw["h"], raw["n"], raw["ls"]) == ("old", "1", str(T0))
 
 
 def test_begin_send_refusals(store: Store) -> None:
@@ -240,7 +242,7 @@ def test_wrong_codes_count_up_to_the_limit(store: Store) -> None:
     last = _complete(store, vid, "code", ["wrong"], max_attempts=3)
     assert last.outcome == "wrong" and last.record is not None and last.record.status == "max_attempts_reached"
     assert _complete(store, vid, "code", ["right"], max_attempts=3).outcome == "max_attempts"
-    assert "code_hash" not in store.client.hgetall(store.record_key(vid))
+    assert "h" not in store.client.hgetall(store.record_key(vid))
 
 
 def test_wrong_codes_of_a_phone_lock_every_check_of_it(store: Store) -> None:
@@ -282,7 +284,7 @@ def test_approval_happens_once_and_burns_the_code(store: Store) -> None:
     assert first.outcome == "approved" and first.record is not None
     assert (first.record.status, first.record.completed_via, first.record.verified_at) == ("approved", "code", T0 + 5)
     assert _complete(store, vid, "code", ["right"]).outcome == "not_pending"
-    assert "code_hash" not in store.client.hgetall(store.record_key(vid))
+    assert "h" not in store.client.hgetall(store.record_key(vid))
 
 
 def test_replies_count_their_wrong_codes_and_calls_need_the_call_channel(store: Store) -> None:
@@ -351,6 +353,127 @@ def test_every_key_of_a_phone_shares_one_cluster_slot(store: Store) -> None:
     assert all(k.startswith("test:{" + tag_for(PHONE) + "}:") for k in keys)
     assert len({key_slot(k.encode()) for k in keys}) == 1
     assert sorted(list(store.client.scan_iter())) == sorted(k for k in keys if store.client.exists(k))
+
+
+def _legacy_record(store: Store, code_hash: str) -> str:
+    """A sent verification as the previous version wrote it: long field names, its id stored too."""
+    vid = new_id(PHONE)
+    old = {
+        "id": vid,
+        "phone": PHONE,
+        "country": "RU",
+        "channel": "sms",
+        "locale": "",
+        "status": "pending",
+        "attempts": "0",
+        "sends": "1",
+        "created_at": str(T0),
+        "last_sent_at": str(T0),
+        "expires_at": str(T0 + TTL),
+        "delivery_status": "sent",
+        "code_hash": code_hash,
+        "call_number": "",
+        "call_numbers": "",
+        "provider": "sandbox",
+        "message_id": "m1",
+        "sms_encoding": "GSM-7",
+        "sms_parts": "1",
+    }
+    store.client.hset(store.record_key(vid), items=[item for pair in old.items() for item in pair])
+    store.client.pexpire(store.record_key(vid), TTL)
+    store.client.set(store.index_key(PHONE, "sms"), vid, px=TTL)
+    return vid
+
+
+def test_a_record_of_the_previous_version_is_read_and_renamed_in_place(store: Store) -> None:
+    vid = _legacy_record(store, "right")
+    read = store.run(Batch.get, vid)
+    assert read is not None and (read.id, read.phone, read.status, read.sends, read.sms_parts) == (
+        vid,
+        PHONE,
+        "pending",
+        1,
+        1,
+    )
+    # The API key's start finds it through its index (inside its cooldown), and renames its fields on the way.
+    existing = _start(store, T0 + 1, "n2")
+    assert existing.outcome == "existing" and existing.record == read
+    raw = store.client.hgetall(store.record_key(vid))
+    assert raw["s"] == "pending" and raw["h"] == "right" and raw["n"] == "1" and raw["gw"] == "sandbox"
+    assert not {"id", "status", "code_hash", "locale", "call_number"} & set(raw)  # the old names, and empty values
+    assert TTL - 1000 < store.client.pttl(store.record_key(vid)) <= TTL  # the TTL kept
+    approved = _complete(store, vid, "code", ["right"], now=T0 + 2)
+    assert approved.outcome == "approved" and approved.record is not None and approved.record.id == vid
+    # Each transition renames it first: a wrong code, a cancel, a delivery report or a resend of an old record.
+    for transition in (
+        lambda v: _complete(store, v, "code", ["wrong"]).outcome == "wrong",
+        lambda v: store.run(Batch.cancel, v).outcome == "canceled",
+        lambda v: store.run(Batch.set_delivery, v, "sandbox", "m1", "delivered", "DELIVRD").outcome == "updated",
+        lambda v: _begin(store, v, T0 + COOLDOWN, "n3").outcome == "ok",
+    ):
+        store.client.flushall()
+        old = _legacy_record(store, "right")
+        assert transition(old)
+        assert "status" not in store.client.hgetall(store.record_key(old))
+
+
+def test_a_record_stays_a_compact_hash(store: Store) -> None:
+    # Redis keeps a small hash as one ziplist (listpack from Redis 7) while every value is at most 64 bytes
+    # (hash-max-ziplist-value): a record that outgrew it would take several times the memory.
+    def encoding(vid: str) -> str:
+        return str(store.client.object("encoding", store.record_key(vid)))
+
+    quota = parse("phone", "5/hour")
+    site = store.run(
+        Batch.start,
+        PHONE,
+        "RU",
+        "sms",
+        "pt-BR",
+        T0,
+        LEASE,
+        COOLDOWN,
+        5,
+        "n1",
+        quota,
+        Source("pk_site_" + "k" * 24, "a" * 11, "login.example.com", "c" * 64),
+        LEASE,
+    )
+    assert site.record is not None and encoding(site.record.id) in ("ziplist", "listpack")
+    commit = SendCommit("sms", "f" * 64, "zoomconnect", "9" * 36, sms_encoding="UCS-2", sms_parts=3)
+    assert _end(store, site.record, "n1", commit, quota=quota).outcome == "sent"
+    assert encoding(site.record.id) in ("ziplist", "listpack")
+    store.run(Batch.set_delivery, site.record.id, "zoomconnect", "9" * 36, "failed", "x" * 64)
+    assert _complete(store, site.record.id, "code", ["wrong"]).outcome == "wrong"
+    assert _complete(store, site.record.id, "code", ["f" * 64], now=T0 + 1).outcome == "approved"
+    assert encoding(site.record.id) in ("ziplist", "listpack")
+    call = _start(store, T0 + 2, "n2", channel="call")
+    assert call.record is not None
+    numbers = ("+447700900001", "+447700900002", "+447700900003")
+    assert (
+        _end(store, call.record, "n2", SendCommit("call", "", "sandbox", "m" * 40, numbers[0], numbers)).outcome
+        == "sent"
+    )
+    assert encoding(call.record.id) in ("ziplist", "listpack")
+
+
+def test_message_ids_are_remembered_in_shared_buckets_for_their_memory(store: Store) -> None:
+    day = 86_400_000
+    memory = 2 * day
+    for n in range(200):
+        store.run(Batch.remember_message, "d7", f"msg-{n}", f"vid-{n}", memory, T0 + n)
+    buckets = list(store.client.scan_iter(match="test:msgs:*"))
+    assert len(buckets) <= MESSAGE_BUCKETS  # not a key per message
+    assert all(0 < store.client.pttl(key) <= (T0 // day + 3) * day - T0 for key in buckets)
+    found = [store.run(Batch.message_verification, "d7", f"msg-{n}", memory, T0 + memory) for n in range(200)]
+    assert found == [f"vid-{n}" for n in range(200)]  # remembered for `memory` at least
+    assert store.run(Batch.message_verification, "zoomconnect", "msg-1", memory, T0) is None  # another gateway's
+    assert (
+        store.run(Batch.message_verification, "d7", "msg-1", memory, (T0 // day + 3) * day) is None
+    )  # at most a day more
+    # What the previous version wrote, a key per message, is still read.
+    store.client.set(store.legacy_message_key("d7", "old"), "vid-old", px=memory)
+    assert store.run(Batch.message_verification, "d7", "old", memory, T0) == "vid-old"
 
 
 def test_malformed_ids_are_unknown(store: Store) -> None:

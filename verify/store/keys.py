@@ -17,6 +17,9 @@ from verify.quotas import Quota
 
 ID_RE = re.compile(r"[0-9a-f]{28}")  # use fullmatch: "$" would let a trailing newline through
 TAG_LENGTH = 4
+#: A gateway's message ids of one window are kept in this many hashes (:meth:`Keys.message_bucket_key`): few enough
+#: that each holds many ids (a key of its own costs more than the id it holds), enough to spread over a cluster.
+MESSAGE_BUCKETS = 64
 #: Keys that every request would otherwise write (the events journal hints, a country's pumping statistics) are split
 #: in this many shards, by the first hex digit of the phone's hash tag, so that they spread over a Cluster's nodes.
 SHARDS = 8
@@ -92,8 +95,15 @@ class Keys:
         """The circuit breaker of one gateway, shared by every worker."""
         return f"{self.prefix}breaker:{{{provider}}}"
 
-    def message_key(self, provider: str, message_id: str) -> str:
-        """Points from a gateway's message id to our verification id (for delivery reports and replies)."""
+    def message_bucket_key(self, provider: str, message_id: str, window: int) -> str:
+        """The hash that points from a gateway's message ids, those of one bucket (of :data:`MESSAGE_BUCKETS`, by a
+        hash of the id) sent in one window, to our verification ids (for delivery reports and replies)."""
+        bucket = hashlib.sha256(message_id.encode()).digest()[0] % MESSAGE_BUCKETS
+        return f"{self.prefix}msgs:{{{provider}:{bucket:02x}}}:{window}"
+
+    def legacy_message_key(self, provider: str, message_id: str) -> str:
+        """Where the previous version kept a message id's verification id, a key each (read until its last expires,
+        two days after the upgrade)."""
         return f"{self.prefix}msg:{{{provider}:{message_id}}}"
 
     def nonce_key(self, provider: str, nonce: str) -> str:

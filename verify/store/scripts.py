@@ -150,6 +150,14 @@ class BreakerFailureArgs(NamedTuple):
     cooldown: int
 
 
+class RememberMessageArgs(NamedTuple):
+    """``lua/remember_message.lua``'s ARGV."""
+
+    message_id: str
+    id: str
+    ttl: int
+
+
 class IdempotencyArgs(NamedTuple):
     """``lua/idempotency.lua``'s ARGV."""
 
@@ -223,6 +231,7 @@ class Scripts:
         self.pump = Lua(client, "pump", PumpArgs)
         self.breaker_failure = Lua(client, "breaker_failure", BreakerFailureArgs)
         self.idempotency = Lua(client, "idempotency", IdempotencyArgs)
+        self.remember_message = Lua(client, "remember_message", RememberMessageArgs)
         self.claim_due = Lua(client, "claim_due", ClaimDueArgs)
         self.enqueue = Lua(client, "enqueue", EnqueueArgs)
         self.delivered = Lua(client, "delivered", DeliveredArgs)

@@ -36,9 +36,50 @@ CancelOutcome = Literal["canceled", "not_pending", "missing"]
 DeliveryOutcome = Literal["updated", "unchanged", "other_message", "missing"]
 
 
+#: The record's fields as Redis holds them: short names, since a hash keeps every field's name in every record (a
+#: long name cost more than most values), and only the fields that are set. The id is not stored: it ends the
+#: record's key, and the scripts add it to a record they return when the caller may not know it (``lua/_record.lua``).
+#: docs/performance.md ("Memory per verification") says what each costs.
+FIELDS: dict[str, str] = {
+    "phone": "p",
+    "country": "cc",
+    "channel": "ch",
+    "locale": "l",
+    "status": "s",
+    "attempts": "a",
+    "sends": "n",
+    "created_at": "c",
+    "last_sent_at": "ls",
+    "expires_at": "e",
+    "delivery_status": "d",
+    "delivery_raw": "dr",
+    "code_hash": "h",
+    "call_number": "cn",
+    "call_numbers": "cl",
+    "sms_encoding": "se",
+    "sms_parts": "sp",
+    "provider": "gw",
+    "message_id": "m",
+    "completed_via": "v",
+    "verified_at": "va",
+    "owner": "o",
+    "app_hash": "ah",
+    "otp_host": "oh",
+    "client_secret_hash": "cs",
+    "sending": "x",  # the nonce of a send's reservation (lua/_send.lua)
+    "sending_since": "xs",
+}
+#: The names records had before (the long ones; ``cs`` was already short; ``id`` was stored too), read as the short
+#: ones: a record written by the previous version may still be in Redis for its TTL (its final copy an hour longer)
+#: after an upgrade. The scripts rename such a record's fields when they touch it (``lua/_record.lua``). Both go once
+#: no such record can be left.
+LEGACY_FIELDS: dict[str, str] = {name: short for name, short in FIELDS.items() if name != "client_secret_hash"}
+
+
 @dataclass(frozen=True)
 class Record:
-    """One verification as stored. Times are unix milliseconds; 0 means "not yet"."""
+    """One verification as stored (:data:`FIELDS` names its fields in Redis). Times are unix milliseconds; 0 means
+    "not yet"."""
 
     id: str
     phone: str
@@ -67,40 +108,42 @@ class Record:
     client_secret_hash: str = ""  # a site key's: the hash of the client secret its start handed out
 
     @classmethod
-    def from_hash(cls, h: dict[str, str]) -> Record:
-        """Build from the record's hash."""
+    def from_hash(cls, stored: dict[str, str], verification_id: str = "") -> Record:
+        """Build from the record's hash (short names, or a previous version's long ones: :data:`LEGACY_FIELDS`) and
+        its id, unless the hash says it (``id``, as a script adds it)."""
+        h = {LEGACY_FIELDS.get(name, name): value for name, value in stored.items()}
         return cls(
-            id=h["id"],
-            phone=h["phone"],
-            channel=h["channel"],
-            locale=h.get("locale", ""),
-            status=h["status"],
-            attempts=int(h["attempts"]),
-            sends=int(h["sends"]),
-            created_at=int(h["created_at"]),
-            last_sent_at=int(h["last_sent_at"]),
-            expires_at=int(h["expires_at"]),
-            call_number=h.get("call_number", ""),
-            call_numbers=tuple(n for n in h.get("call_numbers", "").split(",") if n),
-            provider=h.get("provider", ""),
-            message_id=h.get("message_id", ""),
-            delivery_status=h.get("delivery_status", ""),
-            delivery_raw=h.get("delivery_raw", ""),
-            sms_encoding=h.get("sms_encoding", ""),
-            sms_parts=int(h.get("sms_parts") or 0),
-            completed_via=h.get("completed_via", ""),
-            verified_at=int(h.get("verified_at") or 0),
-            country=h.get("country", ""),
-            owner=h.get("owner", ""),
-            app_hash=h.get("app_hash", ""),
-            otp_host=h.get("otp_host", ""),
+            id=h.get("id") or verification_id,
+            phone=h["p"],
+            channel=h["ch"],
+            locale=h.get("l", ""),
+            status=h["s"],
+            attempts=int(h.get("a") or 0),
+            sends=int(h.get("n") or 0),
+            created_at=int(h.get("c") or 0),
+            last_sent_at=int(h.get("ls") or 0),
+            expires_at=int(h.get("e") or 0),
+            call_number=h.get("cn", ""),
+            call_numbers=tuple(n for n in h.get("cl", "").split(",") if n),
+            provider=h.get("gw", ""),
+            message_id=h.get("m", ""),
+            delivery_status=h.get("d", ""),
+            delivery_raw=h.get("dr", ""),
+            sms_encoding=h.get("se", ""),
+            sms_parts=int(h.get("sp") or 0),
+            completed_via=h.get("v", ""),
+            verified_at=int(h.get("va") or 0),
+            country=h.get("cc", ""),
+            owner=h.get("o", ""),
+            app_hash=h.get("ah", ""),
+            otp_host=h.get("oh", ""),
             client_secret_hash=h.get("cs", ""),
         )
 
     @classmethod
-    def from_flat(cls, flat: list[str]) -> Record | None:
-        """Build from an HGETALL reply as Lua returns it (``[field, value, ...]``); ``None`` for an empty one."""
-        return cls.from_hash(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
+    def from_flat(cls, flat: list[str], verification_id: str = "") -> Record | None:
+        """Build from a record as Lua returns it (``[field, value, ...]``); ``None`` for an empty one."""
+        return cls.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)), verification_id) if flat else None
 
 
 @dataclass(frozen=True)
@@ -128,25 +171,19 @@ class SendCommit:
     sms_parts: int = 0
 
     def fields(self) -> list[str | int]:
-        """As HSET field, value pairs."""
-        return [
-            "channel",
-            self.channel,
-            "code_hash",
-            self.code_hash,
-            "call_number",
-            self.call_number,
-            "call_numbers",
-            ",".join(self.call_numbers),
-            "provider",
-            self.provider,
-            "message_id",
-            self.message_id,
-            "sms_encoding",
-            self.sms_encoding,
-            "sms_parts",
-            self.sms_parts,
-        ]
+        """As field, value pairs for ``lua/end_send.lua``, which stores the set ones and removes the empty ones (a
+        call's commit leaves no SMS size behind, an SMS's no call number)."""
+        values: dict[str, str | int] = {
+            "ch": self.channel,
+            "h": self.code_hash,
+            "cn": self.call_number,
+            "cl": ",".join(self.call_numbers),
+            "gw": self.provider,
+            "m": self.message_id,
+            "se": self.sms_encoding,
+            "sp": self.sms_parts or "",
+        }
+        return [item for pair in values.items() for item in pair]
 
 
 @dataclass(frozen=True)
@@ -161,14 +198,15 @@ class Source:
     client_secret_hash: str = ""
 
 
-def _outcome(limit: Limit | None) -> Callable[[list[Any]], Outcome[Any]]:
-    """How a transition script's ``{outcome, record[, refused field, ms to wait | superseded id]}`` decodes."""
+def _outcome(limit: Limit | None, verification_id: str = "") -> Callable[[list[Any]], Outcome[Any]]:
+    """How a transition script's ``{outcome, record[, refused field, ms to wait | superseded id]}`` about
+    ``verification_id`` decodes (a script that may return another verification says its id in the record)."""
 
     def decode(reply: list[Any]) -> Outcome[Any]:
         outcome, flat = reply[0], reply[1]
         refusal = as_refusal(limit, reply[2], reply[3]) if len(reply) == 4 else None
         superseded = reply[2] if len(reply) == 3 else ""
-        return Outcome(outcome, Record.from_flat(flat), refusal, superseded)
+        return Outcome(outcome, Record.from_flat(flat, verification_id), refusal, superseded)
 
     return decode
 
@@ -238,7 +276,7 @@ class VerificationCommands(BatchEngine):
         """Reserve a resend and take the phone's quota; see ``lua/begin_send.lua``."""
         s = self._store
         return self._script(
-            _outcome(quota),
+            _outcome(quota, verification_id),
             s.scripts.begin_send,
             [s.record_key(verification_id)],
             BeginSendArgs(
@@ -285,7 +323,7 @@ class VerificationCommands(BatchEngine):
             grace=grace_ms,
         )
         fields = commit.fields() if commit else []
-        return self._script(_outcome(quota), s.scripts.end_send, keys, args, *quota_items(quota), *fields)
+        return self._script(_outcome(quota, record.id), s.scripts.end_send, keys, args, *quota_items(quota), *fields)
 
     def unreserve(
         self, verification_id: str, phone: str, channel: str, nonce: str, quota: Limit | None, taken_at: int
@@ -309,7 +347,7 @@ class VerificationCommands(BatchEngine):
             taken_at=taken_at,
             grace=0,
         )
-        return self._script(_outcome(quota), s.scripts.end_send, keys, args, *quota_items(quota))
+        return self._script(_outcome(quota, verification_id), s.scripts.end_send, keys, args, *quota_items(quota))
 
     def complete(
         self,
@@ -334,7 +372,7 @@ class VerificationCommands(BatchEngine):
         if gate is not None and s.cluster:
             raise ValueError("on a cluster a gate's key is in another slot than the record's: take it before")
         keys = [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])]
-        judged, gated = _outcome(failures), _outcome(gate.limit if gate else None)
+        judged, gated = _outcome(failures, verification_id), _outcome(gate.limit if gate else None)
         if gate is not None:
             keys.append(s.quota_key(gate))
         return self._script(
@@ -362,7 +400,9 @@ class VerificationCommands(BatchEngine):
     def cancel(self, verification_id: str, grace_ms: int = 0) -> Op[Outcome[CancelOutcome]]:
         """Cancel unless approved; see ``lua/cancel.lua``."""
         s = self._store
-        return self._script(_outcome(None), s.scripts.cancel, [s.record_key(verification_id)], CancelArgs(grace_ms))
+        return self._script(
+            _outcome(None, verification_id), s.scripts.cancel, [s.record_key(verification_id)], CancelArgs(grace_ms)
+        )
 
     def set_delivery(
         self,
@@ -379,7 +419,7 @@ class VerificationCommands(BatchEngine):
         ``lua/set_delivery.lua``."""
         s = self._store
         return self._script(
-            _outcome(None),
+            _outcome(None, verification_id),
             s.scripts.set_delivery,
             [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
             SetDeliveryArgs(provider, message_id, status, raw_status, event_id, grace_ms, now_ms),
@@ -392,7 +432,9 @@ class VerificationCommands(BatchEngine):
             op._set(None)
             return op
         return self._command(
-            lambda h: Record.from_hash(h) if h else None, "HGETALL", self._store.record_key(verification_id)
+            lambda h: Record.from_hash(h, verification_id) if h else None,
+            "HGETALL",
+            self._store.record_key(verification_id),
         )
 
     def phone_verifications(self, phone: str, channel: str, since_ms: int) -> Op[tuple[Record | None, list[Record]]]:

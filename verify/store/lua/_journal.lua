@@ -1,12 +1,13 @@
 -- Library (included by the transitions the customer's events follow): what those events need, written in the same
--- step as the transition, so no crash between two Redis calls can lose one. Used only when events are on.
+-- step as the transition, so no crash between two Redis calls can lose one. Used only when events are on. Included
+-- after _record.lua.
 -- The journal is a hash in the verification's slot: entry id -> JSON. The sweep (verify/events.py) moves its
 -- entries to the events outbox and the expiry schedule, found through a hint the request wrote beforehand.
 
 -- `grace` (ms, never 0 here) says how long what is kept of a verification outlives it. Positive (events on): a
 -- whole copy, since an expiry event carries the verification as it finally was. Negative (events off): only what
 -- the expired count needs, to save memory: its status in the copy, and its labels in the watch.
-local J_LIGHT = {'phone', 'channel', 'provider', 'country'}
+local J_LIGHT = {'ch', 'gw', 'cc'}  -- channel, gateway, country (_record.lua)
 
 -- Keep what the verification now is (see `grace`) for |grace| ms longer than the verification itself lives, so
 -- the expiry sweep still knows how it ended after Redis dropped it.
@@ -15,7 +16,7 @@ local function j_mirror(key, grace)
   if grace > 0 then
     redis.call('COPY', key, final, 'REPLACE')
   else
-    redis.call('HSET', final, 'status', redis.call('HGET', key, 'status'))
+    redis.call('HSET', final, 's', redis.call('HGET', key, 's'))
   end
   local ttl = redis.call('PTTL', key)
   redis.call('PEXPIRE', final, math.max(ttl, 0) + math.abs(grace))
@@ -37,8 +38,7 @@ end
 
 -- An event (`type`) about the verification `key`, with its state now, under the stable id `id`.
 local function j_event(journal, id, type, now, key)
-  redis.call('HSET', journal, id, cjson.encode({kind = 'event', type = type, at = now,
-                                               record = redis.call('HGETALL', key)}))
+  redis.call('HSET', journal, id, cjson.encode({kind = 'event', type = type, at = now, record = v_all(key)}))
 end
 
 -- Expect the verification `key` to expire at `due` (ms), unless it is approved or canceled first.

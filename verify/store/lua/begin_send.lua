@@ -1,4 +1,4 @@
--- include: _args _quota _send
+-- include: _args _record _quota _send
 -- Reserve a resend (or a channel switch) of a pending verification, taking the phone's quota in the same step.
 -- KEYS[1] record
 -- ARGV, by name (_args.lua):
@@ -17,7 +17,8 @@
 --   | not_pending | max_sends
 --   | cooldown | in_flight | limited.
 local A, rest = args({'now', 'cooldown', 'max_sends', 'lease', 'nonce', 'quota_prefix', 'quota_ttl', 'caller'})
-local r = redis.call('HMGET', KEYS[1], 'status', 'phone', 'owner', 'cs')
+v_upgrade(KEYS[1])
+local r = redis.call('HMGET', KEYS[1], 's', 'p', 'o', 'cs')
 if not r[1] or (A.caller ~= '' and (r[3] or '') .. '\n' .. (r[4] or '') ~= A.caller) then return {'missing', {}} end
 if r[1] ~= 'pending' then return {'not_pending', redis.call('HGETALL', KEYS[1])} end
 local now = tonumber(A.now)

@@ -1,4 +1,4 @@
--- include: _args _quota _journal
+-- include: _args _record _quota _journal
 -- Approve a pending verification, exactly once: by a code check, an SMS reply or a call.
 -- KEYS[1] record, KEYS[2] the slot's events journal (_journal.lua), KEYS[3] (with a gate, below) the gate's quota
 -- ARGV, by name (_args.lua):
@@ -68,7 +68,8 @@ if #gate > 0 then
   q_add(KEYS[3], tonumber(A.now), gate, tonumber(A.gate_ttl))
 end
 
-local r = redis.call('HMGET', KEYS[1], 'status', 'channel', 'code_hash', 'phone', 'owner', 'cs')
+v_upgrade(KEYS[1])
+local r = redis.call('HMGET', KEYS[1], 's', 'ch', 'h', 'p', 'o', 'cs')
 local quota = A.quota_prefix .. (r[4] or '')
 if not r[1] or (A.caller ~= '' and (r[5] or '') .. '\n' .. (r[6] or '') ~= A.caller) then return {'missing', {}} end
 if r[1] == 'max_attempts_reached' then return {'max_attempts', redis.call('HGETALL', KEYS[1])} end
@@ -91,18 +92,18 @@ else
   if not matched then
     local wrong = tonumber(A.submitted)
     f_fail(quota, now, items, wrong, tonumber(A.quota_ttl))
-    local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', wrong)
+    local attempts = redis.call('HINCRBY', KEYS[1], 'a', wrong)
     if attempts >= tonumber(A.max_attempts) then
-      redis.call('HSET', KEYS[1], 'status', 'max_attempts_reached')
-      redis.call('HDEL', KEYS[1], 'code_hash')
+      redis.call('HSET', KEYS[1], 's', 'max_attempts_reached')
+      redis.call('HDEL', KEYS[1], 'h')
     end
     if grace ~= 0 then j_mirror(KEYS[1], grace) end
     return {'wrong', redis.call('HGETALL', KEYS[1])}
   end
 end
 redis.call('DEL', quota)  -- an approval ends the run of failures
-redis.call('HSET', KEYS[1], 'status', 'approved', 'completed_via', via, 'verified_at', A.now)
-redis.call('HDEL', KEYS[1], 'code_hash')
+redis.call('HSET', KEYS[1], 's', 'approved', 'v', via, 'va', A.now)
+redis.call('HDEL', KEYS[1], 'h')
 redis.call('PEXPIRE', KEYS[1], A.keep)
 if grace ~= 0 then j_mirror(KEYS[1], grace) end
 if A.event_id ~= '' then j_event(KEYS[2], A.event_id, 'verification.approved', now, KEYS[1]) end

@@ -1,4 +1,4 @@
--- include: _args _journal
+-- include: _args _record _journal
 -- Record a gateway's delivery status on the verification whose last message it is.
 -- KEYS[1] record, KEYS[2] the slot's events journal (_journal.lua)
 -- ARGV, by name (_args.lua):
@@ -14,13 +14,14 @@
 -- A report about an older message (a resend went out since, maybe through another gateway) changes nothing,
 -- and a final status (delivered, failed) never goes back: reports can arrive out of order and more than once.
 local A = args({'provider', 'message_id', 'status', 'raw_status', 'event_id', 'grace', 'now'})
-local r = redis.call('HMGET', KEYS[1], 'provider', 'message_id', 'delivery_status')
+v_upgrade(KEYS[1])
+local r = redis.call('HMGET', KEYS[1], 'gw', 'm', 'd')
 if not r[1] then return {'missing', {}} end
 if r[1] ~= A.provider or r[2] ~= A.message_id then return {'other_message', redis.call('HGETALL', KEYS[1])} end
 if r[3] == A.status or r[3] == 'delivered' or r[3] == 'failed' then
   return {'unchanged', redis.call('HGETALL', KEYS[1])}
 end
-redis.call('HSET', KEYS[1], 'delivery_status', A.status, 'delivery_raw', A.raw_status)
+redis.call('HSET', KEYS[1], 'd', A.status, 'dr', A.raw_status)
 if tonumber(A.grace) ~= 0 then j_mirror(KEYS[1], tonumber(A.grace)) end
 if A.event_id ~= '' and A.status == 'failed' then
   j_event(KEYS[2], A.event_id, 'verification.failed', tonumber(A.now), KEYS[1])

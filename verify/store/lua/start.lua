@@ -1,4 +1,4 @@
--- include: _args _quota _send
+-- include: _args _record _quota _send
 -- A start: return the phone's pending verification on a channel, or reserve a send (a new verification, or a new
 -- code for the pending one once its cooldown has passed), taking the phone's quota in the same step.
 -- KEYS[1] the API keys' phone index (prefix{tag}:ph:<phone>:<channel>) -> id of their newest verification
@@ -46,28 +46,29 @@ local items = q_items(rest)
 local existing = site_key == '' and redis.call('GET', KEYS[1])
 if existing then
   local key = A.prefix .. existing
-  local r = redis.call('HMGET', key, 'status', 'sends', 'owner')
+  v_upgrade(key)
+  local r = redis.call('HMGET', key, 's', 'n', 'o')
   if r[1] == 'pending' and not r[3] then
-    if tonumber(r[2]) == 0 then return {'in_progress', redis.call('HGETALL', key)} end
+    if tonumber(r[2]) == 0 then return {'in_progress', v_all(key)} end
     if s_blocked(key, now, tonumber(A.cooldown), tonumber(A.max_sends), lease) then
-      return {'existing', redis.call('HGETALL', key)}
+      return {'existing', v_all(key)}
     end
     local refused = q_refusal(KEYS[3], now, items)
     if refused then return {'limited', {}, refused[1], refused[2]} end
     q_add(KEYS[3], now, items, tonumber(A.quota_ttl))
     s_reserve(key, now, A.nonce)
-    return {'resend', redis.call('HGETALL', key)}
+    return {'resend', v_all(key)}
   end
 end
 local refused = q_refusal(KEYS[3], now, items)
 if refused then return {'limited', {}, refused[1], refused[2]} end
 q_add(KEYS[3], now, items, tonumber(A.quota_ttl))
-redis.call('HSET', KEYS[2], 'id', A.id, 'phone', A.phone, 'country', A.country, 'channel', A.channel,
-  'locale', A.locale, 'status', 'pending', 'attempts', 0, 'sends', 0, 'created_at', A.now, 'last_sent_at', 0,
-  'expires_at', now + lease)
--- Only when set: most verifications have none. These arguments are named as the record's fields.
-for _, field in ipairs({'owner', 'app_hash', 'otp_host', 'cs'}) do
-  if A[field] ~= '' then redis.call('HSET', KEYS[2], field, A[field]) end
+-- Attempts ('a') are counted from none when a wrong code first comes (complete.lua).
+redis.call('HSET', KEYS[2], 'p', A.phone, 'cc', A.country, 'ch', A.channel, 's', 'pending', 'n', 0, 'c', A.now,
+  'ls', 0, 'e', now + lease)
+-- Only when set (_record.lua): most verifications have none.
+for argument, field in pairs({locale = 'l', owner = 'o', app_hash = 'ah', otp_host = 'oh', cs = 'cs'}) do
+  if A[argument] ~= '' then redis.call('HSET', KEYS[2], field, A[argument]) end
 end
 s_reserve(KEYS[2], now, A.nonce)
 redis.call('PEXPIRE', KEYS[2], lease)
@@ -80,4 +81,4 @@ else
   redis.call('ZADD', KEYS[4], now, A.id)
   redis.call('PEXPIRE', KEYS[4], memory)
 end
-return {'created', redis.call('HGETALL', KEYS[2])}
+return {'created', v_all(KEYS[2])}
