@@ -317,6 +317,41 @@ def test_a_sweep_between_a_transition_s_hint_and_its_script_loses_no_event(
     assert approved == [vid]
 
 
+def test_on_one_server_a_transition_hints_its_journal_in_the_same_script(
+    client: FlaskClient, receiver: Receiver, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The entry and its hint are one step: no hint.lua call goes with the request, yet the journal is hinted.
+    service: Service = client.application.extensions["verify"]
+    store, events = service.store, service.events
+    hint_sha = store.scripts.hint.script.sha
+    sent: list[tuple[Any, ...]] = []
+    send = BatchEngine._send
+
+    def recording(self: BatchEngine, commands: list[tuple[Any, ...]]) -> list[Any]:
+        sent.extend(commands)
+        return send(self, commands)
+
+    monkeypatch.setattr(BatchEngine, "_send", recording)
+    vid = start(client).get_json()["id"]
+    tag = vid[:4]
+    hinted = [t for t, _ in store.run(Batch.journal_hints, shard_of(tag), 50)]
+    hint_calls = [c for c in sent if c[:2] == ("EVALSHA", hint_sha)]
+    if redis_url.startswith("redis+cluster://"):  # the hints in another slot: around the script, in its batch
+        assert len(hint_calls) == 2 and tag in hinted
+        return
+    assert hint_calls == [] and tag in hinted, "the send's expiry watch hinted by end_send.lua itself"
+    run_once(events)
+    assert tag not in [t for t, _ in store.run(Batch.journal_hints, shard_of(tag), 50)]
+    wrong = "000000" if last_code(client) != "000000" else "111111"
+    assert check(client, vid, wrong).status_code == 422
+    assert tag not in [t for t, _ in store.run(Batch.journal_hints, shard_of(tag), 50)], "nothing journaled"
+    assert check(client, vid, last_code(client)).get_json()["status"] == "approved"
+    assert tag in [t for t, _ in store.run(Batch.journal_hints, shard_of(tag), 50)]
+    assert [c for c in sent if c[:2] == ("EVALSHA", hint_sha)] == []
+    run_once(events)
+    assert [e["data"]["id"] for e in receiver.events() if e["type"] == "verification.approved"] == [vid]
+
+
 def test_a_slow_sweep_never_forgets_a_hint_given_after_it_read(client: FlaskClient, receiver: Receiver) -> None:
     # Two workers sweep one slot. A reads its hint and journal; B sweeps it all and forgets the hint; an approval
     # hints the slot again; then A forgets the hint it read. Each hint is a number never given before, so A's cannot

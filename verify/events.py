@@ -3,9 +3,10 @@
 No event is lost between two Redis calls. The transition an event follows writes it in the same script: an
 approval (``lua/complete.lua``) or a failure report (``lua/set_delivery.lua``) puts the event, with the
 verification as it then is, in its slot's **journal**, and a send (``lua/end_send.lua``) puts a **watch** for its
-expiry there. In the same round trip, before and after the script, the request gives a **hint** (a number never
-given before, per hash tag in one sorted set) that the slot's journal may hold entries (:meth:`Events.hinted` says
-why twice). The sweep, in every worker, moves journal entries to the **outbox** (events) and the **expiry**
+expiry there. A **hint** (a number never given before, per hash tag in one sorted set) tells that the slot's journal
+may hold entries: on one server the script that writes an entry gives it in the same step; on a cluster, where the
+hints live in another slot, the request gives it in the same round trip, before and after the script
+(:meth:`Events.hinted` says why twice). The sweep, in every worker, moves journal entries to the **outbox** (events) and the **expiry**
 schedule, then forgets the hint unless another came meanwhile (its number changed: a count could come back to the
 value a slow sweep read, once another worker forgot the hint and a new one began from 1). Moving is
 safe to repeat: an event already queued or delivered (delivered ids are remembered for a day) is not queued
@@ -109,12 +110,14 @@ class Events:
 
     @contextmanager
     def hinted(self, batch: Batch, verification_id: str) -> Iterator[None]:
-        """Bracket, on ``batch``, a transition that may journal something with the hints that lead the sweep to it
-        (none for an id that is not one of ours: nothing can be journaled for it). The hint before survives a crash
-        between the two commands. The hint after counts when a sweep reads the hint, then the journal, between the
-        first hint and the transition (a pipeline can reach Redis in pieces): the sweep then forgets that first
-        hint, but not the second, which comes after the entry."""
-        ours = ID_RE.fullmatch(verification_id) is not None
+        """Bracket, on ``batch``, a transition that may journal something with the hints that lead the sweep to it,
+        on a cluster (none for an id that is not one of ours: nothing can be journaled for it). On one server the
+        transition's script hints its journal itself, in the same step as the entry (``lua/_journal.lua``), so
+        nothing is added here. The hint before survives a crash between the two commands. The hint after counts
+        when a sweep reads the hint, then the journal, between the first hint and the transition (a pipeline can
+        reach Redis in pieces): the sweep then forgets that first hint, but not the second, which comes after the
+        entry."""
+        ours = self._store.cluster and ID_RE.fullmatch(verification_id) is not None
         if ours:
             batch.hint_journal(verification_id)
         yield

@@ -73,6 +73,7 @@ class EndSendArgs(NamedTuple):
     quota_prefix: str
     taken_at: int
     grace: int
+    hint: str
 
 
 class CompleteArgs(NamedTuple):
@@ -89,6 +90,7 @@ class CompleteArgs(NamedTuple):
     caller: str
     submitted: int
     gate_ttl: int
+    hint: str
 
 
 class CancelArgs(NamedTuple):
@@ -120,6 +122,7 @@ class SetDeliveryArgs(NamedTuple):
     event_id: str
     grace: int
     now: int
+    hint: str
 
 
 class TakeArgs(NamedTuple):

@@ -11,7 +11,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from verify.quotas import Limit, Quota, Refusal
 from verify.store.batch import BatchEngine, Op, ignore
-from verify.store.keys import ID_RE, TAG_LENGTH, new_id
+from verify.store.keys import ID_RE, TAG_LENGTH, new_id, shard_of
 from verify.store.quotas import as_refusal, quota_items, quota_ttl
 from verify.store.scripts import (
     BeginSendArgs,
@@ -214,6 +214,18 @@ def _outcome(limit: Limit | None, verification_id: str = "") -> Callable[[list[A
 class VerificationCommands(BatchEngine):
     """The verifications' commands, a part of :class:`~verify.store.Batch`."""
 
+    def _hint_here(self, verification_id: str) -> tuple[str, list[str]]:
+        """What a transition that journals needs to hint its journal itself, in the same step (``lua/_journal.lua``):
+        the slot's hash tag and the shard's hints and sequence keys, appended to its KEYS. On one server only: on a
+        cluster those keys live in another slot, and the request brackets the transition with hints instead
+        (``Events.hinted``); and only for an id of ours (nothing is journaled for another)."""
+        s = self._store
+        if s.cluster or not ID_RE.fullmatch(verification_id):
+            return "", []
+        tag = verification_id[:TAG_LENGTH]
+        shard = shard_of(tag)
+        return tag, [s.journal_hints_key(shard), s.journal_hint_sequence_key(shard)]
+
     def start(
         self,
         phone: str,
@@ -313,6 +325,7 @@ class VerificationCommands(BatchEngine):
             s.index_key(record.phone, record.channel),
             s.journal_key(record.id[:TAG_LENGTH]),
         ]
+        hint, hint_keys = self._hint_here(record.id)
         args = EndSendArgs(
             nonce=nonce,
             result="sent" if commit else "failed",
@@ -321,9 +334,17 @@ class VerificationCommands(BatchEngine):
             quota_prefix=s.phone_quota_prefix("phone", record.id),
             taken_at=taken_at,
             grace=grace_ms,
+            hint=hint,
         )
         fields = commit.fields() if commit else []
-        return self._script(_outcome(quota, record.id), s.scripts.end_send, keys, args, *quota_items(quota), *fields)
+        return self._script(
+            _outcome(quota, record.id),
+            s.scripts.end_send,
+            keys + hint_keys,
+            args,
+            *quota_items(quota),
+            *fields,
+        )
 
     def unreserve(
         self, verification_id: str, phone: str, channel: str, nonce: str, quota: Limit | None, taken_at: int
@@ -346,6 +367,7 @@ class VerificationCommands(BatchEngine):
             quota_prefix=s.phone_quota_prefix("phone", verification_id),
             taken_at=taken_at,
             grace=0,
+            hint="",  # a roll back journals nothing
         )
         return self._script(_outcome(quota, verification_id), s.scripts.end_send, keys, args, *quota_items(quota))
 
@@ -375,10 +397,11 @@ class VerificationCommands(BatchEngine):
         judged, gated = _outcome(failures, verification_id), _outcome(gate.limit if gate else None)
         if gate is not None:
             keys.append(s.quota_key(gate))
+        hint, hint_keys = self._hint_here(verification_id)
         return self._script(
             lambda reply: gated(reply) if reply[0] == "limited" else judged(reply),
             s.scripts.complete,
-            keys,
+            keys + hint_keys,
             CompleteArgs(
                 via=via,
                 max_attempts=max_attempts,
@@ -391,6 +414,7 @@ class VerificationCommands(BatchEngine):
                 caller=caller,
                 submitted=submitted,
                 gate_ttl=quota_ttl(gate.limit) if gate else 0,
+                hint=hint,
             ),
             *quota_items(gate.limit if gate else None),
             *quota_items(failures),
@@ -418,11 +442,12 @@ class VerificationCommands(BatchEngine):
         """Record a delivery status (journaling a failure as ``event_id``, when given); see
         ``lua/set_delivery.lua``."""
         s = self._store
+        hint, hint_keys = self._hint_here(verification_id)
         return self._script(
             _outcome(None, verification_id),
             s.scripts.set_delivery,
-            [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH])],
-            SetDeliveryArgs(provider, message_id, status, raw_status, event_id, grace_ms, now_ms),
+            [s.record_key(verification_id), s.journal_key(verification_id[:TAG_LENGTH]), *hint_keys],
+            SetDeliveryArgs(provider, message_id, status, raw_status, event_id, grace_ms, now_ms, hint),
         )
 
     def get(self, verification_id: str) -> Op[Record | None]:

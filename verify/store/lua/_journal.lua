@@ -1,6 +1,6 @@
 -- Library (included by the transitions the customer's events follow): what those events need, written in the same
 -- step as the transition, so no crash between two Redis calls can lose one. Used only when events are on. Included
--- after _record.lua.
+-- after _record.lua and _hint.lua.
 -- The journal is a hash in the verification's slot: entry id -> JSON. The sweep (verify/events.py) moves its
 -- entries to the events outbox and the expiry schedule, found through a hint the request wrote beforehand.
 
@@ -8,6 +8,21 @@
 -- whole copy, since an expiry event carries the verification as it finally was. Negative (events off): only what
 -- the expired count needs, to save memory: its status in the copy, and its labels in the watch.
 local J_LIGHT = {'ch', 'gw', 'cc'}  -- channel, gateway, country (_record.lua)
+
+-- On one server a transition hints its own journal when it writes an entry: the script's `hint` argument (its hash
+-- tag; '' on a cluster) and its last two KEYS (the shard's hints and sequence, _hint.lua), set by j_hint_here. The
+-- entry and its hint are then one step, which no sweep can come between. On a cluster the hints live in another
+-- slot: the request brackets the transition with hint.lua calls instead (verify/events.py, Events.hinted).
+local J_HINT = {}
+local function j_hint_here(tag)
+  if tag ~= '' then J_HINT.tag, J_HINT.hints, J_HINT.seq = tag, KEYS[#KEYS - 1], KEYS[#KEYS] end
+end
+local function j_hinted()
+  if J_HINT.tag and not J_HINT.done then
+    h_hint(J_HINT.hints, J_HINT.seq, J_HINT.tag)
+    J_HINT.done = true
+  end
+end
 
 -- Keep what the verification now is (see `grace`) for |grace| ms longer than the verification itself lives, so
 -- the expiry sweep still knows how it ended after Redis dropped it.
@@ -39,10 +54,12 @@ end
 -- An event (`type`) about the verification `key`, with its state now, under the stable id `id`.
 local function j_event(journal, id, type, now, key)
   redis.call('HSET', journal, id, cjson.encode({kind = 'event', type = type, at = now, record = v_all(key)}))
+  j_hinted()
 end
 
 -- Expect the verification `key` to expire at `due` (ms), unless it is approved or canceled first.
 local function j_watch(journal, id, due, key, grace)
   redis.call('HSET', journal, 'watch:' .. id, cjson.encode({kind = 'watch', due = due,
                                                           record = j_fields(key, grace)}))
+  j_hinted()
 end

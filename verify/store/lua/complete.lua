@@ -1,6 +1,7 @@
--- include: _args _record _quota _journal
+-- include: _args _record _quota _hint _journal
 -- Approve a pending verification, exactly once: by a code check, an SMS reply or a call.
--- KEYS[1] record, KEYS[2] the slot's events journal (_journal.lua), KEYS[3] (with a gate, below) the gate's quota
+-- KEYS[1] record, KEYS[2] the slot's events journal (_journal.lua), KEYS[3] (with a gate, below) the gate's quota,
+-- then with `hint` the shard's hints and sequence
 -- ARGV, by name (_args.lua):
 --   via           'code' | 'sms_reply' | 'call'
 --   max_attempts  max attempts
@@ -14,6 +15,7 @@
 --                 secret hash>', which must match the record's owner and cs)
 --   submitted     how many codes were submitted (a reply may carry a few)
 --   gate_ttl      the gate quota's TTL (ms)
+--   hint          the slot's hash tag: hint the journal here when writing to it ('': not here; _journal.lua)
 -- then the gate's items (_quota.lua; none: no gate), then the wrong-code quota's items, then the candidate code hashes
 -- (HMACs of each submitted code under every key)
 -- The gate is a quota taken first, whatever comes after, and never given back: the client IP's check quota, on one
@@ -34,8 +36,9 @@
 -- "f<field>" = "<failures>:<last failure, ms>" (fields of its own: an older sliding-window quota's expire alone).
 local A, rest = args({
   'via', 'max_attempts', 'now', 'keep', 'quota_prefix', 'quota_ttl', 'event_id', 'grace', 'caller', 'submitted',
-  'gate_ttl'
+  'gate_ttl', 'hint'
 })
+j_hint_here(A.hint)
 local function f_locked(key, now, items)
   for _, it in ipairs(items) do
     local raw = redis.call('HGET', key, 'f' .. it[1])

@@ -1,7 +1,7 @@
--- include: _args _record _quota _journal
+-- include: _args _record _quota _hint _journal
 -- Commit or roll back a send reserved by start.lua or begin_send.lua.
 -- KEYS[1] record, KEYS[2] phone index of the channel sent on, KEYS[3] phone index of the record's channel,
--- KEYS[4] the slot's events journal (_journal.lua)
+-- KEYS[4] the slot's events journal (_journal.lua), then with `hint` the shard's hints and sequence
 -- ARGV, by name (_args.lua):
 --   nonce         nonce
 --   result        'sent' | 'failed'
@@ -10,6 +10,7 @@
 --   quota_prefix  the phone quota's key without the phone
 --   taken_at      when the quota was taken (ms)
 --   grace         how long the final copy outlives the record (ms; _journal.lua)
+--   hint          the slot's hash tag: hint the journal here when writing to it ('': not here; _journal.lua)
 -- then the quota items taken (_quota.lua), then for 'sent' the fields to store as field, value pairs ('ch', 'h',
 -- 'gw', ...; an empty value removes its field: _record.lua)
 -- A send watches the verification's expiry (and what a superseded one finally was is kept).
@@ -19,7 +20,8 @@
 -- the code and restarts the TTL. A send that moved the verification to another channel cancels the pending
 -- verification that channel had (superseded): a phone has at most one pending verification per channel among the
 -- API keys'. A site key's verification (owner set) is in no phone index (start.lua): its sends touch none.
-local A, rest = args({'nonce', 'result', 'now', 'ttl', 'quota_prefix', 'taken_at', 'grace'})
+local A, rest = args({'nonce', 'result', 'now', 'ttl', 'quota_prefix', 'taken_at', 'grace', 'hint'})
+j_hint_here(A.hint)
 v_upgrade(KEYS[1])
 local r = redis.call('HMGET', KEYS[1], 'x', 'n', 's', 'p', 'o')
 local id = v_id(KEYS[1])

@@ -1,6 +1,6 @@
--- include: _args _record _journal
+-- include: _args _record _hint _journal
 -- Record a gateway's delivery status on the verification whose last message it is.
--- KEYS[1] record, KEYS[2] the slot's events journal (_journal.lua)
+-- KEYS[1] record, KEYS[2] the slot's events journal (_journal.lua), then with `hint` the shard's hints and sequence
 -- ARGV, by name (_args.lua):
 --   provider    provider
 --   message_id  provider message id
@@ -9,11 +9,13 @@
 --   event_id    the failure event's id ('': events are off)
 --   grace       how long the final copy outlives the record (ms)
 --   now         now (ms)
+--   hint        the slot's hash tag: hint the journal here when writing to it ('': not here; _journal.lua)
 -- Any change keeps the final copy up to date (when one is kept), and with events on a failure journals its event.
 -- Returns {outcome, record}: updated | unchanged | other_message | missing.
 -- A report about an older message (a resend went out since, maybe through another gateway) changes nothing,
 -- and a final status (delivered, failed) never goes back: reports can arrive out of order and more than once.
-local A = args({'provider', 'message_id', 'status', 'raw_status', 'event_id', 'grace', 'now'})
+local A = args({'provider', 'message_id', 'status', 'raw_status', 'event_id', 'grace', 'now', 'hint'})
+j_hint_here(A.hint)
 v_upgrade(KEYS[1])
 local r = redis.call('HMGET', KEYS[1], 'gw', 'm', 'd')
 if not r[1] then return {'missing', {}} end
