@@ -20,7 +20,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-#: (bucket, how a frame's file path begins, after py-spy's "(": relative to its site-packages), tried in this order on every frame from the outermost in.
+#: (bucket, how a frame's file path begins after py-spy's "(", relative to its site-packages), tried in this order
+#: on every frame from the outermost in.
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("logging", ("(logging/", "(verify/logs.py")),
     ("redis client", ("(redis/", "(hiredis/", "(verify/store/wire.py")),  # redis-py, and the store's lean road

@@ -6,11 +6,11 @@ verification as it then is, in its slot's **journal**, and a send (``lua/end_sen
 expiry there. A **hint** (a number never given before, per hash tag in one sorted set) tells that the slot's journal
 may hold entries: on one server the script that writes an entry gives it in the same step; on a cluster, where the
 hints live in another slot, the request gives it in the same round trip, before and after the script
-(:meth:`Events.hinted` says why twice). The sweep, in every worker, moves journal entries to the **outbox** (events) and the **expiry**
-schedule, then forgets the hint unless another came meanwhile (its number changed: a count could come back to the
-value a slow sweep read, once another worker forgot the hint and a new one began from 1). Moving is
-safe to repeat: an event already queued or delivered (delivered ids are remembered for a day) is not queued
-again, so each event goes out once per its stable id. The transitions also keep a copy of the verification as it
+(:meth:`Events.hinted` says why twice). The sweep, in every worker, moves journal entries to the **outbox**
+(events) and the **expiry** schedule, then forgets the hint unless another came meanwhile (its number changed: a
+count could come back to the value a slow sweep read, once another worker forgot the hint and a new one began from
+1). Moving is safe to repeat: an event already queued or delivered (delivered ids are remembered for a day) is not
+queued again, so each event goes out once per its stable id. The transitions also keep a copy of the verification as it
 finally was (``<record>:final``, an hour longer than the record), so an expiry event carries that, not the
 verification as it was at its last send.
 
