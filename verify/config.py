@@ -153,7 +153,7 @@ def _sms_providers(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> 
             return ("sandbox",)
         raise ConfigError(name, "is required outside sandbox mode (or set VERIFY_SANDBOX=1)")
     names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
-    known = [gateway.name for gateway in seen["gateways"]]
+    known = [gateway.name for gateway in seen["gateways"] if "sms" in gateway.channels]
     if any(n not in known for n in names) or len(set(names)) != len(names):
         raise ConfigError(name, f"must list distinct providers from {', '.join(known)}")
     return names
@@ -163,7 +163,7 @@ def _call_provider(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> 
     value = env.raw(e, name).lower()
     if not value:
         return "sandbox" if seen["sandbox"] else None
-    known = [gateway.name for gateway in seen["gateways"] if gateway.calls]
+    known = [gateway.name for gateway in seen["gateways"] if "call" in gateway.channels]
     if value not in known:
         raise ConfigError(name, f"must be one of {', '.join(known)}")
     return value

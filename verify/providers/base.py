@@ -32,12 +32,16 @@ PAYLOAD_LIMIT = 2000
 
 @dataclass(frozen=True)
 class SmsMessage:
-    """One SMS to send. ``code`` is there for the sandbox outbox; real gateways only send ``text``."""
+    """One code to send on ``channel``: ``sms`` (``text`` is the SMS), ``voice`` (``text`` is spoken) or ``telegram``
+    (the gateway sends ``code`` itself). ``code`` is also there for the sandbox outbox. ``ttl`` is how many seconds
+    the code stays valid (0: not said), for gateways that refund a message not delivered in time."""
 
     to: str  # E.164
     text: str
     code: str
     verification_id: str
+    channel: str = "sms"
+    ttl: int = 0
 
 
 @dataclass(frozen=True)
@@ -320,7 +324,8 @@ class Gateway(Generic[S]):
     - ``settings``: its frozen settings dataclass (fields declared with ``verify.env.var``), read from the
       environment only when the gateway is named; ``None`` for a gateway without settings;
     - ``make(its settings, shared)``: the :class:`Provider` the app uses;
-    - ``calls``: whether it can hand out numbers to call (a valid ``VERIFY_CALL_PROVIDER``);
+    - ``channels``: what it can do: ``sms`` (a valid name in ``VERIFY_SMS_PROVIDERS``), ``call`` (hand out numbers to
+      call: ``VERIFY_CALL_PROVIDER``), ``voice`` (speak a code: ``VERIFY_VOICE_PROVIDERS``), ``telegram``;
     - ``webhooks`` and ``parse(route name, inbound, path args, its settings, now, max age)``: the URLs it calls
       under ``/webhooks`` and the step that verifies and parses them (``verify/web/webhooks.py`` serves them);
     - ``risks(its settings)``: what its configuration allows that weakens the service, logged at start and shown by
@@ -331,7 +336,7 @@ class Gateway(Generic[S]):
     name: str
     settings: type[S] | None
     make: Callable[[S, Shared], Provider]
-    calls: bool = False
+    channels: frozenset[str] = frozenset({"sms"})
     webhooks: tuple[WebhookRoute, ...] = ()
     parse: Callable[[str, Inbound, Mapping[str, str], S, float, int], Webhook] = _no_webhooks
     risks: Callable[[S], list[str]] = _no_warnings

@@ -38,4 +38,4 @@ def _make(settings: None, shared: Shared) -> SandboxProvider:
     return SandboxProvider(shared.outbox, shared.clock)
 
 
-GATEWAY: Gateway[None] = Gateway("sandbox", None, _make, calls=True)
+GATEWAY: Gateway[None] = Gateway("sandbox", None, _make, channels=frozenset({"sms", "call", "voice", "telegram"}))

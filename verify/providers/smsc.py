@@ -259,7 +259,7 @@ GATEWAY = Gateway(
     NAME,
     SmscSettings,
     _make,
-    calls=True,  # wait_call.php hands out numbers to call
+    channels=frozenset({"sms", "call", "voice"}),  # wait_call.php hands out numbers to call; call=1 speaks a text
     webhooks=WEBHOOKS,
     parse=parse_webhook,
     risks=_risks,
