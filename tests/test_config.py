@@ -23,8 +23,8 @@ def test_defaults() -> None:
     assert (s.challenge_ttl, s.code_length, s.max_attempts, s.max_sends) == (900, 6, 5, 5)
     assert (s.resend_cooldown, s.token_ttl, s.redis_prefix) == (30, 3600, "verify:")
     assert s.sms_providers == ("sandbox",) and s.call_provider == "sandbox"
-    assert s.sms_template == "Your verification code: {code}"
-    assert "{code}" in s.sms_template_ru and s.default_country is None
+    assert (s.sms_template, s.sms_template_ru, s.default_country) == ("", "", None)  # the built-in templates
+    assert (s.brand, s.default_locale, s.voice_providers) == ("Verify", "en", ("sandbox",))
 
 
 def test_key_lists_keep_order_and_strip() -> None:
@@ -107,7 +107,7 @@ def test_a_template_over_one_sms_is_warned_about_at_start(caplog: pytest.LogCapt
     assert not caplog.records
     Settings.from_env({**BASE, "VERIFY_SMS_TEMPLATE": "x" * 154 + " {code}"})
     (record,) = caplog.records
-    assert record.levelname == "WARNING" and "VERIFY_SMS_TEMPLATE renders to 2 SMS parts" in record.getMessage()
+    assert record.levelname == "WARNING" and "sms.en renders to 2 SMS parts" in record.getMessage()
 
 
 def test_d7_without_callbacks_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:

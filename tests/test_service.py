@@ -115,14 +115,14 @@ def test_start_sends_a_code_of_the_configured_length(settings: Settings, clock: 
     assert started.created and started.verification.status == "pending"
     (message,) = gateway.sent
     assert message.to == PHONE and len(message.code) == 8 and message.code.isdigit()
-    assert message.text == f"Your verification code: {message.code}"
+    assert message.text == f"{message.code} is your Verify code. It expires in 15 min."
     assert started.verification.expires_at == pytest.approx(clock() + 900)
     assert started.verification.resend_after == pytest.approx(clock() + 30)
 
 
 def test_russian_locale_uses_the_russian_template(service: Service, gateway: Recording) -> None:
     service.start(PHONE, "sms", "ru", client_ip=IP)
-    assert gateway.sent[0].text == f"Ваш код подтверждения: {gateway.sent[0].code}"
+    assert gateway.sent[0].text == f"{gateway.sent[0].code} — ваш код Verify. Действует 15 мин."
 
 
 def test_a_second_start_inside_the_cooldown_sends_nothing(

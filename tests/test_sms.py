@@ -15,7 +15,6 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from verify.config import DEFAULT_SMS_TEMPLATE, DEFAULT_SMS_TEMPLATE_RU
 from verify.sms import APP_HASH_RE, SmsSize, UnfitForAutofill, compose, measure, webotp_host
 
 
@@ -63,7 +62,9 @@ def test_default_templates_fit_one_sms() -> None:
 # ---- One-tap autofill: WebOTP and Android's SMS Retriever ----
 
 CODE, HOST, HASH = "123456", "shop.example", "FA+9qCX9VSu"
-EN, RU = DEFAULT_SMS_TEMPLATE.format(code=CODE), DEFAULT_SMS_TEMPLATE_RU.format(code=CODE)
+# Two texts of the kind a template renders to, one GSM-7 and one UCS-2 (the previous release's defaults).
+EN_TEMPLATE, RU_TEMPLATE = "Your verification code: {code}", "Ваш код подтверждения: {code}"
+EN, RU = EN_TEMPLATE.format(code=CODE), RU_TEMPLATE.format(code=CODE)
 # Chrome's parser (content/browser/sms/sms_parser.cc): the first match anywhere in the message.
 CHROME_OTP_RE = re.compile(r"(?:^|[\t\n\f\r ])@([a-zA-Z0-9.-]+) #([^#\t\n\f\r ]+)")
 ASCII_WHITESPACE = "\t\n\f\r "
@@ -240,7 +241,7 @@ def test_the_default_russian_template_with_both_lines_fits_up_to_9_digits() -> N
     # The README's example of a 400: 10 digits take the Russian text with both lines to 71 units.
     for digits, fits in ((9, True), (10, False)):
         code = "0" * digits
-        text = DEFAULT_SMS_TEMPLATE_RU.format(code=code)
+        text = RU_TEMPLATE.format(code=code)
         if fits:
             assert measure(compose(text, code, origin_host=HOST, app_hash=HASH)).octets == 138
         else:

@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     store = Store.from_url(settings.redis_url, settings.redis_prefix, min_replicas=settings.redis_min_replicas)
     store.on_error = metrics.redis_error
     gateways = build_gateways(settings, store, clock)
-    service = build_service(settings, store, clock, metrics, gateways.sms, gateways.call)
+    service = build_service(settings, store, clock, metrics, gateways.sms, gateways.call, gateways.voice)
     events = service.events
     trust_proxies(app, settings)
     app.extensions["verify"] = service
@@ -79,15 +79,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
 
 @dataclass(frozen=True)
 class Gateways:
-    """The SMS failover chain and the call provider, built once per app."""
+    """The SMS failover chain, the call provider and the voice chain, built once per app."""
 
     sms: list[Provider]
     call: Provider | None
+    voice: list[Provider]
 
     @property
     def all(self) -> list[Provider]:
         """Every gateway in use, each once."""
-        return list({id(p): p for p in [*self.sms, *([self.call] if self.call else [])]}.values())
+        return list({id(p): p for p in [*self.sms, *([self.call] if self.call else []), *self.voice]}.values())
 
 
 def build_gateways(settings: Settings, store: Store, clock: Clock) -> Gateways:
@@ -102,6 +103,7 @@ def build_gateways(settings: Settings, store: Store, clock: Clock) -> Gateways:
     return Gateways(
         [made[name] for name in settings.sms_providers],
         made[settings.call_provider] if settings.call_provider else None,
+        [made[name] for name in settings.voice_providers],
     )
 
 
@@ -137,9 +139,17 @@ def stopper(stop: threading.Event, loop: threading.Thread, timeout: float) -> Ca
 
 
 def build_service(
-    settings: Settings, store: Store, clock: Clock, metrics: Metrics, sms: list[Provider], call: Provider | None
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    metrics: Metrics,
+    sms: list[Provider],
+    call: Provider | None,
+    voice: list[Provider] | None = None,
 ) -> Service:
-    """The service, with its secrets, events and captcha, over ``store`` and the gateways given."""
+    """The service, with its secrets, events and captcha, over ``store`` and the gateways given (no voice gateway
+    unless ``voice`` lists some)."""
     secrets = Secrets(settings.secret_keys, settings.token_ttl, clock)
     events = Events(settings, store, clock, lambda record: to_json(view(record, settings, secrets)), metrics)
-    return Service(settings, store, secrets, sms, call, clock, events, Captcha(settings, store, metrics), metrics)
+    captcha = Captcha(settings, store, metrics)
+    return Service(settings, store, secrets, sms, call, clock, events, captcha, metrics, voice or [])

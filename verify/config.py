@@ -25,7 +25,7 @@ from verify.env import Env
 from verify.errors import ConfigError
 from verify.gateways import GATEWAYS, Gateway
 from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOG_FORMATS
-from verify.sms import measure
+from verify.sms import BUILTIN_TEMPLATES, LOCALE_RE, TEXT_CHANNELS, BadTemplate, check_template, measure
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,17 @@ REDIS_MIN_REPLICAS = "VERIFY_REDIS_MIN_REPLICAS"
 SANDBOX = "VERIFY_SANDBOX"
 SMS_PROVIDERS = "VERIFY_SMS_PROVIDERS"
 CALL_PROVIDER = "VERIFY_CALL_PROVIDER"
+VOICE_PROVIDERS = "VERIFY_VOICE_PROVIDERS"
 PUBLIC_URL = "VERIFY_PUBLIC_URL"
 EVENTS_URL = "VERIFY_EVENTS_URL"
 SITE_KEYS = "VERIFY_SITE_KEYS"
 METRICS_TOKEN = "VERIFY_METRICS_TOKEN"  # noqa: S105 - a variable name
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
-DEFAULT_SMS_TEMPLATE = "Your verification code: {code}"
-DEFAULT_SMS_TEMPLATE_RU = "Ваш код подтверждения: {code}"
+BRAND = "VERIFY_BRAND"
+TEMPLATES_DIR = "VERIFY_TEMPLATES_DIR"
+DEFAULT_BRAND = "Verify"
+MAX_BRAND_LENGTH = 30
 # phonenumbers' number types, by the names VERIFY_DENIED_NUMBER_TYPES uses.
 NUMBER_TYPES: dict[str, int] = {
     "fixed_line": phonenumbers.PhoneNumberType.FIXED_LINE,
@@ -121,15 +124,78 @@ def _number_types(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> A
     return names
 
 
-def _template(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
-    template = e.get(name) or default
-    try:
-        rendered = template.format(code="0000")
-    except (IndexError, KeyError, ValueError):
-        raise ConfigError(name, "may use only the placeholder {code}") from None
-    if "0000" not in rendered:
-        raise ConfigError(name, "must contain the placeholder {code}")
-    return template
+def minutes_of(challenge_ttl: int) -> int:
+    """The ``{minutes}`` of the texts: how long a code stays valid, in whole minutes rounded up."""
+    return -(-challenge_ttl // 60)
+
+
+def _brand(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    brand = env.raw(e, name) or default
+    if len(brand) > MAX_BRAND_LENGTH or any(not ch.isprintable() for ch in brand):
+        raise ConfigError(name, f"must be a product name of at most {MAX_BRAND_LENGTH} printable characters")
+    return brand
+
+
+def _template(channel: str) -> env.Reader:
+    """An override of one template from a variable (``VERIFY_SMS_TEMPLATE``: sms.en); unset: ""."""
+
+    def reader(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+        template = e.get(name, "")
+        if template:
+            try:
+                check_template(template, channel, seen["brand"], minutes_of(seen["challenge_ttl"]))
+            except BadTemplate as err:
+                raise ConfigError(name, str(err)) from None
+        return template
+
+    return reader
+
+
+TEMPLATE_FILE_RE = re.compile(rf"({'|'.join(TEXT_CHANNELS)})\.({LOCALE_RE.pattern})\.txt")
+
+
+def _template_files(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    """The templates of ``VERIFY_TEMPLATES_DIR``, one file per channel and locale (``sms.de.txt``, ``voice.pt-br.txt``),
+    as ``((channel, locale, template), ...)``; each is checked like a built-in one."""
+    directory = env.raw(e, TEMPLATES_DIR)
+    if not directory:
+        return ()
+    if not os.path.isdir(directory):
+        raise ConfigError(TEMPLATES_DIR, f"must name an existing directory, not {directory!r}")
+    found: list[tuple[str, str, str]] = []
+    for entry in sorted(os.listdir(directory)):
+        if entry.startswith("."):
+            continue
+        matched = TEMPLATE_FILE_RE.fullmatch(entry)
+        if not matched:
+            raise ConfigError(
+                TEMPLATES_DIR,
+                f"has {entry!r}: name each file <channel>.<locale>.txt, the channel one of {', '.join(TEXT_CHANNELS)} "
+                "and the locale a BCP 47 tag (sms.de.txt, voice.pt-br.txt)",
+            )
+        channel, locale = matched.group(1), matched.group(2).replace("_", "-").lower()
+        try:
+            with open(os.path.join(directory, entry), encoding="utf-8") as file:
+                template = file.read().strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(TEMPLATES_DIR, f"{entry}: cannot be read as UTF-8 ({err})") from None
+        try:
+            check_template(template, channel, seen["brand"], minutes_of(seen["challenge_ttl"]))
+        except BadTemplate as err:
+            raise ConfigError(TEMPLATES_DIR, f"{entry} {err}") from None
+        overridden = {"en": "VERIFY_SMS_TEMPLATE", "ru": "VERIFY_SMS_TEMPLATE_RU"}.get(locale)
+        if channel == "sms" and overridden and e.get(overridden):
+            raise ConfigError(TEMPLATES_DIR, f"{entry} and {overridden} both set sms.{locale}: keep one")
+        found.append((channel, locale, template))
+    return tuple(found)
+
+
+def _default_locale(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    locale = (env.raw(e, name) or default).replace("_", "-").lower()
+    known = set(BUILTIN_TEMPLATES["sms"]) | {loc for channel, loc, _ in seen["template_files"] if channel == "sms"}
+    if locale not in known:
+        raise ConfigError(name, f"must be a locale with an SMS template ({', '.join(sorted(known))}), not {locale!r}")
+    return locale
 
 
 def _limit(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
@@ -146,17 +212,25 @@ def _limit(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     return value
 
 
-def _sms_providers(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
-    value = env.raw(e, name)
-    if not value:
-        if seen["sandbox"]:
-            return ("sandbox",)
-        raise ConfigError(name, "is required outside sandbox mode (or set VERIFY_SANDBOX=1)")
-    names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
-    known = [gateway.name for gateway in seen["gateways"] if "sms" in gateway.channels]
-    if any(n not in known for n in names) or len(set(names)) != len(names):
-        raise ConfigError(name, f"must list distinct providers from {', '.join(known)}")
-    return names
+def _chain(channel: str) -> env.Reader:
+    """An ordered failover chain of the gateways that serve ``channel``. Unset: the sandbox in sandbox mode; else
+    the SMS chain is required, and any other channel is off (``()``)."""
+
+    def reader(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+        value = env.raw(e, name)
+        if not value:
+            if seen["sandbox"]:
+                return ("sandbox",)
+            if channel == "sms":
+                raise ConfigError(name, "is required outside sandbox mode (or set VERIFY_SANDBOX=1)")
+            return ()
+        names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
+        known = [gateway.name for gateway in seen["gateways"] if channel in gateway.channels]
+        if any(n not in known for n in names) or len(set(names)) != len(names):
+            raise ConfigError(name, f"must list distinct providers from {', '.join(known)}")
+        return names
+
+    return reader
 
 
 def _call_provider(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
@@ -177,7 +251,7 @@ def _gateways(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
 def _gateway_settings(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     """Each gateway's own settings, by walking the list, read only when it is named in the SMS chain or as the call
     provider."""
-    named = {*seen["sms_providers"], seen["call_provider"]}
+    named = {*seen["sms_providers"], *seen["voice_providers"], seen["call_provider"]}
     return {
         gateway.name: env.read(gateway.settings, e, seen)
         for gateway in seen["gateways"]
@@ -271,12 +345,19 @@ class Settings:
     idempotency_ttl: int = field(default=86400, metadata=_var("VERIFY_IDEMPOTENCY_TTL", env.integer(60, 7 * 86400)))
     default_country: str | None = field(default=None, metadata=_var("VERIFY_DEFAULT_COUNTRY", _country))
     sandbox: bool = field(default=False, metadata=_var(SANDBOX, env.flag))
-    sms_template: str = field(default=DEFAULT_SMS_TEMPLATE, metadata=_var("VERIFY_SMS_TEMPLATE", _template))
-    sms_template_ru: str = field(default=DEFAULT_SMS_TEMPLATE_RU, metadata=_var("VERIFY_SMS_TEMPLATE_RU", _template))
+    # The texts: the product's name in them, overrides of the built-in templates (verify/sms.py), the fallback locale.
+    brand: str = field(default=DEFAULT_BRAND, metadata=_var(BRAND, _brand))
+    sms_template: str = field(default="", metadata=_var("VERIFY_SMS_TEMPLATE", _template("sms")))  # sms.en
+    sms_template_ru: str = field(default="", metadata=_var("VERIFY_SMS_TEMPLATE_RU", _template("sms")))  # sms.ru
+    template_files: tuple[tuple[str, str, str], ...] = field(default=(), repr=False, metadata=_var("", _template_files))
+    templates_dir: str | None = field(default=None, metadata=_var(TEMPLATES_DIR, env.text))
+    default_locale: str = field(default="en", metadata=_var("VERIFY_DEFAULT_LOCALE", _default_locale))
     # The gateways this service can use (verify/gateways.py): what the two variables below may name.
     gateways: tuple[Gateway[Any], ...] = field(default=GATEWAYS, repr=False, metadata=_var("", _gateways))
-    sms_providers: tuple[str, ...] = field(default=("sandbox",), metadata=_var(SMS_PROVIDERS, _sms_providers))
+    sms_providers: tuple[str, ...] = field(default=("sandbox",), metadata=_var(SMS_PROVIDERS, _chain("sms")))
     call_provider: str | None = field(default="sandbox", metadata=_var(CALL_PROVIDER, _call_provider))
+    # The gateways that speak a code (channel voice), in failover order; unset outside sandbox mode: voice is off.
+    voice_providers: tuple[str, ...] = field(default=("sandbox",), metadata=_var(VOICE_PROVIDERS, _chain("voice")))
     public_url: str | None = field(default=None, metadata=_var(PUBLIC_URL, env.url()))
     http_connect_timeout: float = field(
         default=3.0, metadata=_var("VERIFY_HTTP_CONNECT_TIMEOUT", env.number(120, "seconds"))
@@ -296,6 +377,9 @@ class Settings:
     )
     # Abuse limits in the notation of the limits library ("3/10 minutes;10/day"); "" means no limit.
     limit_phone: str = field(default="3/10 minutes;10/day", metadata=_var("VERIFY_LIMIT_PHONE", _limit))
+    # A spoken code costs more than an SMS and rings a phone: voice sends take these too, on top of all the others.
+    limit_voice_phone: str = field(default="2/10 minutes;4/day", metadata=_var("VERIFY_LIMIT_VOICE_PHONE", _limit))
+    limit_voice_ip: str = field(default="5/hour;20/day", metadata=_var("VERIFY_LIMIT_VOICE_IP", _limit))
     limit_ip: str = field(default="10/hour;50/day", metadata=_var("VERIFY_LIMIT_IP", _limit))
     limit_prefix: str = field(default="20/hour", metadata=_var("VERIFY_LIMIT_PREFIX", _limit))
     limit_country: str = field(default="", metadata=_var("VERIFY_LIMIT_COUNTRY", _limit))
@@ -359,27 +443,42 @@ class Settings:
         """The origins a site key may be used from; ``None`` for a key that is not configured."""
         return dict(self.site_keys).get(key)
 
+    def templates(self) -> dict[str, dict[str, str]]:
+        """Every text template, by channel then locale: the built-in ones, then the files of
+        ``VERIFY_TEMPLATES_DIR``, then ``VERIFY_SMS_TEMPLATE`` (sms.en) and ``VERIFY_SMS_TEMPLATE_RU`` (sms.ru)."""
+        table = {channel: dict(builtin) for channel, builtin in BUILTIN_TEMPLATES.items()}
+        for channel, locale, template in self.template_files:
+            table[channel][locale] = template
+        for locale, template in (("en", self.sms_template), ("ru", self.sms_template_ru)):
+            if template:
+                table["sms"][locale] = template
+        return table
+
+    @property
+    def minutes(self) -> int:
+        """The texts' ``{minutes}`` (:func:`minutes_of`)."""
+        return minutes_of(self.challenge_ttl)
+
     @property
     def providers(self) -> tuple[str, ...]:
-        """Every gateway in use: the SMS chain, then the call provider if it is not in the chain."""
-        extra = (self.call_provider,) if self.call_provider and self.call_provider not in self.sms_providers else ()
-        return self.sms_providers + extra
+        """Every gateway in use, once each: the SMS chain, then the voice chain, then the call provider."""
+        named = (*self.sms_providers, *self.voice_providers, *((self.call_provider,) if self.call_provider else ()))
+        return tuple(dict.fromkeys(named))
 
 
 def _warn(settings: Settings) -> None:
     """Log what is allowed but probably not meant."""
     if not settings.sandbox and "sandbox" in settings.sms_providers:
         log.warning("%s includes 'sandbox' without %s=1: those messages are never delivered", SMS_PROVIDERS, SANDBOX)
+    if not settings.sandbox and settings.brand == DEFAULT_BRAND:
+        log.warning("%s is not set: the texts call the product %r; set it to your product's name", BRAND, DEFAULT_BRAND)
     longest_code = "0" * settings.code_length
-    for name, template in (
-        ("VERIFY_SMS_TEMPLATE", settings.sms_template),
-        ("VERIFY_SMS_TEMPLATE_RU", settings.sms_template_ru),
-    ):
-        size = measure(template.format(code=longest_code))
+    for locale, template in settings.templates()["sms"].items():
+        size = measure(template.format(code=longest_code, brand=settings.brand, minutes=settings.minutes))
         if size.parts > 1:
             log.warning(
-                "%s renders to %d SMS parts (%s, %d units): every code costs %d messages",
-                name,
+                "the SMS template sms.%s renders to %d SMS parts (%s, %d units): every code costs %d messages",
+                locale,
                 size.parts,
                 size.encoding,
                 size.units,

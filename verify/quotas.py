@@ -16,6 +16,9 @@ Where each limit lives, and why:
 - ``captcha_challenges`` (builtin captcha images made for one client IP) is taken by ``lua/take.lua`` only when
   a start needs a captcha, before the image is drawn: a 428 costs a few times a plain refusal (an image, and its
   answer kept five minutes), so a client that only collects challenges is refused (429) without either.
+- ``voice_phone`` and ``voice_ip`` (spoken codes to one phone, from one client IP) are taken by a voice send on top
+  of every limit above, by ``lua/take.lua`` with the others: a call costs more than an SMS and rings a phone, so they
+  may be tighter. A voice send counts towards ``phone`` and ``ip`` as well, like any send.
 - ``check_ip`` is taken by ``lua/take.lua`` too, before the code is judged, and never given back: a check is
   work done whatever its outcome.
 
@@ -37,7 +40,17 @@ from limits import parse_many
 from verify.config import Settings
 
 LimitName = Literal[
-    "ip", "check_ip", "phone", "prefix", "country", "global", "phone_failures", "captcha_ip", "captcha_challenges"
+    "ip",
+    "check_ip",
+    "phone",
+    "prefix",
+    "country",
+    "global",
+    "phone_failures",
+    "captcha_ip",
+    "captcha_challenges",
+    "voice_phone",
+    "voice_ip",
 ]
 CAPTCHA_WINDOW_S = 3600
 
@@ -116,6 +129,8 @@ class Quotas:
     phone_failures: Limit | None
     captcha_ip: Limit | None
     captcha_challenges: Limit | None
+    voice_phone: Limit | None = None
+    voice_ip: Limit | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Quotas:
@@ -130,6 +145,8 @@ class Quotas:
             check_ip=parse("check_ip", settings.limit_check_ip),
             phone_failures=parse("phone_failures", settings.limit_phone_failures),
             captcha_challenges=parse("captcha_challenges", settings.limit_captcha_challenges),
+            voice_phone=parse("voice_phone", settings.limit_voice_phone),
+            voice_ip=parse("voice_ip", settings.limit_voice_ip),
             captcha_ip=Limit(
                 "captcha_ip", (Window(settings.captcha_after, CAPTCHA_WINDOW_S, f"{settings.captcha_after}/hour"),)
             )
@@ -137,10 +154,11 @@ class Quotas:
             else None,
         )
 
-    def for_send(self, client_ip: str, phone: str, country: str, *, start: bool) -> list[Quota]:
-        """The quotas a send takes besides ``phone`` (taken with the reservation), one per key.
+    def for_send(self, client_ip: str, phone: str, country: str, *, start: bool, channel: str = "sms") -> list[Quota]:
+        """The quotas a send on ``channel`` takes besides ``phone`` (taken with the reservation), one per key.
 
-        A start also counts towards the adaptive captcha's per-IP counter, kept with the IP's quota.
+        A start also counts towards the adaptive captcha's per-IP counter, kept with the IP's quota; a voice send
+        also takes the voice limits.
         """
         counter = self.captcha_ip if start else None
         ip = self.ip or (Limit("ip", ()) if counter else None)
@@ -150,4 +168,7 @@ class Quotas:
             for limit, identity in ((self.prefix, prefix_of(phone)), (self.country, country), (self.global_, "all"))
             if limit
         ]
+        if channel == "voice":
+            voice = ((self.voice_phone, phone), (self.voice_ip, client_ip))
+            taken += [Quota(limit, identity) for limit, identity in voice if limit]
         return taken

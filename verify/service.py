@@ -33,7 +33,7 @@ from prometheus_client import Counter
 
 from verify.captcha import Answer, Captcha
 from verify.clock import Clock, rfc3339
-from verify.config import NUMBER_TYPES, Settings
+from verify.config import CALL_PROVIDER, NUMBER_TYPES, SMS_PROVIDERS, VOICE_PROVIDERS, Settings
 from verify.errors import (
     CaptchaRequired,
     DeliveryFailed,
@@ -66,15 +66,16 @@ from verify.providers.base import (
     SmsReceived,
 )
 from verify.quotas import Quota, Quotas, Refusal
-from verify.sms import SmsSize, UnfitForAutofill, compose, measure
+from verify.sms import SmsSize, UnfitForAutofill, compose, locale_candidates, measure, render
 from verify.store import ID_RE, Batch, Breaker, Health, Op, Outcome, Record, SendCommit, Store, Taken, new_id
 from verify.store import Source as Source  # re-exported for the API: who starts a verification
 from verify.tokens import Proof, Secrets, new_client_secret
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("sms", "call")
-LOCALES = ("en", "ru")
+CHANNELS = ("sms", "call", "voice")
+# The channels whose code a toll-fraud pumper could be paid for: the pumping guard watches them.
+PUMPED_CHANNELS = ("sms", "voice")
 # How long a send may take before its reservation lapses: the whole provider chain must fit in it.
 SEND_LEASE_S = 120
 # How long a request keeps trying to commit a send the gateway took, when Redis fails (see Service._committed).
@@ -130,12 +131,14 @@ class Service:
         events: Events,
         captcha: Captcha,
         metrics: Metrics,
+        voice_providers: list[Provider] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.secrets = secrets_
         self.sms_providers = sms_providers
         self.call_provider = call_provider
+        self.voice_providers = voice_providers or []
         self.clock = clock
         self.events = events
         self.captcha = captcha
@@ -143,9 +146,10 @@ class Service:
         self.quotas = Quotas.from_settings(settings)
         self.failover = Failover(settings, store, clock, metrics)
         # Codes are digits, one GSM-7 septet each: a template's size is the same for every code of its length.
-        self._templates = {
-            locale: (template, measure(template.format(code="0" * settings.code_length)))
-            for locale, template in (("en", settings.sms_template), ("ru", settings.sms_template_ru))
+        self._templates = settings.templates()
+        self._sizes = {
+            locale: measure(render(template, "sms", "0" * settings.code_length, settings.brand, settings.minutes))
+            for locale, template in self._templates["sms"].items()
         }
 
     def _now_ms(self) -> int:
@@ -174,8 +178,9 @@ class Service:
         """
         self._require_channel(channel)
         self._require_allowed(phone)
+        locale = self.locale(locale, channel)
         if channel == "sms":
-            self._compose(locale or "", source.app_hash, source.otp_host, "0" * self.settings.code_length)
+            self._compose(locale, channel, source.app_hash, source.otp_host, "0" * self.settings.code_length)
         settings = self.settings
         now, nonce, fresh = self._now_ms(), secrets.token_hex(8), new_id(phone)
         client_secret = ""
@@ -189,7 +194,7 @@ class Service:
             phone,
             country_of(phone),
             channel,
-            locale or "",
+            locale,
             now,
             SEND_LEASE_S * 1000,
             settings.resend_cooldown * 1000,
@@ -411,7 +416,7 @@ class Service:
         approving script itself."""
         log.info("verification %s approved by %s", record.id, record.completed_via)
         self._count(self.metrics.approved, record)
-        if self.captcha.on and record.channel == "sms":
+        if self.captcha.on and record.channel in PUMPED_CHANNELS:
             country, now = record.country or country_of(record.phone), self._now_ms()
             self.store.defer(lambda batch: batch.pump_count(country, record.id, "approved", now))
         return self.view(record)
@@ -565,11 +570,20 @@ class Service:
             raise PhoneNotAllowed("numbers of this type (premium rate, shared cost, VoIP...) are not accepted")
 
     def _require_channel(self, channel: str) -> None:
-        if channel == "call" and self.call_provider is None:
-            raise InvalidRequest("channel", "the call channel is not configured (VERIFY_CALL_PROVIDER)")
+        if not self._chain(channel):
+            setting = {"call": CALL_PROVIDER, "voice": VOICE_PROVIDERS}.get(channel, SMS_PROVIDERS)
+            raise InvalidRequest("channel", f"the {channel} channel is not configured ({setting})")
 
     def _chain(self, channel: str) -> list[Provider]:
-        return [self.call_provider] if channel == "call" and self.call_provider else self.sms_providers
+        if channel == "call":
+            return [self.call_provider] if self.call_provider else []
+        return self.voice_providers if channel == "voice" else self.sms_providers
+
+    def locale(self, tag: str | None, channel: str) -> str:
+        """The locale a verification's texts on ``channel`` are written in, for the client's BCP 47 ``tag``: the
+        tag itself, else its language (``pt-BR`` -> ``pt``), else ``VERIFY_DEFAULT_LOCALE``."""
+        templates = self._templates.get(channel, self._templates["sms"])
+        return next((loc for loc in locale_candidates(tag or "") if loc in templates), self.settings.default_locale)
 
     def _admit(
         self, batch: Batch, at: int, client_ip: str, phone: str, channel: str, answer: Answer | None, *, start: bool
@@ -578,7 +592,7 @@ class Service:
         only), and the breakers of the gateways it would use."""
         country = country_of(phone)
         captcha = self.captcha.on and start
-        quotas = self.quotas.for_send(client_ip, phone, country, start=start)
+        quotas = self.quotas.for_send(client_ip, phone, country, start=start, channel=channel)
         return _Admission(
             at,
             captcha,
@@ -598,7 +612,7 @@ class Service:
             self._abandon(reserved, admission.taken())
             raise self._limited(refused)
         if admission.captcha:
-            pumping = channel == "sms" and self.captcha.pumping(country_of(record.phone), admission.at)
+            pumping = channel in PUMPED_CHANNELS and self.captcha.pumping(country_of(record.phone), admission.at)
             if self.captcha.needed(busy_ip=any(t.over for t in taken), pumping=pumping) and not self.captcha.solved(
                 answer, client_ip, admission.answer
             ):
@@ -638,7 +652,7 @@ class Service:
                 batch.spare(
                     batch.remember_message(commit.provider, commit.message_id, record.id, MESSAGE_MEMORY_S * 1000, now)
                 )
-            if created and channel == "sms" and self.captcha.on:
+            if created and channel in PUMPED_CHANNELS and self.captcha.on:
                 batch.pump_count(country_of(record.phone), record.id, "started", now)
             return batch, ended_op
 
@@ -724,23 +738,30 @@ class Service:
             call = self.failover.run(chain, breakers, "start_call", lambda p: p.start_call(record.phone, record.id))
             return SendCommit("call", "", call.provider, call.message_id, call.number, call.numbers)
         code = f"{secrets.randbelow(10**self.settings.code_length):0{self.settings.code_length}d}"
-        text, size = self._compose(record.locale, record.app_hash, record.otp_host, code)
-        message = SmsMessage(record.phone, text, code, record.id)
-        sent = self.failover.run(chain, breakers, "send_sms", lambda p: p.send_sms(message))
+        # A resend may switch channel: the locale the verification was started in, as this channel has it.
+        locale = self.locale(record.locale, channel)
+        text, size = self._compose(locale, channel, record.app_hash, record.otp_host, code)
+        message = SmsMessage(record.phone, text, code, record.id, channel, self.settings.challenge_ttl)
+        sent = self.failover.run(chain, breakers, f"send_{channel}", lambda p: p.send_sms(message))
+        sms = channel == "sms"
         return SendCommit(
-            "sms",
+            channel,
             self.secrets.code_hash(record.id, code),
             sent.provider,
             sent.message_id,
-            sms_encoding=size.encoding,
-            sms_parts=size.parts,
+            sms_encoding=size.encoding if sms else "",
+            sms_parts=size.parts if sms else 0,
         )
 
-    def _compose(self, locale: str, app_hash: str, otp_host: str, code: str) -> tuple[str, SmsSize]:
-        """The text of an SMS carrying ``code`` and its size: the locale's template, then the autofill lines
-        (``verify/sms.py``); :class:`InvalidRequest` naming ``app_hash`` for a text a phone would not autofill."""
-        template, size = self._templates["ru" if locale == "ru" else "en"]
-        text = template.format(code=code)
+    def _compose(self, locale: str, channel: str, app_hash: str, otp_host: str, code: str) -> tuple[str, SmsSize]:
+        """The text carrying ``code`` on ``channel`` (``sms`` or ``voice``) and its size: the locale's template,
+        then for an SMS the autofill lines (``verify/sms.py``); :class:`InvalidRequest` naming ``app_hash`` for a
+        text a phone would not autofill."""
+        settings = self.settings
+        text = render(self._templates[channel][locale], channel, code, settings.brand, settings.minutes)
+        if channel != "sms":
+            return text, measure(text)
+        size = self._sizes[locale]
         if not (app_hash or otp_host):
             return text, size  # measured once: codes are digits, one GSM-7 septet each
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from string import Formatter
 from urllib.parse import urlsplit
 
 import gsm0338  # noqa: F401 - registers the "gsm03.38" codec
@@ -167,3 +168,102 @@ def _is_gsm7(ch: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# ---- templates: one per channel and locale ----
+
+# The channels whose code is carried by a text: an SMS's, or the one a call speaks.
+TEXT_CHANNELS = ("sms", "voice")
+PLACEHOLDERS = frozenset({"code", "brand", "minutes"})
+DEFAULT_LOCALE = "en"
+# The longest code a template must carry in at most this many SMS parts (VERIFY_CODE_LENGTH allows 10 digits).
+LONGEST_CODE, MAX_PARTS = "0" * 10, 2
+# A BCP 47 tag, loosely: a language of 2-8 letters, then subtags of 1-8 letters or digits ("pt-BR", "zh-Hant-TW").
+LOCALE_RE = re.compile(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,7}")
+
+# Written for one SMS part with a 6-digit code and a brand of up to 11 characters: GSM-7 where the language can be
+# written correctly in it (the Spanish and Portuguese texts choose words without the accents GSM-7 lacks), else at
+# most 70 UCS-2 units. tests/test_sms.py counts each one's parts.
+SMS_TEMPLATES: dict[str, str] = {
+    "en": "{code} is your {brand} code. It expires in {minutes} min.",
+    "ru": "{code} — ваш код {brand}. Действует {minutes} мин.",
+    "uk": "{code} — ваш код {brand}. Дійсний {minutes} хв.",
+    "kk": "{code} — {brand} растау коды. {minutes} мин жарамды.",
+    "uz": "{code} - {brand} tasdiqlash kodi. {minutes} daqiqa amal qiladi.",
+    "de": "{code} ist Ihr {brand}-Code. Gültig für {minutes} Min.",
+    "fr": "{code} est votre code {brand}. Valable {minutes} min.",
+    "es": "{code} es tu clave de {brand}. Caduca en {minutes} min.",
+    "pt": "{brand}: use {code} para confirmar. Expira em {minutes} min.",
+    "it": "{code} è il tuo codice {brand}. Scade tra {minutes} min.",
+    "tr": "{code} {brand} doğrulama kodunuzdur. {minutes} dk geçerlidir.",
+    "ar": "{code} هو رمز {brand} الخاص بك. صالح لمدة {minutes} دقيقة.",
+    "hi": "{code} आपका {brand} कोड है। {minutes} मिनट तक मान्य।",
+    "id": "{code} adalah kode {brand} Anda. Berlaku {minutes} menit.",
+    "zh": "{code}是您的{brand}验证码，{minutes}分钟内有效。",  # noqa: RUF001 - CJK punctuation
+    "ja": "{brand}の認証コード：{code}（{minutes}分間有効）",  # noqa: RUF001 - CJK punctuation
+}
+# Written for the ear and short (a call is billed by its length): the code, its digits said one by one
+# (render() spells them "1, 2, 3"), said twice.
+VOICE_TEMPLATES: dict[str, str] = {
+    "en": "Your {brand} code is {code}. Again: {code}.",
+    "ru": "Ваш код {brand}: {code}. Повторяю: {code}.",
+    "uk": "Ваш код {brand}: {code}. Повторюю: {code}.",
+    "kk": "Сіздің {brand} кодыңыз: {code}. Қайталаймын: {code}.",
+    "uz": "Sizning {brand} kodingiz: {code}. Takror: {code}.",
+    "de": "Ihr {brand}-Code lautet {code}. Noch einmal: {code}.",
+    "fr": "Votre code {brand} est {code}. Je répète : {code}.",
+    "es": "Su código de {brand} es {code}. Repito: {code}.",
+    "pt": "O seu código {brand} é {code}. Repito: {code}.",
+    "it": "Il suo codice {brand} è {code}. Ripeto: {code}.",
+    "tr": "{brand} kodunuz {code}. Tekrar ediyorum: {code}.",
+    "ar": "رمز {brand} الخاص بك هو {code}. أكرر: {code}.",
+    "hi": "आपका {brand} कोड है {code}. फिर से: {code}.",
+    "id": "Kode {brand} Anda adalah {code}. Sekali lagi: {code}.",
+    "zh": "您的{brand}验证码是{code}。再说一遍：{code}。",  # noqa: RUF001 - CJK punctuation
+    "ja": "{brand}の認証コードは{code}です。もう一度：{code}。",  # noqa: RUF001 - CJK punctuation
+}
+BUILTIN_TEMPLATES: dict[str, dict[str, str]] = {"sms": SMS_TEMPLATES, "voice": VOICE_TEMPLATES}
+LOCALES = tuple(SMS_TEMPLATES)
+
+
+class BadTemplate(ValueError):
+    """A template that cannot be used; the message says why."""
+
+
+def spoken(code: str) -> str:
+    """A code as a voice says it best: its digits one by one (``1, 2, 3``)."""
+    return ", ".join(code)
+
+
+def render(template: str, channel: str, code: str, brand: str, minutes: int) -> str:
+    """``template`` filled in; a spoken code's digits come one by one (:func:`spoken`)."""
+    return template.format(code=spoken(code) if channel == "voice" else code, brand=brand, minutes=minutes)
+
+
+def check_template(template: str, channel: str, brand: str, minutes: int) -> SmsSize:
+    """Refuse a template that lacks ``{code}``, uses another placeholder (or a format spec, or stray braces), or,
+    for an SMS, makes a 10-digit code take more than 2 parts; returns its size with a 10-digit code."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in Formatter().parse(template)]
+    except ValueError as err:
+        raise BadTemplate(f"is not a template ({err}); write a literal brace as {{{{ or }}}}") from None
+    names = {name for name, _, _ in fields if name is not None}
+    unknown = sorted(names - PLACEHOLDERS)
+    if unknown or any(spec or conversion for name, spec, conversion in fields if name is not None):
+        allowed = ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
+        raise BadTemplate(f"may use only {allowed}, as they are (unknown: {', '.join(unknown) or 'a format spec'})")
+    if "code" not in names:
+        raise BadTemplate("must contain the placeholder {code}")
+    size = measure(render(template, channel, LONGEST_CODE, brand, minutes))
+    if channel == "sms" and size.parts > MAX_PARTS:
+        raise BadTemplate(
+            f"makes a {len(LONGEST_CODE)}-digit code take {size.parts} SMS parts ({size.encoding}, {size.units} "
+            f"units with the brand {brand!r}); at most {MAX_PARTS} are allowed"
+        )
+    return size
+
+
+def locale_candidates(tag: str) -> list[str]:
+    """The locales a BCP 47 ``tag`` may be served in, the most specific first: ``pt-BR`` -> ``pt-br``, ``pt``."""
+    subtags = tag.replace("_", "-").lower().split("-")
+    return ["-".join(subtags[:n]) for n in range(len(subtags), 0, -1)]

@@ -12,7 +12,7 @@ from tests.providers import contract
 from tests.providers.contract import MESSAGE, ErrorCase, ProviderContract
 from tests.providers.emulator import Seen
 from tests.providers.smsc_emulator import AllPhones, SmscEmulator
-from verify.providers.base import CallNumber, Http, InvalidRecipient, NoMoney, ProviderError, SmsMessage
+from verify.providers.base import CallNumber, Http, InvalidRecipient, NoMoney, ProviderError, Sent, SmsMessage
 from verify.providers.smsc import SmscProvider, SmscSettings
 
 APIKEY = "k3y-0123456789abcdef"
@@ -111,6 +111,17 @@ def test_unicode_text_arrives_intact(provider: SmscProvider, emulator: SmscEmula
     text = "Ваш код подтверждения: 123456"
     provider.send_sms(SmsMessage(MESSAGE.to, text, "123456", MESSAGE.verification_id))
     assert emulator.last.form["mes"] == text and emulator.last.form["charset"] == "utf-8"
+
+
+def test_a_voice_message_is_send_php_with_call_1(provider: SmscProvider, emulator: SmscEmulator) -> None:
+    # docs/gateways/smsc.md §3.1: the same send.php as an SMS, with call=1; the text in mes is spoken.
+    spoken = "Your Acme code is 1, 2, 3, 4, 5, 6. Again: 1, 2, 3, 4, 5, 6."
+    sent = provider.send_sms(SmsMessage(MESSAGE.to, spoken, "123456", "v1", channel="voice"))
+    assert emulator.last.path.endswith("/send.php") and sent == Sent("smsc", "v1")
+    form = emulator.last.form
+    assert (form["call"], form["mes"], form["phones"], form["id"]) == ("1", spoken, MESSAGE.to, "v1")
+    provider.send_sms(MESSAGE)  # an SMS never asks for a call
+    assert "call" not in emulator.last.form
 
 
 def test_all_strings_are_accepted(provider: SmscProvider, emulator: SmscEmulator) -> None:

@@ -133,7 +133,8 @@ def test_invalid_phones(client: FlaskClient, phone: str) -> None:
         ({"phone": None}, "phone"),
         ({"phone": PHONE, "channel": "fax"}, "channel"),
         ({"phone": PHONE, "channel": 1}, "channel"),
-        ({"phone": PHONE, "locale": "de"}, "locale"),
+        ({"phone": PHONE, "locale": "d"}, "locale"),
+        ({"phone": PHONE, "locale": "en US"}, "locale"),
         ({"phone": PHONE, "country": "Russia"}, "country"),
         ({"phone": PHONE, "country": ["RU"]}, "country"),
         ({"phone": "\ud800"}, "phone"),
@@ -169,7 +170,7 @@ def test_the_call_channel_needs_a_call_provider(redis_url: str, clock: MovableCl
 def test_russian_locale(client: FlaskClient) -> None:
     start(client, locale="ru")
     message = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"][0]
-    assert message["text"] == f"Ваш код подтверждения: {message['code']}"
+    assert message["text"] == f"{message['code']} — ваш код Verify. Действует 15 мин."
 
 
 # idempotency

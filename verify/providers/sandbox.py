@@ -10,7 +10,7 @@ CALL_NUMBERS = ("+447700900001", "+447700900002")
 
 
 class SandboxProvider(Provider):
-    """Keeps each SMS in its outbox instead of sending it."""
+    """Keeps each message (an SMS, a spoken text) in its outbox instead of sending it."""
 
     name = "sandbox"
 
@@ -22,6 +22,8 @@ class SandboxProvider(Provider):
         """Keep the message for ``GET /sandbox/messages`` (the app's outbox writes it with the send's commit): what
         that page shows but the phone, which the outbox is kept by."""
         copy = {"text": message.text, "code": message.code, "sent_at": rfc3339(self._clock())}
+        if message.channel != "sms":  # an SMS's channel goes unsaid: the outbox's memory is pinned
+            copy["channel"] = message.channel
         self._outbox.keep(message.to, copy)
         return Sent(self.name, f"sandbox-{message.verification_id}")
 

@@ -155,10 +155,15 @@ class SmscProvider(Provider):
         self._http = http
 
     def send_sms(self, message: SmsMessage) -> Sent:
-        """POST ``send.php``; the gateway's message id is our verification id, echoed back."""
+        """POST ``send.php``; the gateway's message id is our verification id, echoed back. A ``voice`` message is
+        the same request with ``call=1``: SMSC calls the phone and a synthesized voice speaks ``mes``
+        (docs/gateways/smsc.md §11); its delivery statuses come to the same handler as an SMS's."""
         # phones keeps its "+": without it SMSC may "auto-correct" the number. id is our verification id
         # (hex, under 40 characters, so a valid SMSC string id); status callbacks then carry it.
         params = {"phones": message.to, "mes": message.text, "id": message.verification_id, "charset": "utf-8"}
+        if message.channel == "voice":
+            # Only call=1 is confirmed; the voice and ring-time options (voice=, param=) are left at SMSC's defaults.
+            params["call"] = "1"
         if self._settings.sender:
             params["sender"] = self._settings.sender
         reply = cast(SendReply, self._call("send.php", params, "id"))

@@ -18,8 +18,8 @@ from verify._version import version
 from verify.config import REDIS_MIN_REPLICAS
 from verify.errors import Forbidden, InvalidRequest, Unauthorized
 from verify.model import API_CALLER, Caller
-from verify.service import CHANNELS, LOCALES, Source
-from verify.sms import APP_HASH_RE, webotp_host
+from verify.service import CHANNELS, Source
+from verify.sms import APP_HASH_RE, LOCALE_RE, webotp_host
 from verify.web.client_ip import client_ip
 from verify.web.context import captcha_field, json_body, phone_field, require_bearer, service, settings, string_field
 from verify.web.problems import problem
@@ -149,7 +149,9 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any], bool]:
     """The start's status and body, and whether it sent anything."""
     e164 = phone_field(body)
     channel = string_field(body, "channel", choices=CHANNELS) or "sms"
-    locale = string_field(body, "locale", choices=LOCALES)
+    locale = string_field(body, "locale")
+    if locale is not None and not LOCALE_RE.fullmatch(locale):
+        raise InvalidRequest("locale", "locale must be a BCP 47 language tag such as en, pt-BR or zh-Hant")
     app_hash = string_field(body, "app_hash") or ""
     if app_hash and not APP_HASH_RE.fullmatch(app_hash):
         raise InvalidRequest("app_hash", "app_hash must be the app's 11-character SMS Retriever hash")

@@ -18,12 +18,20 @@ bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
 @bp.get("/messages")
 def messages() -> Response:
-    """Messages the sandbox gateway "sent" to ``?phone=``, newest first."""
+    """Messages the sandbox gateway "sent" to ``?phone=``, newest first, each with its channel (``sms``, ``voice``:
+    the text a call would speak)."""
     raw = request.args.get("phone")
     if not raw:
         raise InvalidRequest("phone", "phone is required, e.g. ?phone=%2B79991234567")
     e164 = phone.normalize(raw, settings().default_country)
-    return jsonify({"messages": [{k: m[k] for k in ("to", "text", "code", "sent_at")} for m in service().outbox(e164)]})
+    return jsonify(
+        {
+            "messages": [
+                {**{k: m[k] for k in ("to", "text", "code", "sent_at")}, "channel": m.get("channel", "sms")}
+                for m in service().outbox(e164)
+            ]
+        }
+    )
 
 
 @bp.post("/calls")

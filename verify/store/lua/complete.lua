@@ -83,7 +83,7 @@ local grace = tonumber(A.grace)
 if via == 'call' then
   if r[2] ~= 'call' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
 else
-  if r[2] ~= 'sms' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
+  if r[2] == 'call' then return {'wrong_channel', redis.call('HGETALL', KEYS[1])} end
   if not r[3] or r[3] == '' then return {'no_code', redis.call('HGETALL', KEYS[1])} end
   local items, at = q_items(after_gate)
   local refused = f_locked(quota, now, items)
