@@ -207,3 +207,84 @@ def test_check_config_lists_every_declared_setting_of_the_configured_gateways() 
     listed = dict(s.describe())
     assert set(listed) == _declared(Settings) | _declared(SmscSettings) | _declared(D7Settings)
     assert listed["VERIFY_SMSC_APIKEY"] == "set (masked)" and listed["VERIFY_D7_API"] == "v1"
+
+
+# ---- texts: VERIFY_TEMPLATES_DIR, VERIFY_BRAND, VERIFY_DEFAULT_LOCALE; VERIFY_VOICE_PROVIDERS ----
+
+
+def test_a_templates_dir_overrides_and_adds_locales(tmp_path: Path) -> None:
+    (tmp_path / "sms.en.txt").write_text("{brand} code {code}\n", encoding="utf-8")
+    (tmp_path / "sms.pt-BR.txt").write_text("{brand}: seu codigo {code}", encoding="utf-8")
+    (tmp_path / "voice.nl.txt").write_text("Uw code is {code}. Nogmaals: {code}.", encoding="utf-8")
+    s = Settings.from_env({**BASE, "VERIFY_TEMPLATES_DIR": str(tmp_path), "VERIFY_DEFAULT_LOCALE": "pt-BR"})
+    templates = s.templates()
+    assert templates["sms"]["en"] == "{brand} code {code}"  # the trailing newline is not part of it
+    assert templates["sms"]["pt-br"] == "{brand}: seu codigo {code}" and s.default_locale == "pt-br"
+    assert templates["voice"]["nl"].startswith("Uw code") and templates["sms"]["de"].startswith("{code} ist")
+    assert dict(s.describe())["VERIFY_TEMPLATES_DIR"] == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "why"),
+    [
+        ("sms.de.txt", "Ihr Code", "sms.de.txt must contain the placeholder {code}"),
+        ("voice.de.txt", "{code} {name}", "voice.de.txt may use only {brand}, {code}, {minutes}"),
+        ("sms.de.txt", "{code} " + "ж" * 140, "sms.de.txt makes a 10-digit code take 3 SMS parts"),
+        ("email.de.txt", "{code}", "name each file <channel>.<locale>.txt"),
+        ("sms.de.txt", b"\xff{code}", "cannot be read as UTF-8"),
+    ],
+)
+def test_a_bad_template_file_stops_the_start_naming_it(tmp_path: Path, name: str, text: str | bytes, why: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    with pytest.raises(ConfigError, match="VERIFY_TEMPLATES_DIR") as caught:
+        Settings.from_env({**BASE, "VERIFY_TEMPLATES_DIR": str(tmp_path)})
+    assert why in str(caught.value)
+
+
+def test_a_template_set_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "sms.ru.txt").write_text("{code}", encoding="utf-8")
+    with pytest.raises(ConfigError, match="VERIFY_SMS_TEMPLATE_RU both set sms.ru"):
+        Settings.from_env({**BASE, "VERIFY_TEMPLATES_DIR": str(tmp_path), "VERIFY_SMS_TEMPLATE_RU": "{code}"})
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"VERIFY_SMS_TEMPLATE": "no code here"}, "VERIFY_SMS_TEMPLATE"),
+        ({"VERIFY_SMS_TEMPLATE_RU": "{code} {who}"}, "VERIFY_SMS_TEMPLATE_RU"),
+        ({"VERIFY_DEFAULT_LOCALE": "nl"}, "VERIFY_DEFAULT_LOCALE"),
+        ({"VERIFY_BRAND": "x" * 31}, "VERIFY_BRAND"),
+        ({"VERIFY_BRAND": "Acme\nInc"}, "VERIFY_BRAND"),
+        ({"VERIFY_TEMPLATES_DIR": "/nonexistent/templates"}, "VERIFY_TEMPLATES_DIR"),
+        ({"VERIFY_VOICE_PROVIDERS": "zoomconnect"}, "VERIFY_VOICE_PROVIDERS"),
+        ({"VERIFY_LIMIT_VOICE_PHONE": "often"}, "VERIFY_LIMIT_VOICE_PHONE"),
+    ],
+)
+def test_bad_text_and_voice_settings_name_their_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({**BASE, **env})
+
+
+def test_the_sms_template_variables_keep_working_with_the_new_placeholders() -> None:
+    s = Settings.from_env({**BASE, "VERIFY_SMS_TEMPLATE": "{brand} {code} ({minutes} min)", "VERIFY_BRAND": "Acme"})
+    assert s.templates()["sms"]["en"] == "{brand} {code} ({minutes} min)" and s.brand == "Acme"
+
+
+def test_voice_is_off_outside_sandbox_mode_unless_a_chain_is_named() -> None:
+    production = {**BASE, "VERIFY_SANDBOX": "0", "VERIFY_SMS_PROVIDERS": "d7", "VERIFY_D7_TOKEN": "t"}
+    assert Settings.from_env(production).voice_providers == ()
+    s = Settings.from_env(
+        {**production, "VERIFY_VOICE_PROVIDERS": "smsc", "VERIFY_SMSC_APIKEY": "k", "VERIFY_SMSC_SECRET": "s" * 16}
+    )
+    assert s.voice_providers == ("smsc",) and "smsc" in s.gateway_settings  # read because voice names it
+    assert s.providers == ("d7", "smsc")
+
+
+def test_an_unset_brand_is_warned_about_outside_sandbox_mode(caplog: pytest.LogCaptureFixture) -> None:
+    production = {**BASE, "VERIFY_SANDBOX": "0", "VERIFY_SMS_PROVIDERS": "d7", "VERIFY_D7_TOKEN": "t"}
+    Settings.from_env(production)
+    assert "VERIFY_BRAND is not set" in caplog.text
+    caplog.clear()
+    Settings.from_env({**production, "VERIFY_BRAND": "Acme"})
+    assert "VERIFY_BRAND" not in caplog.text

@@ -15,7 +15,21 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from verify.sms import APP_HASH_RE, SmsSize, UnfitForAutofill, compose, measure, webotp_host
+from verify.sms import (
+    APP_HASH_RE,
+    LOCALES,
+    SMS_TEMPLATES,
+    VOICE_TEMPLATES,
+    BadTemplate,
+    SmsSize,
+    UnfitForAutofill,
+    check_template,
+    compose,
+    locale_candidates,
+    measure,
+    render,
+    webotp_host,
+)
 
 
 @pytest.mark.parametrize(
@@ -438,3 +452,79 @@ def test_compose_always_parses_back(data: st.DataObject, code: str, host: str | 
 def test_140_bytes_is_exactly_one_sms(text: str) -> None:
     size = measure(text)
     assert (size.octets <= 140) == (size.parts == 1)
+
+
+# ---- Built-in templates: one SMS part each, and the spoken wording ----
+
+BRAND = "ExampleShop"  # 11 characters, as long as an alphanumeric sender name
+GSM7_LOCALES = {"en", "uz", "de", "fr", "es", "pt", "it", "id"}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_every_builtin_sms_template_fits_one_part_with_a_6_digit_code(locale: str) -> None:
+    size = measure(render(SMS_TEMPLATES[locale], "sms", "123456", BRAND, 15))
+    # GSM-7 where the language can be written in it, else UCS-2 within one part's 70 units.
+    assert (size.encoding, size.parts) == ("GSM-7" if locale in GSM7_LOCALES else "UCS-2", 1), size
+    assert check_template(SMS_TEMPLATES[locale], "sms", BRAND, 15).parts <= 2  # and a 10-digit code in 2
+
+
+def test_the_builtin_locales_are_the_issues_sixteen_in_both_channels() -> None:
+    wanted = {"en", "ru", "uk", "kk", "uz", "de", "fr", "es", "pt", "it", "tr", "ar", "hi", "id", "zh", "ja"}
+    assert set(SMS_TEMPLATES) == set(VOICE_TEMPLATES) == wanted
+
+
+SPOKEN = "1, 2, 3, 4, 5, 6"
+
+
+@pytest.mark.parametrize(
+    ("locale", "wording"),
+    [
+        ("en", f"Your Acme code is {SPOKEN}. Again: {SPOKEN}."),
+        ("ru", f"Ваш код Acme: {SPOKEN}. Повторяю: {SPOKEN}."),
+        ("uk", f"Ваш код Acme: {SPOKEN}. Повторюю: {SPOKEN}."),
+        ("kk", f"Сіздің Acme кодыңыз: {SPOKEN}. Қайталаймын: {SPOKEN}."),
+        ("uz", f"Sizning Acme kodingiz: {SPOKEN}. Takror: {SPOKEN}."),
+        ("de", f"Ihr Acme-Code lautet {SPOKEN}. Noch einmal: {SPOKEN}."),
+        ("fr", f"Votre code Acme est {SPOKEN}. Je répète : {SPOKEN}."),
+        ("es", f"Su código de Acme es {SPOKEN}. Repito: {SPOKEN}."),
+        ("pt", f"O seu código Acme é {SPOKEN}. Repito: {SPOKEN}."),
+        ("it", f"Il suo codice Acme è {SPOKEN}. Ripeto: {SPOKEN}."),
+        ("tr", f"Acme kodunuz {SPOKEN}. Tekrar ediyorum: {SPOKEN}."),
+        ("ar", f"رمز Acme الخاص بك هو {SPOKEN}. أكرر: {SPOKEN}."),
+        ("hi", f"आपका Acme कोड है {SPOKEN}. फिर से: {SPOKEN}."),
+        ("id", f"Kode Acme Anda adalah {SPOKEN}. Sekali lagi: {SPOKEN}."),
+        ("zh", f"您的Acme验证码是{SPOKEN}。再说一遍：{SPOKEN}。"),  # noqa: RUF001 - CJK punctuation
+        ("ja", f"Acmeの認証コードは{SPOKEN}です。もう一度：{SPOKEN}。"),  # noqa: RUF001 - CJK punctuation
+    ],
+)
+def test_the_spoken_text_says_the_digits_one_by_one_twice(locale: str, wording: str) -> None:
+    assert render(VOICE_TEMPLATES[locale], "voice", "123456", "Acme", 15) == wording
+    assert wording.count(SPOKEN) == 2
+
+
+@pytest.mark.parametrize(
+    ("template", "why"),
+    [
+        ("Your code", "must contain the placeholder {code}"),
+        ("{code} for {user}", "unknown: user"),
+        ("{code:>8}", "a format spec"),
+        ("{code!r}", "a format spec"),
+        ("{code} {", "not a template"),
+        ("{code} " + "x" * 300, "take 3 SMS parts"),
+    ],
+)
+def test_a_template_is_refused_with_its_reason(template: str, why: str) -> None:
+    with pytest.raises(BadTemplate, match=re.escape(why)):
+        check_template(template, "sms", "Acme", 15)
+
+
+def test_a_long_voice_template_is_not_counted_in_sms_parts() -> None:
+    assert check_template("{code} " + "x" * 400, "voice", "Acme", 15).parts > 2
+
+
+@pytest.mark.parametrize(
+    ("tag", "candidates"),
+    [("pt-BR", ["pt-br", "pt"]), ("zh_Hant_TW", ["zh-hant-tw", "zh-hant", "zh"]), ("EN", ["en"])],
+)
+def test_locale_candidates_go_from_the_most_specific_to_the_language(tag: str, candidates: list[str]) -> None:
+    assert locale_candidates(tag) == candidates
