@@ -244,7 +244,7 @@ def test_a_bad_template_file_stops_the_start_naming_it(tmp_path: Path, name: str
 
 def test_a_template_set_twice_is_refused(tmp_path: Path) -> None:
     (tmp_path / "sms.ru.txt").write_text("{code}", encoding="utf-8")
-    with pytest.raises(ConfigError, match="VERIFY_SMS_TEMPLATE_RU both set sms.ru"):
+    with pytest.raises(ConfigError, match=r"VERIFY_SMS_TEMPLATE_RU both set sms\.ru"):
         Settings.from_env({**BASE, "VERIFY_TEMPLATES_DIR": str(tmp_path), "VERIFY_SMS_TEMPLATE_RU": "{code}"})
 
 
