@@ -159,6 +159,26 @@ def test_check_config_prints_settings_with_secrets_masked(capsys: pytest.Capture
     assert re.search(r"VERIFY_REDIS_MIN_REPLICAS\s+0\n", out)
 
 
+def test_check_config_lists_every_template_with_its_encoding_and_parts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "sms.nl.txt").write_text("{code} is uw {brand}-code. " + "x" * 140, encoding="utf-8")
+    env = {
+        **CONFIG_ENV,
+        "VERIFY_TEMPLATES_DIR": str(tmp_path),
+        "VERIFY_BRAND": "Acme",
+        "VERIFY_VOICE_PROVIDERS": "smsc",
+    }
+    assert check_config(live=False, env=env) == 0
+    out = capsys.readouterr().out
+    assert "voice failover chain: smsc" in out and "Templates (brand 'Acme', 15 min, a 6-digit code)" in out
+    assert "  sms.en: GSM-7, 1 part: {code} is your {brand} code. It expires in {minutes} min.\n" in out
+    assert "  sms.ru: UCS-2, 1 part: {code} — ваш код {brand}. Действует {minutes} мин.\n" in out
+    assert "  sms.nl: GSM-7, 2 parts: {code} is uw {brand}-code. " in out  # the operator's, and what it costs
+    assert "  voice.en: spoken: Your {brand} code is {code}. Again: {code}.\n" in out
+    assert len(re.findall(r"^  (sms|voice)\.", out, re.MULTILINE)) == 16 * 2 + 1
+
+
 def test_check_config_flags_crc32_for_smsc_callbacks(capsys: pytest.CaptureFixture[str]) -> None:
     assert check_config(live=False, env=CONFIG_ENV) == 0
     assert "WARNING" not in capsys.readouterr().out

@@ -23,6 +23,7 @@ from verify.errors import ConfigError, StoreUnavailable
 from verify.gateways import GATEWAYS, Gateway
 from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOGGER_CLASSES
 from verify.providers.base import ProviderError
+from verify.sms import measure, render
 from verify.store import Store
 from verify.store.connection import parse_url
 
@@ -72,6 +73,16 @@ def check_config(*, live: bool, env: dict[str, str] | None = None, gateways: Seq
     print("Gateways")
     print(f"  SMS failover chain: {' -> '.join(settings.sms_providers)}")
     print(f"  call: {settings.call_provider or '(none: the call channel is off)'}")
+    print(f"  voice failover chain: {' -> '.join(settings.voice_providers) or '(none: the voice channel is off)'}")
+    print(f"Templates (brand {settings.brand!r}, {settings.minutes} min, a {settings.code_length}-digit code)")
+    code = "0" * settings.code_length
+    for channel, templates in settings.templates().items():
+        for locale, template in sorted(templates.items()):
+            size = measure(render(template, channel, code, settings.brand, settings.minutes))
+            cost = (
+                f"{size.encoding}, {size.parts} part{'s' if size.parts > 1 else ''}" if channel == "sms" else "spoken"
+            )
+            print(f"  {channel}.{locale}: {cost}: {template}")
     for warning in settings.warnings():
         print(f"WARNING: {warning}")
     if not live:
