@@ -836,6 +836,23 @@ def _start_past_the_captcha_challenges(env: Env) -> TestResponse:
     return limited.request("POST", V, {"phone": PHONE})
 
 
+@scenario("POST /v1/verifications", 429, "rate-limited", limit="voice_phone")
+def _start_voice_past_the_phones_voice_limit(env: Env) -> TestResponse:
+    limited = env.configured(limit_voice_phone="1/hour")
+    first = limited.request("POST", V, {"phone": PHONE, "channel": "voice"})
+    assert first.status_code == 201
+    assert limited.request("DELETE", f"{V}/{first.get_json()['id']}").status_code == 200
+    assert limited.request("POST", V, {"phone": PHONE}).status_code == 201  # an SMS is not a voice send
+    return limited.request("POST", V, {"phone": PHONE, "channel": "voice"})
+
+
+@scenario("POST /v1/verifications", 429, "rate-limited", limit="voice_ip")
+def _start_voice_past_the_ips_voice_limit(env: Env) -> TestResponse:
+    limited = env.configured(limit_voice_ip="1/hour")
+    assert limited.request("POST", V, {"phone": "+79991230001", "channel": "voice"}).status_code == 201
+    return limited.request("POST", V, {"phone": "+447400123456", "channel": "voice"})
+
+
 # read, cancel
 
 scenario("GET /v1/verifications/{id}", 200)(lambda env: env.request("GET", f"{V}/{_vid(env)}"))
@@ -1084,6 +1101,23 @@ scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="count
 scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="global")(
     _resend_over("global", limit_global="1/hour")
 )
+
+
+@scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="voice_phone")
+def _resend_voice_past_the_phones_voice_limit(env: Env) -> TestResponse:
+    limited = env.configured(limit_voice_phone="1/hour")
+    vid = limited.request("POST", V, {"phone": PHONE, "channel": "voice"}).get_json()["id"]
+    limited.wait_cooldown()
+    return limited.request("POST", f"{V}/{vid}/resend")
+
+
+@scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="voice_ip")
+def _resend_switching_to_voice_past_the_ips_voice_limit(env: Env) -> TestResponse:
+    limited = env.configured(limit_voice_ip="1/hour")
+    assert limited.request("POST", V, {"phone": "+79991230001", "channel": "voice"}).status_code == 201
+    vid = limited.request("POST", V, {"phone": PHONE}).get_json()["id"]
+    limited.wait_cooldown()
+    return limited.request("POST", f"{V}/{vid}/resend", {"channel": "voice"})
 
 
 @scenario("POST /v1/verifications/{id}/resend", 503, "delivery-failed")
