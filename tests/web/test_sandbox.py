@@ -12,9 +12,9 @@ def test_messages_newest_first(client: FlaskClient, clock: MovableClock) -> None
     clock.advance(30)
     start(client)
     messages = client.get("/sandbox/messages", query_string={"phone": "+7 999 123-45-67"}).get_json()["messages"]
-    assert [set(m) for m in messages] == [{"to", "text", "code", "sent_at"}] * 2
+    assert [set(m) for m in messages] == [{"to", "text", "code", "sent_at", "channel"}] * 2
     assert messages[0]["sent_at"] > messages[1]["sent_at"]
-    assert all(m["to"] == PHONE and m["text"].endswith(m["code"]) for m in messages)
+    assert all(m["to"] == PHONE and m["code"] in m["text"] and m["channel"] == "sms" for m in messages)
 
 
 def test_messages_needs_a_valid_phone(client: FlaskClient) -> None:
