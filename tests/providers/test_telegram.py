@@ -292,7 +292,7 @@ class TestSend:
 class TestConfirm:
     def test_the_request(self, provider: TelegramProvider, emulator: TelegramEmulator) -> None:
         request_id = provider.send_sms(MESSAGE).message_id
-        assert provider.confirm(request_id, MESSAGE.code) is None
+        provider.confirm(request_id, MESSAGE.code)
         assert_method_call(emulator.last, "checkVerificationStatus")
         assert emulator.last.json() == {"request_id": request_id, "code": MESSAGE.code}
 
@@ -324,7 +324,7 @@ class TestConfirm:
 class TestRevoke:
     def test_the_request(self, provider: TelegramProvider, emulator: TelegramEmulator) -> None:
         request_id = provider.send_sms(MESSAGE).message_id
-        assert provider.revoke(request_id) is None
+        provider.revoke(request_id)
         assert_method_call(emulator.last, "revokeVerificationMessage")
         assert emulator.last.json() == {"request_id": request_id}
         assert emulator.taken[request_id].status == "revoked"
@@ -365,7 +365,8 @@ def test_other_gateways_confirm_and_revoke_nothing(http: Http) -> None:
     zoom.start()
     try:
         provider = ZoomConnectProvider(ZoomConnectSettings(url=zoom.url, email="e", token="t"), http)
-        assert provider.confirm("40124213", "123456") is None and provider.revoke("40124213") is None
+        provider.confirm("40124213", "123456")
+        provider.revoke("40124213")
         assert zoom.requests == []
     finally:
         zoom.stop()
