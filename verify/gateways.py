@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from verify.providers import d7, sandbox, smsc, zoomconnect
+from verify.providers import d7, sandbox, smsc, telegram, zoomconnect
 from verify.providers.base import Gateway
 
 __all__ = ["GATEWAYS", "Gateway"]
@@ -20,4 +20,5 @@ GATEWAYS: tuple[Gateway[Any], ...] = (
     smsc.GATEWAY,
     zoomconnect.GATEWAY,
     d7.GATEWAY,
+    telegram.GATEWAY,
 )

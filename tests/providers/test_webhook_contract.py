@@ -1,8 +1,9 @@
-"""The shared webhook contract (``webhook_contract.py``) for each gateway: SMSC, Zoom Connect, D7 legacy, D7 v1.
+"""The shared webhook contract (``webhook_contract.py``) for each gateway: SMSC, Zoom Connect, D7 legacy, D7 v1,
+Telegram.
 
 Each class says how its gateway is configured and how it calls us (built by its emulator's callback builders, as
-docs/gateways/smsc.md §7-§9, zoomconnect.md §6-§7 and d7.md §4, §7-§8 describe the calls), and skips, with the
-reason, the cases its wire format has no room for.
+docs/gateways/smsc.md §7-§9, zoomconnect.md §6-§7, d7.md §4, §7-§8 and telegram.md §6-§7 describe the calls), and
+skips, with the reason, the cases its wire format has no room for.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import pytest
 
-from tests.providers import d7_emulator, smsc_emulator, zoomconnect_emulator
+from tests.providers import d7_emulator, smsc_emulator, telegram_emulator, zoomconnect_emulator
 from tests.providers.contract import HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT
 from tests.providers.d7_emulator import D7Emulator
 from tests.providers.emulator import Emulator, Seen
 from tests.providers.smsc_emulator import HashName, SmscEmulator
+from tests.providers.telegram_emulator import TelegramEmulator
 from tests.providers.webhook_contract import (
+    NEW,
     OTHER_PHONE,
     Callback,
     Channel,
@@ -36,6 +39,7 @@ from tests.providers.zoomconnect_emulator import ZoomConnectEmulator
 from verify.config import Settings
 from verify.providers.d7 import D7Settings
 from verify.providers.smsc import SmscSettings
+from verify.providers.telegram import TelegramSettings
 from verify.providers.zoomconnect import ZoomConnectSettings
 
 
@@ -418,3 +422,100 @@ class TestD7V1Webhooks(D7Webhooks):
             pytest.skip("D7 signs no item: one path token covers the whole batch, so no single item can be forged.")
         items = [d7_emulator.report_fields(pending.message_id, "delivered") for pending in pendings]
         return Callback("POST", self._path(secrets[0]), json.dumps(items).encode(), "application/json")
+
+
+# Telegram (docs/gateways/telegram.md §6, §7): delivery reports only, a RequestStatus in a JSON body signed with
+# HMAC-SHA256 keyed by SHA256 of the API token. The "secrets" are the account's API tokens: the first sends (so the
+# emulator's account token is NEW), any verifies a report.
+#
+# The gateway is put in the SMS chain with ``replace``: config.py lets VERIFY_SMS_PROVIDERS name only gateways with
+# the "sms" channel, and Telegram has only "telegram". What the service does with the message is the same: the
+# provider sends the code (Telegram writes the text), and the reports are handled like any gateway's.
+
+TELEGRAM_PUBLIC_URL = "https://verify.example"
+
+
+class TestTelegramWebhooks(WebhookContract):
+    NAME = "telegram"
+    STALE = 403  # an old X-Request-Timestamp
+    REPLAYED = 403  # the same signed bytes twice: the signature is the nonce
+
+    def make_emulator(self) -> Emulator:
+        return TelegramEmulator(token=NEW)
+
+    def configure(self, settings: Settings, emulator_url: str, secrets: tuple[str, ...]) -> Settings:
+        return replace(
+            settings,
+            sandbox=False,
+            sms_providers=("telegram",),
+            call_provider=None,
+            public_url=TELEGRAM_PUBLIC_URL,
+            http_connect_timeout=HTTP_CONNECT_TIMEOUT,
+            http_read_timeout=HTTP_READ_TIMEOUT,
+            gateway_settings={"telegram": TelegramSettings(tokens=secrets, url=emulator_url)},
+        )
+
+    def sent_text(self, seen: Seen) -> str:
+        """Telegram writes the message itself: the request carries only the code."""
+        code: str = seen.json()["code"]
+        return code
+
+    @staticmethod
+    def _post(body: bytes, *, secret: str, at: float) -> Callback:
+        headers = telegram_emulator.signed_headers(secret, int(at), body)
+        content_type = headers.pop("Content-Type")
+        return Callback("POST", "/webhooks/telegram", body, content_type, headers)
+
+    @staticmethod
+    def _body(pending: Pending, status: str, *, at: float, request_id: str = "") -> bytes:
+        return telegram_emulator.report_body(
+            request_id or pending.message_id,
+            pending.phone,
+            status,
+            int(at),
+            refunded=True if status == "expired" else None,
+            payload=pending.id,
+        )
+
+    def callback(self, pending: Pending, *, secret: str) -> Callback:
+        return self.report(pending, "delivered", secret=secret)
+
+    def acted(self, view: Mapping[str, Any]) -> bool:
+        return view.get("delivery") == {"provider": "telegram", "status": "delivered"}
+
+    def report(self, pending: Pending, outcome: Outcome, *, secret: str) -> Callback:
+        status = "delivered" if outcome == "delivered" else "expired"
+        return self._post(self._body(pending, status, at=pending.started_at), secret=secret, at=pending.started_at)
+
+    def unsigned(self, pending: Pending) -> Callback:
+        signed = self.callback(pending, secret=NEW)
+        headers = {k: v for k, v in signed.headers.items() if k != "X-Request-Signature"}
+        return Callback(signed.method, signed.path, signed.body, signed.content_type, headers)
+
+    def altered(self, pending: Pending, *, secret: str) -> Callback:
+        """A genuine report about another request (and no payload), its request_id swapped for ``pending``'s."""
+        other = "0" * len(pending.message_id)
+        at = pending.started_at
+        genuine = telegram_emulator.report_body(other, OTHER_PHONE, "delivered", int(at))
+        signed = self._post(genuine, secret=secret, at=at)
+        body = genuine.replace(other.encode(), pending.message_id.encode())
+        return Callback(signed.method, signed.path, body, signed.content_type, signed.headers)
+
+    def weak_algorithm(self, pending: Pending, *, secret: str) -> Callback:
+        pytest.skip("Telegram signs with HMAC-SHA256 only: there is no algorithm to choose or downgrade to.")
+
+    def allow_weak_algorithm(self, settings: Settings) -> Settings:
+        pytest.skip("Telegram signs with HMAC-SHA256 only: there is no algorithm to choose or downgrade to.")
+
+    def stale(self, pending: Pending, *, secret: str, max_age: int) -> Callback:
+        at = pending.started_at - max_age - 60
+        return self._post(self._body(pending, "delivered", at=at), secret=secret, at=at)
+
+    def reply(self, pending: Pending, *, phone: str, secret: str) -> Callback:
+        pytest.skip("Telegram only reports delivery: the person types the code into our page, nothing comes back.")
+
+    def charset_reply(self, pending: Pending, variant: str, *, secret: str) -> Callback:
+        pytest.skip("Telegram only reports delivery, always as UTF-8 JSON: there is no charset to choose.")
+
+    def batch(self, pendings: Sequence[Pending], *, secrets: Sequence[str]) -> Callback:
+        pytest.skip("Telegram posts one RequestStatus per request, each with its own timestamp and signature.")

@@ -107,6 +107,20 @@ class Provider(ABC):
         """Ask for a number that ``phone`` must call; gateways without call verification refuse."""
         raise ProviderError(self.name, "does not support call verification", transient=False)
 
+    def confirm(self, message_id: str, code: str) -> None:
+        """Tell the gateway that the person entered ``code``, the right one, for the message ``message_id`` (as
+        :attr:`Sent.message_id` named it). The service calls it after an approval, off the request path, and only
+        logs a failure: the verification is approved whatever the gateway answers. Gateways that do not count
+        conversions do nothing (Telegram asks for it: ``checkVerificationStatus``). Raise :class:`ProviderError`
+        if the gateway refuses or fails."""
+        return None
+
+    def revoke(self, message_id: str) -> None:
+        """Ask the gateway to withdraw the message ``message_id`` (the verification was canceled), where it can
+        (Telegram: ``revokeVerificationMessage``); the others do nothing. A delivered message may stay: this only
+        asks. Raise :class:`ProviderError` if the gateway refuses or fails."""
+        return None
+
     @abstractmethod
     def balance(self) -> str:
         """The account balance as the gateway states it (for ``verify check-config --live``)."""
