@@ -55,7 +55,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     store = Store.from_url(settings.redis_url, settings.redis_prefix, min_replicas=settings.redis_min_replicas)
     store.on_error = metrics.redis_error
     gateways = build_gateways(settings, store, clock)
-    service = build_service(settings, store, clock, metrics, gateways.sms, gateways.call, gateways.voice)
+    service = build_service(
+        settings, store, clock, metrics, gateways.sms, gateways.call, gateways.voice, gateways.telegram
+    )
     events = service.events
     trust_proxies(app, settings)
     app.extensions["verify"] = service
@@ -79,16 +81,19 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
 
 @dataclass(frozen=True)
 class Gateways:
-    """The SMS failover chain, the call provider and the voice chain, built once per app."""
+    """The SMS failover chain, the call provider, the voice chain and the telegram gateway, built once per app."""
 
     sms: list[Provider]
     call: Provider | None
     voice: list[Provider]
+    telegram: list[Provider]
 
     @property
     def all(self) -> list[Provider]:
         """Every gateway in use, each once."""
-        return list({id(p): p for p in [*self.sms, *([self.call] if self.call else []), *self.voice]}.values())
+        return list(
+            {id(p): p for p in [*self.sms, *([self.call] if self.call else []), *self.voice, *self.telegram]}.values()
+        )
 
 
 def build_gateways(settings: Settings, store: Store, clock: Clock) -> Gateways:
@@ -104,6 +109,7 @@ def build_gateways(settings: Settings, store: Store, clock: Clock) -> Gateways:
         [made[name] for name in settings.sms_providers],
         made[settings.call_provider] if settings.call_provider else None,
         [made[name] for name in settings.voice_providers],
+        [made[name] for name in settings.telegram_providers],
     )
 
 
@@ -146,10 +152,12 @@ def build_service(
     sms: list[Provider],
     call: Provider | None,
     voice: list[Provider] | None = None,
+    telegram: list[Provider] | None = None,
 ) -> Service:
-    """The service, with its secrets, events and captcha, over ``store`` and the gateways given (no voice gateway
-    unless ``voice`` lists some)."""
+    """The service, with its secrets, events and captcha, over ``store`` and the gateways given (no voice or
+    telegram gateway unless ``voice`` or ``telegram`` lists some)."""
     secrets = Secrets(settings.secret_keys, settings.token_ttl, clock)
     events = Events(settings, store, clock, lambda record: to_json(view(record, settings, secrets)), metrics)
     captcha = Captcha(settings, store, metrics)
-    return Service(settings, store, secrets, sms, call, clock, events, captcha, metrics, voice or [])
+    chains = {"voice": voice or [], "telegram": telegram or []}
+    return Service(settings, store, secrets, sms, call, clock, events, captcha, metrics, chains)

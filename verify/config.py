@@ -38,6 +38,7 @@ SANDBOX = "VERIFY_SANDBOX"
 SMS_PROVIDERS = "VERIFY_SMS_PROVIDERS"
 CALL_PROVIDER = "VERIFY_CALL_PROVIDER"
 VOICE_PROVIDERS = "VERIFY_VOICE_PROVIDERS"
+TELEGRAM_TOKEN = "VERIFY_TELEGRAM_TOKEN"  # noqa: S105 - a variable name
 PUBLIC_URL = "VERIFY_PUBLIC_URL"
 EVENTS_URL = "VERIFY_EVENTS_URL"
 SITE_KEYS = "VERIFY_SITE_KEYS"
@@ -233,6 +234,14 @@ def _chain(channel: str) -> env.Reader:
     return reader
 
 
+def _telegram(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    """The telegram channel's gateway: Telegram's own Gateway API once ``VERIFY_TELEGRAM_TOKEN`` is set, else the
+    sandbox in sandbox mode, else none (the channel is off)."""
+    if env.raw(e, TELEGRAM_TOKEN):
+        return ("telegram",)
+    return ("sandbox",) if seen["sandbox"] else ()
+
+
 def _call_provider(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     value = env.raw(e, name).lower()
     if not value:
@@ -251,7 +260,7 @@ def _gateways(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
 def _gateway_settings(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     """Each gateway's own settings, by walking the list, read only when it is named in the SMS chain or as the call
     provider."""
-    named = {*seen["sms_providers"], *seen["voice_providers"], seen["call_provider"]}
+    named = {*seen["sms_providers"], *seen["voice_providers"], *seen["telegram_providers"], seen["call_provider"]}
     return {
         gateway.name: env.read(gateway.settings, e, seen)
         for gateway in seen["gateways"]
@@ -358,6 +367,8 @@ class Settings:
     call_provider: str | None = field(default="sandbox", metadata=_var(CALL_PROVIDER, _call_provider))
     # The gateways that speak a code (channel voice), in failover order; unset outside sandbox mode: voice is off.
     voice_providers: tuple[str, ...] = field(default=("sandbox",), metadata=_var(VOICE_PROVIDERS, _chain("voice")))
+    # The gateway of the telegram channel (set by VERIFY_TELEGRAM_TOKEN, see _telegram).
+    telegram_providers: tuple[str, ...] = field(default=("sandbox",), metadata=_var("", _telegram))
     public_url: str | None = field(default=None, metadata=_var(PUBLIC_URL, env.url()))
     http_connect_timeout: float = field(
         default=3.0, metadata=_var("VERIFY_HTTP_CONNECT_TIMEOUT", env.number(120, "seconds"))
@@ -461,8 +472,13 @@ class Settings:
 
     @property
     def providers(self) -> tuple[str, ...]:
-        """Every gateway in use, once each: the SMS chain, then the voice chain, then the call provider."""
-        named = (*self.sms_providers, *self.voice_providers, *((self.call_provider,) if self.call_provider else ()))
+        """Every gateway in use, once each: the SMS chain, the voice chain, the telegram gateway, the call provider."""
+        named = (
+            *self.sms_providers,
+            *self.voice_providers,
+            *self.telegram_providers,
+            *((self.call_provider,) if self.call_provider else ()),
+        )
         return tuple(dict.fromkeys(named))
 
 

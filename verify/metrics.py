@@ -61,6 +61,17 @@ class Metrics:
             ("provider", "encoding"),
             registry=registry,
         )
+        # What gateways report a message cost, in their own currency (Telegram: USD), and the messages they refunded
+        # (Telegram refunds a code neither delivered nor read within its ttl). Counted once per message.
+        self.gateway_cost = Counter(
+            "verify_gateway_cost",
+            "Cost of the messages a gateway reported, in its currency.",
+            ("provider",),
+            registry=registry,
+        )
+        self.gateway_refunds = Counter(
+            "verify_gateway_refunds", "Messages a gateway reported refunded.", ("provider",), registry=registry
+        )
         self.provider_latency = Histogram(
             "verify_provider_request_duration_seconds",
             "How long a gateway took to take (or fail) a request.",

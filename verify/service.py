@@ -26,14 +26,15 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import Counter
 
 from verify.captcha import Answer, Captcha
 from verify.clock import Clock, rfc3339
-from verify.config import CALL_PROVIDER, NUMBER_TYPES, SMS_PROVIDERS, VOICE_PROVIDERS, Settings
+from verify.config import CALL_PROVIDER, NUMBER_TYPES, SMS_PROVIDERS, TELEGRAM_TOKEN, VOICE_PROVIDERS, Settings
 from verify.errors import (
     CaptchaRequired,
     DeliveryFailed,
@@ -53,7 +54,7 @@ from verify.errors import (
     WrongChannel,
 )
 from verify.events import Events
-from verify.failover import Failover
+from verify.failover import DIGITS, Failover
 from verify.metrics import Metrics
 from verify.model import API_CALLER, Caller, Replay, Started, Verification, view
 from verify.phone import country_of, mask, type_of
@@ -62,6 +63,7 @@ from verify.providers.base import (
     DeliveryReport,
     Event,
     Provider,
+    ProviderError,
     SmsMessage,
     SmsReceived,
 )
@@ -73,7 +75,7 @@ from verify.tokens import Proof, Secrets, new_client_secret
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("sms", "call", "voice")
+CHANNELS = ("sms", "call", "voice", "telegram")
 # The channels whose code a toll-fraud pumper could be paid for: the pumping guard watches them.
 PUMPED_CHANNELS = ("sms", "voice")
 # How long a send may take before its reservation lapses: the whole provider chain must fit in it.
@@ -131,14 +133,17 @@ class Service:
         events: Events,
         captcha: Captcha,
         metrics: Metrics,
-        voice_providers: list[Provider] | None = None,
+        chains: dict[str, list[Provider]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.secrets = secrets_
         self.sms_providers = sms_providers
         self.call_provider = call_provider
-        self.voice_providers = voice_providers or []
+        # The failover chains of the channels besides sms and call: voice, telegram.
+        self.chains = chains or {}
+        # What a gateway is told after the fact (Telegram's confirm and revoke), off the request path.
+        self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify-gateway")
         self.clock = clock
         self.events = events
         self.captcha = captcha
@@ -288,6 +293,7 @@ class Service:
             raise self._limited(outcome.refusal)
         record = _present(outcome)
         if outcome.outcome == "approved":
+            self._tell_gateway(record, "confirm", code)
             return self._approved(record)
         view = self.view(record)
         if outcome.outcome == "wrong":
@@ -308,7 +314,30 @@ class Service:
         if outcome.outcome == "not_pending":
             raise NotPending(f"the verification is {record.status}", verification_status=record.status)
         self._count(self.metrics.canceled, record)
+        self._tell_gateway(record, "revoke")
         return self.view(record)
+
+    def _tell_gateway(self, record: Record, what: Literal["confirm", "revoke"], *args: str) -> None:
+        """Tell the gateway that sent ``record``'s last code, off the request path, that it was entered right
+        (``confirm``, with the code: Telegram counts conversions by it) or that it is void (``revoke``). Only a
+        gateway that implements it is called; a failure is logged and counted, and changes nothing here."""
+        provider = next((p for p in self._chain(record.channel) if p.name == record.provider), None)
+        if provider is None or not record.message_id or getattr(type(provider), what) is getattr(Provider, what):
+            return
+        self._background.submit(self._told, provider, what, record.id, record.message_id, *args)
+
+    def _told(self, provider: Provider, what: str, verification_id: str, message_id: str, *args: str) -> None:
+        started = time.perf_counter()
+        try:
+            getattr(provider, what)(message_id, *args)
+        except ProviderError as err:
+            self.metrics.provider_errors.labels(provider.name, what, err.kind).inc()
+            log.warning("%s of verification %s failed: %s", what, verification_id, DIGITS.sub("#", str(err)))
+        except Exception:
+            self.metrics.provider_errors.labels(provider.name, what, "exception").inc()
+            log.exception("%s of verification %s failed", what, verification_id)
+        finally:
+            self.metrics.provider_latency.labels(provider.name, what).observe(time.perf_counter() - started)
 
     def handle(self, event: Event) -> Verification | None:
         """Apply a gateway event. Idempotent: a repeated event finds nothing left to change.
@@ -445,8 +474,13 @@ class Service:
             )
         batch.run()
         outcome = setting.value
-        if outcome.outcome != "updated" or outcome.record is None:
+        if outcome.outcome not in ("updated", "read") or outcome.record is None:
             return None
+        if outcome.outcome == "updated" and event.status != "sent":  # the message's first final report: once
+            if event.cost:
+                self.metrics.gateway_cost.labels(event.provider).inc(event.cost)
+            if event.refunded:
+                self.metrics.gateway_refunds.labels(event.provider).inc()
         if event.status == "failed":  # its customer event was journaled by set_delivery.lua
             self._count(self.metrics.failed, outcome.record)
             log.warning(
@@ -571,13 +605,13 @@ class Service:
 
     def _require_channel(self, channel: str) -> None:
         if not self._chain(channel):
-            setting = {"call": CALL_PROVIDER, "voice": VOICE_PROVIDERS}.get(channel, SMS_PROVIDERS)
-            raise InvalidRequest("channel", f"the {channel} channel is not configured ({setting})")
+            setting = {"call": CALL_PROVIDER, "voice": VOICE_PROVIDERS, "telegram": TELEGRAM_TOKEN}.get(channel)
+            raise InvalidRequest("channel", f"the {channel} channel is not configured ({setting or SMS_PROVIDERS})")
 
     def _chain(self, channel: str) -> list[Provider]:
         if channel == "call":
             return [self.call_provider] if self.call_provider else []
-        return self.voice_providers if channel == "voice" else self.sms_providers
+        return self.sms_providers if channel == "sms" else self.chains.get(channel, [])
 
     def locale(self, tag: str | None, channel: str) -> str:
         """The locale a verification's texts on ``channel`` are written in, for the client's BCP 47 ``tag``: the
@@ -758,7 +792,9 @@ class Service:
         then for an SMS the autofill lines (``verify/sms.py``); :class:`InvalidRequest` naming ``app_hash`` for a
         text a phone would not autofill."""
         settings = self.settings
-        text = render(self._templates[channel][locale], channel, code, settings.brand, settings.minutes)
+        # A Telegram message is written by Telegram: its text, the SMS's, is what the sandbox shows.
+        templates = self._templates.get(channel, self._templates["sms"])
+        text = render(templates[locale], channel, code, settings.brand, settings.minutes)
         if channel != "sms":
             return text, measure(text)
         size = self._sizes[locale]

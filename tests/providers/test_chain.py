@@ -54,6 +54,8 @@ def settings(redis_url: str, gateways: Gateways) -> Settings:
         sandbox=False,
         sms_providers=("smsc", "zoomconnect", "d7"),
         call_provider="smsc",
+        voice_providers=(),
+        telegram_providers=(),
         http_connect_timeout=HTTP_CONNECT_TIMEOUT,
         http_read_timeout=HTTP_READ_TIMEOUT,
         breaker_failures=2,

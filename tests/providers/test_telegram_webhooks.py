@@ -93,6 +93,8 @@ def test_the_vector_verifies_and_maps() -> None:
         raw_status="delivered",
         verification_id="",
         raw=json.loads(VECTOR_BODY),
+        cost=0.01,
+        refunded=False,
     )
     assert report_of(webhook).raw["request_cost"] == 0.01
     assert webhook.nonce == VECTOR_SIGNATURE
@@ -270,13 +272,20 @@ def test_the_payload_is_our_verification_id_and_cost_and_refund_are_kept() -> No
     event = report_of(parse(signed(report("expired", payload=VID, refunded=True))))
     assert event.verification_id == VID and event.status == "failed"
     assert event.raw["request_cost"] == 0.01 and event.raw["is_refunded"] is True
+    assert (event.cost, event.refunded) == (0.01, True)
 
 
 def test_numbers_as_strings_and_missing_optional_fields() -> None:
     body = b'{"request_id":123,"request_cost":"0.01","delivery_status":{"status":"read","updated_at":"1700000000"}}'
     event = report_of(parse(signed(body)))
     assert (event.message_id, event.status, event.verification_id) == ("123", "read", "")
-    assert event.raw["request_cost"] == "0.01"
+    assert event.raw["request_cost"] == "0.01" and (event.cost, event.refunded) == (0.01, False)
+
+
+@pytest.mark.parametrize("cost", ['"free"', "-1", "null", '"nan"', "true"])
+def test_a_cost_that_is_not_a_price_is_not_said(cost: str) -> None:
+    body = b'{"request_id":"r1","request_cost":%s,"delivery_status":{"status":"delivered"}}' % cost.encode()
+    assert report_of(parse(signed(body))).cost is None
 
 
 def test_a_payload_that_is_not_text_is_no_verification_id() -> None:

@@ -239,9 +239,11 @@ class SmsReceived:
 class DeliveryReport:
     """A gateway's delivery status for one of our messages.
 
-    ``status`` is ours: ``sent`` (accepted or on its way), ``delivered`` or ``failed``; ``raw_status`` keeps the
+    ``status`` is ours: ``sent`` (accepted or on its way), ``delivered``, ``read`` (a messenger saw it read),
+    ``failed`` (undelivered, or expired unread) or ``revoked`` (withdrawn at our request); ``raw_status`` keeps the
     gateway's own code (``1``, ``DELIVRD``, ``un_delivered``...). The message is named by the gateway's
     ``message_id`` as it was returned at send time, or by ``verification_id`` when the gateway echoes ours.
+    ``cost`` is what the gateway says the message cost (``None``: not said), ``refunded`` whether it gave it back.
     """
 
     provider: str
@@ -250,6 +252,8 @@ class DeliveryReport:
     raw_status: str
     verification_id: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    cost: float | None = None
+    refunded: bool = False
 
 
 Event = CallReceived | SmsReceived | DeliveryReport

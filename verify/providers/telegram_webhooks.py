@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Protocol, TypedDict
@@ -144,6 +145,10 @@ def _report(body: bytes) -> DeliveryReport | None:
     raw_status = scalar(delivery.get("status")) if isinstance(delivery, dict) else ""
     if not request_id or not raw_status:
         return None
+    try:  # a number, or a number as a string (leniently); anything else is "not said"
+        cost: float | None = float(scalar(document.get("request_cost"), amount=True))
+    except ValueError:
+        cost = None
     return DeliveryReport(
         provider=NAME,
         message_id=request_id,
@@ -151,4 +156,6 @@ def _report(body: bytes) -> DeliveryReport | None:
         raw_status=raw_status,
         verification_id=scalar(document.get("payload")),
         raw=document,
+        cost=cost if cost is not None and math.isfinite(cost) and cost >= 0 else None,
+        refunded=document.get("is_refunded") in (True, "true", "True", 1, "1"),
     )

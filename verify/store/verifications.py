@@ -33,7 +33,7 @@ CompleteOutcome = Literal[
     "approved", "wrong", "max_attempts", "not_pending", "wrong_channel", "no_code", "missing", "locked", "limited"
 ]
 CancelOutcome = Literal["canceled", "not_pending", "missing"]
-DeliveryOutcome = Literal["updated", "unchanged", "other_message", "missing"]
+DeliveryOutcome = Literal["updated", "read", "unchanged", "other_message", "missing"]
 
 
 #: The record's fields as Redis holds them: short names, since a hash keeps every field's name in every record (a
