@@ -288,3 +288,13 @@ def test_an_unset_brand_is_warned_about_outside_sandbox_mode(caplog: pytest.LogC
     caplog.clear()
     Settings.from_env({**production, "VERIFY_BRAND": "Acme"})
     assert "VERIFY_BRAND" not in caplog.text
+
+
+def test_telegram_is_on_with_its_token_and_takes_codes_of_at_most_8_digits() -> None:
+    production = {**BASE, "VERIFY_SANDBOX": "0", "VERIFY_SMS_PROVIDERS": "d7", "VERIFY_D7_TOKEN": "t"}
+    assert Settings.from_env(production).telegram_providers == ()
+    assert Settings.from_env(BASE).telegram_providers == ("sandbox",)  # sandbox mode
+    s = Settings.from_env({**production, "VERIFY_TELEGRAM_TOKEN": "1:new,2:old"})
+    assert s.telegram_providers == ("telegram",) and s.gateway_settings["telegram"].tokens == ("1:new", "2:old")
+    with pytest.raises(ConfigError, match="VERIFY_CODE_LENGTH"):
+        Settings.from_env({**production, "VERIFY_TELEGRAM_TOKEN": "1:new", "VERIFY_CODE_LENGTH": "9"})

@@ -39,6 +39,7 @@ SMS_PROVIDERS = "VERIFY_SMS_PROVIDERS"
 CALL_PROVIDER = "VERIFY_CALL_PROVIDER"
 VOICE_PROVIDERS = "VERIFY_VOICE_PROVIDERS"
 TELEGRAM_TOKEN = "VERIFY_TELEGRAM_TOKEN"  # noqa: S105 - a variable name
+TELEGRAM_MAX_CODE = 8  # digits of a code Telegram's Gateway API sends
 PUBLIC_URL = "VERIFY_PUBLIC_URL"
 EVENTS_URL = "VERIFY_EVENTS_URL"
 SITE_KEYS = "VERIFY_SITE_KEYS"
@@ -238,6 +239,11 @@ def _telegram(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     """The telegram channel's gateway: Telegram's own Gateway API once ``VERIFY_TELEGRAM_TOKEN`` is set, else the
     sandbox in sandbox mode, else none (the channel is off)."""
     if env.raw(e, TELEGRAM_TOKEN):
+        if seen["code_length"] > TELEGRAM_MAX_CODE:
+            raise ConfigError(
+                "VERIFY_CODE_LENGTH",
+                f"must be at most {TELEGRAM_MAX_CODE} with Telegram: it sends codes of 4 to 8 digits",
+            )
         return ("telegram",)
     return ("sandbox",) if seen["sandbox"] else ()
 
