@@ -51,7 +51,7 @@ WORKERS_READY_TIMEOUT_S = 5.0
 # Variables of the calling environment that would change how gunicorn runs.
 GUNICORN_VARIABLES = ("GUNICORN_CMD_ARGS", "GUNICORN_BIND", "WEB_CONCURRENCY", "PORT")
 
-Kind = Literal["sms", "call"]
+Kind = Literal["sms", "call", "voice"]
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,9 @@ class CountingSmsc(SmscEmulator):
         endpoint = seen.path.rsplit("/", 1)[-1]
         if endpoint in ("send.php", "wait_call.php") and self.mode == "ok" and _accepted(response):
             params = {**seen.query, **seen.form}
-            if endpoint == "send.php":
-                self.delivered.append(Delivered("sms", params["phones"], params["mes"]))
+            if endpoint == "send.php":  # call=1: a spoken code (docs/gateways/smsc.md §3.1)
+                kind: Kind = "voice" if params.get("call") == "1" else "sms"
+                self.delivered.append(Delivered(kind, params["phones"], params["mes"]))
             else:
                 self.delivered.append(Delivered("call", "+" + params["phone"].lstrip("+"), ""))
         return response
