@@ -90,8 +90,8 @@ def stored_message_id(client: FlaskClient, vid: str) -> str:
 
 def sent_code(smsc: SmscEmulator) -> str:
     """The code in the last SMS sent: its only run of 4 or more digits (the text also says "15 min")."""
-    (code,) = re.findall(r"\d{4,}", smsc.last.form["mes"])
-    return code
+    (code,) = re.findall(r"\d{4,}", str(smsc.last.form["mes"]))
+    return str(code)
 
 
 # SMSC
