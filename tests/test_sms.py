@@ -384,8 +384,15 @@ def test_a_code_the_line_cannot_carry_is_refused(text: str, code: str) -> None:
 
 def test_the_readme_shows_the_exact_texts() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    for host, app_hash, text in ((HOST, None, EN), (HOST, None, RU), (None, HASH, EN), (HOST, HASH, EN)):
-        assert f"```\n{compose(text, CODE, origin_host=host, app_hash=app_hash)}\n```" in readme
+    # The built-in templates with VERIFY_BRAND unset and the default 15 minutes, as the README says.
+    en, ru = (render(SMS_TEMPLATES[locale], "sms", CODE, "Verify", 15) for locale in ("en", "ru"))
+    for host, app_hash, text in ((HOST, None, en), (HOST, None, ru), (None, HASH, en), (HOST, HASH, en)):
+        message = compose(text, CODE, origin_host=host, app_hash=app_hash)
+        size = measure(message)
+        assert f"({size.encoding}, {size.octets} bytes):\n\n```\n{message}\n```" in readme
+    assert measure(compose(ru, CODE, origin_host=None, app_hash=HASH)).octets == 108
+    with pytest.raises(UnfitForAutofill, match="this one takes 152 bytes"):  # "Russian with both lines is 152 bytes"
+        compose(ru, CODE, origin_host=HOST, app_hash=HASH)
     custom = "Ваш код подтверждения для входа в магазин: {code}. Никому не сообщайте этот код."
     with pytest.raises(UnfitForAutofill) as refused:
         compose(custom.format(code=CODE), CODE, origin_host=None, app_hash=HASH)
