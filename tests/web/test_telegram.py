@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -17,7 +18,9 @@ from werkzeug.wrappers import Request, Response
 from tests.conftest import AUTH, PHONE, check, make_settings, serving, start
 from tests.providers.emulator import Seen
 from tests.providers.telegram_emulator import TOKEN, TelegramEmulator
+from tests.servers import Call, gunicorn_server, send
 from verify import create_app
+from verify.embedded import EmbeddedRedis
 from verify.providers.telegram import TelegramSettings
 
 PUBLIC_URL = "https://verify.example"
@@ -173,3 +176,23 @@ def test_a_failing_confirmation_changes_nothing(client: FlaskClient, telegram: T
     assert check(client, vid, code).status_code == 200
     eventually(lambda: calls(telegram, "checkVerificationStatus"), "checkVerificationStatus")
     assert get(client, vid)["status"] == "approved"
+
+
+def test_under_the_procfiles_gunicorn_a_right_code_is_confirmed_and_a_report_lands(
+    redis_server: EmbeddedRedis, telegram: TelegramEmulator, tmp_path: Path
+) -> None:
+    """What ships: gevent workers run the confirmation in their background pool, and the report route is served."""
+    settings = {"VERIFY_TELEGRAM_TOKEN": TOKEN, "VERIFY_TELEGRAM_URL": telegram.url, "VERIFY_PUBLIC_URL": PUBLIC_URL}
+    with gunicorn_server(redis_server.url, tmp_path, settings, workers=2, name="telegram") as server:
+        number = "+79991239901"  # a phone of its own: this Redis is the session's
+        started = send(server, Call("POST", "/v1/verifications", {"phone": number, "channel": "telegram"}, "10.1.0.1"))
+        assert started.status == 201, started
+        vid, code = str(started.body["id"]), str(calls(telegram, "sendVerificationMessage")[0]["code"])
+        request_id = next(iter(telegram.taken))
+        report = telegram.post_report(request_id, "delivered", url=server.url("/webhooks/telegram"))
+        assert report.status_code == 200
+        checked = send(server, Call("POST", f"/v1/verifications/{vid}/check", {"code": code}, "10.1.0.1"))
+        assert checked.status == 200 and checked.body["delivery"] == {"provider": "telegram", "status": "delivered"}
+        eventually(lambda: calls(telegram, "checkVerificationStatus"), "checkVerificationStatus from a worker")
+        assert calls(telegram, "checkVerificationStatus") == [{"request_id": request_id, "code": code}]
+        assert "Traceback" not in server.tail(200)
