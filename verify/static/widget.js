@@ -121,7 +121,7 @@
     const emit = (name, detail) => root.dispatchEvent(new CustomEvent(name, { bubbles: true, detail }));
     // The service's regions ("RU7 ..."), named in the widget's language.
     const ask = (focus) => load(base, lang).then((j) => {
-      if (!j || !j.regions) return;
+      if (!j || !j.regions) return focus && phone.focus();
       if (!country.options.length) {
         const names = Intl.DisplayNames && new Intl.DisplayNames([lang, "en"], { type: "region" });
         const list = j.regions.split(" ").map((x) => [(names && names.of(x.slice(0, 2))) || x, x]);
