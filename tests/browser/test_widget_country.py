@@ -167,7 +167,12 @@ def test_arabic_is_right_to_left_with_numbers_left_to_right(
     assert_accessible(page, axe_source, "phone (ar)")
     mark = service.smsc.mark()
     phone.fill(NATIONAL)
-    page.get_by_role("button", name=w["send"]).click()
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/v1/verifications")) as sent:
+        page.get_by_role("button", name=w["send"]).click()
+    body = sent.value.request.post_data_json
+    assert isinstance(body, dict)
+    assert (body["locale"], sent.value.json()["locale"]) == ("ar", "ar")
+    assert re.search("[\u0600-\u06ff]", sms_code(service.smsc, mark)[0])  # the SMS is in Arabic too
     code_input = page.get_by_label(w["code"])
     expect(code_input).to_be_focused()
     # The number inside the Arabic sentence is isolated, so it still reads +7 999 123-45-67.

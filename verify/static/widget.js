@@ -289,8 +289,7 @@
         error(t.empty, phone);
         return phone.focus();
       }
-      // The service's SMS templates are English and Russian.
-      const body = { phone: raw, channel: channel(), locale: lang === "ru" ? "ru" : "en" };
+      const body = { phone: raw, channel: channel(), locale: lang };
       const c = fixed || ($("cty").hidden ? guessed : country.value);
       if (c) body.country = c;
       if (s.cap) body.captcha = { id: s.cap, answer: ans.value.trim() };
