@@ -58,7 +58,7 @@ SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 # Successes that are files, not JSON: path -> media type.
-SERVED_FILES = {"/widget.js": "text/javascript", "/demo": "text/html"}
+SERVED_FILES = {"/widget.js": "text/javascript", "/demo": "text/html", "/favicon.ico": "image/x-icon"}
 # Flask's name for a path variable -> the spec's.
 PATH_PARAMS = {"verification_id": "id"}
 OTHER_PHONE = "+79991234500"
@@ -266,7 +266,7 @@ def test_app_serves_the_spec(client: FlaskClient) -> None:
 def test_errors_are_problem_json_successes_json_and_webhook_acks_text() -> None:
     for method, path in spec_operations():
         for status, response in SPEC["paths"][path][method.lower()]["responses"].items():
-            if int(status) == 304:  # /widget.js revalidated: no body
+            if int(status) == 304:  # /widget.js or a language of it revalidated: no body
                 assert "content" not in resolve(response), (method, path, status)
                 continue
             media_types = set(resolve(response)["content"])
@@ -561,6 +561,14 @@ scenario("GET /demo", 200)(
     lambda env: env.configured(site_keys=(("pk_demo", ("http://localhost",)),)).client.get("/demo?lang=ru")
 )
 scenario("GET /demo", 404, "not-found")(lambda env: env.client.get("/demo"))  # no VERIFY_SITE_KEYS
+scenario("GET /widget/{lang}.json", 200)(lambda env: env.client.get("/widget/ar.json"))
+scenario("GET /widget/{lang}.json", 304)(
+    lambda env: env.client.get(
+        "/widget/ja.json", headers={"If-None-Match": env.client.get("/widget/ja.json").headers["ETag"]}
+    )
+)
+scenario("GET /widget/{lang}.json", 404, "not-found")(lambda env: env.client.get("/widget/xx.json"))
+scenario("GET /favicon.ico", 200)(lambda env: env.client.get("/favicon.ico"))
 scenario("GET /metrics", 200)(lambda env: env.client.get("/metrics"))
 scenario("GET /metrics", 401, "unauthorized")(
     lambda env: env.configured(metrics_tokens=("metrics-token-0123",)).client.get("/metrics")

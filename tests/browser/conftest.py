@@ -13,6 +13,7 @@ missing (``make test`` installs it with npm into ``.venv/node``; without npm it 
 from __future__ import annotations
 
 import html
+import json
 import re
 import shutil
 import time
@@ -99,12 +100,37 @@ def axe_source() -> str:
 @pytest.fixture
 def page(browser: Browser, axe_source: str) -> Iterator[Page]:
     """A fresh page (own cookies and storage) that records the widget's events in ``window.verifyEvents``."""
-    context = browser.new_context(viewport={"width": 900, "height": 720})
+    # The browser's language is English (US) unless a test opens a context of its own: the widget takes a country
+    # for national numbers from it.
+    context = browser.new_context(viewport={"width": 900, "height": 720}, locale="en-US")
     opened = context.new_page()
     opened.set_default_timeout(STEP_TIMEOUT_MS)
     opened.add_init_script(RECORD_EVENTS)
     yield opened
     context.close()
+
+
+@pytest.fixture
+def page_in(browser: Browser) -> Iterator[Callable[[str], Page]]:
+    """``page_in(locale)``: a fresh page like :func:`page`'s, in a browser whose language is ``locale`` (``ru-RU``,
+    ``ru``, ``en``): what ``navigator.languages`` and ``Accept-Language`` say."""
+    with ExitStack() as stack:
+
+        def open_page(locale: str) -> Page:
+            context = browser.new_context(viewport={"width": 900, "height": 720}, locale=locale)
+            stack.callback(context.close)
+            opened = context.new_page()
+            opened.set_default_timeout(STEP_TIMEOUT_MS)
+            opened.add_init_script(RECORD_EVENTS)
+            return opened
+
+        yield open_page
+
+
+def i18n() -> dict[str, Any]:
+    """Every language's strings (verify/static/i18n.json): ``{lang: {"widget": {...}, "demo": {...}}}``."""
+    loaded: dict[str, Any] = json.loads((ROOT / "verify" / "static" / "i18n.json").read_text(encoding="utf-8"))
+    return loaded
 
 
 def assert_accessible(page: Page, axe_source: str, step: str) -> None:

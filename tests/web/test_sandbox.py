@@ -2,19 +2,60 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask.testing import FlaskClient
 
-from tests.conftest import AUTH, PHONE, MovableClock, last_code, start
+from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, start
+from verify.store import Batch
+
+
+def messages_to(client: FlaskClient, phone: str = "+7 999 123-45-67") -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = client.get("/sandbox/messages", query_string={"phone": phone}).get_json()[
+        "messages"
+    ]
+    return messages
 
 
 def test_messages_newest_first(client: FlaskClient, clock: MovableClock) -> None:
-    start(client)
+    first = start(client).get_json()["id"]
     clock.advance(30)
-    start(client)
-    messages = client.get("/sandbox/messages", query_string={"phone": "+7 999 123-45-67"}).get_json()["messages"]
-    assert [set(m) for m in messages] == [{"to", "text", "code", "sent_at", "channel"}] * 2
+    client.delete(f"/v1/verifications/{first}", headers=AUTH)
+    second = start(client).get_json()["id"]
+    messages = messages_to(client)
+    assert [set(m) for m in messages] == [
+        {"to", "text", "code", "sent_at", "channel", "verification_id", "current"}
+    ] * 2
     assert messages[0]["sent_at"] > messages[1]["sent_at"]
     assert all(m["to"] == PHONE and m["code"] in m["text"] and m["channel"] == "sms" for m in messages)
+    # Each is the newest of its own verification.
+    assert [(m["verification_id"], m["current"]) for m in messages] == [(second, True), (first, True)]
+
+
+def test_a_resend_supersedes_the_code_before(client: FlaskClient, clock: MovableClock) -> None:
+    vid = start(client).get_json()["id"]
+    clock.advance(61)
+    assert client.post(f"/v1/verifications/{vid}/resend", headers=AUTH, json={}).status_code == 200
+    clock.advance(61)
+    assert client.post(f"/v1/verifications/{vid}/resend", headers=AUTH, json={}).status_code == 200
+    messages = messages_to(client)
+    assert [(m["verification_id"], m["current"]) for m in messages] == [(vid, True), (vid, False), (vid, False)]
+    # The current one holds the code that works; a superseded one's no longer does.
+    wrong = client.post(f"/v1/verifications/{vid}/check", headers=AUTH, json={"code": messages[1]["code"]})
+    assert wrong.status_code == 422
+    assert check(client, vid, messages[0]["code"]).status_code == 200
+
+
+def test_messages_kept_before_they_named_their_verification(client: FlaskClient) -> None:
+    # What the outbox held before this release: no verification id. The newest of those is taken as current.
+    store = client.application.extensions["verify"].store
+    for code in ("111111", "222222"):
+        store.run(Batch.outbox_push, PHONE, {"text": code, "code": code, "sent_at": "2026-12-07T12:00:00Z"})
+    messages = messages_to(client)
+    assert [(m["code"], m["current"], "verification_id" in m) for m in messages] == [
+        ("222222", True, False),
+        ("111111", False, False),
+    ]
 
 
 def test_messages_needs_a_valid_phone(client: FlaskClient) -> None:

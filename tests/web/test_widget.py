@@ -3,19 +3,26 @@ tests/browser/."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import struct
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import phonenumbers
 import pytest
 from flask.testing import FlaskClient
 
 from tests.conftest import make_settings
 from verify import create_app, errors
+from verify.web.widget import LOCALES
 
-SCRIPT = Path(__file__).resolve().parents[2] / "verify" / "static" / "widget.js"
+STATIC = Path(__file__).resolve().parents[2] / "verify" / "static"
+SCRIPT = STATIC / "widget.js"
+I18N = STATIC / "i18n.json"
 MAX_BYTES = 20 * 1024
 
 
@@ -27,13 +34,29 @@ def test_the_script_is_small_and_standalone() -> None:
     assert not re.search(r"^\s*import\b|\bimport\(|\brequire\(|createElement\(\s*[\"']script|https?://", text, re.M)
 
 
-def strings(locale: str) -> tuple[set[str], set[str]]:
-    """The names of the widget's strings in ``locale`` (``en``, ``ru``), and of its problem messages."""
-    text = SCRIPT.read_text(encoding="utf-8")
-    block = re.search(rf"^    {locale}: {{\n(.*?)^    }},$", text, re.M | re.S)
-    assert block is not None, locale
-    words, _, problems = block.group(1).partition("      p: {")
-    return set(re.findall(r"(?:^|[\s,])(\w+): [\"`]", words)), set(re.findall(r'^\s*"?([a-z-]+)"?: "', problems, re.M))
+def i18n() -> dict[str, Any]:
+    """Every language's strings: ``{lang: {"widget": {..., "p": {problem: text}}, "demo": {...}}}``."""
+    loaded: dict[str, Any] = json.loads(I18N.read_text(encoding="utf-8"))
+    return loaded
+
+
+def built_in_english() -> dict[str, Any]:
+    """The English strings widget.js carries (a JSON object on its ``const EN =`` line)."""
+    found = re.search(r"^  const EN = (\{.*\});$", SCRIPT.read_text(encoding="utf-8"), re.M)
+    assert found is not None
+    english: dict[str, Any] = json.loads(found.group(1))
+    return english
+
+
+def flat(strings: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"widget.p.invalid-code": "Wrong code...", ...}``."""
+    out: dict[str, str] = {}
+    for key, value in strings.items():
+        if isinstance(value, dict):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+    return out
 
 
 # Problems the widget words on its own: by what they mean for the person, not by their type.
@@ -61,15 +84,31 @@ def error_slugs(cls: type[errors.VerifyError] = errors.VerifyError) -> set[str]:
     return {cls.slug} | {slug for sub in cls.__subclasses__() for slug in error_slugs(sub)}
 
 
-def test_english_and_russian_have_the_same_strings() -> None:
-    assert strings("en") == strings("ru")
-    words, problems = strings("en")
-    assert {"phone", "code", "callnow", "left", "ok", "retry", "net", "down"} <= words
-    assert {"invalid-code", "rate-limited", "forbidden"} <= problems
+def test_every_language_has_every_string_with_the_same_placeholders() -> None:
+    languages = i18n()
+    assert tuple(languages) == LOCALES
+    english = flat(languages["en"])
+    assert {"widget.phone", "widget.country", "widget.callnow", "widget.p.invalid-code", "demo.current"} <= set(english)
+    for lang, strings in languages.items():
+        translated = flat(strings)
+        assert set(translated) == set(english), lang
+        for key, text in translated.items():
+            assert text.strip() == text and text, (lang, key)
+            assert sorted(re.findall(r"\{\w+\}", text)) == sorted(re.findall(r"\{\w+\}", english[key])), (lang, key)
+        # Translated, not copied: a word or two may be the same in both (German "Name", French "Messages").
+        if lang != "en":
+            assert sum(text == english[key] for key, text in translated.items()) <= 1, lang
+
+
+def test_the_script_carries_english_and_knows_every_language() -> None:
+    assert built_in_english() == i18n()["en"]["widget"]
+    found = re.search(r'const LANGS = "([a-z ]+)"\.split', SCRIPT.read_text(encoding="utf-8"))
+    assert found is not None
+    assert tuple(found.group(1).split()) == LOCALES
 
 
 def test_every_problem_a_site_key_can_meet_is_put_in_words() -> None:
-    worded = strings("en")[1]
+    worded = set(i18n()["en"]["widget"]["p"])
     assert error_slugs() - NOT_FOR_SITE_KEYS - set(WORDED_APART) - worded == set()
     assert worded - error_slugs() == set()
 
@@ -118,7 +157,7 @@ def test_the_demo_uses_the_first_site_key(redis_url: str) -> None:
     html = page.get_data(as_text=True)
     assert re.search(
         r'<div data-verify-site-key="pk_first" data-verify-channel="choice"\s+'
-        r'data-verify-country="RU"></div>',
+        r'data-verify-country="RU" data-verify-locale="en"></div>',
         html,
     ), html
     assert '<script src="/widget.js"></script>' in html
@@ -132,11 +171,84 @@ def test_the_demo_outside_sandbox_mode_has_no_sandbox_panel(redis_url: str) -> N
     assert "/sandbox/" not in html and 'id="inbox"' not in html
 
 
-@pytest.mark.parametrize(
-    ("query", "attribute"),
-    [("?lang=ru", ' data-verify-locale="ru"'), ("?lang=en", ' data-verify-locale="en"'), ("?lang=xx", ""), ("", "")],
-)
-def test_the_demo_language(redis_url: str, query: str, attribute: str) -> None:
+def demo_page(redis_url: str, query: str = "", **headers: str) -> str:
     settings = make_settings(redis_url, site_keys=(("pk_first", ("http://127.0.0.1:8000",)),))
-    html = create_app(settings, background=False).test_client().get("/demo" + query).get_data(as_text=True)
-    assert f'data-verify-channel="choice"{attribute}></div>' in html
+    client = create_app(settings, background=False).test_client()
+    return client.get("/demo" + query, headers=headers).get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("query", "lang"),
+    [
+        ("?lang=ru", "ru"),
+        ("?lang=de", "de"),
+        ("?lang=pt-BR", "pt"),
+        ("?lang=zh_Hant", "zh"),
+        ("?lang=xx", "en"),
+        ("", "en"),
+    ],
+)
+def test_the_demo_language(redis_url: str, query: str, lang: str) -> None:
+    html = demo_page(redis_url, query)
+    assert f'<html lang="{lang}" dir="ltr">' in html
+    assert f'data-verify-channel="choice" data-verify-locale="{lang}"></div>' in html
+    assert f"<h1>{i18n()[lang]['demo']['h1']}</h1>" in html
+    assert f'aria-current="page">{i18n()[lang]["demo"]["language"]}</a>' in html
+
+
+def test_the_demo_in_arabic_is_right_to_left(redis_url: str) -> None:
+    assert '<html lang="ar" dir="rtl">' in demo_page(redis_url, "?lang=ar")
+
+
+def test_without_lang_the_demo_takes_the_browsers_language(redis_url: str) -> None:
+    html = demo_page(redis_url, **{"Accept-Language": "xx-YY, pt-BR;q=0.9, en;q=0.5"})
+    assert '<html lang="pt" dir="ltr">' in html
+    # ?lang= wins over the browser's languages.
+    assert '<html lang="ja" dir="ltr">' in demo_page(redis_url, "?lang=ja", **{"Accept-Language": "pt-BR"})
+
+
+def test_the_demo_links_every_language_in_its_own_words(redis_url: str) -> None:
+    html = demo_page(redis_url)
+    links = re.findall(r'<a href="\?lang=(\w+)" lang="(\w+)" hreflang="(\w+)"[^>]*>([^<]+)</a>', html)
+    assert [(code, name) for code, lang, hreflang, name in links if code == lang == hreflang] == [
+        (code, i18n()[code]["demo"]["language"]) for code in LOCALES
+    ]
+
+
+@pytest.mark.parametrize("lang", LOCALES)
+def test_a_language_of_the_widget_is_served_with_the_regions(client: FlaskClient, lang: str) -> None:
+    response = client.get(f"/widget/{lang}.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    regions = body.pop("regions").split()
+    assert body == i18n()[lang]["widget"]
+    # The regions the service reads national numbers in, with their calling codes: what the country list offers.
+    assert regions == [f"{r}{phonenumbers.country_code_for_region(r)}" for r in sorted(phonenumbers.SUPPORTED_REGIONS)]
+    assert "RU7" in regions and "DE49" in regions
+    etag = response.headers["ETag"]
+    assert (response.headers["Cache-Control"], response.headers["Access-Control-Allow-Origin"]) == (
+        "public, max-age=300",
+        "*",
+    )
+    assert client.get(f"/widget/{lang}.json", headers={"If-None-Match": etag}).status_code == 304
+
+
+@pytest.mark.parametrize("lang", ["xx", "pt-BR", "EN", "..%2Fwidget"])
+def test_a_language_the_widget_does_not_speak_is_404(client: FlaskClient, lang: str) -> None:
+    response = client.get(f"/widget/{lang}.json")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+
+
+def test_the_favicon_is_an_icon(client: FlaskClient) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.mimetype == "image/x-icon"
+    assert response.headers["Cache-Control"] == "public, max-age=86400"
+    icon = response.get_data()
+    # An ICO directory with one 32x32 image, a PNG.
+    reserved, kind, count = struct.unpack("<HHH", icon[:6])
+    width, height, _, _, _, _, size, offset = struct.unpack("<BBBBHHII", icon[6:22])
+    assert (reserved, kind, count, width, height) == (0, 1, 1, 32, 32)
+    assert icon[offset : offset + 8] == b"\x89PNG\r\n\x1a\n" and offset + size == len(icon)

@@ -20,8 +20,14 @@ class SandboxProvider(Provider):
 
     def send_sms(self, message: SmsMessage) -> Sent:
         """Keep the message for ``GET /sandbox/messages`` (the app's outbox writes it with the send's commit): what
-        that page shows but the phone, which the outbox is kept by."""
-        copy = {"text": message.text, "code": message.code, "sent_at": rfc3339(self._clock())}
+        that page shows but the phone, which the outbox is kept by. ``id`` is the verification's, so the page can tell
+        the code that works (its newest message) from the ones a resend replaced."""
+        copy = {
+            "text": message.text,
+            "code": message.code,
+            "sent_at": rfc3339(self._clock()),
+            "id": message.verification_id,
+        }
         if message.channel != "sms":  # an SMS's channel goes unsaid: the outbox's memory is pinned
             copy["channel"] = message.channel
         self._outbox.keep(message.to, copy)

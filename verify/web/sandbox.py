@@ -5,6 +5,8 @@ Registered only in sandbox mode; otherwise these paths are 404 like any unknown 
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
 
 from verify import phone
@@ -19,19 +21,30 @@ bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 @bp.get("/messages")
 def messages() -> Response:
     """Messages the sandbox gateway "sent" to ``?phone=``, newest first, each with its channel (``sms``, ``voice``:
-    the text a call would speak)."""
+    the text a call would speak), its verification's id and whether it is ``current``: the newest of its
+    verification, whose code is the one that works (a resend replaces the code, so the older ones are superseded)."""
     raw = request.args.get("phone")
     if not raw:
         raise InvalidRequest("phone", "phone is required, e.g. ?phone=%2B79991234567")
     e164 = phone.normalize(raw, settings().default_country)
-    return jsonify(
-        {
-            "messages": [
-                {**{k: m[k] for k in ("to", "text", "code", "sent_at")}, "channel": m.get("channel", "sms")}
-                for m in service().outbox(e164)
-            ]
-        }
-    )
+    return jsonify({"messages": _marked(service().outbox(e164))})
+
+
+def _marked(outbox: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The outbox (newest first) as the page shows it. A message kept before the copies named their verification
+    has none: it is current if it is the newest such one."""
+    seen: set[str | None] = set()
+    marked: list[dict[str, Any]] = []
+    for m in outbox:
+        verification_id = m.get("id")
+        shown: dict[str, Any] = {k: m[k] for k in ("to", "text", "code", "sent_at")}
+        shown["channel"] = m.get("channel", "sms")
+        if verification_id is not None:
+            shown["verification_id"] = verification_id
+        shown["current"] = verification_id not in seen
+        seen.add(verification_id)
+        marked.append(shown)
+    return marked
 
 
 @bp.post("/calls")
