@@ -68,6 +68,27 @@ def test_demo_signup_with_the_code_from_the_sandbox_inbox(
     assert failed == []  # no 404 for an icon, a language or anything else
 
 
+def test_demo_voice_the_sandbox_phone_gets_a_call_that_says_the_code(
+    page: Page, axe_source: str, in_process: Callable[..., str]
+) -> None:
+    base = in_process()
+    page.goto(f"{base}/demo")
+    page.get_by_label("Phone number").fill("+79991234567")
+    page.get_by_role("radio", name="Call that reads out the code").check()
+    page.get_by_role("button", name="Send code").click()
+    expect(page.get_by_role("paragraph").filter(has_text=f"We are calling {SHOWN} to read out a code.")).to_be_visible()
+    # The sandbox phone shows an incoming call, and what it says: the digits one by one, twice.
+    call = page.locator("#inbox li").first
+    expect(call).to_have_text(re.compile(r"^Incoming call · Current code: Your Verify code is (\d, ){5}\d\. Again: "))
+    digits = re.search(r"code is ((?:\d, ){5}\d)\.", call.inner_text())
+    assert digits is not None
+    assert_accessible(page, axe_source, "demo voice")
+    code_input = page.get_by_label("Code from the message")
+    code_input.fill(digits.group(1).replace(", ", ""))
+    code_input.press("Enter")
+    expect(page.get_by_role("paragraph").filter(has_text=f"Phone {SHOWN} confirmed.")).to_be_focused()
+
+
 def test_the_demo_has_an_icon_and_the_service_answers_favicon_ico(page: Page, in_process: Callable[..., str]) -> None:
     base = in_process()
     failed = network_log(page)

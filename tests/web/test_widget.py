@@ -156,7 +156,7 @@ def test_the_demo_uses_the_first_site_key(redis_url: str) -> None:
     assert page.mimetype == "text/html"
     html = page.get_data(as_text=True)
     assert re.search(
-        r'<div data-verify-site-key="pk_first" data-verify-channel="choice"\s+'
+        r'<div data-verify-site-key="pk_first" data-verify-channel="sms,voice,call"\s+'
         r'data-verify-country="RU" data-verify-locale="en"></div>',
         html,
     ), html
@@ -169,6 +169,9 @@ def test_the_demo_outside_sandbox_mode_has_no_sandbox_panel(redis_url: str) -> N
     html = create_app(settings, background=False).test_client().get("/demo").get_data(as_text=True)
     assert 'data-verify-site-key="pk_first"' in html
     assert "/sandbox/" not in html and 'id="inbox"' not in html
+    # The person picks only among the channels this deployment serves.
+    off = replace(settings, voice_providers=(), call_provider=None)
+    assert 'data-verify-channel="sms"' in create_app(off, background=False).test_client().get("/demo").get_data(as_text=True)
 
 
 def demo_page(redis_url: str, query: str = "", **headers: str) -> str:
@@ -191,7 +194,7 @@ def demo_page(redis_url: str, query: str = "", **headers: str) -> str:
 def test_the_demo_language(redis_url: str, query: str, lang: str) -> None:
     html = demo_page(redis_url, query)
     assert f'<html lang="{lang}" dir="ltr">' in html
-    assert f'data-verify-channel="choice" data-verify-locale="{lang}"></div>' in html
+    assert f'data-verify-channel="sms,voice,call" data-verify-locale="{lang}"></div>' in html
     assert f"<h1>{i18n()[lang]['demo']['h1']}</h1>" in html
     assert f'aria-current="page">{i18n()[lang]["demo"]["language"]}</a>' in html
 

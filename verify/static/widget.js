@@ -1,6 +1,6 @@
 /* verify web widget: <div data-verify-site-key="pk_..."> inside a form becomes a phone verification step.
    No dependencies. On approval the form gets a hidden input verify_token and the div fires "verify:approved".
-   Attributes: data-verify-channel sms|call|choice, data-verify-country, data-verify-locale, data-verify-url. */
+   Attributes: data-verify-channel sms|voice|call|choice or a list (sms,voice,call), data-verify-country, data-verify-locale, data-verify-url. */
 (() => {
   "use strict";
   const me = document.currentScript;
@@ -13,7 +13,7 @@
   // The country of a plain browser language (ru) with one home (not en, es, pt, ar).
   const HOME = { ru: "RU", uk: "UA", be: "BY", kk: "KZ", uz: "UZ", de: "DE", fr: "FR", it: "IT", tr: "TR", ja: "JP",
     zh: "CN", hi: "IN", id: "ID" };
-  const EN = {"phone":"Phone number","country":"Country","pick":"Choose the country","how":"How to confirm","sms":"Text message with a code","call":"Call from this phone","send":"Send code","callbtn":"Call to confirm","cap":"Characters in the picture","capalt":"Captcha: letters and digits to type","sent":"We sent a code to {p}.","code":"Code from the message","check":"Confirm","resend":"Send again","recall":"New number","back":"Change number","callnow":"Call {n} now from {p}.","left":"Time left: {t}","ok":"Phone {p} confirmed.","busy":"Please wait…","retry":"Try again in {t}","again":"You can try again now.","first":"Confirm your phone number first.","empty":"Enter your phone number.","badcode":"Enter the digits from the message.","capneed":"Type the characters in the picture, then send again.","capbad":"The characters did not match. Try this new picture.","capx":"This site needs a check ({x}) that this form cannot show.","expired":"The time ran out. Start again.","net":"No connection to the verification service. Try again.","other":"Something went wrong ({x}). Try again.","down":"The service is not available now. Try again in a minute.","p":{"invalid-phone":"This does not look like a phone number. Check it and its country, or type it with + and the country code.","phone-not-allowed":"This number cannot be used here. Try another one.","invalid-code":"Wrong code. Attempts left: {x}.","max-attempts":"Too many wrong codes. Start again.","resend-cooldown":"It is too early for a new code.","rate-limited":"Too many attempts.","max-sends":"No more codes can be sent now. Try again later.","start-in-progress":"The message is on its way. Try again in a few seconds.","delivery-failed":"We could not reach this phone. Try again later.","forbidden":"This site may not confirm phones with this service."}};
+  const EN = {"phone":"Phone number","country":"Country","pick":"Choose the country","how":"How to confirm","sms":"Text message with a code","call":"Call from this phone","voice":"Call that reads out the code","send":"Send code","callbtn":"Call to confirm","cap":"Characters in the picture","capalt":"Captcha: letters and digits to type","sent":"We sent a code to {p}.","calling":"We are calling {p} to read out a code.","code":"Code from the message","check":"Confirm","resend":"Send again","recall":"New number","back":"Change number","callnow":"Call {n} now from {p}.","left":"Time left: {t}","ok":"Phone {p} confirmed.","busy":"Please wait…","retry":"Try again in {t}","again":"You can try again now.","first":"Confirm your phone number first.","empty":"Enter your phone number.","badcode":"Enter the digits from the message.","capneed":"Type the characters in the picture, then send again.","capbad":"The characters did not match. Try this new picture.","capx":"This site needs a check ({x}) that this form cannot show.","expired":"The time ran out. Start again.","net":"No connection to the verification service. Try again.","other":"Something went wrong ({x}). Try again.","down":"The service is not available now. Try again in a minute.","p":{"invalid-phone":"This does not look like a phone number. Check it and its country, or type it with + and the country code.","phone-not-allowed":"This number cannot be used here. Try another one.","invalid-code":"Wrong code. Attempts left: {x}.","max-attempts":"Too many wrong codes. Start again.","resend-cooldown":"It is too early for a new code.","rate-limited":"Too many attempts.","max-sends":"No more codes can be sent now. Try again later.","start-in-progress":"The message is on its way. Try again in a few seconds.","delivery-failed":"We could not reach this phone. Try again later.","forbidden":"This site may not confirm phones with this service."}};
   const CSS = ".vw{max-width:26em}.vw [hidden]{display:none!important}.vw label,.vw legend{display:block;font-weight:600;margin:.6em 0 .2em}" +
     ".vw fieldset{border:0;margin:0;padding:0}.vw fieldset label{display:inline-block;font-weight:400;margin:0 1em .2em 0}" +
     ".vw input:not([type=radio]),.vw select{font:inherit;box-sizing:border-box;width:100%;padding:.4em;border:1px solid #555;border-radius:4px}" +
@@ -71,7 +71,8 @@
       const s = m ? `+7 ${m[1]} ${m[2]}-${m[3]}-${m[4]}` : p;
       return rtl ? `\u2066${s}\u2069` : s;
     };
-    const mode = ["call", "choice"].includes(d.verifyChannel) ? d.verifyChannel : "sms";
+    const cs = (d.verifyChannel === "choice" ? "sms,call" : d.verifyChannel || "").split(",").filter((c) => /^(sms|voice|call)$/.test(c));
+    const mode = cs[1] ? "choice" : cs[0] || "sms";
     // National numbers are read in the page's country, else the browser's; else the person picks it.
     const fixed = d.verifyCountry || "";
     const guessed = fixed ? "" : guess();
@@ -84,7 +85,7 @@
       `<div data-s="phone"><div data-r="cty" hidden><label for="${u}-n">${t.country}</label>` +
       `<select id="${u}-n" aria-describedby="${u}-m"></select></div><label for="${u}-p">${t.phone}</label>` +
       `<input id="${u}-p" type="tel" dir="ltr" autocomplete="tel" aria-describedby="${u}-m">` +
-      (mode === "choice" ? `<fieldset><legend>${t.how}</legend>${radio("sms", " checked")}${radio("call", "")}</fieldset>` : "") +
+      (cs[1] ? `<fieldset><legend>${t.how}</legend>${cs.map((c, i) => radio(c, i ? "" : " checked")).join("")}</fieldset>` : "") +
       `<div data-r="cap" hidden><img data-r="img" alt="${t.capalt}" width="160" height="60">` +
       `<label for="${u}-a">${t.cap}</label><input id="${u}-a" autocomplete="off" autocapitalize="none" spellcheck="false" aria-describedby="${u}-m"></div>` +
       `<button type="button" data-r="send"></button></div>` +
@@ -101,11 +102,9 @@
     const phone = root.querySelector(`#${u}-p`), ans = root.querySelector(`#${u}-a`), code = root.querySelector(`#${u}-k`);
     const country = root.querySelector(`#${u}-n`);
     const send = $("send"), resend = $("resend"), msg = $("msg"), wait = $("wait"), st = $("st");
-    // s: step, v: the verification, secret: its client secret (from the start; later requests prove with it that
-    // this page started it), skew: local clock minus the server's, until: end of a rate-limit wait.
+    // s: step, v: the verification, secret: its client secret (proof that this page started it; kept only here, so a
+    // reload or another tab starts anew), skew: local clock minus the server's, until: end of a rate-limit wait.
     const s = { step: "phone", v: null, secret: "", skew: 0, cap: null, until: 0, timer: 0, poll: 0, otp: null, busy: false };
-    // The client secret lives only here, in memory: a reload, another tab or another browser starts a verification
-    // of its own (a site key's start always does; see the README's site-key section).
 
     const channel = () => (mode === "choice" ? root.querySelector(`input[name="${u}-c"]:checked`).value : mode);
     const label = () => { send.textContent = channel() === "call" ? t.callbtn : t.send; };
@@ -275,7 +274,7 @@
         say(dial.textContent);
         poll();
       } else {
-        $("sent").textContent = fill(t.sent, { p: show(v.phone) });
+        $("sent").textContent = fill(v.channel === "voice" ? t.calling : t.sent, { p: show(v.phone) });
         code.value = "";
         go("code", code);
         say($("sent").textContent);

@@ -168,6 +168,10 @@ def demo() -> BaseResponse:
         intro=words["intro"].split("{verify}", 1),  # around the product's name, which the page sets as code
         languages=[(code, loaded.demo_strings[code]["language"]) for code in LOCALES],
         site_key=config.site_keys[0][0],
+        # The channels a person may pick, among those this deployment serves (voice needs VERIFY_VOICE_PROVIDERS).
+        channels=",".join(
+            c for c, on in (("sms", True), ("voice", config.voice_providers), ("call", config.call_provider)) if on
+        ),
         sandbox=config.sandbox,
         country=config.default_country or "",
         script=url_for("widget.script"),
