@@ -171,7 +171,8 @@ def test_the_demo_outside_sandbox_mode_has_no_sandbox_panel(redis_url: str) -> N
     assert "/sandbox/" not in html and 'id="inbox"' not in html
     # The person picks only among the channels this deployment serves.
     off = replace(settings, voice_providers=(), call_provider=None)
-    assert 'data-verify-channel="sms"' in create_app(off, background=False).test_client().get("/demo").get_data(as_text=True)
+    page = create_app(off, background=False).test_client().get("/demo").get_data(as_text=True)
+    assert 'data-verify-channel="sms"' in page
 
 
 def demo_page(redis_url: str, query: str = "", **headers: str) -> str:
