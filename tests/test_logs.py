@@ -56,6 +56,7 @@ from tests.conftest import API_KEY, SECRET_KEY
 from tests.providers import d7_emulator
 from tests.providers.d7_emulator import D7Emulator, post_dlr, post_report, report_fields
 from tests.providers.smsc_emulator import HashName, smsc_callback
+from tests.providers.telegram_emulator import TelegramEmulator
 from tests.servers import AUTH, ROOT, SMSC_APIKEY, CountingSmsc, Server, gunicorn_server
 from verify import cli
 from verify.cli import gunicorn_command
@@ -97,7 +98,9 @@ SETTINGS = {
     "VERIFY_CAPTCHA_MODE": "off",
     "VERIFY_RESEND_COOLDOWN": "0",
     "VERIFY_BREAKER_FAILURES": "1000",
+    "VERIFY_VOICE_PROVIDERS": "smsc",
 }
+TELEGRAM_TOKEN = "777001:tg-gateway-Zq8vR2mK5w"
 TIMEOUT = 10.0
 # The phones of the scenario (each a number the log may show only masked).
 PHONES = ("+79991230001", "+79991230002", "+79991230003", "+79991230004", "+79991230005")
@@ -183,6 +186,7 @@ def logged(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
         ("wrong API key", WRONG_API_KEY),
         ("VERIFY_SECRET_KEY", SECRET_KEY),
         ("VERIFY_SMSC_APIKEY", SMSC_APIKEY),
+        ("VERIFY_TELEGRAM_TOKEN", TELEGRAM_TOKEN),
         ("six-digit code as X-Request-Id", SIX_DIGIT_CODE),
         ("token-like X-Request-Id", TOKEN_LIKE),
     ):
@@ -191,15 +195,20 @@ def logged(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
     d7.start()
     smsc = CountingSmsc()
     smsc.start()
+    telegram = TelegramEmulator(token=TELEGRAM_TOKEN)
+    telegram.start()
     log_dir = tmp_path_factory.mktemp("logs")
+    settings = {**SETTINGS, "VERIFY_D7_URL": d7.url, "VERIFY_TELEGRAM_TOKEN": TELEGRAM_TOKEN}
     try:
         with gunicorn_server(
-            redis_server.url, log_dir, {**SETTINGS, "VERIFY_D7_URL": d7.url}, workers=2, smsc=smsc
+            redis_server.url, log_dir, {**settings, "VERIFY_TELEGRAM_URL": telegram.url}, workers=2, smsc=smsc
         ) as server:
             _scenario(server, d7, result)
+            _voice_and_telegram(server, telegram, result)
             log = server.log
         result.read(log.read_text(encoding="utf-8", errors="replace"))  # the server has stopped: all of it
     finally:
+        telegram.stop()
         smsc.stop()
         d7.stop()
     yield result
@@ -440,6 +449,56 @@ def _raw(server: Server, data: bytes) -> int:
     return int(found.group(1)) if found else 0
 
 
+def _voice_and_telegram(server: Server, telegram: TelegramEmulator, result: Logged) -> None:
+    """A spoken code through SMSC (its digits spelt out), and a Telegram code with its signed reports (a good one, a
+    forged one, a replay), its right check (confirmed to Telegram from the worker) and a cancel (revoked)."""
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    mark = server.smsc.mark()
+    voice = requests.post(
+        server.url("/v1/verifications"), json={"phone": PHONES[4], "channel": "voice"}, headers=auth, timeout=TIMEOUT
+    )
+    assert voice.status_code == 201, voice.text
+    spoken = server.smsc.since(mark, "voice")[0].text
+    digits = re.search(r"\d(?:, \d)+", spoken)
+    assert digits is not None, spoken
+    result.keep("code spoken by SMSC", digits.group().replace(", ", ""))
+    result.keep("code as spoken", digits.group())
+    started = requests.post(
+        server.url("/v1/verifications"), json={"phone": PHONES[3], "channel": "telegram"}, headers=auth, timeout=TIMEOUT
+    )
+    assert started.status_code == 201, started.text
+    vid = started.json()["id"]
+    code = result.keep("code sent by Telegram", str(telegram.last.json()["code"]))
+    request_id = next(iter(telegram.taken))
+    hook = server.url("/webhooks/telegram")
+    result.statuses["telegram report"] = telegram.post_report(request_id, "delivered", url=hook).status_code
+    result.keep("telegram report signature", telegram.posted[-1].headers["X-Request-Signature"])
+    result.statuses["telegram replay"] = telegram.replay().status_code
+    result.statuses["telegram forged"] = telegram.post_report(
+        request_id, "read", url=hook, token="999:forger"
+    ).status_code
+    checked = requests.post(
+        server.url(f"/v1/verifications/{vid}/check"), json={"code": code}, headers=auth, timeout=TIMEOUT
+    )
+    assert checked.status_code == 200, checked.text
+    result.keep("proof token (telegram)", checked.json()["token"])
+    deadline = time.monotonic() + TIMEOUT
+    while not any(seen.path.endswith("/checkVerificationStatus") for seen in telegram.requests):
+        assert time.monotonic() < deadline, "no checkVerificationStatus"
+        time.sleep(0.05)
+    other = requests.post(
+        server.url("/v1/verifications"), json={"phone": PHONES[2], "channel": "telegram"}, headers=auth, timeout=TIMEOUT
+    )
+    assert other.status_code == 201, other.text
+    result.keep("second code sent by Telegram", str(telegram.last.json()["code"]))
+    result.statuses["telegram cancel"] = requests.delete(
+        server.url(f"/v1/verifications/{other.json()['id']}"), headers=auth, timeout=TIMEOUT
+    ).status_code
+    while not any(seen.path.endswith("/revokeVerificationMessage") for seen in telegram.requests):
+        assert time.monotonic() < deadline, "no revokeVerificationMessage"
+        time.sleep(0.05)
+
+
 def _code(text: str) -> str:
     found = re.search(rf"(?<!\d)\d{{{CODE_LENGTH}}}(?!\d)", text)
     assert found is not None, text
@@ -495,6 +554,10 @@ def test_the_traffic_was_answered_as_expected(logged: Logged) -> None:
         "good request id": 200,
         **{f"bad {i} request id": 200 for i in range(len(BAD_IDS))},
         **{f"{name} request id": 200 for name in SECRET_IDS},
+        "telegram report": 200,
+        "telegram replay": 403,
+        "telegram forged": 403,
+        "telegram cancel": 200,
         "smsc call sha1": 200,
         "smsc sha1": 200,
         "smsc md5": 200,
