@@ -205,6 +205,31 @@ def test_a_site_key_reaches_only_the_verifications_it_started(client: FlaskClien
     assert client.get(f"/v1/verifications/{vid}", headers=AUTH).status_code == 200  # the API key reaches all
 
 
+@pytest.mark.parametrize("channel", ["voice", "telegram"])
+def test_a_stranger_with_the_public_key_cannot_ring_or_message_a_victims_verification(
+    client: FlaskClient, channel: str
+) -> None:
+    # The victim started on SMS through the page; a stranger holds the public key and the id (seen, or guessed) but
+    # not the client secret: switching it to a call or a Telegram message, reading, checking or cancelling it all
+    # meet 404, and nothing is sent on any channel.
+    victim = site_start(client)
+    vid = victim.get_json()["id"]
+    before = messages(client)
+    for headers in (PK, {**PK, "X-Verify-Client-Secret": "x" * 43}, {**PK, "X-Forwarded-For": "203.0.113.99"}):
+        resend = client.post(f"/v1/verifications/{vid}/resend", json={"channel": channel}, headers=headers)
+        problem(resend, 404, "not-found")
+        problem(client.get(f"/v1/verifications/{vid}", headers=headers), 404, "not-found")
+        check = client.post(f"/v1/verifications/{vid}/check", json={"code": "123456"}, headers=headers)
+        problem(check, 404, "not-found")
+        assert client.delete(f"/v1/verifications/{vid}", headers=headers).status_code in (401, 403, 404)
+    assert messages(client) == before
+    view = client.get(f"/v1/verifications/{vid}", headers=AUTH).get_json()
+    assert (view["status"], view["channel"], view["attempts_left"], view["sends_left"]) == ("pending", "sms", 5, 4)
+    # The victim, with the secret, reaches its own: within the resend cooldown, the switch is only told to wait.
+    switched = client.post(f"/v1/verifications/{vid}/resend", json={"channel": channel}, headers=own(victim))
+    problem(switched, 429, "resend-cooldown")
+
+
 @pytest.mark.parametrize("secret", [None, "", "x" * 43, "🙂", "a" * 10_000])
 def test_a_site_key_without_its_client_secret_reaches_nothing(client: FlaskClient, secret: str | None) -> None:
     # Not even a verification its own key started: the key is public, the secret went only to the starting client.
