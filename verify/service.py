@@ -616,8 +616,13 @@ class Service:
     def locale(self, tag: str | None, channel: str) -> str:
         """The locale a verification's texts on ``channel`` are written in, for the client's BCP 47 ``tag``: the
         tag itself, else its language (``pt-BR`` -> ``pt``), else ``VERIFY_DEFAULT_LOCALE``."""
-        templates = self._templates.get(channel, self._templates["sms"])
+        templates = self._texts(channel)
         return next((loc for loc in locale_candidates(tag or "") if loc in templates), self.settings.default_locale)
+
+    def _texts(self, channel: str) -> dict[str, str]:
+        """The templates of ``channel`` by locale; a Telegram message is written by Telegram, and the SMS's text is
+        what the sandbox shows for it."""
+        return self._templates.get(channel, self._templates["sms"])
 
     def _admit(
         self, batch: Batch, at: int, client_ip: str, phone: str, channel: str, answer: Answer | None, *, start: bool
@@ -792,9 +797,7 @@ class Service:
         then for an SMS the autofill lines (``verify/sms.py``); :class:`InvalidRequest` naming ``app_hash`` for a
         text a phone would not autofill."""
         settings = self.settings
-        # A Telegram message is written by Telegram: its text, the SMS's, is what the sandbox shows.
-        templates = self._templates.get(channel, self._templates["sms"])
-        text = render(templates[locale], channel, code, settings.brand, settings.minutes)
+        text = render(self._texts(channel)[locale], channel, code, settings.brand, settings.minutes)
         if channel != "sms":
             return text, measure(text)
         size = self._sizes[locale]

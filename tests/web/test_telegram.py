@@ -68,6 +68,13 @@ def get(client: FlaskClient, vid: str) -> dict[str, object]:
     return body
 
 
+def started(client: FlaskClient, telegram: TelegramEmulator) -> tuple[str, str]:
+    """A telegram verification started: its id, and the request id Telegram gave its message."""
+    vid = str(start(client, channel="telegram").get_json()["id"])
+    (request_id,) = telegram.taken
+    return vid, request_id
+
+
 def test_a_telegram_code_is_ours_its_ttl_the_challenges_and_a_right_check_is_confirmed_off_the_request(
     client: FlaskClient, telegram: TelegramEmulator
 ) -> None:
@@ -89,8 +96,7 @@ def test_a_telegram_code_is_ours_its_ttl_the_challenges_and_a_right_check_is_con
 
 
 def test_a_cancel_revokes_the_message(client: FlaskClient, telegram: TelegramEmulator) -> None:
-    vid = start(client, channel="telegram").get_json()["id"]
-    request_id = next(iter(telegram.taken))
+    vid, request_id = started(client, telegram)
     assert client.delete(f"/v1/verifications/{vid}", headers=AUTH).status_code == 200
     eventually(lambda: calls(telegram, "revokeVerificationMessage"), "revokeVerificationMessage")
     assert calls(telegram, "revokeVerificationMessage") == [{"request_id": request_id}]
@@ -112,8 +118,7 @@ def test_reports_update_the_delivery_and_forgeries_and_replays_change_nothing(
     client: FlaskClient, telegram: TelegramEmulator, served: str
 ) -> None:
     hook = f"{served}/webhooks/telegram"
-    vid = start(client, channel="telegram").get_json()["id"]
-    request_id = next(iter(telegram.taken))
+    vid, request_id = started(client, telegram)
     assert telegram.post_report(request_id, "delivered", url=hook, token="999:someone-else").status_code == 403
     assert telegram.post_report(request_id, "delivered", url=hook, at=int(time.time()) - 3600).status_code == 403
     assert get(client, vid)["delivery"] == {"provider": "telegram", "status": "sent"}
@@ -135,8 +140,7 @@ def test_an_expired_code_is_a_failed_delivery_its_cost_and_refund_counted_once(
     client: FlaskClient, telegram: TelegramEmulator, served: str
 ) -> None:
     hook = f"{served}/webhooks/telegram"
-    vid = start(client, channel="telegram").get_json()["id"]
-    request_id = next(iter(telegram.taken))
+    vid, request_id = started(client, telegram)
     assert telegram.post_report(request_id, "sent", url=hook).status_code == 200
     assert (metric(client, "verify_gateway_cost_total"), metric(client, "verify_gateway_refunds_total")) == (0, 0)
     assert telegram.post_report(request_id, "expired", url=hook).status_code == 200
