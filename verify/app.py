@@ -69,7 +69,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     )
     if background:  # the expiry sweep runs always (the expired metric); events go out only with a receiver
         stop = threading.Event()
-        loop = threading.Thread(target=events.run, args=(stop,), name="verify-events", daemon=True)
+        # Fallback chains need two channels that carry a code; without them the loop does not look for steps.
+        also = {"fallback": lambda: service.run_fallback(stop)} if service.chains_possible else {}
+        loop = threading.Thread(target=events.run, args=(stop, 1.0, also), name="verify-events", daemon=True)
         loop.start()
         # The loop stops after the event it is posting, so waiting one POST and one Redis round trip is enough.
         app.extensions["verify.events.stop"] = stopper(

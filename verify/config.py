@@ -39,6 +39,11 @@ SMS_PROVIDERS = "VERIFY_SMS_PROVIDERS"
 CALL_PROVIDER = "VERIFY_CALL_PROVIDER"
 VOICE_PROVIDERS = "VERIFY_VOICE_PROVIDERS"
 TELEGRAM_TOKEN = "VERIFY_TELEGRAM_TOKEN"  # noqa: S105 - a variable name
+DEFAULT_CHANNELS = "VERIFY_DEFAULT_CHANNELS"
+FALLBACK_AFTER = "VERIFY_FALLBACK_AFTER"
+#: The channels a fallback chain may hold: those that carry a code (a ``call`` verification is confirmed by the
+#: person's call, and has no code to send again).
+CODE_CHANNELS = ("sms", "voice", "telegram")
 TELEGRAM_MAX_CODE = 8  # digits of a code Telegram's Gateway API sends
 PUBLIC_URL = "VERIFY_PUBLIC_URL"
 EVENTS_URL = "VERIFY_EVENTS_URL"
@@ -258,6 +263,28 @@ def _call_provider(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> 
     return value
 
 
+def _default_channels(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    """The channel, or the fallback chain, of a start that names none: configured channels, distinct; a chain of
+    two or more only of channels that carry a code."""
+    value = env.raw(e, name)
+    if not value:
+        return default
+    names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
+    configured = {
+        "sms": seen["sms_providers"],
+        "voice": seen["voice_providers"],
+        "telegram": seen["telegram_providers"],
+        "call": seen["call_provider"],
+    }
+    allowed = CODE_CHANNELS if len(names) > 1 else tuple(configured)
+    if not names or len(set(names)) != len(names) or any(n not in allowed for n in names):
+        raise ConfigError(name, f"must list distinct channels from {', '.join(allowed)} (a chain carries a code)")
+    off = [n for n in names if not configured[n]]
+    if off:
+        raise ConfigError(name, f"names {', '.join(off)}, which no gateway serves here")
+    return names
+
+
 def _gateways(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     """The gateway list :meth:`Settings.from_env` was given (its readers look at it in ``seen``)."""
     return tuple(seen.get("gateways", default))
@@ -375,6 +402,13 @@ class Settings:
     voice_providers: tuple[str, ...] = field(default=("sandbox",), metadata=_var(VOICE_PROVIDERS, _chain("voice")))
     # The gateway of the telegram channel (set by VERIFY_TELEGRAM_TOKEN, see _telegram).
     telegram_providers: tuple[str, ...] = field(default=("sandbox",), metadata=_var("", _telegram))
+    # What a start that names no channel does: one channel, or a fallback chain ("telegram,sms,voice"); () is "sms".
+    default_channels: tuple[str, ...] = field(default=(), metadata=_var(DEFAULT_CHANNELS, _default_channels))
+    # How long a fallback chain's step waits for an approval before the next one is sent (a start may say per step).
+    fallback_after: int = field(default=60, metadata=_var(FALLBACK_AFTER, env.integer(1, 86400)))
+    # How long a send may take before its reservation lapses (and a fallback step's claim with it, for another worker
+    # to take): the whole gateway chain, with its timeouts, must fit in it.
+    send_lease: int = field(default=120, metadata=_var("VERIFY_SEND_LEASE", env.integer(5, 3600)))
     public_url: str | None = field(default=None, metadata=_var(PUBLIC_URL, env.url()))
     http_connect_timeout: float = field(
         default=3.0, metadata=_var("VERIFY_HTTP_CONNECT_TIMEOUT", env.number(120, "seconds"))

@@ -44,13 +44,14 @@ from verify.config import Settings
 from verify.errors import StoreUnavailable
 from verify.metrics import Metrics
 from verify.phone import country_of
-from verify.store import ID_RE, SHARDS, Batch, Record, Store
+from verify.store import ID_RE, SHARDS, Batch, Record, Store, shard_of
 
 log = logging.getLogger(__name__)
 
 # verification.approved and verification.failed are journaled by the scripts (lua/complete.lua, set_delivery.lua).
 EXPIRED = "verification.expired"
 OUTBOX, EXPIRY = "events", "expiry"
+FALLBACK = "fallback"  # a shard's schedule of fallback steps: fallback_schedule()
 FIRST_RETRY_S = 5
 MAX_RETRY_DELAY_S = 3600
 GIVE_UP_AFTER_S = 24 * 3600
@@ -61,6 +62,12 @@ REMEMBER_DELIVERED_MS = 2 * GIVE_UP_AFTER_S * 1000
 UNFINISHED = ("pending", "max_attempts_reached")  # the statuses whose end is an expiry
 
 Render = Callable[[Record], dict[str, Any]]
+
+
+def fallback_schedule(verification_id: str) -> str:
+    """The schedule of ``verification_id``'s fallback steps: one per shard (:func:`~verify.store.shard_of`, by its
+    hash tag), so that no key takes every chained verification's steps."""
+    return f"{FALLBACK}:{shard_of(verification_id)}"
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -187,7 +194,11 @@ class Events:
             entry = json.loads(raw)
             if not entry["record"]:
                 continue
-            if entry["kind"] == "event":
+            if entry["kind"] == "step":  # "step:<id>": a fallback chain's next step, for Service.fallback
+                verification_id = entry_id.removeprefix("step:")
+                member = f"{verification_id}.{entry['step']}"
+                batch.schedule(fallback_schedule(verification_id), member, int(entry["due"]), "1")
+            elif entry["kind"] == "event":
                 record = Record.from_flat(entry["record"])
                 assert record is not None  # noqa: S101 - not empty
                 moves.append(self._enqueue(batch, entry_id, entry["type"], entry["at"] / 1000, record))
@@ -324,10 +335,14 @@ class Events:
             return False
         return True
 
-    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
-        """Sweep and deliver until ``stop`` is set: the loop each worker process runs in the background. Setting
-        ``stop`` ends it between two events (after the one being posted is marked), never halfway through one."""
+    def run(
+        self, stop: threading.Event, interval: float = 1.0, also: dict[str, Callable[[], int]] | None = None
+    ) -> None:
+        """Sweep and deliver until ``stop`` is set: the loop each worker process runs in the background, with the
+        steps of ``also`` (the service's fallback steps) after the sweep. Setting ``stop`` ends it between two
+        events (after the one being posted is marked), never halfway through one."""
         steps: dict[str, Callable[[], int]] = {"collect": self.collect, "expire": lambda: self.expire(stop)}
+        steps.update(also or {})
         if self.enabled:  # without a receiver the loop only watches expiries (the metrics)
             steps["deliver"] = lambda: self.deliver(stop)
         while not stop.is_set():

@@ -52,6 +52,14 @@ class Metrics:
         self.expired = lifecycle("expired", "Verifications that ended unapproved at the end of their lifetime.")
         self.canceled = lifecycle("canceled", "Verifications canceled through the API.")
         self.failed = lifecycle("failed", "Verifications whose message the gateway reported undeliverable.")
+        # A fallback chain's steps (service.py): from which channel to which, and why (the send failed, or was not
+        # approved within its wait).
+        self.fallback_steps = Counter(
+            "verify_fallback_steps",
+            "Fallback steps taken: the same code sent on the chain's next channel.",
+            ("from_channel", "to_channel", "reason"),
+            registry=registry,
+        )
         self.sms_messages = Counter(
             "verify_sms_messages", "SMS handed to a gateway.", ("provider", "encoding"), registry=registry
         )

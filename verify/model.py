@@ -4,6 +4,7 @@ from a stored record), the result of a start, who asks for an existing verificat
 from __future__ import annotations
 
 import hmac
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,77 @@ class SmsInfo:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One step of a fallback chain: its channel, and how long (seconds) it waits for an approval before the next
+    step is sent."""
+
+    channel: str
+    wait: int
+
+
+def chain_text(steps: tuple[Step, ...]) -> str:
+    """A chain as a record keeps it: ``sms:45,voice:60``."""
+    return ",".join(f"{step.channel}:{step.wait}" for step in steps)
+
+
+def parse_chain(text: str) -> tuple[Step, ...]:
+    """A chain as :func:`chain_text` wrote it (``()`` for "")."""
+    steps = []
+    for item in filter(None, text.split(",")):
+        channel, _, wait = item.partition(":")
+        steps.append(Step(channel, int(wait or 0)))
+    return tuple(steps)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One send of a fallback chain: its channel, the gateway that took it (or the last that refused it), what came
+    of it (``sent``, ``delivered``, ``read``, ``failed``, ...), and when (unix seconds)."""
+
+    channel: str
+    provider: str
+    status: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A fallback chain as its verification's clients see it: its steps, the attempts so far, the next step and
+    when it is due (while one is), and why the chain stopped early (``rate_limited:<limit>``, ``max_sends``,
+    ``undeliverable``, ``code_unavailable``), if it did."""
+
+    steps: tuple[Step, ...]
+    attempts: tuple[Attempt, ...]
+    next_channel: str | None
+    next_at: float | None
+    stopped: str | None
+
+
+def attempts_of(record: Record) -> list[list[Any]]:
+    """A chained record's attempts as stored: ``[[channel, gateway, status, unix ms], ...]``, the last one's status
+    as the gateway's reports left it."""
+    tried: list[list[Any]] = json.loads(record.tried) if record.tried else []
+    if tried and tried[-1][2] == "sent" and record.delivery_status:
+        tried[-1][2] = record.delivery_status
+    return tried
+
+
+def fallback_of(record: Record) -> Fallback | None:
+    """The fallback chain of ``record``, ``None`` for a verification started on one channel."""
+    if not record.chain:
+        return None
+    steps = parse_chain(record.chain)
+    due = record.status == "pending" and record.next_at and record.step + 1 < len(steps)
+    return Fallback(
+        steps,
+        tuple(Attempt(str(c), str(p), str(s), int(at) / 1000) for c, p, s, at in attempts_of(record)),
+        steps[record.step + 1].channel if due else None,
+        record.next_at / 1000 if due else None,
+        record.stopped or None,
+    )
+
+
+@dataclass(frozen=True)
 class Verification:
     """A verification as clients see it. Times are unix seconds."""
 
@@ -56,6 +128,7 @@ class Verification:
     completed_via: str | None = None
     verified_at: float | None = None
     token: str | None = None
+    fallback: Fallback | None = None
 
 
 @dataclass(frozen=True)
@@ -127,4 +200,5 @@ def view(record: Record, settings: Settings, secrets_: Secrets) -> Verification:
         completed_via=record.completed_via or None,
         verified_at=record.verified_at / 1000 if record.verified_at else None,
         token=token,
+        fallback=fallback_of(record),
     )

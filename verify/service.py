@@ -20,10 +20,12 @@ those steps would have to be read side by side anyway.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,13 +36,22 @@ from prometheus_client import Counter
 
 from verify.captcha import Answer, Captcha
 from verify.clock import Clock, rfc3339
-from verify.config import CALL_PROVIDER, NUMBER_TYPES, SMS_PROVIDERS, TELEGRAM_TOKEN, VOICE_PROVIDERS, Settings
+from verify.config import (
+    CALL_PROVIDER,
+    CODE_CHANNELS,
+    NUMBER_TYPES,
+    SMS_PROVIDERS,
+    TELEGRAM_TOKEN,
+    VOICE_PROVIDERS,
+    Settings,
+)
 from verify.errors import (
     CaptchaRequired,
     DeliveryFailed,
     IdempotencyInProgress,
     IdempotencyMismatch,
     InvalidCode,
+    InvalidPhone,
     InvalidRequest,
     MaxAttempts,
     MaxSends,
@@ -51,12 +62,24 @@ from verify.errors import (
     ResendCooldown,
     StartInProgress,
     StoreUnavailable,
+    VerifyError,
     WrongChannel,
 )
-from verify.events import Events
+from verify.events import FALLBACK, Events
 from verify.failover import DIGITS, Failover
 from verify.metrics import Metrics
-from verify.model import API_CALLER, Caller, Replay, Started, Verification, view
+from verify.model import (
+    API_CALLER,
+    Caller,
+    Replay,
+    Started,
+    Step,
+    Verification,
+    attempts_of,
+    chain_text,
+    parse_chain,
+    view,
+)
 from verify.phone import country_of, mask, type_of
 from verify.providers.base import (
     CallReceived,
@@ -69,7 +92,7 @@ from verify.providers.base import (
 )
 from verify.quotas import Quota, Quotas, Refusal
 from verify.sms import SmsSize, UnfitForAutofill, compose, locale_candidates, measure, render
-from verify.store import ID_RE, Batch, Breaker, Health, Op, Outcome, Record, SendCommit, Store, Taken, new_id
+from verify.store import ID_RE, SHARDS, Batch, Breaker, Health, Op, Outcome, Record, SendCommit, Store, Taken, new_id
 from verify.store import Source as Source  # re-exported for the API: who starts a verification
 from verify.tokens import Proof, Secrets, new_client_secret
 
@@ -78,8 +101,8 @@ log = logging.getLogger(__name__)
 CHANNELS = ("sms", "call", "voice", "telegram")
 # The channels whose code a toll-fraud pumper could be paid for: the pumping guard watches them.
 PUMPED_CHANNELS = ("sms", "voice")
-# How long a send may take before its reservation lapses: the whole provider chain must fit in it.
-SEND_LEASE_S = 120
+# How many due fallback steps a worker claims from one shard's schedule at a time.
+FALLBACK_BATCH = 20
 # How long a request keeps trying to commit a send the gateway took, when Redis fails (see Service._committed).
 COMMIT_PATIENCE_S = 6.0
 COMMIT_RETRY_S = 0.2
@@ -95,12 +118,14 @@ MESSAGE_MEMORY_S = 2 * 86400
 
 @dataclass(frozen=True)
 class _Reservation:
-    """A send reserved on ``record`` (``nonce``), with the phone's quota taken at ``at`` (unix ms)."""
+    """A send reserved on ``record`` (``nonce``), with the phone's quota taken at ``at`` (unix ms); ``walk`` is the
+    step of its fallback chain it walks the chain from (None: one send on ``channel``)."""
 
     record: Record
     channel: str
     nonce: str
     at: int
+    walk: int | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +196,7 @@ class Service:
         client_ip: str,
         captcha: Answer | None = None,
         source: Source = API,
+        chain: tuple[Step, ...] = (),
     ) -> Started:
         """Start verifying ``phone`` (E.164), or (an API key's start) return its pending verification on ``channel``.
 
@@ -180,12 +206,24 @@ class Service:
         makes a verification of its own, taking every quota and the captcha like any new one, and never meets
         another caller's (see lua/start.lua). ``source`` also says what its texts carry for autofill (a text that
         would not autofill is refused before anything is taken, naming ``app_hash``).
+
+        With a fallback ``chain`` of two or more steps (``channel`` is then its first), the same code goes out on
+        the next step's channel when a send fails, at once, or when it is not approved within the step's wait, from
+        the workers' loop (:meth:`fallback`); each such send takes the quotas a resend would.
         """
+        if len(chain) > 1:
+            channel = chain[0].channel
+            for index, step in enumerate(chain):
+                if not self._chain(step.channel):
+                    self._require_channel(step.channel, f"channels[{index}]")
+        else:
+            chain = ()
         self._require_channel(channel)
         self._require_allowed(phone)
         locale = self.locale(locale, channel)
-        if channel == "sms":
-            self._compose(locale, channel, source.app_hash, source.otp_host, "0" * self.settings.code_length)
+        for step_channel in [step.channel for step in chain] or [channel]:
+            if step_channel == "sms":
+                self._compose(locale, "sms", source.app_hash, source.otp_host, "0" * self.settings.code_length)
         settings = self.settings
         now, nonce, fresh = self._now_ms(), secrets.token_hex(8), new_id(phone)
         client_secret = ""
@@ -201,7 +239,7 @@ class Service:
             channel,
             locale,
             now,
-            SEND_LEASE_S * 1000,
+            self.settings.send_lease * 1000,
             settings.resend_cooldown * 1000,
             settings.max_sends,
             nonce,
@@ -209,6 +247,8 @@ class Service:
             source,
             self._lifetime_ms(),
             fresh,
+            chain_text(chain),
+            client_ip,
         )
         admission = self._admit(batch, now, client_ip, phone, channel, captcha, start=True)
         try:
@@ -232,12 +272,15 @@ class Service:
         if reserved.outcome == "in_progress":
             raise StartInProgress("the first code for this phone is being sent; retry shortly", retry_after=1)
         created = reserved.outcome == "created"
-        sent = self._send(_Reservation(record, channel, nonce, now), admission, client_ip, captcha, created=created)
+        walk = 0 if created and record.chain else None
+        sent = self._send(
+            _Reservation(record, channel, nonce, now, walk), admission, client_ip, captcha, created=created
+        )
         return Started(sent, created=created, sent=True, client_secret=client_secret)
 
     def _lifetime_ms(self) -> int:
         """The longest a verification can stay pending: each send restarts its challenge TTL."""
-        return self.settings.max_sends * self.settings.challenge_ttl * 1000 + SEND_LEASE_S * 1000
+        return self.settings.max_sends * self.settings.challenge_ttl * 1000 + self.settings.send_lease * 1000
 
     def resend(
         self, verification_id: str, channel: str | None, *, client_ip: str, caller: Caller = API_CALLER
@@ -255,7 +298,7 @@ class Service:
             now,
             settings.resend_cooldown * 1000,
             settings.max_sends,
-            SEND_LEASE_S * 1000,
+            self.settings.send_lease * 1000,
             nonce,
             self.quotas.phone,
             caller.proof,
@@ -538,7 +581,9 @@ class Service:
         running.
         """
         try:
-            stored = self.store.run(Batch.claim_idempotency, key, {"fingerprint": fingerprint}, SEND_LEASE_S * 1000)
+            stored = self.store.run(
+                Batch.claim_idempotency, key, {"fingerprint": fingerprint}, self.settings.send_lease * 1000
+            )
         except StoreUnavailable:  # the claim may have been stored: undo it, or the retry waits for its lease
             self.store.defer(lambda batch: batch.release_idempotency(key), until_done=True)
             raise
@@ -603,10 +648,10 @@ class Service:
         if any(number_type == NUMBER_TYPES[name] for name in self.settings.denied_number_types):
             raise PhoneNotAllowed("numbers of this type (premium rate, shared cost, VoIP...) are not accepted")
 
-    def _require_channel(self, channel: str) -> None:
+    def _require_channel(self, channel: str, field: str = "channel") -> None:
         if not self._chain(channel):
             setting = {"call": CALL_PROVIDER, "voice": VOICE_PROVIDERS, "telegram": TELEGRAM_TOKEN}.get(channel)
-            raise InvalidRequest("channel", f"the {channel} channel is not configured ({setting or SMS_PROVIDERS})")
+            raise InvalidRequest(field, f"the {channel} channel is not configured ({setting or SMS_PROVIDERS})")
 
     def _chain(self, channel: str) -> list[Provider]:
         if channel == "call":
@@ -648,7 +693,7 @@ class Service:
         taken = [op.value for op in admission.takes]
         refused = next((t.refusal for t in taken if t.refusal), None)
         if refused:
-            self._abandon(reserved, admission.taken())
+            self._abandon(reserved, admission.taken(), chained=_stop(record, f"rate_limited:{refused.limit.name}"))
             raise self._limited(refused)
         if admission.captcha:
             pumping = channel in PUMPED_CHANNELS and self.captcha.pumping(country_of(record.phone), admission.at)
@@ -663,12 +708,17 @@ class Service:
                     else "solve the captcha and repeat the start with its answer"
                 )
                 raise CaptchaRequired(detail, captcha=challenge)
-        chain = self._chain(channel)
-        try:
-            commit = self._deliver(record, channel, chain, {name: op.value for name, op in admission.breakers.items()})
-        except BaseException:
-            self._abandon(reserved, admission.taken())
-            raise
+        code = self._code_for(reserved)
+        if reserved.walk is not None:
+            commit = self._walk(reserved, admission, code)
+        else:
+            try:
+                commit = self._deliver(record, channel, admission.breakers, code)
+            except BaseException:
+                self._abandon(reserved, admission.taken())
+                raise
+            if record.chain:  # a client's resend of a chained verification: its steps carry this code from now on
+                commit = self._chained(record, commit, record.step, attempts_of(record), code)
 
         now, settings = self._now_ms(), self.settings
 
@@ -706,6 +756,164 @@ class Service:
             self.metrics.child(self.metrics.sms_parts, commit.provider, commit.sms_encoding).inc(commit.sms_parts)
         return self.view(ended.record)  # end_send.lua journaled its expiry watch (events on)
 
+    def _code_for(self, reserved: _Reservation) -> str:
+        """The code a send carries: a fallback step's is the one its chain's sends carry (sealed on the record), unless
+        the key that sealed it was retired since (then, as for any other send, a new one)."""
+        record = reserved.record
+        if reserved.walk and record.sealed_code:
+            code = self.secrets.unseal_code(record.id, record.sealed_code)
+            if code is not None and len(code) == self.settings.code_length and code.isdigit():
+                return code
+        return f"{secrets.randbelow(10**self.settings.code_length):0{self.settings.code_length}d}"
+
+    def _walk(self, reserved: _Reservation, admission: _Admission, code: str) -> SendCommit:
+        """Send ``code`` on the fallback chain's step ``reserved.walk``, and while a step's gateways all fail, on the
+        next one at once: each step gives back what the last took and takes a resend's quotas for its own channel,
+        with the start's client address. A limit that refuses, or the last step failing, stops the chain (the
+        record says why) and rolls the send back, like any send that sends nothing."""
+        record = reserved.record
+        steps, index, tried = parse_chain(record.chain), reserved.walk or 0, attempts_of(record)
+        taken, taken_at, breakers = admission.taken(), admission.at, admission.breakers
+        stopped = ""
+        try:
+            while True:
+                channel = steps[index].channel
+                try:
+                    commit = self._deliver(record, channel, breakers, code)
+                except InvalidPhone:
+                    stopped = "invalid_phone"
+                    raise
+                except DeliveryFailed:
+                    tried.append([channel, ",".join(p.name for p in self._chain(channel)), "failed", self._now_ms()])
+                    if index + 1 == len(steps):
+                        stopped = "undeliverable"
+                        raise
+                    index += 1
+                    self._fell_back(record, channel, steps[index].channel, "failed")
+                    batch = self.store.batch()
+                    for quota in taken:
+                        batch.give(quota, taken_at)
+                    taken_at = self._now_ms()
+                    ip = record.client_ip
+                    following = self._admit(batch, taken_at, ip, record.phone, steps[index].channel, None, start=False)
+                    batch.run()
+                    taken, breakers = following.taken(), following.breakers
+                    refused = next((op.value.refusal for op in following.takes if op.value.refusal), None)
+                    if refused:
+                        stopped = f"rate_limited:{refused.limit.name}"
+                        raise self._limited(refused) from None
+                    continue
+                return self._chained(record, commit, index, tried, code)
+        except BaseException:
+            self._abandon(reserved, taken, chained=_stop(record, stopped, tried) if stopped else ())
+            raise
+
+    def _chained(self, record: Record, commit: SendCommit, index: int, tried: list[list[Any]], code: str) -> SendCommit:
+        """``commit`` of a chained verification's send on step ``index``: with its attempt added, the step's wait
+        before the next one (if any) and the code sealed for it."""
+        steps, now = parse_chain(record.chain), self._now_ms()
+        tried = [*tried, [commit.channel, commit.provider, "sent", now]]
+        due = now + steps[index].wait * 1000 if index + 1 < len(steps) else 0
+        return replace(
+            commit,
+            chained=(
+                ("fi", str(index)),
+                ("fd", str(due) if due else ""),
+                ("fa", json.dumps(tried, separators=(",", ":"))),
+                ("k", self.secrets.seal_code(record.id, code)),
+                ("fs", ""),
+            ),
+        )
+
+    def _fell_back(self, record: Record, from_channel: str, to_channel: str, reason: str) -> None:
+        self.metrics.fallback_steps.labels(from_channel, to_channel, reason).inc()
+        log.info("verification %s falls back from %s to %s (%s)", record.id, from_channel, to_channel, reason)
+
+    # fallback chains
+
+    @property
+    def chains_possible(self) -> bool:
+        """Whether a start may name a fallback chain: two channels that carry a code have gateways here."""
+        return sum(1 for channel in CODE_CHANNELS if self._chain(channel)) > 1
+
+    def fallback(self, member: str) -> int:
+        """Take the fallback step ``<id>.<step>`` (the step after ``<step>``) of a verification, if it is due: send
+        its code on the next channel, as :meth:`_walk` says. Returns when to look at it again (unix ms), or 0 when
+        it needs nothing more: the step was taken (the next one, if any, is journaled by its send), another worker
+        took it, or the verification is over (approved, canceled, expired) or its chain stopped.
+
+        One owner per step: the send's reservation (``begin_send.lua``, which takes the step only while the record
+        is still on it and it is due) keeps every other worker out until it is committed, or until its lease runs
+        out, when the owner died: then the next worker to claim it sends it."""
+        verification_id, _, step_text = member.partition(".")
+        if not ID_RE.fullmatch(verification_id) or not step_text.isdigit():
+            return 0
+        record, now = self.store.run(Batch.get, verification_id), self._now_ms()
+        if record is None or record.status != "pending" or not record.next_at or record.step != int(step_text):
+            return 0
+        steps = parse_chain(record.chain)
+        if record.step + 1 >= len(steps):
+            return 0
+        if record.next_at > now:
+            return record.next_at
+        settings, nonce, following = self.settings, secrets.token_hex(8), steps[record.step + 1].channel
+        begun = self.store.run(
+            Batch.begin_send,
+            verification_id,
+            now,
+            0,
+            settings.max_sends,
+            settings.send_lease * 1000,
+            nonce,
+            self.quotas.phone,
+            "",
+            record.step,
+        )
+        if begun.outcome == "in_flight":  # a client's resend is being sent: look again once it is done
+            return now + 1000
+        if begun.outcome == "limited":
+            self._limited(begun.refusal)  # counted; the script stopped the chain
+        if begun.outcome != "ok" or begun.record is None:
+            return 0
+        record = begun.record
+        reason = "failed" if record.delivery_status == "failed" else "wait"
+        self._fell_back(record, steps[record.step].channel, following, reason)
+        batch = self.store.batch()
+        admission = self._admit(batch, now, record.client_ip, record.phone, following, None, start=False)
+        batch.run()
+        reserved = _Reservation(record, following, nonce, now, record.step + 1)
+        self._send(reserved, admission, record.client_ip, None, created=False)
+        return 0
+
+    def run_fallback(self, stop: threading.Event | None = None) -> int:
+        """Claim the due fallback steps of every shard, a batch at a time, and take them (:meth:`fallback`);
+        returns how many were looked at. Each claim is leased for a send's lease: a worker that dies holding one
+        lets it go to the next. Once ``stop`` is set it stops between two steps (their claims lapse)."""
+        seen, lease = 0, self.settings.send_lease * 1000
+        for shard in range(SHARDS):
+            name = f"{FALLBACK}:{shard}"
+            for member, _ in self.store.run(Batch.claim_due, name, self._now_ms(), lease, FALLBACK_BATCH):
+                if stop is not None and stop.is_set():
+                    return seen
+                seen += 1
+                try:
+                    again = self.fallback(member)
+                except StoreUnavailable:
+                    raise
+                except VerifyError as err:  # refused or undeliverable: the chain stopped, and its record says why
+                    log.info("fallback step %s: %s", member, err)
+                    again = 0
+                except Exception:
+                    log.exception("fallback step %s failed; it is tried again in a minute", member)
+                    again = self._now_ms() + 60_000
+                batch = self.store.batch()
+                if again:
+                    batch.schedule(name, member, again, "1")
+                else:
+                    batch.unschedule(name, member)
+                batch.run()
+        return seen
+
     def _committed(self, committing: Callable[[], tuple[Batch, Op[Outcome[Any]]]]) -> Outcome[Any]:
         """Run the batch that commits a send the gateway took. The message is out, so a commit that Redis failed
         (or whose answer was lost) is tried again for :data:`COMMIT_PATIENCE_S`, past the store's fail-fast pause:
@@ -726,10 +934,16 @@ class Service:
                 time.sleep(pause)
 
     def _abandon(
-        self, reserved: _Reservation, taken: list[Quota], *, captcha_for: str | None = None
+        self,
+        reserved: _Reservation,
+        taken: list[Quota],
+        *,
+        captcha_for: str | None = None,
+        chained: tuple[tuple[str, str], ...] = (),
     ) -> dict[str, Any] | None:
         """Roll back a reserved send that sends nothing, giving back every quota it took, in one round trip; with
-        ``captcha_for``, a new captcha challenge for that client goes in the same round trip."""
+        ``captcha_for``, a new captcha challenge for that client goes in the same round trip. ``chained``: what a
+        fallback chain keeps of it (its attempts, why the chain stopped)."""
         batch = self.store.batch()
         batch.end_send(
             reserved.record,
@@ -739,6 +953,7 @@ class Service:
             self.quotas.phone,
             reserved.at,
             None,
+            chained=chained,
         )
         for quota in taken:
             batch.give(quota, reserved.at)
@@ -772,16 +987,17 @@ class Service:
             raise ResendCooldown("wait before sending another code", retry_after=max(1, math.ceil(wait)))
         raise NotPending(f"the verification is {record.status}", verification_status=record.status)
 
-    def _deliver(self, record: Record, channel: str, chain: list[Provider], breakers: dict[str, Breaker]) -> SendCommit:
+    def _deliver(self, record: Record, channel: str, breakers: dict[str, Op[Breaker]], code: str) -> SendCommit:
+        """Send ``code`` (a call: hand out a number) on ``channel``, through its gateways in failover order."""
+        chain, states = self._chain(channel), {name: op.value for name, op in breakers.items()}
         if channel == "call":
-            call = self.failover.run(chain, breakers, "start_call", lambda p: p.start_call(record.phone, record.id))
+            call = self.failover.run(chain, states, "start_call", lambda p: p.start_call(record.phone, record.id))
             return SendCommit("call", "", call.provider, call.message_id, call.number, call.numbers)
-        code = f"{secrets.randbelow(10**self.settings.code_length):0{self.settings.code_length}d}"
         # A resend may switch channel: the locale the verification was started in, as this channel has it.
         locale = self.locale(record.locale, channel)
         text, size = self._compose(locale, channel, record.app_hash, record.otp_host, code)
         message = SmsMessage(record.phone, text, code, record.id, channel, self.settings.challenge_ttl)
-        sent = self.failover.run(chain, breakers, f"send_{channel}", lambda p: p.send_sms(message))
+        sent = self.failover.run(chain, states, f"send_{channel}", lambda p: p.send_sms(message))
         sms = channel == "sms"
         return SendCommit(
             channel,
@@ -812,6 +1028,14 @@ class Service:
     def view(self, record: Record) -> Verification:
         """The client's view of a stored record; approved ones carry their proof token."""
         return view(record, self.settings, self.secrets)
+
+
+def _stop(record: Record, why: str, tried: list[list[Any]] | None = None) -> tuple[tuple[str, str], ...]:
+    """What a chained verification keeps when its chain stops early (``why``): no next step, and its attempts."""
+    if not record.chain:
+        return ()
+    fields = (("fs", why), ("fd", ""))
+    return (*fields, ("fa", json.dumps(tried, separators=(",", ":")))) if tried is not None else fields
 
 
 def _present(outcome: Outcome[Any]) -> Record:

@@ -111,7 +111,8 @@ class Secrets:
             raise InvalidToken("token payload is not a verify proof") from err
 
     def code_hash(self, verification_id: str, code: str) -> str:
-        """HMAC of a code under the newest key: the only form in which a code is stored."""
+        """HMAC of a code under the newest key: the form a code is checked in (a fallback chain also keeps its code
+        sealed, for its next steps: :meth:`seal_code`)."""
         return self._code_hashes(verification_id, code)[0]
 
     def code_candidates(self, verification_id: str, codes: list[str]) -> list[str]:
@@ -126,19 +127,35 @@ class Secrets:
         """``secret`` (a client secret) encrypted for a stored idempotent response, so that a replay can hand it
         back while Redis holds no usable copy: XORed with an HMAC of ``context`` (the raw Idempotency-Key and its
         scope, which Redis keeps only hashed) under the newest key, and tagged with that key's fingerprint."""
-        key = self._seal_keys[0]
-        raw = _unb64(secret)
-        pad = hmac.new(key, context.encode(), hashlib.sha256).digest()
-        sealed = bytes(a ^ b for a, b in zip(raw, pad, strict=True))
-        return f"{_fingerprint(key)}.{_b64(sealed)}"
+        return self._seal(_unb64(secret), context)
 
     def unseal(self, sealed: str, context: str) -> str | None:
         """The client secret :meth:`seal` sealed, or ``None`` when the key that sealed it has been retired."""
+        raw = self._unseal(sealed, context)
+        return None if raw is None else _b64(raw)
+
+    def seal_code(self, verification_id: str, code: str) -> str:
+        """A fallback chain's code, sealed like a client secret (:meth:`seal`) for its next steps to send the same
+        one: Redis alone cannot read it, and Redis with the key could already find a code from its HMAC."""
+        return self._seal(code.encode("ascii"), f"code:{verification_id}")
+
+    def unseal_code(self, verification_id: str, sealed: str) -> str | None:
+        """The code :meth:`seal_code` sealed, or ``None`` when the key that sealed it has been retired."""
+        raw = self._unseal(sealed, f"code:{verification_id}")
+        return None if raw is None else raw.decode("ascii", "replace")
+
+    def _seal(self, raw: bytes, context: str) -> str:
+        key = self._seal_keys[0]
+        pad = hmac.new(key, context.encode(), hashlib.sha256).digest()[: len(raw)]
+        return f"{_fingerprint(key)}.{_b64(bytes(a ^ b for a, b in zip(raw, pad, strict=True)))}"
+
+    def _unseal(self, sealed: str, context: str) -> bytes | None:
         tag, _, body = sealed.partition(".")
         for key in self._seal_keys:
             if _fingerprint(key) == tag:
-                pad = hmac.new(key, context.encode(), hashlib.sha256).digest()
-                return _b64(bytes(a ^ b for a, b in zip(_unb64(body), pad, strict=True)))
+                raw = _unb64(body)
+                pad = hmac.new(key, context.encode(), hashlib.sha256).digest()[: len(raw)]
+                return bytes(a ^ b for a, b in zip(raw, pad, strict=True))
         return None
 
 

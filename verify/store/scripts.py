@@ -48,6 +48,8 @@ class StartArgs(NamedTuple):
     otp_host: str
     cs: str
     remember: int
+    chain: str
+    ip: str
 
 
 class BeginSendArgs(NamedTuple):
@@ -61,6 +63,7 @@ class BeginSendArgs(NamedTuple):
     quota_prefix: str
     quota_ttl: int
     caller: str
+    step: str
 
 
 class EndSendArgs(NamedTuple):

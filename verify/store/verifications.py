@@ -27,7 +27,7 @@ from verify.store.scripts import (
 OutcomeT = TypeVar("OutcomeT", bound=str)
 
 StartOutcome = Literal["created", "resend", "existing", "in_progress", "limited"]
-BeginOutcome = Literal["ok", "missing", "not_pending", "max_sends", "cooldown", "in_flight", "limited"]
+BeginOutcome = Literal["ok", "missing", "not_pending", "max_sends", "cooldown", "in_flight", "limited", "moved"]
 EndOutcome = Literal["sent", "not_pending", "kept", "deleted", "stale"]
 CompleteOutcome = Literal[
     "approved", "wrong", "max_attempts", "not_pending", "wrong_channel", "no_code", "missing", "locked", "limited"
@@ -68,12 +68,26 @@ FIELDS: dict[str, str] = {
     "client_secret_hash": "cs",
     "sending": "x",  # the nonce of a send's reservation (lua/_send.lua)
     "sending_since": "xs",
+    # A fallback chain's (service.py; only a verification started with one has them): its steps, the step it is on,
+    # when the next one is due, the attempts so far, the code sealed (each step sends the same one), the client's
+    # address (a step takes its quotas), and why it stopped early.
+    "chain": "fc",
+    "step": "fi",
+    "next_at": "fd",
+    "tried": "fa",
+    "sealed_code": "k",
+    "client_ip": "ip",
+    "stopped": "fs",
 }
+#: The fields that came after the short names: never stored under a long one.
+FIELDS_SINCE_SHORT = ("chain", "step", "next_at", "tried", "sealed_code", "client_ip", "stopped")
 #: The names records had before (the long ones; ``cs`` was already short; ``id`` was stored too), read as the short
 #: ones: a record written by the previous version may still be in Redis for its TTL (its final copy an hour longer)
 #: after an upgrade. The scripts rename such a record's fields when they touch it (``lua/_record.lua``). Both go once
 #: no such record can be left.
-LEGACY_FIELDS: dict[str, str] = {name: short for name, short in FIELDS.items() if name != "client_secret_hash"}
+LEGACY_FIELDS: dict[str, str] = {
+    name: short for name, short in FIELDS.items() if name not in ("client_secret_hash", *FIELDS_SINCE_SHORT)
+}
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,13 @@ class Record:
     app_hash: str = ""  # the Android app's SMS Retriever hash its texts carry
     otp_host: str = ""  # the host of the WebOTP line its texts end with
     client_secret_hash: str = ""  # a site key's: the hash of the client secret its start handed out
+    chain: str = ""  # a fallback chain's steps, "sms:60,voice:60" ("" for one channel; see FIELDS)
+    step: int = 0
+    next_at: int = 0
+    tried: str = ""  # JSON: [[channel, gateway, status, unix ms], ...]
+    sealed_code: str = ""
+    client_ip: str = ""
+    stopped: str = ""
 
     @classmethod
     def from_hash(cls, stored: dict[str, str], verification_id: str = "") -> Record:
@@ -138,6 +159,13 @@ class Record:
             app_hash=h.get("ah", ""),
             otp_host=h.get("oh", ""),
             client_secret_hash=h.get("cs", ""),
+            chain=h.get("fc", ""),
+            step=int(h.get("fi") or 0),
+            next_at=int(h.get("fd") or 0),
+            tried=h.get("fa", ""),
+            sealed_code=h.get("k", ""),
+            client_ip=h.get("ip", ""),
+            stopped=h.get("fs", ""),
         )
 
     @classmethod
@@ -169,6 +197,7 @@ class SendCommit:
     call_numbers: tuple[str, ...] = ()
     sms_encoding: str = ""
     sms_parts: int = 0
+    chained: tuple[tuple[str, str], ...] = ()  # a fallback chain's fields (FIELDS), as field, value
 
     def fields(self) -> list[str | int]:
         """As field, value pairs for ``lua/end_send.lua``, which stores the set ones and removes the empty ones (a
@@ -182,6 +211,7 @@ class SendCommit:
             "m": self.message_id,
             "se": self.sms_encoding,
             "sp": self.sms_parts or "",
+            **dict(self.chained),
         }
         return [item for pair in values.items() for item in pair]
 
@@ -241,10 +271,13 @@ class VerificationCommands(BatchEngine):
         source: Source = Source(),
         remember_ms: int = 0,
         fresh: str = "",
+        chain: str = "",
+        client_ip: str = "",
     ) -> Op[Outcome[StartOutcome]]:
         """Return ``phone``'s pending verification on ``channel`` (an API key's start), or reserve a send and take
         the phone's quota; a site key's start is remembered by the phone for ``remember_ms``; see
-        ``lua/start.lua``. A new verification gets the id ``fresh`` (a new one if not given)."""
+        ``lua/start.lua``. A new verification gets the id ``fresh`` (a new one if not given); with a fallback
+        ``chain``, it keeps that and the ``client_ip`` its steps take quotas for."""
         s = self._store
         fresh = fresh or new_id(phone)
         quota_key = s.phone_quota_key("phone", phone)
@@ -270,6 +303,8 @@ class VerificationCommands(BatchEngine):
                 otp_host=source.otp_host,
                 cs=source.client_secret_hash,
                 remember=remember_ms,
+                chain=chain,
+                ip=client_ip if chain else "",
             ),
             *quota_items(quota),
         )
@@ -284,8 +319,10 @@ class VerificationCommands(BatchEngine):
         nonce: str,
         quota: Limit | None,
         caller: str = "",
+        step: int | None = None,
     ) -> Op[Outcome[BeginOutcome]]:
-        """Reserve a resend and take the phone's quota; see ``lua/begin_send.lua``."""
+        """Reserve a resend and take the phone's quota, or (``step``) a fallback chain's due step after that one;
+        see ``lua/begin_send.lua``."""
         s = self._store
         return self._script(
             _outcome(quota, verification_id),
@@ -300,6 +337,7 @@ class VerificationCommands(BatchEngine):
                 quota_prefix=s.phone_quota_prefix("phone", verification_id),
                 quota_ttl=quota_ttl(quota),
                 caller=caller,
+                step="" if step is None else str(step),
             ),
             *quota_items(quota),
         )
@@ -314,9 +352,11 @@ class VerificationCommands(BatchEngine):
         taken_at: int,
         commit: SendCommit | None,
         grace_ms: int = 0,
+        chained: tuple[tuple[str, str], ...] = (),
     ) -> Op[Outcome[EndOutcome]]:
-        """Commit a reserved send (``commit``) or roll it back (``None``, giving the phone's quota back); with
-        a ``grace_ms`` (``Events.grace_ms``), journal its expiry watch; see ``lua/end_send.lua``."""
+        """Commit a reserved send (``commit``) or roll it back (``None``, giving the phone's quota back, and storing
+        the ``chained`` fields of a fallback chain's step that sent nothing); with a ``grace_ms``
+        (``Events.grace_ms``), journal its expiry watch; see ``lua/end_send.lua``."""
         s = self._store
         channel = commit.channel if commit else record.channel
         keys = [
@@ -336,7 +376,7 @@ class VerificationCommands(BatchEngine):
             grace=grace_ms,
             hint=hint,
         )
-        fields = commit.fields() if commit else []
+        fields = commit.fields() if commit else [item for pair in chained for item in pair]
         return self._script(
             _outcome(quota, record.id),
             s.scripts.end_send,

@@ -15,9 +15,9 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from verify._version import version
-from verify.config import REDIS_MIN_REPLICAS
+from verify.config import CODE_CHANNELS, REDIS_MIN_REPLICAS
 from verify.errors import Forbidden, InvalidRequest, Unauthorized
-from verify.model import API_CALLER, Caller
+from verify.model import API_CALLER, Caller, Step
 from verify.service import CHANNELS, Source
 from verify.sms import APP_HASH_RE, LOCALE_RE, webotp_host
 from verify.web.client_ip import client_ip
@@ -148,7 +148,14 @@ def start() -> Response:
 def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any], bool]:
     """The start's status and body, and whether it sent anything."""
     e164 = phone_field(body)
-    channel = string_field(body, "channel", choices=CHANNELS) or "sms"
+    channel = string_field(body, "channel", choices=CHANNELS)
+    chain = _chain(body)
+    if chain and channel:
+        raise InvalidRequest("channels", "give channel or channels, not both")
+    if not chain and not channel:  # VERIFY_DEFAULT_CHANNELS: one channel, or a chain
+        defaults = settings().default_channels
+        chain = tuple(Step(name, settings().fallback_after) for name in defaults) if len(defaults) > 1 else ()
+        channel = defaults[0] if len(defaults) == 1 else None
     locale = string_field(body, "locale")
     if locale is not None and not LOCALE_RE.fullmatch(locale):
         raise InvalidRequest("locale", "locale must be a BCP 47 language tag such as en, pt-BR or zh-Hant")
@@ -158,16 +165,48 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any], bool]:
     otp_host = _webotp_host(g.cors_origin) if site_key() else ""
     started = service().start(
         e164,
-        channel,
+        chain[0].channel if chain else channel or "sms",
         locale,
         client_ip=client_ip(),
         captcha=captcha_field(body),
         source=Source(site_key(), app_hash, otp_host),
+        chain=chain,
     )
     payload = to_json(started.verification)
     if started.client_secret:
         payload["client_secret"] = started.client_secret
     return (201 if started.created else 200), payload, started.sent
+
+
+def _chain(body: dict[str, Any]) -> tuple[Step, ...]:
+    """The body's ``channels``: a fallback chain of distinct channels that carry a code, each a name or
+    ``{"channel": name, "wait": seconds}`` (the wait before the next step; ``VERIFY_FALLBACK_AFTER`` when not
+    given). ``()`` when absent."""
+    value = body.get("channels")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not 0 < len(value) <= len(CODE_CHANNELS):
+        raise InvalidRequest("channels", f"channels must be a list of 1 to {len(CODE_CHANNELS)} channels")
+    steps = []
+    for index, item in enumerate(value):
+        field = f"channels[{index}]"
+        entry = item if isinstance(item, dict) else {"channel": item}
+        unknown = sorted(set(entry) - {"channel", "wait"})
+        if unknown:
+            raise InvalidRequest(f"{field}.{unknown[0]}", f"a step has only channel and wait, not {unknown[0]}")
+        name = entry.get("channel")
+        if name == "call":
+            raise InvalidRequest(field, "call cannot be a fallback step: the person calls us, and no code is sent")
+        if name not in CODE_CHANNELS:
+            raise InvalidRequest(field, f"{field} must be one of: {', '.join(CODE_CHANNELS)}")
+        wait = entry.get("wait", settings().fallback_after)
+        limit = settings().challenge_ttl
+        if isinstance(wait, bool) or not isinstance(wait, int) or not 1 <= wait <= limit:
+            raise InvalidRequest(f"{field}.wait", f"wait must be a whole number of seconds from 1 to {limit}")
+        steps.append(Step(name, wait))
+    if len({step.channel for step in steps}) != len(steps):
+        raise InvalidRequest("channels", "each channel may appear once in channels")
+    return tuple(steps)
 
 
 def _webotp_host(origin: str) -> str:

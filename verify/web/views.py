@@ -39,6 +39,17 @@ def to_json(v: Verification) -> dict[str, Any]:
         body["completed_via"] = v.completed_via
         body["verified_at"] = rfc3339(v.verified_at)
         body["token"] = v.token
+    if v.fallback is not None:
+        f = v.fallback
+        body["fallback"] = {
+            "channels": [{"channel": step.channel, "wait": step.wait} for step in f.steps],
+            "attempts": [
+                {"channel": a.channel, "provider": a.provider, "status": a.status, "at": rfc3339(a.at)}
+                for a in f.attempts
+            ],
+            "next": {"channel": f.next_channel, "due_at": rfc3339(f.next_at)} if f.next_at is not None else None,
+            "stopped": f.stopped,
+        }
     return body
 
 

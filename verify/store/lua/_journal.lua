@@ -63,3 +63,14 @@ local function j_watch(journal, id, due, key, grace)
                                                           record = j_fields(key, grace)}))
   j_hinted()
 end
+
+-- The step after step `step` of the verification `key`'s fallback chain falls due at its 'fd' (ms): the sweep puts
+-- it on its shard's fallback schedule as '<id>.<step>' (verify/events.py), where a worker claims it (service.py,
+-- Service.fallback). One entry per verification: a later one (a failed delivery makes the step due now) replaces
+-- an earlier one.
+local function j_step(journal, key)
+  local f = redis.call('HMGET', key, 'fd', 'fi')
+  local entry = {kind = 'step', due = tonumber(f[1]), step = tonumber(f[2] or '0'), record = {'fd', f[1]}}
+  redis.call('HSET', journal, 'step:' .. v_id(key), cjson.encode(entry))
+  j_hinted()
+end

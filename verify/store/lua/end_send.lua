@@ -11,8 +11,10 @@
 --   taken_at      when the quota was taken (ms)
 --   grace         how long the final copy outlives the record (ms; _journal.lua)
 --   hint          the slot's hash tag: hint the journal here when writing to it ('': not here; _journal.lua)
--- then the quota items taken (_quota.lua), then for 'sent' the fields to store as field, value pairs ('ch', 'h',
--- 'gw', ...; an empty value removes its field: _record.lua)
+-- then the quota items taken (_quota.lua), then the fields to store as field, value pairs ('ch', 'h', 'gw', ...; an
+-- empty value removes its field: _record.lua): for 'sent', the send's; for 'failed', what a fallback chain records of
+-- a step that sent nothing (its attempts, why it stopped), on a verification that is kept
+-- A send that leaves a fallback chain's next step due ('fd') journals that step (_journal.lua's j_step).
 -- A send watches the verification's expiry (and what a superseded one finally was is kept).
 -- Returns {outcome, record[, superseded id]}: sent | not_pending | kept | deleted | stale.
 -- A failed send gives the phone's quota back. A failed first send deletes the verification, so no client ever
@@ -38,11 +40,7 @@ if A.result == 'failed' then
     if indexed and redis.call('GET', KEYS[3]) == id then redis.call('DEL', KEYS[3]) end
     return {'deleted', {}}
   end
-  return {'kept', redis.call('HGETALL', KEYS[1])}
 end
-if r[3] ~= 'pending' then return {'not_pending', redis.call('HGETALL', KEYS[1])} end
-local now = tonumber(A.now)
-local ttl = tonumber(A.ttl)
 local fields, empty = {}, {}
 for i = at, #ARGV, 2 do
   if ARGV[i + 1] == '' then
@@ -52,6 +50,14 @@ for i = at, #ARGV, 2 do
     fields[#fields + 1] = ARGV[i + 1]
   end
 end
+if A.result == 'failed' then
+  if r[3] == 'pending' and #empty > 0 then redis.call('HDEL', KEYS[1], unpack(empty)) end
+  if r[3] == 'pending' and #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+  return {'kept', redis.call('HGETALL', KEYS[1])}
+end
+if r[3] ~= 'pending' then return {'not_pending', redis.call('HGETALL', KEYS[1])} end
+local now = tonumber(A.now)
+local ttl = tonumber(A.ttl)
 redis.call('HSET', KEYS[1], 'd', 'sent', 'n', sends + 1, 'ls', A.now, 'e', now + ttl, unpack(fields))
 if #empty > 0 then redis.call('HDEL', KEYS[1], unpack(empty)) end
 redis.call('PEXPIRE', KEYS[1], ttl)
@@ -74,5 +80,6 @@ if indexed then redis.call('SET', KEYS[2], id, 'PX', ttl) end
 if grace ~= 0 then
   if grace > 0 then j_mirror(KEYS[1], grace) end  -- a status kept alone (grace < 0) would be 'pending': the watch's
   j_watch(KEYS[4], id, now + ttl, KEYS[1], grace)
+  if redis.call('HEXISTS', KEYS[1], 'fd') == 1 then j_step(KEYS[4], KEYS[1]) end
 end
 return {'sent', redis.call('HGETALL', KEYS[1]), superseded}

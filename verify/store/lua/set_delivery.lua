@@ -16,6 +16,8 @@
 -- A report about an older message (a resend went out since, maybe through another gateway) changes nothing,
 -- and a final status (delivered, read, failed, revoked) never goes back: reports can arrive out of order and more
 -- than once. The one step past a final status is from delivered to read.
+-- A failure of a pending verification whose fallback chain has a next step ('fd') makes that step due now, and
+-- journals it (_journal.lua's j_step) for a worker to take at once.
 local A = args({'provider', 'message_id', 'status', 'raw_status', 'event_id', 'grace', 'now', 'hint'})
 j_hint_here(A.hint)
 v_upgrade(KEYS[1])
@@ -31,5 +33,12 @@ redis.call('HSET', KEYS[1], 'd', A.status, 'dr', A.raw_status)
 if tonumber(A.grace) ~= 0 then j_mirror(KEYS[1], tonumber(A.grace)) end
 if A.event_id ~= '' and A.status == 'failed' then
   j_event(KEYS[2], A.event_id, 'verification.failed', tonumber(A.now), KEYS[1])
+end
+if A.status == 'failed' then
+  local f = redis.call('HMGET', KEYS[1], 's', 'fd')
+  if f[1] == 'pending' and f[2] and tonumber(f[2]) > tonumber(A.now) then
+    redis.call('HSET', KEYS[1], 'fd', A.now)
+    j_step(KEYS[2], KEYS[1])
+  end
 end
 return {read_now and 'read' or 'updated', redis.call('HGETALL', KEYS[1])}
