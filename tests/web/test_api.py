@@ -25,6 +25,7 @@ import verify
 from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, make_settings, single_and_cluster, start
 from verify import create_app
 from verify.app import StoreOutbox
+from verify.clock import rfc3339
 from verify.config import Settings
 from verify.embedded import EmbeddedRedis
 from verify.providers.base import Sent, SmsMessage
@@ -165,6 +166,75 @@ def test_the_call_channel_needs_a_call_provider(redis_url: str, clock: MovableCl
         replace(make_settings(redis_url), call_provider=None), clock=clock, background=False
     ).test_client()
     assert _problem(start(client, channel="call"), 400, "invalid-request")["field"] == "channel"
+
+
+# fallback chains (the chain's behaviour: tests/test_fallback.py; end to end: tests/web/test_fallback_served.py)
+
+
+def test_a_chain_start_answers_with_its_fallback(client: FlaskClient, clock: MovableClock) -> None:
+    response = start(client, channels=[{"channel": "sms", "wait": 45}, "voice"])
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["channel"] == "sms"
+    assert body["fallback"] == {
+        "channels": [{"channel": "sms", "wait": 45}, {"channel": "voice", "wait": 60}],
+        "attempts": [{"channel": "sms", "provider": "sandbox", "status": "sent", "at": body["created_at"]}],
+        "next": {"channel": "voice", "due_at": rfc3339(clock() + 45)},
+        "stopped": None,
+    }
+    assert client.get(f"/v1/verifications/{body['id']}", headers=AUTH).get_json()["fallback"] == body["fallback"]
+
+
+def test_one_channel_answers_as_it_always_did(client: FlaskClient) -> None:
+    assert "fallback" not in start(client, channel="sms").get_json()
+    assert "fallback" not in start(client, "+79991234568", channels=["voice"]).get_json()
+
+
+@pytest.mark.parametrize(
+    ("channels", "field"),
+    [
+        ([], "channels"),
+        ("sms", "channels"),
+        (["sms", "voice", "telegram", "sms"], "channels"),
+        (["sms", "sms"], "channels"),
+        (["sms", "call"], "channels[1]"),
+        (["sms", "fax"], "channels[1]"),
+        ([7], "channels[0]"),
+        ([{"wait": 5}], "channels[0]"),
+        ([{"channel": "sms", "wait": 0}], "channels[0].wait"),
+        ([{"channel": "sms", "wait": 901}], "channels[0].wait"),
+        ([{"channel": "sms", "wait": "5"}], "channels[0].wait"),
+        ([{"channel": "sms", "wait": True}], "channels[0].wait"),
+        ([{"channel": "sms", "after": 5}], "channels[0].after"),
+    ],
+)
+def test_a_malformed_chain_is_a_400_naming_the_field(client: FlaskClient, channels: Any, field: str) -> None:
+    assert _problem(start(client, channels=channels), 400, "invalid-request")["field"] == field
+    assert client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json() == {"messages": []}
+
+
+def test_channel_and_channels_together_are_a_400(client: FlaskClient) -> None:
+    assert _problem(start(client, channel="sms", channels=["sms", "voice"]), 400, "invalid-request")["field"] == (
+        "channels"
+    )
+
+
+def test_a_chain_with_a_channel_that_has_no_gateway_is_a_400_naming_it(redis_url: str, clock: MovableClock) -> None:
+    app = create_app(replace(make_settings(redis_url), voice_providers=()), clock=clock, background=False)
+    client = app.test_client()
+    problem = _problem(start(client, channels=["sms", "voice"]), 400, "invalid-request")
+    assert problem["field"] == "channels[1]" and "VERIFY_VOICE_PROVIDERS" in problem["detail"]
+    assert client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json() == {"messages": []}
+
+
+def test_default_channels_make_the_chain_of_a_start_that_names_none(redis_url: str, clock: MovableClock) -> None:
+    settings = replace(make_settings(redis_url), default_channels=("telegram", "sms"), fallback_after=30)
+    client = create_app(settings, clock=clock, background=False).test_client()
+    body = start(client).get_json()
+    assert body["channel"] == "telegram"
+    assert body["fallback"]["channels"] == [{"channel": "telegram", "wait": 30}, {"channel": "sms", "wait": 30}]
+    named = start(client, "+79991234568", channel="sms").get_json()  # one channel named: as it always was
+    assert named["channel"] == "sms" and "fallback" not in named
 
 
 def test_russian_locale(client: FlaskClient) -> None:
