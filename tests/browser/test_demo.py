@@ -12,6 +12,8 @@ import pytest
 from playwright.sync_api import Page, Response, expect
 
 from tests.browser.conftest import assert_accessible, i18n, save_screenshot
+from tests.conftest import API_KEY, SECRET_KEY
+from verify.config import Settings
 from verify.web.widget import LOCALES
 
 SHOWN = "+7 999 123-45-67"
@@ -87,6 +89,31 @@ def test_demo_voice_the_sandbox_phone_gets_a_call_that_says_the_code(
     code_input.fill(digits.group(1).replace(", ", ""))
     code_input.press("Enter")
     expect(page.get_by_role("paragraph").filter(has_text=f"Phone {SHOWN} confirmed.")).to_be_focused()
+
+
+def test_demo_offers_the_channels_in_the_order_of_verify_default_channels(
+    page: Page, axe_source: str, in_process: Callable[..., str]
+) -> None:
+    environ = {"VERIFY_API_KEYS": API_KEY, "VERIFY_SECRET_KEY": SECRET_KEY, "VERIFY_SANDBOX": "1"}
+    chain = Settings.from_env({**environ, "VERIFY_DEFAULT_CHANNELS": "voice,sms"}).default_channels
+    base = in_process(default_channels=chain)
+    page.goto(f"{base}/demo")
+    widget = page.locator("[data-verify-site-key]")
+    radios = widget.get_by_role("radio")
+    expect(radios).to_have_count(3)
+    # Listed as the chain says, then the channel it does not name; its first channel is preselected.
+    shown = radios.evaluate_all("rs => rs.map((r) => [r.value, r.labels[0].textContent.trim(), r.checked])")
+    assert shown == [
+        ["voice", "Call that reads out the code", True],
+        ["sms", "Text message with a code", False],
+        ["call", "Call from this phone", False],
+    ]
+    assert_accessible(page, axe_source, "demo voice first")
+    # Sending without a pick starts the preselected channel.
+    page.get_by_label("Phone number").fill("+79991234567")
+    page.get_by_role("button", name="Send code").click()
+    expect(page.get_by_role("paragraph").filter(has_text=f"We are calling {SHOWN} to read out a code.")).to_be_visible()
+    expect(page.locator("#inbox li").first).to_have_text(re.compile(r"^Incoming call · "))
 
 
 def test_the_demo_has_an_icon_and_the_service_answers_favicon_ico(page: Page, in_process: Callable[..., str]) -> None:

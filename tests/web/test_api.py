@@ -542,6 +542,17 @@ def test_round_trips_per_request(redis_url: str, clock: MovableClock, round_trip
     assert round_trips(lambda: client.post(f"/v1/verifications/{other}/resend", headers=AUTH)) == (3, 200)
 
 
+def test_a_chained_start_costs_the_round_trips_of_any_start(
+    redis_url: str, clock: MovableClock, round_trips: Counted
+) -> None:
+    """A fallback chain and the client's address go into the scripts a start runs anyway (a step's round trips are
+    pinned in tests/test_fallback.py)."""
+    on_one_server(redis_url, PER_NODE)
+    client = create_app(make_settings(redis_url), clock=clock, background=False).test_client()
+    start(client, "+79991230000")  # loads the scripts into Redis
+    assert round_trips(lambda: start(client, PHONE, channels=["sms", "voice"])) == (2, 201)
+
+
 def test_round_trips_through_a_site_key(redis_url: str, clock: MovableClock, round_trips: Counted) -> None:
     """A site key's ownership is judged inside the scripts, and its client secret before Redis: no round trip."""
     on_one_server(redis_url, PER_NODE)

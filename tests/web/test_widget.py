@@ -16,9 +16,10 @@ import phonenumbers
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import make_settings
+from tests.conftest import API_KEY, SECRET_KEY, make_settings
 from verify import create_app, errors
-from verify.web.widget import LOCALES
+from verify.config import Settings
+from verify.web.widget import LOCALES, offered_channels
 
 STATIC = Path(__file__).resolve().parents[2] / "verify" / "static"
 SCRIPT = STATIC / "widget.js"
@@ -173,6 +174,53 @@ def test_the_demo_outside_sandbox_mode_has_no_sandbox_panel(redis_url: str) -> N
     off = replace(settings, voice_providers=(), call_provider=None)
     page = create_app(off, background=False).test_client().get("/demo").get_data(as_text=True)
     assert 'data-verify-channel="sms"' in page
+
+
+SANDBOX = {"VERIFY_API_KEYS": API_KEY, "VERIFY_SECRET_KEY": SECRET_KEY, "VERIFY_SANDBOX": "1"}
+# Outside sandbox mode: SMS by D7, and neither voice nor call.
+PRODUCTION = {
+    **SANDBOX,
+    "VERIFY_SANDBOX": "0",
+    "VERIFY_SMS_PROVIDERS": "d7",
+    "VERIFY_D7_TOKEN": "t",
+    "VERIFY_BRAND": "Shop",
+}
+VOICE_BY_SMSC = {"VERIFY_VOICE_PROVIDERS": "smsc", "VERIFY_SMSC_APIKEY": "k", "VERIFY_SMSC_SECRET": "s" * 16}
+
+
+@pytest.mark.parametrize(
+    ("environ", "offered"),
+    [
+        (SANDBOX, ("sms", "voice", "call")),  # VERIFY_DEFAULT_CHANNELS unset: the widget's own order
+        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "voice,sms"}, ("voice", "sms", "call")),
+        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "call"}, ("call", "sms", "voice")),
+        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "voice"}, ("voice", "sms", "call")),
+        # The widget cannot offer telegram: the chain's other channels keep their order.
+        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "telegram,voice,sms"}, ("voice", "sms", "call")),
+        (PRODUCTION, ("sms",)),
+        ({**PRODUCTION, **VOICE_BY_SMSC, "VERIFY_DEFAULT_CHANNELS": "voice,sms"}, ("voice", "sms")),
+        ({**PRODUCTION, **VOICE_BY_SMSC, "VERIFY_DEFAULT_CHANNELS": "sms"}, ("sms", "voice")),
+        ({**PRODUCTION, "VERIFY_TELEGRAM_TOKEN": "1:t", "VERIFY_DEFAULT_CHANNELS": "telegram,sms"}, ("sms",)),
+    ],
+)
+def test_the_widget_offers_the_served_channels_in_the_order_of_the_default_channels(
+    environ: dict[str, str], offered: tuple[str, ...]
+) -> None:
+    assert offered_channels(Settings.from_env(environ)) == offered
+
+
+def test_a_channel_without_a_gateway_is_not_offered_even_if_named() -> None:
+    chain = Settings.from_env({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "voice,sms"})
+    assert offered_channels(replace(chain, voice_providers=())) == ("sms", "call")
+    assert offered_channels(replace(chain, call_provider=None)) == ("voice", "sms")
+    assert offered_channels(replace(chain, sms_providers=())) == ("voice", "call")
+
+
+def test_the_demo_lists_the_channels_in_the_order_of_the_default_channels(redis_url: str) -> None:
+    chain = Settings.from_env({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "voice,sms"}).default_channels
+    settings = make_settings(redis_url, site_keys=(("pk_first", ("http://127.0.0.1:8000",)),), default_channels=chain)
+    page = create_app(settings, background=False).test_client().get("/demo").get_data(as_text=True)
+    assert 'data-verify-channel="voice,sms,call"' in page
 
 
 def demo_page(redis_url: str, query: str = "", **headers: str) -> str:
