@@ -46,6 +46,19 @@ def test_a_resend_supersedes_the_code_before(client: FlaskClient, clock: Movable
     assert check(client, vid, messages[0]["code"]).status_code == 200
 
 
+def test_a_fallback_step_keeps_the_message_before_it_current(client: FlaskClient, clock: MovableClock) -> None:
+    """A fallback step sends the same code again: the SMS before the spoken one still holds the code that works."""
+    vid = start(client, channels=[{"channel": "sms", "wait": 5}, "voice"]).get_json()["id"]
+    service = client.application.extensions["verify"]
+    service.events.collect()
+    clock.advance(5)
+    assert service.run_fallback() == 1
+    messages = messages_to(client)
+    assert [(m["channel"], m["current"]) for m in messages] == [("voice", True), ("sms", True)]
+    assert messages[0]["code"] == messages[1]["code"]
+    assert check(client, vid, messages[1]["code"]).status_code == 200
+
+
 def test_messages_kept_before_they_named_their_verification(client: FlaskClient) -> None:
     # What the outbox held before this release: no verification id. The newest of those is taken as current.
     store = client.application.extensions["verify"].store

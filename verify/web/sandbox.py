@@ -21,8 +21,9 @@ bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 @bp.get("/messages")
 def messages() -> Response:
     """Messages the sandbox gateway "sent" to ``?phone=``, newest first, each with its channel (``sms``, ``voice``:
-    the text a call would speak), its verification's id and whether it is ``current``: the newest of its
-    verification, whose code is the one that works (a resend replaces the code, so the older ones are superseded)."""
+    the text a call would speak), its verification's id and whether it is ``current``: whether it carries the code
+    of its verification's newest message, the one that works (a resend replaces the code, so the older ones are
+    superseded; a fallback step sends the same code again, so the one before stays current)."""
     raw = request.args.get("phone")
     if not raw:
         raise InvalidRequest("phone", "phone is required, e.g. ?phone=%2B79991234567")
@@ -33,7 +34,7 @@ def messages() -> Response:
 def _marked(outbox: list[dict[str, str]]) -> list[dict[str, Any]]:
     """The outbox (newest first) as the page shows it. A message kept before the copies named their verification
     has none: it is current if it is the newest such one."""
-    seen: set[str | None] = set()
+    newest: dict[str | None, str] = {}  # each verification's newest code
     marked: list[dict[str, Any]] = []
     for m in outbox:
         verification_id = m.get("id")
@@ -41,8 +42,7 @@ def _marked(outbox: list[dict[str, str]]) -> list[dict[str, Any]]:
         shown["channel"] = m.get("channel", "sms")
         if verification_id is not None:
             shown["verification_id"] = verification_id
-        shown["current"] = verification_id not in seen
-        seen.add(verification_id)
+        shown["current"] = newest.setdefault(verification_id, m["code"]) == m["code"]
         marked.append(shown)
     return marked
 
