@@ -20,6 +20,7 @@ from flask import Blueprint, Response, current_app, render_template_string, requ
 from flask.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response as BaseResponse
 
+from verify.config import Settings
 from verify.errors import NotFound
 from verify.web.context import settings
 
@@ -34,6 +35,16 @@ LOCALES = ("en", "ru", "uk", "kk", "uz", "de", "fr", "es", "pt", "it", "tr", "ar
 RTL = frozenset({"ar"})
 # Every region a national number can be read in, with its calling code ("RU7"): what the widget's country list offers.
 REGIONS = " ".join(f"{r}{phonenumbers.country_code_for_region(r)}" for r in sorted(phonenumbers.SUPPORTED_REGIONS))
+# The channels the widget can offer, in the order it lists them when VERIFY_DEFAULT_CHANNELS names none of them.
+# Not telegram: its words would not fit in widget.js's 20 KB.
+WIDGET_CHANNELS = ("sms", "voice", "call")
+
+
+def offered_channels(config: Settings) -> tuple[str, ...]:
+    """The channels the widget offers on this deployment: those of :data:`WIDGET_CHANNELS` with a gateway here, the
+    ones ``VERIFY_DEFAULT_CHANNELS`` names first, in its order, then the others in the widget's."""
+    served = {"sms": config.sms_providers, "voice": config.voice_providers, "call": config.call_provider}
+    return tuple(c for c in dict.fromkeys((*config.default_channels, *WIDGET_CHANNELS)) if served.get(c))
 
 
 @dataclass(frozen=True)
@@ -168,10 +179,8 @@ def demo() -> BaseResponse:
         intro=words["intro"].split("{verify}", 1),  # around the product's name, which the page sets as code
         languages=[(code, loaded.demo_strings[code]["language"]) for code in LOCALES],
         site_key=config.site_keys[0][0],
-        # The channels a person may pick, among those this deployment serves (voice needs VERIFY_VOICE_PROVIDERS).
-        channels=",".join(
-            c for c, on in (("sms", True), ("voice", config.voice_providers), ("call", config.call_provider)) if on
-        ),
+        # The channels a person may pick, among those this deployment serves; the first is preselected.
+        channels=",".join(offered_channels(config)),
         sandbox=config.sandbox,
         country=config.default_country or "",
         script=url_for("widget.script"),
