@@ -25,7 +25,7 @@ from verify.metrics import Metrics
 from verify.model import Step
 from verify.providers.base import DeliveryReport, Provider, ProviderError
 from verify.providers.sandbox import SandboxProvider
-from verify.service import Service
+from verify.service import Service, Source
 from verify.store import Batch, Client, Store
 
 SMS_VOICE = (Step("sms", 45), Step("voice", 60))
@@ -346,3 +346,23 @@ def test_a_step_costs_five_round_trips(
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
     assert service.run_fallback() == 1 and len(gateways.voice.sent) == 1
     assert sent[0] == 8 + 5
+
+
+def test_chains_cannot_send_a_phone_more_than_its_limit(
+    service: Service, gateways: Gateways, clock: MovableClock
+) -> None:
+    """A stranger starting chains to someone else's phone, from many addresses, with the shortest waits: every step
+    takes the phone's quota (3 sends in 10 minutes by default), so the phone gets no more than without chains."""
+    chain = (Step("sms", 1), Step("voice", 1), Step("telegram", 1))
+    started = 0
+    for n in range(6):
+        try:
+            service.start(PHONE, "sms", None, client_ip=f"198.51.100.{n}", source=Source(owner="pk_shop"), chain=chain)
+            started += 1
+        except RateLimited:
+            pass
+        for _ in range(3):
+            clock.advance(1)
+            work(service)
+    assert started >= 1
+    assert len(gateways.codes()) == 3
