@@ -366,3 +366,40 @@ def test_chains_cannot_send_a_phone_more_than_its_limit(
             work(service)
     assert started >= 1
     assert len(gateways.codes()) == 3
+
+
+class Confirming(Recording):
+    """A gateway that, like Telegram's, wants to hear of a right code and of a cancel."""
+
+    name = "tggw"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: list[tuple[str, ...]] = []
+
+    def confirm(self, message_id: str, code: str) -> None:
+        self.told.append(("confirm", message_id, code))
+
+    def revoke(self, message_id: str) -> None:
+        self.told.append(("revoke", message_id))
+
+
+@pytest.mark.parametrize("end", ["check", "cancel"])
+def test_a_chain_that_left_telegram_still_tells_telegram_of_the_code(
+    settings: Settings, clock: MovableClock, gateways: Gateways, end: str
+) -> None:
+    """The person may read the code in Telegram after the chain moved on to SMS: the right code is confirmed to
+    Telegram (its conversion figures), and a cancel revokes its message, as for a verification still on Telegram."""
+    telegram = Confirming()
+    gateways.telegram = telegram
+    service = make(settings, clock, gateways)
+    started = service.start(PHONE, "telegram", None, client_ip=IP, chain=(Step("telegram", 30), Step("sms", 30)))
+    clock.advance(30)
+    assert work(service) == 1
+    code = telegram.sent[0].code
+    if end == "check":
+        assert service.check(started.verification.id, code, client_ip=IP).status == "approved"
+    else:
+        service.cancel(started.verification.id)
+    service._background.shutdown(wait=True)
+    assert telegram.told == ([("confirm", "m1", code)] if end == "check" else [("revoke", "m1")])

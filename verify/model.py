@@ -85,8 +85,8 @@ class Fallback:
 
 
 def attempts_of(record: Record) -> list[list[Any]]:
-    """A chained record's attempts as stored: ``[[channel, gateway, status, unix ms], ...]``, the last one's status
-    as the gateway's reports left it."""
+    """A chained record's attempts as stored: ``[[channel, gateway, status, unix ms(, message id)], ...]`` (a failed
+    one has no message id), the last one's status as the gateway's reports left it."""
     tried: list[list[Any]] = json.loads(record.tried) if record.tried else []
     if tried and tried[-1][2] == "sent" and record.delivery_status:
         tried[-1][2] = record.delivery_status
@@ -101,7 +101,7 @@ def fallback_of(record: Record) -> Fallback | None:
     due = record.status == "pending" and record.next_at and record.step + 1 < len(steps)
     return Fallback(
         steps,
-        tuple(Attempt(str(c), str(p), str(s), int(at) / 1000) for c, p, s, at in attempts_of(record)),
+        tuple(Attempt(str(a[0]), str(a[1]), str(a[2]), int(a[3]) / 1000) for a in attempts_of(record)),
         steps[record.step + 1].channel if due else None,
         record.next_at / 1000 if due else None,
         record.stopped or None,

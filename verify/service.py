@@ -361,13 +361,18 @@ class Service:
         return self.view(record)
 
     def _tell_gateway(self, record: Record, what: Literal["confirm", "revoke"], *args: str) -> None:
-        """Tell the gateway that sent ``record``'s last code, off the request path, that it was entered right
-        (``confirm``, with the code: Telegram counts conversions by it) or that it is void (``revoke``). Only a
-        gateway that implements it is called; a failure is logged and counted, and changes nothing here."""
-        provider = next((p for p in self._chain(record.channel) if p.name == record.provider), None)
-        if provider is None or not record.message_id or getattr(type(provider), what) is getattr(Provider, what):
-            return
-        self._background.submit(self._told, provider, what, record.id, record.message_id, *args)
+        """Tell the gateways that sent ``record``'s code (its last send's, and a fallback chain's earlier ones), off the
+        request path, that it was entered right (``confirm``, with the code: Telegram counts conversions by it) or
+        that it is void (``revoke``). Only a gateway that implements it is called; a failure is logged and counted,
+        and changes nothing here."""
+        sends = {(record.channel, record.provider, record.message_id)}
+        # A fallback chain's earlier sends, which the person may have read the code in (Telegram's, above all).
+        sends |= {(str(a[0]), str(a[1]), str(a[4])) for a in attempts_of(record) if len(a) > 4 and a[2] != "failed"}
+        for channel, name, message_id in sorted(sends):
+            provider = next((p for p in self._chain(channel) if p.name == name), None)
+            if provider is None or not message_id or getattr(type(provider), what) is getattr(Provider, what):
+                continue
+            self._background.submit(self._told, provider, what, record.id, message_id, *args)
 
     def _told(self, provider: Provider, what: str, verification_id: str, message_id: str, *args: str) -> None:
         started = time.perf_counter()
@@ -812,7 +817,7 @@ class Service:
         """``commit`` of a chained verification's send on step ``index``: with its attempt added, the step's wait
         before the next one (if any) and the code sealed for it."""
         steps, now = parse_chain(record.chain), self._now_ms()
-        tried = [*tried, [commit.channel, commit.provider, "sent", now]]
+        tried = [*tried, [commit.channel, commit.provider, "sent", now, commit.message_id]]
         due = now + steps[index].wait * 1000 if index + 1 < len(steps) else 0
         return replace(
             commit,
