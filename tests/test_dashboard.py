@@ -2,10 +2,10 @@
 
 The first tests read the file alone: its structure, a layout without overlaps, a datasource that imports anywhere,
 and PromQL that the renderer (docs/grafana/render.py) can evaluate. The others start the Procfile's gunicorn, drive
-every kind of traffic the dashboard shows (the renderer's own scenarios: each way a verification ends, an SMSC
-outage, captchas, a phone over its limit, forged callbacks, a Redis pause, customer events), scrape ``/metrics`` with
-the bearer token, and check that every metric a query names is a family of that scrape (prometheus_client's parser),
-and that every panel finds a series in it.
+every kind of traffic the dashboard shows (the renderer's own scenarios: each way a verification ends, on each
+channel and through fallback chains, an SMSC outage, captchas, a phone over its limit, forged callbacks, a Redis
+pause, customer events), scrape ``/metrics`` with the bearer token, and check that every metric a query names is a
+family of that scrape (prometheus_client's parser), and that every panel finds a series in it.
 """
 
 from __future__ import annotations
@@ -227,3 +227,28 @@ def test_every_panel_finds_a_series_in_the_scrape(scraped: Scraped) -> None:
     assert not empty, f"panels without a series after the workload: {empty}"
     page = render.render_page(dashboard(), scrapes)
     assert all(panel["title"] in page for panel in data_panels())
+
+
+def panel_labels(scraped: Scraped, title: str) -> set[render.Labels]:
+    """The label sets of the series the panel titled ``title`` draws from the first and the last scrape."""
+    scrapes = [render.parse_scrape(scraped.first, scraped.first_at), render.parse_scrape(scraped.last, scraped.last_at)]
+    (panel,) = [panel for panel in data_panels() if panel["title"] == title]
+    frames = render.panel_frames(panel, render.Evaluator(scrapes), render.variables_for(scrapes, 10))
+    return {frame.labels for frame in frames}
+
+
+def test_conversion_by_channel_shows_every_channel(scraped: Scraped) -> None:
+    """Voice and Telegram verifications (started on their own, or reached through a fallback chain) have their line
+    next to SMS and call."""
+    channels = {dict(labels).get("channel") for labels in panel_labels(scraped, "Conversion by channel")}
+    assert channels == {"sms", "call", "voice", "telegram"}
+
+
+def test_fallback_steps_show_each_move_and_why(scraped: Scraped) -> None:
+    """The renderer's two chains: Telegram unread, the SMS after its wait; an SMS that SMSC reports undeliverable,
+    the voice call at once."""
+    steps = {
+        (have.get("from_channel"), have.get("to_channel"), have.get("reason"))
+        for have in map(dict, panel_labels(scraped, "Fallback steps"))
+    }
+    assert steps == {("telegram", "sms", "wait"), ("sms", "voice", "failed")}

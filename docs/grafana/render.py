@@ -11,8 +11,10 @@ panel as inline SVG in an HTML page styled like Grafana's dark theme, and screen
     .venv/bin/python -m docs.grafana.render --seconds 30 --html /tmp/verify.html --out /tmp/verify.png
 
 The workload, as fractions of ``--seconds``: people in RU, GB, US, DE, IN and BR verify throughout (most enter the
-right code, some a wrong one first, some answer by SMS reply or by call, some give up and their verification
-expires, a few cancel; SMSC reports most SMS delivered and a few undeliverable), while a bot starts SMS to NG numbers
+right code, some a wrong one first, some answer by SMS reply or by call, some get the code by voice or Telegram,
+some start a fallback chain and check the code of its next channel: the SMS after an unread Telegram message, the
+voice call after an SMS that SMSC reports undeliverable; some give up and their verification expires, a few cancel;
+SMSC reports most SMS delivered and a few undeliverable), while a bot starts SMS to NG numbers
 and never enters a code, until the SMS-pumping guard asks it for captchas. From 0.20 SMSC answers 502 (the sends fail
 over to the sandbox gateway and SMSC's breaker opens), from 0.30 it times out, from 0.42 it is back. At 0.48 come
 abuse: an IP farming starts through captchas until its IP limit, a phone over its limit, forged SMSC callbacks and an
@@ -1075,17 +1077,35 @@ RU_TEMPLATE = "Ваш код подтверждения для входа в П�
 COUNTRIES = {"RU": 5, "GB": 3, "US": 3, "DE": 2, "IN": 3, "BR": 2, "NG": 3}
 PUMPED = "NG"
 # How verifications end, and how often (weights): the code checked (after a wrong one, sometimes), sent back by SMS,
-# a call made; or never called, canceled, undeliverable, abandoned (these expire).
+# a call made, a code heard in a voice call or read in Telegram, the code of a fallback chain's next channel checked
+# (:data:`CHAINS`); or never called, canceled, undeliverable, abandoned (these expire).
 OUTCOMES = {
     "check": 40,
     "wrong_then_check": 14,
     "reply": 10,
     "call": 11,
     "call_unanswered": 3,
+    "voice": 6,
+    "telegram": 4,
+    "telegram_then_sms": 5,
+    "undeliverable_then_voice": 3,
     "cancel": 7,
     "undeliverable": 4,
     "abandon": 12,
 }
+# The channel a start names, for outcomes not on SMS; a chain's outcome names its channels instead.
+CHANNELS = {"call": "call", "call_unanswered": "call", "voice": "voice", "telegram": "telegram"}
+# Fallback chains: the start's channels. The person never uses the first channel's code (Telegram not read; the SMS
+# that SMSC reports undeliverable, or that the sandbox gateway took, not answered) and checks the code the next
+# channel brings, after the step's wait or at once after the failure report. Every step names its wait: one without
+# gets VERIFY_FALLBACK_AFTER (60 s), more than a challenge TTL under a minute (tests/test_dashboard.py's) allows.
+CHAINS: dict[str, list[dict[str, Any]]] = {
+    "telegram_then_sms": [{"channel": "telegram", "wait": 1}, {"channel": "sms", "wait": 2}],
+    "undeliverable_then_voice": [{"channel": "sms", "wait": 2}, {"channel": "voice", "wait": 2}],
+}
+# How long a person waits for a chain's next channel to bring the code (the step's wait, and the workers' loop's
+# second, and a Redis pause); then they give up, and the verification expires.
+STEP_PATIENCE_S = 12.0
 # Mobile number ranges: a prefix, then that many random digits (a number that is not valid there is drawn again).
 NUMBERS = {
     "RU": ("+7999", 7),
@@ -1204,15 +1224,24 @@ class Workload:
             self.answers[f"{path.split('/')[-1] if 'check' in path else path} {response.status_code}"] += 1
         return response
 
-    def code(self, session: requests.Session, phone: str) -> str | None:
-        """The code last sent to ``phone``: from SMSC's wire, else from the sandbox gateway's outbox."""
-        for delivered in reversed(list(self.server.smsc.delivered)):
-            if delivered.kind == "sms" and delivered.phone.lstrip("+") == phone.lstrip("+"):
-                found = re.findall(r"\d{4,10}", delivered.text)
-                return found[-1] if found else None
-        response = session.get(self.server.url("/sandbox/messages"), params={"phone": phone}, timeout=30)
-        messages = response.json().get("messages", []) if response.ok else []
-        return str(messages[0]["code"]) if messages else None
+    def code(self, session: requests.Session, phone: str, channel: str = "sms", patience: float = 0.0) -> str | None:
+        """The code last sent to ``phone`` on ``channel`` (an SMS from SMSC's wire or the sandbox gateway's outbox,
+        any other channel from the outbox), waiting up to ``patience`` seconds for one to come."""
+        deadline = time.monotonic() + patience
+        while True:
+            if channel == "sms":
+                for delivered in reversed(list(self.server.smsc.delivered)):
+                    if delivered.kind == "sms" and delivered.phone.lstrip("+") == phone.lstrip("+"):
+                        found = re.findall(r"\d{4,10}", delivered.text)
+                        return found[-1] if found else None
+            response = session.get(self.server.url("/sandbox/messages"), params={"phone": phone}, timeout=30)
+            messages = response.json().get("messages", []) if response.ok else []
+            for message in messages:
+                if message["channel"] == channel:
+                    return str(message["code"])
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.2)
 
     def callback(self, session: requests.Session, fields: dict[str, str], secret: str = WEBHOOK_SECRET) -> int:
         """An SMSC callback to ``/webhooks/smsc``, signed with ``secret``; returns the status."""
@@ -1239,7 +1268,11 @@ class Workload:
         """One verification to a new number of ``country`` that ends in ``outcome`` (a key of :data:`OUTCOMES`, or
         ``"bot"``: started and never looked at again). SMSC reports each SMS it took delivered, or undeliverable."""
         phone, ip = self.number(country), self.ip()
-        body: dict[str, Any] = {"phone": phone, "channel": "call" if outcome.startswith("call") else "sms"}
+        body: dict[str, Any] = {"phone": phone}
+        if outcome in CHAINS:
+            body["channels"] = CHAINS[outcome]
+        else:
+            body["channel"] = CHANNELS.get(outcome, "sms")
         if country == "RU":
             body["locale"] = "ru"
         started = self.post(session, "/v1/verifications", body, ip)
@@ -1249,6 +1282,9 @@ class Workload:
         vid, gateway = verification["id"], verification.get("delivery", {}).get("provider")
         if outcome == "call":
             session.post(self.server.url("/sandbox/calls"), json={"phone": phone}, timeout=30)
+            return
+        if outcome in ("voice", "telegram") or outcome in CHAINS:
+            self.off_sms(session, outcome, phone, vid, gateway, ip)
             return
         if gateway == "smsc":
             report = "20" if outcome == "undeliverable" else "1"
@@ -1268,6 +1304,22 @@ class Workload:
         if outcome == "reply":
             self.callback(session, {"phone": phone.lstrip("+"), "mes": code, "to": "79990000000"})
         else:
+            self.post(session, f"/v1/verifications/{vid}/check", {"code": code}, ip)
+
+    def off_sms(
+        self, session: requests.Session, outcome: str, phone: str, vid: str, gateway: str | None, ip: str
+    ) -> None:
+        """The rest of a verification started on voice or telegram (the code checked), or on a fallback chain: the
+        first channel's code left alone (an SMS that SMSC took is reported undeliverable), the code of the next
+        channel checked once it comes."""
+        channel = outcome
+        if outcome in CHAINS:
+            steps = [step["channel"] for step in CHAINS[outcome]]
+            if steps[0] == "sms" and gateway == "smsc":
+                self.callback(session, {"id": vid, "phone": phone.lstrip("+"), "status": "20"})
+            channel = steps[1]
+        code = self.code(session, phone, channel, STEP_PATIENCE_S if outcome in CHAINS else 0.0)
+        if code is not None:
             self.post(session, f"/v1/verifications/{vid}/check", {"code": code}, ip)
 
     def captcha_farm(self, session: requests.Session, starts: int = 16) -> None:
