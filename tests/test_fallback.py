@@ -403,3 +403,39 @@ def test_a_chain_that_left_telegram_still_tells_telegram_of_the_code(
         service.cancel(started.verification.id)
     service._background.shutdown(wait=True)
     assert telegram.told == ([("confirm", "m1", code)] if end == "check" else [("revoke", "m1")])
+
+
+def lifecycle(service: Service, name: str) -> dict[tuple[str, str], float]:
+    """A lifecycle counter's values by (channel, gateway)."""
+    return {
+        (sample.labels["channel"], sample.labels["provider"]): sample.value
+        for metric in service.metrics.registry.collect()
+        if metric.name == f"verify_verifications_{name}"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def test_a_chain_is_counted_where_it_started(
+    service: Service, gateways: Gateways, clock: MovableClock, redis_client: Client
+) -> None:
+    """Approvals over starts per channel stay a conversion rate: a chain that started by SMS and was approved after
+    its voice step counts as an SMS start and an SMS approval; one that expired after its step, as an SMS expiry."""
+    approved = service.start(PHONE, "sms", None, client_ip=IP, chain=SMS_VOICE).verification.id
+    expiring = service.start("+79991234568", "sms", None, client_ip=IP, chain=SMS_VOICE).verification.id
+    clock.advance(45)
+    assert work(service) == 2 and len(gateways.voice.sent) == 2
+    service.check(approved, gateways.voice.sent[0].code, client_ip=IP)
+    assert service.get(approved).channel == "voice"
+    assert lifecycle(service, "started") == {("sms", "smsgw"): 2}
+    assert lifecycle(service, "approved") == {("sms", "smsgw"): 1}
+    service.events.collect()
+    redis_client.delete(service.store.record_key(expiring))  # what Redis does at the record's TTL
+    clock.advance(service.settings.challenge_ttl)
+    assert service.events.expire() == 1
+    assert lifecycle(service, "expired") == {("sms", "smsgw"): 1}
+
+
+def test_a_step_without_a_wait_waits_at_most_the_code_s_life(settings: Settings) -> None:
+    assert replace(settings, fallback_after=60, challenge_ttl=30).fallback_wait == 30
+    assert replace(settings, fallback_after=60).fallback_wait == 60

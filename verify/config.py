@@ -506,6 +506,12 @@ class Settings:
         return table
 
     @property
+    def fallback_wait(self) -> int:
+        """How long a fallback step waits when the start gives no ``wait``: ``VERIFY_FALLBACK_AFTER``, at most the
+        challenge's life (a longer wait would outlive the code it waits on)."""
+        return min(self.fallback_after, self.challenge_ttl)
+
+    @property
     def minutes(self) -> int:
         """The texts' ``{minutes}`` (:func:`minutes_of`)."""
         return minutes_of(self.challenge_ttl)

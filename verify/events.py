@@ -233,9 +233,9 @@ class Events:
                 batch.drop_final_copy(verification_id)
             batch.run()
             if expiring is not None:  # counted once the step that retires its watch is done
-                self._metrics.expired.labels(
-                    expiring.channel, expiring.provider or "none", expiring.country or country_of(expiring.phone)
-                ).inc()
+                channel, provider = expiring.entry()  # where it started (a fallback chain moves on)
+                country = expiring.country or country_of(expiring.phone)
+                self._metrics.expired.labels(channel, provider or "none", country).inc()
         return expired
 
     def _final(self, verification_id: str, watched: str) -> Record | None:
@@ -244,8 +244,9 @@ class Events:
         flat = json.loads(watched)
         if not flat:
             return None
-        # A light watch (events off) holds only the labels the expired count needs (channel, gateway, country; a
-        # previous version's, the phone too): the rest is what it implies. Fields as stored (Record.from_hash).
+        # A light watch (events off) holds only the labels the expired count needs (channel, gateway, country, a
+        # fallback chain's attempts; a previous version's, the phone too): the rest is what it implies. Fields as
+        # stored (Record.from_hash).
         light = {"id": verification_id, "p": "", "cc": "ZZ", "s": "pending"}
         kept: dict[str, str] = self._store.run(Batch.final_copy, verification_id)
         return Record.from_hash({**light, **dict(zip(flat[::2], flat[1::2], strict=True)), **kept})

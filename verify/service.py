@@ -980,9 +980,10 @@ class Service:
         return RateLimited(refusal.limit.name, refusal.window.text, refusal.retry_after)
 
     def _count(self, counter: Counter, record: Record) -> None:
-        """Count ``record`` on one of the lifecycle counters (started, approved, ...)."""
-        country = record.country or country_of(record.phone)
-        self.metrics.child(counter, record.channel, record.provider or "none", country).inc()
+        """Count ``record`` on one of the lifecycle counters (started, approved, ...), under the channel and gateway
+        it started on (:meth:`Record.entry`)."""
+        country, (channel, provider) = record.country or country_of(record.phone), record.entry()
+        self.metrics.child(counter, channel, provider or "none", country).inc()
 
     def _refuse_send(self, outcome: str, record: Record) -> None:
         if outcome == "max_sends":

@@ -213,6 +213,13 @@ def test_a_malformed_chain_is_a_400_naming_the_field(client: FlaskClient, channe
     assert client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json() == {"messages": []}
 
 
+def test_a_step_named_without_a_wait_waits_at_most_the_code_s_life(redis_url: str, clock: MovableClock) -> None:
+    """With VERIFY_CHALLENGE_TTL under VERIFY_FALLBACK_AFTER, a plain chain is not a 400 about a wait never sent."""
+    client = create_app(replace(make_settings(redis_url), challenge_ttl=30), clock=clock, background=False)
+    body = start(client.test_client(), channels=["sms", "voice"]).get_json()
+    assert body["fallback"]["channels"] == [{"channel": "sms", "wait": 30}, {"channel": "voice", "wait": 30}]
+
+
 def test_channel_and_channels_together_are_a_400(client: FlaskClient) -> None:
     assert _problem(start(client, channel="sms", channels=["sms", "voice"]), 400, "invalid-request")["field"] == (
         "channels"
@@ -223,7 +230,7 @@ def test_a_chain_with_a_channel_that_has_no_gateway_is_a_400_naming_it(redis_url
     app = create_app(replace(make_settings(redis_url), voice_providers=()), clock=clock, background=False)
     client = app.test_client()
     problem = _problem(start(client, channels=["sms", "voice"]), 400, "invalid-request")
-    assert problem["field"] == "channels[1]" and "VERIFY_VOICE_PROVIDERS" in problem["detail"]
+    assert problem["field"] == "channels[1]" and "VERIFY_VOICE_PROVIDERS" in str(problem["detail"])
     assert client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json() == {"messages": []}
 
 

@@ -10,11 +10,13 @@ has no Telegram account.
 One gunicorn (two workers) serves the module, with Telegram and voice through SMSC configured, the captcha off, the IP
 limit at 10 an hour, a send lease of 5 s (the shortest allowed; the gateway timeouts, 1 s to connect and 3 s to read,
 fit in it) so that a dead worker's step comes back within the test. Redis is flushed before each test. Waits are the
-real ones, kept short with per-step ``wait`` of 1 or 2 s.
+real ones, kept short with per-step ``wait`` of 1 or 2 s. The last test kills one of the workers (the master starts
+another); it holds a gateway request open with the emulator's :meth:`~tests.providers.emulator.Emulator.hold`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 import time
@@ -74,6 +76,7 @@ def server(module_server: Server, telegram: TelegramEmulator) -> Iterator[Server
     printed after it (pytest shows them when the test fails)."""
     module_server.reset()
     telegram.no_account.clear()
+    telegram.taken.clear()
     offset = module_server.log_size()
     yield module_server
     for hold in module_server.smsc.holds:
@@ -92,6 +95,22 @@ def phone(block: int) -> str:
 
 def start(number: str, ip: str, channels: list[Any]) -> Call:
     return Call("POST", "/v1/verifications", {"phone": number, "channels": channels}, ip)
+
+
+def begin(server: Server, number: str, ip: str, channels: list[Any]) -> dict[str, Any]:
+    """A chained start of ``number`` from ``ip``, answered 201: its body."""
+    started = send(server, start(number, ip, channels))
+    assert started.status == 201, started
+    body: dict[str, Any] = started.body
+    return body
+
+
+def approve(server: Server, verification_id: str, code: str, ip: str) -> dict[str, Any]:
+    """Check ``code``, which must approve: the answer's body."""
+    checked = send(server, Call("POST", f"/v1/verifications/{verification_id}/check", {"code": code}, ip))
+    assert checked.status == 200 and checked.body["status"] == "approved", checked
+    body: dict[str, Any] = checked.body
+    return body
 
 
 def get(server: Server, verification_id: str) -> dict[str, Any]:
@@ -143,7 +162,8 @@ def calls_since(server: Server, index: int) -> list[Seen]:
     return [seen for seen in server.smsc.requests[index:] if is_call(seen)]
 
 
-def rfc3339(text: str) -> float:
+def parse_time(text: str) -> float:
+    """An RFC 3339 time of the API (``2026-11-22T03:13:46Z``) as a unix time."""
     return datetime.fromisoformat(text).timestamp()
 
 
@@ -156,8 +176,7 @@ def test_a_telegram_start_to_a_number_without_telegram_falls_to_sms_at_once_with
     number, ip = phone(101), "203.0.113.1"
     telegram.no_account.add(number)
     seen, mark = len(telegram.requests), server.smsc.mark()
-    started = send(server, start(number, ip, ["telegram", "sms"]))
-    assert started.status == 201, started
+    body = begin(server, number, ip, ["telegram", "sms"])
     # Telegram was asked, with a code, and refused it (ok: false: no account).
     (asked,) = [s.json() for s in telegram.requests[seen:] if s.path.endswith("/sendVerificationMessage")]
     assert asked["phone_number"] == number and not telegram.taken
@@ -165,14 +184,12 @@ def test_a_telegram_start_to_a_number_without_telegram_falls_to_sms_at_once_with
     (sms,) = server.smsc.since(mark)
     assert (sms.kind, sms.phone) == ("sms", number)
     assert sms_code(sms.text) == asked["code"]
-    body = started.body
     assert body["channel"] == "sms" and body["delivery"] == {"provider": "smsc", "status": "sent"}
     fallback = body["fallback"]
     assert fallback["channels"] == [{"channel": "telegram", "wait": 60}, {"channel": "sms", "wait": 60}]
     assert attempts(body) == [("telegram", "telegram", "failed"), ("sms", "smsc", "sent")]
     assert fallback["next"] is None and fallback["stopped"] is None  # sms was the chain's last step
-    checked = send(server, Call("POST", f"/v1/verifications/{body['id']}/check", {"code": asked["code"]}, ip))
-    assert checked.status == 200 and checked.body["status"] == "approved", checked
+    approve(server, body["id"], asked["code"], ip)
 
 
 # 2. not approved within its wait: the same code by voice; approved in time: nothing more
@@ -182,9 +199,7 @@ def test_an_sms_not_approved_within_its_wait_is_followed_by_a_call_speaking_the_
     number, ip = phone(102), "203.0.113.2"
     mark = server.smsc.mark()
     sent_at = time.monotonic()
-    started = send(server, start(number, ip, SMS_THEN_VOICE))
-    assert started.status == 201, started
-    body = started.body
+    body = begin(server, number, ip, SMS_THEN_VOICE)
     assert body["channel"] == "sms" and body["fallback"]["next"]["channel"] == "voice"
     assert body["fallback"]["channels"] == [{"channel": "sms", "wait": 1}, {"channel": "voice", "wait": 60}]
     (sms,) = server.smsc.since(mark)
@@ -199,25 +214,24 @@ def test_an_sms_not_approved_within_its_wait_is_followed_by_a_call_speaking_the_
     assert shown["delivery"] == {"provider": "smsc", "status": "sent"}
     assert attempts(shown) == [("sms", "smsc", "sent"), ("voice", "smsc", "sent")]
     assert shown["fallback"]["next"] is None and shown["fallback"]["stopped"] is None
-    checked = send(server, Call("POST", f"/v1/verifications/{body['id']}/check", {"code": code}, ip))
-    assert checked.status == 200 and checked.body["status"] == "approved", checked
+    approve(server, body["id"], code, ip)
     assert [d.kind for d in server.smsc.since(mark)] == ["sms", "voice"]
 
 
 def test_an_sms_approved_within_its_wait_stops_the_chain(server: Server) -> None:
     number, ip = phone(103), "203.0.113.3"
     mark, seen = server.smsc.mark(), len(server.smsc.requests)
-    started = send(server, start(number, ip, [{"channel": "sms", "wait": 2}, "voice"]))
-    assert started.status == 201, started
-    body = started.body
-    due = rfc3339(body["fallback"]["next"]["due_at"])  # rounded down to the second: at most the real due time
+    before, before_wall = time.monotonic(), time.time()
+    body = begin(server, number, ip, [{"channel": "sms", "wait": 2}, "voice"])
+    after, after_wall = time.monotonic(), time.time()
+    # The step is due 2 s after the send was committed, inside the request (due_at is rounded down to the second).
+    assert math.floor(before_wall + 2) <= parse_time(body["fallback"]["next"]["due_at"]) <= after_wall + 2
     (sms,) = server.smsc.since(mark)
-    checked = send(server, Call("POST", f"/v1/verifications/{body['id']}/check", {"code": sms_code(sms.text)}, ip))
-    assert checked.status == 200 and checked.body["status"] == "approved", checked
-    assert time.time() < due, "the check came after the step was due: this test proves nothing"
-    assert checked.body["fallback"]["next"] is None
+    approved = approve(server, body["id"], sms_code(sms.text), ip)
+    assert time.monotonic() < before + 2, "the check came after the step was due: this test proves nothing"
+    assert approved["fallback"]["next"] is None
 
-    time.sleep(max(0.0, due + 3 - time.time()))  # the step would have been sent within about 2 s of its due time
+    time.sleep(max(0.0, after + 2 + 3 - time.monotonic()))  # 3 s past the due time: a step is taken within about 2 s
     assert calls_since(server, seen) == []
     assert [d.kind for d in server.smsc.since(mark)] == ["sms"]
     shown = get(server, body["id"])
@@ -234,18 +248,20 @@ def test_fifty_chained_starts_from_one_ip_send_the_ip_limit_in_all_steps_include
     replies = burst(server, [start(phone(200 + i), ip, SMS_THEN_VOICE) for i in range(50)])
     tally = Counter(reply.summary() for reply in replies)
     assert tally == {"201": IP_PER_HOUR, "429 /problems/rate-limited ip": 50 - IP_PER_HOUR}, tally
-    ids = [str(reply.body["id"]) for reply in replies if reply.status == 201]
-    assert all(reply.body["fallback"]["next"]["channel"] == "voice" for reply in replies if reply.status == 201)
+    created: dict[str, dict[str, Any]] = {  # phone -> the start's answer
+        str(reply.call.json["phone"]): reply.body for reply in replies if reply.status == 201 and reply.call.json
+    }
+    assert all(body["fallback"]["next"]["channel"] == "voice" for body in created.values())
 
     def settled() -> list[dict[str, Any]] | None:
-        bodies = [get(server, vid) for vid in ids]
+        bodies = [get(server, body["id"]) for body in created.values()]
         return bodies if all(b["fallback"]["next"] is None for b in bodies) else None
 
     bodies = eventually(settled, "every chain's voice step to be taken", timeout=10)
     sent = server.smsc.since(mark)
     assert len(sent) == IP_PER_HOUR, f"{len(sent)} messages for {IP_PER_HOUR} starts: {Counter(d.kind for d in sent)}"
     assert {d.kind for d in sent} == {"sms"}
-    assert sorted(d.phone for d in sent) == sorted(str(r.call.json["phone"]) for r in replies if r.status == 201 and r.call.json)
+    assert sorted(d.phone for d in sent) == sorted(created)
     for shown in bodies:
         assert shown["fallback"]["stopped"] == "rate_limited:ip", shown
         assert shown["channel"] == "sms" and attempts(shown) == [("sms", "smsc", "sent")], shown
@@ -277,9 +293,7 @@ def test_a_step_whose_worker_dies_mid_send_is_sent_once_by_another_after_the_lea
     number, ip = phone(104), "203.0.113.5"
     mark, seen = server.smsc.mark(), len(server.smsc.requests)
     hold = server.smsc.hold(is_call)
-    started = send(server, start(number, ip, SMS_THEN_VOICE))
-    assert started.status == 201, started
-    vid = str(started.body["id"])
+    vid = str(begin(server, number, ip, SMS_THEN_VOICE)["id"])
     (sms,) = server.smsc.since(mark)
     code = sms_code(sms.text)
 
@@ -306,8 +320,7 @@ def test_a_step_whose_worker_dies_mid_send_is_sent_once_by_another_after_the_lea
     time.sleep(1.5)  # a few turns of both workers' loops: a second owner would have called by now
     assert [d.kind for d in server.smsc.since(mark)] == ["sms", "voice"]
     assert len(calls_since(server, seen)) == 2  # the held one, and the one that was answered
-    checked = send(server, Call("POST", f"/v1/verifications/{vid}/check", {"code": code}, ip))
-    assert checked.status == 200 and checked.body["status"] == "approved", checked
+    approve(server, vid, code, ip)
 
     # gunicorn's master replaced the dead worker.
     master = psutil.Process(server.process.pid)

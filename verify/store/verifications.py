@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -167,6 +168,15 @@ class Record:
             client_ip=h.get("ip", ""),
             stopped=h.get("fs", ""),
         )
+
+    def entry(self) -> tuple[str, str]:
+        """The channel and gateway its lifecycle is counted under (the metrics' ``channel`` and ``provider``): those
+        of its first message. A fallback chain moves ``channel`` and ``provider`` on, and its approval, expiry or
+        cancel still counts where it started, so that approvals over starts per channel stay a conversion rate."""
+        for attempt in json.loads(self.tried) if self.tried else ():
+            if len(attempt) > 4:  # one a gateway took (a refused one has no message id)
+                return str(attempt[0]), str(attempt[1])
+        return self.channel, self.provider
 
     @classmethod
     def from_flat(cls, flat: list[str], verification_id: str = "") -> Record | None:

@@ -154,7 +154,7 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any], bool]:
         raise InvalidRequest("channels", "give channel or channels, not both")
     if not chain and not channel:  # VERIFY_DEFAULT_CHANNELS: one channel, or a chain
         defaults = settings().default_channels
-        chain = tuple(Step(name, settings().fallback_after) for name in defaults) if len(defaults) > 1 else ()
+        chain = tuple(Step(name, settings().fallback_wait) for name in defaults) if len(defaults) > 1 else ()
         channel = defaults[0] if len(defaults) == 1 else None
     locale = string_field(body, "locale")
     if locale is not None and not LOCALE_RE.fullmatch(locale):
@@ -199,7 +199,7 @@ def _chain(body: dict[str, Any]) -> tuple[Step, ...]:
             raise InvalidRequest(field, "call cannot be a fallback step: the person calls us, and no code is sent")
         if name not in CODE_CHANNELS:
             raise InvalidRequest(field, f"{field} must be one of: {', '.join(CODE_CHANNELS)}")
-        wait = entry.get("wait", settings().fallback_after)
+        wait = entry.get("wait", settings().fallback_wait)
         limit = settings().challenge_ttl
         if isinstance(wait, bool) or not isinstance(wait, int) or not 1 <= wait <= limit:
             raise InvalidRequest(f"{field}.wait", f"wait must be a whole number of seconds from 1 to {limit}")

@@ -7,7 +7,8 @@
 -- `grace` (ms, never 0 here) says how long what is kept of a verification outlives it. Positive (events on): a
 -- whole copy, since an expiry event carries the verification as it finally was. Negative (events off): only what
 -- the expired count needs, to save memory: its status in the copy, and its labels in the watch.
-local J_LIGHT = {'ch', 'gw', 'cc'}  -- channel, gateway, country (_record.lua)
+-- channel, gateway, country (_record.lua), and a fallback chain's attempts, whose first names where it started
+local J_LIGHT = {'ch', 'gw', 'cc', 'fa'}
 
 -- On one server a transition hints its own journal when it writes an entry: the script's `hint` argument (its hash
 -- tag; '' on a cluster) and its last two KEYS (the shard's hints and sequence, _hint.lua), set by j_hint_here. The
