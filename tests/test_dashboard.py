@@ -244,6 +244,16 @@ def test_conversion_by_channel_shows_every_channel(scraped: Scraped) -> None:
     assert channels == {"sms", "call", "voice", "telegram"}
 
 
+def test_conversion_by_channel_is_a_rate(scraped: Scraped) -> None:
+    """A chain is counted where it started, approved wherever it was (verify's lifecycle labels): no channel's
+    conversion goes over 100% for approvals its chains brought from another channel."""
+    scrapes = [render.parse_scrape(scraped.first, scraped.first_at), render.parse_scrape(scraped.last, scraped.last_at)]
+    (panel,) = [panel for panel in data_panels() if panel["title"] == "Conversion by channel"]
+    frames = render.panel_frames(panel, render.Evaluator(scrapes), render.variables_for(scrapes, 10))
+    values = {dict(frame.labels).get("channel"): [v for _, v in frame.points] for frame in frames}
+    assert values and all(0 <= v <= 1 for points in values.values() for v in points), values
+
+
 def test_fallback_steps_show_each_move_and_why(scraped: Scraped) -> None:
     """The renderer's two chains: Telegram unread, the SMS after its wait; an SMS that SMSC reports undeliverable,
     the voice call at once."""
