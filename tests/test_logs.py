@@ -103,7 +103,7 @@ SETTINGS = {
 TELEGRAM_TOKEN = "777001:tg-gateway-Zq8vR2mK5w"
 TIMEOUT = 10.0
 # The phones of the scenario (each a number the log may show only masked).
-PHONES = ("+79991230001", "+79991230002", "+79991230003", "+79991230004", "+79991230005")
+PHONES = ("+79991230001", "+79991230002", "+79991230003", "+79991230004", "+79991230005", "+79991230006")
 # X-Request-Id values: taken as they are (a trace id, a UUID), and refused (a blank, a character outside the set, too
 # long, and shapes a secret has: each would once have been logged and echoed as it was).
 START_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -497,6 +497,20 @@ def _voice_and_telegram(server: Server, telegram: TelegramEmulator, result: Logg
     while not any(seen.path.endswith("/revokeVerificationMessage") for seen in telegram.requests):
         assert time.monotonic() < deadline, "no revokeVerificationMessage"
         time.sleep(0.05)
+    # A fallback chain: the Telegram code unread for a second, then the same code spoken by SMSC from a worker's
+    # loop (the code is kept sealed on the record between the two).
+    mark = server.smsc.mark()
+    chained = requests.post(
+        server.url("/v1/verifications"),
+        json={"phone": PHONES[5], "channels": [{"channel": "telegram", "wait": 1}, "voice"]},
+        headers=auth,
+        timeout=TIMEOUT,
+    )
+    assert chained.status_code == 201, chained.text
+    result.keep("code of a chain", str(telegram.last.json()["code"]))
+    while not server.smsc.since(mark, "voice"):
+        assert time.monotonic() < deadline + TIMEOUT, "no fallback step to voice"
+        time.sleep(0.05)
 
 
 def _code(text: str) -> str:
@@ -728,6 +742,13 @@ def test_the_app_logs_its_errors_redacted(logged: Logged) -> None:
     assert unhandled["exception"].startswith("Traceback (most recent call last):"), unhandled
     [request] = logged.where(logger="verify.request", request_id=unhandled["request_id"])
     assert (request["route"], request["status"]) == ("/webhooks/smsc", 500)
+
+
+def test_a_fallback_step_is_logged_without_its_code(logged: Logged) -> None:
+    """The worker's loop says which verification moved on, from and to which channel, and why; the code it sent
+    again is in no line (test_no_secret_reaches_any_log_line)."""
+    [step] = logged.matching(r"^verification [0-9a-f]{28} falls back from telegram to voice \(wait\)$", level="INFO")
+    assert step["logger"] == "verify.service"
 
 
 def test_the_master_does_not_import_the_app(logged: Logged) -> None:
