@@ -439,3 +439,15 @@ def test_a_chain_is_counted_where_it_started(
 def test_a_step_without_a_wait_waits_at_most_the_code_s_life(settings: Settings) -> None:
     assert replace(settings, fallback_after=60, challenge_ttl=30).fallback_wait == 30
     assert replace(settings, fallback_after=60).fallback_wait == 60
+
+
+def test_a_client_resend_that_a_limit_refuses_leaves_the_chain_be(
+    settings: Settings, clock: MovableClock, gateways: Gateways
+) -> None:
+    service = make(replace(settings, limit_ip="1/hour"), clock, gateways)
+    started = service.start(PHONE, "sms", None, client_ip=IP, chain=SMS_VOICE)
+    clock.advance(30)
+    with pytest.raises(RateLimited):
+        service.resend(started.verification.id, None, client_ip=IP)
+    v = service.get(started.verification.id)
+    assert v.fallback is not None and v.fallback.stopped is None and v.fallback.next_channel == "voice"

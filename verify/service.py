@@ -698,7 +698,9 @@ class Service:
         taken = [op.value for op in admission.takes]
         refused = next((t.refusal for t in taken if t.refusal), None)
         if refused:
-            self._abandon(reserved, admission.taken(), chained=_stop(record, f"rate_limited:{refused.limit.name}"))
+            # A fallback step that a limit refuses stops its chain; a client's own resend refused leaves it be.
+            stopping = _stop(record, f"rate_limited:{refused.limit.name}") if reserved.walk else ()
+            self._abandon(reserved, admission.taken(), chained=stopping)
             raise self._limited(refused)
         if admission.captcha:
             pumping = channel in PUMPED_CHANNELS and self.captcha.pumping(country_of(record.phone), admission.at)
