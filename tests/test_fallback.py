@@ -451,3 +451,19 @@ def test_a_client_resend_that_a_limit_refuses_leaves_the_chain_be(
         service.resend(started.verification.id, None, client_ip=IP)
     v = service.get(started.verification.id)
     assert v.fallback is not None and v.fallback.stopped is None and v.fallback.next_channel == "voice"
+
+
+def test_a_failed_report_between_a_sweep_s_read_and_its_forget_is_not_lost(
+    service: Service, gateways: Gateways, clock: MovableClock
+) -> None:
+    """A sweep reads the slot's journal (the send's step entry), a failure report then makes the step due now, and
+    the sweep forgets what it read: the failure's own entry survives, and the step goes out now, not after the
+    wait."""
+    vid = service.start(PHONE, "sms", None, client_ip=IP, chain=SMS_VOICE).verification.id
+    tag = vid[:4]
+    read = service.store.run(Batch.journal, tag)  # a sweep's read...
+    assert f"step:{vid}" in read
+    service.handle(DeliveryReport("smsgw", "m1", "failed", "UNDELIV"))  # ...a report meanwhile...
+    service.store.run(Batch.forget_journal, tag, list(read))  # ...and the sweep forgets what it read
+    assert work(service) == 1
+    assert [m.code for m in gateways.voice.sent] == [gateways.sms.sent[0].code]

@@ -194,10 +194,11 @@ class Events:
             entry = json.loads(raw)
             if not entry["record"]:
                 continue
-            if entry["kind"] == "step":  # "step:<id>": a fallback chain's next step, for Service.fallback
-                verification_id = entry_id.removeprefix("step:")
+            if entry["kind"] == "step":  # "step:<id>[:now]": a fallback chain's next step, for Service.fallback
+                verification_id = entry_id.removeprefix("step:").partition(":")[0]
                 member = f"{verification_id}.{entry['step']}"
-                batch.schedule(fallback_schedule(verification_id), member, int(entry["due"]), "1")
+                # Only ever earlier: the worker reschedules a step that is not due yet by the record's time.
+                batch.schedule(fallback_schedule(verification_id), member, int(entry["due"]), "1", earlier=True)
             elif entry["kind"] == "event":
                 record = Record.from_flat(entry["record"])
                 assert record is not None  # noqa: S101 - not empty

@@ -13,11 +13,12 @@ from verify.store.scripts import ClaimDueArgs, DeliveredArgs, EnqueueArgs, HintA
 class JournalCommands(BatchEngine):
     """The journal's and schedules' commands, a part of :class:`~verify.store.Batch`."""
 
-    def schedule(self, name: str, member: str, due_ms: int, data: str) -> Op[None]:
-        """Put ``member`` (with ``data``) on schedule ``name`` at ``due_ms``; replaces an earlier entry."""
+    def schedule(self, name: str, member: str, due_ms: int, data: str, *, earlier: bool = False) -> Op[None]:
+        """Put ``member`` (with ``data``) on schedule ``name`` at ``due_ms``; replaces an earlier entry, or with
+        ``earlier`` only moves one sooner (``ZADD LT``)."""
         due, payload = self._store.schedule_keys(name)
         self._command(ignore, "HSET", payload, member, data)
-        return self._command(ignore, "ZADD", due, due_ms, member)
+        return self._command(ignore, "ZADD", due, *(["LT"] if earlier else []), due_ms, member)
 
     def claim_due(self, name: str, now_ms: int, lease_ms: int, limit: int) -> Op[list[tuple[str, str]]]:
         """Due entries of schedule ``name`` as ``(member, data)``, leased to this caller; see ``claim_due.lua``."""

@@ -67,11 +67,12 @@ end
 
 -- The step after step `step` of the verification `key`'s fallback chain falls due at its 'fd' (ms): the sweep puts
 -- it on its shard's fallback schedule as '<id>.<step>' (verify/events.py), where a worker claims it (service.py,
--- Service.fallback). One entry per verification: a later one (a failed delivery makes the step due now) replaces
--- an earlier one.
-local function j_step(journal, key)
+-- Service.fallback). A send's entry ('step:<id>') replaces the one before; a failed delivery's ('step:<id>:now',
+-- `suffix`) is one of its own, so that a sweep forgetting the send's entry it moved cannot drop it. The schedule
+-- only ever moves a step earlier: the record's 'fd' is what the worker goes by.
+local function j_step(journal, key, suffix)
   local f = redis.call('HMGET', key, 'fd', 'fi')
   local entry = {kind = 'step', due = tonumber(f[1]), step = tonumber(f[2] or '0'), record = {'fd', f[1]}}
-  redis.call('HSET', journal, 'step:' .. v_id(key), cjson.encode(entry))
+  redis.call('HSET', journal, 'step:' .. v_id(key) .. suffix, cjson.encode(entry))
   j_hinted()
 end

@@ -80,6 +80,6 @@ if indexed then redis.call('SET', KEYS[2], id, 'PX', ttl) end
 if grace ~= 0 then
   if grace > 0 then j_mirror(KEYS[1], grace) end  -- a status kept alone (grace < 0) would be 'pending': the watch's
   j_watch(KEYS[4], id, now + ttl, KEYS[1], grace)
-  if redis.call('HEXISTS', KEYS[1], 'fd') == 1 then j_step(KEYS[4], KEYS[1]) end
+  if redis.call('HEXISTS', KEYS[1], 'fd') == 1 then j_step(KEYS[4], KEYS[1], '') end
 end
 return {'sent', redis.call('HGETALL', KEYS[1]), superseded}

@@ -38,7 +38,7 @@ if A.status == 'failed' then
   local f = redis.call('HMGET', KEYS[1], 's', 'fd')
   if f[1] == 'pending' and f[2] and tonumber(f[2]) > tonumber(A.now) then
     redis.call('HSET', KEYS[1], 'fd', A.now)
-    j_step(KEYS[2], KEYS[1])
+    j_step(KEYS[2], KEYS[1], ':now')
   end
 end
 return {read_now and 'read' or 'updated', redis.call('HGETALL', KEYS[1])}
