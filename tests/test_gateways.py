@@ -160,9 +160,9 @@ def test_the_toy_settings_are_read_from_the_environment_only_when_it_is_named(to
 
 
 def test_without_its_line_the_toy_is_unknown(toy: ToyEmulator) -> None:
-    with pytest.raises(ConfigError, match=r"must list distinct providers from sandbox, smsc, zoomconnect, d7$"):
+    with pytest.raises(ConfigError, match=r"must list distinct providers from sandbox, smsc, zoomconnect, d7, hook$"):
         Settings.from_env(toy_env(toy))
-    with pytest.raises(ConfigError, match=r"from sandbox, smsc, zoomconnect, d7, toy$"):
+    with pytest.raises(ConfigError, match=r"from sandbox, smsc, zoomconnect, d7, hook, toy$"):
         Settings.from_env({**toy_env(toy), "VERIFY_SMS_PROVIDERS": "toy,toy"}, WITH_TOY)
     with pytest.raises(ConfigError, match=r"must be one of sandbox, smsc$"):  # the toy declares no calls
         Settings.from_env({**toy_env(toy), "VERIFY_CALL_PROVIDER": "toy"}, WITH_TOY)

@@ -37,7 +37,7 @@ from werkzeug.test import TestResponse
 from werkzeug.wrappers import Request, Response
 
 from tests.conftest import AUTH, PHONE, MovableClock, make_settings, serving
-from tests.providers import d7_emulator, smsc_emulator, telegram_emulator, zoomconnect_emulator
+from tests.providers import d7_emulator, hook_emulator, smsc_emulator, telegram_emulator, zoomconnect_emulator
 from verify import MAX_BODY_BYTES, create_app, errors
 from verify.app import StoreOutbox
 from verify.captcha import PUMP_REFRESH_MS
@@ -45,6 +45,7 @@ from verify.config import Settings
 from verify.embedded import EmbeddedRedis, free_port
 from verify.providers.base import CallNumber, InvalidRecipient, ProviderError, Sent, SmsMessage
 from verify.providers.d7 import D7Settings
+from verify.providers.hook import HookSettings
 from verify.providers.sandbox import SandboxProvider
 from verify.providers.smsc import SmscSettings
 from verify.providers.telegram import TelegramSettings
@@ -75,8 +76,17 @@ D7 = D7Settings(api="legacy", url="http://127.0.0.1:9/", username="u", password=
 # Telegram's reports verify with any of its tokens: the new one (which would send) and the old one (rotation).
 TELEGRAM_TOKEN, TELEGRAM_OLD_TOKEN = telegram_emulator.TOKEN, "654321:old-gateway-token"
 TELEGRAM = TelegramSettings(tokens=(TELEGRAM_TOKEN, TELEGRAM_OLD_TOKEN), url="http://127.0.0.1:9/")
+# The hook's reports verify with any key of VERIFY_HOOK_SECRET: the new one (which would sign) and the old one.
+HOOK_SECRET, HOOK_OLD_SECRET = hook_emulator.SECRET, "hook-secret-older-456789"
+HOOK = HookSettings(url="http://127.0.0.1:9/hook", secrets=(HOOK_SECRET, HOOK_OLD_SECRET))
 # Every gateway with webhooks, configured.
-GATEWAY_SETTINGS: dict[str, Any] = {"smsc": SMSC, "zoomconnect": ZOOMCONNECT, "d7": D7, "telegram": TELEGRAM}
+GATEWAY_SETTINGS: dict[str, Any] = {
+    "smsc": SMSC,
+    "zoomconnect": ZOOMCONNECT,
+    "d7": D7,
+    "telegram": TELEGRAM,
+    "hook": HOOK,
+}
 # Path parameter values that reach the handler (with the gateways configured); others get UNKNOWN_ID.
 PATH_EXAMPLES = {"kind": "reply", "token": D7_TOKEN}
 # What "conforms to the document" means for one response.
@@ -448,6 +458,20 @@ class TelegramStub(SandboxProvider):
         return Sent(self.name, f"tg-{message.verification_id}")
 
 
+class HookStub(SandboxProvider):
+    """The sandbox gateway under the hook's name: the code is kept for ``Env.code`` as ever, and the message gets the
+    id a receiver would answer, which reports can name (no receiver is ever called)."""
+
+    name = "hook"
+
+    def __init__(self, service: Service) -> None:
+        super().__init__(StoreOutbox(service.store), service.clock)
+
+    def send_sms(self, message: SmsMessage) -> Sent:
+        super().send_sms(message)
+        return Sent(self.name, f"rcv-{message.verification_id}")
+
+
 @dataclass
 class Env:
     """A sandbox app over the test Redis, its client and clock, and the steps scenarios are made of."""
@@ -515,8 +539,8 @@ class Env:
         return Env(app, app.test_client(), self.clock)
 
     def gateways(self, **overrides: Any) -> Env:
-        """The same app with SMSC, Zoom Connect, D7 and Telegram configured (and ``overrides``), so their webhooks
-        answer.
+        """The same app with SMSC, Zoom Connect, D7, Telegram and the hook configured (and ``overrides``), so their
+        webhooks answer.
 
         SMS and calls still go through the sandbox gateway, so ``code`` works; the real gateways are never called.
         """
@@ -1694,6 +1718,88 @@ scenario(TELEGRAM_REPORT, 503, "store-unavailable")(
 )
 
 
+# The hook (docs/gateways/hook.md §4): reports signed like our events, with any key of VERIFY_HOOK_SECRET.
+
+HOOK_HOOK = "/webhooks/hook"
+HOOK_REPORT = "POST /webhooks/hook"
+
+
+def _hook(env: Env, body: bytes, *, secret: str = HOOK_SECRET, age: float = 0) -> TestResponse:
+    """POST a hook report signed with ``secret`` at ``age`` seconds ago by the app's clock."""
+    headers = hook_emulator.signed_headers(secret, int(env.clock() - age), body)
+    return env.client.post(HOOK_HOOK, data=body, headers=headers)
+
+
+def _hook_sent(env: Env) -> tuple[Env, str, str]:
+    """The app with the gateways configured and an SMS verification sent under the hook's name: the app, the
+    verification's id and the receiver's id for its message."""
+    gateways = env.gateways()
+    gateways.service.sms_providers = [HookStub(gateways.service)]
+    started = gateways.start()
+    assert started["delivery"] == {"provider": "hook", "status": "sent"}
+    return gateways, started["id"], f"rcv-{started['id']}"
+
+
+@scenario(HOOK_REPORT, 200)
+def _hook_read_past_delivered(env: Env) -> TestResponse:
+    gateways, vid, message_id = _hook_sent(env)
+    delivered = _hook(gateways, hook_emulator.report_body("delivered", verification_id=vid, message_id=message_id))
+    assert (delivered.status_code, delivered.get_data()) == (200, b"OK")
+    assert _get(gateways, vid)["delivery"] == {"provider": "hook", "status": "delivered"}
+    response = _hook(gateways, hook_emulator.report_body("read", verification_id=vid, message_id=message_id))
+    assert _get(gateways, vid)["delivery"] == {"provider": "hook", "status": "read"}
+    return response
+
+
+@scenario(HOOK_REPORT, 200)
+def _hook_undelivered_is_failed(env: Env) -> TestResponse:
+    # Signed with the older key (rotation), without our id: the message is found by the receiver's id.
+    gateways, vid, message_id = _hook_sent(env)
+    response = _hook(gateways, hook_emulator.report_body("undelivered", message_id=message_id), secret=HOOK_OLD_SECRET)
+    assert _get(gateways, vid)["delivery"] == {"provider": "hook", "status": "failed"}
+    return response
+
+
+# A verified body that is no delivery report (no status): harmless, acknowledged.
+scenario(HOOK_REPORT, 200)(lambda env: _hook(env.gateways(), b'{"id":"abcd0123456789abcdef01234567"}'))
+
+
+@scenario(HOOK_REPORT, 403, "webhook-rejected")
+def _hook_forged(env: Env) -> TestResponse:
+    gateways, vid, message_id = _hook_sent(env)
+    body = hook_emulator.report_body("delivered", verification_id=vid, message_id=message_id)
+    response = _hook(gateways, body, secret="guessed-hook-secret-0")
+    assert _get(gateways, vid)["delivery"]["status"] == "sent"
+    return response
+
+
+@scenario(HOOK_REPORT, 403, "webhook-rejected")
+def _hook_replayed(env: Env) -> TestResponse:
+    gateways = env.gateways()
+    body = hook_emulator.report_body("delivered", message_id="rcv-unknown")
+    headers = hook_emulator.signed_headers(HOOK_SECRET, int(env.clock()), body)
+    assert gateways.client.post(HOOK_HOOK, data=body, headers=headers).status_code == 200
+    return gateways.client.post(HOOK_HOOK, data=body, headers=headers)
+
+
+scenario(HOOK_REPORT, 403, "webhook-rejected")(  # unsigned
+    lambda env: env.gateways().client.post(HOOK_HOOK, json={"message_id": "rcv-1", "status": "delivered"})
+)
+scenario(HOOK_REPORT, 403, "webhook-rejected")(  # stale
+    lambda env: _hook(env.gateways(), hook_emulator.report_body("delivered", message_id="rcv-1"), age=901)
+)
+scenario(HOOK_REPORT, 403, "webhook-rejected")(  # from the future
+    lambda env: _hook(env.gateways(), hook_emulator.report_body("delivered", message_id="rcv-1"), age=-120)
+)
+scenario(HOOK_REPORT, 404, "not-found")(lambda env: _hook(env, hook_emulator.report_body("delivered", message_id="x")))
+scenario(HOOK_REPORT, 413, "request-entity-too-large")(
+    lambda env: env.gateways().request("POST", HOOK_HOOK, data=TOO_LARGE, auth=False)
+)
+scenario(HOOK_REPORT, 503, "store-unavailable")(
+    lambda env: _hook(env.gateways().dead(), hook_emulator.report_body("delivered", message_id="rcv-1"))
+)
+
+
 @pytest.mark.parametrize("case", SCENARIOS, ids=str)
 def test_documented_response_happens_and_conforms(case: Scenario, env: Env) -> None:
     response = case.run(env)
@@ -1820,7 +1926,7 @@ def gateways_fuzz_app(request: pytest.FixtureRequest, redis_server: EmbeddedRedi
 @WEBHOOKS_SCHEMA.parametrize()
 def test_fuzz_webhooks(case: Any, gateways_fuzz_app: Flask) -> None:
     # The right D7 token, so that fuzzed receipts and reports get past it (a wrong one is only ever 404).
-    # Zoom Connect and Telegram callbacks (and signed SMSC ones) cannot be signed by the fuzzer: they exercise
+    # Zoom Connect, Telegram and hook callbacks (and signed SMSC ones) cannot be signed by the fuzzer: they exercise
     # parsing, then 403.
     if "token" in (case.path_parameters or {}):
         case.path_parameters["token"] = D7_TOKEN

@@ -1,17 +1,27 @@
-"""The README's code examples, run as written: the offline token check and the events receiver."""
+"""The README's code examples, run as written: the offline token check, the events receiver, the backend check, and
+the hook's receiver and report."""
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+import requests
 
-from tests.conftest import MovableClock
+from tests.conftest import MovableClock, serving
+from verify.errors import WebhookRejected
 from verify.events import signature
+from verify.providers.base import DeliveryReport, Http, Inbound, ProviderError, SmsMessage
+from verify.providers.hook import HookProvider, HookSettings
+from verify.providers.hook_webhooks import parse_report
 from verify.tokens import Proof, Secrets
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -86,3 +96,93 @@ def test_backend_token_check(redis_url: str, clock: MovableClock) -> None:
         assert readme["verified_phone"](token[:-5] + ("A" if token[-5] != "A" else "B") + token[-4:]) is None
         readme["API_KEY"] = "wrong-key-0123456789"
         assert readme["verified_phone"](token) is None
+
+
+# The hook gateway's receiver and report (README "hook: any provider, through your own endpoint")
+
+HOOK_KEY, HOOK_OLD_KEY = "hook-readme-key-0123456789", "hook-readme-old-key-456789"
+TWILIO_FROM = "+15005550006"
+
+
+class StandInTwilio:
+    """Stands in for ``twilio.rest.Client``: what the README's receiver asks of it, in ``created``."""
+
+    def __init__(self, created: list[tuple[str, dict[str, str]]]) -> None:
+        self.messages = SimpleNamespace(create=lambda **kwargs: self._create("messages", "SM", kwargs))
+        self.calls = SimpleNamespace(create=lambda **kwargs: self._create("calls", "CA", kwargs))
+        self.created = created
+
+    def _create(self, kind: str, prefix: str, kwargs: dict[str, str]) -> SimpleNamespace:
+        self.created.append((kind, kwargs))
+        return SimpleNamespace(sid=f"{prefix}{len(self.created)}")
+
+
+@pytest.fixture
+def hook_receiver(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
+    """The README's receiver, its ``twilio`` SDK a stand-in; and what it asked the stand-in to send."""
+    created: list[tuple[str, dict[str, str]]] = []
+    rest = ModuleType("twilio.rest")
+    rest.Client = lambda sid, token: StandInTwilio(created)  # type: ignore[attr-defined]
+    package = ModuleType("twilio")
+    package.rest = rest  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "twilio", package)
+    monkeypatch.setitem(sys.modules, "twilio.rest", rest)
+    for name, value in {
+        "VERIFY_HOOK_SECRET": f"{HOOK_KEY},{HOOK_OLD_KEY}",
+        "TWILIO_ACCOUNT_SID": "AC0123",
+        "TWILIO_AUTH_TOKEN": "twilio-token",
+        "TWILIO_FROM": TWILIO_FROM,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return example("hook-receiver"), created
+
+
+def test_hook_receiver_sends_what_verify_posts(
+    hook_receiver: tuple[dict[str, Any], list[tuple[str, dict[str, str]]]],
+) -> None:
+    """verify's own hook gateway, pointed at the README's receiver: SMS and voice go out through the SDK, under the
+    id it answers; a rotated key works; a wrong key or an old signature is refused (401: a failed send)."""
+    readme, created = hook_receiver
+    message = SmsMessage("+79991234567", "Your Verify code: 123456", "123456", "abcd0123456789abcdef01234567")
+    http = Http(1.0, 5.0)
+    with serving(readme["app"]) as base:
+
+        def provider(key: str, at: Callable[[], float] = time.time) -> HookProvider:
+            settings = HookSettings(url=f"{base}/verify-hook", secrets=(key,))
+            return HookProvider(settings, http, "https://verify.example", at)
+
+        assert provider(HOOK_KEY).send_sms(message).message_id == "SM1"
+        assert created == [("messages", {"to": message.to, "from_": TWILIO_FROM, "body": message.text})]
+        spoken = replace(message, channel="voice", text="Code <1 2 3> & more")
+        assert provider(HOOK_OLD_KEY).send_sms(spoken).message_id == "CA2"
+        twiml = "<Response><Say>Code &lt;1 2 3&gt; &amp; more</Say></Response>"
+        assert created[1] == ("calls", {"to": message.to, "from_": TWILIO_FROM, "twiml": twiml})
+        for refused in (provider("not-a-key-of-the-receiver"), provider(HOOK_KEY, lambda: time.time() - 301)):
+            with pytest.raises(ProviderError, match="HTTP 401"):
+                refused.send_sms(message)
+        unsigned = requests.post(f"{base}/verify-hook", json={"channel": "sms"}, timeout=5)
+        assert unsigned.status_code == 401
+    http.session.close()
+    assert len(created) == 2
+
+
+def test_hook_report_is_what_verify_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VERIFY_HOOK_SECRET", f"{HOOK_KEY},{HOOK_OLD_KEY}")
+    readme = example("hook-report")
+    posted: list[tuple[str, bytes, dict[str, str]]] = []
+
+    def post(url: str, *, data: bytes, headers: dict[str, str], timeout: float) -> Any:
+        posted.append((url, data, headers))
+        return SimpleNamespace(raise_for_status=lambda: None)
+
+    readme["requests"] = SimpleNamespace(post=post)
+    readme["report"]("https://verify.example/webhooks/hook", "SM1", "undelivered")
+    ((url, body, headers),) = posted
+    assert url == "https://verify.example/webhooks/hook"
+    inbound = Inbound("POST", b"", body, "application/json", headers)
+    (event,) = parse_report(inbound, (HOOK_KEY,), time.time(), 900).events
+    assert event == DeliveryReport(
+        "hook", "SM1", "failed", "undelivered", raw={"message_id": "SM1", "status": "undelivered"}
+    )
+    with pytest.raises(WebhookRejected):  # signed with the first key: a verify that no longer lists it refuses it
+        parse_report(inbound, (HOOK_OLD_KEY,), time.time(), 900)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from verify.providers import d7, sandbox, smsc, telegram, zoomconnect
+from verify.providers import d7, hook, sandbox, smsc, telegram, zoomconnect
 from verify.providers.base import Gateway
 
 __all__ = ["GATEWAYS", "Gateway"]
@@ -21,4 +21,5 @@ GATEWAYS: tuple[Gateway[Any], ...] = (
     zoomconnect.GATEWAY,
     d7.GATEWAY,
     telegram.GATEWAY,
+    hook.GATEWAY,
 )

@@ -1004,7 +1004,7 @@ class Service:
         # A resend may switch channel: the locale the verification was started in, as this channel has it.
         locale = self.locale(record.locale, channel)
         text, size = self._compose(locale, channel, record.app_hash, record.otp_host, code)
-        message = SmsMessage(record.phone, text, code, record.id, channel, self.settings.challenge_ttl)
+        message = SmsMessage(record.phone, text, code, record.id, channel, self.settings.challenge_ttl, locale)
         sent = self.failover.run(chain, states, f"send_{channel}", lambda p: p.send_sms(message))
         sms = channel == "sms"
         return SendCommit(

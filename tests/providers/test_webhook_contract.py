@@ -1,9 +1,9 @@
 """The shared webhook contract (``webhook_contract.py``) for each gateway: SMSC, Zoom Connect, D7 legacy, D7 v1,
-Telegram.
+Telegram, the hook.
 
 Each class says how its gateway is configured and how it calls us (built by its emulator's callback builders, as
-docs/gateways/smsc.md §7-§9, zoomconnect.md §6-§7, d7.md §4, §7-§8 and telegram.md §6-§7 describe the calls), and
-skips, with the reason, the cases its wire format has no room for.
+docs/gateways/smsc.md §7-§9, zoomconnect.md §6-§7, d7.md §4, §7-§8, telegram.md §6-§7 and hook.md §2, §4 describe the
+calls), and skips, with the reason, the cases its wire format has no room for.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import pytest
 
-from tests.providers import d7_emulator, smsc_emulator, telegram_emulator, zoomconnect_emulator
+from tests.providers import d7_emulator, hook_emulator, smsc_emulator, telegram_emulator, zoomconnect_emulator
 from tests.providers.contract import HTTP_CONNECT_TIMEOUT, HTTP_READ_TIMEOUT
 from tests.providers.d7_emulator import D7Emulator
 from tests.providers.emulator import Emulator, Seen
+from tests.providers.hook_emulator import HookReceiver
 from tests.providers.smsc_emulator import HashName, SmscEmulator
 from tests.providers.telegram_emulator import TelegramEmulator
 from tests.providers.webhook_contract import (
@@ -38,6 +39,7 @@ from tests.providers.webhook_contract import (
 from tests.providers.zoomconnect_emulator import ZoomConnectEmulator
 from verify.config import Settings
 from verify.providers.d7 import D7Settings
+from verify.providers.hook import HookSettings
 from verify.providers.smsc import SmscSettings
 from verify.providers.telegram import TelegramSettings
 from verify.providers.zoomconnect import ZoomConnectSettings
@@ -519,3 +521,87 @@ class TestTelegramWebhooks(WebhookContract):
 
     def batch(self, pendings: Sequence[Pending], *, secrets: Sequence[str]) -> Callback:
         pytest.skip("Telegram posts one RequestStatus per request, each with its own timestamp and signature.")
+
+
+# The hook (docs/gateways/hook.md §2, §4): the customer's own receiver takes our messages, and may report delivery to
+# callback_url as a JSON body signed with Verify-Signature, like our events. The "secrets" are VERIFY_HOOK_SECRET's:
+# the first signs what we send (so the receiver checks with NEW), any verifies a report.
+
+HOOK_PUBLIC_URL = "https://verify.example"
+
+
+class TestHookWebhooks(WebhookContract):
+    NAME = "hook"
+    STALE = 403  # an old t
+    REPLAYED = 403  # the same signed bytes twice: their digest is the nonce
+
+    def make_emulator(self) -> Emulator:
+        return HookReceiver(secrets=(NEW,))
+
+    def configure(self, settings: Settings, emulator_url: str, secrets: tuple[str, ...]) -> Settings:
+        return replace(
+            settings,
+            sandbox=False,
+            sms_providers=("hook",),
+            call_provider=None,
+            public_url=HOOK_PUBLIC_URL,
+            http_connect_timeout=HTTP_CONNECT_TIMEOUT,
+            http_read_timeout=HTTP_READ_TIMEOUT,
+            gateway_settings={"hook": HookSettings(url=emulator_url + "hook", secrets=secrets)},
+        )
+
+    def sent_text(self, seen: Seen) -> str:
+        text: str = seen.json()["text"]
+        return text
+
+    @staticmethod
+    def _post(body: bytes, *, secret: str, at: float) -> Callback:
+        headers = hook_emulator.signed_headers(secret, int(at), body)
+        content_type = headers.pop("Content-Type")
+        return Callback("POST", "/webhooks/hook", body, content_type, headers)
+
+    def callback(self, pending: Pending, *, secret: str) -> Callback:
+        return self.report(pending, "delivered", secret=secret)
+
+    def acted(self, view: Mapping[str, Any]) -> bool:
+        return view.get("delivery") == {"provider": "hook", "status": "delivered"}
+
+    def report(self, pending: Pending, outcome: Outcome, *, secret: str) -> Callback:
+        status = "delivered" if outcome == "delivered" else "undelivered"
+        body = hook_emulator.report_body(status, verification_id=pending.id, message_id=pending.message_id)
+        return self._post(body, secret=secret, at=pending.started_at)
+
+    def unsigned(self, pending: Pending) -> Callback:
+        signed = self.callback(pending, secret=NEW)
+        headers = {k: v for k, v in signed.headers.items() if k != "Verify-Signature"}
+        return Callback(signed.method, signed.path, signed.body, signed.content_type, headers)
+
+    def altered(self, pending: Pending, *, secret: str) -> Callback:
+        """A genuine report about another message, its ids swapped for ``pending``'s."""
+        other_id, other_message = "0" * len(pending.id), "1" * len(pending.message_id)
+        genuine = hook_emulator.report_body("delivered", verification_id=other_id, message_id=other_message)
+        signed = self._post(genuine, secret=secret, at=pending.started_at)
+        body = genuine.replace(other_id.encode(), pending.id.encode()).replace(
+            other_message.encode(), pending.message_id.encode()
+        )
+        return Callback(signed.method, signed.path, body, signed.content_type, signed.headers)
+
+    def weak_algorithm(self, pending: Pending, *, secret: str) -> Callback:
+        pytest.skip("The hook signs with HMAC-SHA256 only (v1): there is no algorithm to choose or downgrade to.")
+
+    def allow_weak_algorithm(self, settings: Settings) -> Settings:
+        pytest.skip("The hook signs with HMAC-SHA256 only (v1): there is no algorithm to choose or downgrade to.")
+
+    def stale(self, pending: Pending, *, secret: str, max_age: int) -> Callback:
+        at = pending.started_at - max_age - 60
+        body = hook_emulator.report_body("delivered", verification_id=pending.id, message_id=pending.message_id)
+        return self._post(body, secret=secret, at=at)
+
+    def reply(self, pending: Pending, *, phone: str, secret: str) -> Callback:
+        pytest.skip("The hook only reports delivery: no inbound SMS reaches us, so no callback can approve.")
+
+    def charset_reply(self, pending: Pending, variant: str, *, secret: str) -> Callback:
+        pytest.skip("The hook only reports delivery, always as UTF-8 JSON: there is no charset to choose.")
+
+    def batch(self, pendings: Sequence[Pending], *, secrets: Sequence[str]) -> Callback:
+        pytest.skip("The hook takes one report per request, each with its own signature (docs/gateways/hook.md §4).")

@@ -34,7 +34,8 @@ PAYLOAD_LIMIT = 2000
 class SmsMessage:
     """One code to send on ``channel``: ``sms`` (``text`` is the SMS), ``voice`` (``text`` is spoken) or ``telegram``
     (the gateway sends ``code`` itself). ``code`` is also there for the sandbox outbox. ``ttl`` is how many seconds
-    the code stays valid (0: not said), for gateways that refund a message not delivered in time."""
+    the code stays valid (0: not said), for gateways that refund a message not delivered in time. ``locale`` is the
+    BCP 47 tag ``text`` is written in ("": not said), for gateways that hand it on (the hook)."""
 
     to: str  # E.164
     text: str
@@ -42,6 +43,7 @@ class SmsMessage:
     verification_id: str
     channel: str = "sms"
     ttl: int = 0
+    locale: str = ""
 
 
 @dataclass(frozen=True)
