@@ -230,7 +230,13 @@ def test_a_templates_dir_overrides_and_adds_locales(tmp_path: Path) -> None:
         ("sms.de.txt", "Ihr Code", "sms.de.txt must contain the placeholder {code}"),
         ("voice.de.txt", "{code} {name}", "voice.de.txt may use only {brand}, {code}, {minutes}"),
         ("sms.de.txt", "{code} " + "ж" * 140, "sms.de.txt makes a 10-digit code take 3 SMS parts"),
-        ("email.de.txt", "{code}", "name each file <channel>.<locale>.txt"),
+        ("email.de.txt", "{code}", "name each file <kind>.<locale>.txt"),
+        (
+            "sms-payment.de.txt",
+            "{code}: {amount} {currency}",
+            "sms-payment.de.txt must contain the placeholder {payee}",
+        ),
+        ("voice.de.txt", "{code} {amount}", "voice.de.txt may use only {brand}, {code}, {minutes}"),
         ("sms.de.txt", b"\xff{code}", "cannot be read as UTF-8"),
     ],
 )

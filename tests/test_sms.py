@@ -18,9 +18,12 @@ from hypothesis import strategies as st
 from verify.sms import (
     APP_HASH_RE,
     LOCALES,
+    PAYMENT_SMS_TEMPLATES,
+    PAYMENT_VOICE_TEMPLATES,
     SMS_TEMPLATES,
     VOICE_TEMPLATES,
     BadTemplate,
+    Payment,
     SmsSize,
     UnfitForAutofill,
     check_template,
@@ -507,6 +510,67 @@ SPOKEN = "1, 2, 3, 4, 5, 6"
 def test_the_spoken_text_says_the_digits_one_by_one_twice(locale: str, wording: str) -> None:
     assert render(VOICE_TEMPLATES[locale], "voice", "123456", "Acme", 15) == wording
     assert wording.count(SPOKEN) == 2
+
+
+# ---- Built-in payment templates (PSD2 dynamic linking): what the code approves, in every locale ----
+
+TYPICAL_PAYMENT = Payment("12.50", "EUR", "Shop Ltd")
+
+
+def test_every_locale_has_both_payment_templates() -> None:
+    assert set(PAYMENT_SMS_TEMPLATES) == set(PAYMENT_VOICE_TEMPLATES) == set(LOCALES)
+    assert len(LOCALES) == 16
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("kind", ["sms-payment", "voice-payment"])
+def test_every_builtin_payment_template_passes_the_check(locale: str, kind: str) -> None:
+    templates = PAYMENT_SMS_TEMPLATES if kind == "sms-payment" else PAYMENT_VOICE_TEMPLATES
+    # A 10-digit code and the longest payment (a 64-character payee): an SMS in at most 3 parts.
+    size = check_template(templates[locale], kind, "Verify", 15)
+    if kind == "sms-payment":
+        assert size.parts <= 3, size
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_every_builtin_payment_sms_fits_two_parts_with_a_typical_payment(locale: str) -> None:
+    template = PAYMENT_SMS_TEMPLATES[locale]
+    text = render(template, "sms", "123456", "Verify", 15, TYPICAL_PAYMENT)
+    size = measure(text)
+    # GSM-7 wherever the locale's plain SMS is, else UCS-2; either way within 2 parts.
+    assert size.encoding == ("GSM-7" if locale in GSM7_LOCALES else "UCS-2"), (text, size)
+    assert size.parts <= 2, (text, size)
+    # It says what the code approves, the code, and how long it is valid.
+    for shown in ("12.50", "EUR", "Shop Ltd", "123456"):
+        assert shown in text
+    assert "{minutes}" in template
+
+
+@pytest.mark.parametrize(
+    ("locale", "wording"),
+    [
+        ("en", f"Your Verify code to pay 12.50 EUR to Shop Ltd is {SPOKEN}. Again: {SPOKEN}."),
+        ("ru", f"Код Verify для оплаты 12.50 EUR, получатель Shop Ltd: {SPOKEN}. Повторяю: {SPOKEN}."),
+        ("uk", f"Код Verify для оплати 12.50 EUR, отримувач Shop Ltd: {SPOKEN}. Повторюю: {SPOKEN}."),
+        ("kk", f"12.50 EUR төлеу үшін Verify кодыңыз, алушы Shop Ltd: {SPOKEN}. Қайталаймын: {SPOKEN}."),
+        ("uz", f"12.50 EUR to'lash uchun Verify kodingiz, qabul qiluvchi Shop Ltd: {SPOKEN}. Takror: {SPOKEN}."),
+        ("de", f"Ihr Verify-Code für die Zahlung von 12.50 EUR an Shop Ltd lautet {SPOKEN}. Noch einmal: {SPOKEN}."),
+        ("fr", f"Votre code Verify pour payer 12.50 EUR à Shop Ltd est {SPOKEN}. Je répète : {SPOKEN}."),
+        ("es", f"Su código de Verify para pagar 12.50 EUR a Shop Ltd es {SPOKEN}. Repito: {SPOKEN}."),
+        ("pt", f"O seu código Verify para pagar 12.50 EUR a Shop Ltd é {SPOKEN}. Repito: {SPOKEN}."),
+        ("it", f"Il suo codice Verify per pagare 12.50 EUR a Shop Ltd è {SPOKEN}. Ripeto: {SPOKEN}."),
+        ("tr", f"Shop Ltd alıcısına 12.50 EUR ödemesi için Verify kodunuz {SPOKEN}. Tekrar ediyorum: {SPOKEN}."),  # noqa: RUF001 - Turkish dotless i
+        ("ar", f"رمز Verify لدفع 12.50 EUR إلى Shop Ltd هو {SPOKEN}. أكرر: {SPOKEN}."),
+        ("hi", f"Shop Ltd को 12.50 EUR के भुगतान के लिए आपका Verify कोड है {SPOKEN}. फिर से: {SPOKEN}."),
+        ("id", f"Kode Verify Anda untuk membayar 12.50 EUR ke Shop Ltd adalah {SPOKEN}. Sekali lagi: {SPOKEN}."),
+        ("zh", f"您向Shop Ltd支付12.50 EUR的Verify验证码是{SPOKEN}。再说一遍：{SPOKEN}。"),  # noqa: RUF001 - CJK punctuation
+        ("ja", f"Shop Ltdへの12.50 EURのお支払い用のVerify認証コードは{SPOKEN}です。もう一度：{SPOKEN}。"),  # noqa: RUF001 - CJK punctuation
+    ],
+)
+def test_the_spoken_payment_text_names_the_payment_then_says_the_code_twice(locale: str, wording: str) -> None:
+    assert render(PAYMENT_VOICE_TEMPLATES[locale], "voice", "123456", "Verify", 15, TYPICAL_PAYMENT) == wording
+    assert wording.count(SPOKEN) == 2
+    assert max(wording.index(shown) for shown in ("12.50", "EUR", "Shop Ltd")) < wording.index(SPOKEN)
 
 
 @pytest.mark.parametrize(

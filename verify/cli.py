@@ -23,11 +23,13 @@ from verify.errors import ConfigError, StoreUnavailable
 from verify.gateways import GATEWAYS, Gateway
 from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOGGER_CLASSES
 from verify.providers.base import ProviderError
-from verify.sms import measure, render
+from verify.sms import Payment, measure, render
 from verify.store import Store
 from verify.store.connection import parse_url
 
 DEV_DIR = Path(".dev")
+# What check-config shows a payment's templates with.
+SAMPLE_PAYMENT = Payment("12.50", "EUR", "Shop Ltd")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,13 +78,14 @@ def check_config(*, live: bool, env: dict[str, str] | None = None, gateways: Seq
     print(f"  voice failover chain: {' -> '.join(settings.voice_providers) or '(none: the voice channel is off)'}")
     print(f"Templates (brand {settings.brand!r}, {settings.minutes} min, a {settings.code_length}-digit code)")
     code = "0" * settings.code_length
-    for channel, templates in settings.templates().items():
+    for kind, templates in settings.templates().items():
+        channel, payment = kind.partition("-")[0], SAMPLE_PAYMENT if kind.endswith("-payment") else None
         for locale, template in sorted(templates.items()):
-            size = measure(render(template, channel, code, settings.brand, settings.minutes))
+            size = measure(render(template, channel, code, settings.brand, settings.minutes, payment))
             cost = (
                 f"{size.encoding}, {size.parts} part{'s' if size.parts > 1 else ''}" if channel == "sms" else "spoken"
             )
-            print(f"  {channel}.{locale}: {cost}: {template}")
+            print(f"  {kind}.{locale}: {cost}{' (paying 12.50 EUR to Shop Ltd)' if payment else ''}: {template}")
     for warning in settings.warnings():
         print(f"WARNING: {warning}")
     if not live:

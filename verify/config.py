@@ -25,7 +25,7 @@ from verify.env import Env
 from verify.errors import ConfigError
 from verify.gateways import GATEWAYS, Gateway
 from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOG_FORMATS
-from verify.sms import BUILTIN_TEMPLATES, LOCALE_RE, TEXT_CHANNELS, BadTemplate, check_template, measure
+from verify.sms import BUILTIN_TEMPLATES, LOCALE_RE, TEMPLATE_KINDS, BadTemplate, check_template, measure
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ VOICE_PROVIDERS = "VERIFY_VOICE_PROVIDERS"
 TELEGRAM_TOKEN = "VERIFY_TELEGRAM_TOKEN"  # noqa: S105 - a variable name
 DEFAULT_CHANNELS = "VERIFY_DEFAULT_CHANNELS"
 FALLBACK_AFTER = "VERIFY_FALLBACK_AFTER"
+PSD2 = "VERIFY_PSD2"
 #: The channels a fallback chain may hold: those that carry a code (a ``call`` verification is confirmed by the
 #: person's call, and has no code to send again).
 CODE_CHANNELS = ("sms", "voice", "telegram")
@@ -158,12 +159,12 @@ def _template(channel: str) -> env.Reader:
     return reader
 
 
-TEMPLATE_FILE_RE = re.compile(rf"({'|'.join(TEXT_CHANNELS)})\.({LOCALE_RE.pattern})\.txt")
+TEMPLATE_FILE_RE = re.compile(rf"({'|'.join(TEMPLATE_KINDS)})\.({LOCALE_RE.pattern})\.txt")
 
 
 def _template_files(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
-    """The templates of ``VERIFY_TEMPLATES_DIR``, one file per channel and locale (``sms.de.txt``, ``voice.pt-br.txt``),
-    as ``((channel, locale, template), ...)``; each is checked like a built-in one."""
+    """The templates of ``VERIFY_TEMPLATES_DIR``, one file per kind and locale (``sms.de.txt``, ``voice.pt-br.txt``,
+    ``sms-payment.de.txt``), as ``((kind, locale, template), ...)``; each is checked like a built-in one."""
     directory = env.raw(e, TEMPLATES_DIR)
     if not directory:
         return ()
@@ -177,8 +178,8 @@ def _template_files(e: Env, name: str, default: Any, seen: Mapping[str, Any]) ->
         if not matched:
             raise ConfigError(
                 TEMPLATES_DIR,
-                f"has {entry!r}: name each file <channel>.<locale>.txt, the channel one of {', '.join(TEXT_CHANNELS)} "
-                "and the locale a BCP 47 tag (sms.de.txt, voice.pt-br.txt)",
+                f"has {entry!r}: name each file <kind>.<locale>.txt, the kind one of {', '.join(TEMPLATE_KINDS)} "
+                "and the locale a BCP 47 tag (sms.de.txt, voice.pt-br.txt, sms-payment.de.txt)",
             )
         channel, locale = matched.group(1), matched.group(2).replace("_", "-").lower()
         try:
@@ -406,6 +407,8 @@ class Settings:
     default_channels: tuple[str, ...] = field(default=(), metadata=_var(DEFAULT_CHANNELS, _default_channels))
     # How long a fallback chain's step waits for an approval before the next one is sent (a start may say per step).
     fallback_after: int = field(default=60, metadata=_var(FALLBACK_AFTER, env.integer(1, 86400)))
+    # PSD2 dynamic linking: every start must name the payment its code approves (its `context`).
+    psd2: bool = field(default=False, metadata=_var(PSD2, env.flag))
     # How long a send may take before its reservation lapses (and a fallback step's claim with it, for another worker
     # to take): the whole gateway chain, with its timeouts, must fit in it.
     send_lease: int = field(default=120, metadata=_var("VERIFY_SEND_LEASE", env.integer(5, 3600)))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from verify.config import Settings
+from verify.sms import Payment
 from verify.store import Record
 from verify.tokens import Proof, Secrets, client_secret_hash
 
@@ -129,6 +130,7 @@ class Verification:
     verified_at: float | None = None
     token: str | None = None
     fallback: Fallback | None = None
+    payment: Payment | None = None  # what a payment's code approves (the API's ``context``)
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,14 @@ def view(record: Record, settings: Settings, secrets_: Secrets) -> Verification:
     token = None
     if record.status == "approved":
         token = secrets_.sign(
-            Proof(record.id, record.phone, record.channel, record.completed_via, record.verified_at // 1000)
+            Proof(
+                record.id,
+                record.phone,
+                record.channel,
+                record.completed_via,
+                record.verified_at // 1000,
+                record.payment,
+            )
         )
     return Verification(
         id=record.id,
@@ -201,4 +210,5 @@ def view(record: Record, settings: Settings, secrets_: Secrets) -> Verification:
         verified_at=record.verified_at / 1000 if record.verified_at else None,
         token=token,
         fallback=fallback_of(record),
+        payment=record.payment,
     )

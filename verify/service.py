@@ -40,6 +40,7 @@ from verify.config import (
     CALL_PROVIDER,
     CODE_CHANNELS,
     NUMBER_TYPES,
+    PSD2,
     SMS_PROVIDERS,
     TELEGRAM_TOKEN,
     VOICE_PROVIDERS,
@@ -91,7 +92,17 @@ from verify.providers.base import (
     SmsReceived,
 )
 from verify.quotas import Quota, Quotas, Refusal
-from verify.sms import SmsSize, UnfitForAutofill, compose, locale_candidates, measure, render
+from verify.sms import (
+    TEXT_CHANNELS,
+    Payment,
+    SmsSize,
+    UnfitForAutofill,
+    compose,
+    kind_of,
+    locale_candidates,
+    measure,
+    render,
+)
 from verify.store import ID_RE, SHARDS, Batch, Breaker, Health, Op, Outcome, Record, SendCommit, Store, Taken, new_id
 from verify.store import Source as Source  # re-exported for the API: who starts a verification
 from verify.tokens import Proof, Secrets, new_client_secret
@@ -197,6 +208,7 @@ class Service:
         captcha: Answer | None = None,
         source: Source = API,
         chain: tuple[Step, ...] = (),
+        payment: Payment | None = None,
     ) -> Started:
         """Start verifying ``phone`` (E.164), or (an API key's start) return its pending verification on ``channel``.
 
@@ -210,6 +222,9 @@ class Service:
         With a fallback ``chain`` of two or more steps (``channel`` is then its first), the same code goes out on
         the next step's channel when a send fails, at once, or when it is not approved within the step's wait, from
         the workers' loop (:meth:`fallback`); each such send takes the quotas a resend would.
+
+        A ``payment`` (PSD2 dynamic linking) is shown in every text and binds the code: a check must name it again.
+        Only channels whose text shows it carry one (``sms``, ``voice``); ``VERIFY_PSD2`` requires one.
         """
         if len(chain) > 1:
             channel = chain[0].channel
@@ -219,11 +234,19 @@ class Service:
         else:
             chain = ()
         self._require_channel(channel)
+        if payment is None and self.settings.psd2:
+            raise InvalidRequest(
+                "context", f"every start needs a payment context here ({PSD2}): amount, currency, payee"
+            )
+        steps = [(f"channels[{i}]", step.channel) for i, step in enumerate(chain)] or [("channel", channel)]
+        for field, step_channel in steps:
+            self._require_payable(step_channel, payment, field)
         self._require_allowed(phone)
-        locale = self.locale(locale, channel)
-        for step_channel in [step.channel for step in chain] or [channel]:
+        locale = self.locale(locale, kind_of(channel, payment))
+        for _, step_channel in steps:
             if step_channel == "sms":
-                self._compose(locale, "sms", source.app_hash, source.otp_host, "0" * self.settings.code_length)
+                code = "0" * self.settings.code_length
+                self._compose(locale, "sms", source.app_hash, source.otp_host, code, payment)
         settings = self.settings
         now, nonce, fresh = self._now_ms(), secrets.token_hex(8), new_id(phone)
         client_secret = ""
@@ -249,6 +272,7 @@ class Service:
             fresh,
             chain_text(chain),
             client_ip,
+            payment,
         )
         admission = self._admit(batch, now, client_ip, phone, channel, captcha, start=True)
         try:
@@ -314,7 +338,15 @@ class Service:
         batch.run()
         return self._send(_Reservation(record, channel, nonce, now), admission, client_ip, None, created=False)
 
-    def check(self, verification_id: str, code: str, *, client_ip: str, caller: Caller = API_CALLER) -> Verification:
+    def check(
+        self,
+        verification_id: str,
+        code: str,
+        *,
+        client_ip: str,
+        caller: Caller = API_CALLER,
+        payment: Payment | None = None,
+    ) -> Verification:
         """Check a code. Exactly one correct check approves; wrong ones count against the attempts.
 
         Every check takes the client IP's ``VERIFY_LIMIT_CHECK_IP`` quota first (never given back: a check is work
@@ -322,7 +354,8 @@ class Service:
         on a cluster, whose IP quota and record live in different slots, in a round trip of its own before. A phone
         whose wrong codes used up ``VERIFY_LIMIT_PHONE_FAILURES`` gets no check at all until the window moves on,
         the right code included. A site key (``caller``) reaches only the
-        verifications it started, with their client secret.
+        verifications it started, with their client secret. A payment's code is right only with the same ``payment``
+        its start named: another amount, currency or payee is a wrong code, and costs an attempt.
         """
         self._reach(verification_id, caller)
         gate = Quota(self.quotas.check_ip, client_ip) if self.quotas.check_ip else None
@@ -331,7 +364,7 @@ class Service:
             if taken.refusal:
                 raise self._limited(taken.refusal)
             gate = None
-        outcome = self._complete(verification_id, "code", [code], caller.proof, gate)
+        outcome = self._complete(verification_id, "code", [code], caller.proof, gate, payment)
         if outcome.outcome in ("locked", "limited"):
             raise self._limited(outcome.refusal)
         record = _present(outcome)
@@ -459,10 +492,16 @@ class Service:
         return self.store.run(Batch.find, event.phone, "sms")
 
     def _complete(
-        self, verification_id: str, via: str, codes: list[str], caller: str = "", gate: Quota | None = None
+        self,
+        verification_id: str,
+        via: str,
+        codes: list[str],
+        caller: str = "",
+        gate: Quota | None = None,
+        payment: Payment | None = None,
     ) -> Outcome[Any]:
-        """Run complete.lua, taking ``gate`` first (one server); an approval journals its event in the same script
-        (events on)."""
+        """Run complete.lua, taking ``gate`` first (one server), with the codes bound to ``payment``; an approval
+        journals its event in the same script (events on)."""
         batch = self.store.batch()
         with self.events.hinted(batch, verification_id):
             completing = batch.complete(
@@ -472,7 +511,7 @@ class Service:
                 self._now_ms(),
                 self.settings.challenge_ttl * 1000,
                 self.quotas.phone_failures,
-                self.secrets.code_candidates(verification_id, codes),
+                self.secrets.code_candidates(verification_id, codes, payment),
                 self.events.new_id(),
                 self.events.grace_ms,
                 caller,
@@ -483,7 +522,8 @@ class Service:
         return completing.value
 
     def _approve(self, record: Record, via: str, codes: list[str]) -> Verification | None:
-        outcome = self._complete(record.id, via, codes)
+        # A reply answers the text it got, which showed the payment it approves.
+        outcome = self._complete(record.id, via, codes, payment=record.payment)
         if outcome.outcome != "approved" or outcome.record is None:
             return None
         return self._approved(outcome.record)
@@ -663,16 +703,24 @@ class Service:
             return [self.call_provider] if self.call_provider else []
         return self.sms_providers if channel == "sms" else self.chains.get(channel, [])
 
-    def locale(self, tag: str | None, channel: str) -> str:
-        """The locale a verification's texts on ``channel`` are written in, for the client's BCP 47 ``tag``: the
-        tag itself, else its language (``pt-BR`` -> ``pt``), else ``VERIFY_DEFAULT_LOCALE``."""
-        templates = self._texts(channel)
+    def locale(self, tag: str | None, kind: str) -> str:
+        """The locale a verification's texts of ``kind`` (a channel, or ``<channel>-payment``) are written in, for the
+        client's BCP 47 ``tag``: the tag itself, else its language (``pt-BR`` -> ``pt``), else
+        ``VERIFY_DEFAULT_LOCALE``."""
+        templates = self._texts(kind)
         return next((loc for loc in locale_candidates(tag or "") if loc in templates), self.settings.default_locale)
 
-    def _texts(self, channel: str) -> dict[str, str]:
-        """The templates of ``channel`` by locale; a Telegram message is written by Telegram, and the SMS's text is
-        what the sandbox shows for it."""
-        return self._templates.get(channel, self._templates["sms"])
+    def _texts(self, kind: str) -> dict[str, str]:
+        """The templates of ``kind`` (a channel, or ``<channel>-payment``) by locale; a Telegram message is written by
+        Telegram, and the SMS's text is what the sandbox shows for it."""
+        return self._templates.get(kind, self._templates["sms"])
+
+    def _require_payable(self, channel: str, payment: Payment | None, field: str) -> None:
+        """A payment's code goes only where its text shows what it approves: by SMS or spoken."""
+        if payment is not None and channel not in TEXT_CHANNELS:
+            raise InvalidRequest(
+                field, f"a payment's code must come with its amount and payee: sms or voice, not {channel}"
+            )
 
     def _admit(
         self, batch: Batch, at: int, client_ip: str, phone: str, channel: str, answer: Answer | None, *, start: bool
@@ -1001,32 +1049,36 @@ class Service:
         if channel == "call":
             call = self.failover.run(chain, states, "start_call", lambda p: p.start_call(record.phone, record.id))
             return SendCommit("call", "", call.provider, call.message_id, call.number, call.numbers)
+        payment = record.payment
+        self._require_payable(channel, payment, "channel")  # a resend may name another channel
         # A resend may switch channel: the locale the verification was started in, as this channel has it.
-        locale = self.locale(record.locale, channel)
-        text, size = self._compose(locale, channel, record.app_hash, record.otp_host, code)
+        locale = self.locale(record.locale, kind_of(channel, payment))
+        text, size = self._compose(locale, channel, record.app_hash, record.otp_host, code, payment)
         message = SmsMessage(record.phone, text, code, record.id, channel, self.settings.challenge_ttl, locale)
         sent = self.failover.run(chain, states, f"send_{channel}", lambda p: p.send_sms(message))
         sms = channel == "sms"
         return SendCommit(
             channel,
-            self.secrets.code_hash(record.id, code),
+            self.secrets.code_hash(record.id, code, payment),
             sent.provider,
             sent.message_id,
             sms_encoding=size.encoding if sms else "",
             sms_parts=size.parts if sms else 0,
         )
 
-    def _compose(self, locale: str, channel: str, app_hash: str, otp_host: str, code: str) -> tuple[str, SmsSize]:
-        """The text carrying ``code`` on ``channel`` (``sms`` or ``voice``) and its size: the locale's template,
-        then for an SMS the autofill lines (``verify/sms.py``); :class:`InvalidRequest` naming ``app_hash`` for a
-        text a phone would not autofill."""
+    def _compose(
+        self, locale: str, channel: str, app_hash: str, otp_host: str, code: str, payment: Payment | None = None
+    ) -> tuple[str, SmsSize]:
+        """The text carrying ``code`` on ``channel`` (``sms`` or ``voice``; for a ``payment``, its templates) and its
+        size: the locale's template, then for an SMS the autofill lines (``verify/sms.py``); :class:`InvalidRequest`
+        naming ``app_hash`` for a text a phone would not autofill."""
         settings = self.settings
-        text = render(self._texts(channel)[locale], channel, code, settings.brand, settings.minutes)
+        template = self._texts(kind_of(channel, payment))[locale]
+        text = render(template, channel, code, settings.brand, settings.minutes, payment)
         if channel != "sms":
             return text, measure(text)
-        size = self._sizes[locale]
-        if not (app_hash or otp_host):
-            return text, size  # measured once: codes are digits, one GSM-7 septet each
+        if not (app_hash or otp_host):  # measured once: codes are digits, one GSM-7 septet each
+            return text, measure(text) if payment else self._sizes[locale]
         try:
             text = compose(text, code, origin_host=otp_host or None, app_hash=app_hash or None)
         except UnfitForAutofill as err:

@@ -174,10 +174,16 @@ def _is_gsm7(ch: str) -> bool:
 
 # The channels whose code is carried by a text: an SMS's, or the one a call speaks.
 TEXT_CHANNELS = ("sms", "voice")
+#: What a template is for: a channel's texts, and that channel's texts for a payment (PSD2 dynamic linking), which
+#: name what the code approves: ``sms-payment``, ``voice-payment``.
+TEMPLATE_KINDS = (*TEXT_CHANNELS, *(f"{channel}-payment" for channel in TEXT_CHANNELS))
 PLACEHOLDERS = frozenset({"code", "brand", "minutes"})
+PAYMENT_PLACEHOLDERS = frozenset({"amount", "currency", "payee"})  # a payment's templates must name all three
 DEFAULT_LOCALE = "en"
 # The longest code a template must carry in at most this many SMS parts (VERIFY_CODE_LENGTH allows 10 digits).
 LONGEST_CODE, MAX_PARTS = "0" * 10, 2
+# A payment's text also carries its amount and payee (up to 64 characters): it may take one part more.
+MAX_PAYMENT_PARTS = 3
 # A BCP 47 tag, loosely: a language of 2-8 letters, then subtags of 1-8 letters or digits ("pt-BR", "zh-Hant-TW").
 LOCALE_RE = re.compile(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,7}")
 
@@ -222,12 +228,94 @@ VOICE_TEMPLATES: dict[str, str] = {
     "zh": "您的{brand}验证码是{code}。再说一遍：{code}。",  # noqa: RUF001 - CJK punctuation
     "ja": "{brand}の認証コードは{code}です。もう一度：{code}。",  # noqa: RUF001 - CJK punctuation
 }
-BUILTIN_TEMPLATES: dict[str, dict[str, str]] = {"sms": SMS_TEMPLATES, "voice": VOICE_TEMPLATES}
+# A payment's texts (PSD2 dynamic linking): what the code approves, its amount, currency and payee, with the code and
+# (in an SMS) how long it is valid. Written as the texts above: an SMS in GSM-7 where the language can be written in it
+# (the same word choices, and Uzbek's o' with the apostrophe), within 2 parts with a 6-digit code and a typical payment
+# (12.50 EUR to "Shop Ltd"), and within 3 with the longest (a 64-character payee); a spoken text short and with the
+# code twice. tests/test_sms.py counts the parts and pins the spoken wording.
+PAYMENT_SMS_TEMPLATES: dict[str, str] = {
+    "en": "{code} is your {brand} code to pay {amount} {currency} to {payee}. Expires in {minutes} min.",
+    "ru": "{code} — код {brand} для оплаты {amount} {currency}, получатель: {payee}. Действует {minutes} мин.",
+    "uk": "{code} — код {brand} для оплати {amount} {currency}, отримувач: {payee}. Дійсний {minutes} хв.",
+    "kk": "{code} — {amount} {currency} төлеу үшін {brand} коды. Алушы: {payee}. {minutes} мин жарамды.",
+    "uz": (
+        "{code} - {amount} {currency} to'lash uchun {brand} kodi. Qabul qiluvchi: {payee}. "
+        "{minutes} daqiqa amal qiladi."
+    ),
+    "de": "{code} ist Ihr {brand}-Code für die Zahlung von {amount} {currency} an {payee}. Gültig für {minutes} Min.",
+    "fr": "{code} est votre code {brand} pour payer {amount} {currency} à {payee}. Valable {minutes} min.",
+    "es": "{code} es tu clave de {brand} para pagar {amount} {currency} a {payee}. Caduca en {minutes} min.",
+    "pt": "{brand}: use {code} para pagar {amount} {currency} a {payee}. Expira em {minutes} min.",
+    "it": "{code} è il tuo codice {brand} per pagare {amount} {currency} a {payee}. Scade tra {minutes} min.",
+    "tr": "{code}, {payee} alıcısına {amount} {currency} ödemesi için {brand} kodunuzdur. {minutes} dk geçerlidir.",  # noqa: RUF001 - Turkish dotless i
+    "ar": "{code} هو رمز {brand} لدفع {amount} {currency} إلى {payee}. صالح لمدة {minutes} دقيقة.",
+    "hi": "{code} आपका {brand} कोड है, {payee} को {amount} {currency} के भुगतान के लिए। {minutes} मिनट तक मान्य।",
+    "id": "{code} adalah kode {brand} Anda untuk membayar {amount} {currency} ke {payee}. Berlaku {minutes} menit.",
+    "zh": "{code}是您向{payee}支付{amount} {currency}的{brand}验证码，{minutes}分钟内有效。",  # noqa: RUF001 - CJK punctuation
+    "ja": "{payee}への{amount} {currency}のお支払い用の{brand}認証コード：{code}（{minutes}分間有効）",  # noqa: RUF001 - CJK punctuation
+}
+PAYMENT_VOICE_TEMPLATES: dict[str, str] = {
+    "en": "Your {brand} code to pay {amount} {currency} to {payee} is {code}. Again: {code}.",
+    "ru": "Код {brand} для оплаты {amount} {currency}, получатель {payee}: {code}. Повторяю: {code}.",
+    "uk": "Код {brand} для оплати {amount} {currency}, отримувач {payee}: {code}. Повторюю: {code}.",
+    "kk": "{amount} {currency} төлеу үшін {brand} кодыңыз, алушы {payee}: {code}. Қайталаймын: {code}.",
+    "uz": "{amount} {currency} to'lash uchun {brand} kodingiz, qabul qiluvchi {payee}: {code}. Takror: {code}.",
+    "de": "Ihr {brand}-Code für die Zahlung von {amount} {currency} an {payee} lautet {code}. Noch einmal: {code}.",
+    "fr": "Votre code {brand} pour payer {amount} {currency} à {payee} est {code}. Je répète : {code}.",
+    "es": "Su código de {brand} para pagar {amount} {currency} a {payee} es {code}. Repito: {code}.",
+    "pt": "O seu código {brand} para pagar {amount} {currency} a {payee} é {code}. Repito: {code}.",
+    "it": "Il suo codice {brand} per pagare {amount} {currency} a {payee} è {code}. Ripeto: {code}.",
+    "tr": "{payee} alıcısına {amount} {currency} ödemesi için {brand} kodunuz {code}. Tekrar ediyorum: {code}.",  # noqa: RUF001 - Turkish dotless i
+    "ar": "رمز {brand} لدفع {amount} {currency} إلى {payee} هو {code}. أكرر: {code}.",
+    "hi": "{payee} को {amount} {currency} के भुगतान के लिए आपका {brand} कोड है {code}. फिर से: {code}.",
+    "id": "Kode {brand} Anda untuk membayar {amount} {currency} ke {payee} adalah {code}. Sekali lagi: {code}.",
+    "zh": "您向{payee}支付{amount} {currency}的{brand}验证码是{code}。再说一遍：{code}。",  # noqa: RUF001 - CJK punctuation
+    "ja": "{payee}への{amount} {currency}のお支払い用の{brand}認証コードは{code}です。もう一度：{code}。",  # noqa: RUF001 - CJK punctuation
+}
+
+BUILTIN_TEMPLATES: dict[str, dict[str, str]] = {
+    "sms": SMS_TEMPLATES,
+    "voice": VOICE_TEMPLATES,
+    "sms-payment": PAYMENT_SMS_TEMPLATES,
+    "voice-payment": PAYMENT_VOICE_TEMPLATES,
+}
 LOCALES = tuple(SMS_TEMPLATES)
+
+
+@dataclass(frozen=True)
+class Payment:
+    """What a payment's code approves (PSD2 dynamic linking): its ``amount`` (a decimal string, as the client gave
+    it), ``currency`` (ISO 4217) and ``payee``. Its texts show all three, and its code is bound to them."""
+
+    amount: str
+    currency: str
+    payee: str
+
+
+#: ISO 4217's currencies (its list of 2025, funds and metals left out): what a payment's ``currency`` may be.
+CURRENCIES = frozenset(
+    """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD CAD CDF
+    CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF
+    GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL
+    LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN
+    PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD
+    TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL""".split()
+)
+#: A payment's amount: a decimal string, up to 12 digits before the point and 4 after (ISO 4217's most minor units).
+AMOUNT_RE = re.compile(r"(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,4})?")
+MAX_PAYEE_LENGTH = 64
+
+# The largest payment a template must carry in MAX_PAYMENT_PARTS (a payee of 64 GSM-7 characters).
+LONGEST_PAYMENT = Payment("999999999999.99", "EUR", "W" * 64)
 
 
 class BadTemplate(ValueError):
     """A template that cannot be used; the message says why."""
+
+
+def kind_of(channel: str, payment: Payment | None) -> str:
+    """The template kind of a text on ``channel``: the channel's own, or for a payment ``<channel>-payment``."""
+    return f"{channel}-payment" if payment is not None else channel
 
 
 def spoken(code: str) -> str:
@@ -235,30 +323,43 @@ def spoken(code: str) -> str:
     return ", ".join(code)
 
 
-def render(template: str, channel: str, code: str, brand: str, minutes: int) -> str:
-    """``template`` filled in; a spoken code's digits come one by one (:func:`spoken`)."""
-    return template.format(code=spoken(code) if channel == "voice" else code, brand=brand, minutes=minutes)
+def render(template: str, channel: str, code: str, brand: str, minutes: int, payment: Payment | None = None) -> str:
+    """``template`` filled in; a spoken code's digits come one by one (:func:`spoken`); a payment's amount,
+    currency and payee as the client gave them."""
+    shown = {"code": spoken(code) if channel == "voice" else code, "brand": brand, "minutes": minutes}
+    if payment is not None:
+        shown.update(amount=payment.amount, currency=payment.currency, payee=payment.payee)
+    return template.format(**shown)
 
 
-def check_template(template: str, channel: str, brand: str, minutes: int) -> SmsSize:
-    """Refuse a template that lacks ``{code}``, uses another placeholder (or a format spec, or stray braces), or,
-    for an SMS, makes a 10-digit code take more than 2 parts; returns its size with a 10-digit code."""
+def check_template(template: str, kind: str, brand: str, minutes: int) -> SmsSize:
+    """Refuse a template of ``kind`` (:data:`TEMPLATE_KINDS`) that lacks ``{code}`` (a payment's: or one of
+    ``{amount}``, ``{currency}``, ``{payee}``), uses another placeholder (or a format spec, or stray braces), or, for
+    an SMS, makes a 10-digit code take more than 2 parts (a payment's, with the longest payment: 3); returns its size
+    with a 10-digit code."""
+    channel, payment = kind.partition("-")[0], LONGEST_PAYMENT if kind.endswith("-payment") else None
+    known = PLACEHOLDERS | (PAYMENT_PLACEHOLDERS if payment else frozenset())
     try:
         fields = [(name, spec, conversion) for _, name, spec, conversion in Formatter().parse(template)]
     except ValueError as err:
         raise BadTemplate(f"is not a template ({err}); write a literal brace as {{{{ or }}}}") from None
     names = {name for name, _, _ in fields if name is not None}
-    unknown = sorted(names - PLACEHOLDERS)
+    unknown = sorted(names - known)
     if unknown or any(spec or conversion for name, spec, conversion in fields if name is not None):
-        allowed = ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
+        allowed = ", ".join(f"{{{p}}}" for p in sorted(known))
         raise BadTemplate(f"may use only {allowed}, as they are (unknown: {', '.join(unknown) or 'a format spec'})")
-    if "code" not in names:
-        raise BadTemplate("must contain the placeholder {code}")
-    size = measure(render(template, channel, LONGEST_CODE, brand, minutes))
-    if channel == "sms" and size.parts > MAX_PARTS:
+    missing = sorted(({"code"} | (PAYMENT_PLACEHOLDERS if payment else set())) - names)
+    if missing:
+        raise BadTemplate(
+            f"must contain the placeholder{'s' * (len(missing) > 1)} {', '.join(f'{{{m}}}' for m in missing)}"
+        )
+    size = measure(render(template, channel, LONGEST_CODE, brand, minutes, payment))
+    most = MAX_PAYMENT_PARTS if payment else MAX_PARTS
+    if channel == "sms" and size.parts > most:
         raise BadTemplate(
             f"makes a {len(LONGEST_CODE)}-digit code take {size.parts} SMS parts ({size.encoding}, {size.units} "
-            f"units with the brand {brand!r}); at most {MAX_PARTS} are allowed"
+            f"units with the brand {brand!r}{' and the longest payment' if payment else ''}); at most {most} are "
+            "allowed"
         )
     return size
 

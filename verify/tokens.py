@@ -17,6 +17,7 @@ from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTime
 
 from verify.clock import Clock
 from verify.errors import InvalidToken, TokenExpired
+from verify.sms import Payment
 
 PROOF_SALT = "verify.proof"
 CODE_SALT = b"verify.code"
@@ -45,6 +46,7 @@ class Proof:
     channel: str
     completed_via: str
     verified_at: int  # unix seconds
+    payment: Payment | None = None  # what a payment's code approved (PSD2 dynamic linking)
 
 
 class _ProofSigner(TimestampSigner):
@@ -86,6 +88,8 @@ class Secrets:
             "via": proof.completed_via,
             "at": proof.verified_at,
         }
+        if proof.payment is not None:
+            payload["pay"] = [proof.payment.amount, proof.payment.currency, proof.payment.payee]
         return self._signer(proof.verified_at).sign(self._serializer.dump_payload(payload)).decode("ascii")
 
     def verify(self, token: str) -> Proof:
@@ -100,27 +104,33 @@ class Secrets:
         except BadData as err:
             raise InvalidToken("token signature does not verify") from err
         try:
+            paid = payload.get("pay")
             return Proof(
                 str(payload["vid"]),
                 str(payload["phone"]),
                 str(payload["channel"]),
                 str(payload["via"]),
                 int(payload["at"]),
+                Payment(*map(str, paid)) if paid is not None else None,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise InvalidToken("token payload is not a verify proof") from err
 
-    def code_hash(self, verification_id: str, code: str) -> str:
+    def code_hash(self, verification_id: str, code: str, payment: Payment | None = None) -> str:
         """HMAC of a code under the newest key: the form a code is checked in (a fallback chain also keeps its code
         sealed, for its next steps: :meth:`seal_code`)."""
-        return self._code_hashes(verification_id, code)[0]
+        return self._code_hashes(verification_id, code, payment)[0]
 
-    def code_candidates(self, verification_id: str, codes: list[str]) -> list[str]:
-        """HMACs of each submitted code under every key, so codes stored before a rotation still match."""
-        return [h for code in codes for h in self._code_hashes(verification_id, code)]
+    def code_candidates(self, verification_id: str, codes: list[str], payment: Payment | None = None) -> list[str]:
+        """HMACs of each submitted code under every key, so codes stored before a rotation still match; with the
+        ``payment`` the check names, which a payment's code is bound to."""
+        return [h for code in codes for h in self._code_hashes(verification_id, code, payment)]
 
-    def _code_hashes(self, verification_id: str, code: str) -> list[str]:
-        msg = f"{verification_id}:{code}".encode()
+    def _code_hashes(self, verification_id: str, code: str, payment: Payment | None) -> list[str]:
+        # A payment's code is bound to what it approves (PSD2 dynamic linking): its HMAC covers the amount, the
+        # currency and the payee, so a check naming another one fails like a wrong code (and counts as an attempt).
+        bound = f"{code}\x1f{payment.amount}\x1f{payment.currency}\x1f{payment.payee}" if payment else code
+        msg = f"{verification_id}:{bound}".encode()
         return [hmac.new(key, msg, hashlib.sha256).hexdigest() for key in self._code_keys]
 
     def seal(self, secret: str, context: str) -> str:

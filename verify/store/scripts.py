@@ -50,6 +50,9 @@ class StartArgs(NamedTuple):
     remember: int
     chain: str
     ip: str
+    amount: str
+    currency: str
+    payee: str
 
 
 class BeginSendArgs(NamedTuple):

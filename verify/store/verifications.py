@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from verify.quotas import Limit, Quota, Refusal
+from verify.sms import Payment
 from verify.store.batch import BatchEngine, Op, ignore
 from verify.store.keys import ID_RE, TAG_LENGTH, new_id, shard_of
 from verify.store.quotas import as_refusal, quota_items, quota_ttl
@@ -79,9 +80,24 @@ FIELDS: dict[str, str] = {
     "sealed_code": "k",
     "client_ip": "ip",
     "stopped": "fs",
+    # A payment's (PSD2 dynamic linking; only a verification started with one has them): what its code approves.
+    "amount": "pa",
+    "currency": "pc",
+    "payee": "pp",
 }
 #: The fields that came after the short names: never stored under a long one.
-FIELDS_SINCE_SHORT = ("chain", "step", "next_at", "tried", "sealed_code", "client_ip", "stopped")
+FIELDS_SINCE_SHORT = (
+    "chain",
+    "step",
+    "next_at",
+    "tried",
+    "sealed_code",
+    "client_ip",
+    "stopped",
+    "amount",
+    "currency",
+    "payee",
+)
 #: The names records had before (the long ones; ``cs`` was already short; ``id`` was stored too), read as the short
 #: ones: a record written by the previous version may still be in Redis for its TTL (its final copy an hour longer)
 #: after an upgrade. The scripts rename such a record's fields when they touch it (``lua/_record.lua``). Both go once
@@ -128,6 +144,9 @@ class Record:
     sealed_code: str = ""
     client_ip: str = ""
     stopped: str = ""
+    amount: str = ""  # a payment's (see FIELDS)
+    currency: str = ""
+    payee: str = ""
 
     @classmethod
     def from_hash(cls, stored: dict[str, str], verification_id: str = "") -> Record:
@@ -167,7 +186,15 @@ class Record:
             sealed_code=h.get("k", ""),
             client_ip=h.get("ip", ""),
             stopped=h.get("fs", ""),
+            amount=h.get("pa", ""),
+            currency=h.get("pc", ""),
+            payee=h.get("pp", ""),
         )
+
+    @property
+    def payment(self) -> Payment | None:
+        """What its code approves, for a payment's verification; else ``None``."""
+        return Payment(self.amount, self.currency, self.payee) if self.amount else None
 
     def entry(self) -> tuple[str, str]:
         """The channel and gateway its lifecycle is counted under (the metrics' ``channel`` and ``provider``): those
@@ -283,11 +310,12 @@ class VerificationCommands(BatchEngine):
         fresh: str = "",
         chain: str = "",
         client_ip: str = "",
+        payment: Payment | None = None,
     ) -> Op[Outcome[StartOutcome]]:
         """Return ``phone``'s pending verification on ``channel`` (an API key's start), or reserve a send and take
         the phone's quota; a site key's start is remembered by the phone for ``remember_ms``; see
         ``lua/start.lua``. A new verification gets the id ``fresh`` (a new one if not given); with a fallback
-        ``chain``, it keeps that and the ``client_ip`` its steps take quotas for."""
+        ``chain``, it keeps that and the ``client_ip`` its steps take quotas for; a payment's, what it approves."""
         s = self._store
         fresh = fresh or new_id(phone)
         quota_key = s.phone_quota_key("phone", phone)
@@ -315,6 +343,9 @@ class VerificationCommands(BatchEngine):
                 remember=remember_ms,
                 chain=chain,
                 ip=client_ip if chain else "",
+                amount=payment.amount if payment else "",
+                currency=payment.currency if payment else "",
+                payee=payment.payee if payment else "",
             ),
             *quota_items(quota),
         )

@@ -21,7 +21,16 @@ from verify.model import API_CALLER, Caller, Step
 from verify.service import CHANNELS, Source
 from verify.sms import APP_HASH_RE, LOCALE_RE, webotp_host
 from verify.web.client_ip import client_ip
-from verify.web.context import captcha_field, json_body, phone_field, require_bearer, service, settings, string_field
+from verify.web.context import (
+    captcha_field,
+    json_body,
+    payment_field,
+    phone_field,
+    require_bearer,
+    service,
+    settings,
+    string_field,
+)
 from verify.web.problems import problem
 from verify.web.views import proof_json, to_json
 
@@ -171,6 +180,7 @@ def _start(body: dict[str, Any]) -> tuple[int, dict[str, Any], bool]:
         captcha=captcha_field(body),
         source=Source(site_key(), app_hash, otp_host),
         chain=chain,
+        payment=payment_field(body),
     )
     payload = to_json(started.verification)
     if started.client_secret:
@@ -239,12 +249,15 @@ def get(verification_id: str) -> Response:
 @v1.post("/verifications/<verification_id>/check")
 def check(verification_id: str) -> Response:
     """Check a code."""
-    code = string_field(json_body(), "code", required=True)
+    body = json_body()
+    code = string_field(body, "code", required=True)
     assert code is not None  # noqa: S101 - required
     code = code.strip()
     if not code.isascii() or not code.isdigit():
         raise InvalidRequest("code", "code must be a string of digits")
-    return jsonify(to_json(service().check(verification_id, code, client_ip=client_ip(), caller=caller())))
+    payment = payment_field(body)  # a payment's code is right only with the context its start named
+    checked = service().check(verification_id, code, client_ip=client_ip(), caller=caller(), payment=payment)
+    return jsonify(to_json(checked))
 
 
 @v1.post("/verifications/<verification_id>/resend")

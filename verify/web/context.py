@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import unicodedata
 from typing import Any
 
 from flask import current_app, request
@@ -13,6 +14,7 @@ from verify.config import Settings
 from verify.errors import InvalidRequest, Unauthorized
 from verify.metrics import Metrics
 from verify.service import Service
+from verify.sms import AMOUNT_RE, CURRENCIES, MAX_PAYEE_LENGTH, Payment
 from verify.web.views import loads
 
 MAX_FIELD_LENGTH = 256
@@ -59,25 +61,27 @@ def json_body(*, optional: bool = False) -> dict[str, Any]:
 
 
 def string_field(
-    body: dict[str, Any], name: str, *, required: bool = False, choices: tuple[str, ...] = ()
+    body: dict[str, Any], name: str, *, required: bool = False, choices: tuple[str, ...] = (), prefix: str = ""
 ) -> str | None:
-    """``body[name]`` as a string, checked against ``choices``; absent or null gives ``None``."""
+    """``body[name]`` as a string, checked against ``choices``; absent or null gives ``None``. Errors name the field
+    ``<prefix><name>`` (an object's member: ``context.amount``)."""
     value = body.get(name)
+    field = prefix + name
     if value is None:
         if required:
-            raise InvalidRequest(name, f"{name} is required")
+            raise InvalidRequest(field, f"{field} is required")
         return None
     if not isinstance(value, str):
-        raise InvalidRequest(name, f"{name} must be a string")
+        raise InvalidRequest(field, f"{field} must be a string")
     if not value.isascii():
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: valid JSON, but not text
-            raise InvalidRequest(name, f"{name} is not valid Unicode text") from None
+            raise InvalidRequest(field, f"{field} is not valid Unicode text") from None
     if len(value) > MAX_FIELD_LENGTH:
-        raise InvalidRequest(name, f"{name} must be at most {MAX_FIELD_LENGTH} characters")
+        raise InvalidRequest(field, f"{field} must be at most {MAX_FIELD_LENGTH} characters")
     if choices and value not in choices:
-        raise InvalidRequest(name, f"{name} must be one of: {', '.join(choices)}")
+        raise InvalidRequest(field, f"{field} must be one of: {', '.join(choices)}")
     return value
 
 
@@ -114,3 +118,35 @@ def require_bearer(accepted: tuple[str, ...], what: str) -> None:
         ok |= hmac.compare_digest(given, candidate.encode())
     if scheme.lower() != "bearer" or not ok:
         raise Unauthorized(f"send Authorization: Bearer <{what}>")
+
+
+def payment_field(body: dict[str, Any]) -> Payment | None:
+    """The body's ``context``, a payment (PSD2 dynamic linking): ``{"amount", "currency", "payee"}``, each required:
+    the amount a decimal string, the currency an ISO 4217 code, the payee at most 64 characters without control or
+    format characters (which could hide or reorder what the person reads). Absent or null gives ``None``."""
+    value = body.get("context")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRequest("context", "context must be an object: {amount, currency, payee}")
+    unknown = sorted(set(value) - {"amount", "currency", "payee"})
+    if unknown:
+        raise InvalidRequest(f"context.{unknown[0]}", f"context has only amount, currency and payee, not {unknown[0]}")
+    amount = string_field(value, "amount", required=True, prefix="context.")
+    currency = string_field(value, "currency", required=True, prefix="context.")
+    payee = string_field(value, "payee", required=True, prefix="context.")
+    assert amount is not None and currency is not None and payee is not None  # noqa: S101 - required
+    if not AMOUNT_RE.fullmatch(amount):
+        raise InvalidRequest("context.amount", "amount must be a decimal string such as 12.50 (up to 4 decimals)")
+    if currency not in CURRENCIES:
+        raise InvalidRequest("context.currency", "currency must be an ISO 4217 code such as EUR, in capitals")
+    if not payee.strip() or len(payee) > MAX_PAYEE_LENGTH or any(_unprintable(ch) for ch in payee):
+        raise InvalidRequest(
+            "context.payee", f"payee must be 1 to {MAX_PAYEE_LENGTH} characters, none of them control characters"
+        )
+    return Payment(amount, currency, payee)
+
+
+def _unprintable(ch: str) -> bool:
+    """A control, format, surrogate, private or unassigned character, or a line or paragraph separator."""
+    return unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")

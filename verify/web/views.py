@@ -12,6 +12,7 @@ from flask.json.provider import JSONProvider
 
 from verify.clock import rfc3339
 from verify.model import Verification
+from verify.sms import Payment
 from verify.tokens import Proof
 
 
@@ -39,6 +40,8 @@ def to_json(v: Verification) -> dict[str, Any]:
         body["completed_via"] = v.completed_via
         body["verified_at"] = rfc3339(v.verified_at)
         body["token"] = v.token
+    if v.payment is not None:
+        body["context"] = payment_json(v.payment)
     if v.fallback is not None:
         f = v.fallback
         body["fallback"] = {
@@ -53,9 +56,15 @@ def to_json(v: Verification) -> dict[str, Any]:
     return body
 
 
+def payment_json(payment: Payment) -> dict[str, str]:
+    """The wire form of a payment context: what a payment's code approves."""
+    return {"amount": payment.amount, "currency": payment.currency, "payee": payment.payee}
+
+
 def proof_json(proof: Proof) -> dict[str, Any]:
-    """The wire form of what a valid proof token proves (``POST /v1/tokens/verify``)."""
-    return {
+    """The wire form of what a valid proof token proves (``POST /v1/tokens/verify``); a payment's carries its
+    ``context``."""
+    body: dict[str, Any] = {
         "valid": True,
         "phone": proof.phone,
         "channel": proof.channel,
@@ -63,6 +72,9 @@ def proof_json(proof: Proof) -> dict[str, Any]:
         "completed_via": proof.completed_via,
         "verified_at": rfc3339(proof.verified_at),
     }
+    if proof.payment is not None:
+        body["context"] = payment_json(proof.payment)
+    return body
 
 
 def loads(raw: bytes | str) -> Any:

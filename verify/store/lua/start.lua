@@ -25,6 +25,9 @@
 --   remember   how long the site keys' set remembers a start (ms)
 --   chain      a fallback chain's steps ('sms:60,voice:60'; '' for one channel: service.py)
 --   ip         the client's address, which a fallback step's quotas are taken for ('' without a chain)
+--   amount     a payment's amount, currency and payee: what its code approves ('' for a verification of no payment)
+--   currency
+--   payee
 -- then quota items (_quota.lua)
 -- Returns {outcome, record[, refused field, ms to wait]}:
 --   created (a new verification, its first send reserved) | resend (the pending one, a send reserved)
@@ -39,7 +42,7 @@
 -- Redis Cluster slot. A new record lives only for the send lease until end_send.lua commits its first send.
 local A, rest = args({
   'prefix', 'id', 'now', 'lease', 'phone', 'channel', 'locale', 'cooldown', 'max_sends', 'nonce', 'quota_ttl',
-  'country', 'owner', 'app_hash', 'otp_host', 'cs', 'remember', 'chain', 'ip'
+  'country', 'owner', 'app_hash', 'otp_host', 'cs', 'remember', 'chain', 'ip', 'amount', 'currency', 'payee'
 })
 local now = tonumber(A.now)
 local lease = tonumber(A.lease)
@@ -70,7 +73,7 @@ redis.call('HSET', KEYS[2], 'p', A.phone, 'cc', A.country, 'ch', A.channel, 's',
   'ls', 0, 'e', now + lease)
 -- Only when set (_record.lua): most verifications have none.
 for argument, field in pairs({locale = 'l', owner = 'o', app_hash = 'ah', otp_host = 'oh', cs = 'cs', chain = 'fc',
-                              ip = 'ip'}) do
+                              ip = 'ip', amount = 'pa', currency = 'pc', payee = 'pp'}) do
   if A[argument] ~= '' then redis.call('HSET', KEYS[2], field, A[argument]) end
 end
 s_reserve(KEYS[2], now, A.nonce)
