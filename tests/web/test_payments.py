@@ -4,14 +4,19 @@ token carries it, and ``VERIFY_PSD2`` requires it."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 
 from tests.conftest import AUTH, PHONE, MovableClock, make_settings, start
+from tests.servers import Call, gunicorn_server, send
 from verify import create_app
+from verify.embedded import EmbeddedRedis
 
 PAYMENT = {"amount": "12.50", "currency": "EUR", "payee": "Shop Ltd"}
 
@@ -160,3 +165,27 @@ def test_with_psd2_every_start_needs_a_context(redis_url: str, clock: MovableClo
     refused = start(client)
     assert refused.status_code == 400 and refused.get_json()["field"] == "context"
     assert start(client, context=PAYMENT).status_code == 201
+
+
+def test_under_the_procfile_s_gunicorn_with_smsc(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
+    """What issue 21 asks, through the Procfile's gunicorn and SMSC's wire: the SMS shows the amount and the payee; a
+    check with another amount is refused and costs an attempt; the right one approves, and the token carries the
+    context."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    with gunicorn_server(redis_server.url, tmp_path, {"VERIFY_CAPTCHA_MODE": "off"}, workers=2) as server:
+        mark = server.smsc.mark()
+        started = send(server, Call("POST", "/v1/verifications", {"phone": PHONE, "context": PAYMENT}))
+        assert started.status == 201, started.body
+        (sms,) = server.smsc.since(mark, "sms")
+        assert "12.50 EUR" in sms.text and "Shop Ltd" in sms.text
+        code = re.findall(r"\d{6}", sms.text)[0]
+        vid = started.body["id"]
+        other = {**PAYMENT, "amount": "125.00"}
+        refused = send(server, Call("POST", f"/v1/verifications/{vid}/check", {"code": code, "context": other}))
+        assert refused.status == 422 and refused.body["attempts_left"] == 4
+        approved = send(server, Call("POST", f"/v1/verifications/{vid}/check", {"code": code, "context": PAYMENT}))
+        assert approved.status == 200 and approved.body["context"] == PAYMENT
+        proof = send(server, Call("POST", "/v1/tokens/verify", {"token": approved.body["token"]}))
+        assert proof.status == 200 and proof.body["context"] == PAYMENT
