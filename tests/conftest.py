@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from redis.connection import AbstractConnection
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 from werkzeug.wrappers import Request, Response
@@ -201,3 +202,25 @@ def last_code(client: FlaskClient, phone: str = PHONE) -> str:
     messages = client.get("/sandbox/messages", query_string={"phone": phone}).get_json()["messages"]
     code: str = messages[0]["code"]
     return code
+
+
+class RoundTrips:
+    """How many commands (a pipeline or a script counts as one) went to a Redis socket since this was made: the
+    round trips, which tests pin on hot paths (``redis_round_trips``)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+
+@pytest.fixture
+def redis_round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    """Counts every write to a Redis socket (redis-py's ``send_packed_command``) while the test runs."""
+    counted = RoundTrips()
+    real = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        counted.sent += 1
+        real(self, command, check_health)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return counted

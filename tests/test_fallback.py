@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from redis.connection import AbstractConnection
 
-from tests.conftest import PHONE, MovableClock, single_and_cluster
+from tests.conftest import PHONE, MovableClock, RoundTrips, single_and_cluster
 from tests.test_service import IP, Failing, Recording
 from verify.app import StoreOutbox, build_service
 from verify.config import Settings
@@ -327,7 +325,7 @@ def test_a_step_whose_owner_died_is_taken_by_another_worker_once_its_lease_runs_
 
 
 def test_a_step_costs_five_round_trips(
-    service: Service, gateways: Gateways, clock: MovableClock, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    service: Service, gateways: Gateways, clock: MovableClock, redis_url: str, redis_round_trips: RoundTrips
 ) -> None:
     """Claiming a shard's due steps is one round trip (8 per worker loop, one per shard); a due step is then read,
     reserved, admitted, committed and taken off its schedule: five."""
@@ -336,16 +334,9 @@ def test_a_step_costs_five_round_trips(
     service.start(PHONE, "sms", None, client_ip=IP, chain=SMS_VOICE)
     service.events.collect()
     clock.advance(45)
-    sent = [0]
-    real = AbstractConnection.send_packed_command
-
-    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        sent[0] += 1
-        real(self, command, check_health)  # type: ignore[no-untyped-call]
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    before = redis_round_trips.sent
     assert service.run_fallback() == 1 and len(gateways.voice.sent) == 1
-    assert sent[0] == 8 + 5
+    assert redis_round_trips.sent - before == 8 + 5
 
 
 def test_chains_cannot_send_a_phone_more_than_its_limit(

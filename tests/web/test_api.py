@@ -18,11 +18,20 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from redis.connection import AbstractConnection
 from werkzeug.test import TestResponse
 
 import verify
-from tests.conftest import AUTH, PHONE, MovableClock, check, last_code, make_settings, single_and_cluster, start
+from tests.conftest import (
+    AUTH,
+    PHONE,
+    MovableClock,
+    RoundTrips,
+    check,
+    last_code,
+    make_settings,
+    single_and_cluster,
+    start,
+)
 from verify import create_app
 from verify.app import StoreOutbox
 from verify.clock import rfc3339
@@ -496,21 +505,13 @@ Counted = Callable[[Callable[[], TestResponse]], tuple[int, int]]
 
 
 @pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> Counted:
+def round_trips(redis_round_trips: RoundTrips) -> Counted:
     """``count(request)``: the Redis round trips ``request()`` made (writes to a Redis socket), and its status."""
-    sent = [0]
-    real = AbstractConnection.send_packed_command
-
-    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        sent[0] += 1
-        real(self, command, check_health)  # type: ignore[no-untyped-call]
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
 
     def count(request: Callable[[], TestResponse]) -> tuple[int, int]:
-        before = sent[0]
+        before = redis_round_trips.sent
         status = request().status_code
-        return sent[0] - before, status
+        return redis_round_trips.sent - before, status
 
     return count
 

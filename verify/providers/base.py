@@ -24,7 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from verify.clock import Clock
-from verify.errors import NotFound
+from verify.errors import NotFound, WebhookRejected
 
 USER_AGENT = "verify/0.1"
 PAYLOAD_LIMIT = 2000
@@ -361,3 +361,12 @@ class Gateway(Generic[S]):
     parse: Callable[[str, Inbound, Mapping[str, str], S, float, int], Webhook] = _no_webhooks
     risks: Callable[[S], list[str]] = _no_warnings
     warnings: Callable[[S, AppSettings], list[str]] = _no_warnings
+
+
+def require_fresh(what: str, signed_at: float, now: float, max_age: int, skew: int) -> None:
+    """Refuse (:class:`WebhookRejected`) a callback signed more than ``max_age`` seconds ago, or more than ``skew``
+    seconds ahead of our clock; ``what`` names it in the reason ("telegram report")."""
+    if now - signed_at > max_age:
+        raise WebhookRejected(f"{what} is stale ({now - signed_at:.0f} s old)")
+    if signed_at - now > skew:
+        raise WebhookRejected(f"{what} is from the future ({signed_at - now:.0f} s ahead)")

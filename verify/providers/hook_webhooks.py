@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol, TypedDict, cast
 
 from verify.errors import WebhookRejected
-from verify.providers.base import DeliveryReport, Inbound, Webhook, WebhookRoute, scalar
+from verify.providers.base import DeliveryReport, Inbound, Webhook, WebhookRoute, require_fresh, scalar
 
 NAME = "hook"  # the gateway's name, which its events carry
 SIGNATURE_HEADER = "Verify-Signature"
@@ -123,10 +123,7 @@ def verify(inbound: Inbound, secrets: tuple[str, ...], now: float, max_age: int,
     if not any(matches):
         raise WebhookRejected("hook report signature does not match")
     signed_at = int(timestamp)
-    if now - signed_at > max_age:
-        raise WebhookRejected(f"hook report is stale ({now - signed_at:.0f} s old)")
-    if signed_at - now > skew:
-        raise WebhookRejected(f"hook report is from the future ({signed_at - now:.0f} s ahead)")
+    require_fresh("hook report", signed_at, now, max_age, skew)
     return hashlib.sha256(f"{timestamp}.".encode() + inbound.body).hexdigest()
 
 

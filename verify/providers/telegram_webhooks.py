@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol, TypedDict
 
 from verify.errors import WebhookRejected
-from verify.providers.base import DeliveryReport, Inbound, Webhook, WebhookRoute, scalar
+from verify.providers.base import DeliveryReport, Inbound, Webhook, WebhookRoute, require_fresh, scalar
 
 NAME = "telegram"  # the gateway's name, which its events carry
 TIMESTAMP_HEADER = "X-Request-Timestamp"
@@ -124,10 +124,7 @@ def parse_report(inbound: Inbound, tokens: tuple[str, ...], now: float, max_age:
     if not any(matches):
         raise WebhookRejected("telegram report signature does not match")
     signed_at = int(timestamp)
-    if now - signed_at > max_age:
-        raise WebhookRejected(f"telegram report is stale ({now - signed_at:.0f} s old)")
-    if signed_at - now > skew:
-        raise WebhookRejected(f"telegram report is from the future ({signed_at - now:.0f} s ahead)")
+    require_fresh("telegram report", signed_at, now, max_age, skew)
     report = _report(inbound.body)
     return Webhook([report] if report is not None else [], given)
 

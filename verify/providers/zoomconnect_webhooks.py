@@ -18,7 +18,16 @@ from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from verify.errors import NotFound, WebhookRejected
-from verify.providers.base import DeliveryReport, Event, Inbound, SmsReceived, Webhook, WebhookRoute, e164
+from verify.providers.base import (
+    DeliveryReport,
+    Event,
+    Inbound,
+    SmsReceived,
+    Webhook,
+    WebhookRoute,
+    e164,
+    require_fresh,
+)
 
 NAME = "zoomconnect"  # the gateway's name, which its events carry
 FORM = "application/x-www-form-urlencoded"
@@ -141,10 +150,7 @@ def parse_callback(
     signed_at = _nonce_time(params.get("nonce-date", ""), tz)
     if signed_at is None:
         raise WebhookRejected("zoomconnect callback without a readable nonce-date")
-    if now - signed_at > max_age:
-        raise WebhookRejected(f"zoomconnect callback is stale ({now - signed_at:.0f} s old)")
-    if signed_at - now > skew:
-        raise WebhookRejected(f"zoomconnect callback is from the future ({signed_at - now:.0f} s ahead)")
+    require_fresh("zoomconnect callback", signed_at, now, max_age, skew)
     event = _reply(params, signed_at) if kind == "reply" else _delivery(params)
     events: list[Event] = [event] if event is not None else []
     return Webhook(events, nonce)
