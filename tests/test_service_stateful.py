@@ -1,10 +1,13 @@
-"""The service's invariants under any sequence of starts, resends (with or without a channel switch), cancels,
-checks, calls, gateway failures and expiry, driven by Hypothesis against the real Redis:
+"""The service's invariants under any sequence of starts (on one channel or a fallback chain), resends (with or
+without a channel switch), cancels, checks, calls, gateway failures, fallback steps and expiry, driven by Hypothesis
+against the real Redis:
 
 - a phone has at most one pending verification per channel;
 - the sends to a phone stay within its limits (``VERIFY_LIMIT_PHONE``, a sliding-window counter);
 - a verification is approved at most once, and a code that approved never works again;
-- every approval has exactly one ``verification.approved`` event (customer events are on).
+- every approval has exactly one ``verification.approved`` event (customer events are on);
+- nothing is sent for a verification once it is approved, and no verification gets more than ``VERIFY_MAX_SENDS``
+  sends, fallback steps included.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from verify.app import build_service
 from verify.embedded import EmbeddedRedis
 from verify.errors import VerifyError
 from verify.metrics import Metrics
+from verify.model import Step
 from verify.providers.base import CallNumber, CallReceived, Provider, ProviderError, Sent, SmsMessage
 from verify.quotas import Quotas
 from verify.store import Store
 
 PHONES = ("+79991234567", "+79991234568")
+CHAINED = "+79991234569"  # a phone only chains start for, so that their steps meet fewer other verifications
 IP = "203.0.113.7"
 T0 = 1_800_000_000.0
 
@@ -42,20 +47,20 @@ class Gateway(Provider):
     def __init__(self, clock: MovableClock) -> None:
         self.clock = clock
         self.down = False
-        self.sent: list[tuple[str, float]] = []  # (phone, when), SMS and calls alike
+        self.sent: list[tuple[str, float, str]] = []  # (phone, when, verification id): SMS, spoken codes, calls
         self.codes: dict[str, str] = {}  # verification id -> its newest code
 
     def send_sms(self, message: SmsMessage) -> Sent:
         if self.down:
             raise ProviderError(self.name, "down", transient=True)
-        self.sent.append((message.to, self.clock()))
+        self.sent.append((message.to, self.clock(), message.verification_id))
         self.codes[message.verification_id] = message.code
         return Sent(self.name, f"m{len(self.sent)}")
 
     def start_call(self, phone: str, verification_id: str) -> CallNumber:
         if self.down:
             raise ProviderError(self.name, "down", transient=True)
-        self.sent.append((phone, self.clock()))
+        self.sent.append((phone, self.clock(), verification_id))
         self.codes.pop(verification_id, None)
         return CallNumber(self.name, "+447700900001", ("+447700900001",))
 
@@ -84,11 +89,13 @@ class Verifications(RuleBasedStateMachine):
         self.store.client.flushall()
         self.gateway = Gateway(self.clock)
         self.service = build_service(
-            config, self.store, self.clock, Metrics(CollectorRegistry()), [self.gateway], self.gateway
+            config, self.store, self.clock, Metrics(CollectorRegistry()), [self.gateway], self.gateway, [self.gateway]
         )
+        self.max_sends = config.max_sends
         self.events = self.service.events
         self.limits = Quotas.from_settings(config).phone
         self.approvals: Counter[str] = Counter()
+        self.approved_at: dict[str, float] = {}
         self.approved_codes: list[tuple[str, str]] = []
 
     def teardown(self) -> None:
@@ -96,6 +103,7 @@ class Verifications(RuleBasedStateMachine):
 
     def _approved(self, vid: str, code: str | None = None) -> None:
         self.approvals[vid] += 1
+        self.approved_at.setdefault(vid, self.clock())
         if code is not None:
             self.approved_codes.append((vid, code))
 
@@ -106,7 +114,26 @@ class Verifications(RuleBasedStateMachine):
         except VerifyError:  # limited, in progress, every gateway down
             return multiple()
 
-    @rule(vid=ids, channel=st.sampled_from((None, "sms", "call")))
+    @rule(
+        target=ids,
+        phone=st.sampled_from((*PHONES, CHAINED)),
+        chain=st.sampled_from(((("sms", 1), ("voice", 30)), (("voice", 30), ("sms", 1)))),
+    )
+    def start_chain(self, phone: str, chain: tuple[tuple[str, int], ...]) -> object:
+        steps = tuple(Step(channel, wait) for channel, wait in chain)
+        try:
+            return self.service.start(phone, steps[0].channel, None, client_ip=IP, chain=steps).verification.id
+        except VerifyError:
+            return multiple()
+
+    @rule(seconds=st.sampled_from((0, 1, 30)))
+    def fallback(self, seconds: int) -> None:
+        """What the workers' loop does every second, ``seconds`` later: move journaled steps, take the due ones."""
+        self.clock.advance(seconds)
+        self.events.collect()
+        self.service.run_fallback()
+
+    @rule(vid=ids, channel=st.sampled_from((None, "sms", "call", "voice")))
     def resend(self, vid: str, channel: str | None) -> None:
         try:
             self.service.resend(vid, channel, client_ip=IP)
@@ -142,7 +169,7 @@ class Verifications(RuleBasedStateMachine):
         """What Redis does when a verification's TTL runs out: the record and its phone index go."""
         record: dict[str, str] = self.store.client.hgetall(self.store.record_key(vid))  # type: ignore[assignment]
         self.store.client.delete(self.store.record_key(vid))
-        for channel in ("sms", "call"):
+        for channel in ("sms", "call", "voice"):
             index = self.store.index_key(record.get("p", PHONES[0]), channel)
             if self.store.client.get(index) == vid:
                 self.store.client.delete(index)
@@ -193,7 +220,7 @@ class Verifications(RuleBasedStateMachine):
         the current fixed window's count plus the previous window's, weighted by how much of it still overlaps."""
         assert self.limits is not None
         by_phone: defaultdict[str, list[float]] = defaultdict(list)
-        for phone, when in self.gateway.sent:
+        for phone, when, _ in self.gateway.sent:
             by_phone[phone].append(when)
         for times in by_phone.values():
             for window in self.limits.windows:
@@ -205,6 +232,13 @@ class Verifications(RuleBasedStateMachine):
                     previous = sum(1 for t in stamps[:i] if t // length == index - 1)
                     weighted = previous * Fraction(length - (now - index * length), length) + current
                     assert weighted + 1 <= window.amount, (window.text, stamps)
+
+    @invariant()
+    def nothing_is_sent_after_an_approval_nor_beyond_max_sends(self) -> None:
+        sends = Counter(vid for _, _, vid in self.gateway.sent)
+        assert all(n <= self.max_sends for n in sends.values()), sends
+        late = [(vid, when) for _, when, vid in self.gateway.sent if when > self.approved_at.get(vid, when)]
+        assert not late, late
 
 
 def test_the_invariants_hold_whatever_the_sequence(
