@@ -100,12 +100,13 @@ def test_demo_offers_the_channels_in_the_order_of_verify_default_channels(
     page.goto(f"{base}/demo")
     widget = page.locator("[data-verify-site-key]")
     radios = widget.get_by_role("radio")
-    expect(radios).to_have_count(3)
-    # Listed as the chain says, then the channel it does not name; its first channel is preselected.
+    expect(radios).to_have_count(4)
+    # Listed as the chain says, then the channels it does not name; its first channel is preselected.
     shown = radios.evaluate_all("rs => rs.map((r) => [r.value, r.labels[0].textContent.trim(), r.checked])")
     assert shown == [
         ["voice", "Call that reads out the code", True],
         ["sms", "Text message with a code", False],
+        ["telegram", "Telegram message with a code", False],
         ["call", "Call from this phone", False],
     ]
     assert_accessible(page, axe_source, "demo voice first")
@@ -173,6 +174,7 @@ def test_the_whole_demo_follows_the_language(page: Page, in_process: Callable[..
     expect(page.get_by_role("heading", level=1)).to_have_text(demo["h1"])
     expect(page.get_by_label(demo["name"], exact=True)).to_be_visible()
     expect(page.get_by_label(widget["phone"])).to_be_visible()
+    expect(page.get_by_role("radio", name=widget["telegram"])).to_be_visible()
     expect(page.get_by_role("radio", name=widget["call"])).to_be_visible()
     expect(page.get_by_role("button", name=demo["signup"])).to_be_visible()
     expect(page.get_by_role("heading", name=demo["sandbox"])).to_be_visible()

@@ -146,6 +146,42 @@ def test_call_confirmed_through_the_sandbox(page: Page, axe_source: str, service
     save_screenshot(page, "call")
 
 
+def test_telegram_picked_and_its_code_typed_in(page: Page, axe_source: str, service: Server, site: Site) -> None:
+    page.goto(site.page(service.base, channel="sms,telegram", country="RU"))
+    shown = page.get_by_role("radio").evaluate_all("rs => rs.map((r) => [r.value, r.labels[0].textContent.trim()])")
+    assert shown == [["sms", "Text message with a code"], ["telegram", "Telegram message with a code"]]
+    page.get_by_label("Name").fill("Ann")
+    page.get_by_label("Phone number").fill("8 (999) 123-45-67")
+    page.get_by_role("radio", name="Telegram message with a code").check()
+    mark = service.smsc.mark()
+    page.get_by_role("button", name="Send code").click()
+    code_input = page.get_by_label("Code from the message")
+    expect(code_input).to_be_focused()
+    # A code to type, like an SMS's: "sent", not "calling".
+    expect(page.get_by_role("paragraph").filter(has_text=f"We sent a code to {SHOWN}.")).to_be_visible()
+    expect(status(page)).to_have_text(f"We sent a code to {SHOWN}.")
+    (started,) = events(page)
+    assert started["detail"] == {"id": started["detail"]["id"], "phone": PHONE, "channel": "telegram"}
+    # The sandbox gateway got it as a Telegram message; no SMS went out.
+    outbox = requests.get(service.url("/sandbox/messages"), params={"phone": PHONE}, timeout=10)
+    assert outbox.status_code == 200, outbox.text
+    message = outbox.json()["messages"][0]
+    assert (message["channel"], message["current"]) == ("telegram", True)
+    assert message["verification_id"] == started["detail"]["id"]
+    assert service.smsc.since(mark) == []
+    assert_accessible(page, axe_source, "telegram code")
+    save_screenshot(page, "telegram-code-step")
+
+    code_input.fill(message["code"])
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("paragraph").filter(has_text=f"Phone {SHOWN} confirmed.")).to_be_focused()
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url(re.compile(r"/submitted\?"))
+    proof = verified(service.base, page.locator("#field-verify_token").inner_text())
+    assert (proof["phone"], proof["channel"], proof["completed_via"]) == (PHONE, "telegram", "code")
+    save_screenshot(page, "telegram-submitted")
+
+
 def test_a_wrong_code_then_the_right_one(page: Page, axe_source: str, service: Server, site: Site) -> None:
     page.goto(site.page(service.base, country="RU"))
     code = start_sms(page, service)

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from tests.conftest import API_KEY, SECRET_KEY, make_settings
 from verify import create_app, errors
 from verify.config import Settings
-from verify.web.widget import LOCALES, offered_channels
+from verify.web.widget import LOCALES, WIDGET_CHANNELS, offered_channels
 
 STATIC = Path(__file__).resolve().parents[2] / "verify" / "static"
 SCRIPT = STATIC / "widget.js"
@@ -108,6 +108,13 @@ def test_the_script_carries_english_and_knows_every_language() -> None:
     assert tuple(found.group(1).split()) == LOCALES
 
 
+def test_the_script_takes_and_names_every_channel_the_demo_may_offer() -> None:
+    found = re.search(r"\.filter\(\(c\) => /\^\(([a-z|]+)\)\$/\.test\(c\)\)", SCRIPT.read_text(encoding="utf-8"))
+    assert found is not None
+    assert tuple(found.group(1).split("|")) == WIDGET_CHANNELS
+    assert set(WIDGET_CHANNELS) <= set(built_in_english())
+
+
 def test_every_problem_a_site_key_can_meet_is_put_in_words() -> None:
     worded = set(i18n()["en"]["widget"]["p"])
     assert error_slugs() - NOT_FOR_SITE_KEYS - set(WORDED_APART) - worded == set()
@@ -157,7 +164,7 @@ def test_the_demo_uses_the_first_site_key(redis_url: str) -> None:
     assert page.mimetype == "text/html"
     html = page.get_data(as_text=True)
     assert re.search(
-        r'<div data-verify-site-key="pk_first" data-verify-channel="sms,voice,call"\s+'
+        r'<div data-verify-site-key="pk_first" data-verify-channel="sms,voice,telegram,call"\s+'
         r'data-verify-country="RU" data-verify-locale="en"></div>',
         html,
     ), html
@@ -171,7 +178,7 @@ def test_the_demo_outside_sandbox_mode_has_no_sandbox_panel(redis_url: str) -> N
     assert 'data-verify-site-key="pk_first"' in html
     assert "/sandbox/" not in html and 'id="inbox"' not in html
     # The person picks only among the channels this deployment serves.
-    off = replace(settings, voice_providers=(), call_provider=None)
+    off = replace(settings, voice_providers=(), telegram_providers=(), call_provider=None)
     page = create_app(off, background=False).test_client().get("/demo").get_data(as_text=True)
     assert 'data-verify-channel="sms"' in page
 
@@ -191,16 +198,21 @@ VOICE_BY_SMSC = {"VERIFY_VOICE_PROVIDERS": "smsc", "VERIFY_SMSC_APIKEY": "k", "V
 @pytest.mark.parametrize(
     ("environ", "offered"),
     [
-        (SANDBOX, ("sms", "voice", "call")),  # VERIFY_DEFAULT_CHANNELS unset: the widget's own order
-        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "voice,sms"}, ("voice", "sms", "call")),
-        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "call"}, ("call", "sms", "voice")),
-        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "voice"}, ("voice", "sms", "call")),
-        # The widget cannot offer telegram: the chain's other channels keep their order.
-        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "telegram,voice,sms"}, ("voice", "sms", "call")),
+        # VERIFY_DEFAULT_CHANNELS unset: the widget's own order (the sandbox gateway serves telegram)
+        (SANDBOX, ("sms", "voice", "telegram", "call")),
+        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "voice,sms"}, ("voice", "sms", "telegram", "call")),
+        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "call"}, ("call", "sms", "voice", "telegram")),
+        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "voice"}, ("voice", "sms", "telegram", "call")),
+        ({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "telegram,voice,sms"}, ("telegram", "voice", "sms", "call")),
+        # Outside sandbox mode telegram is off until VERIFY_TELEGRAM_TOKEN is set.
         (PRODUCTION, ("sms",)),
         ({**PRODUCTION, **VOICE_BY_SMSC, "VERIFY_DEFAULT_CHANNELS": "voice,sms"}, ("voice", "sms")),
         ({**PRODUCTION, **VOICE_BY_SMSC, "VERIFY_DEFAULT_CHANNELS": "sms"}, ("sms", "voice")),
-        ({**PRODUCTION, "VERIFY_TELEGRAM_TOKEN": "1:t", "VERIFY_DEFAULT_CHANNELS": "telegram,sms"}, ("sms",)),
+        ({**PRODUCTION, "VERIFY_TELEGRAM_TOKEN": "1:t"}, ("sms", "telegram")),
+        (
+            {**PRODUCTION, "VERIFY_TELEGRAM_TOKEN": "1:t", "VERIFY_DEFAULT_CHANNELS": "telegram,sms"},
+            ("telegram", "sms"),
+        ),
     ],
 )
 def test_the_widget_offers_the_served_channels_in_the_order_of_the_default_channels(
@@ -211,16 +223,17 @@ def test_the_widget_offers_the_served_channels_in_the_order_of_the_default_chann
 
 def test_a_channel_without_a_gateway_is_not_offered_even_if_named() -> None:
     chain = Settings.from_env({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "voice,sms"})
-    assert offered_channels(replace(chain, voice_providers=())) == ("sms", "call")
-    assert offered_channels(replace(chain, call_provider=None)) == ("voice", "sms")
-    assert offered_channels(replace(chain, sms_providers=())) == ("voice", "call")
+    assert offered_channels(replace(chain, voice_providers=())) == ("sms", "telegram", "call")
+    assert offered_channels(replace(chain, call_provider=None)) == ("voice", "sms", "telegram")
+    assert offered_channels(replace(chain, sms_providers=())) == ("voice", "telegram", "call")
+    assert offered_channels(replace(chain, telegram_providers=())) == ("voice", "sms", "call")
 
 
 def test_the_demo_lists_the_channels_in_the_order_of_the_default_channels(redis_url: str) -> None:
     chain = Settings.from_env({**SANDBOX, "VERIFY_DEFAULT_CHANNELS": "voice,sms"}).default_channels
     settings = make_settings(redis_url, site_keys=(("pk_first", ("http://127.0.0.1:8000",)),), default_channels=chain)
     page = create_app(settings, background=False).test_client().get("/demo").get_data(as_text=True)
-    assert 'data-verify-channel="voice,sms,call"' in page
+    assert 'data-verify-channel="voice,sms,telegram,call"' in page
 
 
 def demo_page(redis_url: str, query: str = "", **headers: str) -> str:
@@ -243,7 +256,7 @@ def demo_page(redis_url: str, query: str = "", **headers: str) -> str:
 def test_the_demo_language(redis_url: str, query: str, lang: str) -> None:
     html = demo_page(redis_url, query)
     assert f'<html lang="{lang}" dir="ltr">' in html
-    assert f'data-verify-channel="sms,voice,call" data-verify-locale="{lang}"></div>' in html
+    assert f'data-verify-channel="sms,voice,telegram,call" data-verify-locale="{lang}"></div>' in html
     assert f"<h1>{i18n()[lang]['demo']['h1']}</h1>" in html
     assert f'aria-current="page">{i18n()[lang]["demo"]["language"]}</a>' in html
 

@@ -1,10 +1,10 @@
 /* verify web widget: <div data-verify-site-key="pk_..."> inside a form becomes a phone verification step.
    No dependencies. On approval the form gets a hidden input verify_token and the div fires "verify:approved".
-   Attributes: data-verify-channel sms|voice|call|choice or a list (sms,voice,call), data-verify-country, data-verify-locale, data-verify-url. */
+   Attributes (data-verify-...): channel sms|voice|telegram|call|choice or a list (sms,voice,call), country, locale, url. */
 (() => {
   "use strict";
   const me = document.currentScript;
-  // Captured now: currentScript is null once the script has run.
+  // Read now: currentScript is null once the script has run.
   const ORIGIN = me && me.src ? new URL(me.src, location.href).origin : location.origin;
   const POLL_MS = 2000;
   const TIMEOUT_MS = 20000;
@@ -13,7 +13,7 @@
   // The country of a plain browser language (ru) with one home (not en, es, pt, ar).
   const HOME = { ru: "RU", uk: "UA", be: "BY", kk: "KZ", uz: "UZ", de: "DE", fr: "FR", it: "IT", tr: "TR", ja: "JP",
     zh: "CN", hi: "IN", id: "ID" };
-  const EN = {"phone":"Phone number","country":"Country","pick":"Choose the country","how":"How to confirm","sms":"Text message with a code","call":"Call from this phone","voice":"Call that reads out the code","send":"Send code","callbtn":"Call to confirm","cap":"Characters in the picture","capalt":"Captcha: letters and digits to type","sent":"We sent a code to {p}.","calling":"We are calling {p} to read out a code.","code":"Code from the message","check":"Confirm","resend":"Send again","recall":"New number","back":"Change number","callnow":"Call {n} now from {p}.","left":"Time left: {t}","ok":"Phone {p} confirmed.","busy":"Please wait…","retry":"Try again in {t}","again":"You can try again now.","first":"Confirm your phone number first.","empty":"Enter your phone number.","badcode":"Enter the digits from the message.","capneed":"Type the characters in the picture, then send again.","capbad":"The characters did not match. Try this new picture.","capx":"This site needs a check ({x}) that this form cannot show.","expired":"The time ran out. Start again.","net":"No connection to the verification service. Try again.","other":"Something went wrong ({x}). Try again.","down":"The service is not available now. Try again in a minute.","p":{"invalid-phone":"This does not look like a phone number. Check it and its country, or type it with + and the country code.","phone-not-allowed":"This number cannot be used here. Try another one.","invalid-code":"Wrong code. Attempts left: {x}.","max-attempts":"Too many wrong codes. Start again.","resend-cooldown":"It is too early for a new code.","rate-limited":"Too many attempts.","max-sends":"No more codes can be sent now. Try again later.","start-in-progress":"The message is on its way. Try again in a few seconds.","delivery-failed":"We could not reach this phone. Try again later.","forbidden":"This site may not confirm phones with this service."}};
+  const EN = {"phone":"Phone number","country":"Country","pick":"Choose the country","how":"How to confirm","sms":"Text message with a code","call":"Call from this phone","voice":"Call that reads out the code","telegram":"Telegram message with a code","send":"Send code","callbtn":"Call to confirm","cap":"Characters in the picture","capalt":"Captcha: letters and digits to type","sent":"We sent a code to {p}.","calling":"We are calling {p} to read out a code.","code":"Code from the message","check":"Confirm","resend":"Send again","recall":"New number","back":"Change number","callnow":"Call {n} now from {p}.","left":"Time left: {t}","ok":"Phone {p} confirmed.","busy":"Please wait…","retry":"Try again in {t}","again":"You can try again now.","first":"Confirm your phone number first.","empty":"Enter your phone number.","badcode":"Enter the digits from the message.","capneed":"Type the characters in the picture, then send again.","capbad":"The characters did not match. Try this new picture.","capx":"This site needs a check ({x}) that this form cannot show.","expired":"The time ran out. Start again.","net":"No connection to the verification service. Try again.","other":"Something went wrong ({x}). Try again.","down":"The service is not available now. Try again in a minute.","p":{"invalid-phone":"This does not look like a phone number. Check it and its country, or type it with + and the country code.","phone-not-allowed":"This number cannot be used here. Try another one.","invalid-code":"Wrong code. Attempts left: {x}.","max-attempts":"Too many wrong codes. Start again.","resend-cooldown":"It is too early for a new code.","rate-limited":"Too many attempts.","max-sends":"No more codes can be sent now. Try again later.","start-in-progress":"The message is on its way. Try again in a few seconds.","delivery-failed":"We could not reach this phone. Try again later.","forbidden":"This site may not confirm phones with this service."}};
   const CSS = ".vw{max-width:26em}.vw [hidden]{display:none!important}.vw label,.vw legend{display:block;font-weight:600;margin:.6em 0 .2em}" +
     ".vw fieldset{border:0;margin:0;padding:0}.vw fieldset label{display:inline-block;font-weight:400;margin:0 1em .2em 0}" +
     ".vw input:not([type=radio]),.vw select{font:inherit;box-sizing:border-box;width:100%;padding:.4em;border:1px solid #555;border-radius:4px}" +
@@ -55,7 +55,7 @@
     if (!document.getElementById("vw-css")) document.head.append(make("style", { id: "vw-css", textContent: CSS }));
     const base = (root.dataset.verifyUrl || ORIGIN).replace(/\/+$/, "");
     const lang = langOf([root.dataset.verifyLocale, document.documentElement.lang, ...tags()]);
-    // English for any string a language lacks, and for all if its file cannot be had.
+    // English for any string a language lacks, or all if its file cannot be had.
     (lang === "en" ? Promise.resolve(null) : load(base, lang)).then((j) =>
       j ? build(root, base, lang, Object.assign({}, EN, j, { p: Object.assign({}, EN.p, j.p) })) : build(root, base, "en", EN));
     return (root.verify = { root });
@@ -71,9 +71,9 @@
       const s = m ? `+7 ${m[1]} ${m[2]}-${m[3]}-${m[4]}` : p;
       return rtl ? `\u2066${s}\u2069` : s;
     };
-    const cs = (d.verifyChannel === "choice" ? "sms,call" : d.verifyChannel || "").split(",").filter((c) => /^(sms|voice|call)$/.test(c));
+    const cs = (d.verifyChannel === "choice" ? "sms,call" : d.verifyChannel || "").split(",").filter((c) => /^(sms|voice|telegram|call)$/.test(c));
     const mode = cs[1] ? "choice" : cs[0] || "sms";
-    // National numbers are read in the page's country, else the browser's; else the person picks it.
+    // National numbers are read in the page's country, else the browser's, else one the person picks.
     const fixed = d.verifyCountry || "";
     const guessed = fixed ? "" : guess();
     const u = "vw" + ++count;
@@ -142,7 +142,7 @@
       tick();
     }
 
-    // One timer per widget drives every countdown: the resend cooldown, the call's time left, a rate-limit wait.
+    // One timer drives every countdown: the resend cooldown, the call's time left, a rate-limit wait.
     function tick() {
       const v = s.v, live = s.step === "code" || s.step === "call";
       let on = false;
@@ -326,7 +326,7 @@
       }, POLL_MS);
     }
 
-    // WebOTP: where the browser reads the SMS (its last line is "@<this host> #<code>"), fill the code and submit.
+    // WebOTP: where the browser reads the SMS (last line "@<this host> #<code>"), fill the code in and submit.
     function webotp() {
       if (!("OTPCredential" in window) || s.otp) return;
       s.otp = new AbortController();
@@ -370,11 +370,8 @@
       go("phone", phone);
     });
     resend.addEventListener("click", () =>
-      act(async () => {
-        const v = (await api("POST", `/${s.v.id}/resend`, { channel: s.v.channel }))[1];
-        got(v);
-      }, s.step === "code" ? code : resend));
-    // Enter in a widget field acts on the widget's step, not on the enclosing form.
+      act(async () => got((await api("POST", `/${s.v.id}/resend`, { channel: s.v.channel }))[1]), s.step === "code" ? code : resend));
+    // Enter in a field acts on the widget's step, not on the form.
     root.addEventListener("keydown", (e) => {
       if (e.key !== "Enter" || e.target.tagName !== "INPUT") return;
       e.preventDefault();

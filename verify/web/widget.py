@@ -36,14 +36,18 @@ RTL = frozenset({"ar"})
 # Every region a national number can be read in, with its calling code ("RU7"): what the widget's country list offers.
 REGIONS = " ".join(f"{r}{phonenumbers.country_code_for_region(r)}" for r in sorted(phonenumbers.SUPPORTED_REGIONS))
 # The channels the widget can offer, in the order it lists them when VERIFY_DEFAULT_CHANNELS names none of them.
-# Not telegram: its words would not fit in widget.js's 20 KB.
-WIDGET_CHANNELS = ("sms", "voice", "call")
+WIDGET_CHANNELS = ("sms", "voice", "telegram", "call")
 
 
 def offered_channels(config: Settings) -> tuple[str, ...]:
     """The channels the widget offers on this deployment: those of :data:`WIDGET_CHANNELS` with a gateway here, the
     ones ``VERIFY_DEFAULT_CHANNELS`` names first, in its order, then the others in the widget's."""
-    served = {"sms": config.sms_providers, "voice": config.voice_providers, "call": config.call_provider}
+    served = {
+        "sms": config.sms_providers,
+        "voice": config.voice_providers,
+        "telegram": config.telegram_providers,
+        "call": config.call_provider,
+    }
     return tuple(c for c in dict.fromkeys((*config.default_channels, *WIDGET_CHANNELS)) if served.get(c))
 
 
