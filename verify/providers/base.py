@@ -12,6 +12,7 @@ package imports anything above it.
 
 from __future__ import annotations
 
+import json
 import re
 import weakref
 from abc import ABC, abstractmethod
@@ -179,6 +180,16 @@ def json_of(provider: str, response: requests.Response) -> Any:
             payload=response.text[:PAYLOAD_LIMIT],
             kind="malformed",
         ) from err
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """``body`` parsed as a JSON object, or ``None`` for anything else: not JSON, nested deeper than the parser goes,
+    or JSON but not an object. A gateway's body is read leniently: what it is not is simply not there."""
+    try:
+        document: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def scalar(value: object, *, amount: bool = False) -> str:

@@ -32,6 +32,7 @@ from verify.providers.base import (
     Sent,
     Shared,
     SmsMessage,
+    json_object,
     scalar,
 )
 from verify.providers.hook_webhooks import NAME, SIGNATURE_HEADER, WEBHOOKS, parse_webhook, signature
@@ -149,11 +150,8 @@ def callback_url(public_url: str | None) -> str:
 def _message_id(content: bytes) -> str:
     """The ``message_id`` of a 2xx answer's JSON object, or ``""`` (no body, not JSON, no id, or a longer id than
     :data:`MESSAGE_ID_LIMIT`)."""
-    try:
-        answer: Any = json.loads(content)
-    except (ValueError, RecursionError):
-        return ""
-    message_id = scalar(cast(Answer, answer).get("message_id")) if isinstance(answer, dict) else ""
+    answer = json_object(content)
+    message_id = scalar(cast(Answer, answer).get("message_id")) if answer is not None else ""
     return message_id if len(message_id) <= MESSAGE_ID_LIMIT else ""
 
 

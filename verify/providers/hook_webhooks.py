@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from typing import Any, Protocol, TypedDict, cast
 
 from verify.errors import WebhookRejected
-from verify.providers.base import DeliveryReport, Inbound, Webhook, WebhookRoute, require_fresh, scalar
+from verify.providers.base import DeliveryReport, Inbound, Webhook, WebhookRoute, json_object, require_fresh, scalar
 
 NAME = "hook"  # the gateway's name, which its events carry
 SIGNATURE_HEADER = "Verify-Signature"
@@ -143,11 +142,8 @@ def _report(body: bytes) -> DeliveryReport | None:
 
     The message is named by ``message_id`` (what the receiver answered at send time) or, without one, by ``id``
     (our verification id, which is then also the message id we kept)."""
-    try:
-        document: Any = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(document, dict):
+    document = json_object(body)
+    if document is None:
         return None
     report = cast(Report, document)  # a JSON object; its members are read leniently
     verification_id = scalar(report.get("id"))

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Protocol, TypedDict
+from typing import Protocol, TypedDict
 
 from verify.errors import WebhookRejected
-from verify.providers.base import DeliveryReport, Inbound, Webhook, WebhookRoute, require_fresh, scalar
+from verify.providers.base import DeliveryReport, Inbound, Webhook, WebhookRoute, json_object, require_fresh, scalar
 
 NAME = "telegram"  # the gateway's name, which its events carry
 TIMESTAMP_HEADER = "X-Request-Timestamp"
@@ -131,11 +130,8 @@ def parse_report(inbound: Inbound, tokens: tuple[str, ...], now: float, max_age:
 
 def _report(body: bytes) -> DeliveryReport | None:
     """The :class:`DeliveryReport` of a ``RequestStatus`` body, or ``None``."""
-    try:
-        document: Any = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(document, dict):
+    document = json_object(body)
+    if document is None:
         return None
     delivery = document.get("delivery_status")
     request_id = scalar(document.get("request_id"))
