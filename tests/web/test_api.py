@@ -37,6 +37,7 @@ from verify.app import StoreOutbox
 from verify.clock import rfc3339
 from verify.config import Settings
 from verify.embedded import EmbeddedRedis
+from verify.errors import StoreUnavailable
 from verify.providers.base import Sent, SmsMessage
 from verify.providers.sandbox import SandboxProvider
 from verify.service import COMMIT_PATIENCE_S, Service
@@ -633,6 +634,65 @@ def test_a_send_the_gateway_took_is_committed_once_redis_is_back(own_redis: Embe
     assert len(messages) == 1
     checked = check(client, started.get_json()["id"], messages[0]["code"])
     assert checked.get_json()["status"] == "approved", checked.get_data(as_text=True)
+
+
+def test_a_fallback_step_the_gateway_took_while_redis_froze_is_committed_once(
+    own_redis: EmbeddedRedis, clock: MovableClock
+) -> None:
+    """Redis freezes right after the voice gateway took a fallback step: the worker's commit is tried again until
+    Redis is back, so the step is recorded and never sent a second time, by this worker's next loop or any other."""
+    app = create_app(make_settings(own_redis.url), clock=clock, background=False)
+    client = app.test_client()
+    service: Service = app.extensions["verify"]
+    vid = start(client, channels=[{"channel": "sms", "wait": 5}, "voice"]).get_json()["id"]
+    service.events.collect()
+    clock.advance(5)
+    sandbox = service.chains["voice"]
+    service.chains["voice"] = [FreezesRedis(service, pid_of(own_redis), after=SOCKET_TIMEOUT_S + 0.5)]
+    assert service.run_fallback() == 1
+    service.chains["voice"] = sandbox
+    for _ in range(2):  # later loops, the lease run out: nothing more to send
+        clock.advance(service.settings.send_lease)
+        service.events.collect()
+        service.run_fallback()
+    messages = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]
+    assert [m["channel"] for m in messages] == ["voice", "sms"] and messages[0]["code"] == messages[1]["code"]
+    shown = client.get(f"/v1/verifications/{vid}", headers=AUTH).get_json()
+    assert shown["channel"] == "voice" and [a["channel"] for a in shown["fallback"]["attempts"]] == ["sms", "voice"]
+
+
+def test_a_fallback_step_due_while_redis_is_frozen_is_sent_once_it_is_back(
+    own_redis: EmbeddedRedis, clock: MovableClock
+) -> None:
+    """The workers' loop meets a frozen Redis: it fails fast (StoreUnavailable, which the loop logs and waits out),
+    and once Redis answers again the due step goes out, once."""
+    app = create_app(make_settings(own_redis.url), clock=clock, background=False)
+    client = app.test_client()
+    service: Service = app.extensions["verify"]
+    start(client, channels=[{"channel": "sms", "wait": 5}, "voice"])
+    service.events.collect()
+    clock.advance(5)
+    os.kill(pid_of(own_redis), signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            service.run_fallback()
+        assert time.monotonic() - began < 2 * SOCKET_TIMEOUT_S + 1
+    finally:
+        os.kill(pid_of(own_redis), signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if service.run_fallback():
+                break
+        except StoreUnavailable:  # the store's fail-fast pause, which the workers' loop logs and waits out too
+            pass
+        assert time.monotonic() < deadline, "the due step was never taken once Redis was back"
+        time.sleep(0.2)
+    clock.advance(service.settings.send_lease)
+    service.run_fallback()
+    messages = client.get("/sandbox/messages", query_string={"phone": PHONE}).get_json()["messages"]
+    assert [m["channel"] for m in messages] == ["voice", "sms"]
 
 
 def test_a_start_that_timed_out_is_undone_so_its_retry_is_not_locked_out(
