@@ -8,6 +8,7 @@ gateway (the sandbox) and counts against its circuit breaker; a signed delivery 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -144,3 +145,51 @@ def test_a_signed_report_updates_the_delivery_and_an_unsigned_one_is_403(
     assert report(server, callback, read, signed_headers(OLD_SECRET, int(time.time()), read)).status_code == 200
     assert delivery(server, vid) == {"provider": "hook", "status": "read"}
     assert "Traceback" not in server.tail(200)
+
+
+def test_no_log_line_holds_a_secret_a_signature_a_code_or_a_token(server: Server, receiver: HookReceiver) -> None:
+    """Last in this module: everything the tests above and this one sent went through the Procfile's gunicorn, whose
+    whole log (every line, and every JSON line's values decoded) holds neither key of VERIFY_HOOK_SECRET, nor any
+    Verify-Signature we sent or received, nor a code the receiver got, nor a proof token."""
+    before = len(receiver.messages)
+    _, body = start(server)
+    (message,) = receiver.messages[before:]
+    vid, callback = str(body["id"]), message["callback_url"]
+    delivered = hook_emulator.report_body("delivered", verification_id=vid, message_id=f"rcv-{before + 1}")
+    signed = signed_headers(SECRET, int(time.time()), delivered)
+    assert report(server, callback, delivered, signed).status_code == 200
+    forged = signed_headers("forger-secret-00000000", int(time.time()), delivered)
+    assert report(server, callback, delivered, forged).status_code == 403
+    checked = send(server, Call("POST", f"/v1/verifications/{vid}/check", {"code": message["code"]}))
+    assert checked.status == 200
+    marker = "5eed0f1a9b3c4d2e8f7a6b5c4d3e2f10"  # an X-Request-Id of the form the service keeps
+    requests.get(server.url("/healthz"), headers={"X-Request-Id": marker}, timeout=10)
+    deadline = time.monotonic() + 10
+    while marker not in server.log.read_text(encoding="utf-8", errors="replace"):  # the workers write as they go
+        assert time.monotonic() < deadline, "the last request's line never reached the log"
+        time.sleep(0.05)
+    text = server.log.read_text(encoding="utf-8", errors="replace")
+    decoded = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            decoded.append(" ".join(str(value) for value in record.values()))
+    searched = "\n".join([text, *decoded])
+    signatures = {seen.headers.get("Verify-Signature", "") for seen in receiver.requests} | {
+        signed["Verify-Signature"],
+        forged["Verify-Signature"],
+    }
+    secrets = {
+        "VERIFY_HOOK_SECRET": SECRET,
+        "its older key": OLD_SECRET,
+        "the forger's key": "forger-secret-00000000",
+        "proof token": str(checked.body["token"]),
+        **{f"signature {n}": value.rpartition("v1=")[2] for n, value in enumerate(sorted(signatures)) if value},
+        **{f"code {n}": str(m["code"]) for n, m in enumerate(receiver.messages)},
+    }
+    assert len(secrets) > 8
+    leaked = {name for name, value in secrets.items() if value in searched}
+    assert not leaked, leaked
