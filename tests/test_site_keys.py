@@ -230,6 +230,38 @@ def test_a_stranger_with_the_public_key_cannot_ring_or_message_a_victims_verific
     problem(switched, 429, "resend-cooldown")
 
 
+def test_a_stranger_cannot_reach_a_victims_chained_payment_nor_make_its_chain_send(
+    client: FlaskClient, clock: MovableClock
+) -> None:
+    # The victim's page started a payment's verification with a fallback chain. A stranger with the public key and
+    # the id (seen, or guessed), from another address, with no secret or a made-up one: reading it, checking it
+    # (with the payment it shows, or another), resending or switching it, cancelling it all meet 404 or a refusal,
+    # and the stranger's requests send nothing; the chain goes on as the victim's.
+    payment = {"amount": "99.00", "currency": "EUR", "payee": "Shop Ltd"}
+    victim = site_start(client, channels=[{"channel": "sms", "wait": 5}, "voice"], context=payment)
+    vid = victim.get_json()["id"]
+    code = messages(client)[0]["code"]
+    other = {**payment, "amount": "0.01"}
+    for headers in (PK, {**PK, "X-Verify-Client-Secret": "x" * 43}, {**PK, "X-Forwarded-For": "203.0.113.99"}):
+        problem(client.get(f"/v1/verifications/{vid}", headers=headers), 404, "not-found")
+        for context in (payment, other):
+            body = {"code": code, "context": context}
+            problem(client.post(f"/v1/verifications/{vid}/check", json=body, headers=headers), 404, "not-found")
+        for switch in ({}, {"channel": "voice"}, {"channel": "telegram"}):
+            resend = client.post(f"/v1/verifications/{vid}/resend", json=switch, headers=headers)
+            problem(resend, 404, "not-found")
+        assert client.delete(f"/v1/verifications/{vid}", headers=headers).status_code in (401, 403, 404)
+    assert len(messages(client)) == 1
+    view = client.get(f"/v1/verifications/{vid}", headers=AUTH).get_json()
+    assert (view["status"], view["attempts_left"], view["sends_left"]) == ("pending", 5, 4)
+    assert view["fallback"]["next"]["channel"] == "voice" and view["fallback"]["stopped"] is None
+    # The victim, with the secret and the payment it saw, approves it.
+    approved = client.post(
+        f"/v1/verifications/{vid}/check", json={"code": code, "context": payment}, headers=own(victim)
+    )
+    assert approved.status_code == 200 and approved.get_json()["context"] == payment
+
+
 @pytest.mark.parametrize("secret", [None, "", "x" * 43, "🙂", "a" * 10_000])
 def test_a_site_key_without_its_client_secret_reaches_nothing(client: FlaskClient, secret: str | None) -> None:
     # Not even a verification its own key started: the key is public, the secret went only to the starting client.
