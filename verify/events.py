@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 # verification.approved and verification.failed are journaled by the scripts (lua/complete.lua, set_delivery.lua).
 EXPIRED = "verification.expired"
 OUTBOX, EXPIRY = "events", "expiry"
-FALLBACK = "fallback"  # a shard's schedule of fallback steps: fallback_schedule()
+FALLBACK = "fallback"  # the schedules of fallback steps, one per shard: fallback_schedule()
 FIRST_RETRY_S = 5
 MAX_RETRY_DELAY_S = 3600
 GIVE_UP_AFTER_S = 24 * 3600
@@ -64,10 +64,10 @@ UNFINISHED = ("pending", "max_attempts_reached")  # the statuses whose end is an
 Render = Callable[[Record], dict[str, Any]]
 
 
-def fallback_schedule(verification_id: str) -> str:
-    """The schedule of ``verification_id``'s fallback steps: one per shard (:func:`~verify.store.shard_of`, by its
-    hash tag), so that no key takes every chained verification's steps."""
-    return f"{FALLBACK}:{shard_of(verification_id)}"
+def fallback_schedule(shard: int) -> str:
+    """The schedule of the fallback steps of one shard's verifications (:func:`~verify.store.shard_of`, by their
+    hash tag): one per shard, so that no key takes every chained verification's steps."""
+    return f"{FALLBACK}:{shard}"
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -198,7 +198,8 @@ class Events:
                 verification_id = entry_id.removeprefix("step:").partition(":")[0]
                 member = f"{verification_id}.{entry['step']}"
                 # Only ever earlier: the worker reschedules a step that is not due yet by the record's time.
-                batch.schedule(fallback_schedule(verification_id), member, int(entry["due"]), "1", earlier=True)
+                schedule = fallback_schedule(shard_of(verification_id))
+                batch.schedule(schedule, member, int(entry["due"]), "1", earlier=True)
             elif entry["kind"] == "event":
                 record = Record.from_flat(entry["record"])
                 assert record is not None  # noqa: S101 - not empty

@@ -4,7 +4,6 @@ from a stored record), the result of a start, who asks for an existing verificat
 from __future__ import annotations
 
 import hmac
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,9 +85,9 @@ class Fallback:
 
 
 def attempts_of(record: Record) -> list[list[Any]]:
-    """A chained record's attempts as stored: ``[[channel, gateway, status, unix ms(, message id)], ...]`` (a failed
-    one has no message id), the last one's status as the gateway's reports left it."""
-    tried: list[list[Any]] = json.loads(record.tried) if record.tried else []
+    """A chained record's attempts (:meth:`Record.chain_attempts`), the last one's status as the gateway's reports left
+    it."""
+    tried = record.chain_attempts()
     if tried and tried[-1][2] == "sent" and record.delivery_status:
         tried[-1][2] = record.delivery_status
     return tried

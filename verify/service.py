@@ -66,7 +66,7 @@ from verify.errors import (
     VerifyError,
     WrongChannel,
 )
-from verify.events import FALLBACK, Events
+from verify.events import Events, fallback_schedule
 from verify.failover import DIGITS, Failover
 from verify.metrics import Metrics
 from verify.model import (
@@ -946,7 +946,7 @@ class Service:
         lets it go to the next. Once ``stop`` is set it stops between two steps (their claims lapse)."""
         seen, lease = 0, self.settings.send_lease * 1000
         for shard in range(SHARDS):
-            name = f"{FALLBACK}:{shard}"
+            name = fallback_schedule(shard)
             for member, _ in self.store.run(Batch.claim_due, name, self._now_ms(), lease, FALLBACK_BATCH):
                 if stop is not None and stop.is_set():
                     return seen

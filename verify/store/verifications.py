@@ -196,11 +196,17 @@ class Record:
         """What its code approves, for a payment's verification; else ``None``."""
         return Payment(self.amount, self.currency, self.payee) if self.amount else None
 
+    def chain_attempts(self) -> list[list[Any]]:
+        """A fallback chain's attempts as stored: ``[[channel, gateway, status, unix ms(, message id)], ...]`` (one
+        the gateways refused has no message id); ``[]`` for a verification of one channel."""
+        tried: list[list[Any]] = json.loads(self.tried) if self.tried else []
+        return tried
+
     def entry(self) -> tuple[str, str]:
         """The channel and gateway its lifecycle is counted under (the metrics' ``channel`` and ``provider``): those
         of its first message. A fallback chain moves ``channel`` and ``provider`` on, and its approval, expiry or
         cancel still counts where it started, so that approvals over starts per channel stay a conversion rate."""
-        for attempt in json.loads(self.tried) if self.tried else ():
+        for attempt in self.chain_attempts():
             if len(attempt) > 4:  # one a gateway took (a refused one has no message id)
                 return str(attempt[0]), str(attempt[1])
         return self.channel, self.provider

@@ -41,8 +41,9 @@ if A.result == 'failed' then
     return {'deleted', {}}
   end
 end
-local fields, empty = {}, {}
+local fields, empty, next_step = {}, {}, false
 for i = at, #ARGV, 2 do
+  next_step = next_step or (ARGV[i] == 'fd' and ARGV[i + 1] ~= '')  -- a chain's send that leaves a step due
   if ARGV[i + 1] == '' then
     empty[#empty + 1] = ARGV[i]
   else
@@ -80,6 +81,6 @@ if indexed then redis.call('SET', KEYS[2], id, 'PX', ttl) end
 if grace ~= 0 then
   if grace > 0 then j_mirror(KEYS[1], grace) end  -- a status kept alone (grace < 0) would be 'pending': the watch's
   j_watch(KEYS[4], id, now + ttl, KEYS[1], grace)
-  if redis.call('HEXISTS', KEYS[1], 'fd') == 1 then j_step(KEYS[4], KEYS[1], '') end
+  if next_step then j_step(KEYS[4], KEYS[1], '') end
 end
 return {'sent', redis.call('HGETALL', KEYS[1]), superseded}
