@@ -26,6 +26,7 @@ from verify.errors import ConfigError
 from verify.gateways import GATEWAYS, Gateway
 from verify.logs import DEFAULT_LOG_FORMAT, LOG_FORMAT, LOG_FORMATS
 from verify.sms import BUILTIN_TEMPLATES, LOCALE_RE, TEMPLATE_KINDS, BadTemplate, check_template, measure
+from verify.tenants import IMPLICIT, TENANTS_FILE, TENANTS_SNAPSHOT, TenantsFile, field_of, key_digest, tenant_secrets
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,14 @@ def _min_replicas(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> A
     return count
 
 
-def _keys(min_length: int) -> env.Reader:
+def _keys(min_length: int, *, tenants_may_hold: bool = False) -> env.Reader:
+    """A key list, newest first; ``tenants_may_hold``: empty is allowed when a tenants file gives the keys (and for a
+    tenant, whose keys are its own)."""
+
     def reader(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
         keys = tuple(k.strip() for k in e.get(name, "").split(",") if k.strip())
+        if not keys and tenants_may_hold and (env.raw(e, TENANTS_FILE) or seen.get("tenant")):
+            return ()
         if not keys:
             raise ConfigError(name, "is required: a comma-separated list of keys, the newest first")
         if any(len(k) < min_length for k in keys):
@@ -361,6 +367,37 @@ def _events_secret_needed(e: Env, seen: Mapping[str, Any]) -> str | None:
     return f"{EVENTS_URL} is set" if seen["events_url"] else None
 
 
+def _tenants(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
+    """Each tenant of ``VERIFY_TENANTS_FILE`` (as gunicorn's master last checked it: ``VERIFY_TENANTS_SNAPSHOT``),
+    read as the environment with the tenant's fields over it. What is the deployment's own is not a tenant's: its
+    Redis keys are under ``<VERIFY_REDIS_PREFIX>t:<id>:`` (its phones' quotas excepted, verify/store/keys.py), its
+    secret keys are derived from ``VERIFY_SECRET_KEY``, and its site keys are only those the file gives it."""
+    path = env.raw(e, TENANTS_FILE)
+    if not path or seen.get("tenant"):
+        return default
+    file = TenantsFile.read(path, env.raw(e, TENANTS_SNAPSHOT) or path)
+    tenants = []
+    taken = {key_digest(key): IMPLICIT for key in seen["api_keys"]} | {key: IMPLICIT for key, _ in seen["site_keys"]}
+    for spec in file.specs(taken):
+        own = {
+            **e,
+            API_KEYS: "",
+            SITE_KEYS: "",
+            **spec.environ,
+            SECRET_KEY: tenant_secrets(seen["secret_keys"], spec.id),
+            "VERIFY_REDIS_PREFIX": f"{seen['redis_prefix']}t:{spec.id}:",
+        }
+        try:
+            settings = env.read(Settings, own, {"gateways": seen["gateways"], "tenant": spec.id})
+        except ConfigError as err:
+            message = str(err).removeprefix(f"{err.variable} ")
+            raise file.error(spec.id, field_of(err.variable), message) from None
+        if settings.events_url and not settings.events_url.startswith("https://") and not settings.sandbox:
+            raise file.error(spec.id, "events_url", "must be an https URL outside sandbox mode: events carry tokens")
+        tenants.append(Tenant(spec.id, settings, spec.api_key_hashes))
+    return tuple(tenants)
+
+
 def _var(name: str, read: env.Reader, *, secret: bool = False) -> dict[str, Any]:
     return env.var(name, read, secret=secret)
 
@@ -369,7 +406,9 @@ def _var(name: str, read: env.Reader, *, secret: bool = False) -> dict[str, Any]
 class Settings:
     """Validated settings. Build with :meth:`from_env`; tests use :func:`dataclasses.replace`."""
 
-    api_keys: tuple[str, ...] = field(metadata=_var(API_KEYS, _keys(MIN_API_KEY_LENGTH), secret=True))
+    api_keys: tuple[str, ...] = field(
+        metadata=_var(API_KEYS, _keys(MIN_API_KEY_LENGTH, tenants_may_hold=True), secret=True)
+    )
     secret_keys: tuple[str, ...] = field(metadata=_var(SECRET_KEY, _keys(MIN_SECRET_LENGTH), secret=True))
     # One server (redis://, rediss://), a cluster (redis+cluster://) or a sentinel's master (redis+sentinel://): the
     # store reads its forms (verify.store.connection.parse_url), and refuses a wrong one when the app starts.
@@ -468,6 +507,10 @@ class Settings:
     # prometheus_client's multiprocess directory: where each gunicorn worker writes its samples, so that /metrics
     # adds them up (gunicorn.conf.py and `verify dev` set it; unset, each process counts alone).
     metrics_dir: str | None = field(default=None, metadata=_var(METRICS_DIR, _directory))
+    # Many products in one deployment (verify/tenants.py): the file, and each tenant it declares, read last (a
+    # tenant's settings are these with its own fields over them).
+    tenants_file: str | None = field(default=None, metadata=_var(TENANTS_FILE, env.text))
+    tenants: tuple[Tenant, ...] = field(default=(), repr=False, metadata=_var("", _tenants))
 
     @classmethod
     def from_env(
@@ -508,6 +551,11 @@ class Settings:
                 table["sms"][locale] = template
         return table
 
+    def tenant_list(self) -> list[Tenant]:
+        """Every tenant: the environment's own (:data:`~verify.tenants.IMPLICIT`, with ``VERIFY_API_KEYS`` and
+        ``VERIFY_SITE_KEYS``; the only one without a tenants file), then the file's."""
+        return [Tenant(IMPLICIT, self, tuple(key_digest(key) for key in self.api_keys)), *self.tenants]
+
     @property
     def fallback_wait(self) -> int:
         """How long a fallback step waits when the start gives no ``wait``: ``VERIFY_FALLBACK_AFTER``, at most the
@@ -529,6 +577,16 @@ class Settings:
             *((self.call_provider,) if self.call_provider else ()),
         )
         return tuple(dict.fromkeys(named))
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One product of the deployment: its id, its settings (the environment's under its own fields), and the
+    SHA-256 digests of its API keys."""
+
+    id: str
+    settings: Settings
+    api_key_hashes: tuple[str, ...]
 
 
 def _warn(settings: Settings) -> None:
