@@ -19,6 +19,7 @@ UNITS = (
     "sms",
     "phone",
     "env",  # how a setting is declared and read
+    "tenants",  # the tenants file's shape, what its fields override
     "embedded",  # a redis-server for `verify dev` and the tests
     "providers",  # one module per gateway: maps data; a leaf but for the helpers above
     "gateways",  # THE list of gateways
@@ -32,6 +33,7 @@ UNITS = (
     "events",
     "model",  # what the service answers: a verification's view, a start's result, who asks
     "service",  # the state machine
+    "tenancy",  # every tenant's service, and which one a request or an event is for
     "web",  # blueprints, request helpers, the problem renderer, JSON views
     "app",  # the factory: builds everything above
     "cli",

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from flask import Flask, request
 from prometheus_client import CollectorRegistry
@@ -21,6 +23,8 @@ from verify.model import view
 from verify.providers.base import Http, Provider, Shared
 from verify.service import Service
 from verify.store import SOCKET_TIMEOUT_S, Store
+from verify.tenancy import Tenancy
+from verify.tenants import IMPLICIT
 from verify.tokens import Secrets
 from verify.web import api, observe, problems, sandbox, webhooks, widget
 from verify.web.client_ip import trust_proxies
@@ -54,13 +58,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     metrics = Metrics(CollectorRegistry(auto_describe=True))
     store = Store.from_url(settings.redis_url, settings.redis_prefix, min_replicas=settings.redis_min_replicas)
     store.on_error = metrics.redis_error
-    gateways = build_gateways(settings, store, clock)
-    service = build_service(
-        settings, store, clock, metrics, gateways.sms, gateways.call, gateways.voice, gateways.telegram
-    )
-    events = service.events
+    tenancy = build_tenancy(settings, store, clock, metrics)
     trust_proxies(app, settings)
-    app.extensions["verify"] = service
+    app.extensions["verify"] = tenancy.default
+    app.extensions["verify.tenancy"] = tenancy
     observe.install(
         app,
         metrics,
@@ -69,13 +70,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     )
     if background:  # the expiry sweep runs always (the expired metric); events go out only with a receiver
         stop = threading.Event()
-        # Fallback chains need two channels that carry a code; without them the loop does not look for steps.
-        also = {"fallback": lambda: service.run_fallback(stop)} if service.chains_possible else {}
-        loop = threading.Thread(target=events.run, args=(stop, 1.0, also), name="verify-events", daemon=True)
-        loop.start()
+        loops = []
+        for tenant, service in tenancy.services.items():
+            # Fallback chains need two channels that carry a code; without them the loop does not look for steps.
+            also = {"fallback": partial(service.run_fallback, stop)} if service.chains_possible else {}
+            name = "verify-events" if tenant == IMPLICIT else f"verify-events-{tenant}"
+            loops.append(threading.Thread(target=service.events.run, args=(stop, 1.0, also), name=name, daemon=True))
+            loops[-1].start()
         # The loop stops after the event it is posting, so waiting one POST and one Redis round trip is enough.
         app.extensions["verify.events.stop"] = stopper(
-            stop, loop, settings.http_connect_timeout + settings.http_read_timeout + SOCKET_TIMEOUT_S
+            stop, loops, settings.http_connect_timeout + settings.http_read_timeout + SOCKET_TIMEOUT_S
         )
     problems.register(app, lambda: request.method not in ("GET", "HEAD", "OPTIONS"))
     return app
@@ -96,6 +100,31 @@ class Gateways:
         return list(
             {id(p): p for p in [*self.sms, *([self.call] if self.call else []), *self.voice, *self.telegram]}.values()
         )
+
+
+def build_tenancy(settings: Settings, store: Store, clock: Clock, metrics: Metrics) -> Tenancy:
+    """Each tenant's gateways and service (``settings.tenant_list()``), the implicit one's over ``store`` and the
+    others' over the same connections under their own prefixes; with a tenants file, ``VERIFY_LIMIT_GLOBAL`` caps
+    them all together."""
+    services: dict[str, Service] = {}
+    api_keys: dict[str, str] = {}
+    for tenant in settings.tenant_list():
+        own = tenant.settings
+        tenant_store = store if tenant.id == IMPLICIT else store.for_tenant(own.redis_prefix)
+        gateways = build_gateways(own, tenant_store, clock)
+        services[tenant.id] = build_service(
+            own,
+            tenant_store,
+            clock,
+            metrics,
+            gateways.sms,
+            gateways.call,
+            gateways.voice,
+            gateways.telegram,
+            cap=settings.deployment_cap,
+        )
+        api_keys |= dict.fromkeys(tenant.api_key_hashes, tenant.id)
+    return Tenancy(services, api_keys)
 
 
 def build_gateways(settings: Settings, store: Store, clock: Clock) -> Gateways:
@@ -127,18 +156,20 @@ class StoreOutbox:
         self._store.defer(lambda batch: batch.outbox_push(phone, message))
 
 
-def stopper(stop: threading.Event, loop: threading.Thread, timeout: float) -> Callable[[], None]:
-    """What ``app.extensions["verify.events.stop"]`` holds: a call that stops the event loop and waits at most
-    ``timeout`` seconds for it to end. gunicorn.conf.py's ``worker_exit`` calls it once the worker has finished its
-    requests, so the loop is not killed between posting an event and marking it delivered (which would post it
-    again after the lease ran out)."""
+def stopper(stop: threading.Event, loops: list[threading.Thread], timeout: float) -> Callable[[], None]:
+    """What ``app.extensions["verify.events.stop"]`` holds: a call that stops the event loops (one per tenant) and
+    waits at most ``timeout`` seconds for them to end. gunicorn.conf.py's ``worker_exit`` calls it once the worker
+    has finished its requests, so a loop is not killed between posting an event and marking it delivered (which
+    would post it again after the lease ran out)."""
 
     def stop_and_join() -> None:
         log = logging.getLogger(__name__)
         stop.set()
         log.info("events: the loop is stopping; waiting up to %.0f s for the event being posted", timeout)
-        loop.join(timeout)
-        if loop.is_alive():
+        deadline = time.monotonic() + timeout
+        for loop in loops:
+            loop.join(max(0.0, deadline - time.monotonic()))
+        if any(loop.is_alive() for loop in loops):
             log.warning(
                 "events: the loop did not stop within %.0f s; an event it was posting may go out again", timeout
             )
@@ -155,11 +186,14 @@ def build_service(
     call: Provider | None,
     voice: list[Provider] | None = None,
     telegram: list[Provider] | None = None,
+    *,
+    cap: str = "",
 ) -> Service:
     """The service, with its secrets, events and captcha, over ``store`` and the gateways given (no voice or
-    telegram gateway unless ``voice`` or ``telegram`` lists some)."""
+    telegram gateway unless ``voice`` or ``telegram`` lists some); ``cap``: the deployment's limit over all
+    tenants."""
     secrets = Secrets(settings.secret_keys, settings.token_ttl, clock)
     events = Events(settings, store, clock, lambda record: to_json(view(record, settings, secrets)), metrics)
     captcha = Captcha(settings, store, metrics)
     chains = {"voice": voice or [], "telegram": telegram or []}
-    return Service(settings, store, secrets, sms, call, clock, events, captcha, metrics, chains)
+    return Service(settings, store, secrets, sms, call, clock, events, captcha, metrics, chains, cap)

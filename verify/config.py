@@ -14,7 +14,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import phonenumbers
@@ -383,6 +383,7 @@ def _tenants(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
             **e,
             API_KEYS: "",
             SITE_KEYS: "",
+            "VERIFY_LIMIT_GLOBAL": "",  # the deployment's cap over all tenants; a tenant's own is its limits.global
             **spec.environ,
             SECRET_KEY: tenant_secrets(seen["secret_keys"], spec.id),
             "VERIFY_REDIS_PREFIX": f"{seen['redis_prefix']}t:{spec.id}:",
@@ -554,7 +555,13 @@ class Settings:
     def tenant_list(self) -> list[Tenant]:
         """Every tenant: the environment's own (:data:`~verify.tenants.IMPLICIT`, with ``VERIFY_API_KEYS`` and
         ``VERIFY_SITE_KEYS``; the only one without a tenants file), then the file's."""
-        return [Tenant(IMPLICIT, self, tuple(key_digest(key) for key in self.api_keys)), *self.tenants]
+        implicit = replace(self, limit_global="", tenants=()) if self.tenants else self  # its cap is everyone's
+        return [Tenant(IMPLICIT, implicit, tuple(key_digest(key) for key in self.api_keys)), *self.tenants]
+
+    @property
+    def deployment_cap(self) -> str:
+        """With a tenants file, ``VERIFY_LIMIT_GLOBAL`` caps every tenant's sends together (``deployment``)."""
+        return self.limit_global if self.tenants else ""
 
     @property
     def fallback_wait(self) -> int:

@@ -21,6 +21,10 @@ Where each limit lives, and why:
   may be tighter. A voice send counts towards ``phone`` and ``ip`` as well, like any send.
 - ``check_ip`` is taken by ``lua/take.lua`` too, before the code is judged, and never given back: a check is
   work done whatever its outcome.
+- With a tenants file, ``phone``, ``phone_failures`` and ``voice_phone`` protect the phone's owner, so their counts
+  are the deployment's, shared by every tenant (each tenant's amounts judge the shared count); ``ip``, ``prefix``,
+  ``country``, ``global`` and ``check_ip`` are each tenant's own, and ``deployment`` (``VERIFY_LIMIT_GLOBAL``) caps
+  all tenants together, taken with the others by ``lua/take.lua`` (``verify/store/keys.py``, ``SHARED_LIMITS``).
 
 One mechanism serves every limit, with the app's clock (tests move time rather than sleep) and one renderer for its
 429; docs/performance.md says why not flask-limiter.
@@ -51,6 +55,7 @@ LimitName = Literal[
     "captcha_challenges",
     "voice_phone",
     "voice_ip",
+    "deployment",
 ]
 CAPTCHA_WINDOW_S = 3600
 
@@ -131,10 +136,13 @@ class Quotas:
     captcha_challenges: Limit | None
     voice_phone: Limit | None = None
     voice_ip: Limit | None = None
+    # With a tenants file: the deployment's cap over every tenant (VERIFY_LIMIT_GLOBAL), on top of a tenant's own.
+    deployment: Limit | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Quotas:
-        """The limits ``settings`` configure (``VERIFY_LIMIT_*``, ``VERIFY_CAPTCHA_AFTER``)."""
+    def from_settings(cls, settings: Settings, cap: str = "") -> Quotas:
+        """The limits ``settings`` configure (``VERIFY_LIMIT_*``, ``VERIFY_CAPTCHA_AFTER``); ``cap``: the
+        deployment's over all tenants (a tenant's ``global`` is its own)."""
         adaptive = settings.captcha_mode == "adaptive"
         return cls(
             ip=parse("ip", settings.limit_ip),
@@ -147,6 +155,7 @@ class Quotas:
             captcha_challenges=parse("captcha_challenges", settings.limit_captcha_challenges),
             voice_phone=parse("voice_phone", settings.limit_voice_phone),
             voice_ip=parse("voice_ip", settings.limit_voice_ip),
+            deployment=parse("deployment", cap),
             captcha_ip=Limit(
                 "captcha_ip", (Window(settings.captcha_after, CAPTCHA_WINDOW_S, f"{settings.captcha_after}/hour"),)
             )
@@ -165,7 +174,12 @@ class Quotas:
         taken = [Quota(ip, client_ip, counter)] if ip else []
         taken += [
             Quota(limit, identity)
-            for limit, identity in ((self.prefix, prefix_of(phone)), (self.country, country), (self.global_, "all"))
+            for limit, identity in (
+                (self.prefix, prefix_of(phone)),
+                (self.country, country),
+                (self.global_, "all"),
+                (self.deployment, "all"),
+            )
             if limit
         ]
         if channel == "voice":

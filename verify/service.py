@@ -170,6 +170,7 @@ class Service:
         captcha: Captcha,
         metrics: Metrics,
         chains: dict[str, list[Provider]] | None = None,
+        cap: str = "",
     ) -> None:
         self.settings = settings
         self.store = store
@@ -184,7 +185,7 @@ class Service:
         self.events = events
         self.captcha = captcha
         self.metrics = metrics
-        self.quotas = Quotas.from_settings(settings)
+        self.quotas = Quotas.from_settings(settings, cap)  # cap: the deployment's over all tenants (a tenant's)
         self.failover = Failover(settings, store, clock, metrics)
         # Codes are digits, one GSM-7 septet each: a template's size is the same for every code of its length.
         self._templates = settings.templates()
@@ -441,14 +442,31 @@ class Service:
                 )
                 return None
             return self._approve(record, "call", [])
-        runs = [r for r in DIGIT_RUN.findall(event.text) if len(r) == self.settings.code_length]
-        if len(runs) > MAX_REPLY_CODES:
-            log.warning("an SMS reply carries %d candidate codes (at most %d): ignored", len(runs), MAX_REPLY_CODES)
-            return None
+        runs = self._reply_codes(event)
         record = self._replied_to(event) if runs else None
         if record is None or record.status != "pending" or record.phone != event.phone or record.owner:
             return None
         return self._approve(record, "sms_reply", runs)
+
+    def concerns(self, event: Event) -> bool:
+        """Whether ``event`` would change one of this service's verifications (a tenant's), found as :meth:`handle`
+        finds it, without changing anything: which tenant a gateway's event is for (``verify/tenancy.py``)."""
+        if isinstance(event, DeliveryReport):
+            verification_id = self._reported(event)
+            return verification_id is not None and self.store.run(Batch.get, verification_id) is not None
+        if isinstance(event, CallReceived):
+            return self._called_for(event.phone) is not None
+        record = self._replied_to(event) if self._reply_codes(event) else None
+        return record is not None and record.status == "pending" and record.phone == event.phone and not record.owner
+
+    def _reply_codes(self, event: SmsReceived) -> list[str]:
+        """The candidate codes of an inbound SMS: its runs of as many digits as a code has (none past
+        :data:`MAX_REPLY_CODES`, logged)."""
+        runs = [r for r in DIGIT_RUN.findall(event.text) if len(r) == self.settings.code_length]
+        if len(runs) > MAX_REPLY_CODES:
+            log.warning("an SMS reply carries %d candidate codes (at most %d): ignored", len(runs), MAX_REPLY_CODES)
+            return []
+        return runs
 
     def _called_for(self, phone: str) -> Record | None:
         """The pending call verification that a call from ``phone`` confirms, if it can tell which.
@@ -538,14 +556,17 @@ class Service:
             self.store.defer(lambda batch: batch.pump_count(country, record.id, "approved", now))
         return self.view(record)
 
-    def _delivery_report(self, event: DeliveryReport) -> Verification | None:
-        verification_id = (
-            event.verification_id
-            if ID_RE.fullmatch(event.verification_id)
-            else self.store.run(
-                Batch.message_verification, event.provider, event.message_id, MESSAGE_MEMORY_S * 1000, self._now_ms()
-            )
+    def _reported(self, event: DeliveryReport) -> str | None:
+        """The id of the verification a delivery report is about: named by the gateway, else found by its message."""
+        if ID_RE.fullmatch(event.verification_id):
+            return event.verification_id
+        found = self.store.run(
+            Batch.message_verification, event.provider, event.message_id, MESSAGE_MEMORY_S * 1000, self._now_ms()
         )
+        return found or None
+
+    def _delivery_report(self, event: DeliveryReport) -> Verification | None:
+        verification_id = self._reported(event)
         if not verification_id:
             return None
         batch = self.store.batch()

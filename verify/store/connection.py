@@ -5,6 +5,7 @@ ago). Behind Sentinel, how writes are confirmed is :mod:`verify.store.replicas`'
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import weakref
@@ -80,7 +81,7 @@ class Connection(Replicas):
         service: str = "",
     ) -> None:
         self.client = client
-        self.prefix = prefix
+        self.prefix = self.shared_prefix = prefix
         self.cluster = isinstance(client, RedisCluster)
         # Sentinel: a batch that writes waits until this many replicas have it, so a failover loses nothing that
         # was acknowledged (WAIT, in the same round trip); with fewer online and the sentinels' consent, it goes on
@@ -218,6 +219,15 @@ class Connection(Replicas):
         kwargs = pool.connection_kwargs
         where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         return [f"server {where} (role {info.get('role')})"]
+
+    def for_tenant(self, prefix: str) -> Self:
+        """This store for one tenant: its keys under ``prefix``, the shared ones (a phone's quotas,
+        :class:`~verify.store.keys.Keys`) still under this store's, over the same connections and scripts. Its
+        deferred writes ride on its own batches. The store it was made from must outlive it: it owns the sockets."""
+        tenant = copy.copy(self)
+        tenant.prefix = prefix
+        tenant._deferred = []
+        return tenant
 
     def defer(self, queue: Callable[[Batch], object], *, until_done: bool = False) -> None:
         """Have ``queue`` put its commands on the next batch this store runs (in this process), whoever runs it.

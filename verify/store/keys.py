@@ -40,13 +40,25 @@ def shard_of(tag: str) -> int:
     return int(tag[0], 16) % SHARDS
 
 
+#: Limits that protect a phone's owner: their counts are shared by every tenant (:attr:`Keys.shared_prefix`), so a
+#: phone cannot be bombed by spreading starts over tenants; and the deployment's cap over all of them.
+SHARED_LIMITS = frozenset({"phone", "fail", "voice_phone", "deployment"})
+
+
 class Keys:
-    """The key builders of a store (a part of :class:`~verify.store.Store`), under its ``prefix``."""
+    """The key builders of a store (a part of :class:`~verify.store.Store`), under its ``prefix``.
+
+    A tenant's store (:meth:`~verify.store.Store.for_tenant`) has a prefix of its own, so every key that makes a
+    tenant's identity (its verifications, their phone indexes, its idempotency keys, its events, its IPs' quotas) is
+    apart from every other tenant's, and a key that belongs to the deployment, whoever asks, stays under
+    ``shared_prefix``: a phone's quotas (:data:`SHARED_LIMITS`), the sandbox's outbox, the webhooks' nonces.
+    """
 
     prefix: str
+    shared_prefix: str
 
-    def _tagged(self, tag: str) -> str:
-        return f"{self.prefix}{{{tag}}}:"
+    def _tagged(self, tag: str, prefix: str | None = None) -> str:
+        return f"{self.prefix if prefix is None else prefix}{{{tag}}}:"
 
     def record_key(self, verification_id: str) -> str:
         """The hash of one verification. A malformed id (``<id>:final``, ``*``) would name another key: every
@@ -69,15 +81,16 @@ class Keys:
 
     def phone_quota_key(self, name: Literal["phone", "fail"], phone: str) -> str:
         """A phone's send quota (``phone``) or wrong-code quota (``fail``), in the phone's slot."""
-        return f"{self._tagged(tag_for(phone))}q:{name}:{phone}"
+        return f"{self._tagged(tag_for(phone), self.shared_prefix)}q:{name}:{phone}"
 
     def phone_quota_prefix(self, name: Literal["phone", "fail"], verification_id: str) -> str:
         """A phone quota's key without the phone, in the slot of the verification (a script appends its phone)."""
-        return f"{self._tagged(verification_id[:TAG_LENGTH])}q:{name}:"
+        return f"{self._tagged(verification_id[:TAG_LENGTH], self.shared_prefix)}q:{name}:"
 
     def quota_key(self, quota: Quota) -> str:
         """The key of a quota that is not a phone's: a client IP's, a number range's, a country's, everyone's."""
-        return f"{self.prefix}q:{{{quota.limit.name}:{quota.identity}}}"
+        prefix = self.shared_prefix if quota.limit.name in SHARED_LIMITS else self.prefix
+        return f"{prefix}q:{{{quota.limit.name}:{quota.identity}}}"
 
     def pump_key(self, country: str, shard: int) -> str:
         """One shard of a country's SMS-pumping statistics."""
@@ -89,7 +102,7 @@ class Keys:
 
     def outbox_key(self, phone: str) -> str:
         """The sandbox provider's recent messages to one phone."""
-        return f"{self._tagged(tag_for(phone))}outbox:{phone}"
+        return f"{self._tagged(tag_for(phone), self.shared_prefix)}outbox:{phone}"
 
     def breaker_key(self, provider: str) -> str:
         """The circuit breaker of one gateway, shared by every worker."""
@@ -108,7 +121,7 @@ class Keys:
 
     def nonce_key(self, provider: str, nonce: str) -> str:
         """A webhook nonce already seen."""
-        return f"{self.prefix}nonce:{{{provider}}}:{nonce}"
+        return f"{self.shared_prefix}nonce:{{{provider}}}:{nonce}"
 
     def captcha_key(self, challenge_id: str) -> str:
         """The HMAC of one builtin captcha's answer (and, in sandbox mode, ``<key>:plain``)."""

@@ -22,14 +22,15 @@ from verify.service import CHANNELS, Source
 from verify.sms import APP_HASH_RE, LOCALE_RE, webotp_host
 from verify.web.client_ip import client_ip
 from verify.web.context import (
+    bearer,
     captcha_field,
     json_body,
     payment_field,
     phone_field,
-    require_bearer,
     service,
     settings,
     string_field,
+    tenancy,
 )
 from verify.web.problems import problem
 from verify.web.views import proof_json, to_json
@@ -49,21 +50,27 @@ SITE_KEY_ENDPOINTS = frozenset({"v1.start", "v1.get", "v1.check", "v1.resend"})
 
 @v1.before_request
 def authenticate() -> BaseResponse | None:
-    """Require ``Authorization: Bearer <key>`` with one of VERIFY_API_KEYS, or a site key from one of its origins.
+    """Require ``Authorization: Bearer <key>`` with an API key (VERIFY_API_KEYS, or a tenant's in the tenants file),
+    or a site key from one of its origins. The key names the tenant whose service serves the request
+    (``verify/tenancy.py``): another tenant's verifications are not found by it.
 
     A site key (``X-Verify-Site-Key``, publishable: it is in every visitor's browser) may start verifications,
     and read, check and resend the ones it started with the client secret each start's answer gave
     (``X-Verify-Client-Secret``), from the origins VERIFY_SITE_KEYS lists for it, and nothing else; its requests
     get CORS headers for that origin. A request with both headers is an API key's: the key decides.
     """
-    config = settings()
+    tenants = tenancy()
     if request.method == "OPTIONS":
-        return _preflight(config.site_keys)
+        return _preflight(tenants.site_origins())
     key = request.headers.get(SITE_KEY_HEADER)
     if key is None or "Authorization" in request.headers:
-        require_bearer(config.api_keys, "API key")
+        # The key names its tenant (a tenants file, verify/tenancy.py): what it reaches is that tenant's alone.
+        g.service = tenants.by_api_key(bearer("API key"))
+        if g.service is None:
+            raise Unauthorized("send Authorization: Bearer <API key>")
         return None
-    origins = config.site_key_origins(key)
+    g.service = tenants.by_site_key(key)
+    origins = g.service.settings.site_key_origins(key) if g.service else None
     if origins is None:
         raise Unauthorized(f"{SITE_KEY_HEADER} names no configured site key")
     origin = request.headers.get("Origin") or _same_origin()
@@ -83,11 +90,11 @@ def _same_origin() -> str:
     return request.host_url.rstrip("/") if request.headers.get("Sec-Fetch-Site") == "same-origin" else ""
 
 
-def _preflight(site_keys: tuple[tuple[str, tuple[str, ...]], ...]) -> BaseResponse:
+def _preflight(origins: set[str]) -> BaseResponse:
     """A CORS preflight: allowed for an origin that some site key lists (which key comes only with the request
     itself, which is refused if its key does not list the origin)."""
     origin = request.headers.get("Origin", "")
-    if not any(origin.lower() in origins for _, origins in site_keys):
+    if origin.lower() not in origins:
         raise Forbidden("no site key may be used from this origin")
     response = Response(status=204)
     response.headers.update(

@@ -6,7 +6,7 @@ import hmac
 import unicodedata
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from verify import phone
 from verify.captcha import Answer
@@ -15,15 +15,24 @@ from verify.errors import InvalidRequest, Unauthorized
 from verify.metrics import Metrics
 from verify.service import Service
 from verify.sms import AMOUNT_RE, CURRENCIES, MAX_PAYEE_LENGTH, Payment
+from verify.tenancy import Tenancy
 from verify.web.views import loads
 
 MAX_FIELD_LENGTH = 256
 
 
 def service() -> Service:
-    """The app's service (``app.extensions["verify"]``)."""
-    svc: Service = current_app.extensions["verify"]
+    """The service of this request's tenant (the one its key named, ``verify/web/api.py``), else the implicit
+    tenant's (``app.extensions["verify"]``): the one webhooks and the public endpoints use for what every tenant
+    shares."""
+    svc: Service = g.get("service") or current_app.extensions["verify"]
     return svc
+
+
+def tenancy() -> Tenancy:
+    """Every tenant's service (``app.extensions["verify.tenancy"]``)."""
+    tenants: Tenancy = current_app.extensions["verify.tenancy"]
+    return tenants
 
 
 def settings() -> Settings:
@@ -111,13 +120,20 @@ def captcha_field(body: dict[str, Any]) -> Answer | None:
 def require_bearer(accepted: tuple[str, ...], what: str) -> None:
     """Require ``Authorization: Bearer <one of accepted>``, compared in constant time with every one of them;
     :class:`Unauthorized` naming ``what`` to send otherwise."""
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    given = key.strip().encode()
+    given = bearer(what).encode()
     ok = False
     for candidate in accepted:
         ok |= hmac.compare_digest(given, candidate.encode())
-    if scheme.lower() != "bearer" or not ok:
+    if not ok:
         raise Unauthorized(f"send Authorization: Bearer <{what}>")
+
+
+def bearer(what: str) -> str:
+    """The key of ``Authorization: Bearer <key>``; :class:`Unauthorized` naming ``what`` to send without one."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized(f"send Authorization: Bearer <{what}>")
+    return key.strip()
 
 
 def payment_field(body: dict[str, Any]) -> Payment | None:

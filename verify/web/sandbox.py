@@ -12,7 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from verify import phone
 from verify.errors import InvalidRequest, NotFound
 from verify.providers.base import CallReceived, SmsReceived
-from verify.web.context import json_body, now, phone_field, service, settings, string_field
+from verify.web.context import json_body, now, phone_field, service, settings, string_field, tenancy
 from verify.web.views import to_json
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
@@ -51,7 +51,7 @@ def _marked(outbox: list[dict[str, str]]) -> list[dict[str, Any]]:
 def calls() -> Response:
     """Act as the person calling the number of their pending ``call`` verification: approves it."""
     e164 = phone_field(json_body(), country_field=None)
-    approved = service().handle(CallReceived(e164, now()))
+    approved = tenancy().handle(CallReceived(e164, now()))
     if approved is None:
         raise NotFound("this phone has no pending call verification")
     return jsonify(to_json(approved))
@@ -64,15 +64,15 @@ def replies() -> Response:
     e164 = phone_field(body, country_field=None)
     text = string_field(body, "text", required=True)
     assert text is not None  # noqa: S101 - required
-    approved = service().handle(SmsReceived(e164, text, now()))
+    approved = tenancy().handle(SmsReceived(e164, text, now()))
     return jsonify({"approved": approved is not None, "verification": to_json(approved) if approved else None})
 
 
 @bp.get("/captcha/<challenge_id>")
 def captcha_answer(challenge_id: str) -> Response:
     """The answer of a builtin captcha, so end-to-end tests and demos can pass it (sandbox mode only)."""
-    captcha = service().captcha
-    answer = captcha.sandbox_answer(challenge_id) if captcha else None
+    answers = (svc.captcha.sandbox_answer(challenge_id) for svc in tenancy().services.values() if svc.captcha)
+    answer = next((found for found in answers if found is not None), None)  # each tenant keeps its own challenges
     if answer is None:
         raise NotFound("no such captcha, or it expired or was used")
     return jsonify({"answer": answer})

@@ -24,7 +24,8 @@ from flask.sansio.blueprints import BlueprintSetupState
 
 from verify.errors import NotFound, WebhookRejected
 from verify.providers.base import CallReceived, DeliveryReport, Gateway, Inbound, SmsReceived, Webhook
-from verify.web.context import metrics, now, service, settings
+from verify.service import Service
+from verify.web.context import metrics, now, service, settings, tenancy
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -37,14 +38,15 @@ def callback(gateway: str, route: str, **args: str) -> Response:
     svc = service()
     counted = metrics().webhooks
     try:
-        hook = _verified(gateway, route, args)
+        hook, tenants = _verified(gateway, route, args)
     except (NotFound, WebhookRejected):
         counted.labels(gateway, "none", "rejected").inc()
         raise
     results = []
     try:
         for event in hook.events:
-            results.append((KINDS[type(event)], "ignored" if svc.handle(event) is None else "accepted"))
+            applied = tenancy().handle(event, tenants)
+            results.append((KINDS[type(event)], "ignored" if applied is None else "accepted"))
     except BaseException:
         if hook.nonce:
             svc.release_nonce(gateway, hook.nonce)
@@ -55,12 +57,14 @@ def callback(gateway: str, route: str, **args: str) -> Response:
     return Response(ack, mimetype="text/plain")
 
 
-def _verified(gateway: str, route: str, args: dict[str, str]) -> Webhook:
-    """The callback, verified and parsed by its gateway's module, its nonce claimed; :class:`NotFound` for a gateway
-    that is not configured or a wrong URL, :class:`WebhookRejected` for a forged, stale or replayed one."""
-    config = settings()
-    own = config.gateway_settings.get(gateway)
-    if own is None:
+def _verified(gateway: str, route: str, args: dict[str, str]) -> tuple[Webhook, list[Service]]:
+    """The callback, verified and parsed by its gateway's module, its nonce claimed, with the tenants whose
+    settings of that gateway verified it (a tenant may have its own hook secret; tenants that share a gateway's
+    settings share its callbacks, and :meth:`Tenancy.handle` finds which one an event is for); :class:`NotFound`
+    for a gateway that is not configured or a wrong URL, :class:`WebhookRejected` for a forged, stale or replayed
+    one."""
+    groups = tenancy().gateway_settings(gateway)
+    if not groups:
         raise NotFound(f"{gateway} is not a configured gateway")
     inbound = Inbound(
         request.method,
@@ -69,13 +73,21 @@ def _verified(gateway: str, route: str, args: dict[str, str]) -> Webhook:
         request.mimetype,
         dict(request.headers.items()),
     )
-    try:
-        hook: Webhook = _declared(gateway).parse(route, inbound, args, own, now(), config.webhook_max_age)
-    except NotFound as err:  # a URL that must look like no URL at all: not even which part of it was wrong
-        raise NotFound("no such webhook") from err
-    if hook.nonce and not service().claim_nonce(gateway, hook.nonce):
-        raise WebhookRejected("this nonce was seen before: a replayed request")
-    return hook
+    refused: WebhookRejected | None = None
+    for own, tenants in groups:
+        try:
+            hook: Webhook = _declared(gateway).parse(route, inbound, args, own, now(), settings().webhook_max_age)
+        except NotFound:  # a URL that must look like no URL at all: not even which part of it was wrong
+            continue
+        except WebhookRejected as err:
+            refused = refused or err
+            continue
+        if hook.nonce and not service().claim_nonce(gateway, hook.nonce):
+            raise WebhookRejected("this nonce was seen before: a replayed request")
+        return hook, tenants
+    if refused is not None:
+        raise refused
+    raise NotFound("no such webhook")
 
 
 def _declared(gateway: str) -> Gateway[Any]:
