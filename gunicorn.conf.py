@@ -15,6 +15,8 @@ gunicorn's raw access line would carry the path and query string, where gateways
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,50 @@ else:
     _made_metrics_dir = False
 
 
+def _check_tenants() -> None:
+    """With ``VERIFY_TENANTS_FILE``: read the file once, whole, into a private copy, and have ``verify check-config``
+    validate that copy in a process of its own (validating here would import the app into the master). Valid, the
+    workers started from now on read that copy (``VERIFY_TENANTS_SNAPSHOT``), so one never reads a file half
+    rewritten, and all of them read the same. This runs at the start and again on every SIGHUP (gunicorn reads this
+    file again): a bad file stops the start, naming the line; on a reload it is refused, logged, and the workers
+    gunicorn starts keep serving the last good one.
+    """
+    source = os.environ.get("VERIFY_TENANTS_FILE")
+    if not source:
+        return
+    try:
+        text = Path(source).read_bytes()
+    except OSError as err:
+        text, unreadable = b"", f"VERIFY_TENANTS_FILE cannot be read ({err})"
+    else:
+        unreadable = ""
+    handle, copy = tempfile.mkstemp(prefix="verify-tenants-", suffix=".toml")
+    with os.fdopen(handle, "wb") as file:
+        file.write(text)
+    checked = subprocess.run(
+        [sys.executable, "-m", "verify.cli", "check-config"],
+        env={**os.environ, "VERIFY_TENANTS_SNAPSHOT": copy},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    previous = os.environ.get("VERIFY_TENANTS_SNAPSHOT")
+    if checked.returncode == 0 and not unreadable:
+        os.environ["VERIFY_TENANTS_SNAPSHOT"] = copy
+        if previous:
+            Path(previous).unlink(missing_ok=True)  # the workers read it when they started; none will again
+        return
+    Path(copy).unlink(missing_ok=True)
+    problem = unreadable or checked.stderr.strip().removeprefix("configuration error: ")
+    if not previous:
+        raise SystemExit(f"verify: configuration error: {problem}")
+    print(f"verify: the tenants file was not reloaded, the last good one still serves: {problem}", file=sys.stderr)
+
+
+_check_tenants()
+
+
 def on_starting(server: Any) -> None:
     """Empty the metrics directory: the samples of an earlier run are not this run's."""
     for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
@@ -68,6 +114,8 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    """Remove the metrics directory this run made."""
+    """Remove the metrics directory this run made, and the tenants file's last copy."""
     if _made_metrics_dir:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    if os.environ.get("VERIFY_TENANTS_SNAPSHOT"):
+        Path(os.environ["VERIFY_TENANTS_SNAPSHOT"]).unlink(missing_ok=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -36,7 +37,7 @@ from openapi_spec_validator import validate
 from werkzeug.test import TestResponse
 from werkzeug.wrappers import Request, Response
 
-from tests.conftest import AUTH, PHONE, MovableClock, make_settings, serving
+from tests.conftest import API_KEY, AUTH, PHONE, SECRET_KEY, MovableClock, make_settings, serving
 from tests.providers import d7_emulator, hook_emulator, smsc_emulator, telegram_emulator, zoomconnect_emulator
 from verify import MAX_BODY_BYTES, create_app, errors
 from verify.app import StoreOutbox
@@ -53,6 +54,7 @@ from verify.providers.zoomconnect import ZoomConnectSettings
 from verify.quotas import LimitName
 from verify.service import Service
 from verify.store import Batch
+from verify.tenants import hash_key
 from verify.web import problems
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
@@ -67,6 +69,7 @@ UNKNOWN_ID = "0" * 28
 UNKNOWN_CAPTCHA = "0" * 24
 # Every abuse limit, by the name a `rate-limited` problem gives it (its setting is `limit_<name>`).
 LIMITS = tuple(name for name in get_args(LimitName) if name != "captcha_ip")  # the captcha's counter never refuses
+SETTING_OF = {"deployment": "global"}  # the limits whose setting has another name (VERIFY_LIMIT_GLOBAL)
 RATE_LIMITED = errors.RateLimited.slug
 # The gateways of the webhook scenarios: only their settings matter, as webhooks never call a gateway.
 SMSC_SECRET, ZOOM_SECRET, D7_TOKEN = "smsc-hook-secret", "zoom-secret", "hook-token"
@@ -895,6 +898,47 @@ scenario("POST /v1/verifications", 429, "rate-limited", limit="country")(
 scenario("POST /v1/verifications", 429, "rate-limited", limit="global")(
     _start_over("global", "+79991230001", "+447400123456")
 )
+
+
+SHOP_KEY = "shop-api-key-0123456789"
+SHOP = {"Authorization": f"Bearer {SHOP_KEY}"}
+
+
+def _tenants(env: Env, cap: str) -> FlaskClient:
+    """An app with a tenants file (tenant ``shop``, ``SHOP_KEY``) whose ``VERIFY_LIMIT_GLOBAL`` is ``cap``: the
+    deployment's cap over every tenant together."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "tenants.toml"
+        path.write_text(f'[tenants.shop]\napi_keys = ["{hash_key(SHOP_KEY)}"]\n')
+        settings = Settings.from_env(
+            {
+                "VERIFY_API_KEYS": API_KEY,
+                "VERIFY_SECRET_KEY": SECRET_KEY,
+                "VERIFY_REDIS_URL": env.service.settings.redis_url,
+                "VERIFY_SANDBOX": "1",
+                "VERIFY_CAPTCHA_MODE": "off",
+                "VERIFY_LIMIT_GLOBAL": cap,
+                "VERIFY_TENANTS_FILE": str(path),
+            }
+        )
+    return create_app(settings, clock=env.clock, background=False).test_client()
+
+
+@scenario("POST /v1/verifications", 429, "rate-limited", limit="deployment")
+def _start_over_the_deployment_cap(env: Env) -> TestResponse:
+    # A tenant's code counts against the implicit tenant's start.
+    capped = _tenants(env, "1/hour")
+    assert capped.post(V, json={"phone": "+79991230001"}, headers=SHOP).status_code == 201
+    return capped.post(V, json={"phone": "+447400123456"}, headers=AUTH)
+
+
+@scenario("POST /v1/verifications/{id}/resend", 429, "rate-limited", limit="deployment")
+def _resend_over_the_deployment_cap(env: Env) -> TestResponse:
+    capped = _tenants(env, "2/hour")
+    assert capped.post(V, json={"phone": "+79991230001"}, headers=SHOP).status_code == 201
+    vid = capped.post(V, json={"phone": PHONE}, headers=AUTH).get_json()["id"]
+    env.wait_cooldown()
+    return capped.post(f"{V}/{vid}/resend", headers=AUTH)
 
 
 @scenario("POST /v1/verifications", 429, "rate-limited", limit="captcha_challenges")
@@ -1867,7 +1911,7 @@ def fuzz_app(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> Ite
     client.close()
     settings = replace(make_settings(redis_server.url), captcha_mode=Settings.captcha_mode)
     if request.param == "unlimited":
-        unlimited: dict[str, Any] = {f"limit_{name}": "" for name in LIMITS}
+        unlimited: dict[str, Any] = {f"limit_{SETTING_OF.get(name, name)}": "" for name in LIMITS}
         settings = replace(settings, captcha_mode="off", **unlimited)
     FUZZ_APP.target = create_app(settings, background=False)
     yield FUZZ_APP.target

@@ -17,7 +17,16 @@ from typing import Any
 from verify._version import version
 from verify.app import build_gateways
 from verify.clock import system_clock
-from verify.config import API_KEYS, METRICS_DIR, REDIS_URL, SANDBOX, SECRET_KEY, SITE_KEYS, Settings
+from verify.config import (
+    API_KEYS,
+    METRICS_DIR,
+    MIN_API_KEY_LENGTH,
+    REDIS_URL,
+    SANDBOX,
+    SECRET_KEY,
+    SITE_KEYS,
+    Settings,
+)
 from verify.embedded import EmbeddedRedis
 from verify.errors import ConfigError, StoreUnavailable
 from verify.gateways import GATEWAYS, Gateway
@@ -26,6 +35,7 @@ from verify.providers.base import ProviderError
 from verify.sms import Payment, measure, render
 from verify.store import Store
 from verify.store.connection import parse_url
+from verify.tenants import hash_key
 
 DEV_DIR = Path(".dev")
 # What check-config shows a payment's templates with.
@@ -49,9 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument(
         "--live", action="store_true", help="also report the Redis topology found and ask each gateway for its balance"
     )
+    hashing = sub.add_parser(
+        "hash-key", help="print what the tenants file lists for an API key (sha256:<hex>); the key is read from stdin"
+    )
+    hashing.add_argument("key", nargs="?", help="the key (better piped in: an argument stays in the shell's history)")
     args = parser.parse_args(argv)
     if args.command == "check-config":
         return check_config(live=args.live)
+    if args.command == "hash-key":
+        key = args.key if args.key is not None else sys.stdin.readline().strip()
+        if len(key) < MIN_API_KEY_LENGTH:
+            print(f"verify: an API key has at least {MIN_API_KEY_LENGTH} characters", file=sys.stderr)
+            return 2
+        print(hash_key(key))
+        return 0
     return run_dev(args.host, args.port, args.workers, args.data_dir)
 
 
@@ -86,6 +107,15 @@ def check_config(*, live: bool, env: dict[str, str] | None = None, gateways: Seq
                 f"{size.encoding}, {size.parts} part{'s' if size.parts > 1 else ''}" if channel == "sms" else "spoken"
             )
             print(f"  {kind}.{locale}: {cost}{' (paying 12.50 EUR to Shop Ltd)' if payment else ''}: {template}")
+    if settings.tenants:
+        print(f"Tenants ({settings.tenants_file})")
+        for tenant in settings.tenant_list():
+            own = tenant.settings
+            print(
+                f"  {tenant.id}: brand {own.brand!r}, {len(tenant.api_key_hashes)} API key(s), "
+                f"{len(own.site_keys)} site key(s), a {own.code_length}-digit code for {own.challenge_ttl} s, "
+                f"SMS {' -> '.join(own.sms_providers)}, Redis keys under {own.redis_prefix!r}"
+            )
     for warning in settings.warnings():
         print(f"WARNING: {warning}")
     if not live:
