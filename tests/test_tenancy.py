@@ -5,11 +5,14 @@ concerns. On one server and on a 3-node cluster (a tenant's keys and the shared 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.test import TestResponse
 
 from tests.conftest import API_KEY, PHONE, SECRET_KEY, MovableClock, single_and_cluster
@@ -137,6 +140,18 @@ def test_a_token_is_valid_for_its_tenant_only(client: FlaskClient) -> None:
     assert client.post("/v1/tokens/verify", json={"token": token}, headers=SHOP).status_code == 200
     for other in (BANK, IMPLICIT):
         assert client.post("/v1/tokens/verify", json={"token": token}, headers=other).status_code == 400
+
+
+def test_a_tenants_token_is_checked_offline_with_its_derived_key(client: FlaskClient) -> None:
+    vid = begin(client, SHOP).get_json()["id"]
+    token = client.post(
+        f"/v1/verifications/{vid}/check", json={"code": newest(client)["code"]}, headers=SHOP
+    ).get_json()["token"]
+    # As the README's "Checking a token offline" says for a tenant.
+    key = hmac.new(SECRET_KEY.encode(), b"verify tenant shop", hashlib.sha256).hexdigest()
+    assert URLSafeTimedSerializer([key], salt="verify.proof").loads(token)["vid"] == vid
+    with pytest.raises(BadSignature):
+        URLSafeTimedSerializer([SECRET_KEY], salt="verify.proof").loads(token)
 
 
 def test_a_phones_limit_holds_across_tenants(client: FlaskClient) -> None:
