@@ -31,6 +31,9 @@ class Tenancy:
         self.default = self.services[IMPLICIT]
         self._api_keys = dict(api_keys)  # an API key's digest -> its tenant
         self._site_keys = {key: tenant for tenant, svc in self.services.items() for key, _ in svc.settings.site_keys}
+        self._origins = frozenset(
+            origin for svc in self.services.values() for _, origins in svc.settings.site_keys for origin in origins
+        )
 
     @property
     def many(self) -> bool:
@@ -47,9 +50,9 @@ class Tenancy:
         tenant = self._site_keys.get(key)
         return self.services[tenant] if tenant else None
 
-    def site_origins(self) -> set[str]:
+    def site_origins(self) -> frozenset[str]:
         """Every origin any tenant's site key may be used from (a CORS preflight names no key)."""
-        return {origin for svc in self.services.values() for _, origins in svc.settings.site_keys for origin in origins}
+        return self._origins
 
     def tenant_of(self, svc: Service) -> str:
         """The id of ``svc``'s tenant."""

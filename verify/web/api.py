@@ -90,7 +90,7 @@ def _same_origin() -> str:
     return request.host_url.rstrip("/") if request.headers.get("Sec-Fetch-Site") == "same-origin" else ""
 
 
-def _preflight(origins: set[str]) -> BaseResponse:
+def _preflight(origins: frozenset[str]) -> BaseResponse:
     """A CORS preflight: allowed for an origin that some site key lists (which key comes only with the request
     itself, which is refused if its key does not list the origin)."""
     origin = request.headers.get("Origin", "")
