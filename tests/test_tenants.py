@@ -23,6 +23,8 @@ ENV = {
     "VERIFY_SITE_KEYS": "pk_env=https://env.example",
     "VERIFY_LIMIT_GLOBAL": "1000/hour",
     "VERIFY_BRAND": "Env",
+    "VERIFY_EVENTS_URL": "https://env.example/events",
+    "VERIFY_EVENTS_SECRET": "env-events-secret-0123",
 }
 GOOD = f"""# two products
 [tenants.shop]
@@ -79,6 +81,7 @@ def test_each_field_overrides_its_setting_and_the_rest_is_the_environments(tmp_p
         assert own.redis_prefix == f"verify:t:{tenant}:"
         assert own.secret_keys == (tenant_secrets(("env-secret-key-0123456789",), tenant),)
     assert bank.site_keys == () and bank.limit_global == ""
+    assert shop.events_url is None and shop.events_secrets == ()  # not the environment's receiver
     assert settings.deployment_cap == "1000/hour"
     # The implicit tenant keeps the environment's keys and prefix; its cap is everyone's.
     implicit = tenants[IMPLICIT].settings

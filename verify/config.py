@@ -371,7 +371,8 @@ def _tenants(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
     """Each tenant of ``VERIFY_TENANTS_FILE`` (as gunicorn's master last checked it: ``VERIFY_TENANTS_SNAPSHOT``),
     read as the environment with the tenant's fields over it. What is the deployment's own is not a tenant's: its
     Redis keys are under ``<VERIFY_REDIS_PREFIX>t:<id>:`` (its phones' quotas excepted, verify/store/keys.py), its
-    secret keys are derived from ``VERIFY_SECRET_KEY``, and its site keys are only those the file gives it."""
+    secret keys are derived from ``VERIFY_SECRET_KEY``, and its API keys, site keys, events receiver and global
+    limit are only those the file gives it."""
     path = env.raw(e, TENANTS_FILE)
     if not path or seen.get("tenant"):
         return default
@@ -384,6 +385,9 @@ def _tenants(e: Env, name: str, default: Any, seen: Mapping[str, Any]) -> Any:
             API_KEYS: "",
             SITE_KEYS: "",
             "VERIFY_LIMIT_GLOBAL": "",  # the deployment's cap over all tenants; a tenant's own is its limits.global
+            # Events carry a tenant's phones and tokens: they go to its own receiver or nowhere, never another's.
+            EVENTS_URL: "",
+            "VERIFY_EVENTS_SECRET": "",
             **spec.environ,
             SECRET_KEY: tenant_secrets(seen["secret_keys"], spec.id),
             "VERIFY_REDIS_PREFIX": f"{seen['redis_prefix']}t:{spec.id}:",
