@@ -43,11 +43,9 @@ logger_class = LOGGER_CLASSES[log_format(os.environ.get("VERIFY_LOG_FORMAT"))]
 # first imported, in each worker, so the variable is set here, in the master, before any worker starts. An unset
 # directory is made for this run and removed after it. The hooks touch only files: importing prometheus_client
 # here would import ssl into the master before gevent patches the workers.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="verify-metrics-")
-    _made_metrics_dir = True
-else:
-    _made_metrics_dir = False
+# gunicorn reads this file again on SIGHUP, with the variable set by then: whether this run made the directory is
+# kept in the environment too, so that on_exit still removes it after a reload.
+MADE_METRICS_DIR = "VERIFY_MADE_METRICS_DIR"
 
 
 def _check_tenants() -> None:
@@ -91,7 +89,10 @@ def _check_tenants() -> None:
     print(f"verify: the tenants file was not reloaded, the last good one still serves: {problem}", file=sys.stderr)
 
 
-_check_tenants()
+_check_tenants()  # first: a bad file stops the start before anything is made that on_exit would remove
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="verify-metrics-")
+    os.environ[MADE_METRICS_DIR] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def on_starting(server: Any) -> None:
@@ -115,7 +116,7 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 def on_exit(server: Any) -> None:
     """Remove the metrics directory this run made, and the tenants file's last copy."""
-    if _made_metrics_dir:
+    if os.environ.get(MADE_METRICS_DIR) == os.environ["PROMETHEUS_MULTIPROC_DIR"]:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     if os.environ.get("VERIFY_TENANTS_SNAPSHOT"):
         Path(os.environ["VERIFY_TENANTS_SNAPSHOT"]).unlink(missing_ok=True)

@@ -51,7 +51,7 @@ class Keys:
     A tenant's store (:meth:`~verify.store.Store.for_tenant`) has a prefix of its own, so every key that makes a
     tenant's identity (its verifications, their phone indexes, its idempotency keys, its events, its IPs' quotas) is
     apart from every other tenant's, and a key that belongs to the deployment, whoever asks, stays under
-    ``shared_prefix``: a phone's quotas (:data:`SHARED_LIMITS`), the sandbox's outbox, the webhooks' nonces.
+    ``shared_prefix``: a phone's quotas (:data:`SHARED_LIMITS`) and the sandbox's outbox.
     """
 
     prefix: str
@@ -121,7 +121,7 @@ class Keys:
 
     def nonce_key(self, provider: str, nonce: str) -> str:
         """A webhook nonce already seen."""
-        return f"{self.shared_prefix}nonce:{{{provider}}}:{nonce}"
+        return f"{self.prefix}nonce:{{{provider}}}:{nonce}"
 
     def captcha_key(self, challenge_id: str) -> str:
         """The HMAC of one builtin captcha's answer (and, in sandbox mode, ``<key>:plain``)."""

@@ -25,7 +25,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 from verify.errors import NotFound, WebhookRejected
 from verify.providers.base import CallReceived, DeliveryReport, Gateway, Inbound, SmsReceived, Webhook
 from verify.service import Service
-from verify.web.context import metrics, now, service, settings, tenancy
+from verify.web.context import metrics, now, settings, tenancy
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -35,7 +35,6 @@ KINDS = {CallReceived: "call", SmsReceived: "inbound_sms", DeliveryReport: "deli
 
 def callback(gateway: str, route: str, **args: str) -> Response:
     """Any gateway's callback: verify, parse, refuse a replay, apply its events, acknowledge."""
-    svc = service()
     counted = metrics().webhooks
     try:
         hook, tenants = _verified(gateway, route, args)
@@ -49,7 +48,7 @@ def callback(gateway: str, route: str, **args: str) -> Response:
             results.append((KINDS[type(event)], "ignored" if applied is None else "accepted"))
     except BaseException:
         if hook.nonce:
-            svc.release_nonce(gateway, hook.nonce)
+            tenants[0].release_nonce(gateway, hook.nonce)
         raise
     for kind, result in results or [("none", "ignored")]:  # counted once applied: a retried failure counts once
         counted.labels(gateway, kind, result).inc()
@@ -82,7 +81,9 @@ def _verified(gateway: str, route: str, args: dict[str, str]) -> tuple[Webhook, 
         except WebhookRejected as err:
             refused = refused or err
             continue
-        if hook.nonce and not service().claim_nonce(gateway, hook.nonce):
+        # The nonce is claimed among the tenants whose secret verified it: a report another tenant signed (the
+        # same bytes in the same second) does not use up the owner's.
+        if hook.nonce and not tenants[0].claim_nonce(gateway, hook.nonce):
             raise WebhookRejected("this nonce was seen before: a replayed request")
         return hook, tenants
     if refused is not None:
