@@ -1,7 +1,8 @@
 """The Grafana dashboard (docs/grafana/verify.json) is a valid dashboard over metrics a real ``/metrics`` serves.
 
 The first tests read the file alone: its structure, a layout without overlaps, a datasource that imports anywhere,
-and PromQL that the renderer (docs/grafana/render.py) can evaluate. The others start the Procfile's gunicorn, drive
+a tenant variable that filters every query on a tenant's metric, and PromQL that the renderer
+(docs/grafana/render.py) can evaluate. The others start the Procfile's gunicorn, drive
 every kind of traffic the dashboard shows (the renderer's own scenarios: each way a verification ends, on each
 channel and through fallback chains, an SMSC outage, captchas, a phone over its limit, forged callbacks, a Redis
 pause, customer events), scrape ``/metrics`` with the bearer token, and check that every metric a query names is a
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,6 +29,7 @@ from docs.grafana import render
 from tests.conftest import serving
 from tests.servers import AUTH, ROOT, Server, gunicorn_server
 from verify.embedded import EmbeddedRedis
+from verify.metrics import Metrics, Tenanted
 
 DASHBOARD_FILE = ROOT / "docs" / "grafana" / "verify.json"
 GRID_WIDTH = 24
@@ -54,6 +57,23 @@ def queries() -> list[str]:
     exprs = [target["expr"] for panel in data_panels() for target in panel["targets"]]
     exprs += [variable["definition"] for variable in dashboard()["templating"]["list"] if variable["type"] == "query"]
     return exprs
+
+
+def tenant_families() -> set[str]:
+    """The metric families labelled ``tenant``: those of a tenant's work (verify/metrics.py)."""
+    metrics = Metrics(CollectorRegistry())
+    return {
+        family.name
+        for value in vars(metrics).values()
+        if isinstance(value, Tenanted)
+        for family in value.family.describe()
+    }
+
+
+def family_name(name: str) -> str:
+    """The family a sample name a query names belongs to: ``x_total``, ``x_bucket``, ``x_sum``, ``x_count`` to
+    ``x``."""
+    return next((name.removesuffix(s) for s in ("_total", *HISTOGRAM_SUFFIXES) if name.endswith(s)), name)
 
 
 # the file alone
@@ -95,12 +115,39 @@ def test_it_imports_anywhere_through_a_datasource_variable() -> None:
     """No datasource uid of the machine it was made on: every query goes to the ``$datasource`` the viewer picks."""
     variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    for name in ("country", "channel"):
+    for name in ("tenant", "country", "channel"):
         assert variables[name]["type"] == "query" and variables[name]["includeAll"], name
     for panel in data_panels():
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         for target in panel["targets"]:
             assert target.get("datasource", panel["datasource"]) == panel["datasource"], panel["title"]
+
+
+def test_a_tenant_variable_filters_every_query_on_a_tenants_metric() -> None:
+    """``$tenant`` (any of the tenants the scrapes have, All by default) narrows every selector of a metric labelled
+    ``tenant``; the deployment's metrics (HTTP, Redis, webhooks, breakers) have no such label to filter by."""
+    variable = next(v for v in dashboard()["templating"]["list"] if v["name"] == "tenant")
+    assert variable["type"] == "query" and variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    query = "label_values(verify_verifications_started_total, tenant)"
+    assert variable["definition"] == variable["query"]["query"] == query
+    assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*"
+    assert variable["current"]["value"] == ["$__all"]
+    tenanted = tenant_families()
+    assert {"verify_verifications_started", "verify_sms_parts", "verify_events"} <= tenanted
+    assert not tenanted & {"verify_http_requests", "verify_webhooks", "verify_redis_errors"}
+    picked = "picked-tenants"
+    variables = {**render.variables_for([render.Scrape(0.0, {}), render.Scrape(60.0, {})], 10), "tenant": picked}
+    filtered = set()
+    for panel in data_panels():
+        for target in panel["targets"]:
+            for selector in render.selectors(render.parse(render.expand(target["expr"], variables))):
+                family = family_name(selector.name)
+                if family in tenanted:
+                    assert ("tenant", "=~", picked) in selector.matchers, (panel["title"], selector.name)
+                    filtered.add(family)
+                else:
+                    assert all(label != "tenant" for label, _, _ in selector.matchers), (panel["title"], selector.name)
+    assert filtered == tenanted & {family_name(name) for expr in queries() for name in METRIC.findall(expr)}
 
 
 def test_every_query_is_promql_the_renderer_evaluates() -> None:
@@ -215,6 +262,20 @@ def scraped(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactor
 def test_every_metric_the_dashboard_queries_is_in_a_real_scrape(scraped: Scraped) -> None:
     missing = missing_metrics(scraped.last)
     assert not missing, f"the dashboard queries metrics /metrics does not serve: {missing}"
+
+
+def test_the_metrics_labelled_tenant_in_a_real_scrape_are_a_tenants(scraped: Scraped) -> None:
+    """Without a tenants file every tenant's metric says ``tenant="default"`` (what ``$tenant`` lists), and the
+    deployment's say no tenant."""
+    tenanted = tenant_families()
+    seen = set()
+    for family in text_string_to_metric_families(scraped.last):
+        for sample in family.samples:
+            assert ("tenant" in sample.labels) == (family.name in tenanted), (family.name, sample.labels)
+            if "tenant" in sample.labels:
+                assert sample.labels["tenant"] == "default", sample
+                seen.add(family.name)
+    assert "verify_verifications_started" in seen
 
 
 def test_every_panel_finds_a_series_in_the_scrape(scraped: Scraped) -> None:

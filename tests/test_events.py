@@ -225,7 +225,8 @@ def test_without_a_url_nothing_is_queued(redis_url: str, clock: MovableClock) ->
         for value in store.client.hvals(key)
     )
     expired = service.metrics.registry.get_sample_value(
-        "verify_verifications_expired_total", {"channel": "sms", "provider": "sandbox", "country": "RU"}
+        "verify_verifications_expired_total",
+        {"tenant": "default", "channel": "sms", "provider": "sandbox", "country": "RU"},
     )
     assert expired == 1  # the unapproved one; the approved one is not counted
 

@@ -77,7 +77,8 @@ def work(service: Service) -> int:
 
 def steps_taken(service: Service, source: str, target: str, reason: str) -> float:
     value = service.metrics.registry.get_sample_value(
-        "verify_fallback_steps_total", {"from_channel": source, "to_channel": target, "reason": reason}
+        "verify_fallback_steps_total",
+        {"tenant": "default", "from_channel": source, "to_channel": target, "reason": reason},
     )
     return value or 0.0
 

@@ -1,6 +1,6 @@
 """``GET /metrics``: under the Procfile's gunicorn with two workers, every counter moves by exactly what was done
 (the workers' samples add up); in process, the counters the gunicorn run does not reach (captchas, expiries, events,
-the pumping guard, Redis errors)."""
+the pumping guard, Redis errors), and each tenant of a tenants file counted under its own ``tenant`` label."""
 
 from __future__ import annotations
 
@@ -18,20 +18,41 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import MovableClock, Receiver, check, last_code, make_settings, serving, start
+from tests.conftest import API_KEY, SECRET_KEY, MovableClock, Receiver, check, last_code, make_settings, serving, start
 from tests.providers.smsc_emulator import smsc_callback
 from tests.redis_servers import EmbeddedSentinel
 from tests.servers import AUTH, Server, gunicorn_server
 from verify import create_app
+from verify.config import Settings
 from verify.embedded import EmbeddedRedis
 from verify.errors import ReplicasUnconfirmed
 from verify.metrics import Metrics
 from verify.store import Batch
+from verify.tenants import hash_key
 
 METRICS_TOKEN = "metrics-token-0123456789"
 SMSC_SECRET = "smsc-callback-secret-42"
 D7_TOKEN = "d7-path-token-never-a-label"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+# The label of a tenant's metrics, without a tenants file: the implicit tenant's.
+DEFAULT = {"tenant": "default"}
+# The metrics that count a tenant's work, labelled ``tenant``; every other metric is the deployment's.
+TENANTED = {
+    *(f"verify_verifications_{name}" for name in ("started", "approved", "expired", "canceled", "failed")),
+    "verify_fallback_steps",
+    "verify_sms_messages",
+    "verify_sms_parts",
+    "verify_gateway_cost",
+    "verify_gateway_refunds",
+    "verify_provider_request_duration_seconds",
+    "verify_provider_errors",
+    "verify_failovers",
+    "verify_rate_limited",
+    "verify_captcha_challenges",
+    "verify_captcha_answers",
+    "verify_pumping_guard_active",
+    "verify_events",
+}
 
 
 def parse(text: str) -> Samples:
@@ -139,28 +160,31 @@ def test_counters_move_by_exactly_what_was_done(server: Server) -> None:
 
     after = scrapes.scrape()
     moved = scrapes.moved
-    sms_ru = {"channel": "sms", "provider": "smsc", "country": "RU"}
+    by_smsc = {**DEFAULT, "provider": "smsc"}
+    sms_ru = {**by_smsc, "channel": "sms", "country": "RU"}
+    sms_gb = {**by_smsc, "channel": "sms", "country": "GB"}
+    call_ru = {**DEFAULT, "channel": "call", "provider": "sandbox", "country": "RU"}
     assert moved(after, "verify_verifications_started_total", **sms_ru) == 6
-    assert moved(after, "verify_verifications_started_total", channel="sms", provider="smsc", country="GB") == 1
-    assert moved(after, "verify_verifications_started_total", channel="call", provider="sandbox", country="RU") == 1
+    assert moved(after, "verify_verifications_started_total", **sms_gb) == 1
+    assert moved(after, "verify_verifications_started_total", **call_ru) == 1
     assert moved(after, "verify_verifications_approved_total", **sms_ru) == 2
-    assert moved(after, "verify_verifications_approved_total", channel="call", provider="sandbox", country="RU") == 1
+    assert moved(after, "verify_verifications_approved_total", **call_ru) == 1
     assert moved(after, "verify_verifications_canceled_total", **sms_ru) == 1
-    assert moved(after, "verify_verifications_failed_total", channel="sms", provider="smsc", country="GB") == 1
-    assert moved(after, "verify_sms_messages_total", provider="smsc", encoding="GSM-7") == 6
-    assert moved(after, "verify_sms_messages_total", provider="smsc", encoding="UCS-2") == 1
-    assert moved(after, "verify_sms_parts_total", provider="smsc", encoding="GSM-7") == 6
-    assert moved(after, "verify_provider_request_duration_seconds_count", provider="smsc", operation="send_sms") == 8
-    assert moved(after, "verify_provider_errors_total", provider="smsc", operation="send_sms", kind="http_5xx") == 1
-    assert moved(after, "verify_failovers_total", provider="smsc", reason="error") == 1
-    assert moved(after, "verify_failovers_total", provider="smsc", reason="breaker_open") == 1
+    assert moved(after, "verify_verifications_failed_total", **sms_gb) == 1
+    assert moved(after, "verify_sms_messages_total", **by_smsc, encoding="GSM-7") == 6
+    assert moved(after, "verify_sms_messages_total", **by_smsc, encoding="UCS-2") == 1
+    assert moved(after, "verify_sms_parts_total", **by_smsc, encoding="GSM-7") == 6
+    assert moved(after, "verify_provider_request_duration_seconds_count", **by_smsc, operation="send_sms") == 8
+    assert moved(after, "verify_provider_errors_total", **by_smsc, operation="send_sms", kind="http_5xx") == 1
+    assert moved(after, "verify_failovers_total", **by_smsc, reason="error") == 1
+    assert moved(after, "verify_failovers_total", **by_smsc, reason="breaker_open") == 1
     assert after[("verify_breaker_open", frozenset({("provider", "smsc")}))] == 1
     assert after[("verify_breaker_open", frozenset({("provider", "sandbox")}))] == 0
     assert moved(after, "verify_webhooks_total", provider="smsc", kind="delivery_report", result="accepted") == 1
     assert moved(after, "verify_webhooks_total", provider="smsc", kind="delivery_report", result="ignored") == 1
     assert moved(after, "verify_webhooks_total", provider="smsc", kind="none", result="rejected") == 1
     assert moved(after, "verify_webhooks_total", provider="d7", kind="none", result="rejected") == 1
-    assert moved(after, "verify_rate_limited_total", limit="ip") == 1
+    assert moved(after, "verify_rate_limited_total", **DEFAULT, limit="ip") == 1
     route = "/v1/verifications"
     assert moved(after, "verify_http_requests_total", method="POST", route=route, status="201") == 8
     assert moved(after, "verify_http_requests_total", method="POST", route=route, status="429") == 1
@@ -202,9 +226,10 @@ def test_captchas_are_counted(redis_url: str, clock: MovableClock) -> None:
     challenge = start(client).get_json()["captcha"]
     answer = client.get(f"/sandbox/captcha/{challenge['id']}").get_json()["answer"]
     assert start(client, captcha={"id": challenge["id"], "answer": answer}).status_code == 201
-    assert counted(client, "verify_captcha_challenges_total") == 3  # the first, after the wrong answer, the second
-    assert counted(client, "verify_captcha_answers_total", result="wrong") == 1
-    assert counted(client, "verify_captcha_answers_total", result="solved") == 1
+    # The first challenge, the one after the wrong answer, the second.
+    assert counted(client, "verify_captcha_challenges_total", **DEFAULT) == 3
+    assert counted(client, "verify_captcha_answers_total", **DEFAULT, result="wrong") == 1
+    assert counted(client, "verify_captcha_answers_total", **DEFAULT, result="solved") == 1
 
 
 def test_the_pumping_guard_state_is_a_gauge(redis_url: str, clock: MovableClock) -> None:
@@ -219,11 +244,11 @@ def test_the_pumping_guard_state_is_a_gauge(redis_url: str, clock: MovableClock)
     )
     client = create_app(settings, clock=clock, background=False).test_client()
     assert start(client, "+79990040001").status_code == 201
-    assert counted(client, "verify_pumping_guard_active", country="RU") == 0
+    assert counted(client, "verify_pumping_guard_active", **DEFAULT, country="RU") == 0
     assert start(client, "+79990040002").status_code == 201
     clock.advance(6)  # the worker reads the statistics again (PUMP_REFRESH_MS)
     assert start(client, "+79990040003").status_code == 428  # 2 of 2 starts unapproved: every start needs a captcha
-    assert counted(client, "verify_pumping_guard_active", country="RU") == 1
+    assert counted(client, "verify_pumping_guard_active", **DEFAULT, country="RU") == 1
 
 
 def test_redis_errors_are_counted(tmp_path: Path, clock: MovableClock) -> None:
@@ -260,7 +285,7 @@ def test_expiries_and_event_deliveries_are_counted(redis_url: str, clock: Movabl
         events = service.events
         events.sweep()
         assert events.deliver() == 0  # the receiver fails once: retried later
-        assert counted(client, "verify_events_total", type="verification.approved", result="retried") == 1
+        assert counted(client, "verify_events_total", **DEFAULT, type="verification.approved", result="retried") == 1
         deadline = time.monotonic() + 10
         while service.store.run(Batch.get, expiring) is not None:  # the record's real Redis TTL runs out
             assert time.monotonic() < deadline, "Redis never dropped the record"
@@ -268,9 +293,10 @@ def test_expiries_and_event_deliveries_are_counted(redis_url: str, clock: Movabl
         clock.advance(60)
         events.sweep()
         assert events.deliver() == 2
-    assert counted(client, "verify_verifications_expired_total", channel="sms", provider="sandbox", country="RU") == 1
-    assert counted(client, "verify_events_total", type="verification.approved", result="delivered") == 1
-    assert counted(client, "verify_events_total", type="verification.expired", result="delivered") == 1
+    sms_ru = {**DEFAULT, "channel": "sms", "provider": "sandbox", "country": "RU"}
+    assert counted(client, "verify_verifications_expired_total", **sms_ru) == 1
+    assert counted(client, "verify_events_total", **DEFAULT, type="verification.approved", result="delivered") == 1
+    assert counted(client, "verify_events_total", **DEFAULT, type="verification.expired", result="delivered") == 1
 
 
 def test_a_write_no_replica_confirmed_is_a_redis_error_of_its_own_kind() -> None:
@@ -332,7 +358,7 @@ def test_label_children_are_bound_once_and_every_count_lands(
     # prometheus_client's labels() (its checks, conversions and lock) runs once per label set, not per request.
     metrics: Metrics = client.application.extensions["verify.metrics"][0]
     bound: list[tuple[str, ...]] = []
-    names = {"requests": metrics.http_requests, "latency": metrics.http_latency, "started": metrics.started}
+    names = {"requests": metrics.http_requests, "latency": metrics.http_latency, "started": metrics.started.family}
     for name, metric in names.items():
 
         def spy(*values: str, _name: str = name, _labels: Any = metric.labels) -> Any:
@@ -349,14 +375,98 @@ def test_label_children_are_bound_once_and_every_count_lands(
         ("latency", "GET", "/healthz"),
         ("requests", "GET", "<unmatched>", "404"),
         ("latency", "GET", "<unmatched>"),
-        ("started", "sms", "sandbox", "RU"),
+        ("started", "default", "sms", "sandbox", "RU"),
         ("requests", "POST", "/v1/verifications", "201"),
         ("latency", "POST", "/v1/verifications"),
     ]
     assert counted(client, "verify_http_requests_total", method="GET", route="/healthz", status="200") == 3
     assert counted(client, "verify_http_request_duration_seconds_count", method="GET", route="/healthz") == 3
     assert counted(client, "verify_http_requests_total", method="POST", route="/v1/verifications", status="201") == 2
-    assert counted(client, "verify_verifications_started_total", channel="sms", provider="sandbox", country="RU") == 2
+    started = {**DEFAULT, "channel": "sms", "provider": "sandbox", "country": "RU"}
+    assert counted(client, "verify_verifications_started_total", **started) == 2
     monkeypatch.undo()
     # The child kept is the one labels() gives: every count goes where it would have gone.
-    assert metrics.child(metrics.started, "sms", "sandbox", "RU") is metrics.started.labels("sms", "sandbox", "RU")
+    kept = metrics.child(metrics.started, "sms", "sandbox", "RU")
+    assert kept is metrics.started.labels("sms", "sandbox", "RU") is metrics.started.family.labels(*started.values())
+
+
+# Tenants: each counted under its own label.
+
+SHOP_KEY = "shop-api-key-0123456789"
+BANK_KEY = "bank-api-key-0123456789"
+TENANTS = f"""
+[tenants.shop]
+brand = "Shop"
+api_keys = ["{hash_key(SHOP_KEY)}"]
+
+[tenants.bank]
+brand = "Bank"
+api_keys = ["{hash_key(BANK_KEY)}"]
+"""
+
+
+def test_each_tenant_counts_under_its_own_label(redis_url: str, clock: MovableClock, tmp_path: Path) -> None:
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text(TENANTS)
+    settings = Settings.from_env(
+        {
+            "VERIFY_API_KEYS": API_KEY,
+            "VERIFY_SECRET_KEY": SECRET_KEY,
+            "VERIFY_REDIS_URL": redis_url,
+            "VERIFY_SANDBOX": "1",
+            "VERIFY_CAPTCHA_MODE": "off",
+            "VERIFY_TENANTS_FILE": str(tenants),
+        }
+    )
+    client = create_app(settings, clock=clock, background=False).test_client()
+    keys = {"shop": SHOP_KEY, "bank": BANK_KEY, "default": API_KEY}
+    # The shop starts two and approves one, the bank starts one and approves it, the implicit tenant starts one.
+    for tenant, phone, approve in (
+        ("shop", "+79990080001", True),
+        ("shop", "+79990080002", False),
+        ("bank", "+79990080003", True),
+        ("default", "+79990080004", False),
+    ):
+        headers = {"Authorization": f"Bearer {keys[tenant]}"}
+        started = start(client, phone, headers=headers)
+        assert started.status_code == 201, started.get_json()
+        if approve:
+            path = f"/v1/verifications/{started.get_json()['id']}/check"
+            checked = client.post(path, json={"code": last_code(client, phone)}, headers=headers)
+            assert checked.get_json()["status"] == "approved"
+    for tenant, starts, approvals in (("shop", 2, 1), ("bank", 1, 1), ("default", 1, 0)):
+        sms_ru = {"tenant": tenant, "channel": "sms", "provider": "sandbox", "country": "RU"}
+        assert counted(client, "verify_verifications_started_total", **sms_ru) == starts, tenant
+        assert counted(client, "verify_verifications_approved_total", **sms_ru) == approvals, tenant
+        sms = {"tenant": tenant, "provider": "sandbox", "encoding": "GSM-7"}
+        assert counted(client, "verify_sms_messages_total", **sms) == starts, tenant
+    # GET /metrics: the tenant label's values are the file's tenants and the implicit one, on a tenant's metrics
+    # only; what belongs to the deployment (here the HTTP requests) carries none.
+    scraped = client.get("/metrics")
+    assert scraped.status_code == 200
+    seen: set[str] = set()
+    for family in text_string_to_metric_families(scraped.get_data(as_text=True)):
+        for sample in family.samples:
+            # (in process, a counter's ``_created`` samples come as a family of their own)
+            tenanted = family.name.removesuffix("_created") in TENANTED
+            assert ("tenant" in sample.labels) == tenanted, (family.name, sample.labels)
+            if "tenant" in sample.labels:
+                seen.add(sample.labels["tenant"])
+    assert seen == {"default", "shop", "bank"}
+    assert counted(client, "verify_http_requests_total", method="POST", route="/v1/verifications", status="201") == 4
+
+
+def test_a_tenants_view_shares_the_metrics_and_binds_its_children_once() -> None:
+    metrics = Metrics(CollectorRegistry())
+    shop = metrics.for_tenant("shop")
+    assert metrics.for_tenant("shop") is shop and metrics.for_tenant("default") is metrics
+    assert shop.tenant == "shop" and shop.registry is metrics.registry and shop.webhooks is metrics.webhooks
+    assert shop.started.family is metrics.started.family
+    labels = {"tenant": "shop", "channel": "sms", "provider": "sandbox", "country": "RU"}
+    child = shop.child(shop.started, "sms", "sandbox", "RU")
+    assert child is shop.started.labels("sms", "sandbox", "RU") is shop.started.family.labels(*labels.values())
+    child.inc()
+    shop.captcha_challenges.labels().inc()
+    assert metrics.registry.get_sample_value("verify_verifications_started_total", labels) == 1
+    assert metrics.registry.get_sample_value("verify_captcha_challenges_total", {"tenant": "shop"}) == 1
+    assert metrics.registry.get_sample_value("verify_captcha_challenges_total", {"tenant": "default"}) is None

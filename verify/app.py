@@ -104,8 +104,8 @@ class Gateways:
 
 def build_tenancy(settings: Settings, store: Store, clock: Clock, metrics: Metrics) -> Tenancy:
     """Each tenant's gateways and service (``settings.tenant_list()``), the implicit one's over ``store`` and the
-    others' over the same connections under their own prefixes; with a tenants file, ``VERIFY_LIMIT_GLOBAL`` caps
-    them all together."""
+    others' over the same connections under their own prefixes, each counting under its ``tenant`` label
+    (:meth:`Metrics.for_tenant`); with a tenants file, ``VERIFY_LIMIT_GLOBAL`` caps them all together."""
     services: dict[str, Service] = {}
     api_keys: dict[str, str] = {}
     for tenant in settings.tenant_list():
@@ -116,7 +116,7 @@ def build_tenancy(settings: Settings, store: Store, clock: Clock, metrics: Metri
             own,
             tenant_store,
             clock,
-            metrics,
+            metrics.for_tenant(tenant.id),  # counted under its id (the app's own object is the implicit tenant's)
             gateways.sms,
             gateways.call,
             gateways.voice,

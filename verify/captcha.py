@@ -102,7 +102,7 @@ class Captcha:
         """A new challenge for ``client_ip`` (its answer is queued on ``batch``): a builtin image, or the name of
         the token provider."""
         provider = self._settings.captcha_provider
-        self._metrics.captcha_challenges.inc()
+        self._metrics.captcha_challenges.labels().inc()
         if provider != "builtin":
             return {"provider": provider}
         challenge_id = secrets.token_hex(12)

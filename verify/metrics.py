@@ -8,12 +8,18 @@ read from Redis at scrape time, so every worker reports the same state, fresh.
 
 Naming follows Prometheus: a ``verify_`` prefix, ``_total`` counters, ``_seconds`` histograms, and label values
 from bounded sets only (a country is its ISO code, a route its template): never a phone, an id or a path.
+
+What a tenant's requests and loops do (their verifications, SMS, gateways, limits, captchas, events) is counted
+under its ``tenant`` label (the first), whose values are the ids of the tenants file and ``default``, the implicit
+tenant's: each tenant's service counts through :meth:`Metrics.for_tenant`. What belongs to the deployment (HTTP,
+Redis, gateway callbacks, which are counted before a tenant is known, the breakers) carries no ``tenant``.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -23,7 +29,10 @@ from prometheus_client.registry import Collector
 from verify._version import version
 from verify.errors import ReplicasUnconfirmed, StoreUnavailable
 from verify.store import Breaker, Op, Store
+from verify.tenants import IMPLICIT
 
+# The label of the tenant whose work a metric counts (every metric a Tenanted attribute of Metrics holds has it).
+TENANT = "tenant"
 # A verification's labels: how it travels, through which gateway, to which country.
 LIFECYCLE = ("channel", "provider", "country")
 PROVIDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -33,19 +42,48 @@ UNMATCHED_ROUTE = "<unmatched>"
 _Labelled = TypeVar("_Labelled", Counter, Gauge, Histogram)
 
 
+class Tenanted(Generic[_Labelled]):
+    """One tenant's side of a metric whose first label is ``tenant``: :meth:`labels` takes the values of the others
+    and gives the child of (this tenant, those values), looked up once per values and then kept, like
+    :meth:`Metrics.child`."""
+
+    __slots__ = ("_children", "family", "tenant")
+
+    def __init__(self, family: _Labelled, tenant: str) -> None:
+        self.family: _Labelled = family  # the prometheus_client metric, every tenant's
+        self.tenant = tenant
+        self._children: dict[tuple[str, ...], _Labelled] = {}
+
+    def labels(self, *values: str) -> _Labelled:
+        """``family.labels(tenant, *values)``, bound once per ``values``: the same child, so every count goes where
+        ``labels`` would send it, without its checks, conversions and lock on every request."""
+        try:
+            return self._children[values]
+        except KeyError:
+            child = self._children[values] = self.family.labels(self.tenant, *values)
+            return child
+
+
 class Metrics:
-    """Every metric the app records. Attributes are prometheus_client metrics; label them (on a hot path with
-    :meth:`child`, which binds each label set once) and count; :meth:`request` counts a request served."""
+    """Every metric the app records, as one tenant counts them (:meth:`for_tenant`; the app's own object is the
+    implicit tenant's, ``default``). The deployment's attributes are prometheus_client metrics; a tenant's are
+    :class:`Tenanted`, whose ``labels`` put the tenant first. Label them (on a hot path with :meth:`child`, which
+    binds each label set once) and count; :meth:`request` counts a request served."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self.tenant = IMPLICIT
         # Children bound once per label values (see child()). Label values come from bounded sets (the module's
         # docstring), and prometheus_client keeps every child it made anyway: these hold no more than it does.
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self._requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._tenants: dict[str, Metrics] = {IMPLICIT: self}  # every view, shared by them all
 
-        def lifecycle(name: str, what: str) -> Counter:
-            return Counter(f"verify_verifications_{name}", what, LIFECYCLE, registry=registry)
+        def own(family: _Labelled) -> Tenanted[_Labelled]:
+            return Tenanted(family, IMPLICIT)
+
+        def lifecycle(name: str, what: str) -> Tenanted[Counter]:
+            return own(Counter(f"verify_verifications_{name}", what, (TENANT, *LIFECYCLE), registry=registry))
 
         self.started = lifecycle("started", "Verifications whose first SMS or call went out.")
         self.approved = lifecycle("approved", "Verifications approved: by a code, an SMS reply or a call.")
@@ -54,52 +92,72 @@ class Metrics:
         self.failed = lifecycle("failed", "Verifications whose message the gateway reported undeliverable.")
         # A fallback chain's steps (service.py): from which channel to which, and why (the send failed, or was not
         # approved within its wait).
-        self.fallback_steps = Counter(
-            "verify_fallback_steps",
-            "Fallback steps taken: the same code sent on the chain's next channel.",
-            ("from_channel", "to_channel", "reason"),
-            registry=registry,
+        self.fallback_steps = own(
+            Counter(
+                "verify_fallback_steps",
+                "Fallback steps taken: the same code sent on the chain's next channel.",
+                (TENANT, "from_channel", "to_channel", "reason"),
+                registry=registry,
+            )
         )
-        self.sms_messages = Counter(
-            "verify_sms_messages", "SMS handed to a gateway.", ("provider", "encoding"), registry=registry
+        self.sms_messages = own(
+            Counter(
+                "verify_sms_messages", "SMS handed to a gateway.", (TENANT, "provider", "encoding"), registry=registry
+            )
         )
-        self.sms_parts = Counter(
-            "verify_sms_parts",
-            "Parts of the SMS handed to a gateway: what they cost.",
-            ("provider", "encoding"),
-            registry=registry,
+        self.sms_parts = own(
+            Counter(
+                "verify_sms_parts",
+                "Parts of the SMS handed to a gateway: what they cost.",
+                (TENANT, "provider", "encoding"),
+                registry=registry,
+            )
         )
         # What gateways report a message cost, in their own currency (Telegram: USD), and the messages they refunded
         # (Telegram refunds a code neither delivered nor read within its ttl). Counted once per message.
-        self.gateway_cost = Counter(
-            "verify_gateway_cost",
-            "Cost of the messages a gateway reported, in its currency.",
-            ("provider",),
-            registry=registry,
+        self.gateway_cost = own(
+            Counter(
+                "verify_gateway_cost",
+                "Cost of the messages a gateway reported, in its currency.",
+                (TENANT, "provider"),
+                registry=registry,
+            )
         )
-        self.gateway_refunds = Counter(
-            "verify_gateway_refunds", "Messages a gateway reported refunded.", ("provider",), registry=registry
+        self.gateway_refunds = own(
+            Counter(
+                "verify_gateway_refunds",
+                "Messages a gateway reported refunded.",
+                (TENANT, "provider"),
+                registry=registry,
+            )
         )
-        self.provider_latency = Histogram(
-            "verify_provider_request_duration_seconds",
-            "How long a gateway took to take (or fail) a request.",
-            ("provider", "operation"),
-            buckets=PROVIDER_BUCKETS,
-            registry=registry,
+        self.provider_latency = own(
+            Histogram(
+                "verify_provider_request_duration_seconds",
+                "How long a gateway took to take (or fail) a request.",
+                (TENANT, "provider", "operation"),
+                buckets=PROVIDER_BUCKETS,
+                registry=registry,
+            )
         )
-        self.provider_errors = Counter(
-            "verify_provider_errors",
-            "Gateway requests that failed, by kind.",
-            ("provider", "operation", "kind"),
-            registry=registry,
+        self.provider_errors = own(
+            Counter(
+                "verify_provider_errors",
+                "Gateway requests that failed, by kind.",
+                (TENANT, "provider", "operation", "kind"),
+                registry=registry,
+            )
         )
-        self.failovers = Counter(
-            "verify_failovers",
-            "Sends that gave up on a gateway (then tried the next one, if any): after an "
-            "error, or because its circuit breaker was open.",
-            ("provider", "reason"),
-            registry=registry,
+        self.failovers = own(
+            Counter(
+                "verify_failovers",
+                "Sends that gave up on a gateway (then tried the next one, if any): after an "
+                "error, or because its circuit breaker was open.",
+                (TENANT, "provider", "reason"),
+                registry=registry,
+            )
         )
+        # Counted before the callback's tenant is known (and a callback may concern several): the deployment's.
         self.webhooks = Counter(
             "verify_webhooks",
             "Gateway callbacks: each event a callback carried, or the "
@@ -107,25 +165,31 @@ class Metrics:
             ("provider", "kind", "result"),
             registry=registry,
         )
-        self.rate_limited = Counter(
-            "verify_rate_limited", "Requests refused by a limit.", ("limit",), registry=registry
+        self.rate_limited = own(
+            Counter("verify_rate_limited", "Requests refused by a limit.", (TENANT, "limit"), registry=registry)
         )
-        self.captcha_challenges = Counter("verify_captcha_challenges", "Captcha challenges issued.", registry=registry)
-        self.captcha_answers = Counter(
-            "verify_captcha_answers", "Captcha answers judged.", ("result",), registry=registry
+        self.captcha_challenges = own(
+            Counter("verify_captcha_challenges", "Captcha challenges issued.", (TENANT,), registry=registry)
         )
-        self.pumping = Gauge(
-            "verify_pumping_guard_active",
-            "1 while the SMS-pumping guard asks every SMS start to this country for a captcha.",
-            ("country",),
-            multiprocess_mode="mostrecent",
-            registry=registry,
+        self.captcha_answers = own(
+            Counter("verify_captcha_answers", "Captcha answers judged.", (TENANT, "result"), registry=registry)
         )
-        self.events = Counter(
-            "verify_events",
-            "Customer event deliveries: delivered, retried later, dropped.",
-            ("type", "result"),
-            registry=registry,
+        self.pumping = own(  # each tenant's statistics are its own (under its Redis prefix)
+            Gauge(
+                "verify_pumping_guard_active",
+                "1 while the SMS-pumping guard asks every SMS start to this country for a captcha.",
+                (TENANT, "country"),
+                multiprocess_mode="mostrecent",
+                registry=registry,
+            )
+        )
+        self.events = own(
+            Counter(
+                "verify_events",
+                "Customer event deliveries: delivered, retried later, dropped.",
+                (TENANT, "type", "result"),
+                registry=registry,
+            )
         )
         self.redis_errors = Counter("verify_redis_errors", "Redis failures the app saw.", ("kind",), registry=registry)
         self.http_requests = Counter(
@@ -139,12 +203,35 @@ class Metrics:
             registry=registry,
         )
 
-    def child(self, metric: _Labelled, *values: str) -> _Labelled:
+    def for_tenant(self, tenant: str) -> Metrics:
+        """The metrics as tenant ``tenant`` counts them: the same attributes over the same prometheus_client metrics,
+        a tenant's (:class:`Tenanted`) labelled ``tenant`` first. One view per tenant, made once (the app makes one
+        per tenant of the file: the label's values are bounded by it); ``default`` is the app's own object."""
+        try:
+            return self._tenants[tenant]
+        except KeyError:
+            pass
+        view = copy.copy(self)  # shares the registry, the deployment's metrics and their children, the views
+        view.tenant = tenant
+        for name, value in vars(self).items():
+            if isinstance(value, Tenanted):
+                setattr(view, name, Tenanted(value.family, tenant))
+        self._tenants[tenant] = view
+        return view
+
+    @overload
+    def child(self, metric: Tenanted[_Labelled], *values: str) -> _Labelled: ...
+
+    @overload
+    def child(self, metric: _Labelled, *values: str) -> _Labelled: ...
+
+    def child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, looked up once per label values and then kept: the same child, so every
         ``inc`` still goes where ``labels`` would send it (in multiprocess mode, straight to this worker's file), but
-        without ``labels``' checks, conversions and lock on every request."""
+        without ``labels``' checks, conversions and lock on every request. For a tenant's metric (:class:`Tenanted`,
+        its own object in each view) that is the child of this tenant and ``values``."""
         try:
-            child: _Labelled = self._children[metric, values]
+            child = self._children[metric, values]
         except KeyError:
             child = self._children[metric, values] = metric.labels(*values)
         return child

@@ -68,7 +68,7 @@ from verify.errors import (
 )
 from verify.events import Events, fallback_schedule
 from verify.failover import DIGITS, Failover
-from verify.metrics import Metrics
+from verify.metrics import Metrics, Tenanted
 from verify.model import (
     API_CALLER,
     Caller,
@@ -1050,7 +1050,7 @@ class Service:
         self.metrics.rate_limited.labels(refusal.limit.name).inc()
         return RateLimited(refusal.limit.name, refusal.window.text, refusal.retry_after)
 
-    def _count(self, counter: Counter, record: Record) -> None:
+    def _count(self, counter: Tenanted[Counter], record: Record) -> None:
         """Count ``record`` on one of the lifecycle counters (started, approved, ...), under the channel and gateway
         it started on (:meth:`Record.entry`)."""
         country, (channel, provider) = record.country or country_of(record.phone), record.entry()

@@ -506,11 +506,12 @@ def legend(template: str, labels: Labels) -> str:
 
 
 def variables_for(scrapes: Sequence[Scrape], rate_interval_s: int) -> dict[str, str]:
-    """What Grafana would put in for the dashboard's variables: every country, channel and gateway ("All"), the
-    time range of the scrapes, and the default conversion window."""
+    """What Grafana would put in for the dashboard's variables: every tenant, country, channel and gateway ("All"),
+    the time range of the scrapes, and the default conversion window."""
     span = max(1, round(scrapes[-1].at - scrapes[0].at))
     return {
         "datasource": "prometheus",
+        "tenant": ".*",
         "country": ".*",
         "channel": ".*",
         "provider": ".*",
@@ -1027,7 +1028,14 @@ def render_page(dashboard: Mapping[str, Any], scrapes: Sequence[Scrape], rate_in
             f'<div class="pb">{body}</div></section>'
         )
     labels = {v["name"]: v.get("label", v["name"]) for v in dashboard["templating"]["list"]}
-    shown = {"datasource": "Prometheus", "country": "All", "channel": "All", "provider": "All", "window": "1h"}
+    shown = {
+        "datasource": "Prometheus",
+        "tenant": "All",
+        "country": "All",
+        "channel": "All",
+        "provider": "All",
+        "window": "1h",
+    }
     chips = "".join(
         f'<div class="var"><span class="k">{esc(labels[name])}</span><span class="v">{esc(value)}</span></div>'
         for name, value in shown.items()

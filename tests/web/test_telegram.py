@@ -132,7 +132,9 @@ def test_reports_update_the_delivery_and_forgeries_and_replays_change_nothing(
 
 
 def metric(client: FlaskClient, name: str) -> float:
-    found = re.search(rf'^{name}{{provider="telegram"}} (\S+)$', client.get("/metrics").get_data(as_text=True), re.M)
+    found = re.search(
+        rf'^{name}{{provider="telegram",tenant="default"}} (\S+)$', client.get("/metrics").get_data(as_text=True), re.M
+    )
     return float(found.group(1)) if found else 0.0
 
 
