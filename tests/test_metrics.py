@@ -52,6 +52,7 @@ TENANTED = {
     "verify_captcha_answers",
     "verify_pumping_guard_active",
     "verify_events",
+    "verify_breaker_open",  # read from Redis at a scrape: each tenant has its own breakers
 }
 
 
@@ -178,8 +179,8 @@ def test_counters_move_by_exactly_what_was_done(server: Server) -> None:
     assert moved(after, "verify_provider_errors_total", **by_smsc, operation="send_sms", kind="http_5xx") == 1
     assert moved(after, "verify_failovers_total", **by_smsc, reason="error") == 1
     assert moved(after, "verify_failovers_total", **by_smsc, reason="breaker_open") == 1
-    assert after[("verify_breaker_open", frozenset({("provider", "smsc")}))] == 1
-    assert after[("verify_breaker_open", frozenset({("provider", "sandbox")}))] == 0
+    assert after[("verify_breaker_open", frozenset({("tenant", "default"), ("provider", "smsc")}))] == 1
+    assert after[("verify_breaker_open", frozenset({("tenant", "default"), ("provider", "sandbox")}))] == 0
     assert moved(after, "verify_webhooks_total", provider="smsc", kind="delivery_report", result="accepted") == 1
     assert moved(after, "verify_webhooks_total", provider="smsc", kind="delivery_report", result="ignored") == 1
     assert moved(after, "verify_webhooks_total", provider="smsc", kind="none", result="rejected") == 1

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import TestResponse
 
 from tests.conftest import API_KEY, PHONE, SECRET_KEY, MovableClock, single_and_cluster
 from verify import create_app
 from verify.config import Settings
+from verify.embedded import free_port
 from verify.store import Store, tag_for
 from verify.tenants import hash_key
 
@@ -205,3 +207,24 @@ def test_a_call_that_two_tenants_could_claim_approves_neither(client: FlaskClien
 def test_an_unknown_key_is_refused(client: FlaskClient) -> None:
     answer = begin(client, {"Authorization": "Bearer not-a-key-of-anyone-0000"})
     assert answer.status_code == 401
+
+
+def test_each_tenant_has_its_own_breakers(redis_url: str, clock: MovableClock, tmp_path: Path) -> None:
+    # shop's hook is down: its breaker opens at the first failure; the implicit tenant's gateways are not shop's.
+    text = TENANTS.replace(
+        "code_length = 4\n",
+        f'code_length = 4\nsms_providers = ["hook"]\n'
+        f'hook = {{ url = "http://127.0.0.1:{free_port()}/send", secret = ["shop-hook-secret-0123"] }}\n',
+    )
+    settings = tenant_settings(redis_url, tmp_path / "tenants.toml", text, VERIFY_BREAKER_FAILURES="1")
+    client = create_app(settings, clock=clock, background=False).test_client()
+    assert begin(client, SHOP).status_code == 503
+    assert begin(client, IMPLICIT).status_code == 201
+    breakers = {
+        (sample.labels["tenant"], sample.labels["provider"]): sample.value
+        for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+        if family.name == "verify_breaker_open"
+        for sample in family.samples
+    }
+    # (shop's other channels still go through the sandbox, in sandbox mode)
+    assert breakers == {("default", "sandbox"): 0, ("shop", "hook"): 1, ("shop", "sandbox"): 0, ("bank", "sandbox"): 0}

@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock,
     observe.install(
         app,
         metrics,
-        Exposition(metrics, State(store, settings.providers, clock), settings.metrics_dir),
+        Exposition(metrics, State(tenancy.stores(), clock), settings.metrics_dir),
         settings.metrics_tokens,
     )
     if background:  # the expiry sweep runs always (the expired metric); events go out only with a receiver

@@ -12,7 +12,8 @@ from bounded sets only (a country is its ISO code, a route its template): never 
 What a tenant's requests and loops do (their verifications, SMS, gateways, limits, captchas, events) is counted
 under its ``tenant`` label (the first), whose values are the ids of the tenants file and ``default``, the implicit
 tenant's: each tenant's service counts through :meth:`Metrics.for_tenant`. What belongs to the deployment (HTTP,
-Redis, gateway callbacks, which are counted before a tenant is known, the breakers) carries no ``tenant``.
+Redis, gateway callbacks, which are counted before a tenant is known) carries no ``tenant``; each tenant's breakers,
+read from Redis, carry it (:class:`State`).
 """
 
 from __future__ import annotations
@@ -260,14 +261,19 @@ class Metrics:
         self.redis_errors.labels(kind).inc()
 
 
-class State(Collector):
-    """What lives in Redis, read at each scrape: the circuit breaker of every configured gateway (one round trip),
-    behind Sentinel the master's replicas (its ROLE, one more), and the build. A scrape while Redis is down reports
-    neither rather than failing."""
+#: The families :class:`State` reads that are a tenant's (each tenant's breakers are under its own Redis prefix).
+TENANTED_STATE = frozenset({"verify_breaker_open"})
 
-    def __init__(self, store: Store, providers: Sequence[str], clock: Callable[[], float]) -> None:
-        self._store = store
-        self._providers = tuple(dict.fromkeys(providers))
+
+class State(Collector):
+    """What lives in Redis, read at each scrape: the circuit breaker of every gateway each tenant uses (one round trip
+    per tenant: its breakers are its own), behind Sentinel the master's replicas (its ROLE, one more), and the build. A
+    scrape while Redis is down reports neither rather than failing."""
+
+    def __init__(self, tenants: Sequence[tuple[str, Store, Sequence[str]]], clock: Callable[[], float]) -> None:
+        """``tenants``: each tenant's id, store and gateways in use, the deployment's (implicit) tenant first."""
+        self._tenants = [(tenant, store, tuple(dict.fromkeys(providers))) for tenant, store, providers in tenants]
+        self._store = self._tenants[0][1]
         self._clock = clock
         self._version = version()
 
@@ -276,18 +282,20 @@ class State(Collector):
         info = GaugeMetricFamily("verify_build_info", "The running version (always 1).", labels=("version",))
         info.add_metric((self._version,), 1)
         yield info
-        batch = self._store.batch()
-        breakers: dict[str, Op[Breaker]] = {name: batch.breaker(name) for name in self._providers}
+        breakers: dict[tuple[str, str], Op[Breaker]] = {}
         try:
-            batch.run()
+            for tenant, store, providers in self._tenants:
+                batch = store.batch()
+                breakers |= {(tenant, name): batch.breaker(name) for name in providers}
+                batch.run()
         except StoreUnavailable:
             return
         now_ms = int(self._clock() * 1000)
         family = GaugeMetricFamily(
-            "verify_breaker_open", "1 while the gateway's circuit breaker is open.", labels=("provider",)
+            "verify_breaker_open", "1 while the gateway's circuit breaker is open.", labels=(TENANT, "provider")
         )
-        for name, op in breakers.items():
-            family.add_metric((name,), 1 if op.value.open_until > now_ms else 0)
+        for labels, op in breakers.items():
+            family.add_metric(labels, 1 if op.value.open_until > now_ms else 0)
         yield family
         yield from self._replication()
 

@@ -18,6 +18,7 @@ from verify.model import Verification
 from verify.phone import mask
 from verify.providers.base import CallReceived, Event, SmsReceived
 from verify.service import Service
+from verify.store import Store
 from verify.tenants import IMPLICIT, key_digest
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ class Tenancy:
     def site_origins(self) -> frozenset[str]:
         """Every origin any tenant's site key may be used from (a CORS preflight names no key)."""
         return self._origins
+
+    def stores(self) -> list[tuple[str, Store, tuple[str, ...]]]:
+        """Each tenant's id, store and gateways in use (what ``/metrics`` reads their breakers from)."""
+        return [(tenant, svc.store, svc.settings.providers) for tenant, svc in self.services.items()]
 
     def tenant_of(self, svc: Service) -> str:
         """The id of ``svc``'s tenant."""
