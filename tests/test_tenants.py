@@ -241,3 +241,18 @@ def test_hash_key_prints_what_the_file_lists(
     assert capsys.readouterr().out.strip() == "sha256:" + hashlib.sha256(SHOP_KEY.encode()).hexdigest()
     assert main(["hash-key", "short"]) == 2
     assert "at least 16" in capsys.readouterr().err
+
+
+def test_a_tenants_warnings_are_logged_with_its_id(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Outside sandbox mode, shop's texts name no product of its own and its SMS go nowhere: said once, as shop's.
+    text = GOOD.replace('brand = "Shop"\n', 'sms_providers = ["sandbox"]\n')
+    production = {"VERIFY_SANDBOX": "0", "VERIFY_SMS_PROVIDERS": "hook", "VERIFY_VOICE_PROVIDERS": "hook"}
+    hook = {"VERIFY_HOOK_URL": "https://env.example/hook", "VERIFY_HOOK_SECRET": "env-hook-secret-0123"}
+    with caplog.at_level("WARNING", logger="verify.config"):
+        read(tmp_path, text.replace(', "sandbox"]', "]"), **production, **hook, VERIFY_BRAND="")
+    said = [record.getMessage() for record in caplog.records]
+    assert "tenant shop: VERIFY_SMS_PROVIDERS includes 'sandbox' without VERIFY_SANDBOX=1" in "\n".join(said)
+    assert sum(m.startswith("tenant shop: VERIFY_BRAND is not set") for m in said) == 1
+    assert sum(m.startswith("VERIFY_BRAND is not set") for m in said) == 1  # the environment's own
+    assert not any(m.startswith("tenant bank: VERIFY_SMS_PROVIDERS") for m in said)
+    assert not any("secret-0123" in m for m in said)

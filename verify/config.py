@@ -600,26 +600,26 @@ class Tenant:
     api_key_hashes: tuple[str, ...]
 
 
-def _warn(settings: Settings) -> None:
-    """Log what is allowed but probably not meant."""
+def _warn(settings: Settings, whose: str = "") -> None:
+    """Log what is allowed but probably not meant; ``whose``: the tenant whose settings these are (``tenant shop:``
+    begins each of its lines)."""
+    said: list[str] = []
     if not settings.sandbox and "sandbox" in settings.sms_providers:
-        log.warning("%s includes 'sandbox' without %s=1: those messages are never delivered", SMS_PROVIDERS, SANDBOX)
+        said.append(f"{SMS_PROVIDERS} includes 'sandbox' without {SANDBOX}=1: those messages are never delivered")
     if not settings.sandbox and settings.brand == DEFAULT_BRAND:
-        log.warning("%s is not set: the texts call the product %r; set it to your product's name", BRAND, DEFAULT_BRAND)
+        said.append(f"{BRAND} is not set: the texts call the product {DEFAULT_BRAND!r}; set it to your product's name")
     longest_code = "0" * settings.code_length
     for locale, template in settings.templates()["sms"].items():
         size = measure(template.format(code=longest_code, brand=settings.brand, minutes=settings.minutes))
         if size.parts > 1:
-            log.warning(
-                "the SMS template sms.%s renders to %d SMS parts (%s, %d units): every code costs %d messages",
-                locale,
-                size.parts,
-                size.encoding,
-                size.units,
-                size.parts,
+            said.append(
+                f"the SMS template sms.{locale} renders to {size.parts} SMS parts ({size.encoding}, {size.units} "
+                f"units): every code costs {size.parts} messages"
             )
-    for warning in settings.warnings():
-        log.warning("%s", warning)
+    said += settings.warnings()
     for gateway, own in settings.configured_gateways():
-        for warning in gateway.warnings(own, settings):
-            log.warning("%s", warning)
+        said += gateway.warnings(own, settings)
+    for warning in said:
+        log.warning("%s%s", f"tenant {whose}: " if whose else "", warning)
+    for tenant in settings.tenants:
+        _warn(tenant.settings, tenant.id)
