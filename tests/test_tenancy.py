@@ -1,7 +1,8 @@
 """Tenants from one file, through the app (``verify/tenancy.py``): each tenant's key reaches its own verifications,
-idempotency keys and tokens only (another tenant's id is the same 404 as an unknown one), its own brand, code
-length and limits; a phone's quotas are shared by every tenant; a gateway's event goes to the one tenant it
-concerns. On one server and on a 3-node cluster (a tenant's keys and the shared phone quota must share a slot)."""
+idempotency keys, tokens and events only (another tenant's id is the same 404 as an unknown one), its own brand,
+code length, limits and breakers; a phone's quotas are shared by every tenant; a gateway's event goes to the one
+tenant it concerns; a deployment that adds the file keeps its verifications. On one server and on a 3-node cluster
+(a tenant's keys and the shared phone quota must share a slot)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import TestResponse
 
-from tests.conftest import API_KEY, PHONE, SECRET_KEY, MovableClock, single_and_cluster
+from tests.conftest import API_KEY, PHONE, SECRET_KEY, MovableClock, Receiver, serving, single_and_cluster
 from verify import create_app
 from verify.config import Settings
 from verify.embedded import free_port
@@ -228,3 +229,60 @@ def test_each_tenant_has_its_own_breakers(redis_url: str, clock: MovableClock, t
     }
     # (shop's other channels still go through the sandbox, in sandbox mode)
     assert breakers == {("default", "sandbox"): 0, ("shop", "hook"): 1, ("shop", "sandbox"): 0, ("bank", "sandbox"): 0}
+
+
+def test_each_tenants_events_go_to_its_own_receiver(redis_url: str, clock: MovableClock, tmp_path: Path) -> None:
+    shop_hooks, bank_hooks = Receiver(), Receiver()
+    with serving(shop_hooks) as shop_base, serving(bank_hooks) as bank_base:
+        text = TENANTS.replace(
+            "code_length = 4\n",
+            f'code_length = 4\nevents_url = "{shop_base}/events"\nevents_secret = ["shop-events-secret-0123"]\n',
+        ).replace(
+            "[tenants.bank]\n",
+            f'[tenants.bank]\nevents_url = "{bank_base}/events"\nevents_secret = ["bank-events-secret-0123"]\n',
+        )
+        app = create_app(tenant_settings(redis_url, tmp_path / "tenants.toml", text), clock=clock, background=False)
+        client = app.test_client()
+        approved = {}
+        for headers, phone in ((SHOP, "+79990000001"), (BANK, "+79990000002"), (IMPLICIT, "+79990000003")):
+            vid = begin(client, headers, phone).get_json()["id"]
+            code = newest(client, phone)["code"]
+            assert (
+                client.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=headers).status_code == 200
+            )
+            approved[phone] = vid
+        for svc in app.extensions["verify.tenancy"].services.values():  # what each tenant's loop does
+            svc.events.sweep()
+            svc.events.deliver()
+    for hooks, secret, phone in (
+        (shop_hooks, "shop-events-secret-0123", "+79990000001"),
+        (bank_hooks, "bank-events-secret-0123", "+79990000002"),
+    ):
+        assert [event["data"]["id"] for event in hooks.events()] == [approved[phone]]
+        ((headers, body),) = hooks.received
+        parts = dict(item.split("=", 1) for item in headers["Verify-Signature"].split(","))
+        assert parts["v1"] == hmac.new(secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def test_a_deployment_that_adds_the_file_keeps_its_verifications(
+    redis_url: str, clock: MovableClock, tmp_path: Path
+) -> None:
+    # Before the file: one tenant. Its pending verification is still its, with the same key, once the file is added.
+    before = Settings.from_env(
+        {
+            "VERIFY_API_KEYS": API_KEY,
+            "VERIFY_SECRET_KEY": SECRET_KEY,
+            "VERIFY_REDIS_URL": redis_url,
+            "VERIFY_SANDBOX": "1",
+            "VERIFY_CAPTCHA_MODE": "off",
+        }
+    )
+    old = create_app(before, clock=clock, background=False).test_client()
+    vid = begin(old, IMPLICIT).get_json()["id"]
+    code = newest(old)["code"]
+    new = create_app(tenant_settings(redis_url, tmp_path / "tenants.toml"), clock=clock, background=False).test_client()
+    assert new.get(f"/v1/verifications/{vid}", headers=IMPLICIT).get_json()["status"] == "pending"
+    assert new.get(f"/v1/verifications/{vid}", headers=SHOP).status_code == 404
+    checked = new.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=IMPLICIT).get_json()
+    assert checked["status"] == "approved"
+    assert new.post("/v1/tokens/verify", json={"token": checked["token"]}, headers=IMPLICIT).status_code == 200
