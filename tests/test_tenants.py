@@ -13,6 +13,8 @@ import pytest
 from verify.cli import check_config, main
 from verify.config import Settings
 from verify.errors import ConfigError
+from verify.providers.base import CallReceived
+from verify.tenancy import Tenancy
 from verify.tenants import IMPLICIT, hash_key, tenant_secrets
 
 SHOP_KEY = "shop-api-key-0123456789"
@@ -256,3 +258,83 @@ def test_a_tenants_warnings_are_logged_with_its_id(tmp_path: Path, caplog: pytes
     assert sum(m.startswith("VERIFY_BRAND is not set") for m in said) == 1  # the environment's own
     assert not any(m.startswith("tenant bank: VERIFY_SMS_PROVIDERS") for m in said)
     assert not any("secret-0123" in m for m in said)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "says"),
+    [
+        ('brand = "Shop"', "brand = 3", "brand", "must be a string"),
+        ('brand = "Shop"', 'brand = "  "', "brand", "must not be empty"),
+        (
+            'limits = { ip = "10/hour", phone = "3/10 minutes", global = "500/day" }',
+            'limits = "10/hour"',
+            "limits",
+            "must be a table",
+        ),
+        ('allowed_countries = ["RU", "KZ"]', 'allowed_countries = ["RU,KZ"]', "allowed_countries", "without commas"),
+        ('allowed_countries = ["RU", "KZ"]', "allowed_countries = [1]", "allowed_countries", "list of strings"),
+        (f'api_keys = ["{hash_key(SHOP_KEY)}"]', f'api_keys = "{hash_key(SHOP_KEY)}"', "api_keys", "must be a list"),
+        (
+            f'api_keys = ["{hash_key(SHOP_KEY)}"]',
+            f'api_keys = ["{hash_key(SHOP_KEY)}", "{hash_key(SHOP_KEY)}"]',
+            "api_keys",
+            "twice",
+        ),
+        (
+            'site_keys = { pk_shop = ["https://shop.example", "https://www.shop.example"] }',
+            'site_keys = ["pk_shop"]',
+            "site_keys",
+            "must be a table",
+        ),
+        (
+            'site_keys = { pk_shop = ["https://shop.example", "https://www.shop.example"] }',
+            "site_keys = { pk_shop = [1] }",
+            "site_keys",
+            "must list its origins",
+        ),
+        (
+            'site_keys = { pk_shop = ["https://shop.example", "https://www.shop.example"] }',
+            'site_keys = { pk_shop = "ftp://shop.example" }',
+            "site_keys",
+            "scheme://host",
+        ),
+        ("[tenants.shop]\n", "[tenants]\nshop = 3\n[tenants.shop2]\n", "id", "must be a table"),
+    ],
+)
+def test_a_field_of_the_wrong_shape_names_its_line(tmp_path: Path, old: str, new: str, field: str, says: str) -> None:
+    assert old in GOOD
+    text = GOOD.replace(old, new, 1)
+    message = refused(tmp_path, text)
+    tenant = "shop"
+    written = new.split("\n")[1] if field == "id" else new  # a tenant that is no table: where it is (shop = 3)
+    line = next(number for number, text_line in enumerate(text.splitlines(), 1) if text_line.startswith(written))
+    assert f"line {line}: tenant {tenant!r}, {field}: " in message
+    assert says in message
+
+
+def test_one_string_stands_for_a_list_of_one(tmp_path: Path) -> None:
+    text = GOOD.replace('allowed_countries = ["RU", "KZ"]', 'allowed_countries = "RU"').replace(
+        '{ pk_shop = ["https://shop.example", "https://www.shop.example"] }', '{ pk_shop = "https://shop.example" }'
+    )
+    shop = read(tmp_path, text).tenants[0].settings
+    assert shop.allowed_countries == ("RU",) and shop.site_keys == (("pk_shop", ("https://shop.example",)),)
+
+
+def test_an_event_two_tenants_could_claim_changes_neither(caplog: pytest.LogCaptureFixture) -> None:
+    class Claiming:
+        def __init__(self) -> None:
+            self.handled = 0
+            self.settings = Settings.from_env(ENV)
+
+        def concerns(self, event: object) -> bool:
+            return True
+
+        def handle(self, event: object) -> None:
+            self.handled += 1
+
+    one, two = Claiming(), Claiming()
+    tenancy = Tenancy({IMPLICIT: one, "shop": two}, {})  # type: ignore[dict-item]
+    with caplog.at_level("WARNING"):
+        assert tenancy.handle(CallReceived("+79991234567", 0.0)) is None
+    assert one.handled == two.handled == 0
+    assert "CallReceived concerns verifications of 2 tenants (default, shop): it changes none" in caplog.text

@@ -15,8 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from verify.model import Verification
-from verify.phone import mask
-from verify.providers.base import CallReceived, Event, SmsReceived
+from verify.providers.base import Event
 from verify.service import Service
 from verify.store import Store
 from verify.tenants import IMPLICIT, key_digest
@@ -35,11 +34,6 @@ class Tenancy:
         self._origins = frozenset(
             origin for svc in self.services.values() for _, origins in svc.settings.site_keys for origin in origins
         )
-
-    @property
-    def many(self) -> bool:
-        """Whether a tenants file declared tenants besides the implicit one."""
-        return len(self.services) > 1
 
     def by_api_key(self, key: str) -> Service | None:
         """The service of the tenant that holds API key ``key``; ``None`` for a key no tenant holds."""
@@ -87,14 +81,11 @@ class Tenancy:
             return services[0].handle(event)
         concerned = [svc for svc in services if svc.concerns(event)]
         if len(concerned) > 1:
-            if isinstance(event, CallReceived | SmsReceived):
-                what = "a call" if isinstance(event, CallReceived) else "an SMS reply"
-                log.warning(
-                    "%s from %s concerns verifications of %d tenants (%s): none approved",
-                    what,
-                    mask(event.phone),
-                    len(concerned),
-                    ", ".join(self.tenant_of(svc) for svc in concerned),
-                )
+            log.warning(
+                "a gateway's %s concerns verifications of %d tenants (%s): it changes none",
+                type(event).__name__,
+                len(concerned),
+                ", ".join(self.tenant_of(svc) for svc in concerned),
+            )
             return None
         return concerned[0].handle(event) if concerned else None

@@ -114,12 +114,17 @@ class TenantsFile:
     def line_of(self, tenant: str, field: str = "") -> int:
         """The 1-based line where ``field`` (``limits.ip``: the ``limits`` line, or ``ip``'s in a
         ``[tenants.<id>.limits]`` table) of ``tenant`` is written; the tenant's header when not found; 1 when
-        neither is."""
+        neither is (a tenant written as ``<id> = ...`` under ``[tenants]``: that line)."""
         name = rf'(?:{re.escape(tenant)}|"{re.escape(tenant)}"|\'{re.escape(tenant)}\')'
         header = re.compile(rf"\s*\[\s*tenants\s*\.\s*{name}\s*(\.\s*([A-Za-z0-9_-]+)\s*)?\]")
         top, _, inner = field.partition(".")
         found, table = 0, None
         for number, line in enumerate(self.lines, 1):
+            if re.match(r"\s*\[\s*tenants\s*\]", line):
+                table = "[tenants]"
+                continue
+            if table == "[tenants]" and re.match(rf"\s*{name}\s*[.=]", line):
+                found = found or number
             matched = header.match(line)
             if matched:
                 table = matched.group(2) or ""
