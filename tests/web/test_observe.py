@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import API_KEY, AUTH, last_code, start
+from tests.conftest import API_KEY, AUTH, MovableClock, last_code, start
+from verify import create_app
+from verify.config import Settings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 GENERATED = re.compile(r"[0-9a-f]{32}")
@@ -105,3 +108,18 @@ def test_a_code_sent_as_the_request_id_is_not_logged(client: FlaskClient, caplog
     assert response.headers["X-Request-Id"] != code
     assert not re.search(rf"(?<!\d){code}(?!\d)", caplog.text)
     assert all(code not in str(v) for record in caplog.records for v in vars(record).values())
+
+
+def test_metrics_asks_for_its_token_when_one_is_set(settings: Settings, clock: MovableClock) -> None:
+    client = create_app(
+        replace(settings, metrics_tokens=("new-token-0123456789", "old-token-0123456789")),
+        clock=clock,
+        background=False,
+    ).test_client()
+    for headers in ({}, {"Authorization": "Bearer wrong-token-0123456"}, {"Authorization": "Basic old-token"}):
+        refused = client.get("/metrics", headers=headers)
+        assert refused.status_code == 401 and "VERIFY_METRICS_TOKEN" in refused.get_json()["detail"]
+    for token in ("new-token-0123456789", "old-token-0123456789"):  # any listed one: tokens rotate
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert API_KEY not in settings.metrics_tokens
+    assert client.get("/metrics", headers=AUTH).status_code == 401  # an API key is not a metrics token
