@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,44 +50,58 @@ MADE_METRICS_DIR = "VERIFY_MADE_METRICS_DIR"
 
 
 def _check_tenants() -> None:
-    """With ``VERIFY_TENANTS_FILE``: read the file once, whole, into a private copy, and have ``verify check-config``
-    validate that copy in a process of its own (validating here would import the app into the master). Valid, the
-    workers started from now on read that copy (``VERIFY_TENANTS_SNAPSHOT``), so one never reads a file half
-    rewritten, and all of them read the same. This runs at the start and again on every SIGHUP (gunicorn reads this
-    file again): a bad file stops the start, naming the line; on a reload it is refused, logged, and the workers
-    gunicorn starts keep serving the last good one.
+    """With ``VERIFY_TENANTS_FILE``: read the file whole, once it has stopped changing, into a private copy, and have
+    ``verify check-config`` validate that copy in a process of its own (validating here would import the app into
+    the master). Valid, the workers started from now on read that copy (``VERIFY_TENANTS_SNAPSHOT``), so one never
+    reads a file half rewritten, and all of them read the same. This runs at the start and again on every SIGHUP
+    (gunicorn reads this file again): a bad file stops the start, naming the line; on a reload it is refused,
+    logged, and the workers gunicorn starts keep serving the last good one.
     """
     source = os.environ.get("VERIFY_TENANTS_FILE")
     if not source:
         return
-    try:
-        text = Path(source).read_bytes()
-    except OSError as err:
-        text, unreadable = b"", f"VERIFY_TENANTS_FILE cannot be read ({err})"
-    else:
-        unreadable = ""
-    handle, copy = tempfile.mkstemp(prefix="verify-tenants-", suffix=".toml")
-    with os.fdopen(handle, "wb") as file:
-        file.write(text)
-    checked = subprocess.run(
-        [sys.executable, "-m", "verify.cli", "check-config"],
-        env={**os.environ, "VERIFY_TENANTS_SNAPSHOT": copy},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    text, problem = _settled(Path(source))
+    copy = ""
+    if not problem:
+        handle, copy = tempfile.mkstemp(prefix="verify-tenants-", suffix=".toml")
+        with os.fdopen(handle, "wb") as file:
+            file.write(text)
+        checked = subprocess.run(
+            [sys.executable, "-m", "verify.cli", "check-config"],
+            env={**os.environ, "VERIFY_TENANTS_SNAPSHOT": copy},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        problem = "" if checked.returncode == 0 else checked.stderr.strip().removeprefix("configuration error: ")
     previous = os.environ.get("VERIFY_TENANTS_SNAPSHOT")
-    if checked.returncode == 0 and not unreadable:
+    if not problem:
         os.environ["VERIFY_TENANTS_SNAPSHOT"] = copy
         if previous:
             Path(previous).unlink(missing_ok=True)  # the workers read it when they started; none will again
         return
-    Path(copy).unlink(missing_ok=True)
-    problem = unreadable or checked.stderr.strip().removeprefix("configuration error: ")
+    if copy:
+        Path(copy).unlink(missing_ok=True)
     if not previous:
         raise SystemExit(f"verify: configuration error: {problem}")
     print(f"verify: the tenants file was not reloaded, the last good one still serves: {problem}", file=sys.stderr)
+
+
+def _settled(path: Path, tries: int = 20, pause: float = 0.25) -> tuple[bytes, str]:
+    """The file's bytes once two reads ``pause`` seconds apart agree (a file being written is waited for, so a copy is
+    not cut at a tenant's end and taken for a file with fewer tenants), and "" or why it cannot be had."""
+    try:
+        text = path.read_bytes()
+        for _ in range(tries):
+            time.sleep(pause)
+            again = path.read_bytes()
+            if again == text:
+                return text, ""
+            text = again
+    except OSError as err:
+        return b"", f"VERIFY_TENANTS_FILE cannot be read ({err})"
+    return b"", f"VERIFY_TENANTS_FILE kept changing for {tries * pause:.0f} s: write it whole, then reload"
 
 
 _check_tenants()  # first: a bad file stops the start before anything is made that on_exit would remove
