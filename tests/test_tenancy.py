@@ -286,3 +286,18 @@ def test_a_deployment_that_adds_the_file_keeps_its_verifications(
     checked = new.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=IMPLICIT).get_json()
     assert checked["status"] == "approved"
     assert new.post("/v1/tokens/verify", json={"token": checked["token"]}, headers=IMPLICIT).status_code == 200
+
+
+def test_a_tenant_that_requires_a_payment_refuses_a_start_without_one(
+    redis_url: str, clock: MovableClock, tmp_path: Path
+) -> None:
+    text = TENANTS.replace('brand = "Bank"\n', 'brand = "Bank"\npsd2 = true\n')
+    client = create_app(
+        tenant_settings(redis_url, tmp_path / "t.toml", text), clock=clock, background=False
+    ).test_client()
+    refused = begin(client, BANK)
+    assert refused.status_code == 400 and refused.get_json()["field"] == "context"
+    payment = {"amount": "12.50", "currency": "EUR", "payee": "Shop Ltd"}
+    assert begin(client, BANK, context=payment).status_code == 201
+    assert "12.50" in newest(client)["text"] and "Bank" in newest(client)["text"]
+    assert begin(client, SHOP, "+79990000005").status_code == 201  # shop does not require one

@@ -338,3 +338,27 @@ def test_an_event_two_tenants_could_claim_changes_neither(caplog: pytest.LogCapt
         assert tenancy.handle(CallReceived("+79991234567", 0.0)) is None
     assert one.handled == two.handled == 0
     assert "CallReceived concerns verifications of 2 tenants (default, shop): it changes none" in caplog.text
+
+
+def test_the_issues_example_file_is_read_as_written(tmp_path: Path) -> None:
+    shop_hash, bank_hash = hash_key("shop-api-key-0123456789"), hash_key("bank-api-key-0123456789")
+    text = f"""[tenants.shop]
+brand = "Shop"
+api_keys = ["{shop_hash}"]
+code_length = 4
+site_keys = {{ pk_shop = ["https://shop.example"] }}
+limits = {{ ip = "10/hour", phone = "3/10 minutes" }}
+
+[tenants.bank]
+brand = "Bank"
+api_keys = ["{bank_hash}"]
+psd2 = true
+sms_providers = ["hook", "smsc"]
+hook = {{ url = "https://bank.example/send-sms", secret = ["bank-hook-secret-0123"] }}
+"""
+    smsc = {"VERIFY_SMS_PROVIDERS": "smsc", "VERIFY_SMSC_APIKEY": "k", "VERIFY_SMSC_SECRET": "smsc-secret"}
+    shop, bank = read(tmp_path, text, **smsc).tenants
+    assert (shop.settings.brand, shop.settings.code_length, shop.settings.limit_ip) == ("Shop", 4, "10/hour")
+    assert (bank.settings.psd2, bank.settings.sms_providers) == (True, ("hook", "smsc"))
+    assert bank.settings.gateway_settings["hook"].url == "https://bank.example/send-sms"
+    assert bank.settings.gateway_settings["smsc"].apikey == "k"
