@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import requests
 from werkzeug.wrappers import Request, Response
@@ -39,6 +39,8 @@ from tests.conftest import API_KEY, SECRET_KEY, flushed
 from tests.providers.emulator import Seen
 from tests.providers.smsc_emulator import SmscEmulator
 from verify.embedded import free_port
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 SMSC_APIKEY = "smsc-test-apikey-0123456789"
@@ -432,3 +434,14 @@ def _reply(call: Call, response: http.client.HTTPResponse, *, retried: bool = Fa
         parsed if isinstance(parsed, dict) else {"value": parsed},
         retried,
     )
+
+
+def eventually(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
+    """``probe()``'s first true value, polled until ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.02)

@@ -21,10 +21,10 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
@@ -33,14 +33,13 @@ import requests
 
 from tests.providers.emulator import Seen
 from tests.providers.telegram_emulator import TOKEN, TelegramEmulator
-from tests.servers import AUTH, Call, Server, burst, gunicorn_server, send
+from tests.servers import AUTH, Call, Server, burst, eventually, gunicorn_server, send
 from verify.embedded import EmbeddedRedis
 
 LEASE_S = 5  # VERIFY_SEND_LEASE: how long a claimed step (and its reserved send) stays with its worker
 IP_PER_HOUR = 10  # VERIFY_LIMIT_IP
 CODE_LENGTH = 6  # VERIFY_CODE_LENGTH's default
 SMS_THEN_VOICE = [{"channel": "sms", "wait": 1}, "voice"]
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -123,17 +122,6 @@ def get(server: Server, verification_id: str) -> dict[str, Any]:
 def attempts(body: dict[str, Any]) -> list[tuple[str, str, str]]:
     """A verification's ``fallback.attempts`` as (channel, provider, status)."""
     return [(a["channel"], a["provider"], a["status"]) for a in body["fallback"]["attempts"]]
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float) -> T:
-    """``probe()``'s first true value, polled until ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.02)
 
 
 def sms_code(text: str) -> str:

@@ -31,9 +31,9 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import pytest
@@ -41,7 +41,7 @@ import requests
 
 from tests.providers.hook_emulator import HookReceiver, signed_headers
 from tests.providers.smsc_emulator import post_callback
-from tests.servers import ROOT, Call, Server, burst, gunicorn_server, procfile_command, server_env
+from tests.servers import ROOT, Call, Server, burst, eventually, gunicorn_server, procfile_command, server_env
 from verify.embedded import EmbeddedRedis, free_port
 from verify.gateways import GATEWAYS
 from verify.tenants import hash_key
@@ -61,7 +61,6 @@ PHONE_PER_10_MINUTES = 3  # limits.phone, the same for both: a phone's count is 
 UNKNOWN_ID = "0" * 28
 TIMEOUT = 10.0
 LOAD_TIMEOUT = 60.0  # of a request of the load that runs through a reload
-T = TypeVar("T")
 
 _numbers = itertools.count(1)  # next() on a count is atomic: the load threads share it
 
@@ -230,17 +229,6 @@ def problem(response: requests.Response) -> dict[str, Any]:
     """A problem's members that say what it is (everything but the id a request carries)."""
     body: dict[str, Any] = response.json()
     return {k: v for k, v in body.items() if k not in ("instance", "request_id")}
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
-    """``probe()``'s first true value, polled until ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
 
 
 def digits(phone: str) -> str:
