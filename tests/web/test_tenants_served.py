@@ -660,3 +660,13 @@ def test_sighup_under_load_swaps_the_file_and_a_broken_one_leaves_the_last_good_
         assert "Traceback" not in server.tail(2000)
     # Stopped: of the file's copies (one per good reload), none is left.
     assert list(temporary.glob("verify-tenants-*")) == []
+
+
+def test_no_log_line_holds_a_tenants_secret(module_server: Server) -> None:
+    # Last in this file (its tests run in order, on one server): everything the tests above made the service log,
+    # the reloads included. The file's keys and secrets must be in none of it, nor its API keys' hashes.
+    text = module_server.log.read_text(encoding="utf-8", errors="replace")
+    assert "verify.request" in text or '"route"' in text  # the log is the service's, with its request lines
+    secrets = (SHOP_KEY, BANK_KEY, CLUB_KEY, SHOP_HOOK_SECRET, BANK_HOOK_SECRET, SMSC_SECRET)
+    for secret in (*secrets, *(hash_key(key).removeprefix("sha256:") for key in (SHOP_KEY, BANK_KEY, CLUB_KEY))):
+        assert secret not in text, secret[:8]
