@@ -301,3 +301,32 @@ def test_a_tenant_that_requires_a_payment_refuses_a_start_without_one(
     assert begin(client, BANK, context=payment).status_code == 201
     assert "12.50" in newest(client)["text"] and "Bank" in newest(client)["text"]
     assert begin(client, SHOP, "+79990000005").status_code == 201  # shop does not require one
+
+
+def test_a_phones_wrong_codes_count_across_tenants(redis_url: str, clock: MovableClock, tmp_path: Path) -> None:
+    # Three wrong codes a day for one phone, whichever tenant's verification they were typed into: then every check
+    # of that phone is refused, in both tenants, the right code included.
+    text = TENANTS.replace('phone = "3/10 minutes" }', 'phone = "3/10 minutes", phone_failures = "3/day" }').replace(
+        'limits = { phone = "3/10 minutes" }', 'limits = { phone = "3/10 minutes", phone_failures = "3/day" }'
+    )
+    settings = tenant_settings(redis_url, tmp_path / "t.toml", text)
+    client = create_app(settings, clock=clock, background=False).test_client()
+    shop = begin(client, SHOP).get_json()["id"]
+    shop_code = newest(client)["code"]
+    bank = begin(client, BANK).get_json()["id"]
+    bank_code = newest(client)["code"]
+    answers = []
+    for vid, headers, wrong in (
+        (shop, SHOP, "0000"),
+        (bank, BANK, "000000"),
+        (shop, SHOP, "1111"),
+        (bank, BANK, "111111"),
+    ):
+        if wrong in (shop_code, bank_code):
+            wrong = wrong.replace(wrong[0], "2")
+        answers.append(client.post(f"/v1/verifications/{vid}/check", json={"code": wrong}, headers=headers))
+    assert [a.status_code for a in answers] == [422, 422, 422, 429]
+    assert answers[-1].get_json()["limit"] == "phone_failures"
+    for vid, headers, code in ((shop, SHOP, shop_code), (bank, BANK, bank_code)):
+        refused = client.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=headers)
+        assert refused.status_code == 429 and refused.get_json()["limit"] == "phone_failures"
