@@ -112,9 +112,9 @@ class TenantsFile:
         )
 
     def line_of(self, tenant: str, field: str = "") -> int:
-        """The 1-based line where ``field`` (``limits.ip``: the ``limits`` line, or ``ip``'s in a
-        ``[tenants.<id>.limits]`` table) of ``tenant`` is written; the tenant's header when not found; 1 when
-        neither is (a tenant written as ``<id> = ...`` under ``[tenants]``: that line)."""
+        """The 1-based line where ``field`` of ``tenant`` is written (``limits.ip``: its ``limits = ...`` line, or
+        its ``ip = ...`` line in a ``[tenants.<id>.limits]`` table). Not found there: the line that declares the
+        tenant (its ``[tenants.<id>]`` header, or ``<id> = ...`` under ``[tenants]``); else 1."""
         name = rf'(?:{re.escape(tenant)}|"{re.escape(tenant)}"|\'{re.escape(tenant)}\')'
         header = re.compile(rf"\s*\[\s*tenants\s*\.\s*{name}\s*(\.\s*([A-Za-z0-9_-]+)\s*)?\]")
         top, _, inner = field.partition(".")
