@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.providers.hook_emulator import SECRET, mac, report_body, signed_headers
+from tests.providers.webhook_contract import only_event
 from verify import events
 from verify.errors import WebhookRejected
 from verify.providers.base import DeliveryReport, Inbound, Webhook
@@ -54,10 +55,7 @@ def forbidden(request: Inbound, *, now: float = NOW, secrets: tuple[str, ...] = 
 
 
 def report_of(webhook: Webhook) -> DeliveryReport:
-    assert len(webhook.events) == 1
-    event = webhook.events[0]
-    assert isinstance(event, DeliveryReport)
-    return event
+    return only_event(webhook, DeliveryReport)
 
 
 # --- the vector of docs/gateways/hook.md §4 -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Request, Response
 from tests.providers.contract import MESSAGE
 from tests.providers.emulator import Emulator, Seen
 from tests.providers.telegram_emulator import TOKEN, TelegramEmulator, report_body, signed_headers
+from tests.providers.webhook_contract import only_event
 from verify.errors import WebhookRejected
 from verify.providers.base import DeliveryReport, Http, Inbound, Webhook
 from verify.providers.telegram import TelegramProvider, TelegramSettings
@@ -70,10 +71,7 @@ def forbidden(request: Inbound, *, now: float = NOW, tokens: tuple[str, ...] = (
 
 
 def report_of(webhook: Webhook) -> DeliveryReport:
-    assert len(webhook.events) == 1
-    event = webhook.events[0]
-    assert isinstance(event, DeliveryReport)
-    return event
+    return only_event(webhook, DeliveryReport)
 
 
 # --- the vector of docs/gateways/telegram.md §8 -----------------------------------------------------------------

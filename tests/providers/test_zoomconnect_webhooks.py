@@ -14,6 +14,7 @@ import pytest
 from werkzeug.wrappers import Request, Response
 
 from tests.providers.emulator import Emulator, Seen
+from tests.providers.webhook_contract import only_event
 from tests.providers.zoomconnect_emulator import FORM, post_callback, sign, zoom_callback
 from verify.errors import NotFound, WebhookRejected
 from verify.providers.base import DeliveryReport, Inbound, SmsReceived, Webhook
@@ -124,17 +125,11 @@ def forbidden(
 
 
 def reply_of(webhook: Webhook) -> SmsReceived:
-    assert len(webhook.events) == 1
-    event = webhook.events[0]
-    assert isinstance(event, SmsReceived)
-    return event
+    return only_event(webhook, SmsReceived)
 
 
 def report_of(webhook: Webhook) -> DeliveryReport:
-    assert len(webhook.events) == 1
-    event = webhook.events[0]
-    assert isinstance(event, DeliveryReport)
-    return event
+    return only_event(webhook, DeliveryReport)
 
 
 # --- the vectors of docs/gateways/zoomconnect.md §8 -------------------------------------------------------------

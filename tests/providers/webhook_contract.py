@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from secrets import token_hex
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pytest
 import redis
@@ -37,6 +37,7 @@ from tests.providers.emulator import Emulator, Seen
 from verify import create_app
 from verify.config import Settings
 from verify.embedded import EmbeddedRedis
+from verify.providers.base import Event, Webhook
 from verify.store import Batch
 
 # The webhook secrets (SMSC's hash secret, Zoom Connect's checksum key, D7's path token). The app is configured with
@@ -52,6 +53,15 @@ NONCE_ONLY_USER, NONCE_ONLY_PASSWORD = "webhook-contract-nonces-only", "nonces-o
 
 Channel = Literal["sms", "call"]
 Outcome = Literal["delivered", "failed"]
+
+E = TypeVar("E", bound=Event)
+
+
+def only_event(webhook: Webhook, kind: type[E]) -> E:
+    """The one event a parsed callback carries, asserted to be a ``kind`` (a gateway module's tests use it)."""
+    (event,) = webhook.events
+    assert isinstance(event, kind)
+    return event
 
 
 @dataclass(frozen=True)
