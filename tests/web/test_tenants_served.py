@@ -219,6 +219,21 @@ def smsc_text(server: Server, mark: int, phone: str) -> str:
     return sms.text
 
 
+def leaked(server: Server, *more: str) -> list[str]:
+    """What of the tenants' keys (and their hashes), the hook and SMSC secrets and ``more`` (codes, tokens) the
+    server's whole log holds: its start, every request line and every reload included."""
+    text = server.log.read_text(encoding="utf-8", errors="replace")
+    assert '"route"' in text or "verify.request" in text  # the log is the service's, with its request lines
+    keys = (SHOP_KEY, BANK_KEY, CLUB_KEY)
+    secrets = (*keys, *(hash_key(k).removeprefix("sha256:") for k in keys), SHOP_HOOK_SECRET, BANK_HOOK_SECRET)
+    # A code is searched as a number of its own (a year or a port is no code), as tests/test_logs.py does.
+    found = [
+        re.search(rf"(?<![0-9A-Za-z]){re.escape(v)}(?![0-9A-Za-z])" if v.isdigit() else re.escape(v), text)
+        for v in (*secrets, SMSC_SECRET, *more)
+    ]
+    return [match.group()[:8] for match in found if match]
+
+
 def hook_message(receiver: HookReceiver, before: int, vid: str) -> dict[str, Any]:
     """The one message the receiver accepted for verification ``vid`` since ``before``."""
     (message,) = [m for m in receiver.messages[before:] if m["id"] == vid]
@@ -499,6 +514,82 @@ def test_fifty_starts_for_one_phone_over_two_tenants_send_the_phone_limit(
     assert all(code_in(m["text"], BANK_BRAND, BANK_CODE, PK_BANK[1]) == m["code"] for m in hooked)
 
 
+DEPLOYMENT_CAP = 5  # VERIFY_LIMIT_GLOBAL per hour, with a tenants file: every tenant's sends together
+FAILURES_PER_DAY = 3  # VERIFY_LIMIT_PHONE_FAILURES: a phone's wrong codes, whichever tenant's they were
+
+
+@pytest.fixture(scope="module")
+def capped(
+    redis_server: EmbeddedRedis, receiver: HookReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A second server on the same file, with a deployment cap and a tight wrong-code limit (its own Redis keys:
+    flushed by each test)."""
+    logs = Path(tmp_path_factory.mktemp("capped"))
+    path = logs / "tenants.toml"
+    path.write_text(tenants_file(receiver.url + "hook"))
+    limits = {"VERIFY_LIMIT_GLOBAL": f"{DEPLOYMENT_CAP}/hour", "VERIFY_LIMIT_PHONE_FAILURES": f"{FAILURES_PER_DAY}/day"}
+    with gunicorn_server(redis_server.url, logs, {**deployment(path), **limits}, workers=2, name="capped") as server:
+        yield server
+
+
+def test_thirty_starts_over_two_tenants_send_the_deployment_cap(capped: Server, receiver: HookReceiver) -> None:
+    capped.reset()
+    mark, before = capped.smsc.mark(), len(receiver.messages)
+    # Each start its own phone and IP, so only the deployment's cap can refuse; 15 through each tenant's site key.
+    calls = [
+        Call("POST", "/v1/verifications", {"phone": new_phone()}, new_ip(), (PK_SHOP, PK_BANK)[i % 2])
+        for i in range(30)
+    ]
+    replies = burst(capped, calls)
+    tally = Counter(r.summary() for r in replies)
+    assert tally == {"201": DEPLOYMENT_CAP, "429 /problems/rate-limited deployment": 30 - DEPLOYMENT_CAP}, tally
+    sent = len(capped.smsc.since(mark)) + len(receiver.messages[before:])
+    assert sent == DEPLOYMENT_CAP
+
+
+def test_concurrent_wrong_codes_over_two_tenants_are_judged_the_phones_limit(
+    capped: Server, receiver: HookReceiver
+) -> None:
+    capped.reset()
+    phone, mark, before = new_phone(), capped.smsc.mark(), len(receiver.messages)
+    shop = begin(capped, SHOP_KEY, phone)["id"]
+    shop_code = code_in(smsc_text(capped, mark, phone), SHOP_BRAND, SHOP_CODE)
+    bank = begin(capped, BANK_KEY, phone)["id"]
+    bank_code = hook_message(receiver, before, bank)["code"]
+    wrong = {
+        shop: ("9" if shop_code[0] != "9" else "8") + shop_code[1:],
+        bank: ("9" if bank_code[0] != "9" else "8") + bank_code[1:],
+    }
+    keys = {shop: SHOP_KEY, bank: BANK_KEY}
+    go = threading.Barrier(20)
+    answers: list[str] = []
+
+    def check(vid: str) -> None:
+        with requests.Session() as session:  # connected before the barrier, so the checks leave together
+            session.get(capped.url("/healthz"), timeout=TIMEOUT)
+            go.wait(TIMEOUT)
+            answer = session.post(
+                capped.url(f"/v1/verifications/{vid}/check"),
+                json={"code": wrong[vid]},
+                headers={"Authorization": f"Bearer {keys[vid]}", "X-Forwarded-For": new_ip()},
+                timeout=TIMEOUT,
+            )
+            answers.append(f"{answer.status_code} {answer.json().get('limit', '')}".strip())
+
+    threads = [threading.Thread(target=check, args=((shop, bank)[i % 2],)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT * 3)
+    # Of 20 concurrent wrong codes typed into two tenants' verifications of one phone, exactly the phone's limit
+    # were judged (422); the others were refused by it, whichever tenant they went to.
+    assert Counter(answers) == {"422": FAILURES_PER_DAY, "429 phone_failures": 20 - FAILURES_PER_DAY}, answers
+    for vid, key, code in ((shop, SHOP_KEY, shop_code), (bank, BANK_KEY, bank_code)):  # the right code too, now
+        refused = api(capped, "POST", f"/v1/verifications/{vid}/check", key, {"code": code}, ip=new_ip())
+        assert refused.status_code == 429 and refused.json()["limit"] == "phone_failures"
+    assert leaked(capped, shop_code, bank_code, *wrong.values()) == []
+
+
 # 5. a bad file stops the start
 
 
@@ -645,8 +736,10 @@ def test_sighup_under_load_swaps_the_file_and_a_broken_one_leaves_the_last_good_
             server.process.send_signal(signal.SIGHUP)
             eventually(lambda: reloaded(server, second), "new workers after the refused reload", 60)
             assert len(load.outcomes) > during, "no request was made during the reload"
-            refusal = server.log_since(offset, 400)
-            assert "the tenants file was not reloaded, the last good one still serves" in refusal, refusal
+            # Every line since the reload (the load keeps logging: the master's line may be hundreds back).
+            since = server.log_since(offset, 10**6).splitlines()
+            (refusal,) = [line for line in since if "the tenants file was not reloaded" in line] or ["(none)"]
+            assert "the last good one still serves" in refusal, "\n".join(since[-40:])
             assert f"line {len(good.splitlines()) + 1}: tenant 'club', colour" in refusal, refusal
             for _ in range(4):
                 assert begin(server, CLUB_KEY, new_phone())["id"]
@@ -658,15 +751,22 @@ def test_sighup_under_load_swaps_the_file_and_a_broken_one_leaves_the_last_good_
         print(f"the load: {dict(outcomes)}, the slowest request {load.slowest:.2f} s")
         assert set(outcomes) <= {"start 201", "get 200"}, outcomes
         assert "Traceback" not in server.tail(2000)
+        assert leaked(server) == []  # nor did the reloads, refused or not, log a key or a secret
     # Stopped: of the file's copies (one per good reload), none is left.
     assert list(temporary.glob("verify-tenants-*")) == []
 
 
 def test_no_log_line_holds_a_tenants_secret(module_server: Server) -> None:
-    # Last in this file (its tests run in order, on one server): everything the tests above made the service log,
-    # the reloads included. The file's keys and secrets must be in none of it, nor its API keys' hashes.
-    text = module_server.log.read_text(encoding="utf-8", errors="replace")
-    assert "verify.request" in text or '"route"' in text  # the log is the service's, with its request lines
-    secrets = (SHOP_KEY, BANK_KEY, CLUB_KEY, SHOP_HOOK_SECRET, BANK_HOOK_SECRET, SMSC_SECRET)
-    for secret in (*secrets, *(hash_key(key).removeprefix("sha256:") for key in (SHOP_KEY, BANK_KEY, CLUB_KEY))):
-        assert secret not in text, secret[:8]
+    # Last in this file (its tests run in order, on one server): everything the tests above made it log, and a
+    # code and a token of each tenant made here.
+    made = []
+    for key, brand, length in ((SHOP_KEY, SHOP_BRAND, SHOP_CODE), (BANK_KEY, BANK_BRAND, BANK_CODE)):
+        phone, mark = new_phone(), module_server.smsc.mark()
+        vid = begin(module_server, key, phone, channel="sms")["id"]
+        sms = [d.text for d in module_server.smsc.since(mark, "sms") if d.phone == phone]
+        code = code_in(sms[0], brand, length) if sms else ""
+        if code:
+            checked = api(module_server, "POST", f"/v1/verifications/{vid}/check", key, {"code": code}, ip=new_ip())
+            made += [code, checked.json()["token"]]
+    assert made, "no code went through SMSC to grep for"
+    assert leaked(module_server, *made) == []
