@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tomllib
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,15 +225,15 @@ def shipped(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Shipped:
 
 
 @contextmanager
-def procfile_server(shipped: Shipped, redis_url: str) -> Iterator[Server]:
+def procfile_server(shipped: Shipped, redis_url: str, settings: Mapping[str, str] | None = None) -> Iterator[Server]:
     """The Procfile's ``web:`` command, its gunicorn run by the venv's interpreter, in the run directory, with one
-    worker on a free loopback port; stopped by its master's PID."""
+    worker on a free loopback port (and ``settings`` over the deploy's environment); stopped by its master's PID."""
     argv = [str(shipped.python), *procfile_command()[1:]]  # [python, "-m", "gunicorn", "wsgi:app", "-c", ...]
     # Server wants an SMSC emulator; this one is never started: the sandbox gateway sends here.
     server = start_gunicorn(
         argv,
         shipped.run_dir,
-        lambda bind: shipped.env(redis_url, bind),
+        lambda bind: {**shipped.env(redis_url, bind), **(settings or {})},
         shipped.log_dir,
         "gunicorn",
         1,
@@ -340,6 +340,30 @@ def test_the_procfile_command_serves_a_verification_from_the_installed_package(
         health = requests.get(server.url("/healthz"), timeout=30)
         assert health.json() == {"status": "ok", "version": VERSION}, health.text
     assert server.process.returncode == 0, server.tail()  # SIGTERM: a clean shutdown
+
+
+def test_the_installed_package_serves_a_tenant_of_a_tenants_file(shipped: Shipped, redis_server: EmbeddedRedis) -> None:
+    # gunicorn.conf.py validates the file with the installed `verify.cli` (its master's interpreter), and the
+    # workers serve its tenant: the tenants module and the hash-key command are in the wheel.
+    shop_key = "shop-wheel-api-key-0123456789"
+    hashed = shipped.run([str(shipped.venv / "bin" / "verify"), "hash-key", shop_key], redis_server.url)
+    assert hashed.returncode == 0, hashed.stderr
+    tenants = shipped.run_dir / "tenants.toml"
+    tenants.write_text(
+        f'[tenants.shop]\nbrand = "Wheel Shop"\ncode_length = 4\napi_keys = ["{hashed.stdout.strip()}"]\n'
+    )
+    with procfile_server(shipped, redis_server.url, {"VERIFY_TENANTS_FILE": str(tenants)}) as server:
+        server.reset()
+        shop = {"Authorization": f"Bearer {shop_key}"}
+        started = requests.post(server.url("/v1/verifications"), json={"phone": PHONE}, headers=shop, timeout=30)
+        assert started.status_code == 201, started.text + server.tail()
+        (message,) = requests.get(server.url("/sandbox/messages"), params={"phone": PHONE}, timeout=30).json()[
+            "messages"
+        ]
+        assert "Wheel Shop" in message["text"] and len(message["code"]) == 4
+        other = requests.get(server.url(f"/v1/verifications/{started.json()['id']}"), headers=AUTH, timeout=30)
+        assert other.status_code == 404  # the deploy's own key is another tenant's
+    assert server.process.returncode == 0, server.tail()
 
 
 def test_the_console_script_checks_the_configuration(shipped: Shipped, redis_server: EmbeddedRedis) -> None:
