@@ -40,9 +40,11 @@ def shard_of(tag: str) -> int:
     return int(tag[0], 16) % SHARDS
 
 
-#: Limits that protect a phone's owner: their counts are shared by every tenant (:attr:`Keys.shared_prefix`), so a
-#: phone cannot be bombed by spreading starts over tenants; and the deployment's cap over all of them.
-SHARED_LIMITS = frozenset({"phone", "fail", "voice_phone", "deployment"})
+#: The limits of :meth:`Keys.quota_key` whose counts every tenant shares (:attr:`Keys.shared_prefix`): a phone's
+#: spoken codes, which protect its owner, and the deployment's cap over all tenants. A phone's own quotas (codes sent,
+#: wrong codes) are always the deployment's (:meth:`Keys.phone_quota_key`), so a phone cannot be bombed by spreading
+#: starts over tenants.
+SHARED_LIMITS = frozenset({"voice_phone", "deployment"})
 
 
 class Keys:
@@ -51,7 +53,8 @@ class Keys:
     A tenant's store (:meth:`~verify.store.Store.for_tenant`) has a prefix of its own, so every key that makes a
     tenant's identity (its verifications, their phone indexes, its idempotency keys, its events, its IPs' quotas) is
     apart from every other tenant's, and a key that belongs to the deployment, whoever asks, stays under
-    ``shared_prefix``: a phone's quotas (:data:`SHARED_LIMITS`) and the sandbox's outbox.
+    ``shared_prefix``: a phone's quotas (:meth:`phone_quota_key`, :data:`SHARED_LIMITS`), the deployment's cap and the
+    sandbox's outbox.
     """
 
     prefix: str
