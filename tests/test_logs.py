@@ -73,6 +73,7 @@ from verify.logs import (
     TextLogger,
     _log_thread_exception,
     log_format,
+    log_info,
     log_request,
     redact,
 )
@@ -1606,6 +1607,84 @@ def test_the_levels_count_on_the_direct_path(monkeypatch: pytest.MonkeyPatch) ->
         log_request(log, *SAMPLE_REQUEST)
     assert stream.getvalue() == ""
     assert handled == ["verify.request"]  # the handler's level is logging's to apply, as it was
+
+
+# The app's own lines on the hot path (service.py: a code sent, a verification approved) take the same direct path.
+@hypothesis.settings(deadline=None, max_examples=300)
+@hypothesis.given(
+    message=st.sampled_from(("verification %s sent via %s to %s", "no arguments", "%(a)s and %(b)s", *SECRET_TEXTS))
+    | st.text(max_size=40),
+    args=st.lists(st.sampled_from(SECRET_TEXTS) | st.text(max_size=20) | st.integers() | st.floats(), max_size=3),
+    mapping=st.booleans(),
+    request_id=st.sampled_from(("", START_ID, *SECRET_TEXTS)) | st.text(max_size=40),
+    created=st.floats(min_value=1e9, max_value=4e9),
+)
+def test_any_app_line_is_redacted_and_written_as_its_record_was(
+    message: str, args: list[object], mapping: bool, request_id: str, created: float
+) -> None:
+    arguments: tuple[object, ...] = ({"a": args[0], "b": "sha1=s3cret"},) if mapping and args else tuple(args)
+
+    def both() -> tuple[str, list[str]]:
+        REQUEST_ID.set(request_id)
+        handled: list[str] = []
+        with (
+            mock.patch("time.time", return_value=created),
+            mock.patch.object(logging.Logger, "handle", lambda self, record: handled.append(record.name)),
+            _json_logger("verify.service") as (log, stream),
+        ):
+            log_info(log, message, *arguments)
+        with mock.patch("time.time", return_value=created), _json_logger("verify.service") as (log, before):
+            log.info(message, *arguments)
+        return stream.getvalue() + before.getvalue(), handled
+
+    lines, handled = contextvars.Context().run(both)
+    if handled:  # a message its arguments do not format: logging writes what it writes of such a line
+        assert handled == ["verify.service"]
+        return
+    direct, before = lines.splitlines(keepends=True)
+    assert direct == before
+    assert "s3cret" not in direct and direct.isascii() and direct.endswith("}\n")
+
+
+def test_an_app_line_on_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    handled = _handled(monkeypatch)
+    monkeypatch.setattr("time.time", lambda: 1795338902.042917)
+    token = REQUEST_ID.set(START_ID)
+    try:
+        with _json_logger("verify.service") as (log, stream):
+            log_info(log, "verification %s sent via %s to %s", "1a2b0c3d4e5f", "smsc", "+7999***4567")
+            log_info(log, "a code in a URL: %s", "https://x/?sha1=s3cret")
+            log.setLevel(logging.WARNING)
+            log_info(log, "not at WARNING")
+    finally:
+        REQUEST_ID.reset(token)
+    assert handled == []
+    assert stream.writes == [
+        '{"time": "2026-11-22T09:15:02.042Z", "level": "INFO", "logger": "verify.service", "message": '
+        '"verification 1a2b0c3d4e5f sent via smsc to +7999***4567", "pid": ' + str(os.getpid()) + ", "
+        '"request_id": "4bf92f3577b34da6a3ce929d0e0e4736"}\n',
+        '{"time": "2026-11-22T09:15:02.042Z", "level": "INFO", "logger": "verify.service", "message": '
+        f'"a code in a URL: https://x/?sha1={REDACTED}", "pid": ' + str(os.getpid()) + ", "
+        '"request_id": "4bf92f3577b34da6a3ce929d0e0e4736"}\n',
+    ]
+
+
+def test_an_app_line_goes_through_logging_where_the_request_line_would(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _json_logger("verify.service") as (log, stream):
+        handled = _handled(monkeypatch)
+        log.addHandler(caplog.handler)  # a handler of another kind
+        log_info(log, "verification %s approved by %s", "1a2b0c3d4e5f", "code")
+        log.removeHandler(caplog.handler)
+        monkeypatch.setattr("verify.logs.redact", lambda text: 1 / 0)  # a line that cannot be built
+        log_info(log, "verification %s approved by %s", "1a2b0c3d4e5f", "code")
+    assert handled == ["verify.service", "verify.service"]
+    [record] = caplog.records
+    assert record.getMessage() == "verification 1a2b0c3d4e5f approved by code"
+    approved, withheld = _records_of(stream)
+    assert approved["message"] == "verification 1a2b0c3d4e5f approved by code"
+    assert withheld["message"] == "a log line was withheld: redacting it failed (ZeroDivisionError)"
 
 
 def _records_of(stream: io.StringIO) -> list[Record]:

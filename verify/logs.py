@@ -22,9 +22,10 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import timedelta
-from json.encoder import encode_basestring_ascii
+from json.encoder import encode_basestring_ascii as _escape
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
@@ -328,16 +329,8 @@ def log_request(
     if not log.isEnabledFor(logging.INFO):
         return
     milliseconds = seconds * 1000
-    handlers = _json_handlers(log)
-    if handlers:
-        try:
-            line = _request_line(log.name, method, route, status, milliseconds, request_id, verification_id)
-        except Exception:  # the logging path below redacts the line or withholds it, as it does any line
-            line = None
-        if line is not None:
-            for handler in handlers:
-                _write(handler, line, log.name)
-            return
+    if _direct(log, lambda: _request_line(log.name, method, route, status, milliseconds, request_id, verification_id)):
+        return
     log.info(
         REQUEST_MESSAGE,
         method,
@@ -353,6 +346,30 @@ def log_request(
             "verification_id": verification_id,
         },
     )
+
+
+def log_info(log: logging.Logger, message: str, *args: object) -> None:
+    """``log.info(message, *args)``, for the lines the app logs on its hot path (a code sent, a verification
+    approved): written directly where :func:`log_request` writes its line directly, the same bytes their record
+    would have given (the message redacted, the serving request's id), else through ``logging``."""
+    if log.isEnabledFor(logging.INFO) and not _direct(log, lambda: _info_line(log.name, message, args)):
+        log.info(message, *args)
+
+
+def _direct(log: logging.Logger, line: Callable[[], str]) -> bool:
+    """Write ``line()`` to the handlers an INFO record of ``log`` would reach, when each writes JSON as
+    :class:`RedactingLogger` set it up (:func:`_json_handlers`); whether it was written. A line that fails to build
+    is not: it goes through logging, which redacts it or withholds it as it does any line."""
+    handlers = _json_handlers(log)
+    if not handlers:
+        return False
+    try:
+        text = line()
+    except Exception:
+        return False
+    for handler in handlers:
+        _write(handler, text, log.name)
+    return True
 
 
 def _json_handlers(log: logging.Logger) -> list[logging.StreamHandler[Any]]:
@@ -385,27 +402,46 @@ def _json_handlers(log: logging.Logger) -> list[logging.StreamHandler[Any]]:
 _redact_label = functools.lru_cache(maxsize=256)(redact)
 
 
+def _head(name: str, message: str) -> str:
+    """A line's first fields as :class:`JsonFormatter` writes an INFO record of ``name`` once :class:`Redaction` has
+    filtered it: time, level, logger, the message through :func:`redact`, pid; each text written as ``json.dumps``
+    writes it (with its own escaping function: ASCII only). It ends before the record's extra fields and the
+    closing brace."""
+    created = time.time()  # as a LogRecord takes its time
+    pid = os.getpid() if logging.logProcesses else None
+    return (
+        f'{{"time": "{_rfc3339(created, (created - int(created)) * 1000)}", '
+        f'"level": {_escape(logging.getLevelName(logging.INFO))}, "logger": {_escape(name)}, '
+        f'"message": {_escape(redact(message))}, "pid": {"null" if pid is None else int.__repr__(pid)}'
+    )
+
+
 def _request_line(
     name: str, method: str, route: str, status: int, milliseconds: float, request_id: str, verification_id: str
 ) -> str:
     """The request line as :class:`JsonFormatter` writes its record once :class:`Redaction` has filtered it: the
-    same fields in the same order, each text through :func:`redact` and written as ``json.dumps`` writes it (with
-    its own escaping function: ASCII only), the numbers as they are."""
-    created = time.time()  # as a LogRecord takes its time
+    same fields in the same order, each text through :func:`redact`, the numbers as they are."""
     duration_ms = round(milliseconds, 3)
     if not math.isfinite(duration_ms):  # the filter would write it as text ("inf"): let it
         raise ValueError(duration_ms)
-    escape = encode_basestring_ascii
-    message = redact(REQUEST_MESSAGE % (method, route, status, milliseconds))
-    pid = os.getpid() if logging.logProcesses else None
     return (
-        f'{{"time": "{_rfc3339(created, (created - int(created)) * 1000)}", '
-        f'"level": {escape(logging.getLevelName(logging.INFO))}, "logger": {escape(name)}, '
-        f'"message": {escape(message)}, "pid": {"null" if pid is None else int.__repr__(pid)}, '
-        f'"request_id": {escape(redact(request_id))}, "method": {escape(_redact_label(method))}, '
-        f'"route": {escape(_redact_label(route))}, "status": {int.__repr__(status)}, '
-        f'"duration_ms": {float.__repr__(duration_ms)}, "verification_id": {escape(redact(verification_id))}}}'
+        f"{_head(name, REQUEST_MESSAGE % (method, route, status, milliseconds))}, "
+        f'"request_id": {_escape(redact(request_id))}, "method": {_escape(_redact_label(method))}, '
+        f'"route": {_escape(_redact_label(route))}, "status": {int.__repr__(status)}, '
+        f'"duration_ms": {float.__repr__(duration_ms)}, "verification_id": {_escape(redact(verification_id))}}}'
     )
+
+
+def _info_line(name: str, message: str, args: tuple[object, ...]) -> str:
+    """``log.info(message, *args)``'s line as :class:`JsonFormatter` writes its record once :class:`Redaction` has
+    filtered it: the message formatted as the record formats it, and the serving request's id, which the filter
+    adds, when there is one."""
+    formatting: object = args
+    if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:  # as a LogRecord takes its arguments
+        formatting = args[0]
+    request_id = REQUEST_ID.get()
+    tail = f', "request_id": {_escape(redact(request_id))}}}' if request_id else "}"
+    return _head(name, message % formatting if args else message) + tail
 
 
 def _write(handler: logging.StreamHandler[Any], line: str, name: str) -> None:

@@ -68,6 +68,7 @@ from verify.errors import (
 )
 from verify.events import Events, fallback_schedule
 from verify.failover import DIGITS, Failover
+from verify.logs import log_info
 from verify.metrics import Metrics, Tenanted
 from verify.model import (
     API_CALLER,
@@ -549,7 +550,7 @@ class Service:
     def _approved(self, record: Record) -> Verification:
         """The pumping guard counts an approval (deferred: a statistic). Its customer event was journaled by the
         approving script itself."""
-        log.info("verification %s approved by %s", record.id, record.completed_via)
+        log_info(log, "verification %s approved by %s", record.id, record.completed_via)
         self._count(self.metrics.approved, record)
         if self.captcha.on and record.channel in PUMPED_CHANNELS:
             country, now = record.country or country_of(record.phone), self._now_ms()
@@ -824,7 +825,7 @@ class Service:
         ended = self._committed(committing)
         if ended.record is None:
             raise DeliveryFailed("the gateway answered after the verification had lapsed; start again")
-        log.info("verification %s sent via %s to %s", record.id, commit.provider, mask(record.phone))
+        log_info(log, "verification %s sent via %s to %s", record.id, commit.provider, mask(record.phone))
         if created:
             self._count(self.metrics.started, ended.record)
         if commit.sms_parts:
