@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Generic, Literal, TypeVar
 
 from verify.quotas import Limit, Quota, Refusal
@@ -151,45 +151,33 @@ class Record:
     @classmethod
     def from_hash(cls, stored: dict[str, str], verification_id: str = "") -> Record:
         """Build from the record's hash (short names, or a previous version's long ones: :data:`LEGACY_FIELDS`) and
-        its id, unless the hash says it (``id``, as a script adds it)."""
-        h = {LEGACY_FIELDS.get(name, name): value for name, value in stored.items()}
-        return cls(
-            id=h.get("id") or verification_id,
-            phone=h["p"],
-            channel=h["ch"],
-            locale=h.get("l", ""),
-            status=h["s"],
-            attempts=int(h.get("a") or 0),
-            sends=int(h.get("n") or 0),
-            created_at=int(h.get("c") or 0),
-            last_sent_at=int(h.get("ls") or 0),
-            expires_at=int(h.get("e") or 0),
-            call_number=h.get("cn", ""),
-            call_numbers=tuple(n for n in h.get("cl", "").split(",") if n),
-            provider=h.get("gw", ""),
-            message_id=h.get("m", ""),
-            delivery_status=h.get("d", ""),
-            delivery_raw=h.get("dr", ""),
-            sms_encoding=h.get("se", ""),
-            sms_parts=int(h.get("sp") or 0),
-            completed_via=h.get("v", ""),
-            verified_at=int(h.get("va") or 0),
-            country=h.get("cc", ""),
-            owner=h.get("o", ""),
-            app_hash=h.get("ah", ""),
-            otp_host=h.get("oh", ""),
-            client_secret_hash=h.get("cs", ""),
-            chain=h.get("fc", ""),
-            step=int(h.get("fi") or 0),
-            next_at=int(h.get("fd") or 0),
-            tried=h.get("fa", ""),
-            sealed_code=h.get("k", ""),
-            client_ip=h.get("ip", ""),
-            stopped=h.get("fs", ""),
-            amount=h.get("pa", ""),
-            currency=h.get("pc", ""),
-            payee=h.get("pp", ""),
-        )
+        its id, unless the hash says it (``id``, as a script adds it). A field it does not know is left out; one it
+        needs (phone, channel, status) missing raises KeyError."""
+        return cls._of(stored.items(), verification_id)
+
+    @classmethod
+    def _of(cls, stored: Iterable[tuple[str, str]], verification_id: str) -> Record:
+        values = dict(_DEFAULTS)
+        for name, value in stored:
+            attribute = _ATTRIBUTES.get(name)
+            if attribute is not None:
+                values[attribute] = value
+        for attribute in _REQUIRED:
+            if attribute not in values:
+                raise KeyError(FIELDS[attribute])
+        for attribute in _INTEGERS:
+            value = values[attribute]
+            if isinstance(value, str):
+                values[attribute] = int(value or 0)
+        numbers = values["call_numbers"]
+        if isinstance(numbers, str):
+            values["call_numbers"] = tuple(n for n in numbers.split(",") if n)
+        values["id"] = values["id"] or verification_id
+        # What the dataclass's __init__ would do, without its 36 object.__setattr__ calls (a record is read on every
+        # request, some twice): every field is set, from the hash or its default, and typed as above.
+        record = object.__new__(cls)
+        record.__dict__.update(values)
+        return record
 
     @property
     def payment(self) -> Payment | None:
@@ -214,7 +202,27 @@ class Record:
     @classmethod
     def from_flat(cls, flat: list[str], verification_id: str = "") -> Record | None:
         """Build from a record as Lua returns it (``[field, value, ...]``); ``None`` for an empty one."""
-        return cls.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)), verification_id) if flat else None
+        return cls._of(zip(flat[::2], flat[1::2], strict=True), verification_id) if flat else None
+
+
+#: How :meth:`Record.from_hash` reads a hash: each name a record's hash may hold (short, a previous version's long
+#: one, or ``id``) → its attribute; the attributes it must hold; those stored as integers; every other one's default.
+_ATTRIBUTES: dict[str, str] = {
+    stored: name
+    for stored, name in (
+        *((long, long) for long in LEGACY_FIELDS),
+        *((short, name) for name, short in FIELDS.items()),
+        ("id", "id"),
+    )
+    if name in {f.name for f in fields(Record)}  # not the code's hash, nor a send's reservation: no reader needs them
+}
+_REQUIRED = ("phone", "channel", "status")
+_INTEGERS = tuple(f.name for f in fields(Record) if f.type == "int")
+_DEFAULTS: dict[str, Any] = {
+    f.name: (0 if f.type == "int" else "") if f.default is MISSING else f.default
+    for f in fields(Record)
+    if f.name not in _REQUIRED
+}
 
 
 @dataclass(frozen=True)
