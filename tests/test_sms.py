@@ -595,7 +595,7 @@ def test_a_long_voice_template_is_not_counted_in_sms_parts() -> None:
 
 @pytest.mark.parametrize(
     ("tag", "candidates"),
-    [("pt-BR", ["pt-br", "pt"]), ("zh_Hant_TW", ["zh-hant-tw", "zh-hant", "zh"]), ("EN", ["en"])],
+    [("pt-BR", ("pt-br", "pt")), ("zh_Hant_TW", ("zh-hant-tw", "zh-hant", "zh")), ("EN", ("en",))],
 )
-def test_locale_candidates_go_from_the_most_specific_to_the_language(tag: str, candidates: list[str]) -> None:
+def test_locale_candidates_go_from_the_most_specific_to_the_language(tag: str, candidates: tuple[str, ...]) -> None:
     assert locale_candidates(tag) == candidates

@@ -13,6 +13,7 @@ the specifications they come from and the size vectors: docs/texts.md.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from string import Formatter
@@ -364,7 +365,9 @@ def check_template(template: str, kind: str, brand: str, minutes: int) -> SmsSiz
     return size
 
 
-def locale_candidates(tag: str) -> list[str]:
-    """The locales a BCP 47 ``tag`` may be served in, the most specific first: ``pt-BR`` -> ``pt-br``, ``pt``."""
+@functools.lru_cache(maxsize=256)
+def locale_candidates(tag: str) -> tuple[str, ...]:
+    """The locales a BCP 47 ``tag`` may be served in, the most specific first: ``pt-BR`` -> ``pt-br``, ``pt``. (The
+    tags clients send are few: each is split once.)"""
     subtags = tag.replace("_", "-").lower().split("-")
-    return ["-".join(subtags[:n]) for n in range(len(subtags), 0, -1)]
+    return tuple("-".join(subtags[:n]) for n in range(len(subtags), 0, -1))

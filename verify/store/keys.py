@@ -8,6 +8,7 @@ statistics, a gateway's breaker) are tagged by that thing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -25,8 +26,10 @@ MESSAGE_BUCKETS = 64
 SHARDS = 8
 
 
+@functools.lru_cache(maxsize=1024)
 def tag_for(phone: str) -> str:
-    """The hash tag of a phone's keys; spreads phones over Cluster slots."""
+    """The hash tag of a phone's keys; spreads phones over Cluster slots. (A request names its phone's keys several
+    times: hashed once.)"""
     return hashlib.sha256(phone.encode()).hexdigest()[:TAG_LENGTH]
 
 
