@@ -387,7 +387,7 @@ def test_label_children_are_bound_once_and_every_count_lands(
     assert counted(client, "verify_verifications_started_total", **started) == 2
     monkeypatch.undo()
     # The child kept is the one labels() gives: every count goes where it would have gone.
-    kept = metrics.child(metrics.started, "sms", "sandbox", "RU")
+    kept = metrics.started.labels("sms", "sandbox", "RU")
     assert kept is metrics.started.labels("sms", "sandbox", "RU") is metrics.started.family.labels(*started.values())
 
 
@@ -464,7 +464,7 @@ def test_a_tenants_view_shares_the_metrics_and_binds_its_children_once() -> None
     assert shop.tenant == "shop" and shop.registry is metrics.registry and shop.webhooks is metrics.webhooks
     assert shop.started.family is metrics.started.family
     labels = {"tenant": "shop", "channel": "sms", "provider": "sandbox", "country": "RU"}
-    child = shop.child(shop.started, "sms", "sandbox", "RU")
+    child = shop.started.labels("sms", "sandbox", "RU")
     assert child is shop.started.labels("sms", "sandbox", "RU") is shop.started.family.labels(*labels.values())
     child.inc()
     shop.captcha_challenges.labels().inc()

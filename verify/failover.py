@@ -77,7 +77,7 @@ class Failover:
                 ):
                     log.error("circuit breaker of %s is open for %d s", provider.name, self._cooldown_s)
                 continue
-            metrics.child(metrics.provider_latency, provider.name, operation).observe(time.perf_counter() - started)
+            metrics.provider_latency.labels(provider.name, operation).observe(time.perf_counter() - started)
             self._closed(provider, breaker)
             return result
         raise DeliveryFailed("every gateway failed or is paused by its circuit breaker; nothing was sent")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Generic, TypeVar, overload
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -45,8 +45,8 @@ _Labelled = TypeVar("_Labelled", Counter, Gauge, Histogram)
 
 class Tenanted(Generic[_Labelled]):
     """One tenant's side of a metric whose first label is ``tenant``: :meth:`labels` takes the values of the others
-    and gives the child of (this tenant, those values), looked up once per values and then kept, like
-    :meth:`Metrics.child`."""
+    and gives the child of (this tenant, those values), looked up once per values and then kept (a hot path calls it on
+    every request)."""
 
     __slots__ = ("_children", "family", "tenant")
 
@@ -68,70 +68,55 @@ class Tenanted(Generic[_Labelled]):
 class Metrics:
     """Every metric the app records, as one tenant counts them (:meth:`for_tenant`; the app's own object is the
     implicit tenant's, ``default``). The deployment's attributes are prometheus_client metrics; a tenant's are
-    :class:`Tenanted`, whose ``labels`` put the tenant first. Label them (on a hot path with :meth:`child`, which
-    binds each label set once) and count; :meth:`request` counts a request served."""
+    :class:`Tenanted`, whose ``labels`` put the tenant first and bind each label set once. Label them and count;
+    :meth:`request` counts a request served (its children bound once too)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.tenant = IMPLICIT
-        # Children bound once per label values (see child()). Label values come from bounded sets (the module's
-        # docstring), and prometheus_client keeps every child it made anyway: these hold no more than it does.
-        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        # The HTTP metrics' children, bound once per label values (see request(); a tenant's metrics bind theirs in
+        # Tenanted.labels). Label values come from bounded sets (the module's docstring), and prometheus_client keeps
+        # every child it made anyway: these hold no more than it does.
         self._requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._tenants: dict[str, Metrics] = {IMPLICIT: self}  # every view, shared by them all
 
         def own(family: _Labelled) -> Tenanted[_Labelled]:
             return Tenanted(family, IMPLICIT)
 
-        def lifecycle(name: str, what: str) -> Tenanted[Counter]:
-            return own(Counter(f"verify_verifications_{name}", what, (TENANT, *LIFECYCLE), registry=registry))
+        def counter(name: str, what: str, *labels: str) -> Tenanted[Counter]:
+            """A tenant's counter ``verify_<name>_total``, labelled ``tenant`` and then ``labels``."""
+            return own(Counter(f"verify_{name}", what, (TENANT, *labels), registry=registry))
 
-        self.started = lifecycle("started", "Verifications whose first SMS or call went out.")
-        self.approved = lifecycle("approved", "Verifications approved: by a code, an SMS reply or a call.")
-        self.expired = lifecycle("expired", "Verifications that ended unapproved at the end of their lifetime.")
-        self.canceled = lifecycle("canceled", "Verifications canceled through the API.")
-        self.failed = lifecycle("failed", "Verifications whose message the gateway reported undeliverable.")
+        self.started = counter("verifications_started", "Verifications whose first SMS or call went out.", *LIFECYCLE)
+        self.approved = counter(
+            "verifications_approved", "Verifications approved: by a code, an SMS reply or a call.", *LIFECYCLE
+        )
+        self.expired = counter(
+            "verifications_expired", "Verifications that ended unapproved at the end of their lifetime.", *LIFECYCLE
+        )
+        self.canceled = counter("verifications_canceled", "Verifications canceled through the API.", *LIFECYCLE)
+        self.failed = counter(
+            "verifications_failed", "Verifications whose message the gateway reported undeliverable.", *LIFECYCLE
+        )
         # A fallback chain's steps (service.py): from which channel to which, and why (the send failed, or was not
         # approved within its wait).
-        self.fallback_steps = own(
-            Counter(
-                "verify_fallback_steps",
-                "Fallback steps taken: the same code sent on the chain's next channel.",
-                (TENANT, "from_channel", "to_channel", "reason"),
-                registry=registry,
-            )
+        self.fallback_steps = counter(
+            "fallback_steps",
+            "Fallback steps taken: the same code sent on the chain's next channel.",
+            "from_channel",
+            "to_channel",
+            "reason",
         )
-        self.sms_messages = own(
-            Counter(
-                "verify_sms_messages", "SMS handed to a gateway.", (TENANT, "provider", "encoding"), registry=registry
-            )
-        )
-        self.sms_parts = own(
-            Counter(
-                "verify_sms_parts",
-                "Parts of the SMS handed to a gateway: what they cost.",
-                (TENANT, "provider", "encoding"),
-                registry=registry,
-            )
+        self.sms_messages = counter("sms_messages", "SMS handed to a gateway.", "provider", "encoding")
+        self.sms_parts = counter(
+            "sms_parts", "Parts of the SMS handed to a gateway: what they cost.", "provider", "encoding"
         )
         # What gateways report a message cost, in their own currency (Telegram: USD), and the messages they refunded
         # (Telegram refunds a code neither delivered nor read within its ttl). Counted once per message.
-        self.gateway_cost = own(
-            Counter(
-                "verify_gateway_cost",
-                "Cost of the messages a gateway reported, in its currency.",
-                (TENANT, "provider"),
-                registry=registry,
-            )
+        self.gateway_cost = counter(
+            "gateway_cost", "Cost of the messages a gateway reported, in its currency.", "provider"
         )
-        self.gateway_refunds = own(
-            Counter(
-                "verify_gateway_refunds",
-                "Messages a gateway reported refunded.",
-                (TENANT, "provider"),
-                registry=registry,
-            )
-        )
+        self.gateway_refunds = counter("gateway_refunds", "Messages a gateway reported refunded.", "provider")
         self.provider_latency = own(
             Histogram(
                 "verify_provider_request_duration_seconds",
@@ -141,22 +126,15 @@ class Metrics:
                 registry=registry,
             )
         )
-        self.provider_errors = own(
-            Counter(
-                "verify_provider_errors",
-                "Gateway requests that failed, by kind.",
-                (TENANT, "provider", "operation", "kind"),
-                registry=registry,
-            )
+        self.provider_errors = counter(
+            "provider_errors", "Gateway requests that failed, by kind.", "provider", "operation", "kind"
         )
-        self.failovers = own(
-            Counter(
-                "verify_failovers",
-                "Sends that gave up on a gateway (then tried the next one, if any): after an "
-                "error, or because its circuit breaker was open.",
-                (TENANT, "provider", "reason"),
-                registry=registry,
-            )
+        self.failovers = counter(
+            "failovers",
+            "Sends that gave up on a gateway (then tried the next one, if any): after an "
+            "error, or because its circuit breaker was open.",
+            "provider",
+            "reason",
         )
         # Counted before the callback's tenant is known (and a callback may concern several): the deployment's.
         self.webhooks = Counter(
@@ -166,15 +144,9 @@ class Metrics:
             ("provider", "kind", "result"),
             registry=registry,
         )
-        self.rate_limited = own(
-            Counter("verify_rate_limited", "Requests refused by a limit.", (TENANT, "limit"), registry=registry)
-        )
-        self.captcha_challenges = own(
-            Counter("verify_captcha_challenges", "Captcha challenges issued.", (TENANT,), registry=registry)
-        )
-        self.captcha_answers = own(
-            Counter("verify_captcha_answers", "Captcha answers judged.", (TENANT, "result"), registry=registry)
-        )
+        self.rate_limited = counter("rate_limited", "Requests refused by a limit.", "limit")
+        self.captcha_challenges = counter("captcha_challenges", "Captcha challenges issued.")
+        self.captcha_answers = counter("captcha_answers", "Captcha answers judged.", "result")
         self.pumping = own(  # each tenant's statistics are its own (under its Redis prefix)
             Gauge(
                 "verify_pumping_guard_active",
@@ -184,13 +156,8 @@ class Metrics:
                 registry=registry,
             )
         )
-        self.events = own(
-            Counter(
-                "verify_events",
-                "Customer event deliveries: delivered, retried later, dropped.",
-                (TENANT, "type", "result"),
-                registry=registry,
-            )
+        self.events = counter(
+            "events", "Customer event deliveries: delivered, retried later, dropped.", "type", "result"
         )
         self.redis_errors = Counter("verify_redis_errors", "Redis failures the app saw.", ("kind",), registry=registry)
         self.http_requests = Counter(
@@ -219,23 +186,6 @@ class Metrics:
                 setattr(view, name, Tenanted(value.family, tenant))
         self._tenants[tenant] = view
         return view
-
-    @overload
-    def child(self, metric: Tenanted[_Labelled], *values: str) -> _Labelled: ...
-
-    @overload
-    def child(self, metric: _Labelled, *values: str) -> _Labelled: ...
-
-    def child(self, metric: Any, *values: str) -> Any:
-        """``metric.labels(*values)``, looked up once per label values and then kept: the same child, so every
-        ``inc`` still goes where ``labels`` would send it (in multiprocess mode, straight to this worker's file), but
-        without ``labels``' checks, conversions and lock on every request. For a tenant's metric (:class:`Tenanted`,
-        its own object in each view) that is the child of this tenant and ``values``."""
-        try:
-            child = self._children[metric, values]
-        except KeyError:
-            child = self._children[metric, values] = metric.labels(*values)
-        return child
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count a request served (``verify_http_requests_total``) and its duration

@@ -829,8 +829,8 @@ class Service:
         if created:
             self._count(self.metrics.started, ended.record)
         if commit.sms_parts:
-            self.metrics.child(self.metrics.sms_messages, commit.provider, commit.sms_encoding).inc()
-            self.metrics.child(self.metrics.sms_parts, commit.provider, commit.sms_encoding).inc(commit.sms_parts)
+            self.metrics.sms_messages.labels(commit.provider, commit.sms_encoding).inc()
+            self.metrics.sms_parts.labels(commit.provider, commit.sms_encoding).inc(commit.sms_parts)
         return self.view(ended.record)  # end_send.lua journaled its expiry watch (events on)
 
     def _code_for(self, reserved: _Reservation) -> str:
@@ -1055,7 +1055,7 @@ class Service:
         """Count ``record`` on one of the lifecycle counters (started, approved, ...), under the channel and gateway
         it started on (:meth:`Record.entry`)."""
         country, (channel, provider) = record.country or country_of(record.phone), record.entry()
-        self.metrics.child(counter, channel, provider or "none", country).inc()
+        counter.labels(channel, provider or "none", country).inc()
 
     def _refuse_send(self, outcome: str, record: Record) -> None:
         if outcome == "max_sends":
