@@ -207,6 +207,8 @@ class Record:
 
 #: How :meth:`Record.from_hash` reads a hash: each name a record's hash may hold (short, a previous version's long
 #: one, or ``id``) → its attribute; the attributes it must hold; those stored as integers; every other one's default.
+_RECORD_FIELDS = fields(Record)
+_NAMES = frozenset(f.name for f in _RECORD_FIELDS)
 _ATTRIBUTES: dict[str, str] = {
     stored: name
     for stored, name in (
@@ -214,13 +216,13 @@ _ATTRIBUTES: dict[str, str] = {
         *((short, name) for name, short in FIELDS.items()),
         ("id", "id"),
     )
-    if name in {f.name for f in fields(Record)}  # not the code's hash, nor a send's reservation: no reader needs them
+    if name in _NAMES  # not the code's hash, nor a send's reservation: no reader needs them
 }
 _REQUIRED = ("phone", "channel", "status")
-_INTEGERS = tuple(f.name for f in fields(Record) if f.type == "int")
+_INTEGERS = tuple(f.name for f in _RECORD_FIELDS if f.type == "int")
 _DEFAULTS: dict[str, Any] = {
     f.name: (0 if f.type == "int" else "") if f.default is MISSING else f.default
-    for f in fields(Record)
+    for f in _RECORD_FIELDS
     if f.name not in _REQUIRED
 }
 
